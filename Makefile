@@ -1,0 +1,30 @@
+# The two commands of the README: `make run` and `make test`.
+VENV ?= .venv
+CONFIG ?= etc/provsync.toml
+BIN := $(VENV)/bin
+
+.PHONY: run test lint bench clean
+
+run:
+	@VENV=$(VENV) scripts/bootstrap.sh
+	$(BIN)/provsync run --config $(CONFIG)
+
+test:
+	@VENV=$(VENV) scripts/bootstrap.sh --dev
+	$(BIN)/ruff check agent tests bench
+	$(BIN)/ruff format --check agent tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+lint:
+	@VENV=$(VENV) scripts/bootstrap.sh --dev
+	$(BIN)/ruff check agent tests bench
+	$(BIN)/ruff format --check agent tests bench
+	$(BIN)/mypy
+
+bench:
+	@VENV=$(VENV) scripts/bootstrap.sh --dev
+	$(BIN)/python bench/alarms.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
