@@ -1,0 +1,1 @@
+"""Alarm model: severities, the catalog (alarm inventory) and the alarm manager."""

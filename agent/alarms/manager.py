@@ -1,0 +1,686 @@
+"""The alarm manager: raise, change, clear, acknowledge alarms and emit events.
+
+Every change and its notification-log row commit in the same transaction (the store is
+the truth; exporters read the log after commit). One writer thread applies queued
+requests in group commits: it drains whatever is queued (up to ``batch_max``), applies it
+to an in-memory working set loaded with two queries, and writes the result with a few
+``executemany`` statements. A caller's request is acknowledged only after its commit.
+
+Because the writer is the only process-wide writer of these tables (the store lock keeps
+other agents out), it assigns alarm ids and sequence numbers itself: they are strictly
+increasing, never reused (the high-water marks live in ``meta``) and gap-free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from loguru import logger
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from agent.alarms.catalog import AlarmType, Catalog, Kind
+from agent.alarms.operations import AckOp, ClearOp, EventOp, Operation, PurgeOp, RaiseOp
+from agent.alarms.records import ALARM_FIELDS, AlarmChange, NotificationKind
+from agent.alarms.severity import Severity
+from agent.errors import AlarmNotFound, InvalidRequest, ProvsyncError, StoreError
+from agent.store.models import Alarm, AlarmHistory, Event, Meta, Notification
+
+Clock = Callable[[], datetime]
+CommitListener = Callable[[int], None]
+
+_ALARMS = Alarm.__table__
+_HISTORY = AlarmHistory.__table__
+_EVENTS = Event.__table__
+_LOG = Notification.__table__
+_META = Meta.__table__
+_MUTABLE = tuple(f for f in ALARM_FIELDS if f not in {"id", "type_id", "resource", "qualifier"})
+_STOP = object()
+MAX_FIELD = 255
+MAX_TEXT = 4096
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Batch:
+    """The working set of one group commit."""
+
+    by_id: dict[int, dict[str, Any]] = field(default_factory=dict)
+    active_by_key: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    new_ids: set[int] = field(default_factory=set)
+    dirty_ids: set[int] = field(default_factory=set)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+    def track(self, row: dict[str, Any]) -> None:
+        self.by_id[row["id"]] = row
+        if not row["cleared"]:
+            self.active_by_key[(row["type_id"], row["resource"], row["qualifier"])] = row
+
+
+class AlarmManager:
+    """Stateful alarms and stateless events over the store.
+
+    Args:
+        engine: the store's engine (already migrated).
+        catalog: built-in and site alarm types.
+        batch_max: most requests committed together.
+        clock: returns aware UTC datetimes (injected by tests).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        catalog: Catalog,
+        *,
+        batch_max: int = 512,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.engine = engine
+        self.catalog = catalog
+        self._batch_max = batch_max
+        self._clock = clock
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._listeners: list[CommitListener] = []
+        self._last_seq = 0
+        self._last_alarm_id = 0
+        self._committed_seq = 0
+        self._dialect = engine.dialect.name
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        self._load_counters()
+        self._thread = threading.Thread(target=self._run, name="alarm-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Commit what is queued, then stop the writer."""
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def add_listener(self, listener: CommitListener) -> None:
+        """``listener(last_seq)`` is called from the writer thread after each commit."""
+        self._listeners.append(listener)
+
+    @property
+    def last_seq(self) -> int:
+        """Highest committed sequence number."""
+        return self._committed_seq
+
+    def _load_counters(self) -> None:
+        with self.engine.connect() as conn:
+            meta = dict(conn.execute(select(_META.c.key, _META.c.value)).tuples().all())
+            max_seq = conn.execute(select(func.max(_LOG.c.seq))).scalar() or 0
+            max_event = conn.execute(select(func.max(_EVENTS.c.seq))).scalar() or 0
+            max_alarm = conn.execute(select(func.max(_ALARMS.c.id))).scalar() or 0
+        self._last_seq = max(int(meta.get("last_seq", 0)), max_seq, max_event)
+        self._last_alarm_id = max(int(meta.get("last_alarm_id", 0)), max_alarm)
+        self._committed_seq = self._last_seq
+
+    # ----------------------------------------------------------------- public API
+    def submit(self, op: Operation) -> Future[Any]:
+        """Queue ``op``; the future resolves after its commit (thread-safe)."""
+        if self._thread is None:
+            raise StoreError("the alarm manager is not running")
+        future: Future[Any] = Future()
+        self._queue.put((op, future))
+        return future
+
+    async def _call(self, op: Operation) -> Any:
+        return await asyncio.wrap_future(self.submit(op))
+
+    def make_raise(
+        self,
+        type_id: str,
+        resource: str,
+        *,
+        qualifier: str = "",
+        severity: Severity | str | None = None,
+        text: str = "",
+        by: str | None = None,
+    ) -> RaiseOp:
+        alarm_type = self._alarm_type(type_id, Kind.ALARM)
+        chosen = Severity(severity) if severity is not None else alarm_type.severity
+        if chosen is Severity.CLEARED:
+            raise InvalidRequest("cannot raise with severity 'cleared'; clear the alarm instead")
+        return RaiseOp(
+            type_id,
+            _field("resource", resource),
+            _field("qualifier", qualifier, allow_empty=True),
+            chosen,
+            _text(text),
+            by,
+        )
+
+    async def raise_alarm(
+        self,
+        type_id: str,
+        resource: str,
+        *,
+        qualifier: str = "",
+        severity: Severity | str | None = None,
+        text: str = "",
+        by: str | None = None,
+    ) -> AlarmChange:
+        """Raise (or repeat, or change) the alarm with key (type, resource, qualifier)."""
+        op = self.make_raise(
+            type_id, resource, qualifier=qualifier, severity=severity, text=text, by=by
+        )
+        result: AlarmChange = await self._call(op)
+        return result
+
+    async def clear(
+        self,
+        alarm_id: int | None = None,
+        *,
+        type_id: str | None = None,
+        resource: str | None = None,
+        qualifier: str = "",
+        note: str | None = None,
+        by: str | None = None,
+    ) -> AlarmChange:
+        """Clear by id, or by key (type, resource, qualifier) for the active alarm."""
+        if alarm_id is not None:
+            op = ClearOp(alarm_id, None, note, by)
+        elif type_id is not None and resource is not None:
+            self._alarm_type(type_id, Kind.ALARM)
+            op = ClearOp(None, (type_id, resource, qualifier), note, by)
+        else:
+            raise InvalidRequest("clear needs an alarm id, or a type and a resource")
+        result: AlarmChange = await self._call(op)
+        return result
+
+    async def acknowledge(
+        self, alarm_id: int, *, acknowledge: bool = True, note: str | None = None, by: str | None
+    ) -> AlarmChange:
+        result: AlarmChange = await self._call(AckOp(alarm_id, acknowledge, note, by))
+        return result
+
+    def make_event(
+        self,
+        type_id: str,
+        resource: str,
+        *,
+        severity: Severity | str | None = None,
+        text: str = "",
+        details: dict[str, Any] | None = None,
+    ) -> EventOp:
+        event_type = self._alarm_type(type_id, Kind.EVENT)
+        chosen = Severity(severity) if severity is not None else event_type.severity
+        if chosen is Severity.CLEARED:
+            raise InvalidRequest("an event cannot have severity 'cleared'")
+        return EventOp(type_id, _field("resource", resource), chosen, _text(text), details or {})
+
+    async def emit_event(
+        self,
+        type_id: str,
+        resource: str,
+        *,
+        severity: Severity | str | None = None,
+        text: str = "",
+        details: dict[str, Any] | None = None,
+    ) -> int:
+        """Log a stateless event; returns its sequence number."""
+        op = self.make_event(type_id, resource, severity=severity, text=text, details=details)
+        seq: int = await self._call(op)
+        return seq
+
+    async def purge(self, op: PurgeOp) -> dict[str, int]:
+        counts: dict[str, int] = await self._call(op)
+        return counts
+
+    def _alarm_type(self, type_id: str, kind: Kind) -> AlarmType:
+        alarm_type = self.catalog.get(type_id)
+        if alarm_type.kind is not kind:
+            verb = "raise" if kind is Kind.ALARM else "emit as an event"
+            raise InvalidRequest(f"{type_id!r} is an {alarm_type.kind.value} type; cannot {verb}")
+        return alarm_type
+
+    # ----------------------------------------------------------------- writer thread
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            batch = [item]
+            stop_after = False
+            while len(batch) < self._batch_max:
+                try:
+                    extra = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if extra is _STOP:
+                    stop_after = True
+                    break
+                batch.append(extra)
+            self._commit(batch)
+            if stop_after:
+                return
+
+    def _commit(self, batch: list[tuple[Operation, Future[Any]]]) -> None:
+        live = [(op, fut) for op, fut in batch if fut.set_running_or_notify_cancel()]
+        if not live:
+            return
+        try:
+            results = self._apply(live)
+        except Exception:  # noqa: BLE001 - isolate the request that fails
+            if len(live) == 1:
+                logger.exception("alarm store write failed")
+                live[0][1].set_exception(StoreError("the store refused the change; see the log"))
+                return
+            # One request broke the group commit: apply them one by one so the others land.
+            for op, fut in live:
+                self._commit_single(op, fut)
+            return
+        for (_, fut), result in zip(live, results, strict=True):
+            if isinstance(result, BaseException):
+                fut.set_exception(result)
+            else:
+                fut.set_result(result)
+        self._notify()
+
+    def _commit_single(self, op: Operation, fut: Future[Any]) -> None:
+        try:
+            (result,) = self._apply([(op, fut)])
+        except Exception:  # noqa: BLE001
+            logger.exception("alarm store write failed for {}", op)
+            fut.set_exception(StoreError("the store refused the change; see the log"))
+            return
+        if isinstance(result, BaseException):
+            fut.set_exception(result)
+        else:
+            fut.set_result(result)
+        self._notify()
+
+    def _notify(self) -> None:
+        self._committed_seq = self._last_seq
+        for listener in self._listeners:
+            try:
+                listener(self._committed_seq)
+            except Exception:  # noqa: BLE001 - a listener must not stop the writer
+                logger.exception("commit listener failed")
+
+    def _apply(self, live: list[tuple[Operation, Future[Any]]]) -> list[Any]:
+        saved = (self._last_seq, self._last_alarm_id)
+        try:
+            with self.engine.begin() as conn:
+                work = _Batch()
+                self._prefetch(conn, work, [op for op, _ in live])
+                results: list[Any] = []
+                for op, _ in live:
+                    try:
+                        results.append(self._dispatch(conn, work, op))
+                    except ProvsyncError as exc:
+                        results.append(exc)
+                self._flush(conn, work)
+            return results
+        except BaseException:
+            self._last_seq, self._last_alarm_id = saved
+            raise
+
+    def _prefetch(self, conn: Connection, work: _Batch, ops: Iterable[Operation]) -> None:
+        keys: set[tuple[str, str, str]] = set()
+        ids: set[int] = set()
+        for op in ops:
+            if isinstance(op, RaiseOp):
+                keys.add((op.type_id, op.resource, op.qualifier))
+            elif isinstance(op, ClearOp):
+                if op.alarm_id is not None:
+                    ids.add(op.alarm_id)
+                elif op.key is not None:
+                    keys.add(op.key)
+            elif isinstance(op, AckOp):
+                ids.add(op.alarm_id)
+        columns = [_ALARMS.c[f] for f in ALARM_FIELDS]
+        key_list = sorted(keys)
+        for start in range(0, len(key_list), 300):
+            chunk = key_list[start : start + 300]
+            rows = conn.execute(
+                select(*columns).where(
+                    and_(
+                        _ALARMS.c.cleared.is_(False),
+                        tuple_(_ALARMS.c.type_id, _ALARMS.c.resource, _ALARMS.c.qualifier).in_(
+                            chunk
+                        ),
+                    )
+                )
+            ).mappings()
+            for row in rows:
+                work.track(dict(row))
+        id_list = sorted(ids - work.by_id.keys())
+        for start in range(0, len(id_list), 500):
+            chunk_ids = id_list[start : start + 500]
+            for row in conn.execute(select(*columns).where(_ALARMS.c.id.in_(chunk_ids))).mappings():
+                work.track(dict(row))
+
+    def _dispatch(self, conn: Connection, work: _Batch, op: Operation) -> Any:
+        if isinstance(op, RaiseOp):
+            return self._raise(work, op)
+        if isinstance(op, ClearOp):
+            return self._clear(work, op)
+        if isinstance(op, AckOp):
+            return self._ack(work, op)
+        if isinstance(op, EventOp):
+            return self._event(work, op)
+        return self._purge(conn, op)
+
+    def _next_seq(self) -> int:
+        self._last_seq += 1
+        return self._last_seq
+
+    def _log(
+        self,
+        work: _Batch,
+        kind: NotificationKind,
+        row: dict[str, Any],
+        severity: str,
+        at: datetime,
+        extra: dict[str, Any] | None = None,
+    ) -> int:
+        seq = self._next_seq()
+        alarm_type = self.catalog.get(row["type_id"])
+        payload = {
+            "type_name": alarm_type.name,
+            "event_type": alarm_type.event_type.value,
+            "probable_cause": alarm_type.probable_cause,
+            "count": row["count"],
+            "operator_state": row["operator_state"],
+            "resolution": row["resolution"],
+        }
+        if extra:
+            payload.update(extra)
+        work.log.append(
+            {
+                "seq": seq,
+                "at": at,
+                "kind": kind.value,
+                "alarm_id": row["id"],
+                "type_id": row["type_id"],
+                "resource": row["resource"],
+                "qualifier": row["qualifier"],
+                "severity": severity,
+                "text": row["text"],
+                "raise_seq": row["raise_seq"] if kind is not NotificationKind.ALARM_RAISED else 0,
+                "payload": json.dumps(payload, separators=(",", ":")),
+            }
+        )
+        return seq
+
+    def _history(
+        self,
+        work: _Batch,
+        row: dict[str, Any],
+        change: str,
+        at: datetime,
+        seq: int | None,
+        by: str | None = None,
+        note: str | None = None,
+        severity: str | None = None,
+    ) -> None:
+        work.history.append(
+            {
+                "alarm_id": row["id"],
+                "seq": seq,
+                "at": at,
+                "change": change,
+                "severity": severity or row["severity"],
+                "text": row["text"],
+                "by": by,
+                "note": note,
+            }
+        )
+
+    def _raise(self, work: _Batch, op: RaiseOp) -> AlarmChange:
+        now = self._clock()
+        key = (op.type_id, op.resource, op.qualifier)
+        row = work.active_by_key.get(key)
+        if row is None:
+            self._last_alarm_id += 1
+            alarm_type = self.catalog.get(op.type_id)
+            row = {
+                "id": self._last_alarm_id,
+                "type_id": op.type_id,
+                "resource": op.resource,
+                "qualifier": op.qualifier,
+                "severity": op.severity.value,
+                "text": op.text or alarm_type.name,
+                "cleared": False,
+                "raised_at": now,
+                "last_raised_at": now,
+                "changed_at": now,
+                "cleared_at": None,
+                "count": 1,
+                "raise_seq": 0,
+                "operator_state": "none",
+                "ack_by": None,
+                "ack_at": None,
+                "ack_note": None,
+                "resolution": alarm_type.resolution.replace("{resource}", op.resource),
+            }
+            seq = self._log(work, NotificationKind.ALARM_RAISED, row, row["severity"], now)
+            row["raise_seq"] = seq
+            work.track(row)
+            work.new_ids.add(row["id"])
+            self._history(work, row, "raised", now, seq, by=op.by)
+            return AlarmChange(dict(row), seq, "raised")
+        row["count"] += 1
+        row["last_raised_at"] = now
+        changes = []
+        if row["severity"] != op.severity.value:
+            changes.append("severity")
+            row["severity"] = op.severity.value
+        if op.text and row["text"] != op.text:
+            changes.append("text")
+            row["text"] = op.text
+        self._mark_dirty(work, row)
+        if not changes:
+            # A repeat of an unchanged condition: counted, not notified (RFC 8632 3.4).
+            self._history(work, row, "repeated", now, None, by=op.by)
+            return AlarmChange(dict(row), None, "repeated")
+        row["changed_at"] = now
+        change = "+".join(changes)
+        seq = self._log(
+            work, NotificationKind.ALARM_CHANGED, row, row["severity"], now, {"change": change}
+        )
+        self._history(work, row, change, now, seq, by=op.by)
+        return AlarmChange(dict(row), seq, change)
+
+    def _find(self, work: _Batch, alarm_id: int) -> dict[str, Any]:
+        row = work.by_id.get(alarm_id)
+        if row is None:
+            raise AlarmNotFound(f"no alarm with id {alarm_id}")
+        return row
+
+    def _mark_dirty(self, work: _Batch, row: dict[str, Any]) -> None:
+        if row["id"] not in work.new_ids:
+            work.dirty_ids.add(row["id"])
+
+    def _clear(self, work: _Batch, op: ClearOp) -> AlarmChange:
+        if op.alarm_id is not None:
+            row = self._find(work, op.alarm_id)
+        else:
+            assert op.key is not None
+            found = work.active_by_key.get(op.key)
+            if found is None:
+                type_id, resource, qualifier = op.key
+                suffix = f" qualifier {qualifier!r}" if qualifier else ""
+                raise AlarmNotFound(
+                    f"no active {type_id} alarm for resource {resource!r}{suffix}"
+                )
+            row = found
+        if row["cleared"]:
+            return AlarmChange(dict(row), None, "already-cleared")
+        now = self._clock()
+        row["cleared"] = True
+        row["cleared_at"] = now
+        row["changed_at"] = now
+        del work.active_by_key[(row["type_id"], row["resource"], row["qualifier"])]
+        self._mark_dirty(work, row)
+        extra: dict[str, Any] = {"cleared_by": op.by} if op.by else {}
+        if op.note:
+            extra["note"] = op.note
+        seq = self._log(
+            work, NotificationKind.ALARM_CLEARED, row, Severity.CLEARED.value, now, extra
+        )
+        self._history(
+            work, row, "cleared", now, seq, by=op.by, note=op.note, severity=Severity.CLEARED
+        )
+        return AlarmChange(dict(row), seq, "cleared")
+
+    def _ack(self, work: _Batch, op: AckOp) -> AlarmChange:
+        row = self._find(work, op.alarm_id)
+        wanted = "acknowledged" if op.acknowledge else "none"
+        change = "acknowledged" if op.acknowledge else "unacknowledged"
+        if row["operator_state"] == wanted:
+            return AlarmChange(dict(row), None, f"already-{change}")
+        now = self._clock()
+        row["operator_state"] = wanted
+        row["ack_by"] = op.by if op.acknowledge else None
+        row["ack_at"] = now if op.acknowledge else None
+        row["ack_note"] = op.note if op.acknowledge else None
+        self._mark_dirty(work, row)
+        severity = Severity.CLEARED.value if row["cleared"] else row["severity"]
+        extra: dict[str, Any] = {"change": change, "operator": op.by}
+        if op.note:
+            extra["note"] = op.note
+        seq = self._log(work, NotificationKind.ALARM_CHANGED, row, severity, now, extra)
+        self._history(work, row, change, now, seq, by=op.by, note=op.note)
+        return AlarmChange(dict(row), seq, change)
+
+    def _event(self, work: _Batch, op: EventOp) -> int:
+        now = self._clock()
+        seq = self._next_seq()
+        event_type = self.catalog.get(op.type_id)
+        text = op.text or event_type.name
+        work.events.append(
+            {
+                "seq": seq,
+                "at": now,
+                "type_id": op.type_id,
+                "resource": op.resource,
+                "severity": op.severity.value,
+                "text": text,
+                "details": json.dumps(op.details, separators=(",", ":"), default=str),
+            }
+        )
+        payload: dict[str, Any] = {
+            "type_name": event_type.name,
+            "event_type": event_type.event_type.value,
+            "probable_cause": event_type.probable_cause,
+        }
+        if op.details:
+            payload["details"] = op.details
+        work.log.append(
+            {
+                "seq": seq,
+                "at": now,
+                "kind": NotificationKind.EVENT.value,
+                "alarm_id": 0,
+                "type_id": op.type_id,
+                "resource": op.resource,
+                "qualifier": "",
+                "severity": op.severity.value,
+                "text": text,
+                "raise_seq": 0,
+                "payload": json.dumps(payload, separators=(",", ":"), default=str),
+            }
+        )
+        return seq
+
+    def _purge(self, conn: Connection, op: PurgeOp) -> dict[str, int]:
+        now = self._clock()
+        counts: dict[str, int] = {}
+        cutoff = now - timedelta(days=op.cleared_alarm_days)
+        old = select(_ALARMS.c.id).where(
+            and_(_ALARMS.c.cleared.is_(True), _ALARMS.c.cleared_at < cutoff)
+        )
+        conn.execute(delete(_HISTORY).where(_HISTORY.c.alarm_id.in_(old)))
+        counts["alarms"] = conn.execute(
+            delete(_ALARMS).where(and_(_ALARMS.c.cleared.is_(True), _ALARMS.c.cleared_at < cutoff))
+        ).rowcount
+        counts["events"] = conn.execute(
+            delete(_EVENTS).where(_EVENTS.c.at < now - timedelta(days=op.event_days))
+        ).rowcount
+        floor = self._last_seq - op.log_max
+        counts["notifications"] = conn.execute(
+            delete(_LOG).where(
+                (_LOG.c.seq <= floor) | (_LOG.c.at < now - timedelta(days=op.log_days))
+            )
+        ).rowcount
+        return counts
+
+    def _flush(self, conn: Connection, work: _Batch) -> None:
+        if work.dirty_ids:
+            # Existing rows first: a clear frees the active key a new raise may reuse.
+            conn.execute(
+                update(_ALARMS)
+                .where(_ALARMS.c.id == bindparam("b_id"))
+                .values({f: bindparam(f"b_{f}") for f in _MUTABLE}),
+                [
+                    {"b_id": i, **{f"b_{f}": work.by_id[i][f] for f in _MUTABLE}}
+                    for i in sorted(work.dirty_ids)
+                ],
+            )
+        if work.new_ids:
+            conn.execute(_ALARMS.insert(), [work.by_id[i] for i in sorted(work.new_ids)])
+        if work.history:
+            conn.execute(_HISTORY.insert(), work.history)
+        if work.events:
+            conn.execute(_EVENTS.insert(), work.events)
+        if work.log:
+            conn.execute(_LOG.insert(), work.log)
+        if work.log or work.new_ids:
+            self._save_counters(conn)
+
+    def _save_counters(self, conn: Connection) -> None:
+        rows = [
+            {"key": "last_seq", "value": str(self._last_seq)},
+            {"key": "last_alarm_id", "value": str(self._last_alarm_id)},
+        ]
+        if self._dialect == "postgresql":
+            pg = postgresql.insert(_META)
+            conn.execute(
+                pg.on_conflict_do_update(index_elements=["key"], set_={"value": pg.excluded.value}),
+                rows,
+            )
+        else:
+            lite = sqlite.insert(_META)
+            conn.execute(
+                lite.on_conflict_do_update(
+                    index_elements=["key"], set_={"value": lite.excluded.value}
+                ),
+                rows,
+            )
+
+
+def _field(name: str, value: str, *, allow_empty: bool = False) -> str:
+    value = value.strip()
+    if not value and not allow_empty:
+        raise InvalidRequest(f"{name} must not be empty")
+    if len(value) > MAX_FIELD:
+        raise InvalidRequest(f"{name} is longer than {MAX_FIELD} characters")
+    if any(ord(c) < 32 for c in value):
+        raise InvalidRequest(f"{name} must not contain control characters")
+    return value
+
+
+def _text(value: str) -> str:
+    if len(value) > MAX_TEXT:
+        raise InvalidRequest(f"text is longer than {MAX_TEXT} characters")
+    return value

@@ -1,0 +1,54 @@
+"""Requests queued to the alarm manager's writer; each is applied in a group commit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from agent.alarms.severity import Severity
+
+
+@dataclass(frozen=True, slots=True)
+class RaiseOp:
+    type_id: str
+    resource: str
+    qualifier: str
+    severity: Severity
+    text: str
+    by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClearOp:
+    alarm_id: int | None
+    key: tuple[str, str, str] | None
+    note: str | None
+    by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AckOp:
+    alarm_id: int
+    acknowledge: bool
+    note: str | None
+    by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventOp:
+    type_id: str
+    resource: str
+    severity: Severity
+    text: str
+    details: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeOp:
+    cleared_alarm_days: float
+    event_days: float
+    log_max: int
+    log_days: float
+
+
+Operation = RaiseOp | ClearOp | AckOp | EventOp | PurgeOp

@@ -1,0 +1,137 @@
+"""Read-only queries over the store for the control API, the CLI and exporters."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from agent.alarms.records import ALARM_FIELDS, Notification, alarm_to_json, iso
+from agent.alarms.severity import Severity
+from agent.store.models import Alarm, AlarmHistory, Event, ExporterCursor
+from agent.store.models import Notification as LogRow
+
+_ALARMS = Alarm.__table__
+_HISTORY = AlarmHistory.__table__
+_EVENTS = Event.__table__
+_LOG = LogRow.__table__
+_CURSORS = ExporterCursor.__table__
+
+
+def list_alarms(
+    engine: Engine,
+    *,
+    state: str = "active",
+    severities: list[Severity] | None = None,
+    type_id: str | None = None,
+    resource: str | None = None,
+    limit: int = 1000,
+    after_id: int = 0,
+) -> list[dict[str, Any]]:
+    query = select(*[_ALARMS.c[f] for f in ALARM_FIELDS]).where(_ALARMS.c.id > after_id)
+    if state == "active":
+        query = query.where(_ALARMS.c.cleared.is_(False))
+    elif state == "cleared":
+        query = query.where(_ALARMS.c.cleared.is_(True))
+    if severities:
+        query = query.where(_ALARMS.c.severity.in_([s.value for s in severities]))
+    if type_id:
+        query = query.where(_ALARMS.c.type_id == type_id)
+    if resource:
+        query = query.where(_ALARMS.c.resource == resource)
+    query = query.order_by(_ALARMS.c.id).limit(limit)
+    with engine.connect() as conn:
+        return [alarm_to_json(dict(row)) for row in conn.execute(query).mappings()]
+
+
+def get_alarm(engine: Engine, alarm_id: int) -> dict[str, Any] | None:
+    with engine.connect() as conn:
+        row = (
+            conn.execute(
+                select(*[_ALARMS.c[f] for f in ALARM_FIELDS]).where(_ALARMS.c.id == alarm_id)
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:
+            return None
+        history = conn.execute(
+            select(_HISTORY).where(_HISTORY.c.alarm_id == alarm_id).order_by(_HISTORY.c.id)
+        ).mappings()
+        data = alarm_to_json(dict(row))
+        data["history"] = [
+            {
+                "at": iso(h["at"]),
+                "seq": h["seq"],
+                "change": h["change"],
+                "severity": h["severity"],
+                "text": h["text"],
+                "by": h["by"],
+                "note": h["note"],
+            }
+            for h in history
+        ]
+    return data
+
+
+def list_events(
+    engine: Engine,
+    *,
+    type_id: str | None = None,
+    resource: str | None = None,
+    severities: list[Severity] | None = None,
+    after_seq: int = 0,
+    limit: int = 1000,
+) -> list[dict[str, Any]]:
+    query = select(_EVENTS).where(_EVENTS.c.seq > after_seq)
+    if type_id:
+        query = query.where(_EVENTS.c.type_id == type_id)
+    if resource:
+        query = query.where(_EVENTS.c.resource == resource)
+    if severities:
+        query = query.where(_EVENTS.c.severity.in_([s.value for s in severities]))
+    # Newest last, like a log; `after_seq` pages forward.
+    query = query.order_by(_EVENTS.c.seq.desc()).limit(limit)
+    with engine.connect() as conn:
+        rows = list(conn.execute(query).mappings())
+    return [
+        {
+            "seq": r["seq"],
+            "time": iso(r["at"]),
+            "type": r["type_id"],
+            "resource": r["resource"],
+            "severity": r["severity"],
+            "text": r["text"],
+            "details": json.loads(r["details"]) if r["details"] else {},
+        }
+        for r in reversed(rows)
+    ]
+
+
+def read_log(engine: Engine, after_seq: int, limit: int) -> list[Notification]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(_LOG).where(_LOG.c.seq > after_seq).order_by(_LOG.c.seq).limit(limit)
+        )
+        return [Notification.from_row(r) for r in rows]
+
+
+def alarm_counts(engine: Engine) -> dict[str, int]:
+    """Active alarms per severity, plus ``total``."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(_ALARMS.c.severity, func.count())
+            .where(_ALARMS.c.cleared.is_(False))
+            .group_by(_ALARMS.c.severity)
+        ).all()
+    counts = {s.value: 0 for s in Severity if s is not Severity.CLEARED}
+    for severity, count in rows:
+        counts[severity] = count
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+def cursors(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return dict(conn.execute(select(_CURSORS.c.name, _CURSORS.c.last_seq)).tuples().all())

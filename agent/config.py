@@ -1,0 +1,324 @@
+"""Configuration: TOML read with ``tomllib`` into validated, frozen settings.
+
+Every section and key, with its default, is documented in ``etc/provsync.toml``. Unknown
+keys, wrong types and bad values raise :class:`ConfigError` naming the file, the key path
+and what was expected; the CLI turns that into exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from agent.alarms.catalog import BUILTIN_TYPES, EventType, Kind
+from agent.alarms.severity import Severity
+from agent.errors import ConfigError
+
+ENV_CONFIG = "PROVSYNC_CONFIG"
+ENV_DATA_DIR = "PROVSYNC_DATA_DIR"
+SEARCH_PATHS = (Path("etc/provsync.toml"), Path("/etc/provsync/provsync.toml"))
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """``"90s"``, ``"5m"``, ``"24h"``, ``"7d"`` or a number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as '30s', '5m' or '24h'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    else:
+        raise ValueError(f"expected a duration such as '30s', '5m' or '24h', got {value!r}")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def parse_address(value: str, default_port: int | None = None) -> tuple[str, int]:
+    """``"host:port"`` or ``"[v6]:port"`` -> (host, port)."""
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)|([^:\[\]]+):(\d+)|([^:\[\]]+)", value)
+    if not match:
+        raise ValueError(f"expected HOST:PORT or [IPV6]:PORT, got {value!r}")
+    host = match.group(1) or match.group(3) or match.group(5)
+    port_text = match.group(2) or match.group(4)
+    if port_text is None:
+        if default_port is None:
+            raise ValueError(f"expected HOST:PORT, got {value!r} (no port)")
+        return host, default_port
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} is out of range 1-65535")
+    return host, port
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class AgentSettings(_Section):
+    data_dir: Path = Path("var")
+    log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = (
+        "INFO"
+    )
+    log_format: Literal["text", "json"] = "text"
+    hostname: str = ""
+    shutdown_timeout: Duration = 10.0
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class StoreSettings(_Section):
+    url: str = ""
+    """Empty: an SQLite file ``provsync.db`` in the data directory."""
+    sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
+    batch_max: int = Field(default=512, ge=1, le=10000)
+    """Most alarm transitions committed in one transaction (group commit)."""
+
+
+class ApiSettings(_Section):
+    listen: str = "127.0.0.1:8163"
+    token: str = ""
+    """Empty: a token is generated on first start into ``<data_dir>/api.token`` (mode 0600)."""
+
+    @field_validator("listen")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        parse_address(value)
+        return value
+
+    @property
+    def host(self) -> str:
+        return parse_address(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return parse_address(self.listen)[1]
+
+
+class RetentionSettings(_Section):
+    cleared_alarm_days: float = Field(default=30, ge=0)
+    event_days: float = Field(default=30, ge=0)
+    notification_log_max: int = Field(default=100_000, ge=100)
+    notification_log_days: float = Field(default=30, ge=0)
+    purge_interval: Duration = 3600.0
+
+
+class FileExporterSettings(_Section):
+    path: Path
+    """Relative paths are under the data directory."""
+    name: str = ""
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    backups: int = Field(default=5, ge=0, le=1000)
+    min_severity: Severity = Severity.INDETERMINATE
+    fsync: bool = True
+
+    @property
+    def target_name(self) -> str:
+        return self.name or f"file:{self.path}"
+
+
+class ExporterSettings(_Section):
+    backlog_threshold: int = Field(default=1000, ge=1)
+    batch_size: int = Field(default=500, ge=1, le=10000)
+    retry_initial: Duration = 1.0
+    retry_max: Duration = 60.0
+    poll_interval: Duration = 1.0
+    file: tuple[FileExporterSettings, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> ExporterSettings:
+        names = [f.target_name for f in self.file]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"exporter names must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+
+_TYPE_ID = r"^[a-z0-9][a-z0-9-]{0,63}$"
+_BUILTIN_IDS = frozenset(t.id for t in BUILTIN_TYPES)
+
+
+class AlarmTypeSettings(_Section):
+    id: str = Field(pattern=_TYPE_ID)
+    name: str = Field(min_length=1, max_length=255)
+    kind: Kind = Kind.ALARM
+    severity: Severity = Severity.MINOR
+    event_type: EventType = EventType.OTHER
+    probable_cause: str = Field(default="other", pattern=r"^[A-Za-z][A-Za-z0-9]*$")
+    description: str = ""
+    clear_instructions: str = ""
+    resolution: str = ""
+
+    @field_validator("id")
+    @classmethod
+    def _not_builtin(cls, value: str) -> str:
+        if value in _BUILTIN_IDS:
+            raise ValueError(f"{value!r} is a built-in alarm type; choose another id")
+        return value
+
+    @field_validator("severity")
+    @classmethod
+    def _not_cleared(cls, value: Severity) -> Severity:
+        if value is Severity.CLEARED:
+            raise ValueError("a type's default severity cannot be 'cleared'")
+        return value
+
+
+class Settings(_Section):
+    agent: AgentSettings = AgentSettings()
+    store: StoreSettings = StoreSettings()
+    api: ApiSettings = ApiSettings()
+    retention: RetentionSettings = RetentionSettings()
+    exporters: ExporterSettings = ExporterSettings()
+    alarm_types: tuple[AlarmTypeSettings, ...] = ()
+    source: Path | None = Field(default=None, exclude=True)
+    """The file these settings came from (None: built-in defaults)."""
+
+    @model_validator(mode="after")
+    def _unique_types(self) -> Settings:
+        ids = [t.id for t in self.alarm_types]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"alarm type ids must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+    @property
+    def data_dir(self) -> Path:
+        return self.agent.data_dir
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite:///{self.data_dir / 'provsync.db'}"
+
+    @property
+    def token_file(self) -> Path:
+        return self.data_dir / "api.token"
+
+    def exporter_path(self, path: Path) -> Path:
+        return path if path.is_absolute() else self.data_dir / path
+
+
+def _format_location(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text or "(top level)"
+
+
+def _format_errors(source: str, exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(p for p in error["loc"] if not str(p).startswith("function-"))
+        where = _format_location(loc)
+        if error["type"] == "extra_forbidden":
+            lines.append(f"{source}: unknown key '{where}'")
+            continue
+        message = error["msg"].removeprefix("Value error, ")
+        got = error.get("input")
+        got_text = "" if isinstance(got, dict | list) else f" (got {got!r})"
+        lines.append(f"{source}: {where}: {message}{got_text}")
+    return "\n".join(lines)
+
+
+def settings_from_dict(data: dict[str, Any], source: str = "<config>") -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(source, exc)) from None
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Read and validate ``path``; None gives the built-in defaults."""
+    if path is None:
+        settings = Settings()
+    else:
+        try:
+            with path.open("rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such configuration file") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a directory, expected a TOML file") from None
+        except PermissionError:
+            raise ConfigError(f"{path}: permission denied") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        settings = settings_from_dict(data, str(path)).model_copy(update={"source": path})
+    override = os.environ.get(ENV_DATA_DIR)
+    if override:
+        agent = settings.agent.model_copy(update={"data_dir": Path(override)})
+        settings = settings.model_copy(update={"agent": agent})
+    return settings
+
+
+def find_config(explicit: Path | None) -> Path | None:
+    """--config, then $PROVSYNC_CONFIG, then ./etc/provsync.toml, /etc/provsync/provsync.toml."""
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get(ENV_CONFIG)
+    if from_env:
+        return Path(from_env)
+    for candidate in SEARCH_PATHS:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def default_document(*, token: str | None = None, data_dir: str = "var") -> dict[str, Any]:
+    """A complete configuration with every default, as written by ``config init``."""
+    settings = Settings(
+        agent=AgentSettings(data_dir=Path(data_dir)),
+        api=ApiSettings(token=token if token is not None else secrets.token_urlsafe(32)),
+        exporters=ExporterSettings(
+            file=(FileExporterSettings(path=Path("notifications.jsonl"), name="jsonl"),)
+        ),
+    )
+    document = settings.model_dump(mode="json", exclude={"source"})
+    document["alarm_types"] = [
+        {
+            "id": "site-ups-on-battery",
+            "name": "UPS On Battery",
+            "kind": "alarm",
+            "severity": "major",
+            "event_type": "equipmentAlarm",
+            "probable_cause": "powerProblem",
+            "description": "Example of a site alarm type raised by a local script.",
+            "clear_instructions": "Restore mains power.",
+            "resolution": "",
+        }
+    ]
+    return _drop_none(document)
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value

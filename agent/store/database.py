@@ -1,0 +1,187 @@
+"""Opening the store: engine, SQLite pragmas, ownership lock and migrations.
+
+Only one agent may own a store. For an SQLite file the lock is an ``flock`` on
+``<file>.lock`` (released by the kernel when the process dies, even by SIGKILL); for a
+server database it is a session-level advisory lock held on a dedicated connection.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import uuid
+import zlib
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from loguru import logger
+from sqlalchemy import Connection, Engine, create_engine, event, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from agent.errors import StoreError, StoreLockedError
+from agent.store.models import Meta
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def normalize_url(url: str) -> str:
+    """Plain ``postgresql://`` URLs use psycopg 3, the driver provsync ships with."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for logs and messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a malformed URL is reported elsewhere
+        return "<unparseable store URL>"
+
+
+def create_store_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> Engine:
+    url = normalize_url(url)
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # noqa: BLE001 - sqlalchemy raises ArgumentError and others
+        raise StoreError(f"store URL is not valid: {exc}") from None
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=8
+        )
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+            cursor = dbapi_connection.cursor()
+            # WAL lets the API and exporters read while the writer commits; NORMAL is
+            # durable against a process crash (SIGKILL), which is what the agent promises.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA synchronous={sqlite_synchronous}")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    try:
+        return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+    except Exception as exc:  # noqa: BLE001 - missing driver, bad options
+        raise StoreError(f"cannot use store {redact_url(url)}: {exc}") from None
+
+
+class StoreLock:
+    """Exclusive ownership of one store by one agent process."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._fd: int | None = None
+        self._conn: Connection | None = None
+
+    def acquire(self) -> None:
+        url = self._engine.url
+        if url.get_backend_name() == "sqlite":
+            self._lock_file(Path(url.database or "provsync.db"))
+        else:
+            self._lock_server()
+
+    def _lock_file(self, database: Path) -> None:
+        lock_path = database.with_name(database.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreLockedError(
+                f"store {database} is in use by another provsync agent (pid {owner}); "
+                "stop it first or use another data directory"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def _lock_server(self) -> None:
+        key = zlib.crc32(b"provsync-store-owner")
+        conn = self._engine.connect()
+        got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+        conn.commit()
+        if not got:
+            conn.close()
+            raise StoreLockedError(
+                f"store {redact_url(str(self._engine.url))} is in use by another provsync agent"
+            )
+        self._conn = conn
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot migrate store {redact_url(str(engine.url))}: {exc}") from exc
+
+
+def store_identity(engine: Engine) -> str:
+    """A UUID made when the store was created; tells a restored copy from another store."""
+    with engine.begin() as conn:
+        value = conn.execute(select(Meta.value).where(Meta.key == "store_id")).scalar()
+        if value is None:
+            value = str(uuid.uuid4())
+            conn.execute(Meta.__table__.insert().values(key="store_id", value=value))
+    return value
+
+
+class Store:
+    """An opened, locked and migrated store."""
+
+    def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL") -> None:
+        self.url = normalize_url(url)
+        self.engine = create_store_engine(self.url, sqlite_synchronous=sqlite_synchronous)
+        self._lock = StoreLock(self.engine)
+        self.identity = ""
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.url.get_backend_name() == "sqlite"
+
+    def open(self) -> None:
+        try:
+            self._lock.acquire()
+        except SQLAlchemyError as exc:
+            self.engine.dispose()
+            raise StoreError(f"cannot open store {redact_url(self.url)}: {exc}") from None
+        except OSError as exc:
+            self.engine.dispose()
+            raise StoreError(f"cannot lock store {redact_url(self.url)}: {exc}") from None
+        except StoreLockedError:
+            self.engine.dispose()
+            raise
+        try:
+            migrate(self.engine)
+            self.identity = store_identity(self.engine)
+        except BaseException:
+            self.close()
+            raise
+        logger.info("store {} open (id {})", redact_url(self.url), self.identity)
+
+    def close(self) -> None:
+        self._lock.release()
+        self.engine.dispose()

@@ -1,0 +1,149 @@
+"""Tables of the store. The store is the truth: exporters only read it.
+
+Timestamps are stored as naive UTC and returned timezone-aware, so SQLite and PostgreSQL
+behave alike.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    false,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, naive UTC on disk."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use datetime.now(UTC)")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Meta(Base):
+    """Store identity and counters that must never go backwards (alarm id, sequence)."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Alarm(Base):
+    __tablename__ = "alarms"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    type_id: Mapped[str] = mapped_column(String(64))
+    resource: Mapped[str] = mapped_column(String(255))
+    qualifier: Mapped[str] = mapped_column(String(255), default="")
+    severity: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text, default="")
+    cleared: Mapped[bool] = mapped_column(Boolean, default=False)
+    raised_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_raised_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    cleared_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    raise_seq: Mapped[int] = mapped_column(BigInteger)
+    operator_state: Mapped[str] = mapped_column(String(16), default="none")
+    ack_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    ack_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ack_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    resolution: Mapped[str] = mapped_column(Text, default="")
+
+    __table_args__ = (
+        # Identity of an active alarm: raising the same key again updates this row.
+        Index(
+            "uq_alarms_active_key",
+            "type_id",
+            "resource",
+            "qualifier",
+            unique=True,
+            sqlite_where=cleared == false(),
+            postgresql_where=cleared == false(),
+        ),
+        Index("ix_alarms_cleared_changed_at", "cleared", "changed_at"),
+    )
+
+
+class AlarmHistory(Base):
+    __tablename__ = "alarm_history"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    alarm_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    change: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text, default="")
+    by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Event(Base):
+    __tablename__ = "events"
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    type_id: Mapped[str] = mapped_column(String(64), index=True)
+    resource: Mapped[str] = mapped_column(String(255))
+    severity: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class Notification(Base):
+    """The notification log: one row per alarm change or event, one monotonic sequence."""
+
+    __tablename__ = "notification_log"
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    alarm_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    type_id: Mapped[str] = mapped_column(String(64))
+    resource: Mapped[str] = mapped_column(String(255))
+    qualifier: Mapped[str] = mapped_column(String(255), default="")
+    severity: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text, default="")
+    raise_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    payload: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class ExporterCursor(Base):
+    """Last sequence number delivered to one export target."""
+
+    __tablename__ = "exporter_cursors"
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
