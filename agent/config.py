@@ -19,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     ValidationError,
     field_validator,
     model_validator,
@@ -68,7 +69,18 @@ def parse_address(value: str, default_port: int | None = None) -> tuple[str, int
     return host, port
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+def format_duration(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{round(seconds * 1000)}ms"
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+]
 
 
 class _Section(BaseModel):
@@ -241,7 +253,7 @@ def _format_errors(source: str, exc: ValidationError) -> str:
             continue
         message = error["msg"].removeprefix("Value error, ")
         got = error.get("input")
-        got_text = "" if isinstance(got, dict | list) else f" (got {got!r})"
+        got_text = "" if isinstance(got, dict | list) or "got " in message else f" (got {got!r})"
         lines.append(f"{source}: {where}: {message}{got_text}")
     return "\n".join(lines)
 
@@ -275,6 +287,13 @@ def load_settings(path: Path | None) -> Settings:
         agent = settings.agent.model_copy(update={"data_dir": Path(override)})
         settings = settings.model_copy(update={"agent": agent})
     return settings
+
+
+def read_token_file(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except (FileNotFoundError, PermissionError):
+        return None
 
 
 def find_config(explicit: Path | None) -> Path | None:

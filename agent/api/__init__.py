@@ -1,0 +1,1 @@
+"""Control API (FastAPI): operators' routes, bearer-token auth, OpenAPI schema."""

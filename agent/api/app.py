@@ -1,0 +1,273 @@
+"""The control API application.
+
+Every route but ``/api/v1/health`` needs ``Authorization: Bearer <token>``. Errors are
+JSON ``{"error": "..."}`` with a 4xx status that says what is wrong; a request is either
+applied whole (after its commit) or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from agent import __version__
+from agent.alarms import queries
+from agent.alarms.manager import AlarmManager
+from agent.alarms.records import AlarmChange, alarm_to_json, iso
+from agent.alarms.severity import Severity
+from agent.api.schemas import ClearByKeyRequest, NoteRequest, RaiseRequest, TestRequest
+from agent.errors import AlarmNotFound, InvalidRequest, ProvsyncError, UnknownAlarmType
+from agent.export.base import Exporter
+
+
+@dataclass
+class Services:
+    """What the routes use; built by the agent's lifecycle and injected here."""
+
+    manager: AlarmManager
+    token: str
+    started_at: datetime
+    store_url: str
+    store_id: str
+    exporters: list[Exporter] = field(default_factory=list)
+    request_stop: Callable[[], None] = lambda: None
+
+
+_bearer = HTTPBearer(auto_error=False, description="the token from [api] token or api.token")
+
+
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(_services)]
+
+
+def _authorize(
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    if credentials is None or not secrets.compare_digest(
+        credentials.credentials.encode(), services.token.encode()
+    ):
+        raise HTTPException(
+            status_code=401,
+            detail="missing or wrong bearer token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def _change(result: AlarmChange) -> dict[str, Any]:
+    return {"change": result.change, "seq": result.seq, "alarm": alarm_to_json(result.alarm)}
+
+
+def _severities(values: list[str] | None) -> list[Severity] | None:
+    if not values:
+        return None
+    try:
+        return [Severity(v) for v in values]
+    except ValueError:
+        allowed = ", ".join(s.value for s in Severity)
+        raise InvalidRequest(f"severity must be one of: {allowed}") from None
+
+
+def _router() -> APIRouter:
+    router = APIRouter(prefix="/api/v1", dependencies=[Depends(_authorize)])
+
+    @router.get("/status", summary="Agent status, alarm counts and exporter cursors")
+    async def status(services: ServicesDep) -> dict[str, Any]:
+        counts = await asyncio.to_thread(queries.alarm_counts, services.manager.engine)
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "started_at": iso(services.started_at),
+            "store": services.store_url,
+            "store_id": services.store_id,
+            "last_seq": services.manager.last_seq,
+            "active_alarms": counts,
+            "exporters": [
+                {
+                    "name": e.name,
+                    "cursor": e.cursor,
+                    "backlog": e.backlog(),
+                    "delivered": e.delivered,
+                    "failures": e.failures,
+                    "last_error": e.last_error,
+                }
+                for e in services.exporters
+            ],
+        }
+
+    @router.get("/catalog", summary="Alarm and event types (alarm inventory)")
+    async def catalog(services: ServicesDep) -> list[dict[str, Any]]:
+        return [t.to_dict() for t in services.manager.catalog]
+
+    @router.get("/alarms", summary="List alarms")
+    async def list_alarms(
+        services: ServicesDep,
+        state: Annotated[str, Query(pattern="^(active|cleared|all)$")] = "active",
+        severity: Annotated[list[str] | None, Query()] = None,
+        type: Annotated[str | None, Query()] = None,  # noqa: A002 - the public name
+        resource: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+        after: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(
+            queries.list_alarms,
+            services.manager.engine,
+            state=state,
+            severities=_severities(severity),
+            type_id=type,
+            resource=resource,
+            limit=limit,
+            after_id=after,
+        )
+
+    @router.post("/alarms", summary="Raise an alarm (or repeat / change the active one)")
+    async def raise_alarm(services: ServicesDep, body: RaiseRequest) -> dict[str, Any]:
+        result = await services.manager.raise_alarm(
+            body.type,
+            body.resource,
+            qualifier=body.qualifier,
+            severity=body.severity,
+            text=body.text,
+            by=body.by,
+        )
+        return _change(result)
+
+    @router.post("/alarms/clear", summary="Clear the active alarm with this key")
+    async def clear_by_key(services: ServicesDep, body: ClearByKeyRequest) -> dict[str, Any]:
+        result = await services.manager.clear(
+            type_id=body.type,
+            resource=body.resource,
+            qualifier=body.qualifier,
+            note=body.note,
+            by=body.by,
+        )
+        return _change(result)
+
+    @router.get("/alarms/{alarm_id}", summary="One alarm with its history")
+    async def show_alarm(services: ServicesDep, alarm_id: int) -> dict[str, Any]:
+        alarm = await asyncio.to_thread(queries.get_alarm, services.manager.engine, alarm_id)
+        if alarm is None:
+            raise AlarmNotFound(f"no alarm with id {alarm_id}")
+        return alarm
+
+    @router.post("/alarms/{alarm_id}/clear", summary="Clear an alarm by id")
+    async def clear_by_id(
+        services: ServicesDep, alarm_id: int, body: NoteRequest | None = None
+    ) -> dict[str, Any]:
+        body = body or NoteRequest()
+        result = await services.manager.clear(alarm_id, note=body.note, by=body.by)
+        return _change(result)
+
+    @router.post("/alarms/{alarm_id}/ack", summary="Acknowledge an alarm")
+    async def ack(
+        services: ServicesDep, alarm_id: int, body: NoteRequest | None = None
+    ) -> dict[str, Any]:
+        body = body or NoteRequest()
+        result = await services.manager.acknowledge(alarm_id, note=body.note, by=body.by)
+        return _change(result)
+
+    @router.post("/alarms/{alarm_id}/unack", summary="Withdraw an acknowledgement")
+    async def unack(
+        services: ServicesDep, alarm_id: int, body: NoteRequest | None = None
+    ) -> dict[str, Any]:
+        body = body or NoteRequest()
+        result = await services.manager.acknowledge(
+            alarm_id, acknowledge=False, note=body.note, by=body.by
+        )
+        return _change(result)
+
+    @router.get("/events", summary="List events, oldest first")
+    async def list_events(
+        services: ServicesDep,
+        type: Annotated[str | None, Query()] = None,  # noqa: A002
+        resource: str | None = None,
+        severity: Annotated[list[str] | None, Query()] = None,
+        after: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+    ) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(
+            queries.list_events,
+            services.manager.engine,
+            type_id=type,
+            resource=resource,
+            severities=_severities(severity),
+            after_seq=after,
+            limit=limit,
+        )
+
+    @router.post("/test", summary="Send a test notification to every export target")
+    async def test(services: ServicesDep, body: TestRequest | None = None) -> dict[str, Any]:
+        body = body or TestRequest()
+        text = body.text or "provsync test notification"
+        details = {"requested_by": body.by} if body.by else {}
+        seq = await services.manager.emit_event("test", "agent", text=text, details=details)
+        return {"seq": seq, "targets": [e.name for e in services.exporters]}
+
+    @router.post("/shutdown", summary="Stop the agent gracefully")
+    async def shutdown(services: ServicesDep) -> dict[str, str]:
+        services.request_stop()
+        return {"status": "stopping"}
+
+    return router
+
+
+def create_app(services: Services) -> FastAPI:
+    app = FastAPI(
+        title="provsync control API",
+        version=__version__,
+        description="Operate the provsync agent: alarms, events, status.",
+    )
+    app.state.services = services
+
+    @app.get("/api/v1/health", summary="Liveness (no token needed)")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.include_router(_router())
+
+    @app.exception_handler(UnknownAlarmType)
+    async def _unknown_type(request: Request, exc: UnknownAlarmType) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(AlarmNotFound)
+    async def _not_found(request: Request, exc: AlarmNotFound) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=404)
+
+    @app.exception_handler(InvalidRequest)
+    async def _invalid(request: Request, exc: InvalidRequest) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(ProvsyncError)
+    async def _other(request: Request, exc: ProvsyncError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=503)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+            problems.append(f"{where}: {error.get('msg', 'invalid')}")
+        return JSONResponse({"error": "; ".join(problems) or "invalid request"}, status_code=422)
+
+    return app

@@ -1,0 +1,235 @@
+"""Agent lifecycle: components start in order and stop in reverse.
+
+Order: store (lock, migrate) -> alarm manager -> exporters -> agent-started event ->
+control API. Stop: agent-stopping event -> control API -> exporters drain -> alarm
+manager -> store. Signal handlers only set an event; shutdown has a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import socket
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import uvicorn
+from loguru import logger
+
+from agent import __version__
+from agent.alarms.catalog import AlarmType, Catalog
+from agent.alarms.manager import AlarmManager
+from agent.alarms.operations import PurgeOp
+from agent.api.app import Services, create_app
+from agent.config import Settings, read_token_file
+from agent.errors import ProvsyncError, StoreError
+from agent.export.base import Exporter
+from agent.export.jsonfile import FileExporter
+from agent.store.database import Store, redact_url
+
+
+def site_catalog(settings: Settings) -> Catalog:
+    return Catalog(
+        AlarmType(
+            id=t.id,
+            name=t.name,
+            kind=t.kind,
+            severity=t.severity,
+            event_type=t.event_type,
+            probable_cause=t.probable_cause,
+            description=t.description,
+            clear_instructions=t.clear_instructions,
+            resolution=t.resolution,
+            builtin=False,
+        )
+        for t in settings.alarm_types
+    )
+
+
+def resolve_token(settings: Settings) -> str:
+    """The configured token, else the one in ``<data_dir>/api.token`` (made on first start)."""
+    if settings.api.token:
+        return settings.api.token
+    path = settings.token_file
+    existing = read_token_file(path)
+    if existing:
+        return existing
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+    logger.info("generated an API token in {}", path)
+    return token
+
+
+def agent_hostname(settings: Settings) -> str:
+    return settings.agent.hostname or socket.getfqdn()
+
+
+def build_exporters(settings: Settings, manager: AlarmManager, host: str) -> list[Exporter]:
+    exporters: list[Exporter] = []
+    for target in settings.exporters.file:
+        path = settings.exporter_path(target.path)
+        exporters.append(FileExporter(manager, settings.exporters, target, path, host))
+    return exporters
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ProvsyncError(f"control API cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn inside our event loop: the agent, not uvicorn, owns the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):  # type: ignore[no-untyped-def]  # noqa: ANN201
+        yield
+
+
+class Agent:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop_event = asyncio.Event()
+        self.store: Store | None = None
+        self.manager: AlarmManager | None = None
+        self.exporters: list[Exporter] = []
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+
+    @contextlib.asynccontextmanager
+    async def _store(self) -> AsyncIterator[Store]:
+        settings = self.settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = Store(settings.store_url, sqlite_synchronous=settings.store.sqlite_synchronous)
+        await asyncio.to_thread(store.open)
+        self.store = store
+        try:
+            yield store
+        finally:
+            await asyncio.to_thread(store.close)
+            logger.info("store closed")
+
+    @contextlib.asynccontextmanager
+    async def _manager(self, store: Store) -> AsyncIterator[AlarmManager]:
+        manager = AlarmManager(
+            store.engine, site_catalog(self.settings), batch_max=self.settings.store.batch_max
+        )
+        await asyncio.to_thread(manager.start)
+        self.manager = manager
+        try:
+            yield manager
+        finally:
+            await asyncio.to_thread(manager.stop)
+
+    @contextlib.asynccontextmanager
+    async def _exporters(self, manager: AlarmManager, host: str) -> AsyncIterator[None]:
+        self.exporters = build_exporters(self.settings, manager, host)
+        for exporter in self.exporters:
+            await exporter.start()
+        try:
+            yield
+        finally:
+            timeout = self.settings.agent.shutdown_timeout
+            await asyncio.gather(*(e.stop(timeout) for e in self.exporters))
+
+    @contextlib.asynccontextmanager
+    async def _api(self, services: Services) -> AsyncIterator[None]:
+        api = self.settings.api
+        sock = bind_socket(api.host, api.port)
+        config = uvicorn.Config(
+            create_app(services), log_config=None, access_log=False, lifespan="off"
+        )
+        server = _ApiServer(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]), name="control-api")
+        while not server.started and not task.done():
+            await asyncio.sleep(0.02)
+        if task.done():
+            sock.close()
+            task.result()
+            raise ProvsyncError("control API stopped while starting")
+        logger.info("control API on http://{}:{}", api.host, api.port)
+        try:
+            yield
+        finally:
+            server.should_exit = True
+            try:
+                await asyncio.wait_for(task, self.settings.agent.shutdown_timeout)
+            except TimeoutError:
+                task.cancel()
+            sock.close()
+
+    async def _purge_loop(self, manager: AlarmManager) -> None:
+        retention = self.settings.retention
+        op = PurgeOp(
+            retention.cleared_alarm_days,
+            retention.event_days,
+            retention.notification_log_max,
+            retention.notification_log_days,
+        )
+        while True:
+            try:
+                counts = await manager.purge(op)
+                if any(counts.values()):
+                    logger.info("retention purge removed {}", counts)
+            except ProvsyncError as exc:
+                logger.warning("retention purge failed: {}", exc)
+            await asyncio.sleep(retention.purge_interval)
+
+    async def run(self) -> None:
+        """Run until a signal or a shutdown request; raises ProvsyncError on start-up errors."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop_event.set)
+        host = agent_hostname(self.settings)
+        token = resolve_token(self.settings)
+        async with contextlib.AsyncExitStack() as stack:
+            store = await stack.enter_async_context(self._store())
+            manager = await stack.enter_async_context(self._manager(store))
+            await stack.enter_async_context(self._exporters(manager, host))
+            await manager.emit_event(
+                "agent-started",
+                host,
+                text=f"provsync {__version__} started",
+                details={"pid": os.getpid(), "store_id": store.identity},
+            )
+            services = Services(
+                manager=manager,
+                token=token,
+                started_at=datetime.now(UTC),
+                store_url=redact_url(store.url),
+                store_id=store.identity,
+                exporters=self.exporters,
+                request_stop=self.request_stop,
+            )
+            purge = asyncio.create_task(self._purge_loop(manager), name="retention")
+            try:
+                await stack.enter_async_context(self._api(services))
+                logger.info("provsync {} running (pid {})", __version__, os.getpid())
+                await self.stop_event.wait()
+                logger.info("stopping")
+            finally:
+                purge.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purge
+                try:
+                    await manager.emit_event(
+                        "agent-stopping", host, text=f"provsync {__version__} stopping"
+                    )
+                except StoreError as exc:
+                    logger.warning("could not record agent-stopping: {}", exc)
+        logger.info("stopped")

@@ -1,0 +1,1 @@
+"""The ``provsync`` command line: typer + rich, talking to the control API."""

@@ -1,0 +1,444 @@
+"""``provsync``: run the agent and operate it through its control API.
+
+Exit status: 0 success; 1 the agent refused or could not be reached, or a runtime error;
+2 bad usage or a bad configuration.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from agent import __version__
+from agent.cli import output
+from agent.cli.client import ApiError, Client, api_url_for, token_for
+from agent.config import (
+    ENV_CONFIG,
+    Settings,
+    default_document,
+    find_config,
+    load_settings,
+)
+from agent.errors import ConfigError, ProvsyncError
+
+app = typer.Typer(
+    name="provsync",
+    help="Provisioning sync agent: alarms, events and their export.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+alarms_app = typer.Typer(help="See, raise, clear and acknowledge alarms.", no_args_is_help=True)
+events_app = typer.Typer(help="See events.", no_args_is_help=True)
+config_app = typer.Typer(help="Write and check configuration files.", no_args_is_help=True)
+app.add_typer(alarms_app, name="alarms")
+app.add_typer(events_app, name="events")
+app.add_typer(config_app, name="config")
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+NoteOpt = Annotated[str | None, typer.Option("--note", "-n", help="Operator note.")]
+UserOpt = Annotated[
+    str | None, typer.Option("--user", help="Who does it (default: your login name).")
+]
+
+
+@dataclass
+class Context:
+    config: Path | None
+    api_url: str | None
+    token: str | None
+
+    def settings(self) -> Settings:
+        return load_settings(find_config(self.config))
+
+    def client(self) -> Client:
+        settings = self.settings()
+        return Client(self.api_url or api_url_for(settings), self.token or token_for(settings))
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    output.error(message)
+    raise typer.Exit(code)
+
+
+def _ctx(ctx: typer.Context) -> Context:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, Context)
+    return obj
+
+
+def _call(ctx: typer.Context, method: str, path: str, body: Any = None, **params: Any) -> Any:
+    client = _ctx(ctx).client()
+    try:
+        if method == "GET":
+            return client.get(path, **params)
+        return client.post(path, body)
+    except ApiError as exc:
+        _fail(str(exc))
+    except ProvsyncError as exc:
+        _fail(str(exc))
+    finally:
+        client.close()
+
+
+def _who(user: str | None) -> str:
+    if user:
+        return user
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"provsync {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            envvar=ENV_CONFIG,
+            help="Configuration file (default: ./etc/provsync.toml, /etc/provsync/provsync.toml).",
+        ),
+    ] = None,
+    api_url: Annotated[
+        str | None,
+        typer.Option(envvar="PROVSYNC_API_URL", help="Control API URL (default: from config)."),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PROVSYNC_TOKEN", help="API token (default: from config or api.token).",
+            show_default=False,
+        ),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    """Provisioning sync agent."""
+    ctx.obj = Context(config, api_url, token)
+
+
+# --------------------------------------------------------------------------- agent
+@app.command()
+def run(
+    ctx: typer.Context,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Override [agent] data_dir.", show_default=False)
+    ] = None,
+) -> None:
+    """Run the agent in the foreground until SIGTERM / SIGINT or `provsync stop`."""
+    import asyncio
+
+    from agent.app import Agent
+    from agent.logs import setup_logging
+
+    settings = _ctx(ctx).settings()
+    if data_dir is not None:
+        settings = settings.model_copy(
+            update={"agent": settings.agent.model_copy(update={"data_dir": data_dir})}
+        )
+    setup_logging(settings.agent.log_level, settings.agent.log_format)
+    try:
+        asyncio.run(Agent(settings).run())
+    except ProvsyncError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def stop(ctx: typer.Context) -> None:
+    """Ask the running agent to stop gracefully."""
+    _call(ctx, "POST", "/shutdown")
+    output.console.print("agent stopping")
+
+
+@app.command()
+def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Show whether the agent runs, its alarm counts and exporter cursors (exit 0 if up)."""
+    data = _call(ctx, "GET", "/status")
+    if as_json:
+        output.print_json(data)
+        return
+    counts = data["active_alarms"]
+    output.console.print(
+        f"provsync {data['version']} running (pid {data['pid']}) since {data['started_at']}\n"
+        f"store {data['store']}  last sequence {data['last_seq']}\n"
+        "active alarms: "
+        + ", ".join(f"{k} {v}" for k, v in counts.items() if k != "total")
+        + f" (total {counts['total']})",
+        highlight=False,
+        markup=False,
+    )
+    if data["exporters"]:
+        output.table(
+            "Exporters",
+            ["name", "cursor", "backlog", "delivered", "failures", "last error"],
+            [
+                [e["name"], e["cursor"], e["backlog"], e["delivered"], e["failures"],
+                 e["last_error"]]
+                for e in data["exporters"]
+            ],
+        )  # fmt: skip
+
+
+@app.command()
+def catalog(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List the alarm and event types (alarm inventory)."""
+    data = _call(ctx, "GET", "/catalog")
+    if as_json:
+        output.print_json(data)
+        return
+    output.table(
+        "Alarm inventory",
+        ["id", "kind", "severity", "name", "event type", "probable cause"],
+        [
+            [t["id"], t["kind"], output.severity(t["severity"]), t["name"], t["event_type"],
+             t["probable_cause"]]
+            for t in data
+        ],
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- alarms
+def _print_change(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        output.print_json(data)
+        return
+    alarm = data["alarm"]
+    seq = f" (seq {data['seq']})" if data["seq"] else " (no change notified)"
+    output.console.print(
+        f"alarm {alarm['id']} {alarm['type']} {alarm['resource']}: {data['change']}{seq}; "
+        f"severity {alarm['severity']}, {alarm['state']}, count {alarm['count']}",
+        highlight=False,
+        markup=False,
+    )
+
+
+@alarms_app.command("list")
+def alarms_list(
+    ctx: typer.Context,
+    show_all: Annotated[bool, typer.Option("--all", help="Active and cleared alarms.")] = False,
+    cleared: Annotated[bool, typer.Option("--cleared", help="Cleared alarms only.")] = False,
+    severity: Annotated[
+        list[str] | None, typer.Option("--severity", "-s", help="Only this severity (repeat).")
+    ] = None,
+    type_id: Annotated[str | None, typer.Option("--type", "-t", help="Only this type.")] = None,
+    resource: Annotated[str | None, typer.Option("--resource", "-r")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 1000,
+    as_json: JsonOpt = False,
+) -> None:
+    """List active alarms (--all adds cleared ones)."""
+    state = "all" if show_all else "cleared" if cleared else "active"
+    data = _call(
+        ctx, "GET", "/alarms", state=state, severity=severity, type=type_id,
+        resource=resource, limit=limit,
+    )  # fmt: skip
+    if as_json:
+        output.print_json(data)
+        return
+    output.table(
+        f"Alarms ({state}): {len(data)}",
+        ["id", "severity", "state", "type", "resource", "count", "ack", "changed", "text"],
+        [
+            [a["id"], output.severity(a["severity"]), a["state"], a["type"],
+             a["resource"] + (f" / {a['qualifier']}" if a["qualifier"] else ""), a["count"],
+             a["ack_by"] or "", a["changed_at"], a["text"]]
+            for a in data
+        ],
+    )  # fmt: skip
+
+
+@alarms_app.command("show")
+def alarms_show(ctx: typer.Context, alarm_id: int, as_json: JsonOpt = False) -> None:
+    """Show one alarm with its history."""
+    data = _call(ctx, "GET", f"/alarms/{alarm_id}")
+    if as_json:
+        output.print_json(data)
+        return
+    fields = [(k, v) for k, v in data.items() if k != "history"]
+    output.table(f"Alarm {alarm_id}", ["field", "value"], fields)
+    output.table(
+        "History",
+        ["time", "seq", "change", "severity", "by", "note"],
+        [[h["at"], h["seq"], h["change"], output.severity(h["severity"]), h["by"], h["note"]]
+         for h in data["history"]],
+    )  # fmt: skip
+
+
+@alarms_app.command("raise")
+def alarms_raise(
+    ctx: typer.Context,
+    type_id: Annotated[str, typer.Argument(metavar="TYPE", help="Alarm type id.")],
+    resource: Annotated[str, typer.Option("--resource", "-r", help="Affected resource.")],
+    qualifier: Annotated[str, typer.Option("--qualifier", "-q")] = "",
+    severity: Annotated[
+        str | None, typer.Option("--severity", "-s", help="Default: the type's severity.")
+    ] = None,
+    text: Annotated[str, typer.Option("--text", help="What happened.")] = "",
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Raise an alarm; raising an active one again counts it and updates it in place."""
+    body = {
+        "type": type_id, "resource": resource, "qualifier": qualifier, "severity": severity,
+        "text": text, "by": _who(user),
+    }  # fmt: skip
+    _print_change(_call(ctx, "POST", "/alarms", body), as_json)
+
+
+@alarms_app.command("clear")
+def alarms_clear(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(metavar="ID|TYPE", help="Alarm id, or a type id.")],
+    resource: Annotated[
+        str | None, typer.Option("--resource", "-r", help="With TYPE: the resource.")
+    ] = None,
+    qualifier: Annotated[str, typer.Option("--qualifier", "-q")] = "",
+    note: NoteOpt = None,
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Clear an alarm by id, or by TYPE --resource R [--qualifier Q]."""
+    if target.isdigit():
+        if resource is not None:
+            _fail("give either an alarm id or TYPE --resource R, not both", 2)
+        data = _call(ctx, "POST", f"/alarms/{target}/clear", {"note": note, "by": _who(user)})
+    else:
+        if resource is None:
+            _fail(f"clearing by type needs --resource (provsync alarms clear {target} -r R)", 2)
+        body = {
+            "type": target, "resource": resource, "qualifier": qualifier, "note": note,
+            "by": _who(user),
+        }  # fmt: skip
+        data = _call(ctx, "POST", "/alarms/clear", body)
+    _print_change(data, as_json)
+
+
+@alarms_app.command("ack")
+def alarms_ack(
+    ctx: typer.Context, alarm_id: int, note: NoteOpt = None, user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:  # fmt: skip
+    """Acknowledge an alarm."""
+    data = _call(ctx, "POST", f"/alarms/{alarm_id}/ack", {"note": note, "by": _who(user)})
+    _print_change(data, as_json)
+
+
+@alarms_app.command("unack")
+def alarms_unack(
+    ctx: typer.Context, alarm_id: int, note: NoteOpt = None, user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:  # fmt: skip
+    """Withdraw the acknowledgement of an alarm."""
+    data = _call(ctx, "POST", f"/alarms/{alarm_id}/unack", {"note": note, "by": _who(user)})
+    _print_change(data, as_json)
+
+
+@alarms_app.command("test")
+def alarms_test(
+    ctx: typer.Context,
+    text: Annotated[str, typer.Option("--text")] = "",
+    user: UserOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send a test notification to every export target."""
+    data = _call(ctx, "POST", "/test", {"text": text, "by": _who(user)})
+    if as_json:
+        output.print_json(data)
+        return
+    targets = ", ".join(data["targets"]) or "no export target configured"
+    output.console.print(
+        f"test notification seq {data['seq']} queued for: {targets}", highlight=False, markup=False
+    )
+
+
+# --------------------------------------------------------------------------- events
+@events_app.command("list")
+def events_list(
+    ctx: typer.Context,
+    type_id: Annotated[str | None, typer.Option("--type", "-t")] = None,
+    resource: Annotated[str | None, typer.Option("--resource", "-r")] = None,
+    severity: Annotated[list[str] | None, typer.Option("--severity", "-s")] = None,
+    after: Annotated[int, typer.Option(min=0, help="Only events after this sequence.")] = 0,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="Newest N.")] = 100,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the newest events, oldest first."""
+    data = _call(
+        ctx, "GET", "/events", type=type_id, resource=resource, severity=severity, after=after,
+        limit=limit,
+    )  # fmt: skip
+    if as_json:
+        output.print_json(data)
+        return
+    output.table(
+        f"Events: {len(data)}",
+        ["seq", "time", "severity", "type", "resource", "text"],
+        [[e["seq"], e["time"], output.severity(e["severity"]), e["type"], e["resource"],
+          e["text"]] for e in data],
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- config
+@config_app.command("init")
+def config_init(
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="File to write (default: standard output).")
+    ] = None,
+    data_dir: Annotated[str, typer.Option(help="[agent] data_dir to write.")] = "var",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a complete default configuration with a freshly generated API token."""
+    import tomli_w
+
+    text = (
+        "# provsync configuration written by `provsync config init`.\n"
+        "# Every key is shown with its default; etc/provsync.toml in the source explains each.\n"
+        + tomli_w.dumps(default_document(data_dir=data_dir))
+    )
+    if out is None or str(out) == "-":
+        sys.stdout.write(text)
+        return
+    if out.exists() and not force:
+        _fail(f"{out} exists; use --force to overwrite it", 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # The file holds the API token: readable by its owner only.
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    output.console.print(f"wrote {out}", highlight=False, markup=False)
+
+
+@config_app.command("check")
+def config_check(path: Annotated[Path, typer.Argument(help="Configuration file.")]) -> None:
+    """Validate a configuration file (exit 2 with the file and key path when it is wrong)."""
+    try:
+        load_settings(path)
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+    output.console.print(f"{path}: OK", highlight=False, markup=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigError as exc:
+        output.error(str(exc))
+        sys.exit(2)
+    except ProvsyncError as exc:
+        output.error(str(exc))
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""Exporters: every downstream target reads the notification log from its own cursor."""

@@ -1,0 +1,201 @@
+"""The exporter interface shared by every downstream target.
+
+An exporter owns a cursor (last sequence number delivered) in the store. Its task reads
+the notification log after the cursor, delivers what passes its filter, then commits the
+cursor. After a crash it resumes from the committed cursor, so a target sees every
+notification at least once, and a repeat only of entries after that cursor. Failed
+deliveries are retried with exponential backoff; a target that falls more than
+``backlog_threshold`` behind raises the exporter-backlog alarm, cleared when it has caught
+up. A slow or dead target only grows its own backlog: the alarm manager never waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from loguru import logger
+from sqlalchemy import Engine, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from agent.alarms import queries
+from agent.alarms.manager import AlarmManager
+from agent.alarms.records import Notification
+from agent.alarms.severity import Severity
+from agent.config import ExporterSettings
+from agent.errors import ProvsyncError
+from agent.store.models import ExporterCursor
+
+_CURSORS = ExporterCursor.__table__
+BACKLOG_ALARM = "exporter-backlog"
+
+
+def load_cursor(engine: Engine, name: str) -> int:
+    with engine.connect() as conn:
+        value = conn.execute(select(_CURSORS.c.last_seq).where(_CURSORS.c.name == name)).scalar()
+    return int(value or 0)
+
+
+def save_cursor(engine: Engine, name: str, seq: int) -> None:
+    values = {"name": name, "last_seq": seq, "updated_at": datetime.now(UTC)}
+    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    statement = insert(_CURSORS).values(values)
+    statement = statement.on_conflict_do_update(
+        index_elements=["name"],
+        set_={"last_seq": statement.excluded.last_seq, "updated_at": statement.excluded.updated_at},
+    )
+    with engine.begin() as conn:
+        conn.execute(statement)
+
+
+class Exporter(ABC):
+    """One export target with its own cursor and delivery task.
+
+    Subclasses implement :meth:`deliver` (and optionally :meth:`open` / :meth:`close`).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        manager: AlarmManager,
+        settings: ExporterSettings,
+        *,
+        min_severity: Severity = Severity.INDETERMINATE,
+    ) -> None:
+        self.name = name
+        self.manager = manager
+        self.engine = manager.engine
+        self.settings = settings
+        self.min_severity = min_severity
+        self.cursor = 0
+        self.delivered = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._backlog_active = False
+        self._task: asyncio.Task[None] | None = None
+
+    # --- for subclasses --------------------------------------------------------------
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Prepare the transport; failures here are retried like deliveries."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the transport."""
+
+    @abstractmethod
+    async def deliver(self, notifications: Sequence[Notification]) -> None:
+        """Deliver every notification, in order, or raise.
+
+        Raises:
+            ExportError: nothing after the cursor counts as delivered; retried.
+        """
+
+    def accepts(self, notification: Notification) -> bool:
+        """The target's filter; cleared always passes so a sent raise gets its clear."""
+        if notification.severity == Severity.CLEARED.value:
+            return True
+        return Severity(notification.severity).at_least(self.min_severity)
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self.cursor = await asyncio.to_thread(load_cursor, self.engine, self.name)
+        loop = asyncio.get_running_loop()
+        self.manager.add_listener(lambda _seq: loop.call_soon_threadsafe(self._wake.set))
+        self._task = asyncio.create_task(self._run(), name=f"exporter:{self.name}")
+
+    async def stop(self, timeout: float) -> None:
+        """Deliver what is committed now (within ``timeout``), then stop."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        except TimeoutError:
+            logger.warning("exporter {} did not drain in {}s; stopping it", self.name, timeout)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.close()
+
+    def backlog(self) -> int:
+        return max(0, self.manager.last_seq - self.cursor)
+
+    # --- the delivery loop -------------------------------------------------------------
+    async def _run(self) -> None:
+        delay = self.settings.retry_initial
+        opened = False
+        while True:
+            target = self.manager.last_seq
+            if self._stopping and self.cursor >= target:
+                return
+            if self.cursor >= target:
+                await self._sleep(self.settings.poll_interval)
+                continue
+            try:
+                if not opened:
+                    await self.open()
+                    opened = True
+                batch = await asyncio.to_thread(
+                    queries.read_log, self.engine, self.cursor, self.settings.batch_size
+                )
+                if not batch:
+                    # Entries were purged by retention before this target got them.
+                    self.cursor = target
+                    continue
+                wanted = [n for n in batch if self.accepts(n)]
+                if wanted:
+                    await self.deliver(wanted)
+                await asyncio.to_thread(save_cursor, self.engine, self.name, batch[-1].seq)
+                self.cursor = batch[-1].seq
+                self.delivered += len(wanted)
+                delay = self.settings.retry_initial
+                self.last_error = None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure is retried from the cursor
+                self.failures += 1
+                self.last_error = str(exc) if isinstance(exc, ProvsyncError) else repr(exc)
+                logger.warning(
+                    "exporter {} failed (retry in {:.1f}s): {}", self.name, delay, self.last_error
+                )
+                if opened:
+                    with contextlib.suppress(Exception):
+                        await self.close()
+                    opened = False
+                await self._check_backlog()
+                if self._stopping:
+                    return
+                await self._sleep(delay)
+                delay = min(delay * 2, self.settings.retry_max)
+                continue
+            await self._check_backlog()
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _check_backlog(self) -> None:
+        behind = self.backlog()
+        threshold = self.settings.backlog_threshold
+        try:
+            if not self._backlog_active and behind > threshold:
+                self._backlog_active = True
+                await self.manager.raise_alarm(
+                    BACKLOG_ALARM,
+                    self.name,
+                    text=f"export target {self.name} is {behind} notifications behind",
+                )
+            elif self._backlog_active and behind <= threshold // 2:
+                self._backlog_active = False
+                await self.manager.clear(type_id=BACKLOG_ALARM, resource=self.name)
+        except ProvsyncError as exc:
+            logger.debug("backlog alarm for {} not changed: {}", self.name, exc)
