@@ -96,7 +96,7 @@ class _ApiServer(uvicorn.Server):
     """uvicorn inside our event loop: the agent, not uvicorn, owns the signals."""
 
     @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[no-untyped-def]  # noqa: ANN201
+    def capture_signals(self):  # type: ignore[no-untyped-def]
         yield
 
 
@@ -156,7 +156,7 @@ class Agent:
         )
         server = _ApiServer(config)
         task = asyncio.create_task(server.serve(sockets=[sock]), name="control-api")
-        while not server.started and not task.done():
+        while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no started event
             await asyncio.sleep(0.02)
         if task.done():
             sock.close()

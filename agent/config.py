@@ -89,9 +89,7 @@ class _Section(BaseModel):
 
 class AgentSettings(_Section):
     data_dir: Path = Path("var")
-    log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = (
-        "INFO"
-    )
+    log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     hostname: str = ""
     shutdown_timeout: Duration = 10.0
@@ -332,7 +330,8 @@ def default_document(*, token: str | None = None, data_dir: str = "var") -> dict
             "resolution": "",
         }
     ]
-    return _drop_none(document)
+    result: dict[str, Any] = _drop_none(document)
+    return result
 
 
 def _drop_none(value: Any) -> Any:

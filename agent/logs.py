@@ -11,9 +11,7 @@ import sys
 
 from loguru import logger
 
-TEXT_FORMAT = (
-    "{time:YYYY-MM-DDTHH:mm:ss.SSSZ} | {level: <7} | {name}:{line} | {message}{exception}"
-)
+TEXT_FORMAT = "{time:YYYY-MM-DDTHH:mm:ss.SSSZ} | {level: <7} | {name}:{line} | {message}{exception}"
 
 
 class InterceptHandler(logging.Handler):

@@ -32,16 +32,15 @@ from agent.alarms.operations import AckOp, ClearOp, EventOp, Operation, PurgeOp,
 from agent.alarms.records import ALARM_FIELDS, AlarmChange, NotificationKind
 from agent.alarms.severity import Severity
 from agent.errors import AlarmNotFound, InvalidRequest, ProvsyncError, StoreError
-from agent.store.models import Alarm, AlarmHistory, Event, Meta, Notification
+from agent.store.models import ALARMS as _ALARMS
+from agent.store.models import EVENTS as _EVENTS
+from agent.store.models import HISTORY as _HISTORY
+from agent.store.models import LOG as _LOG
+from agent.store.models import META as _META
 
 Clock = Callable[[], datetime]
 CommitListener = Callable[[int], None]
 
-_ALARMS = Alarm.__table__
-_HISTORY = AlarmHistory.__table__
-_EVENTS = Event.__table__
-_LOG = Notification.__table__
-_META = Meta.__table__
 _MUTABLE = tuple(f for f in ALARM_FIELDS if f not in {"id", "type_id", "resource", "qualifier"})
 _STOP = object()
 MAX_FIELD = 255
@@ -279,7 +278,7 @@ class AlarmManager:
             return
         try:
             results = self._apply(live)
-        except Exception:  # noqa: BLE001 - isolate the request that fails
+        except Exception:
             if len(live) == 1:
                 logger.exception("alarm store write failed")
                 live[0][1].set_exception(StoreError("the store refused the change; see the log"))
@@ -298,7 +297,7 @@ class AlarmManager:
     def _commit_single(self, op: Operation, fut: Future[Any]) -> None:
         try:
             (result,) = self._apply([(op, fut)])
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.exception("alarm store write failed for {}", op)
             fut.set_exception(StoreError("the store refused the change; see the log"))
             return
@@ -313,7 +312,7 @@ class AlarmManager:
         for listener in self._listeners:
             try:
                 listener(self._committed_seq)
-            except Exception:  # noqa: BLE001 - a listener must not stop the writer
+            except Exception:
                 logger.exception("commit listener failed")
 
     def _apply(self, live: list[tuple[Operation, Future[Any]]]) -> list[Any]:
@@ -520,9 +519,7 @@ class AlarmManager:
             if found is None:
                 type_id, resource, qualifier = op.key
                 suffix = f" qualifier {qualifier!r}" if qualifier else ""
-                raise AlarmNotFound(
-                    f"no active {type_id} alarm for resource {resource!r}{suffix}"
-                )
+                raise AlarmNotFound(f"no active {type_id} alarm for resource {resource!r}{suffix}")
             row = found
         if row["cleared"]:
             return AlarmChange(dict(row), None, "already-cleared")

@@ -9,14 +9,11 @@ from sqlalchemy import Engine, func, select
 
 from agent.alarms.records import ALARM_FIELDS, Notification, alarm_to_json, iso
 from agent.alarms.severity import Severity
-from agent.store.models import Alarm, AlarmHistory, Event, ExporterCursor
-from agent.store.models import Notification as LogRow
-
-_ALARMS = Alarm.__table__
-_HISTORY = AlarmHistory.__table__
-_EVENTS = Event.__table__
-_LOG = LogRow.__table__
-_CURSORS = ExporterCursor.__table__
+from agent.store.models import ALARMS as _ALARMS
+from agent.store.models import CURSORS as _CURSORS
+from agent.store.models import EVENTS as _EVENTS
+from agent.store.models import HISTORY as _HISTORY
+from agent.store.models import LOG as _LOG
 
 
 def list_alarms(

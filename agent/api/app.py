@@ -16,10 +16,10 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent import __version__
 from agent.alarms import queries
@@ -119,7 +119,7 @@ def _router() -> APIRouter:
         services: ServicesDep,
         state: Annotated[str, Query(pattern="^(active|cleared|all)$")] = "active",
         severity: Annotated[list[str] | None, Query()] = None,
-        type: Annotated[str | None, Query()] = None,  # noqa: A002 - the public name
+        type: Annotated[str | None, Query()] = None,
         resource: str | None = None,
         limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
         after: Annotated[int, Query(ge=0)] = 0,
@@ -194,7 +194,7 @@ def _router() -> APIRouter:
     @router.get("/events", summary="List events, oldest first")
     async def list_events(
         services: ServicesDep,
-        type: Annotated[str | None, Query()] = None,  # noqa: A002
+        type: Annotated[str | None, Query()] = None,
         resource: str | None = None,
         severity: Annotated[list[str] | None, Query()] = None,
         after: Annotated[int, Query(ge=0)] = 0,

@@ -121,7 +121,8 @@ def root(
     token: Annotated[
         str | None,
         typer.Option(
-            envvar="PROVSYNC_TOKEN", help="API token (default: from config or api.token).",
+            envvar="PROVSYNC_TOKEN",
+            help="API token (default: from config or api.token).",
             show_default=False,
         ),
     ] = None,

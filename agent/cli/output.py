@@ -38,7 +38,9 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> 
         grid.add_column(column, overflow="fold")
     for row in rows:
         # Text cells: values are data, never rich markup ("[alarm ...]" must show as is).
-        grid.add_row(*(v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in row))
+        grid.add_row(
+            *(v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in row)
+        )
     console.print(grid)
 
 

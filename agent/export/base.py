@@ -27,9 +27,8 @@ from agent.alarms.records import Notification
 from agent.alarms.severity import Severity
 from agent.config import ExporterSettings
 from agent.errors import ProvsyncError
-from agent.store.models import ExporterCursor
+from agent.store.models import CURSORS as _CURSORS
 
-_CURSORS = ExporterCursor.__table__
 BACKLOG_ALARM = "exporter-backlog"
 
 
@@ -107,19 +106,25 @@ class Exporter(ABC):
     async def start(self) -> None:
         self.cursor = await asyncio.to_thread(load_cursor, self.engine, self.name)
         loop = asyncio.get_running_loop()
-        self.manager.add_listener(lambda _seq: loop.call_soon_threadsafe(self._wake.set))
+
+        def _on_commit(_seq: int) -> None:
+            loop.call_soon_threadsafe(self._wake.set)
+
+        self.manager.add_listener(_on_commit)
         self._task = asyncio.create_task(self._run(), name=f"exporter:{self.name}")
 
-    async def stop(self, timeout: float) -> None:
-        """Deliver what is committed now (within ``timeout``), then stop."""
+    async def stop(self, drain_seconds: float) -> None:
+        """Deliver what is committed now (within ``drain_seconds``), then stop."""
         self._stopping = True
         self._wake.set()
         if self._task is None:
             return
         try:
-            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+            await asyncio.wait_for(asyncio.shield(self._task), drain_seconds)
         except TimeoutError:
-            logger.warning("exporter {} did not drain in {}s; stopping it", self.name, timeout)
+            logger.warning(
+                "exporter {} did not drain in {}s; stopping it", self.name, drain_seconds
+            )
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -160,7 +165,7 @@ class Exporter(ABC):
                 self.last_error = None
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - any failure is retried from the cursor
+            except Exception as exc:
                 self.failures += 1
                 self.last_error = str(exc) if isinstance(exc, ProvsyncError) else repr(exc)
                 logger.warning(

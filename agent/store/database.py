@@ -23,14 +23,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from agent.errors import StoreError, StoreLockedError
-from agent.store.models import Meta
+from agent.store.models import META
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def normalize_url(url: str) -> str:
     """Plain ``postgresql://`` URLs use psycopg 3, the driver provsync ships with."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
+    if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
 
@@ -39,7 +39,7 @@ def redact_url(url: str) -> str:
     """The URL without its password, for logs and messages."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a malformed URL is reported elsewhere
+    except Exception:
         return "<unparseable store URL>"
 
 
@@ -47,7 +47,7 @@ def create_store_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> Engi
     url = normalize_url(url)
     try:
         parsed = make_url(url)
-    except Exception as exc:  # noqa: BLE001 - sqlalchemy raises ArgumentError and others
+    except Exception as exc:
         raise StoreError(f"store URL is not valid: {exc}") from None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
@@ -70,7 +70,7 @@ def create_store_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> Engi
         return engine
     try:
         return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
-    except Exception as exc:  # noqa: BLE001 - missing driver, bad options
+    except Exception as exc:
         raise StoreError(f"cannot use store {redact_url(url)}: {exc}") from None
 
 
@@ -142,10 +142,10 @@ def migrate(engine: Engine) -> None:
 def store_identity(engine: Engine) -> str:
     """A UUID made when the store was created; tells a restored copy from another store."""
     with engine.begin() as conn:
-        value = conn.execute(select(Meta.value).where(Meta.key == "store_id")).scalar()
+        value = conn.execute(select(META.c.value).where(META.c.key == "store_id")).scalar()
         if value is None:
             value = str(uuid.uuid4())
-            conn.execute(Meta.__table__.insert().values(key="store_id", value=value))
+            conn.execute(META.insert().values(key="store_id", value=value))
     return value
 
 

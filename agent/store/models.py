@@ -18,6 +18,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     TypeDecorator,
     false,
@@ -147,3 +148,18 @@ class ExporterCursor(Base):
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+def _table(model: type[Base]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+# Core tables for the hot paths (group commits, exporters' reads).
+ALARMS = _table(Alarm)
+HISTORY = _table(AlarmHistory)
+EVENTS = _table(Event)
+LOG = _table(Notification)
+META = _table(Meta)
+CURSORS = _table(ExporterCursor)
