@@ -124,7 +124,7 @@ class AlarmManager:
 
     def _load_counters(self) -> None:
         with self.engine.connect() as conn:
-            meta = dict(conn.execute(select(_META.c.key, _META.c.value)).tuples().all())
+            meta = {k: v for k, v in conn.execute(select(_META.c.key, _META.c.value))}
             max_seq = conn.execute(select(func.max(_LOG.c.seq))).scalar() or 0
             max_event = conn.execute(select(func.max(_EVENTS.c.seq))).scalar() or 0
             max_alarm = conn.execute(select(func.max(_ALARMS.c.id))).scalar() or 0

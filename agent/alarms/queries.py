@@ -131,4 +131,4 @@ def alarm_counts(engine: Engine) -> dict[str, int]:
 
 def cursors(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
-        return dict(conn.execute(select(_CURSORS.c.name, _CURSORS.c.last_seq)).tuples().all())
+        return {n: s for n, s in conn.execute(select(_CURSORS.c.name, _CURSORS.c.last_seq))}

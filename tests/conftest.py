@@ -1,0 +1,216 @@
+"""Shared fixtures: stores on SQLite and on the local PostgreSQL, and a real agent process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import tomli_w
+
+from agent.alarms.catalog import Catalog
+from agent.alarms.manager import AlarmManager
+from agent.store.database import Store
+
+PG_ADMIN_URL = os.environ.get("PROVSYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+BIN = Path(sys.executable).parent
+TOKEN = "test-token-" + uuid.uuid4().hex
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# ------------------------------------------------------------------ PostgreSQL
+@pytest.fixture(scope="session")
+def pg_admin() -> Iterator[str]:
+    """The admin URL of the local PostgreSQL, or a skip that says why there is none."""
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
+            pass
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"no PostgreSQL server at {PG_ADMIN_URL} on this machine: {exc}")
+    yield PG_ADMIN_URL
+
+
+@pytest.fixture
+def pg_url(pg_admin: str) -> Iterator[str]:
+    """A fresh database for one test, dropped afterwards."""
+    name = f"provsync_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = pg_admin.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with psycopg.connect(pg_admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'provsync.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    opened = Store(store_url)
+    opened.open()
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def manager(store: Store) -> Iterator[AlarmManager]:
+    started = AlarmManager(store.engine, Catalog())
+    started.start()
+    yield started
+    started.stop()
+
+
+# ------------------------------------------------------------------ agent process
+class AgentProcess:
+    """``provsync run`` as a child process on free loopback ports."""
+
+    def __init__(self, root: Path, extra: dict[str, Any] | None = None) -> None:
+        self.root = root
+        self.data_dir = root / "var"
+        self.port = free_port()
+        self.config = root / "provsync.toml"
+        self.log = root / "agent.log"
+        document: dict[str, Any] = {
+            "agent": {"data_dir": str(self.data_dir), "shutdown_timeout": "10s"},
+            "api": {"listen": f"127.0.0.1:{self.port}", "token": TOKEN},
+            "exporters": {
+                "poll_interval": "100ms",
+                "retry_initial": "100ms",
+                "retry_max": "1s",
+                "file": [{"name": "jsonl", "path": "notifications.jsonl", "max_bytes": 1 << 30}],
+            },
+        }
+        for section, values in (extra or {}).items():
+            if isinstance(values, dict):
+                document.setdefault(section, {}).update(values)
+            else:
+                document[section] = values
+        self.config.write_text(tomli_w.dumps(document))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def jsonl(self) -> Path:
+        return self.data_dir / "notifications.jsonl"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PROVSYNC_")}
+        env["PROVSYNC_CONFIG"] = str(self.config)
+        return env
+
+    def start(self, wait: bool = True) -> AgentProcess:
+        handle = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [str(BIN / "provsync"), "run"],
+            env=self.env(),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            cwd=self.root,
+        )
+        handle.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"agent exited {self.proc.returncode}:\n{self.log_text()}")
+            try:
+                if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"agent not ready in {timeout}s:\n{self.log_text()}")
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"agent did not stop on signal {sig}:\n{self.log_text()}")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [str(BIN / "provsync"), *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=self.root,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"provsync {' '.join(args)} exited {result.returncode}:\n"
+                f"{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+        )
+
+
+@pytest.fixture
+def agent_factory(tmp_path: Path) -> Iterator[Any]:
+    agents: list[AgentProcess] = []
+
+    def make(extra: dict[str, Any] | None = None, root: Path | None = None) -> AgentProcess:
+        where = root or tmp_path / f"agent{len(agents)}"
+        where.mkdir(parents=True, exist_ok=True)
+        agent = AgentProcess(where, extra)
+        agents.append(agent)
+        return agent
+
+    yield make
+    for agent in agents:
+        if agent.proc is not None and agent.proc.poll() is None:
+            agent.proc.send_signal(signal.SIGKILL)
+            agent.proc.wait()
+
+
+@pytest.fixture
+def agent(agent_factory: Any) -> AgentProcess:
+    started: AgentProcess = agent_factory().start()
+    return started
