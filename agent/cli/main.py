@@ -257,7 +257,7 @@ def alarms_list(
         [
             [a["id"], output.severity(a["severity"]), a["state"], a["type"],
              a["resource"] + (f" / {a['qualifier']}" if a["qualifier"] else ""), a["count"],
-             a["ack_by"] or "", a["changed_at"], a["text"]]
+             a["ack_by"] or "", output.when(a["changed_at"]), a["text"]]
             for a in data
         ],
     )  # fmt: skip
@@ -275,7 +275,7 @@ def alarms_show(ctx: typer.Context, alarm_id: int, as_json: JsonOpt = False) -> 
     output.table(
         "History",
         ["time", "seq", "change", "severity", "by", "note"],
-        [[h["at"], h["seq"], h["change"], output.severity(h["severity"]), h["by"], h["note"]]
+        [[output.when(h["at"]), h["seq"], h["change"], output.severity(h["severity"]), h["by"], h["note"]]
          for h in data["history"]],
     )  # fmt: skip
 
@@ -389,7 +389,7 @@ def events_list(
     output.table(
         f"Events: {len(data)}",
         ["seq", "time", "severity", "type", "resource", "text"],
-        [[e["seq"], e["time"], output.severity(e["severity"]), e["type"], e["resource"],
+        [[e["seq"], output.when(e["time"]), output.severity(e["severity"]), e["type"], e["resource"],
           e["text"]] for e in data],
     )  # fmt: skip
 

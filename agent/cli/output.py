@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -11,8 +12,10 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-console = Console()
-errors = Console(stderr=True)
+# Piped output keeps whole rows (for grep) instead of folding at 80 columns.
+_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
+console = Console(width=_WIDTH)
+errors = Console(stderr=True, width=_WIDTH)
 
 SEVERITY_STYLE = {
     "critical": "bold red",
@@ -32,10 +35,19 @@ def severity(value: str) -> Text:
     return Text(value, style=SEVERITY_STYLE.get(value, "white"))
 
 
+def when(value: str | None) -> str:
+    """``2026-11-21T21:14:50.670138Z`` -> ``2026-11-21 21:14:50`` for tables."""
+    if not value:
+        return ""
+    return value.replace("T", " ")[:19]
+
+
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """The last column folds; the others keep their values whole."""
     grid = Table(title=title, title_justify="left", header_style="bold")
-    for column in columns:
-        grid.add_column(column, overflow="fold")
+    for index, column in enumerate(columns):
+        last = index == len(columns) - 1
+        grid.add_column(column, overflow="fold", no_wrap=not last)
     for row in rows:
         # Text cells: values are data, never rich markup ("[alarm ...]" must show as is).
         grid.add_row(
