@@ -43,7 +43,7 @@ def pg_admin() -> Iterator[str]:
             pass
     except psycopg.OperationalError as exc:
         pytest.skip(f"no PostgreSQL server at {PG_ADMIN_URL} on this machine: {exc}")
-    yield PG_ADMIN_URL
+    return PG_ADMIN_URL
 
 
 @pytest.fixture
@@ -163,7 +163,9 @@ class AgentProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"agent did not stop on signal {sig}:\n{self.log_text()}")
+            raise AssertionError(
+                f"agent did not stop on signal {sig}:\n{self.log_text()}"
+            ) from None
 
     def kill(self) -> None:
         assert self.proc is not None

@@ -51,7 +51,8 @@ def test_alarm_life_cycle_through_the_cli(agent: AgentProcess) -> None:
 
     # People get tables; the catalog lists every type.
     table = agent.cli("alarms", "list", "--all").stdout
-    assert "sync-failed" in table and "cm1" in table
+    assert "sync-failed" in table
+    assert "cm1" in table
     assert "exporter-backlog" in agent.cli("catalog").stdout
 
     agent.stop()
@@ -134,7 +135,9 @@ def test_generated_token_file(tmp_path: Path) -> None:
 
     port = free_port()
     config = tmp_path / "p.toml"
-    config.write_text(f'[agent]\ndata_dir = "{tmp_path / "d"}"\n[api]\nlisten = "127.0.0.1:{port}"\n')
+    config.write_text(
+        f'[agent]\ndata_dir = "{tmp_path / "d"}"\n[api]\nlisten = "127.0.0.1:{port}"\n'
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROVSYNC_")}
     env["PROVSYNC_CONFIG"] = str(config)
     proc = subprocess.Popen(

@@ -86,7 +86,10 @@ def test_unknown_key_names_file_and_path(tmp_path: Path) -> None:
         ('[[alarm_types]]\nid = "sync-failed"\nname = "x"\n', "built-in"),
         ('[[alarm_types]]\nid = "Bad Id"\nname = "x"\n', "alarm_types[0].id"),
         ('[[alarm_types]]\nid = "a"\nname = "x"\nseverity = "cleared"\n', "cleared"),
-        ('[[alarm_types]]\nid = "a"\nname = "x"\n[[alarm_types]]\nid = "a"\nname = "y"\n', "unique"),
+        (
+            '[[alarm_types]]\nid = "a"\nname = "x"\n[[alarm_types]]\nid = "a"\nname = "y"\n',
+            "unique",
+        ),
         ("agent = 3\n", "agent"),
         ("[agent\n", "not valid TOML"),
     ],

@@ -43,7 +43,10 @@ class Client:
                     continue
                 resource = f"r{index}"
                 try:
-                    for op, path in (("raise", "/api/v1/alarms"), ("clear", "/api/v1/alarms/clear")):
+                    for op, path in (
+                        ("raise", "/api/v1/alarms"),
+                        ("clear", "/api/v1/alarms/clear"),
+                    ):
                         if (op, resource) in self.acked:
                             continue
                         response = self._post(
@@ -64,9 +67,7 @@ class Client:
                     return
 
     def run(self, stop_after: int | None = None, kill: AgentProcess | None = None) -> None:
-        threads = [
-            threading.Thread(target=self.work, args=(w, stop_after)) for w in range(WORKERS)
-        ]
+        threads = [threading.Thread(target=self.work, args=(w, stop_after)) for w in range(WORKERS)]
         for thread in threads:
             thread.start()
         if kill is not None and stop_after is not None:

@@ -7,25 +7,26 @@ import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from agent.alarms import queries
 from agent.alarms.catalog import Catalog
 from agent.alarms.manager import AlarmManager
-from agent.alarms import queries
 from agent.config import ExporterSettings, FileExporterSettings
 from agent.export.base import load_cursor
 from agent.export.jsonfile import FileExporter, JsonLinesFile
 from agent.store.database import Store
 
 FAST = ExporterSettings(
-    poll_interval=0.05, retry_initial=0.05, retry_max=0.2, batch_size=50, backlog_threshold=20
+    poll_interval=0.05, retry_initial=0.05, retry_max=0.2, batch_size=50, backlog_threshold=1000
 )
+TIGHT = FAST.model_copy(update={"backlog_threshold": 20})
 
 
 def read_lines(path: Path) -> list[dict]:  # type: ignore[type-arg]
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-async def until(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
+async def until(check: Callable[[], bool], within: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within
     while not check():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")
@@ -159,12 +160,13 @@ def test_dead_target_backlog_alarm_then_recovery(store: Store, tmp_path: Path) -
         assert manager.last_seq >= 41
         assert asyncio.get_running_loop().time() - started < 15
         assert exporter.failures > 0
-        assert exporter.last_error and "cannot open" in exporter.last_error
+        assert exporter.last_error
+        assert "cannot open" in exporter.last_error
         path.rmdir()
         await until(lambda: not queries.list_alarms(manager.engine, type_id="exporter-backlog"))
         await until(lambda: exporter.cursor == manager.last_seq)
 
-    with_exporter(store, path, body)
+    with_exporter(store, path, body, settings=TIGHT)
     lines = read_lines(path)
     assert [line["seq"] for line in lines] == list(range(1, len(lines) + 1))
     kinds = {(line["type"], line["kind"]) for line in lines}

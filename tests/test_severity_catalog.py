@@ -91,7 +91,9 @@ def test_catalog_alarm_rows(type_id: str, severity: str) -> None:
     alarm_type = Catalog().get(type_id)
     assert alarm_type.kind is Kind.ALARM
     assert alarm_type.severity.value == severity
-    assert alarm_type.name and alarm_type.description and alarm_type.clear_instructions
+    assert alarm_type.name
+    assert alarm_type.description
+    assert alarm_type.clear_instructions
     assert alarm_type.probable_cause
     assert alarm_type.resolution, "every alarm says where it is fixed"
 
@@ -100,7 +102,8 @@ def test_catalog_alarm_rows(type_id: str, severity: str) -> None:
 def test_catalog_event_rows(type_id: str, severity: str | None) -> None:
     event_type = Catalog().get(type_id)
     assert event_type.kind is Kind.EVENT
-    assert event_type.name and event_type.description
+    assert event_type.name
+    assert event_type.description
     if severity is not None:
         assert event_type.severity.value == severity
 

@@ -14,6 +14,7 @@ increasing, never reused (the high-water marks live in ``meta``) and gap-free.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import queue
 import threading
@@ -24,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from loguru import logger
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, select, tuple_, update
+from sqlalchemy import Connection, Engine, and_, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from agent.alarms.catalog import AlarmType, Catalog, Kind
@@ -37,11 +38,20 @@ from agent.store.models import EVENTS as _EVENTS
 from agent.store.models import HISTORY as _HISTORY
 from agent.store.models import LOG as _LOG
 from agent.store.models import META as _META
+from agent.store.rawsql import RawWriter
 
 Clock = Callable[[], datetime]
 CommitListener = Callable[[int], None]
 
 _MUTABLE = tuple(f for f in ALARM_FIELDS if f not in {"id", "type_id", "resource", "qualifier"})
+_ALARM_STAMPS = frozenset({"raised_at", "last_raised_at", "changed_at", "cleared_at", "ack_at"})
+_AT = frozenset({"at"})
+_HISTORY_FIELDS = ("alarm_id", "seq", "at", "change", "severity", "text", "by", "note")
+_EVENT_FIELDS = ("seq", "at", "type_id", "resource", "severity", "text", "details")
+_LOG_FIELDS = (
+    "seq", "at", "kind", "alarm_id", "type_id", "resource", "qualifier", "severity", "text",
+    "raise_seq", "payload",
+)  # fmt: skip
 _STOP = object()
 MAX_FIELD = 255
 MAX_TEXT = 4096
@@ -49,6 +59,65 @@ MAX_TEXT = 4096
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+class _Reply:
+    """Where a request's result goes: a thread-safe Future, or an asyncio future + loop."""
+
+    __slots__ = ("future", "loop")
+
+    def __init__(
+        self,
+        future: Future[Any] | asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.future = future
+        self.loop = loop
+
+    def claim(self) -> bool:
+        """False when a thread-safe caller cancelled before the write began."""
+        if isinstance(self.future, Future):
+            return self.future.set_running_or_notify_cancel()
+        return True
+
+    def reclaimed(self) -> _Reply:
+        """The same reply, already claimed: for a retry that must not claim again."""
+        return _ClaimedReply(self.future, self.loop)
+
+
+class _ClaimedReply(_Reply):
+    __slots__ = ()
+
+    def claim(self) -> bool:
+        return True
+
+
+def _settle(future: Future[Any] | asyncio.Future[Any], result: Any) -> None:
+    if future.done():
+        return  # an asyncio caller gave up waiting; the change is committed anyway
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+def _settle_all(items: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for future, result in items:
+        _settle(future, result)
+
+
+def _deliver(replies: list[tuple[_Reply, Any]]) -> None:
+    """Resolve callers; one wake-up per event loop per batch, not one per request."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+    for reply, result in replies:
+        if reply.loop is None:
+            _settle(reply.future, result)
+        else:
+            by_loop.setdefault(reply.loop, []).append((reply.future, result))  # type: ignore[arg-type]
+    for loop, items in by_loop.items():
+        # RuntimeError: that loop is closed, nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle_all, items)
 
 
 @dataclass
@@ -98,6 +167,10 @@ class AlarmManager:
         self._last_alarm_id = 0
         self._committed_seq = 0
         self._dialect = engine.dialect.name
+        self._raw = RawWriter(engine.dialect)
+        self._payloads: dict[tuple[Any, ...], str] = {}
+        self._active: dict[tuple[str, str, str], int] = {}
+        """Key -> id of every active alarm; the writer is the only one changing them."""
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -124,10 +197,17 @@ class AlarmManager:
 
     def _load_counters(self) -> None:
         with self.engine.connect() as conn:
-            meta = {k: v for k, v in conn.execute(select(_META.c.key, _META.c.value))}
+            rows = conn.execute(select(_META.c.key, _META.c.value))
+            meta = {key: value for key, value in rows}  # noqa: C416 - result has .keys()
             max_seq = conn.execute(select(func.max(_LOG.c.seq))).scalar() or 0
             max_event = conn.execute(select(func.max(_EVENTS.c.seq))).scalar() or 0
             max_alarm = conn.execute(select(func.max(_ALARMS.c.id))).scalar() or 0
+            active = conn.execute(
+                select(
+                    _ALARMS.c.type_id, _ALARMS.c.resource, _ALARMS.c.qualifier, _ALARMS.c.id
+                ).where(_ALARMS.c.cleared.is_(False))
+            )
+            self._active = {(t, r, q): i for t, r, q, i in active}
         self._last_seq = max(int(meta.get("last_seq", 0)), max_seq, max_event)
         self._last_alarm_id = max(int(meta.get("last_alarm_id", 0)), max_alarm)
         self._committed_seq = self._last_seq
@@ -138,11 +218,16 @@ class AlarmManager:
         if self._thread is None:
             raise StoreError("the alarm manager is not running")
         future: Future[Any] = Future()
-        self._queue.put((op, future))
+        self._queue.put((op, _Reply(future)))
         return future
 
     async def _call(self, op: Operation) -> Any:
-        return await asyncio.wrap_future(self.submit(op))
+        if self._thread is None:
+            raise StoreError("the alarm manager is not running")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.put((op, _Reply(future, loop)))
+        return await future
 
     def make_raise(
         self,
@@ -272,39 +357,22 @@ class AlarmManager:
             if stop_after:
                 return
 
-    def _commit(self, batch: list[tuple[Operation, Future[Any]]]) -> None:
-        live = [(op, fut) for op, fut in batch if fut.set_running_or_notify_cancel()]
+    def _commit(self, batch: list[tuple[Operation, _Reply]]) -> None:
+        live = [(op, reply) for op, reply in batch if reply.claim()]
         if not live:
             return
         try:
-            results = self._apply(live)
+            results = self._apply([op for op, _ in live])
         except Exception:
             if len(live) == 1:
                 logger.exception("alarm store write failed")
-                live[0][1].set_exception(StoreError("the store refused the change; see the log"))
+                _deliver([(live[0][1], StoreError("the store refused the change; see the log"))])
                 return
             # One request broke the group commit: apply them one by one so the others land.
-            for op, fut in live:
-                self._commit_single(op, fut)
+            for op, reply in live:
+                self._commit([(op, reply.reclaimed())])
             return
-        for (_, fut), result in zip(live, results, strict=True):
-            if isinstance(result, BaseException):
-                fut.set_exception(result)
-            else:
-                fut.set_result(result)
-        self._notify()
-
-    def _commit_single(self, op: Operation, fut: Future[Any]) -> None:
-        try:
-            (result,) = self._apply([(op, fut)])
-        except Exception:
-            logger.exception("alarm store write failed for {}", op)
-            fut.set_exception(StoreError("the store refused the change; see the log"))
-            return
-        if isinstance(result, BaseException):
-            fut.set_exception(result)
-        else:
-            fut.set_result(result)
+        _deliver([(reply, result) for (_, reply), result in zip(live, results, strict=True)])
         self._notify()
 
     def _notify(self) -> None:
@@ -315,58 +383,55 @@ class AlarmManager:
             except Exception:
                 logger.exception("commit listener failed")
 
-    def _apply(self, live: list[tuple[Operation, Future[Any]]]) -> list[Any]:
+    def _apply(self, ops: list[Operation]) -> list[Any]:
         saved = (self._last_seq, self._last_alarm_id)
         try:
             with self.engine.begin() as conn:
                 work = _Batch()
-                self._prefetch(conn, work, [op for op, _ in live])
+                self._prefetch(conn, work, ops)
                 results: list[Any] = []
-                for op, _ in live:
+                for op in ops:
                     try:
                         results.append(self._dispatch(conn, work, op))
                     except ProvsyncError as exc:
                         results.append(exc)
                 self._flush(conn, work)
+            self._remember_active(work)
             return results
         except BaseException:
             self._last_seq, self._last_alarm_id = saved
             raise
 
     def _prefetch(self, conn: Connection, work: _Batch, ops: Iterable[Operation]) -> None:
-        keys: set[tuple[str, str, str]] = set()
+        """Load the existing alarms the batch touches; new keys need no query at all."""
         ids: set[int] = set()
         for op in ops:
             if isinstance(op, RaiseOp):
-                keys.add((op.type_id, op.resource, op.qualifier))
+                found = self._active.get((op.type_id, op.resource, op.qualifier))
+                if found is not None:
+                    ids.add(found)
             elif isinstance(op, ClearOp):
                 if op.alarm_id is not None:
                     ids.add(op.alarm_id)
-                elif op.key is not None:
-                    keys.add(op.key)
+                elif op.key is not None and (found := self._active.get(op.key)) is not None:
+                    ids.add(found)
             elif isinstance(op, AckOp):
                 ids.add(op.alarm_id)
         columns = [_ALARMS.c[f] for f in ALARM_FIELDS]
-        key_list = sorted(keys)
-        for start in range(0, len(key_list), 300):
-            chunk = key_list[start : start + 300]
-            rows = conn.execute(
-                select(*columns).where(
-                    and_(
-                        _ALARMS.c.cleared.is_(False),
-                        tuple_(_ALARMS.c.type_id, _ALARMS.c.resource, _ALARMS.c.qualifier).in_(
-                            chunk
-                        ),
-                    )
-                )
-            ).mappings()
-            for row in rows:
-                work.track(dict(row))
-        id_list = sorted(ids - work.by_id.keys())
+        id_list = sorted(ids)
         for start in range(0, len(id_list), 500):
-            chunk_ids = id_list[start : start + 500]
-            for row in conn.execute(select(*columns).where(_ALARMS.c.id.in_(chunk_ids))).mappings():
+            chunk = id_list[start : start + 500]
+            for row in conn.execute(select(*columns).where(_ALARMS.c.id.in_(chunk))).mappings():
                 work.track(dict(row))
+
+    def _remember_active(self, work: _Batch) -> None:
+        """After a commit: keep the key -> id map of active alarms current."""
+        for row in work.by_id.values():
+            key = (row["type_id"], row["resource"], row["qualifier"])
+            if not row["cleared"]:
+                self._active[key] = row["id"]
+            elif self._active.get(key) == row["id"]:
+                del self._active[key]
 
     def _dispatch(self, conn: Connection, work: _Batch, op: Operation) -> Any:
         if isinstance(op, RaiseOp):
@@ -393,17 +458,9 @@ class AlarmManager:
         extra: dict[str, Any] | None = None,
     ) -> int:
         seq = self._next_seq()
-        alarm_type = self.catalog.get(row["type_id"])
-        payload = {
-            "type_name": alarm_type.name,
-            "event_type": alarm_type.event_type.value,
-            "probable_cause": alarm_type.probable_cause,
-            "count": row["count"],
-            "operator_state": row["operator_state"],
-            "resolution": row["resolution"],
-        }
+        payload = self._payload(row)
         if extra:
-            payload.update(extra)
+            payload = payload[:-1] + "," + json.dumps(extra, separators=(",", ":"))[1:]
         work.log.append(
             {
                 "seq": seq,
@@ -416,10 +473,32 @@ class AlarmManager:
                 "severity": severity,
                 "text": row["text"],
                 "raise_seq": row["raise_seq"] if kind is not NotificationKind.ALARM_RAISED else 0,
-                "payload": json.dumps(payload, separators=(",", ":")),
+                "payload": payload,
             }
         )
         return seq
+
+    def _payload(self, row: dict[str, Any]) -> str:
+        """The JSON of what exporters need beyond the columns; memoized (few distinct)."""
+        key = (row["type_id"], row["count"], row["operator_state"], row["resolution"])
+        cached = self._payloads.get(key)
+        if cached is None:
+            alarm_type = self.catalog.get(row["type_id"])
+            cached = json.dumps(
+                {
+                    "type_name": alarm_type.name,
+                    "event_type": alarm_type.event_type.value,
+                    "probable_cause": alarm_type.probable_cause,
+                    "count": row["count"],
+                    "operator_state": row["operator_state"],
+                    "resolution": row["resolution"],
+                },
+                separators=(",", ":"),
+            )
+            if len(self._payloads) > 4096:
+                self._payloads.clear()
+            self._payloads[key] = cached
+        return cached
 
     def _history(
         self,
@@ -623,25 +702,17 @@ class AlarmManager:
         return counts
 
     def _flush(self, conn: Connection, work: _Batch) -> None:
+        raw = self._raw
         if work.dirty_ids:
             # Existing rows first: a clear frees the active key a new raise may reuse.
-            conn.execute(
-                update(_ALARMS)
-                .where(_ALARMS.c.id == bindparam("b_id"))
-                .values({f: bindparam(f"b_{f}") for f in _MUTABLE}),
-                [
-                    {"b_id": i, **{f"b_{f}": work.by_id[i][f] for f in _MUTABLE}}
-                    for i in sorted(work.dirty_ids)
-                ],
-            )
+            rows = (work.by_id[i] for i in sorted(work.dirty_ids))
+            raw.update(conn, _ALARMS, _MUTABLE, "id", rows, _ALARM_STAMPS)
         if work.new_ids:
-            conn.execute(_ALARMS.insert(), [work.by_id[i] for i in sorted(work.new_ids)])
-        if work.history:
-            conn.execute(_HISTORY.insert(), work.history)
-        if work.events:
-            conn.execute(_EVENTS.insert(), work.events)
-        if work.log:
-            conn.execute(_LOG.insert(), work.log)
+            rows = (work.by_id[i] for i in sorted(work.new_ids))
+            raw.insert(conn, _ALARMS, ALARM_FIELDS, rows, _ALARM_STAMPS)
+        raw.insert(conn, _HISTORY, _HISTORY_FIELDS, work.history, _AT)
+        raw.insert(conn, _EVENTS, _EVENT_FIELDS, work.events, _AT)
+        raw.insert(conn, _LOG, _LOG_FIELDS, work.log, _AT)
         if work.log or work.new_ids:
             self._save_counters(conn)
 

@@ -131,4 +131,6 @@ def alarm_counts(engine: Engine) -> dict[str, int]:
 
 def cursors(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
-        return {n: s for n, s in conn.execute(select(_CURSORS.c.name, _CURSORS.c.last_seq))}
+        rows = conn.execute(select(_CURSORS.c.name, _CURSORS.c.last_seq))
+        # dict(result) would take the result for a mapping (it has .keys()).
+        return {name: seq for name, seq in rows}  # noqa: C416

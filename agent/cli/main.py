@@ -275,8 +275,8 @@ def alarms_show(ctx: typer.Context, alarm_id: int, as_json: JsonOpt = False) -> 
     output.table(
         "History",
         ["time", "seq", "change", "severity", "by", "note"],
-        [[output.when(h["at"]), h["seq"], h["change"], output.severity(h["severity"]), h["by"], h["note"]]
-         for h in data["history"]],
+        [[output.when(h["at"]), h["seq"], h["change"], output.severity(h["severity"]), h["by"],
+          h["note"]] for h in data["history"]],
     )  # fmt: skip
 
 
@@ -389,8 +389,8 @@ def events_list(
     output.table(
         f"Events: {len(data)}",
         ["seq", "time", "severity", "type", "resource", "text"],
-        [[e["seq"], output.when(e["time"]), output.severity(e["severity"]), e["type"], e["resource"],
-          e["text"]] for e in data],
+        [[e["seq"], output.when(e["time"]), output.severity(e["severity"]), e["type"],
+          e["resource"], e["text"]] for e in data],
     )  # fmt: skip
 
 
