@@ -1,0 +1,50 @@
+"""Files a user installs: the systemd unit, the README's commands, the CI entry."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BIN
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_systemd_unit_verifies(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed on this machine")
+    unit = (ROOT / "etc" / "provsync.service").read_text()
+    assert "ExecStart=/opt/provsync/.venv/bin/provsync run" in unit
+    local = tmp_path / "provsync.service"
+    local.write_text(unit.replace("/opt/provsync/.venv/bin/provsync", str(BIN / "provsync")))
+    result = subprocess.run(
+        [analyze, "verify", str(local)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "provsync.service" not in result.stderr, result.stderr
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"^\s*(make \w+)\s*$", readme, re.MULTILINE)
+    assert commands[:2] == ["make run", "make test"]
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert ci.strip().splitlines()[-1] == "exec make test"
+
+
+def test_console_script_and_module_agree() -> None:
+    by_script = subprocess.run(
+        [str(BIN / "provsync"), "--version"], capture_output=True, text=True, timeout=60
+    )
+    by_module = subprocess.run(
+        [str(BIN / "python"), "-m", "agent", "--version"], capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert by_script.returncode == by_module.returncode == 0
+    assert by_script.stdout == by_module.stdout
+    assert by_script.stdout.startswith("provsync ")
