@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 
 run:
 	@VENV=$(VENV) scripts/bootstrap.sh
-	$(BIN)/provsync run --config $(CONFIG)
+	$(BIN)/provsync --config $(CONFIG) run
 
 test:
 	@VENV=$(VENV) scripts/bootstrap.sh --dev

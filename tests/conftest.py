@@ -126,7 +126,7 @@ class AgentProcess:
     def start(self, wait: bool = True) -> AgentProcess:
         handle = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [str(BIN / "provsync"), "run"],
+            [str(BIN / "provsync"), "run", "--config", str(self.config)],
             env=self.env(),
             stdout=handle,
             stderr=subprocess.STDOUT,

@@ -48,3 +48,54 @@ def test_console_script_and_module_agree() -> None:
     assert by_script.returncode == by_module.returncode == 0
     assert by_script.stdout == by_module.stdout
     assert by_script.stdout.startswith("provsync ")
+
+
+def test_make_run_starts_the_agent(tmp_path: Path) -> None:
+    """The README's first command, pointed at a temporary config so it can run here."""
+    import os
+    import signal
+    import time
+
+    import httpx
+    import tomli_w
+
+    from tests.conftest import free_port
+
+    port = free_port()
+    config = tmp_path / "provsync.toml"
+    config.write_text(
+        tomli_w.dumps(
+            {
+                "agent": {"data_dir": str(tmp_path / "var")},
+                "api": {"listen": f"127.0.0.1:{port}"},
+            }
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PROVSYNC_", "MAKE"))}
+    env["VENV"] = str(BIN.parent)
+    proc = subprocess.Popen(
+        ["make", "--no-print-directory", "run", f"CONFIG={config}", f"VENV={BIN.parent}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/v1/health").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+        token = (tmp_path / "var" / "api.token").read_text().strip()
+        status = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/status", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert status.status_code == 200
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        output = proc.communicate(timeout=60)[0].decode()
+    assert "stopped" in output

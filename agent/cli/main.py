@@ -138,6 +138,10 @@ def root(
 @app.command()
 def run(
     ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Same as the global --config.", show_default=False),
+    ] = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="Override [agent] data_dir.", show_default=False)
     ] = None,
@@ -148,6 +152,8 @@ def run(
     from agent.app import Agent
     from agent.logs import setup_logging
 
+    if config is not None:
+        _ctx(ctx).config = config
     settings = _ctx(ctx).settings()
     if data_dir is not None:
         settings = settings.model_copy(
