@@ -226,6 +226,14 @@ def _router() -> APIRouter:
     return router
 
 
+# Most specific first; any other ProvsyncError means the store could not do it (503).
+_STATUS_OF: tuple[tuple[type[ProvsyncError], int], ...] = (
+    (UnknownAlarmType, 400),
+    (AlarmNotFound, 404),
+    (InvalidRequest, 400),
+)
+
+
 def create_app(services: Services) -> FastAPI:
     app = FastAPI(
         title="provsync control API",
@@ -240,21 +248,10 @@ def create_app(services: Services) -> FastAPI:
 
     app.include_router(_router())
 
-    @app.exception_handler(UnknownAlarmType)
-    async def _unknown_type(request: Request, exc: UnknownAlarmType) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=400)
-
-    @app.exception_handler(AlarmNotFound)
-    async def _not_found(request: Request, exc: AlarmNotFound) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=404)
-
-    @app.exception_handler(InvalidRequest)
-    async def _invalid(request: Request, exc: InvalidRequest) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=400)
-
     @app.exception_handler(ProvsyncError)
-    async def _other(request: Request, exc: ProvsyncError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=503)
+    async def _ours(request: Request, exc: ProvsyncError) -> JSONResponse:
+        status = next((s for t, s in _STATUS_OF if isinstance(exc, t)), 503)
+        return JSONResponse({"error": str(exc)}, status_code=status)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

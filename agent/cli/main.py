@@ -335,24 +335,20 @@ def alarms_clear(
     _print_change(data, as_json)
 
 
-@alarms_app.command("ack")
-def alarms_ack(
-    ctx: typer.Context, alarm_id: int, note: NoteOpt = None, user: UserOpt = None,
-    as_json: JsonOpt = False,
-) -> None:  # fmt: skip
-    """Acknowledge an alarm."""
-    data = _call(ctx, "POST", f"/alarms/{alarm_id}/ack", {"note": note, "by": _who(user)})
-    _print_change(data, as_json)
+def _operator_command(action: str, summary: str) -> None:
+    def command(
+        ctx: typer.Context, alarm_id: int, note: NoteOpt = None, user: UserOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:  # fmt: skip
+        body = {"note": note, "by": _who(user)}
+        _print_change(_call(ctx, "POST", f"/alarms/{alarm_id}/{action}", body), as_json)
+
+    command.__doc__ = summary
+    alarms_app.command(action)(command)
 
 
-@alarms_app.command("unack")
-def alarms_unack(
-    ctx: typer.Context, alarm_id: int, note: NoteOpt = None, user: UserOpt = None,
-    as_json: JsonOpt = False,
-) -> None:  # fmt: skip
-    """Withdraw the acknowledgement of an alarm."""
-    data = _call(ctx, "POST", f"/alarms/{alarm_id}/unack", {"note": note, "by": _who(user)})
-    _print_change(data, as_json)
+_operator_command("ack", "Acknowledge an alarm.")
+_operator_command("unack", "Withdraw the acknowledgement of an alarm.")
 
 
 @alarms_app.command("test")
