@@ -28,6 +28,8 @@ from agent.config import Settings, read_token_file
 from agent.errors import ProvsyncError, StoreError
 from agent.export.base import Exporter
 from agent.export.jsonfile import FileExporter
+from agent.export.snmp.service import SnmpService
+from agent.export.snmp.targets import SnmpTargetExporter
 from agent.store.database import Store, redact_url
 
 
@@ -70,11 +72,18 @@ def agent_hostname(settings: Settings) -> str:
     return settings.agent.hostname or socket.getfqdn()
 
 
-def build_exporters(settings: Settings, manager: AlarmManager, host: str) -> list[Exporter]:
+def build_exporters(
+    settings: Settings, manager: AlarmManager, host: str, snmp: SnmpService | None
+) -> list[Exporter]:
     exporters: list[Exporter] = []
     for target in settings.exporters.file:
         path = settings.exporter_path(target.path)
         exporters.append(FileExporter(manager, settings.exporters, target, path, host))
+    if snmp is not None:
+        for index, snmp_target in enumerate(settings.snmp.targets):
+            exporters.append(
+                SnmpTargetExporter(manager, settings.exporters, snmp_target, snmp, index)
+            )
     return exporters
 
 
@@ -107,6 +116,7 @@ class Agent:
         self.store: Store | None = None
         self.manager: AlarmManager | None = None
         self.exporters: list[Exporter] = []
+        self.snmp: SnmpService | None = None
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -137,8 +147,25 @@ class Agent:
             await asyncio.to_thread(manager.stop)
 
     @contextlib.asynccontextmanager
-    async def _exporters(self, manager: AlarmManager, host: str) -> AsyncIterator[None]:
-        self.exporters = build_exporters(self.settings, manager, host)
+    async def _snmp(
+        self, manager: AlarmManager, host: str, started_at: datetime
+    ) -> AsyncIterator[SnmpService | None]:
+        if not self.settings.snmp.enabled:
+            yield None
+            return
+        service = SnmpService(self.settings, manager, host, started_at)
+        await service.start()
+        self.snmp = service
+        try:
+            yield service
+        finally:
+            await service.stop()
+
+    @contextlib.asynccontextmanager
+    async def _exporters(
+        self, manager: AlarmManager, host: str, snmp: SnmpService | None
+    ) -> AsyncIterator[None]:
+        self.exporters = build_exporters(self.settings, manager, host, snmp)
         for exporter in self.exporters:
             await exporter.start()
         try:
@@ -200,7 +227,9 @@ class Agent:
         async with contextlib.AsyncExitStack() as stack:
             store = await stack.enter_async_context(self._store())
             manager = await stack.enter_async_context(self._manager(store))
-            await stack.enter_async_context(self._exporters(manager, host))
+            started_at = datetime.now(UTC)
+            snmp = await stack.enter_async_context(self._snmp(manager, host, started_at))
+            await stack.enter_async_context(self._exporters(manager, host, snmp))
             await manager.emit_event(
                 "agent-started",
                 host,
@@ -210,11 +239,12 @@ class Agent:
             services = Services(
                 manager=manager,
                 token=token,
-                started_at=datetime.now(UTC),
+                started_at=started_at,
                 store_url=redact_url(store.url),
                 store_id=store.identity,
                 exporters=self.exporters,
                 request_stop=self.request_stop,
+                snmp=snmp,
             )
             purge = asyncio.create_task(self._purge_loop(manager), name="retention")
             try:

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -167,6 +168,154 @@ class ExporterSettings(_Section):
         return self
 
 
+NOTIFICATION_KINDS = ("alarm-raised", "alarm-changed", "alarm-cleared", "event", "heartbeat")
+AUTH_PROTOCOLS = ("none", "SHA", "SHA-224", "SHA-256", "SHA-384", "SHA-512")
+PRIV_PROTOCOLS = ("none", "AES-128")
+
+
+class SnmpCommunity(_Section):
+    """A read-only SNMPv1/v2c community. The name is a credential: never logged."""
+
+    name: SecretStr
+
+    @field_validator("name")
+    @classmethod
+    def _not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("a community name cannot be empty")
+        return value
+
+
+class SnmpUser(_Section):
+    """An SNMPv3 USM user with read-only access (and the identity for v3 targets)."""
+
+    name: str = Field(min_length=1, max_length=32)
+    auth_protocol: Literal[AUTH_PROTOCOLS] = "SHA-256"  # type: ignore[valid-type]
+    auth_key: SecretStr = SecretStr("")
+    priv_protocol: Literal[PRIV_PROTOCOLS] = "AES-128"  # type: ignore[valid-type]
+    priv_key: SecretStr = SecretStr("")
+
+    @model_validator(mode="after")
+    def _keys(self) -> SnmpUser:
+        if self.auth_protocol != "none" and len(self.auth_key.get_secret_value()) < 8:
+            raise ValueError(f"user {self.name}: auth_key needs at least 8 characters")
+        if self.priv_protocol != "none":
+            if self.auth_protocol == "none":
+                raise ValueError(f"user {self.name}: privacy needs authentication")
+            if len(self.priv_key.get_secret_value()) < 8:
+                raise ValueError(f"user {self.name}: priv_key needs at least 8 characters")
+        return self
+
+    @property
+    def level(self) -> str:
+        if self.auth_protocol == "none":
+            return "noAuthNoPriv"
+        return "authNoPriv" if self.priv_protocol == "none" else "authPriv"
+
+
+class SnmpTarget(_Section):
+    """Where traps or informs go."""
+
+    address: str
+    name: str = ""
+    version: Literal["v2c", "v3"] = "v2c"
+    kind: Literal["trap", "inform"] = "trap"
+    community: SecretStr = SecretStr("")
+    user: str = ""
+    min_severity: Severity = Severity.INDETERMINATE
+    kinds: tuple[Literal[NOTIFICATION_KINDS], ...] = NOTIFICATION_KINDS  # type: ignore[valid-type]
+    timeout: Duration = 1.0
+    retries: int = Field(default=3, ge=0, le=20)
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        parse_address(value, default_port=162)
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> SnmpTarget:
+        if self.version == "v2c" and not self.community.get_secret_value():
+            raise ValueError(f"target {self.address}: a v2c target needs a community")
+        if self.version == "v3" and not self.user:
+            raise ValueError(f"target {self.address}: a v3 target needs a user")
+        return self
+
+    @property
+    def target_name(self) -> str:
+        return self.name or f"snmp:{self.address}"
+
+
+class SnmpSettings(_Section):
+    enabled: bool = True
+    enterprise_oid: str = "1.3.6.1.4.1.32473.1"
+    listen: tuple[str, ...] = ("127.0.0.1:1161",)
+    engine_id: str = ""
+    """Hex; empty: generated once and kept in ``<data_dir>/snmp-engine.json``."""
+    heartbeat_interval: Duration = 300.0
+    notification_log_size: int = Field(default=1000, ge=1, le=100_000)
+    allow_v1: bool = True
+    allow_noauth: bool = False
+    sys_contact: str = ""
+    sys_location: str = ""
+    communities: tuple[SnmpCommunity, ...] = ()
+    users: tuple[SnmpUser, ...] = ()
+    targets: tuple[SnmpTarget, ...] = ()
+
+    @field_validator("enterprise_oid")
+    @classmethod
+    def _oid(cls, value: str) -> str:
+        from agent.export.snmp.oids import MibOids, parse_oid
+
+        MibOids(parse_oid(value))
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            parse_address(address)
+        return value
+
+    @field_validator("engine_id")
+    @classmethod
+    def _engine_id(cls, value: str) -> str:
+        if value:
+            try:
+                raw = bytes.fromhex(value.removeprefix("0x"))
+            except ValueError:
+                raise ValueError("engine_id must be hex, e.g. 80007e5903...") from None
+            if not 5 <= len(raw) <= 32:
+                raise ValueError("engine_id must be 5 to 32 octets (RFC 3411)")
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> SnmpSettings:
+        users = {u.name: u for u in self.users}
+        if len(users) != len(self.users):
+            raise ValueError("SNMP user names must be unique")
+        for user in self.users:
+            if user.level == "noAuthNoPriv" and not self.allow_noauth:
+                raise ValueError(
+                    f"user {user.name} has no authentication; set allow_noauth = true to allow"
+                )
+        for target in self.targets:
+            if target.version == "v3" and target.user not in users:
+                raise ValueError(
+                    f"target {target.address}: no [[snmp.users]] named {target.user!r}"
+                )
+        names = [t.target_name for t in self.targets]
+        if len(set(names)) != len(names):
+            raise ValueError("SNMP target names must be unique")
+        return self
+
+    @property
+    def root(self) -> tuple[int, ...]:
+        from agent.export.snmp.oids import parse_oid
+
+        return parse_oid(self.enterprise_oid)
+
+
 _TYPE_ID = r"^[a-z0-9][a-z0-9-]{0,63}$"
 _BUILTIN_IDS = frozenset(t.id for t in BUILTIN_TYPES)
 
@@ -203,6 +352,7 @@ class Settings(_Section):
     api: ApiSettings = ApiSettings()
     retention: RetentionSettings = RetentionSettings()
     exporters: ExporterSettings = ExporterSettings()
+    snmp: SnmpSettings = SnmpSettings()
     alarm_types: tuple[AlarmTypeSettings, ...] = ()
     source: Path | None = Field(default=None, exclude=True)
     """The file these settings came from (None: built-in defaults)."""
@@ -317,6 +467,8 @@ def default_document(*, token: str | None = None, data_dir: str = "var") -> dict
         ),
     )
     document = settings.model_dump(mode="json", exclude={"source"})
+    # Secrets dump as "**********"; the example community is written in the clear.
+    document["snmp"]["communities"] = [{"name": "public"}]
     document["alarm_types"] = [
         {
             "id": "site-ups-on-battery",

@@ -34,6 +34,13 @@ def free_port() -> int:
         return port
 
 
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 # ------------------------------------------------------------------ PostgreSQL
 @pytest.fixture(scope="session")
 def pg_admin() -> Iterator[str]:
@@ -90,11 +97,17 @@ class AgentProcess:
         self.root = root
         self.data_dir = root / "var"
         self.port = free_port()
+        self.snmp_port = free_udp_port()
         self.config = root / "provsync.toml"
         self.log = root / "agent.log"
         document: dict[str, Any] = {
             "agent": {"data_dir": str(self.data_dir), "shutdown_timeout": "10s"},
             "api": {"listen": f"127.0.0.1:{self.port}", "token": TOKEN},
+            "snmp": {
+                "listen": [f"127.0.0.1:{self.snmp_port}"],
+                "communities": [{"name": "public"}],
+                "heartbeat_interval": "0s",
+            },
             "exporters": {
                 "poll_interval": "100ms",
                 "retry_initial": "100ms",

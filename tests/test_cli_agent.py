@@ -137,6 +137,7 @@ def test_generated_token_file(tmp_path: Path) -> None:
     config = tmp_path / "p.toml"
     config.write_text(
         f'[agent]\ndata_dir = "{tmp_path / "d"}"\n[api]\nlisten = "127.0.0.1:{port}"\n'
+        "[snmp]\nenabled = false\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROVSYNC_")}
     env["PROVSYNC_CONFIG"] = str(config)

@@ -59,7 +59,7 @@ def test_make_run_starts_the_agent(tmp_path: Path) -> None:
     import httpx
     import tomli_w
 
-    from tests.conftest import free_port
+    from tests.conftest import free_port, free_udp_port
 
     port = free_port()
     config = tmp_path / "provsync.toml"
@@ -68,6 +68,7 @@ def test_make_run_starts_the_agent(tmp_path: Path) -> None:
             {
                 "agent": {"data_dir": str(tmp_path / "var")},
                 "api": {"listen": f"127.0.0.1:{port}"},
+                "snmp": {"listen": [f"127.0.0.1:{free_udp_port()}"]},
             }
         )
     )

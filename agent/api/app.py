@@ -42,6 +42,8 @@ class Services:
     store_id: str
     exporters: list[Exporter] = field(default_factory=list)
     request_stop: Callable[[], None] = lambda: None
+    snmp: Any = None
+    """The SnmpService when SNMP is enabled."""
 
 
 _bearer = HTTPBearer(auto_error=False, description="the token from [api] token or api.token")
@@ -83,6 +85,18 @@ def _severities(values: list[str] | None) -> list[Severity] | None:
         raise InvalidRequest(f"severity must be one of: {allowed}") from None
 
 
+def _snmp_status(snmp: Any) -> dict[str, Any] | None:
+    if snmp is None:
+        return None
+    return {
+        "engine_id": snmp.engine_id,
+        "engine_boots": snmp.boots,
+        "listen": list(snmp.snmp.listen),
+        "view_seq": snmp.data.seq,
+        "requests": dict(snmp.fast.counters) | snmp.counters,
+    }
+
+
 def _router() -> APIRouter:
     router = APIRouter(prefix="/api/v1", dependencies=[Depends(_authorize)])
 
@@ -108,6 +122,7 @@ def _router() -> APIRouter:
                 }
                 for e in services.exporters
             ],
+            "snmp": _snmp_status(services.snmp),
         }
 
     @router.get("/catalog", summary="Alarm and event types (alarm inventory)")

@@ -1,0 +1,1 @@
+"""SNMP: PROVSYNC-MIB OIDs, the command responder and the notification targets."""

@@ -1,0 +1,202 @@
+"""The SNMP command responder: one UDP socket per listen address.
+
+SNMPv1/v2c requests are answered by the BER fast path (agent.export.snmp.fastpath);
+SNMPv3 messages go to pysnmp, which does USM and engine state and reads the same view
+through :class:`ViewInstrumentation`. Both see data that is current: when the view is
+behind the committed notification log it is brought up to date before answering.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from loguru import logger
+from pysnmp.carrier.asyncio.dgram import udp, udp6
+from pysnmp.entity import config as pysnmp_config
+from pysnmp.entity.rfc3413 import cmdrsp, context
+from pysnmp.proto import rfc1902, rfc1905
+from pysnmp.proto.api import v2c
+from pysnmp.smi import error as smi_error
+from pysnmp.smi.instrum import AbstractMibInstrumController
+
+from agent.config import parse_address
+from agent.errors import ProvsyncError
+from agent.export.snmp import ber
+from agent.export.snmp.view import MibView
+
+Handler = Callable[[bytes], bytes | None]
+
+
+def message_version(data: bytes) -> int | None:
+    """0 (v1), 1 (v2c), 3 (v3) from the first INTEGER of the message; None if not SNMP."""
+    try:
+        tag, start, _ = ber.header(data, 0)
+        if tag != ber.SEQUENCE:
+            return None
+        tag, v_start, v_end = ber.header(data, start)
+        if tag != ber.INTEGER:
+            return None
+        return ber.decode_int(data, v_start, v_end)
+    except ber.BerError:
+        return None
+
+
+def to_pyasn1(value: bytes) -> Any:
+    """A value TLV of the view as the pysnmp object SNMPv3 responses are built from."""
+    tag, start, end = ber.header(value, 0)
+    content = value[start:end]
+    if tag == ber.OCTET_STRING:
+        return rfc1902.OctetString(content)
+    if tag == ber.INTEGER:
+        return rfc1902.Integer32(int.from_bytes(content, "big", signed=True))
+    number = int.from_bytes(content, "big")
+    if tag == ber.GAUGE32:
+        return rfc1902.Gauge32(number)
+    if tag == ber.COUNTER32:
+        return rfc1902.Counter32(number)
+    if tag == ber.TIMETICKS:
+        return rfc1902.TimeTicks(number)
+    if tag == ber.OBJECT_IDENTIFIER:
+        return rfc1902.ObjectIdentifier(ber.decode_oid(content))
+    if tag == ber.NO_SUCH_INSTANCE:
+        return rfc1905.noSuchInstance
+    return rfc1905.noSuchObject
+
+
+def _value_of(encoded_varbind: bytes) -> bytes:
+    _, start, _ = ber.header(encoded_varbind, 0)
+    _, _, oid_end = ber.header(encoded_varbind, start)
+    return encoded_varbind[oid_end:]
+
+
+class ViewInstrumentation(AbstractMibInstrumController):  # type: ignore[misc]
+    """pysnmp's MIB instrumentation interface over our view (SNMPv3 path)."""
+
+    def __init__(self, view: Callable[[], MibView]) -> None:
+        self._view = view
+
+    def read_variables(self, *var_binds: Any, **ctx: Any) -> list[tuple[Any, Any]]:
+        view = self._view()
+        access = ctx.get("acFun")
+        answer = []
+        for index, (name, _) in enumerate(var_binds):
+            value = to_pyasn1(view.get(tuple(name)))
+            if access and access("read", (name, value), idx=index, **ctx):
+                value = rfc1905.noSuchObject
+            answer.append((name, value))
+        return answer
+
+    def read_next_variables(self, *var_binds: Any, **ctx: Any) -> list[tuple[Any, Any]]:
+        view = self._view()
+        access = ctx.get("acFun")
+        answer: list[tuple[Any, Any]] = []
+        for index, (name, _) in enumerate(var_binds):
+            for oid, encoded in view.iter_from(tuple(name)):
+                found = rfc1902.ObjectName(oid)
+                value = to_pyasn1(_value_of(encoded))
+                try:
+                    if access and access("read", (found, value), idx=index, **ctx):
+                        continue
+                except smi_error.NoAccessError:
+                    continue
+                answer.append((found, value))
+                break
+            else:
+                answer.append((name, rfc1905.endOfMibView))
+        return answer
+
+    def write_variables(self, *var_binds: Any, **ctx: Any) -> Any:
+        raise smi_error.NotWritableError(idx=0)
+
+
+class BulkResponder(cmdrsp.BulkCommandResponder):  # type: ignore[misc]
+    """Stops at the first repetition where every var-bind is endOfMibView (RFC 3416
+    4.2.3) instead of repeating endOfMibView max-repetitions times."""
+
+    max_varbinds = 128
+
+    def handle_management_operation(
+        self, snmp_engine: Any, state_reference: Any, context_name: Any, pdu: Any
+    ) -> None:
+        requested = v2c.apiPDU.get_varbinds(pdu)
+        non_repeaters = min(max(int(v2c.apiBulkPDU.get_non_repeaters(pdu)), 0), len(requested))
+        repetitions = max(int(v2c.apiBulkPDU.get_max_repetitions(pdu)), 0)
+        repeaters = len(requested) - non_repeaters
+        if repeaters:
+            repetitions = min(repetitions, self.max_varbinds // repeaters)
+        read_next = self.snmpContext.get_mib_instrum(context_name).read_next_variables
+        ctx = {"snmpEngine": snmp_engine, "acFun": self.verify_access, "cbCtx": self.cbCtx}
+        answer = list(read_next(*requested[:non_repeaters], **ctx)) if non_repeaters else []
+        current = requested[non_repeaters:]
+        while repetitions and repeaters:
+            row = read_next(*current, **ctx)
+            answer.extend(row)
+            if all(v.tagSet == rfc1905.EndOfMibView.tagSet for _, v in row):
+                break
+            current = row
+            repetitions -= 1
+        self.send_varbinds(snmp_engine, state_reference, 0, 0, answer)
+        self.release_state_information(state_reference)
+
+
+class SplitTransport(udp.UdpAsyncioTransport):  # type: ignore[misc]
+    """pysnmp's UDP transport, with SNMPv1/v2c taken by our handler."""
+
+    def __init__(self, handler: Handler, counters: dict[str, int]) -> None:
+        super().__init__()
+        self._handler = handler
+        self._counters = counters
+
+    def datagram_received(self, datagram: bytes, address: Any) -> None:
+        version = message_version(datagram)
+        if version in (0, 1):
+            try:
+                answer = self._handler(datagram)
+            except Exception:
+                logger.exception("SNMP request handling failed")
+                self._counters["handler_errors"] = self._counters.get("handler_errors", 0) + 1
+                return
+            if answer is not None:
+                self.transport.sendto(answer, address)
+        elif version == 3:
+            super().datagram_received(datagram, address)
+        else:
+            self._counters["parse_errors"] = self._counters.get("parse_errors", 0) + 1
+
+
+class SplitTransport6(udp6.Udp6AsyncioTransport, SplitTransport):  # type: ignore[misc]
+    def __init__(self, handler: Handler, counters: dict[str, int]) -> None:
+        udp6.Udp6AsyncioTransport.__init__(self)
+        self._handler = handler
+        self._counters = counters
+
+    datagram_received = SplitTransport.datagram_received
+
+
+def open_listener(
+    snmp_engine: Any, address: str, index: int, handler: Handler, counters: dict[str, int]
+) -> Any:
+    host, port = parse_address(address)
+    six = ":" in host
+    sock = socket.socket(socket.AF_INET6 if six else socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ProvsyncError(f"SNMP agent cannot listen on {address}: {exc.strerror}") from None
+    transport_class = SplitTransport6 if six else SplitTransport
+    transport = transport_class(handler, counters).open_server_mode(sock=sock)
+    domain = (udp6.DOMAIN_NAME if six else udp.DOMAIN_NAME) + (index,)
+    pysnmp_config.add_transport(snmp_engine, domain, transport)
+    return transport
+
+
+def register_view(snmp_engine: Any, view: Callable[[], MibView]) -> None:
+    snmp_context = context.SnmpContext(snmp_engine)
+    snmp_context.unregister_context_name(b"")
+    snmp_context.register_context_name(b"", ViewInstrumentation(view))
+    cmdrsp.GetCommandResponder(snmp_engine, snmp_context)
+    cmdrsp.NextCommandResponder(snmp_engine, snmp_context)
+    BulkResponder(snmp_engine, snmp_context)

@@ -1,0 +1,120 @@
+"""Store values -> BER value TLVs of PROVSYNC-MIB's syntaxes."""
+
+from __future__ import annotations
+
+import struct
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.alarms.catalog import AlarmType, EventType, Kind
+from agent.alarms.records import NotificationKind
+from agent.alarms.severity import Severity
+from agent.export.snmp import ber
+
+EVENT_TYPE_NUMBER = {event_type: number for number, event_type in enumerate(EventType, 1)}
+KIND_NUMBER = {Kind.ALARM: 1, Kind.EVENT: 2}
+NOTIFICATION_KIND_NUMBER = {
+    NotificationKind.ALARM_RAISED: 1,
+    NotificationKind.ALARM_CHANGED: 2,
+    NotificationKind.ALARM_CLEARED: 3,
+    NotificationKind.EVENT: 4,
+}
+OPERATOR_STATE_NUMBER = {"none": 1, "acknowledged": 2}
+MAX_STRING = 65535
+
+
+def text(value: str | None) -> bytes:
+    data = (value or "").encode("utf-8")[:MAX_STRING]
+    return ber.octets(data)
+
+
+def gauge(value: int) -> bytes:
+    return ber.unsigned(min(max(value, 0), 0xFFFFFFFF), ber.GAUGE32)
+
+
+def counter(value: int) -> bytes:
+    return ber.unsigned(value & 0xFFFFFFFF, ber.COUNTER32)
+
+
+def enum(value: int) -> bytes:
+    return ber.integer(value)
+
+
+def severity(value: str) -> bytes:
+    return ber.integer(int(Severity(value).itu))
+
+
+def date_and_time(value: datetime | None) -> bytes:
+    """SNMPv2-TC DateAndTime with its UTC offset (11 octets); empty when unknown."""
+    if value is None:
+        return ber.octets(b"")
+    utc = value.astimezone(UTC)
+    packed = struct.pack(
+        ">HBBBBBBcBB",
+        utc.year,
+        utc.month,
+        utc.day,
+        utc.hour,
+        utc.minute,
+        utc.second,
+        utc.microsecond // 100_000,
+        b"+",
+        0,
+        0,
+    )
+    return ber.octets(packed)
+
+
+def alarm_type_row(alarm_type: AlarmType) -> list[bytes]:
+    return [
+        text(alarm_type.id),
+        text(alarm_type.name),
+        enum(KIND_NUMBER[alarm_type.kind]),
+        severity(alarm_type.severity),
+        enum(EVENT_TYPE_NUMBER[alarm_type.event_type]),
+        text(alarm_type.probable_cause),
+        text(alarm_type.description),
+        text(alarm_type.clear_instructions),
+    ]
+
+
+def active_alarm_row(row: dict[str, Any], alarm_type: AlarmType) -> list[bytes]:
+    return [
+        text(row["type_id"]),
+        text(alarm_type.name),
+        text(row["resource"]),
+        text(row["qualifier"]),
+        severity(row["severity"]),
+        enum(EVENT_TYPE_NUMBER[alarm_type.event_type]),
+        text(alarm_type.probable_cause),
+        text(row["text"]),
+        date_and_time(row["raised_at"]),
+        date_and_time(row["changed_at"]),
+        counter(row["count"]),
+        enum(OPERATOR_STATE_NUMBER.get(row["operator_state"], 1)),
+        text(row["ack_by"]),
+        gauge(row["raise_seq"]),
+        text(row["resolution"]),
+    ]
+
+
+def log_row(
+    at: datetime,
+    kind: NotificationKind,
+    alarm_id: int,
+    type_id: str,
+    resource: str,
+    severity_name: str,
+    message: str,
+    raise_seq: int,
+) -> list[bytes]:
+    return [
+        date_and_time(at),
+        enum(NOTIFICATION_KIND_NUMBER[kind]),
+        gauge(alarm_id),
+        text(type_id),
+        text(resource),
+        severity(severity_name),
+        text(message),
+        gauge(raise_seq),
+    ]

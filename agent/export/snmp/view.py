@@ -1,0 +1,184 @@
+"""The MIB view the command responder serves: sorted regions of pre-encoded values.
+
+A region is a group of scalars or one conceptual table. Table cells are kept per row as
+one bytes object (value TLVs of all columns behind a small offset header), so a walk
+encodes only the OID of each varbind and copies its value; 100,000 alarms stay compact.
+Rows are addressed by a single integer index, the shape of every PROVSYNC-MIB table.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterator, Sequence
+
+from agent.export.snmp import ber
+
+Varbind = tuple[tuple[int, ...], bytes]
+"""(OID, encoded VarBind SEQUENCE)"""
+
+
+def varbind(oid_body: bytes, value: bytes) -> bytes:
+    return ber.tlv(ber.SEQUENCE, ber.tlv(ber.OBJECT_IDENTIFIER, oid_body) + value)
+
+
+class ScalarRegion:
+    """Scalars (instance ``.0``) whose values are computed when asked for."""
+
+    def __init__(self, items: Sequence[tuple[tuple[int, ...], Callable[[], bytes]]]) -> None:
+        ordered = sorted((((*oid, 0), value) for oid, value in items), key=lambda item: item[0])
+        self.oids = [oid for oid, _ in ordered]
+        self.values = [value for _, value in ordered]
+        self.bodies = [ber.oid_body(oid) for oid in self.oids]
+        self.first = self.oids[0]
+        self.last = self.oids[-1]
+
+    def get(self, oid: tuple[int, ...]) -> bytes | None:
+        index = bisect.bisect_left(self.oids, oid)
+        if index < len(self.oids) and self.oids[index] == oid:
+            return self.values[index]()
+        return None
+
+    def is_object(self, oid: tuple[int, ...]) -> bool:
+        return any(oid[: len(o) - 1] == o[:-1] for o in self.oids)
+
+    def iter_from(self, oid: tuple[int, ...]) -> Iterator[Varbind]:
+        for index in range(bisect.bisect_right(self.oids, oid), len(self.oids)):
+            yield self.oids[index], varbind(self.bodies[index], self.values[index]())
+
+
+class TableRegion:
+    """One table: rows by integer index, columns in ascending order."""
+
+    def __init__(self, entry: tuple[int, ...], columns: Sequence[int]) -> None:
+        self.entry = entry
+        self.columns = list(columns)
+        self._column_at = {column: i for i, column in enumerate(self.columns)}
+        self._prefix = {c: ber.oid_body((*entry, c)) for c in self.columns}
+        self.ids: list[int] = []
+        self.rows: list[bytes] = []
+        self.first = (*entry, self.columns[0])
+        self.last = (*entry, self.columns[-1], 0xFFFFFFFF)
+        self._header = 2 * (len(self.columns) + 1)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def pack(self, values: Sequence[bytes]) -> bytes:
+        if len(values) != len(self.columns):
+            raise ValueError("one value per column")
+        offsets = bytearray()
+        position = self._header
+        for value in values:
+            offsets += position.to_bytes(2, "little")
+            position += len(value)
+        offsets += position.to_bytes(2, "little")
+        return bytes(offsets) + b"".join(values)
+
+    def set_row(self, index: int, values: Sequence[bytes]) -> None:
+        blob = self.pack(values)
+        at = bisect.bisect_left(self.ids, index)
+        if at < len(self.ids) and self.ids[at] == index:
+            self.rows[at] = blob
+        else:
+            self.ids.insert(at, index)
+            self.rows.insert(at, blob)
+
+    def remove(self, index: int) -> None:
+        at = bisect.bisect_left(self.ids, index)
+        if at < len(self.ids) and self.ids[at] == index:
+            del self.ids[at]
+            del self.rows[at]
+
+    def replace(self, rows: Sequence[tuple[int, Sequence[bytes]]]) -> None:
+        ordered = sorted(rows, key=lambda row: row[0])
+        self.ids = [index for index, _ in ordered]
+        self.rows = [self.pack(values) for _, values in ordered]
+
+    def trim_to(self, size: int) -> None:
+        """Keep the ``size`` highest indexes (the newest log entries)."""
+        if len(self.ids) > size:
+            del self.ids[: len(self.ids) - size]
+            del self.rows[: len(self.rows) - size]
+
+    def _cell(self, row: int, column_at: int) -> bytes:
+        blob = self.rows[row]
+        at = 2 * column_at
+        start = int.from_bytes(blob[at : at + 2], "little")
+        end = int.from_bytes(blob[at + 2 : at + 4], "little")
+        return blob[start:end]
+
+    def cell(self, index: int, column: int) -> bytes | None:
+        column_at = self._column_at.get(column)
+        if column_at is None:
+            return None
+        row = bisect.bisect_left(self.ids, index)
+        if row < len(self.ids) and self.ids[row] == index:
+            return self._cell(row, column_at)
+        return None
+
+    def get(self, oid: tuple[int, ...]) -> bytes | None:
+        size = len(self.entry)
+        if len(oid) != size + 2 or oid[:size] != self.entry:
+            return None
+        return self.cell(oid[size + 1], oid[size])
+
+    def is_object(self, oid: tuple[int, ...]) -> bool:
+        size = len(self.entry)
+        return oid[:size] == self.entry and len(oid) > size and oid[size] in self._column_at
+
+    def iter_from(self, oid: tuple[int, ...]) -> Iterator[Varbind]:
+        size = len(self.entry)
+        if oid[:size] < self.entry:
+            column_at, row = 0, 0
+        elif oid[:size] > self.entry:
+            return
+        elif len(oid) == size:
+            column_at, row = 0, 0
+        else:
+            column = oid[size]
+            rest = oid[size + 1 :]
+            column_at = bisect.bisect_left(self.columns, column)
+            if column_at < len(self.columns) and self.columns[column_at] == column:
+                row = bisect.bisect_right(self.ids, rest[0]) if rest else 0
+            else:
+                row = 0
+        ids = self.ids
+        for at in range(column_at, len(self.columns)):
+            column = self.columns[at]
+            prefix = self._prefix[column]
+            start = row if at == column_at else 0
+            for position in range(start, len(ids)):
+                index = ids[position]
+                value = self._cell(position, at)
+                yield (*self.entry, column, index), varbind(prefix + ber.subid(index), value)
+
+
+Region = ScalarRegion | TableRegion
+
+
+class MibView:
+    """All regions in OID order; GET and GETNEXT over them."""
+
+    def __init__(self, regions: Sequence[Region]) -> None:
+        self.regions = sorted(regions, key=lambda region: region.first)
+
+    def get(self, oid: tuple[int, ...]) -> bytes:
+        """The value TLV, or noSuchInstance / noSuchObject."""
+        for region in self.regions:
+            value = region.get(oid)
+            if value is not None:
+                return value
+        if any(region.is_object(oid) for region in self.regions):
+            return ber.NO_SUCH_INSTANCE_VALUE
+        return ber.NO_SUCH_OBJECT_VALUE
+
+    def iter_from(self, oid: tuple[int, ...]) -> Iterator[Varbind]:
+        """Every varbind after ``oid``, in lexicographic order."""
+        for region in self.regions:
+            if region.last < oid and not _is_prefix(oid, region.last):
+                continue
+            yield from region.iter_from(oid)
+
+
+def _is_prefix(oid: tuple[int, ...], last: tuple[int, ...]) -> bool:
+    return oid[: len(last)] == last
