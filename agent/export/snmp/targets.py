@@ -89,7 +89,7 @@ class V3Sender:
 
         pairs = [(v.oid, _pysnmp_value(v)) for v in varbinds]
         self._originator.send_varbinds(
-            self.service.engine, self.name, None, "", pairs, _answer, done
+            self.service.engine, self.name, None, b"", pairs, _answer, done
         )
         if self.target.kind == "trap":
             return  # pysnmp reports nothing for traps: sent is all we know
