@@ -37,9 +37,11 @@ app = typer.Typer(
 alarms_app = typer.Typer(help="See, raise, clear and acknowledge alarms.", no_args_is_help=True)
 events_app = typer.Typer(help="See events.", no_args_is_help=True)
 config_app = typer.Typer(help="Write and check configuration files.", no_args_is_help=True)
+mib_app = typer.Typer(help="The PROVSYNC-MIB module.", no_args_is_help=True)
 app.add_typer(alarms_app, name="alarms")
 app.add_typer(events_app, name="events")
 app.add_typer(config_app, name="config")
+app.add_typer(mib_app, name="mib")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 NoteOpt = Annotated[str | None, typer.Option("--note", "-n", help="Operator note.")]
@@ -434,6 +436,31 @@ def config_check(path: Annotated[Path, typer.Argument(help="Configuration file."
     except ConfigError as exc:
         _fail(str(exc), 2)
     output.console.print(f"{path}: OK", highlight=False, markup=False)
+
+
+# --------------------------------------------------------------------------- mib
+@mib_app.command("export")
+def mib_export(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the MIB into.")],
+    root: Annotated[
+        str | None,
+        typer.Option(help="Enterprise OID to root the module at (default: [snmp] enterprise_oid)."),
+    ] = None,
+) -> None:
+    """Write PROVSYNC-MIB.txt rooted where the agent serves it."""
+    from agent.export.snmp.mibtext import export
+    from agent.export.snmp.oids import parse_oid
+
+    text_root = root or _ctx(ctx).settings().snmp.enterprise_oid
+    try:
+        arcs = parse_oid(text_root)
+        path = export(out, arcs)
+    except ValueError as exc:
+        _fail(str(exc), 2)
+    except OSError as exc:
+        _fail(f"cannot write to {out}: {exc.strerror}")
+    output.console.print(f"wrote {path} (root {text_root})", highlight=False, markup=False)
 
 
 def main() -> None:
