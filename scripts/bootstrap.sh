@@ -29,7 +29,9 @@ install_debian_packages() {
     # Tests use the programs NOC engineers run; install them when they are missing.
     local missing=()
     command -v snmpget >/dev/null 2>&1 || missing+=(snmp)
-    command -v snmptrapd >/dev/null 2>&1 || missing+=(snmptrapd)
+    command -v snmptrapd >/dev/null 2>&1 || [[ -x /usr/sbin/snmptrapd ]] || missing+=(snmptrapd)
+    # snmpd is the anchor of bench/snmp.py
+    command -v snmpd >/dev/null 2>&1 || [[ -x /usr/sbin/snmpd ]] || missing+=(snmpd)
     command -v smilint >/dev/null 2>&1 || missing+=(smitools)
     command -v rsyslogd >/dev/null 2>&1 || missing+=(rsyslog)
     [[ -e /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so || -e /usr/lib/rsyslog/lmnsd_gtls.so ]] ||

@@ -154,11 +154,9 @@ def test_dead_target_backlog_alarm_then_recovery(store: Store, tmp_path: Path) -
     async def body(manager: AlarmManager, exporter: FileExporter) -> None:
         for i in range(40):
             await manager.raise_alarm("sync-failed", f"cm{i}")
-        started = asyncio.get_running_loop().time()
         await until(lambda: bool(queries.list_alarms(manager.engine, type_id="exporter-backlog")))
         # The manager kept committing while the target was dead.
         assert manager.last_seq >= 41
-        assert asyncio.get_running_loop().time() - started < 15
         assert exporter.failures > 0
         assert exporter.last_error
         assert "cannot open" in exporter.last_error

@@ -132,8 +132,12 @@ def test_get_answers_current_data_and_exceptions(agent_factory: Any) -> None:
         raised = http.post("/api/v1/alarms", json={"type": "sync-failed", "resource": "cm9"})
         alarm_id = raised.json()["alarm"]["id"]
     # Polled at once: the agent brings its view up to date before answering.
-    got = v2c(agent, "snmpget", "-Ov", f"PROVSYNC-MIB::provsyncAlarmResource.{alarm_id}",
-              "PROVSYNC-MIB::provsyncAlarmResource.999", "SNMPv2-SMI::enterprises.9.1.0")  # fmt: skip
+    names = (
+        f"PROVSYNC-MIB::provsyncAlarmResource.{alarm_id}",
+        "PROVSYNC-MIB::provsyncAlarmResource.999",
+        "SNMPv2-SMI::enterprises.9.1.0",
+    )
+    got = v2c(agent, "snmpget", "-Ov", *names)
     lines = got.stdout.splitlines()
     assert lines[0] == 'STRING: "cm9"' or lines[0] == "STRING: cm9"
     assert "No Such Instance" in lines[1]

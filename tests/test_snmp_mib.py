@@ -14,7 +14,8 @@ from tests.netsnmp import MIBS, run
 def test_smilint_level_4_prints_nothing() -> None:
     result = run("smilint", "-l", "4", str(MIBS / "PROVSYNC-MIB.txt"))
     assert result.returncode == 0
-    assert result.stdout == "" and result.stderr == ""
+    assert result.stdout == ""
+    assert result.stderr == ""
 
 
 def test_every_agent_oid_is_the_mibs() -> None:
@@ -53,7 +54,8 @@ def test_export_reroots_under_another_pen(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     lint = run("smilint", "-l", "4", str(tmp_path / "PROVSYNC-MIB.txt"), mib_dir=tmp_path)
-    assert lint.stdout == "" and lint.stderr == ""
+    assert lint.stdout == ""
+    assert lint.stderr == ""
     where = run("snmptranslate", "-On", "PROVSYNC-MIB::provsyncAlarmSeverity", mib_dir=tmp_path)
     assert where.stdout.strip() == ".1.3.6.1.4.1.99999.42.1.3.1.6"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import time
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +60,7 @@ def load_engine_state(data_dir: Path, configured_id: str, pen: int) -> tuple[str
 def create_engine(engine_id: str, boots: int) -> Any:
     snmp_engine = pysnmp_engine.SnmpEngine(rfc1902.OctetString(hexValue=engine_id))
     builder = snmp_engine.get_mib_builder()
-    engine_boots, engine_time = builder.import_symbols(
-        "__SNMP-FRAMEWORK-MIB", "snmpEngineBoots", "snmpEngineTime"
-    )
+    (engine_boots,) = builder.import_symbols("__SNMP-FRAMEWORK-MIB", "snmpEngineBoots")
     engine_boots.syntax = engine_boots.syntax.clone(boots)
     return snmp_engine
 

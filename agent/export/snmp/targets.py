@@ -95,7 +95,29 @@ class V3Sender:
             return  # pysnmp reports nothing for traps: sent is all we know
         indication = await done
         if indication is not None:
+            self._forget_peer()
             raise ExportError(f"inform to {self.target.address} failed: {indication}")
+
+    def _forget_peer(self) -> None:
+        """Drop what pysnmp cached about the receiver's engine (ID, boots, time).
+
+        A receiver that restarted comes back with a higher engine boots; pysnmp 7.1 keeps
+        sending with the cached values and never gets an answer. Forgetting them makes
+        the next inform rediscover the receiver. The caches are private to pysnmp, so
+        this is guarded: without them, the retry behaves as before.
+        """
+        engine = self.service.engine
+        host, port = parse_address(self.target.address, default_port=162)
+        domain = CLIENT_DOMAIN6 if ":" in host else CLIENT_DOMAIN
+        processing = engine.message_processing_subsystems.get(3)
+        cache = getattr(processing, "_SnmpV3MessageProcessingModel__engineIdCache", None)
+        if not isinstance(cache, dict):
+            return
+        entry = cache.pop((domain, (host, port)), None)
+        security = engine.security_models.get(3)
+        timeline = getattr(security, "_SnmpUSMSecurityModel__timeline", None)
+        if entry and isinstance(timeline, dict):
+            timeline.pop(entry.get("securityEngineId"), None)
 
 
 class SnmpTargetExporter(Exporter):
