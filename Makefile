@@ -25,6 +25,7 @@ lint:
 bench:
 	@VENV=$(VENV) scripts/bootstrap.sh --dev
 	$(BIN)/python bench/alarms.py
+	$(BIN)/python bench/snmp.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -59,6 +59,12 @@ class _Request:
             position = vb_end
 
 
+def _varbind_oid(encoded: bytes) -> tuple[int, ...]:
+    _, start, _ = ber.header(encoded, 0)
+    _, oid_start, oid_end = ber.header(encoded, start)
+    return ber.decode_oid(encoded[oid_start:oid_end])
+
+
 class FastResponder:
     """SNMPv1/v2c command responder over a :class:`MibView`.
 
@@ -157,6 +163,23 @@ class FastResponder:
             return self._error(request, ber.TOO_BIG, 0)
         return self._respond(request, varbinds)
 
+    def _walk_one(self, request: _Request, view: MibView, oid: tuple[int, ...],
+                  repetitions: int, varbinds: list[bytes], size: int) -> bytes:  # fmt: skip
+        """GETBULK with one repeater (what snmpbulkwalk sends): the hot path."""
+        limit = self._max_response - len(request.raw_community) - 64
+        taken = 0
+        for taken, item in enumerate(view.iter_encoded(oid), start=1):
+            size += len(item)
+            if size > limit and varbinds:
+                break
+            varbinds.append(item)
+            if taken == repetitions:
+                break
+        else:
+            last = _varbind_oid(varbinds[-1]) if taken else oid
+            varbinds.append(varbind(ber.oid_body(last), ber.END_OF_MIB_VIEW_VALUE))
+        return self._respond(request, varbinds)
+
     def _get_bulk(self, request: _Request, view: MibView) -> bytes:
         oids = request.oids
         non_repeaters = min(max(request.error_status, 0), len(oids))
@@ -171,6 +194,8 @@ class FastResponder:
         repeaters = oids[non_repeaters:]
         if not repeaters or repetitions == 0:
             return self._finish(request, varbinds)
+        if len(repeaters) == 1:
+            return self._walk_one(request, view, repeaters[0], repetitions, varbinds, size)
         walkers: list[Iterator[Varbind] | None] = [view.iter_from(oid) for oid in repeaters]
         last = list(repeaters)
         for _ in range(repetitions):

@@ -26,6 +26,7 @@ from agent.export.base import Exporter
 from agent.export.snmp.notify import Syntax, Var, kind_of, notification_vars
 from agent.export.snmp.service import SnmpService
 from agent.export.snmp.v2c import V2cSender
+from agent.export.snmp.v3trap import V3TrapEncoder
 
 CLIENT_DOMAIN = (*udp.DOMAIN_NAME, 1000)
 CLIENT_DOMAIN6 = (*udp6.DOMAIN_NAME, 1000)
@@ -135,8 +136,14 @@ class SnmpTargetExporter(Exporter):
         self._kinds = set(target.kinds)
         self._v2c: V2cSender | None = None
         self._v3: V3Sender | None = None
+        self._v3_traps: V3TrapEncoder | None = None
         if target.version == "v2c":
             self._v2c = V2cSender(target.address, target.community.get_secret_value().encode())
+        elif target.kind == "trap":
+            # v3 traps: the agent is authoritative, so the fast path builds them itself.
+            user = {u.name: u for u in service.snmp.users}[target.user]
+            self._v2c = V2cSender(target.address, b"")
+            self._v3_traps = V3TrapEncoder(bytes.fromhex(service.engine_id), service.boots, user)
         else:
             self._v3 = V3Sender(service, target, index)
 
@@ -155,7 +162,10 @@ class SnmpTargetExporter(Exporter):
         target = self.target
         for note in notifications:
             varbinds = notification_vars(note, self.service.oids, self.service.uptime())
-            if self._v2c is not None:
+            if self._v3_traps is not None:
+                assert self._v2c is not None
+                self._v2c.send(self._v3_traps.encode(varbinds))
+            elif self._v2c is not None:
                 if target.kind == "trap":
                     self._v2c.trap(varbinds)
                 else:

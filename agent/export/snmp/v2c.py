@@ -60,11 +60,13 @@ class V2cSender:
         return self._next_id
 
     def trap(self, varbinds: Sequence[Var]) -> None:
+        self.send(v2c_message(self.community, ber.TRAP_V2, self._request_id(), varbinds))
+
+    def send(self, message: bytes) -> None:
+        """One datagram to the receiver (a trap: nothing comes back)."""
         if self._transport is None:
             raise ExportError("trap sender is not open")
-        self._transport.sendto(
-            v2c_message(self.community, ber.TRAP_V2, self._request_id(), varbinds)
-        )
+        self._transport.sendto(message)
 
     async def inform(self, varbinds: Sequence[Var], timeout: float, retries: int) -> None:
         """Send until acknowledged; each retry waits twice as long as the one before."""

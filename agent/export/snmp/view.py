@@ -9,9 +9,12 @@ Rows are addressed by a single integer index, the shape of every PROVSYNC-MIB ta
 from __future__ import annotations
 
 import bisect
+import struct
 from collections.abc import Callable, Iterator, Sequence
 
 from agent.export.snmp import ber
+
+_OFFSETS = struct.Struct("<HH")
 
 Varbind = tuple[tuple[int, ...], bytes]
 """(OID, encoded VarBind SEQUENCE)"""
@@ -45,6 +48,10 @@ class ScalarRegion:
         for index in range(bisect.bisect_right(self.oids, oid), len(self.oids)):
             yield self.oids[index], varbind(self.bodies[index], self.values[index]())
 
+    def iter_encoded(self, oid: tuple[int, ...]) -> Iterator[bytes]:
+        for _, encoded in self.iter_from(oid):
+            yield encoded
+
 
 class TableRegion:
     """One table: rows by integer index, columns in ascending order."""
@@ -56,6 +63,8 @@ class TableRegion:
         self._prefix = {c: ber.oid_body((*entry, c)) for c in self.columns}
         self.ids: list[int] = []
         self.rows: list[bytes] = []
+        self.index_bodies: list[bytes] = []
+        """subid(index) of each row, kept with the row: a walk encodes no integers."""
         self.first = (*entry, self.columns[0])
         self.last = (*entry, self.columns[-1], 0xFFFFFFFF)
         self._header = 2 * (len(self.columns) + 1)
@@ -82,23 +91,28 @@ class TableRegion:
         else:
             self.ids.insert(at, index)
             self.rows.insert(at, blob)
+            self.index_bodies.insert(at, ber.subid(index))
 
     def remove(self, index: int) -> None:
         at = bisect.bisect_left(self.ids, index)
         if at < len(self.ids) and self.ids[at] == index:
             del self.ids[at]
             del self.rows[at]
+            del self.index_bodies[at]
 
     def replace(self, rows: Sequence[tuple[int, Sequence[bytes]]]) -> None:
         ordered = sorted(rows, key=lambda row: row[0])
         self.ids = [index for index, _ in ordered]
         self.rows = [self.pack(values) for _, values in ordered]
+        self.index_bodies = [ber.subid(index) for index in self.ids]
 
     def trim_to(self, size: int) -> None:
         """Keep the ``size`` highest indexes (the newest log entries)."""
         if len(self.ids) > size:
-            del self.ids[: len(self.ids) - size]
-            del self.rows[: len(self.rows) - size]
+            cut = len(self.ids) - size
+            del self.ids[:cut]
+            del self.rows[:cut]
+            del self.index_bodies[:cut]
 
     def _cell(self, row: int, column_at: int) -> bytes:
         blob = self.rows[row]
@@ -126,29 +140,54 @@ class TableRegion:
         size = len(self.entry)
         return oid[:size] == self.entry and len(oid) > size and oid[size] in self._column_at
 
-    def iter_from(self, oid: tuple[int, ...]) -> Iterator[Varbind]:
+    def _start(self, oid: tuple[int, ...]) -> tuple[int, int] | None:
+        """(column position, row position) of the first cell after ``oid``."""
         size = len(self.entry)
-        if oid[:size] < self.entry:
-            column_at, row = 0, 0
-        elif oid[:size] > self.entry:
+        if oid[:size] < self.entry or (len(oid) == size and oid[:size] == self.entry):
+            return 0, 0
+        if oid[:size] > self.entry:
+            return None
+        column = oid[size]
+        rest = oid[size + 1 :]
+        column_at = bisect.bisect_left(self.columns, column)
+        if column_at < len(self.columns) and self.columns[column_at] == column and rest:
+            return column_at, bisect.bisect_right(self.ids, rest[0])
+        return column_at, 0
+
+    def iter_encoded(self, oid: tuple[int, ...]) -> Iterator[bytes]:
+        """The encoded varbinds after ``oid``: the GETBULK hot loop, encoding inlined."""
+        start = self._start(oid)
+        if start is None:
             return
-        elif len(oid) == size:
-            column_at, row = 0, 0
-        else:
-            column = oid[size]
-            rest = oid[size + 1 :]
-            column_at = bisect.bisect_left(self.columns, column)
-            if column_at < len(self.columns) and self.columns[column_at] == column:
-                row = bisect.bisect_right(self.ids, rest[0]) if rest else 0
-            else:
-                row = 0
-        ids = self.ids
+        column_at, first_row = start
+        rows, index_bodies = self.rows, self.index_bodies
+        count = len(rows)
+        unpack = _OFFSETS.unpack_from
+        for at in range(column_at, len(self.columns)):
+            prefix = self._prefix[self.columns[at]]
+            offset = 2 * at
+            for position in range(first_row if at == column_at else 0, count):
+                blob = rows[position]
+                begin, end = unpack(blob, offset)
+                name = prefix + index_bodies[position]
+                body = bytes((ber.OBJECT_IDENTIFIER, len(name))) + name + blob[begin:end]
+                size = len(body)
+                if size < 0x80:
+                    yield bytes((ber.SEQUENCE, size)) + body
+                else:
+                    yield bytes((ber.SEQUENCE,)) + ber.length(size) + body
+            first_row = 0
+
+    def iter_from(self, oid: tuple[int, ...]) -> Iterator[Varbind]:
+        start = self._start(oid)
+        if start is None:
+            return
+        column_at, first_row = start
         for at in range(column_at, len(self.columns)):
             column = self.columns[at]
             prefix = self._prefix[column]
-            start = row if at == column_at else 0
-            for position in range(start, len(ids)):
-                index = ids[position]
+            for position in range(first_row if at == column_at else 0, len(self.ids)):
+                index = self.ids[position]
                 value = self._cell(position, at)
                 yield (*self.entry, column, index), varbind(prefix + ber.subid(index), value)
 
@@ -178,6 +217,13 @@ class MibView:
             if region.last < oid and not _is_prefix(oid, region.last):
                 continue
             yield from region.iter_from(oid)
+
+    def iter_encoded(self, oid: tuple[int, ...]) -> Iterator[bytes]:
+        """Like :meth:`iter_from`, encoded varbinds only (no OID tuples built)."""
+        for region in self.regions:
+            if region.last < oid and not _is_prefix(oid, region.last):
+                continue
+            yield from region.iter_encoded(oid)
 
 
 def _is_prefix(oid: tuple[int, ...], last: tuple[int, ...]) -> bool:
