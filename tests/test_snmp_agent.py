@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import AgentProcess
+from tests.conftest import AgentProcess, free_udp_port
 from tests.netsnmp import run
 
 USERS = [
@@ -176,3 +176,22 @@ def test_engine_boots_persist(agent_factory: Any) -> None:
         second = http.get("/api/v1/status").json()["snmp"]
     assert second["engine_id"] == first["engine_id"]
     assert second["engine_boots"] == first["engine_boots"] + 1
+
+
+def test_ipv6_listener(agent_factory: Any) -> None:
+    if not socket.has_ipv6:
+        pytest.skip("this machine has no IPv6 loopback")
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.bind(("::1", 0))
+        except OSError:
+            pytest.skip("this machine has no IPv6 loopback (::1)")
+        port = probe.getsockname()[1]
+    agent: AgentProcess = agent_factory(
+        {"snmp": {"listen": [f"127.0.0.1:{free_udp_port()}", f"[::1]:{port}"], "users": USERS}}
+    )
+    agent.start()
+    got = run("snmpget", "-v2c", "-c", "public", "-Ov", f"udp6:[::1]:{port}",
+              "SNMPv2-MIB::sysDescr.0")  # fmt: skip
+    assert got.returncode == 0, got.stderr
+    assert "provsync" in got.stdout

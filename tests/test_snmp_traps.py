@@ -157,6 +157,24 @@ def test_raise_clear_event_reach_every_target_decoded(agent_factory: Any, trapd:
     assert exporters["v3-inform"]["cursor"] == 4
 
 
+def test_heartbeat_at_the_configured_interval(agent_factory: Any, trapd: Trapd) -> None:
+    target = targets(trapd.port, ("v2c", "trap"))[0]
+    target["kinds"] = ["heartbeat"]
+    agent: AgentProcess = agent_factory(
+        {"snmp": {"targets": [target], "heartbeat_interval": "500ms"}}
+    ).start()
+    got = trapd.wait_for(2, pdu="TRAP2", version="v2c")
+    assert [r["trap"] for r in got[:2]] == ["provsyncHeartbeat", "provsyncHeartbeat"]
+    values = got[0]["values"]
+    assert list(values)[2:] == [
+        "provsyncLastSequence.0", "provsyncActiveAlarms.0", "provsyncNotifyTime.0",
+    ]  # fmt: skip
+    assert values["provsyncActiveAlarms.0"] == "Gauge32: 0"
+    with agent.http() as http:
+        types = {e["type"] for e in http.get("/api/v1/events").json()}
+    assert "heartbeat" in types
+
+
 def test_filters_by_severity_and_kind(agent_factory: Any, trapd: Trapd) -> None:
     target = targets(trapd.port, ("v2c", "trap"))[0]
     target.update(min_severity="major", kinds=["alarm-raised", "alarm-cleared"])
