@@ -316,6 +316,94 @@ class SnmpSettings(_Section):
         return parse_oid(self.enterprise_oid)
 
 
+SYSLOG_PORTS = {"udp": 514, "tcp": 514, "tls": 6514, "relp": 2514}
+
+
+class SyslogCollector(_Section):
+    """One syslog collector: transport, address, filter; its own cursor on the log."""
+
+    address: str
+    transport: Literal["udp", "tcp", "tls", "relp"] = "udp"
+    name: str = ""
+    framing: Literal["octet-counting", "lf"] = "octet-counting"
+    min_severity: Severity = Severity.INDETERMINATE
+    kinds: tuple[Literal[NOTIFICATION_KINDS], ...] = NOTIFICATION_KINDS  # type: ignore[valid-type]
+    timeout: Duration = 5.0
+    ca_file: str = ""
+    fingerprint: str = ""
+    """TLS: pin the server certificate by its SHA-256 fingerprint instead of a CA."""
+    server_name: str = ""
+    """TLS: the name the server certificate must carry (default: the address's host)."""
+    cert_file: str = ""
+    key_file: str = ""
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        parse_address(value, default_port=514)
+        return value
+
+    @field_validator("fingerprint")
+    @classmethod
+    def _fingerprint(cls, value: str) -> str:
+        digits = value.lower().removeprefix("sha256:").replace(":", "")
+        if value and (len(digits) != 64 or any(c not in "0123456789abcdef" for c in digits)):
+            raise ValueError("expected a SHA-256 fingerprint: 64 hex digits, colons allowed")
+        return value
+
+    @model_validator(mode="after")
+    def _tls(self) -> SyslogCollector:
+        if self.transport == "tls" and not (self.ca_file or self.fingerprint):
+            raise ValueError(
+                f"collector {self.address}: TLS needs ca_file or fingerprint to verify the server"
+            )
+        if self.key_file and not self.cert_file:
+            raise ValueError(f"collector {self.address}: key_file needs cert_file")
+        return self
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return parse_address(self.address, default_port=SYSLOG_PORTS[self.transport])
+
+    @property
+    def target_name(self) -> str:
+        return self.name or f"syslog:{self.transport}:{self.address}"
+
+
+class AgentLogSyslog(_Section):
+    """The agent's own operational log, also sent to syslog (UDP, best effort)."""
+
+    enabled: bool = False
+    address: str = "127.0.0.1:514"
+    level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        parse_address(value, default_port=514)
+        return value
+
+
+class SyslogSettings(_Section):
+    facility: Literal[
+        "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
+        "authpriv", "ftp", "ntp", "audit", "alert", "clock", "local0", "local1", "local2",
+        "local3", "local4", "local5", "local6", "local7",
+    ] = "local0"  # fmt: skip
+    hostname: str = ""
+    """HOSTNAME of the messages; empty: [agent] hostname, else this machine's FQDN."""
+    max_message_size: int = Field(default=8192, ge=480, le=65000)
+    collectors: tuple[SyslogCollector, ...] = ()
+    agent_log: AgentLogSyslog = AgentLogSyslog()
+
+    @model_validator(mode="after")
+    def _unique(self) -> SyslogSettings:
+        names = [c.target_name for c in self.collectors]
+        if len(set(names)) != len(names):
+            raise ValueError("syslog collector names must be unique")
+        return self
+
+
 _TYPE_ID = r"^[a-z0-9][a-z0-9-]{0,63}$"
 _BUILTIN_IDS = frozenset(t.id for t in BUILTIN_TYPES)
 
@@ -353,6 +441,7 @@ class Settings(_Section):
     retention: RetentionSettings = RetentionSettings()
     exporters: ExporterSettings = ExporterSettings()
     snmp: SnmpSettings = SnmpSettings()
+    syslog: SyslogSettings = SyslogSettings()
     alarm_types: tuple[AlarmTypeSettings, ...] = ()
     source: Path | None = Field(default=None, exclude=True)
     """The file these settings came from (None: built-in defaults)."""

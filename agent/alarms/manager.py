@@ -560,6 +560,7 @@ class AlarmManager:
         row["count"] += 1
         row["last_raised_at"] = now
         changes = []
+        previous = row["severity"]
         if row["severity"] != op.severity.value:
             changes.append("severity")
             row["severity"] = op.severity.value
@@ -573,9 +574,10 @@ class AlarmManager:
             return AlarmChange(dict(row), None, "repeated")
         row["changed_at"] = now
         change = "+".join(changes)
-        seq = self._log(
-            work, NotificationKind.ALARM_CHANGED, row, row["severity"], now, {"change": change}
-        )
+        extra = {"change": change}
+        if "severity" in changes:
+            extra["previous_severity"] = previous
+        seq = self._log(work, NotificationKind.ALARM_CHANGED, row, row["severity"], now, extra)
         self._history(work, row, change, now, seq, by=op.by)
         return AlarmChange(dict(row), seq, change)
 

@@ -1,0 +1,82 @@
+"""A syslog collector as an exporter: its own cursor, filter, transport and reconnects."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from agent.alarms.manager import AlarmManager
+from agent.alarms.records import Notification
+from agent.config import ExporterSettings, Settings, SyslogCollector
+from agent.export.base import Exporter
+from agent.export.snmp.notify import kind_of
+from agent.export.syslog.relp import RelpTransport
+from agent.export.syslog.rfc5424 import FACILITIES, Formatter
+from agent.export.syslog.transports import StreamTransport, Transport, UdpTransport, tls_context
+
+
+def make_formatter(settings: Settings, host: str) -> Formatter:
+    from agent.export.snmp.oids import ENTERPRISES
+
+    pen = settings.snmp.root[len(ENTERPRISES)]
+    return Formatter(
+        hostname=settings.syslog.hostname or host,
+        pen=pen,
+        procid=str(os.getpid()),
+        facility=FACILITIES[settings.syslog.facility],
+        max_size=settings.syslog.max_message_size,
+    )
+
+
+def make_transport(collector: SyslogCollector) -> Transport:
+    host, port = collector.host_port
+    if collector.transport == "udp":
+        return UdpTransport(host, port, collector.timeout)
+    if collector.transport == "relp":
+        return RelpTransport(host, port, collector.timeout)
+    context = None
+    if collector.transport == "tls":
+        context = tls_context(
+            ca_file=collector.ca_file,
+            cert_file=collector.cert_file,
+            key_file=collector.key_file,
+            fingerprint=collector.fingerprint,
+        )
+    return StreamTransport(
+        host,
+        port,
+        collector.timeout,
+        lf_framing=collector.framing == "lf",
+        ssl_context=context,
+        server_name=collector.server_name or None,
+        fingerprint=collector.fingerprint or None,
+    )
+
+
+class SyslogExporter(Exporter):
+    def __init__(
+        self,
+        manager: AlarmManager,
+        settings: ExporterSettings,
+        collector: SyslogCollector,
+        formatter: Formatter,
+    ) -> None:
+        super().__init__(
+            collector.target_name, manager, settings, min_severity=collector.min_severity
+        )
+        self.collector = collector
+        self.formatter = formatter
+        self.transport = make_transport(collector)
+        self._kinds = set(collector.kinds)
+
+    def accepts(self, notification: Notification) -> bool:
+        return kind_of(notification) in self._kinds and super().accepts(notification)
+
+    async def open(self) -> None:
+        await self.transport.connect()
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+    async def deliver(self, notifications: Sequence[Notification]) -> None:
+        await self.transport.send([self.formatter.format(n) for n in notifications])

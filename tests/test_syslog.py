@@ -1,0 +1,262 @@
+"""Syslog export: RFC 5424 / RFC 5674 messages received by a real rsyslogd."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.alarms.records import Notification, NotificationKind
+from agent.export.syslog.rfc5424 import BOM, Formatter, sd_value
+from tests.conftest import AgentProcess, free_port
+from tests.rsyslog import Rsyslog
+
+
+def note(**fields: Any) -> Notification:
+    base: dict[str, Any] = {
+        "seq": 7, "at": datetime(2026, 11, 21, 21, 14, 50, 670138, tzinfo=UTC),
+        "kind": NotificationKind.ALARM_RAISED, "alarm_id": 3, "type_id": "sync-failed",
+        "resource": "cm1", "qualifier": "", "severity": "major", "text": "job failed",
+        "raise_seq": 0,
+        "payload": {"type_name": "Synchronization Failed", "event_type": "processingErrorAlarm",
+                    "probable_cause": "applicationSubsystemFailure",
+                    "resolution": "provsync jobs list --element cm1"},
+    }  # fmt: skip
+    base.update(fields)
+    return Notification(**base)
+
+
+FORMATTER = Formatter(hostname="noc agent\u00e9.example", pen=32473, procid="4242")
+
+
+def test_message_layout() -> None:
+    message = FORMATTER.format(note())
+    head, _, msg = message.partition(b" " + BOM)
+    assert msg == b"job failed"
+    text = head.decode()
+    assert text.startswith("<130>1 2026-11-21T21:14:50.670138Z nocagent.example provsync 4242 ")
+    assert ' ALARM-RAISED [alarm resource="cm1" probableCause="applicationSubsystemFailure"' in text
+    assert 'perceivedSeverity="major" eventType="processingErrorAlarm"]' in text
+    assert '[meta sequenceId="7"]' in text
+    assert '[provsync@32473 alarmId="3" typeId="sync-failed"' in text
+    assert 'link="provsync jobs list --element cm1"' in text
+
+
+def test_escaping_and_truncation() -> None:
+    assert sd_value('a"b\\c]d') == 'a\\"b\\\\c\\]d'
+    tricky = note(resource='cm"1]', text="é" * 5000)
+    small = Formatter(hostname="h", pen=32473, procid="1", max_size=600)
+    message = small.format(tricky)
+    assert len(message) <= 600
+    assert b'resource="cm\\"1\\]"' in message
+    assert message.count(b"[") == 3, "structured data kept whole"
+    message.decode("utf-8")  # cut on a character boundary
+
+
+def test_clear_and_trend() -> None:
+    cleared = FORMATTER.format(note(kind=NotificationKind.ALARM_CLEARED, severity="cleared",
+                                    raise_seq=5))  # fmt: skip
+    assert cleared.startswith(b"<133>1 ")  # local0 (16) * 8 + notice (5)
+    assert b'perceivedSeverity="cleared"' in cleared
+    assert b'raiseSeq="5"' in cleared
+    worse = FORMATTER.format(note(kind=NotificationKind.ALARM_CHANGED, severity="critical",
+                                  payload={"previous_severity": "minor"}))  # fmt: skip
+    assert b'trendIndication="moreSevere"' in worse
+
+
+# ------------------------------------------------------------------ with rsyslogd
+@pytest.fixture
+def rsyslog(tmp_path: Path) -> Any:
+    server = Rsyslog(tmp_path / "rsyslog")
+    server.start()
+    yield server
+    server.stop()
+
+
+def collectors(server: Rsyslog, *names: str) -> list[dict[str, Any]]:
+    made = []
+    for name in names:
+        collector: dict[str, Any] = {
+            "name": name, "transport": name, "address": f"127.0.0.1:{server.ports[name]}",
+            "timeout": "2s",
+        }  # fmt: skip
+        if name == "tls":
+            collector["ca_file"] = str(server.certs["ca"])
+        made.append(collector)
+    return made
+
+
+ALL = ("udp", "tcp", "tls", "relp")
+SYSLOG_SEVERITY = {"critical": "1", "major": "2", "minor": "3", "warning": "4",
+                   "indeterminate": "5", "cleared": "5"}  # fmt: skip
+
+
+def test_fields_over_udp_tcp_tls_relp(agent_factory: Any, rsyslog: Rsyslog) -> None:
+    agent: AgentProcess = agent_factory(
+        {"syslog": {"collectors": collectors(rsyslog, *ALL), "hostname": "provsync-test"}}
+    ).start()
+    with agent.http() as http:
+        raised = http.post(
+            "/api/v1/alarms",
+            json={"type": "element-unreachable", "resource": "cm1", "text": "no route"},
+        ).json()
+        http.post(f"/api/v1/alarms/{raised['alarm']['id']}/clear")
+        http.post("/api/v1/test", json={"text": "hello collectors"})
+    for name in ALL:
+        got = rsyslog.wait_for(name, 4)
+        assert [g["msgid"] for g in got] == ["EVENT", "ALARM-RAISED", "ALARM-CLEARED", "EVENT"], (
+            name
+        )
+        started, raise_line, clear_line, event = got
+        assert {g["app"] for g in got} == {"provsync"}
+        assert {g["facility"] for g in got} == {"local0"}
+        assert raise_line["severity"] == "2"  # major -> critical (RFC 5674)
+        assert clear_line["severity"] == "5"
+        assert raise_line["msg"] == "no route"
+        assert (
+            '[alarm resource="cm1" probableCause="communicationsSubsystemFailure" '
+            'perceivedSeverity="major" eventType="communicationsAlarm"]' in raise_line["sd"]
+        )
+        assert '[meta sequenceId="2"]' in raise_line["sd"]
+        assert 'perceivedSeverity="cleared"' in clear_line["sd"]
+        assert 'raiseSeq="2"' in clear_line["sd"]
+        assert event["msg"] == "hello collectors"
+        assert '[meta sequenceId="4"]' in event["sd"]
+        assert started["procid"].isdigit()
+
+
+def test_six_severities_per_rfc_5674(agent_factory: Any, rsyslog: Rsyslog) -> None:
+    agent: AgentProcess = agent_factory(
+        {"syslog": {"collectors": collectors(rsyslog, "tcp")}}
+    ).start()
+    order = ["critical", "major", "minor", "warning", "indeterminate"]
+    with agent.http() as http:
+        for index, severity in enumerate(order):
+            http.post("/api/v1/alarms", json={"type": "sync-failed", "resource": f"r{index}",
+                                              "severity": severity})  # fmt: skip
+        http.post("/api/v1/alarms/clear", json={"type": "sync-failed", "resource": "r0"})
+    got = rsyslog.wait_for("tcp", 7)[1:]
+    assert [g["severity"] for g in got] == [SYSLOG_SEVERITY[s] for s in [*order, "cleared"]]
+    for line, severity in zip(got, [*order, "cleared"], strict=True):
+        assert f'perceivedSeverity="{severity}"' in line["sd"]
+
+
+def test_relp_restart_loses_nothing(agent_factory: Any, rsyslog: Rsyslog) -> None:
+    agent: AgentProcess = agent_factory(
+        {"syslog": {"collectors": collectors(rsyslog, "relp")},
+         "exporters": {"backlog_threshold": 100_000}}
+    ).start()  # fmt: skip
+    total = 5000
+    produced = []
+
+    def produce() -> None:
+        with agent.http() as http:
+            for index in range(total):
+                seq = http.post("/api/v1/test", json={"text": f"n{index}"}).json()["seq"]
+                produced.append(seq)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    while len(produced) < 1000:
+        time.sleep(0.01)
+    rsyslog.stop()  # collector down while notifications keep coming
+    time.sleep(1.0)
+    rsyslog.start()
+    producer.join(300)
+    assert len(produced) == total
+    wanted = set(produced)
+    deadline = time.monotonic() + 120
+    seqs: list[int] = []
+    while time.monotonic() < deadline:
+        seqs = [int(m.group(1)) for line in rsyslog.lines("relp")
+                if (m := re.search(r'sequenceId="(\d+)"', line["sd"]))]  # fmt: skip
+        if wanted <= set(seqs):
+            break
+        time.sleep(0.2)
+    assert wanted <= set(seqs), f"missing {len(wanted - set(seqs))} of {total}"
+    first_seen = list(dict.fromkeys(seqs))
+    assert first_seen == sorted(first_seen), "in order"
+
+
+def test_dead_collector_never_delays_the_rest(agent_factory: Any, rsyslog: Rsyslog) -> None:
+    dead_port = free_port()
+    dead = {"name": "dead", "transport": "tcp", "address": f"127.0.0.1:{dead_port}",
+            "timeout": "500ms"}  # fmt: skip
+    wrong_tls = {"name": "not-tls", "transport": "tls", "ca_file": str(rsyslog.certs["ca"]),
+                 "address": f"127.0.0.1:{rsyslog.ports['tcp']}", "timeout": "1s"}  # fmt: skip
+    agent: AgentProcess = agent_factory(
+        {"syslog": {"collectors": [dead, wrong_tls, *collectors(rsyslog, "relp")]},
+         "exporters": {"backlog_threshold": 20, "retry_max": "500ms"}}
+    ).start()  # fmt: skip
+    with agent.http() as http:
+        started = time.monotonic()
+        for index in range(60):
+            assert http.post("/api/v1/test", json={"text": f"m{index}"}).status_code == 200
+        api_seconds = time.monotonic() - started
+        got = rsyslog.wait_for("relp", 61)
+        assert len(got) >= 61, "the healthy collector got everything"
+        for _ in range(100):
+            active = http.get("/api/v1/alarms", params={"type": "exporter-backlog"}).json()
+            if {a["resource"] for a in active} >= {"dead", "not-tls"}:
+                break
+            time.sleep(0.1)
+        assert {a["resource"] for a in active} >= {"dead", "not-tls"}
+        exporters = {e["name"]: e for e in http.get("/api/v1/status").json()["exporters"]}
+        assert (
+            "certificate" in (exporters["not-tls"]["last_error"] or "").lower()
+            or "tls" in (exporters["not-tls"]["last_error"] or "").lower()
+        )
+    assert api_seconds < 60  # sanity only: 60 requests were answered while targets were dead
+    # The dead collector comes back: its backlog drains and the alarm clears.
+    import socket
+
+    received = bytearray()
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", dead_port))
+    server.listen()
+    server.settimeout(10)
+
+    def accept() -> None:
+        connection, _ = server.accept()
+        with connection:
+            connection.settimeout(2)
+            while True:
+                try:
+                    chunk = connection.recv(65536)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                received.extend(chunk)
+
+    reader = threading.Thread(target=accept, daemon=True)
+    reader.start()
+    with agent.http() as http:
+        for _ in range(200):
+            active = http.get("/api/v1/alarms", params={"type": "exporter-backlog"}).json()
+            if "dead" not in {a["resource"] for a in active}:
+                break
+            time.sleep(0.1)
+    assert "dead" not in {a["resource"] for a in active}
+    server.close()
+    reader.join(5)
+    assert b'[meta sequenceId="2"]' in bytes(received), "the backlog was delivered"
+
+
+def test_agent_log_goes_to_syslog_apart(agent_factory: Any, rsyslog: Rsyslog) -> None:
+    agent: AgentProcess = agent_factory(
+        {"syslog": {"agent_log": {"enabled": True, "level": "INFO",
+                                  "address": f"127.0.0.1:{rsyslog.ports['udp']}"}}}
+    ).start()  # fmt: skip
+    got = rsyslog.wait_for("udp", 1)
+    assert got, "agent log lines arrive"
+    assert {g["app"] for g in got} == {"provsync-agent"}
+    assert {g["msgid"] for g in got} == {"LOG"}
+    assert any("running" in g["msg"] for g in got)
+    agent.stop()
