@@ -26,6 +26,7 @@ bench:
 	@VENV=$(VENV) scripts/bootstrap.sh --dev
 	$(BIN)/python bench/alarms.py
 	$(BIN)/python bench/snmp.py
+	$(BIN)/python bench/syslog.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
