@@ -44,6 +44,7 @@ def test_message_layout() -> None:
     assert 'perceivedSeverity="major" eventType="processingErrorAlarm"]' in text
     assert '[meta sequenceId="7"]' in text
     assert '[provsync@32473 alarmId="3" typeId="sync-failed"' in text
+    assert 'element="cm1"' in text
     assert 'link="provsync jobs list --element cm1"' in text
 
 
@@ -128,6 +129,27 @@ def test_fields_over_udp_tcp_tls_relp(agent_factory: Any, rsyslog: Rsyslog) -> N
         assert event["msg"] == "hello collectors"
         assert '[meta sequenceId="4"]' in event["sd"]
         assert started["procid"].isdigit()
+
+
+def test_tls_pinned_fingerprint(agent_factory: Any, rsyslog: Rsyslog) -> None:
+    address = f"127.0.0.1:{rsyslog.ports['tls']}"
+    good = {
+        "name": "pinned",
+        "transport": "tls",
+        "address": address,
+        "fingerprint": "sha256:" + rsyslog.certs["fingerprint"].read_text().strip(),
+    }
+    wrong = {"name": "wrong-pin", "transport": "tls", "address": address,
+             "fingerprint": "ab" * 32}  # fmt: skip
+    agent: AgentProcess = agent_factory({"syslog": {"collectors": [good, wrong]}}).start()
+    got = rsyslog.wait_for("tls", 1)
+    assert got[0]["msgid"] == "EVENT"
+    time.sleep(1)
+    assert len(rsyslog.lines("tls")) == 1, "the wrong pin delivered nothing"
+    with agent.http() as http:
+        exporters = {e["name"]: e for e in http.get("/api/v1/status").json()["exporters"]}
+    assert "fingerprint" in (exporters["wrong-pin"]["last_error"] or "")
+    assert exporters["pinned"]["cursor"] == 1
 
 
 def test_six_severities_per_rfc_5674(agent_factory: Any, rsyslog: Rsyslog) -> None:

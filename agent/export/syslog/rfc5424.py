@@ -110,7 +110,8 @@ class Formatter:
             '][meta sequenceId="', str(note.seq), '"]',
             self._private, ' alarmId="', str(note.alarm_id),
             '" typeId="', sd_value(note.type_id),
-            '" typeName="', sd_value(str(payload.get("type_name", note.type_id))), '"',
+            '" typeName="', sd_value(str(payload.get("type_name", note.type_id))),
+            '" element="', sd_value(note.resource), '"',
         ]  # fmt: skip
         if note.qualifier:
             parts += [' qualifier="', sd_value(note.qualifier), '"']
