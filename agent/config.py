@@ -480,6 +480,13 @@ def _format_location(loc: tuple[int | str, ...]) -> str:
     return text or "(top level)"
 
 
+_SECRET_KEYS = frozenset({"token", "auth_key", "priv_key", "community", "password"})
+
+
+def _is_secret(loc: tuple[int | str, ...]) -> bool:
+    return bool(_SECRET_KEYS.intersection(map(str, loc))) or "communities" in loc
+
+
 def _format_errors(source: str, exc: ValidationError) -> str:
     lines = []
     for error in exc.errors(include_url=False):
@@ -490,7 +497,8 @@ def _format_errors(source: str, exc: ValidationError) -> str:
             continue
         message = error["msg"].removeprefix("Value error, ")
         got = error.get("input")
-        got_text = "" if isinstance(got, dict | list) or "got " in message else f" (got {got!r})"
+        hide = isinstance(got, dict | list) or "got " in message or _is_secret(loc)
+        got_text = "" if hide else f" (got {got!r})"
         lines.append(f"{source}: {where}: {message}{got_text}")
     return "\n".join(lines)
 

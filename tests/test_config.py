@@ -111,6 +111,22 @@ def test_bad_values_are_named(tmp_path: Path, text: str, needle: str) -> None:
     assert str(path) in str(info.value)
 
 
+def test_errors_never_echo_secrets(tmp_path: Path) -> None:
+    path = tmp_path / "secret.toml"
+    path.write_text(
+        "[api]\ntoken = 12345678\n"
+        '[[snmp.users]]\nname = "u"\nauth_key = 98765432\npriv_key = "short"\n'
+        "[[snmp.communities]]\nname = 4242\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    message = str(info.value)
+    assert "api.token" in message
+    assert "snmp.users[0].auth_key" in message
+    for secret in ("12345678", "98765432", "short", "4242"):
+        assert secret not in message
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such configuration file"):
         load_settings(tmp_path / "nope.toml")
