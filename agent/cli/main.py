@@ -438,6 +438,52 @@ def config_check(path: Annotated[Path, typer.Argument(help="Configuration file."
     output.console.print(f"{path}: OK", highlight=False, markup=False)
 
 
+# --------------------------------------------------------------------------- simulate
+@app.command()
+def simulate(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port to serve on.")] = 9001,
+    host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
+    element_type: Annotated[
+        str, typer.Option("--type", help="call-server, small-office or messaging.")
+    ] = "call-server",
+    objects: Annotated[int, typer.Option(min=0, help="Objects to generate.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed of the generated data.")] = 1,
+    element_id: Annotated[str | None, typer.Option(help="Default: sim-PORT.")] = None,
+    software_version: Annotated[str, typer.Option()] = "10.2.1",
+    username: Annotated[str, typer.Option(help="Username the element accepts.")] = "admin",
+    password_file: Annotated[
+        Path | None, typer.Option(help="File holding the password (default: none needed).")
+    ] = None,
+) -> None:
+    """Run a reference network element serving Element API v1 (docs/element-api.md)."""
+    import uvicorn
+
+    from agent.logs import setup_logging
+    from agent.simulator.app import Faults, Simulator, create_simulator_app
+    from agent.simulator.state import ElementState
+
+    if element_type not in {"call-server", "small-office", "messaging"}:
+        _fail("--type must be call-server, small-office or messaging", 2)
+    password = ""
+    if password_file is not None:
+        try:
+            password = password_file.read_text().strip()
+        except OSError as exc:
+            _fail(f"cannot read {password_file}: {exc.strerror}", 2)
+    state = ElementState(element_id or f"sim-{port}", element_type, software_version)
+    state.generate(objects, seed)
+    simulator = Simulator(state, username, password, Faults())
+    setup_logging("WARNING")
+    output.errors.print(
+        f"simulated {element_type} {state.element_id} on http://{host}:{port} "
+        f"({sum(state.counts().values())} objects)",
+        highlight=False,
+        markup=False,
+    )
+    uvicorn.run(create_simulator_app(simulator), host=host, port=port, log_config=None,
+                access_log=False)  # fmt: skip
+
+
 # --------------------------------------------------------------------------- mib
 @mib_app.command("export")
 def mib_export(

@@ -1,0 +1,1 @@
+"""A reference network element serving Element API v1 (``provsync simulate``)."""
