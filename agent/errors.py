@@ -14,6 +14,13 @@ turns these into messages and exit codes, and the control API into HTTP statuses
      |    +-- AlarmNotFound     no such alarm (id or key)
      |    +-- InvalidRequest    the request is well formed but not allowed
      +-- ExportError            an exporter could not deliver (retried)
+ +-- ConnectorError         talking to a network element failed
+ |    +-- AuthError         the element refused the credentials
+ |    |    +-- AuthMissing  ... because none were given
+ |    |    +-- AuthIncorrect ... because they are wrong
+ |    +-- ElementUnreachable no answer (after retries)
+ |    +-- CursorGone        the change log no longer reaches the cursor, or the epoch changed
+ |    +-- UpdateRejected    the element rejected a shared update (with its reason)
      +-- AgentUnavailable       the CLI could not reach the control API
 """
 
@@ -54,6 +61,34 @@ class InvalidRequest(AlarmError):
 
 class ExportError(ProvsyncError):
     """An exporter failed to deliver; the exporter retries from its cursor."""
+
+
+class ConnectorError(ProvsyncError):
+    """Talking to a network element failed."""
+
+
+class AuthError(ConnectorError):
+    """The element refused the credentials."""
+
+
+class AuthMissing(AuthError):
+    """The element needs credentials and none were given."""
+
+
+class AuthIncorrect(AuthError):
+    """The element rejected the username or password."""
+
+
+class ElementUnreachable(ConnectorError):
+    """The element did not answer, after the connector's retries."""
+
+
+class CursorGone(ConnectorError):
+    """The change log no longer reaches the cursor, or the data epoch changed."""
+
+
+class UpdateRejected(ConnectorError):
+    """The element rejected a shared update; the message is its reason."""
 
 
 class AgentUnavailable(ProvsyncError):

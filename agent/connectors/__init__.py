@@ -1,0 +1,1 @@
+"""Connectors: one contract (base.Connector), drivers found through entry points."""

@@ -1,0 +1,123 @@
+"""The connector contract: how the sync engine talks to any network element.
+
+Every driver subclasses :class:`Connector` and is registered in the
+``provsync.connectors`` entry-point group (the built-in ``http`` driver speaks Element
+API v1). The engine never knows a vendor: it sees these models and these errors.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ElementInfo:
+    element_id: str
+    type: str
+    software_version: str
+    epoch: str
+    classes: tuple[str, ...]
+    last_seq: int
+
+
+@dataclass(frozen=True)
+class ObjectRecord:
+    key: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ObjectPage:
+    snapshot: str
+    objects: tuple[ObjectRecord, ...]
+    next: str | None
+
+
+@dataclass(frozen=True)
+class ChangeRecord:
+    seq: int
+    time: datetime
+    user: str
+    op: str
+    cls: str
+    key: str
+    data: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ChangePage:
+    epoch: str
+    changes: tuple[ChangeRecord, ...]
+    last_seq: int
+
+
+class Connector(ABC):
+    """Async access to one network element.
+
+    Args:
+        address: where the element is (for ``http``, its base URL).
+        credentials: None when none are configured.
+    """
+
+    def __init__(self, address: str, credentials: Credentials | None) -> None:
+        self.address = address
+        self.credentials = credentials
+
+    async def __aenter__(self) -> Connector:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:  # noqa: B027 - drivers without resources need nothing
+        """Release connections."""
+
+    @abstractmethod
+    async def info(self) -> ElementInfo:
+        """Identity, software version and data epoch.
+
+        Raises:
+            AuthMissing, AuthIncorrect: credentials refused.
+            ElementUnreachable: no answer after retries.
+        """
+
+    @abstractmethod
+    async def objects(
+        self, cls: str, *, after: str | None = None, snapshot: str | None = None,
+        limit: int = 1000,
+    ) -> ObjectPage:  # fmt: skip
+        """One page of a class in key order; the first call opens a snapshot.
+
+        Raises:
+            CursorGone: the snapshot's epoch is gone.
+            AuthMissing, AuthIncorrect, ElementUnreachable: as :meth:`info`.
+        """
+
+    @abstractmethod
+    async def changes(self, after: int, *, epoch: str | None, limit: int = 1000) -> ChangePage:
+        """Changes after sequence number ``after``, oldest first.
+
+        Raises:
+            CursorGone: the log no longer reaches ``after`` or ``epoch`` is not current.
+            AuthMissing, AuthIncorrect, ElementUnreachable: as :meth:`info`.
+        """
+
+    @abstractmethod
+    async def apply(
+        self, cls: str, key: str, op: str, data: dict[str, Any] | None, *, user: str
+    ) -> int:
+        """Apply a shared update; returns the element's change sequence number.
+
+        Raises:
+            UpdateRejected: the element refused it (the message says why).
+            AuthMissing, AuthIncorrect, ElementUnreachable: as :meth:`info`.
+        """

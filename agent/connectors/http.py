@@ -1,0 +1,155 @@
+"""The built-in ``http`` connector: Element API v1 (docs/element-api.md) with httpx.
+
+Transport errors and 5xx answers are retried with exponential backoff; 4xx answers are
+not (they will not change by themselves) and become the contract's errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from agent.connectors.base import (
+    ChangePage,
+    ChangeRecord,
+    Connector,
+    Credentials,
+    ElementInfo,
+    ObjectPage,
+    ObjectRecord,
+)
+from agent.errors import (
+    AuthIncorrect,
+    AuthMissing,
+    ConnectorError,
+    CursorGone,
+    ElementUnreachable,
+    UpdateRejected,
+)
+
+
+class HttpConnector(Connector):
+    def __init__(
+        self,
+        address: str,
+        credentials: Credentials | None,
+        *,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: float = 0.2,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(address, credentials)
+        self.retries = retries
+        self.backoff = backoff
+        auth = (credentials.username, credentials.password) if credentials else None
+        self._client = httpx.AsyncClient(
+            base_url=address.rstrip("/") + "/api/v1",
+            auth=auth,
+            timeout=timeout,
+            transport=transport,
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        delay = self.backoff
+        last: str = ""
+        for attempt in range(self.retries + 1):
+            try:
+                response = await self._client.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                last = str(exc) or type(exc).__name__
+            else:
+                if response.status_code < 500:
+                    return self._answer(response)
+                last = f"HTTP {response.status_code}"
+            if attempt < self.retries:
+                await asyncio.sleep(delay)
+                delay *= 2
+        raise ElementUnreachable(f"element at {self.address} did not answer: {last}")
+
+    def _answer(self, response: httpx.Response) -> Any:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        error = body.get("error") if isinstance(body, dict) else None
+        if response.status_code == 401:
+            if error == "credentials-required":
+                raise AuthMissing(f"element at {self.address} needs a username and password")
+            raise AuthIncorrect(f"element at {self.address} refused the username or password")
+        if response.status_code == 410:
+            raise CursorGone(f"element at {self.address}: {error or 'gone'}")
+        if response.status_code == 409 and isinstance(body, dict) and "reason" in body:
+            raise UpdateRejected(str(body["reason"]))
+        if response.status_code >= 400:
+            message = body.get("message") if isinstance(body, dict) else None
+            raise ConnectorError(
+                f"element at {self.address} answered {response.status_code}: "
+                f"{message or error or response.text[:200]}"
+            )
+        return body
+
+    async def info(self) -> ElementInfo:
+        body = await self._request("GET", "/info")
+        return ElementInfo(
+            element_id=str(body["element_id"]),
+            type=str(body["type"]),
+            software_version=str(body["software_version"]),
+            epoch=str(body["epoch"]),
+            classes=tuple(body.get("classes", ())),
+            last_seq=int(body.get("last_seq", 0)),
+        )
+
+    async def objects(
+        self, cls: str, *, after: str | None = None, snapshot: str | None = None,
+        limit: int = 1000,
+    ) -> ObjectPage:  # fmt: skip
+        params: dict[str, Any] = {"limit": limit}
+        if after is not None:
+            params["after"] = after
+        if snapshot is not None:
+            params["snapshot"] = snapshot
+        body = await self._request("GET", f"/objects/{cls}", params=params)
+        return ObjectPage(
+            snapshot=str(body["snapshot"]),
+            objects=tuple(ObjectRecord(str(o["key"]), dict(o["data"])) for o in body["objects"]),
+            next=body.get("next"),
+        )
+
+    async def changes(self, after: int, *, epoch: str | None, limit: int = 1000) -> ChangePage:
+        params: dict[str, Any] = {"after": after, "limit": limit}
+        if epoch is not None:
+            params["epoch"] = epoch
+        body = await self._request("GET", "/changes", params=params)
+        return ChangePage(
+            epoch=str(body["epoch"]),
+            changes=tuple(
+                ChangeRecord(
+                    seq=int(c["seq"]),
+                    time=datetime.fromisoformat(str(c["time"]).replace("Z", "+00:00")),
+                    user=str(c["user"]),
+                    op=str(c["op"]),
+                    cls=str(c["class"]),
+                    key=str(c["key"]),
+                    data=c.get("data"),
+                )
+                for c in body["changes"]
+            ),
+            last_seq=int(body["last_seq"]),
+        )
+
+    async def apply(
+        self, cls: str, key: str, op: str, data: dict[str, Any] | None, *, user: str
+    ) -> int:
+        body = await self._request(
+            "POST",
+            "/updates",
+            json={"class": cls, "key": key, "op": op, "data": data, "user": user},
+        )
+        return int(body["seq"])

@@ -1,0 +1,37 @@
+"""Connector drivers by name, from the ``provsync.connectors`` entry-point group.
+
+Built-in drivers are registered the same way (see pyproject.toml), so a plugin looks
+exactly like ``http``.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+from agent.connectors.base import Connector
+from agent.errors import ConfigError
+
+GROUP = "provsync.connectors"
+
+
+def available() -> dict[str, str]:
+    """Driver name -> the object it points to."""
+    return {ep.name: ep.value for ep in entry_points(group=GROUP)}
+
+
+def load(name: str) -> type[Connector]:
+    for entry in entry_points(group=GROUP):
+        if entry.name == name:
+            try:
+                driver = entry.load()
+            except Exception as exc:
+                raise ConfigError(
+                    f"connector {name!r} ({entry.value}, group {GROUP}) failed to load: {exc}"
+                ) from exc
+            if not (isinstance(driver, type) and issubclass(driver, Connector)):
+                raise ConfigError(
+                    f"connector {name!r} ({entry.value}, group {GROUP}) is not a Connector"
+                )
+            return driver
+    known = ", ".join(sorted(available())) or "none"
+    raise ConfigError(f"no connector {name!r} in group {GROUP} (installed: {known})")
