@@ -150,6 +150,63 @@ class ExporterCursor(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class Element(Base):
+    """A network element the agent synchronizes with. Credentials live apart."""
+
+    __tablename__ = "elements"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    type: Mapped[str] = mapped_column(String(32))
+    address: Mapped[str] = mapped_column(String(255))
+    connector: Mapped[str] = mapped_column(String(64), default="http")
+    interval: Mapped[int] = mapped_column(Integer, default=86400)
+    """Seconds between scheduled incremental syncs; 0: none."""
+    sync_state: Mapped[str] = mapped_column(String(16), default="never")
+    cursor: Mapped[int] = mapped_column(BigInteger, default=0)
+    epoch: Mapped[str] = mapped_column(String(64), default="")
+    software_version: Mapped[str] = mapped_column(String(64), default="")
+    agent_version: Mapped[str] = mapped_column(String(32), default="")
+    """The agent's version at the last successful initialization."""
+    last_init_ok: Mapped[bool] = mapped_column(Boolean, default=False)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ElementCredentials(Base):
+    __tablename__ = "element_credentials"
+    element_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(128))
+    password: Mapped[str] = mapped_column(Text)
+
+
+class ElementObject(Base):
+    """The hub's copy of one object of one element."""
+
+    __tablename__ = "element_objects"
+    element_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cls: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    data: Mapped[str] = mapped_column(Text)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    element_id: Mapped[int] = mapped_column(Integer, index=True)
+    element: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    trigger: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    counts: Mapped[str] = mapped_column(Text, default="{}")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
 def _table(model: type[Base]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
@@ -163,3 +220,7 @@ EVENTS = _table(Event)
 LOG = _table(Notification)
 META = _table(Meta)
 CURSORS = _table(ExporterCursor)
+ELEMENTS = _table(Element)
+CREDENTIALS = _table(ElementCredentials)
+OBJECTS = _table(ElementObject)
+JOBS = _table(Job)
