@@ -34,6 +34,7 @@ from agent.export.syslog.agentlog import SyslogSink
 from agent.export.syslog.exporter import SyslogExporter, make_formatter
 from agent.export.syslog.rfc5424 import FACILITIES
 from agent.store.database import Store, redact_url
+from agent.sync.engine import SyncEngine
 
 
 def site_catalog(settings: Settings) -> Catalog:
@@ -172,6 +173,15 @@ class Agent:
             await service.stop()
 
     @contextlib.asynccontextmanager
+    async def _sync(self, manager: AlarmManager) -> AsyncIterator[SyncEngine]:
+        engine = SyncEngine(self.settings.sync, manager)
+        await engine.start()
+        try:
+            yield engine
+        finally:
+            await engine.stop()
+
+    @contextlib.asynccontextmanager
     async def _exporters(
         self, manager: AlarmManager, host: str, snmp: SnmpService | None
     ) -> AsyncIterator[None]:
@@ -248,6 +258,7 @@ class Agent:
             started_at = datetime.now(UTC)
             snmp = await stack.enter_async_context(self._snmp(manager, host, started_at))
             await stack.enter_async_context(self._exporters(manager, host, snmp))
+            sync = await stack.enter_async_context(self._sync(manager))
             await manager.emit_event(
                 "agent-started",
                 host,
@@ -263,6 +274,7 @@ class Agent:
                 exporters=self.exporters,
                 request_stop=self.request_stop,
                 snmp=snmp,
+                sync=sync,
             )
             purge = asyncio.create_task(self._purge_loop(manager), name="retention")
             try:

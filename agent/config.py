@@ -404,6 +404,20 @@ class SyslogSettings(_Section):
         return self
 
 
+class SyncSettings(_Section):
+    max_concurrent_init: int = Field(default=9, ge=1, le=9)
+    """Initialization syncs running at once (the vendor guidance: fewer than 10)."""
+    incremental_interval: Duration = 86400.0
+    """Default schedule of a new element's recurring incremental sync; "0s": none."""
+    escalate_after_changes: int = Field(default=1800, ge=1)
+    full_sync_only_classes: tuple[str, ...] = ("system-parameter", "dial-plan", "cabinet", "board")
+    service_user: str = Field(default="provsync", min_length=1, max_length=64)
+    """The user the agent writes to elements as; its own changes are skipped on the way back."""
+    page_size: int = Field(default=1000, ge=1, le=10_000)
+    timeout: Duration = 10.0
+    retries: int = Field(default=3, ge=0, le=10)
+
+
 _TYPE_ID = r"^[a-z0-9][a-z0-9-]{0,63}$"
 _BUILTIN_IDS = frozenset(t.id for t in BUILTIN_TYPES)
 
@@ -442,6 +456,7 @@ class Settings(_Section):
     exporters: ExporterSettings = ExporterSettings()
     snmp: SnmpSettings = SnmpSettings()
     syslog: SyslogSettings = SyslogSettings()
+    sync: SyncSettings = SyncSettings()
     alarm_types: tuple[AlarmTypeSettings, ...] = ()
     source: Path | None = Field(default=None, exclude=True)
     """The file these settings came from (None: built-in defaults)."""

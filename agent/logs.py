@@ -44,3 +44,5 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     # Access logs at INFO would drown the agent's own lines under load.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # One line per element request would bury the agent's own lines.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

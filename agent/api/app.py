@@ -27,8 +27,16 @@ from agent.alarms.manager import AlarmManager
 from agent.alarms.records import AlarmChange, alarm_to_json, iso
 from agent.alarms.severity import Severity
 from agent.api.schemas import ClearByKeyRequest, NoteRequest, RaiseRequest, TestRequest
-from agent.errors import AlarmNotFound, InvalidRequest, ProvsyncError, UnknownAlarmType
+from agent.api.sync_routes import sync_router
+from agent.errors import (
+    AlarmNotFound,
+    ConfigError,
+    InvalidRequest,
+    ProvsyncError,
+    UnknownAlarmType,
+)
 from agent.export.base import Exporter
+from agent.sync.registry import ElementNotFound
 
 
 @dataclass
@@ -44,6 +52,8 @@ class Services:
     request_stop: Callable[[], None] = lambda: None
     snmp: Any = None
     """The SnmpService when SNMP is enabled."""
+    sync: Any = None
+    """The SyncEngine."""
 
 
 _bearer = HTTPBearer(auto_error=False, description="the token from [api] token or api.token")
@@ -245,7 +255,9 @@ def _router() -> APIRouter:
 _STATUS_OF: tuple[tuple[type[ProvsyncError], int], ...] = (
     (UnknownAlarmType, 400),
     (AlarmNotFound, 404),
+    (ElementNotFound, 404),
     (InvalidRequest, 400),
+    (ConfigError, 400),
 )
 
 
@@ -262,6 +274,7 @@ def create_app(services: Services) -> FastAPI:
         return {"status": "ok"}
 
     app.include_router(_router())
+    app.include_router(sync_router(_authorize))
 
     @app.exception_handler(ProvsyncError)
     async def _ours(request: Request, exc: ProvsyncError) -> JSONResponse:

@@ -38,10 +38,16 @@ alarms_app = typer.Typer(help="See, raise, clear and acknowledge alarms.", no_ar
 events_app = typer.Typer(help="See events.", no_args_is_help=True)
 config_app = typer.Typer(help="Write and check configuration files.", no_args_is_help=True)
 mib_app = typer.Typer(help="The PROVSYNC-MIB module.", no_args_is_help=True)
+elements_app = typer.Typer(help="Network elements the agent syncs with.", no_args_is_help=True)
+sync_app = typer.Typer(help="Run a sync of an element now.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Sync jobs.", no_args_is_help=True)
 app.add_typer(alarms_app, name="alarms")
 app.add_typer(events_app, name="events")
 app.add_typer(config_app, name="config")
 app.add_typer(mib_app, name="mib")
+app.add_typer(elements_app, name="elements")
+app.add_typer(sync_app, name="sync")
+app.add_typer(jobs_app, name="jobs")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 NoteOpt = Annotated[str | None, typer.Option("--note", "-n", help="Operator note.")]
@@ -80,7 +86,9 @@ def _call(ctx: typer.Context, method: str, path: str, body: Any = None, **params
     try:
         if method == "GET":
             return client.get(path, **params)
-        return client.post(path, body)
+        if method == "POST":
+            return client.post(path, body)
+        return client.request(method, path, json=body)
     except ApiError as exc:
         _fail(str(exc))
     except ProvsyncError as exc:
@@ -436,6 +444,181 @@ def config_check(path: Annotated[Path, typer.Argument(help="Configuration file."
     except ConfigError as exc:
         _fail(str(exc), 2)
     output.console.print(f"{path}: OK", highlight=False, markup=False)
+
+
+# --------------------------------------------------------------------------- elements
+def _read_password(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror}", 2)
+
+
+@elements_app.command("add")
+def elements_add(
+    ctx: typer.Context,
+    name: str,
+    url: Annotated[str, typer.Option("--url", help="Element API v1 base URL.")],
+    element_type: Annotated[str, typer.Option("--type")] = "call-server",
+    connector: Annotated[str, typer.Option(help="Connector driver.")] = "http",
+    username: Annotated[str | None, typer.Option()] = None,
+    password_file: Annotated[Path | None, typer.Option(help="File holding the password.")] = None,
+    interval: Annotated[
+        str | None, typer.Option(help="Incremental sync schedule, e.g. 24h; 0s: none.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add an element; an initialization sync is queued at once."""
+    from agent.config import parse_duration
+
+    seconds = None
+    if interval is not None:
+        try:
+            seconds = int(parse_duration(interval))
+        except ValueError as exc:
+            _fail(str(exc), 2)
+    body = {"name": name, "type": element_type, "url": url, "connector": connector,
+            "username": username, "password": _read_password(password_file),
+            "interval": seconds}  # fmt: skip
+    data = _call(ctx, "POST", "/elements", body)
+    if as_json:
+        output.print_json(data)
+        return
+    output.console.print(f"added {name}; initialization sync queued as job {data['job']}",
+                         highlight=False, markup=False)  # fmt: skip
+
+
+@elements_app.command("list")
+def elements_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List elements with their sync state."""
+    data = _call(ctx, "GET", "/elements")
+    if as_json:
+        output.print_json(data)
+        return
+    output.table(
+        f"Elements: {len(data)}",
+        ["name", "type", "state", "version", "cursor", "last sync", "address"],
+        [[e["name"], e["type"], e["sync_state"], e["software_version"], e["cursor"],
+          output.when(e["last_sync_at"]), e["address"]] for e in data],
+    )  # fmt: skip
+
+
+@elements_app.command("show")
+def elements_show(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> None:
+    """One element: sync state, cursor, epoch, version, objects per class."""
+    data = _call(ctx, "GET", f"/elements/{name}")
+    if as_json:
+        output.print_json(data)
+        return
+    fields = [(k, v) for k, v in data.items() if k != "objects"]
+    output.table(f"Element {name}", ["field", "value"], fields)
+    output.table("Objects", ["class", "count"], sorted(data.get("objects", {}).items()))
+
+
+@elements_app.command("remove")
+def elements_remove(ctx: typer.Context, name: str) -> None:
+    """Remove an element and the hub's copy of its data."""
+    _call(ctx, "DELETE", f"/elements/{name}")
+    output.console.print(f"removed {name}", highlight=False, markup=False)
+
+
+@elements_app.command("set-credentials")
+def elements_set_credentials(
+    ctx: typer.Context,
+    name: str,
+    username: Annotated[str, typer.Option()],
+    password_file: Annotated[Path, typer.Option(help="File holding the password.")],
+) -> None:
+    """Set the username and password the agent logs in to the element with."""
+    body = {"username": username, "password": _read_password(password_file) or ""}
+    _call(ctx, "PUT", f"/elements/{name}/credentials", body)
+    output.console.print(f"credentials of {name} set", highlight=False, markup=False)
+
+
+# --------------------------------------------------------------------------- sync, jobs
+def _wait_for(ctx: typer.Context, job_id: int) -> dict[str, Any]:
+    import time
+
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=output.errors, transient=True) as progress:  # fmt: skip
+        task = progress.add_task(f"job {job_id}", total=None)
+        while True:
+            job = _call(ctx, "GET", f"/jobs/{job_id}")
+            progress.update(task, description=f"job {job_id} {job['kind']} {job['state']}")
+            if job["state"] in ("done", "failed"):
+                return dict(job)
+            time.sleep(0.2)
+
+
+def _sync_command(kind: str, summary: str) -> None:
+    def command(
+        ctx: typer.Context,
+        name: str,
+        wait: Annotated[bool, typer.Option("--wait", help="Wait and show the result.")] = False,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="force: report only.")] = False,
+        yes: Annotated[bool, typer.Option("--yes", help="force: allow deleting hub data.")] = False,
+        as_json: JsonOpt = False,
+    ) -> None:
+        body = {"kind": kind, "dry_run": dry_run, "yes": yes}
+        job_id = _call(ctx, "POST", f"/elements/{name}/sync", body)["job"]
+        if not (wait or dry_run):
+            if as_json:
+                output.print_json({"job": job_id})
+            else:
+                output.console.print(f"{kind} sync of {name} queued as job {job_id}",
+                                     highlight=False, markup=False)  # fmt: skip
+            return
+        job = _wait_for(ctx, job_id)
+        if as_json:
+            output.print_json(job)
+        else:
+            detail = job["error"] or output.json_line(job["counts"])
+            output.console.print(f"job {job_id} {job['kind']} {job['state']}: {detail}",
+                                 highlight=False, markup=False)  # fmt: skip
+        if job["state"] == "failed":
+            raise typer.Exit(1)
+
+    command.__doc__ = summary
+    sync_app.command(kind)(command)
+
+
+_sync_command("init", "Initialization (full) sync of an element.")
+_sync_command("incremental", "Incremental sync of an element from its change log.")
+_sync_command("force", "Forced initialization without the discrepancy check (--dry-run, --yes).")
+
+
+@jobs_app.command("list")
+def jobs_list(
+    ctx: typer.Context,
+    element: Annotated[str | None, typer.Option("--element", "-e")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 200,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sync jobs, oldest first."""
+    data = _call(ctx, "GET", "/jobs", element=element, limit=limit)
+    if as_json:
+        output.print_json(data)
+        return
+    output.table(
+        f"Jobs: {len(data)}",
+        ["id", "element", "kind", "trigger", "state", "started", "ended", "error"],
+        [[j["id"], j["element"], j["kind"], j["trigger"], j["state"], output.when(j["started"]),
+          output.when(j["ended"]), j["error"] or ""] for j in data],
+    )  # fmt: skip
+
+
+@jobs_app.command("show")
+def jobs_show(ctx: typer.Context, job_id: int, as_json: JsonOpt = False) -> None:
+    """One sync job."""
+    data = _call(ctx, "GET", f"/jobs/{job_id}")
+    if as_json:
+        output.print_json(data)
+        return
+    output.table(f"Job {job_id}", ["field", "value"], list(data.items()))
 
 
 # --------------------------------------------------------------------------- simulate

@@ -31,6 +31,10 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+def json_line(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
 def severity(value: str) -> Text:
     return Text(value, style=SEVERITY_STYLE.get(value, "white"))
 

@@ -168,6 +168,15 @@ def _admin() -> APIRouter:
         simulator.state.reset_epoch()
         return {"epoch": simulator.state.epoch}
 
+    @router.post("/wipe")
+    async def wipe(simulator: SimulatorDep) -> dict[str, str]:
+        state = simulator.state
+        for cls in state.objects:
+            state.objects[cls].clear()
+            state.keys[cls].clear()
+        state.reset_epoch()
+        return {"epoch": state.epoch}
+
     @router.post("/reject")
     async def reject(simulator: SimulatorDep, body: RejectBody) -> dict[str, int]:
         simulator.state.reject_rules.append(RejectRule(body.cls, body.key_prefix, body.reason))

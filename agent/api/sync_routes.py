@@ -1,0 +1,111 @@
+"""Control API routes for elements, synchronization and jobs."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.connectors.base import Credentials
+from agent.errors import AlarmNotFound, ProvsyncError
+from agent.sync import registry
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ElementBody(_Body):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    type: str = "call-server"
+    url: str = Field(min_length=1, max_length=255)
+    connector: str = "http"
+    username: str | None = Field(default=None, max_length=128)
+    password: str | None = Field(default=None, max_length=1024)
+    interval: int | None = Field(default=None, ge=0, description="seconds; 0: no schedule")
+
+
+class CredentialsBody(_Body):
+    username: str = Field(min_length=1, max_length=128)
+    password: str = Field(max_length=1024)
+
+
+class SyncBody(_Body):
+    kind: str = Field(pattern="^(init|incremental|force)$")
+    dry_run: bool = False
+    yes: bool = False
+
+
+def _engine(request: Request) -> Any:
+    services = request.app.state.services
+    if services.sync is None:
+        raise ProvsyncError("synchronization is not running")
+    return services.sync
+
+
+EngineDep = Annotated[Any, Depends(_engine)]
+
+
+def sync_router(authorize: Any) -> APIRouter:
+    router = APIRouter(prefix="/api/v1", dependencies=[Depends(authorize)])
+
+    @router.get("/elements", summary="Network elements and their sync state")
+    async def elements(sync: EngineDep) -> list[dict[str, Any]]:
+        rows = await asyncio.to_thread(registry.list_elements, sync.db)
+        return [registry.element_json(r) for r in rows]
+
+    @router.post("/elements", summary="Add an element (an initialization sync follows)")
+    async def add(sync: EngineDep, body: ElementBody) -> dict[str, Any]:
+        credentials = Credentials(body.username, body.password or "") if body.username else None
+        interval = body.interval
+        if interval is None:
+            interval = int(sync.settings.incremental_interval)
+        row = await asyncio.to_thread(
+            registry.add_element, sync.db, body.name, body.type, body.url, body.connector,
+            interval, credentials,
+        )  # fmt: skip
+        job = await sync.request(row.name, "init", "add")
+        return {"element": registry.element_json(row), "job": job}
+
+    @router.get("/elements/{name}", summary="One element with its object counts")
+    async def show(sync: EngineDep, name: str) -> dict[str, Any]:
+        row = await asyncio.to_thread(registry.get_element, sync.db, name)
+        counts = await asyncio.to_thread(registry.object_counts, sync.db, row.id)
+        return registry.element_json(row, counts)
+
+    @router.delete("/elements/{name}", summary="Remove an element and the hub's copy")
+    async def remove(sync: EngineDep, name: str) -> dict[str, str]:
+        await asyncio.to_thread(registry.remove_element, sync.db, name)
+        return {"removed": name}
+
+    @router.put("/elements/{name}/credentials", summary="Set the element's credentials")
+    async def credentials(sync: EngineDep, name: str, body: CredentialsBody) -> dict[str, str]:
+        await asyncio.to_thread(
+            registry.set_credentials, sync.db, name, Credentials(body.username, body.password)
+        )
+        return {"element": name, "credentials": "set"}
+
+    @router.post("/elements/{name}/sync", summary="Queue a sync (init, incremental, force)")
+    async def sync_now(sync: EngineDep, name: str, body: SyncBody) -> dict[str, Any]:
+        job = await sync.request(name, body.kind, "manual", dry_run=body.dry_run, yes=body.yes)
+        return {"job": job}
+
+    @router.get("/jobs", summary="Sync jobs, oldest first")
+    async def jobs(
+        sync: EngineDep,
+        element: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
+    ) -> list[dict[str, Any]]:
+        rows = await asyncio.to_thread(registry.list_jobs, sync.db, element, limit)
+        return [registry.job_json(r) for r in rows]
+
+    @router.get("/jobs/{job_id}", summary="One sync job")
+    async def job(sync: EngineDep, job_id: int) -> dict[str, Any]:
+        row = await asyncio.to_thread(registry.get_job, sync.db, job_id)
+        if row is None:
+            raise AlarmNotFound(f"no job with id {job_id}")
+        return registry.job_json(row)
+
+    return router

@@ -1,0 +1,1 @@
+"""Synchronization with network elements: element registry, jobs, engine, scheduler."""

@@ -1,0 +1,463 @@
+"""The sync engine: initialization, incremental and forced syncs, jobs and schedule.
+
+Rules (DESIGN.md, Synchronization):
+- adding an element queues an initialization sync;
+- an incremental sync applies the change log after the stored cursor, skipping the
+  agent's own writes (``[sync] service_user``), a page at a time, cursor committed with
+  the data of that page;
+- it becomes an initialization sync (sync-escalated says why) when the last
+  initialization did not complete, when more than ``escalate_after_changes`` changes are
+  pending, or when the log no longer reaches the cursor or the epoch changed;
+- it stops with an error and init-sync-required when the element or the agent was
+  upgraded since the last initialization, or when a full-sync-only class changed;
+- a forced initialization skips those checks; if the element has no data while the hub
+  has some, it deletes the hub's copy only with an explicit confirmation;
+- at most ``max_concurrent_init`` initialization syncs at once, one job per element,
+  a request for an element that already has a queued job returns that job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from loguru import logger
+
+from agent import __version__
+from agent.alarms.manager import AlarmManager
+from agent.config import SyncSettings
+from agent.connectors.base import Connector
+from agent.connectors.registry import load
+from agent.errors import (
+    AuthIncorrect,
+    AuthMissing,
+    ConnectorError,
+    CursorGone,
+    ElementUnreachable,
+    InvalidRequest,
+    ProvsyncError,
+)
+from agent.sync import registry, store_ops
+
+KINDS = ("init", "incremental", "force")
+
+
+class SyncStopped(ProvsyncError):
+    """An incremental sync that must not go on; the message says why."""
+
+
+class Escalate(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class _Slot:
+    """An element's work: its queued job and its worker task."""
+
+    queue: asyncio.Queue[tuple[int, str, dict[str, Any]]] = field(default_factory=asyncio.Queue)
+    queued: int | None = None
+    running: int | None = None
+    task: asyncio.Task[None] | None = None
+
+
+class SyncEngine:
+    def __init__(self, settings: SyncSettings, manager: AlarmManager) -> None:
+        self.settings = settings
+        self.manager = manager
+        self.db = manager.engine
+        self._init_slots = asyncio.Semaphore(settings.max_concurrent_init)
+        self._slots: dict[int, _Slot] = {}
+        self._scheduler: asyncio.Task[None] | None = None
+        self.running_inits = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        interrupted = await asyncio.to_thread(registry.fail_interrupted_jobs, self.db)
+        if interrupted:
+            logger.warning("{} sync jobs were interrupted by a restart", interrupted)
+        self._scheduler = asyncio.create_task(self._schedule(), name="sync-scheduler")
+
+    async def stop(self) -> None:
+        tasks = [s.task for s in self._slots.values() if s.task] + (
+            [self._scheduler] if self._scheduler else []
+        )
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # ------------------------------------------------------------------ requests
+    async def request(self, name: str, kind: str, trigger: str = "manual", **options: Any) -> int:
+        """Queue a sync of ``kind``; returns the job id (an already queued one if any)."""
+        if kind not in KINDS:
+            raise InvalidRequest(f"kind must be one of {', '.join(KINDS)}")
+        element = await asyncio.to_thread(registry.get_element, self.db, name)
+        slot = self._slots.setdefault(element.id, _Slot())
+        if slot.queued is not None:
+            return slot.queued
+        job_id = await asyncio.to_thread(
+            registry.create_job, self.db, element, kind, trigger, options.get("reason")
+        )
+        slot.queued = job_id
+        slot.queue.put_nowait((job_id, kind, options))
+        if slot.task is None or slot.task.done():
+            slot.task = asyncio.create_task(self._worker(element.id), name=f"sync:{name}")
+        return job_id
+
+    async def _worker(self, element_id: int) -> None:
+        slot = self._slots[element_id]
+        while not slot.queue.empty():
+            job_id, kind, options = slot.queue.get_nowait()
+            slot.queued = None
+            slot.running = job_id
+            try:
+                await self._run(element_id, job_id, kind, options)
+            except Exception:
+                logger.exception("sync job {} crashed", job_id)
+            finally:
+                slot.running = None
+
+    # ------------------------------------------------------------------ jobs
+    def _connector(self, element: Any, credentials: Any) -> Connector:
+        driver = load(element.connector)
+        return driver(element.address, credentials)
+
+    async def _run(self, element_id: int, job_id: int, kind: str, options: dict[str, Any]) -> None:
+        element = await asyncio.to_thread(registry.get_element_by_id, self.db, element_id)
+        if element is None:
+            await asyncio.to_thread(
+                registry.update_job,
+                self.db,
+                job_id,
+                state="failed",
+                error="the element was removed",
+            )
+            return
+        if kind == "incremental":
+            await self._run_job(element, job_id, kind, options)
+            return
+        # An initialization waits for a slot while its job still shows "queued", so the
+        # recorded start and end times show how many ran at once.
+        async with self._init_slots:
+            self.running_inits += 1
+            try:
+                await self._run_job(element, job_id, kind, options)
+            finally:
+                self.running_inits -= 1
+
+    async def _run_job(self, element: Any, job_id: int, kind: str, options: dict[str, Any]) -> None:
+        element_id = element.id
+        credentials = await asyncio.to_thread(registry.credentials_of, self.db, element_id)
+        started = registry.now()
+        await asyncio.to_thread(
+            registry.update_job, self.db, job_id, state="running", started_at=started
+        )
+        await asyncio.to_thread(registry.set_state, self.db, element_id, sync_state="running")
+        counts: dict[str, Any] = {}
+        run_kind = kind
+        try:
+            async with self._connector(element, credentials) as connector:
+                if kind == "incremental":
+                    try:
+                        counts = await self._incremental(element, connector)
+                    except Escalate as escalation:
+                        run_kind = "init"
+                        await self._escalated(element, job_id, escalation.reason)
+                        async with self._init_slots:
+                            counts = await self._init(element, connector, **options)
+                else:
+                    counts = await self._init(element, connector, force=kind == "force", **options)
+        except (ProvsyncError, Escalate) as exc:
+            await self._failed(element, job_id, run_kind, exc, counts)
+            return
+        await asyncio.to_thread(
+            registry.update_job,
+            self.db,
+            job_id,
+            state="done",
+            ended_at=registry.now(),
+            counts=counts,
+            kind=run_kind,
+        )
+        await self._succeeded(element, run_kind, counts)
+
+    async def _escalated(self, element: Any, job_id: int, reason: str) -> None:
+        await asyncio.to_thread(registry.update_job, self.db, job_id, kind="init", reason=reason)
+        await self.manager.emit_event(
+            "sync-escalated",
+            element.name,
+            text=f"incremental sync of {element.name} replaced by an initialization sync: {reason}",
+            details={"reason": reason},
+        )
+
+    # ------------------------------------------------------------------ initialization
+    async def _init(
+        self,
+        element: Any,
+        connector: Connector,
+        *,
+        force: bool = False,
+        dry_run: bool = False,
+        yes: bool = False,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        info = await connector.info()
+        hub = await asyncio.to_thread(registry.object_counts, self.db, element.id)
+        if force:
+            remote = await self._count_remote(connector, info.classes)
+            report = {
+                "element_objects": sum(remote.values()),
+                "hub_objects": sum(hub.values()),
+                "would_delete": sum(hub.values()) if not sum(remote.values()) else 0,
+            }
+            if dry_run:
+                return {"dry_run": True, **report}
+            if report["would_delete"] and not yes:
+                raise InvalidRequest(
+                    f"{element.name} has no data and the hub holds {report['hub_objects']} "
+                    "objects for it: a forced initialization would delete them; confirm"
+                    " with --yes (see --dry-run)"
+                )
+            await self.manager.emit_event(
+                "force-init-sync",
+                element.name,
+                severity="warning" if report["would_delete"] else "indeterminate",
+                text=f"forced initialization sync of {element.name}"
+                + (
+                    f", deleting {report['would_delete']} hub objects"
+                    if report["would_delete"]
+                    else ""
+                ),
+                details=report,
+            )
+        else:
+            await self.manager.emit_event(
+                "init-sync-started",
+                element.name,
+                text=f"initialization sync of {element.name} started",
+            )
+        generation = element.generation + 1
+        counts: Counter[str] = Counter()
+        for cls in info.classes:
+            page = await connector.objects(cls, limit=self.settings.page_size)
+            snapshot = page.snapshot
+            while True:
+                counts[cls] += await asyncio.to_thread(
+                    store_ops.write_objects, self.db, element.id, cls, page.objects, generation
+                )
+                if page.next is None:
+                    break
+                page = await connector.objects(
+                    cls, after=page.next, snapshot=snapshot, limit=self.settings.page_size
+                )
+        # Pages were read live: replay what changed since the start (idempotent).
+        cursor, replayed = info.last_seq, 0
+        while True:
+            changes = await connector.changes(
+                cursor, epoch=info.epoch, limit=self.settings.page_size
+            )
+            if not changes.changes:
+                break
+            cursor = changes.changes[-1].seq
+            applied, _ = await asyncio.to_thread(
+                store_ops.apply_changes,
+                self.db,
+                element.id,
+                changes.changes,
+                generation,
+                cursor=element.cursor,
+            )
+            replayed += applied
+        removed = await asyncio.to_thread(
+            store_ops.finish_init,
+            self.db,
+            element.id,
+            generation,
+            cursor=cursor,
+            epoch=info.epoch,
+            software_version=info.software_version,
+            agent_version=__version__,
+            last_init_ok=True,
+            sync_state="idle",
+            last_sync_at=registry.now(),
+        )
+        return {"objects": dict(counts), "replayed": replayed, "removed": removed}
+
+    async def _count_remote(self, connector: Connector, classes: tuple[str, ...]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for cls in classes:
+            page = await connector.objects(cls, limit=1)
+            found[cls] = len(page.objects)
+        return found
+
+    # ------------------------------------------------------------------ incremental
+    async def _incremental(self, element: Any, connector: Connector) -> dict[str, Any]:
+        if not element.last_init_ok:
+            raise Escalate("the last initialization sync did not complete")
+        info = await connector.info()
+        if info.epoch != element.epoch:
+            raise Escalate("the element's data epoch changed (restored or reset)")
+        if info.software_version != element.software_version:
+            await self._needs_init(
+                element,
+                f"the element was upgraded from "
+                f"{element.software_version} to {info.software_version}",
+            )
+        if element.agent_version != __version__:
+            await self._needs_init(
+                element, f"the agent was upgraded from {element.agent_version} to {__version__}"
+            )
+        pending = info.last_seq - element.cursor
+        if pending > self.settings.escalate_after_changes:
+            raise Escalate(
+                f"{pending} changes are pending, more than {self.settings.escalate_after_changes}"
+            )
+        await self.manager.emit_event(
+            "incremental-sync-started",
+            element.name,
+            text=f"incremental sync of {element.name} started",
+        )
+        cursor, applied, skipped = element.cursor, 0, 0
+        full_only = set(self.settings.full_sync_only_classes)
+        while True:
+            try:
+                page = await connector.changes(
+                    cursor, epoch=element.epoch, limit=self.settings.page_size
+                )
+            except CursorGone:
+                raise Escalate("the change log no longer reaches the stored cursor") from None
+            batch = list(page.changes)
+            if not batch:
+                break
+            blocked = next(
+                (c for c in batch if c.cls in full_only and c.user != self.settings.service_user),
+                None,
+            )
+            usable = batch if blocked is None else batch[: batch.index(blocked)]
+            if usable:
+                done, skip = await asyncio.to_thread(
+                    store_ops.apply_changes,
+                    self.db,
+                    element.id,
+                    usable,
+                    element.generation,
+                    cursor=usable[-1].seq,
+                    skip_user=self.settings.service_user,
+                )
+                applied, skipped, cursor = applied + done, skipped + skip, usable[-1].seq
+            if blocked is not None:
+                await self._needs_init(
+                    element,
+                    f"{blocked.cls} {blocked.key} changed; that "
+                    "class is synchronized by initialization only",
+                )
+        await asyncio.to_thread(
+            registry.set_state, self.db, element.id, sync_state="idle", last_sync_at=registry.now()
+        )
+        return {"applied": applied, "skipped_own": skipped, "cursor": cursor}
+
+    async def _needs_init(self, element: Any, reason: str) -> None:
+        await self.manager.raise_alarm("init-sync-required", element.name, text=reason)
+        await asyncio.to_thread(registry.set_state, self.db, element.id, sync_state="init-required")
+        raise SyncStopped(f"incremental sync of {element.name} stopped: {reason}")
+
+    # ------------------------------------------------------------------ outcomes
+    async def _clear(self, type_id: str, resource: str, qualifier: str = "") -> None:
+        with contextlib.suppress(ProvsyncError):
+            await self.manager.clear(type_id=type_id, resource=resource, qualifier=qualifier)
+
+    async def _succeeded(self, element: Any, kind: str, counts: dict[str, Any]) -> None:
+        if counts.get("dry_run"):
+            await asyncio.to_thread(
+                registry.set_state,
+                self.db,
+                element.id,
+                sync_state="idle" if element.last_init_ok else "never",
+            )
+            return
+        for type_id in ("element-unreachable", "auth-failed-incorrect", "auth-failed-missing"):
+            await self._clear(type_id, element.name)
+        await self._clear("sync-failed", element.name, kind if kind == "incremental" else "init")
+        if kind in ("init", "force"):
+            await self._clear("sync-failed", element.name, "incremental")
+            await self._clear("init-sync-required", element.name)
+        event = "incremental-sync-completed" if kind == "incremental" else "init-sync-completed"
+        await self.manager.emit_event(
+            event, element.name, details=counts, text=f"{kind} sync of {element.name} completed"
+        )
+
+    async def _failed(
+        self, element: Any, job_id: int, kind: str, exc: BaseException, counts: dict[str, Any]
+    ) -> None:
+        message = str(exc)
+        address = element.address
+        if isinstance(exc, AuthMissing):
+            await self.manager.raise_alarm(
+                "auth-failed-missing",
+                element.name,
+                text=f"Authentication Failed for {address} - username/password not provided",
+            )
+        elif isinstance(exc, AuthIncorrect):
+            await self.manager.raise_alarm(
+                "auth-failed-incorrect",
+                element.name,
+                text=f"Authentication Failed for {address} - incorrect username/password",
+            )
+        elif isinstance(exc, ElementUnreachable):
+            await self.manager.raise_alarm("element-unreachable", element.name, text=message)
+        if isinstance(exc, InvalidRequest):
+            state = "idle" if element.last_init_ok else "never"
+        else:
+            state = "init-required" if isinstance(exc, SyncStopped) else "failed"
+            if kind != "incremental":
+                await asyncio.to_thread(registry.set_state, self.db, element.id, last_init_ok=False)
+            await self.manager.raise_alarm(
+                "sync-failed",
+                element.name,
+                qualifier="incremental" if kind == "incremental" else "init",
+                text=f"{kind} sync of {element.name} failed: {message}",
+            )
+            event = "incremental-sync-failed" if kind == "incremental" else "init-sync-failed"
+            await self.manager.emit_event(event, element.name, text=message)
+        await asyncio.to_thread(registry.set_state, self.db, element.id, sync_state=state)
+        await asyncio.to_thread(
+            registry.update_job,
+            self.db,
+            job_id,
+            state="failed",
+            ended_at=registry.now(),
+            error=message,
+            counts=counts,
+            kind=kind,
+        )
+        if not isinstance(exc, ConnectorError | SyncStopped | InvalidRequest):
+            logger.warning("sync of {} failed: {}", element.name, message)
+
+    # ------------------------------------------------------------------ schedule
+    async def _schedule(self) -> None:
+        """Queue each element's recurring incremental sync when it is due."""
+        while True:
+            await asyncio.sleep(1)
+            try:
+                elements = await asyncio.to_thread(registry.list_elements, self.db)
+            except ProvsyncError:
+                continue
+            now = registry.now()
+            for element in elements:
+                if element.interval <= 0 or not element.last_init_ok:
+                    continue
+                slot = self._slots.get(element.id)
+                if slot and (slot.queued or slot.running):
+                    continue
+                since = element.last_sync_at or element.created_at
+                if (now - since).total_seconds() >= element.interval:
+                    try:
+                        await self.request(element.name, "incremental", "schedule")
+                    except ProvsyncError as exc:
+                        logger.warning("scheduled sync of {}: {}", element.name, exc)

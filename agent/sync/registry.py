@@ -1,0 +1,203 @@
+"""Elements and jobs in the store (blocking calls; the engine runs them in threads)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from agent.alarms.records import iso
+from agent.connectors.base import Credentials
+from agent.errors import InvalidRequest, ProvsyncError
+from agent.store.models import CREDENTIALS, ELEMENTS, JOBS, OBJECTS
+
+ELEMENT_TYPES = ("call-server", "small-office", "messaging")
+
+
+class ElementNotFound(ProvsyncError):
+    """No element with that name."""
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _new_id(result: Any) -> int:
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def element_json(row: Any, counts: dict[str, int] | None = None) -> dict[str, Any]:
+    data = {
+        "name": row.name,
+        "type": row.type,
+        "address": row.address,
+        "connector": row.connector,
+        "interval": row.interval,
+        "sync_state": row.sync_state,
+        "cursor": row.cursor,
+        "epoch": row.epoch,
+        "software_version": row.software_version,
+        "last_init_ok": row.last_init_ok,
+        "last_sync_at": iso(row.last_sync_at),
+        "created_at": iso(row.created_at),
+    }
+    if counts is not None:
+        data["objects"] = counts
+    return data
+
+
+def job_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "element": row.element,
+        "kind": row.kind,
+        "trigger": row.trigger,
+        "state": row.state,
+        "created": iso(row.created_at),
+        "started": iso(row.started_at),
+        "ended": iso(row.ended_at),
+        "counts": json.loads(row.counts or "{}"),
+        "error": row.error,
+        "reason": row.reason,
+    }
+
+
+def add_element(
+    engine: Engine, name: str, element_type: str, address: str, connector: str,
+    interval: int, credentials: Credentials | None,
+) -> Any:  # fmt: skip
+    if element_type not in ELEMENT_TYPES:
+        raise InvalidRequest(f"type must be one of {', '.join(ELEMENT_TYPES)}")
+    if not address.startswith(("http://", "https://")) and connector == "http":
+        raise InvalidRequest("the http connector needs a URL such as http://host:port")
+    try:
+        with engine.begin() as conn:
+            element_id = _new_id(conn.execute(
+                insert(ELEMENTS).values(
+                    name=name, type=element_type, address=address, connector=connector,
+                    interval=interval, sync_state="never", cursor=0, epoch="",
+                    software_version="", agent_version="", last_init_ok=False, generation=0,
+                    created_at=now(),
+                )
+            ))  # fmt: skip
+            if credentials is not None:
+                conn.execute(insert(CREDENTIALS).values(
+                    element_id=element_id, username=credentials.username,
+                    password=credentials.password))  # fmt: skip
+    except IntegrityError:
+        raise InvalidRequest(f"an element named {name!r} exists") from None
+    return get_element(engine, name)
+
+
+def get_element(engine: Engine, name: str) -> Any:
+    with engine.connect() as conn:
+        row = conn.execute(select(ELEMENTS).where(ELEMENTS.c.name == name)).first()
+    if row is None:
+        raise ElementNotFound(f"no element named {name!r}")
+    return row
+
+
+def get_element_by_id(engine: Engine, element_id: int) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(select(ELEMENTS).where(ELEMENTS.c.id == element_id)).first()
+
+
+def list_elements(engine: Engine) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(ELEMENTS).order_by(ELEMENTS.c.name)))
+
+
+def object_counts(engine: Engine, element_id: int) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(OBJECTS.c.cls, func.count())
+            .where(OBJECTS.c.element_id == element_id)
+            .group_by(OBJECTS.c.cls)
+        )
+        return {cls: count for cls, count in rows}  # noqa: C416 - rows have .keys()
+
+
+def objects_of(engine: Engine, element_id: int) -> dict[tuple[str, str], dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(OBJECTS.c.cls, OBJECTS.c.key, OBJECTS.c.data).where(
+                OBJECTS.c.element_id == element_id
+            )
+        )
+        return {(cls, key): json.loads(data) for cls, key, data in rows}
+
+
+def credentials_of(engine: Engine, element_id: int) -> Credentials | None:
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(CREDENTIALS).where(CREDENTIALS.c.element_id == element_id)
+        ).first()
+    return Credentials(row.username, row.password) if row else None
+
+
+def set_credentials(engine: Engine, name: str, credentials: Credentials) -> None:
+    element = get_element(engine, name)
+    with engine.begin() as conn:
+        conn.execute(delete(CREDENTIALS).where(CREDENTIALS.c.element_id == element.id))
+        conn.execute(insert(CREDENTIALS).values(
+            element_id=element.id, username=credentials.username,
+            password=credentials.password))  # fmt: skip
+
+
+def remove_element(engine: Engine, name: str) -> None:
+    element = get_element(engine, name)
+    with engine.begin() as conn:
+        for table, column in ((OBJECTS, OBJECTS.c.element_id),
+                              (CREDENTIALS, CREDENTIALS.c.element_id)):  # fmt: skip
+            conn.execute(delete(table).where(column == element.id))
+        conn.execute(delete(ELEMENTS).where(ELEMENTS.c.id == element.id))
+
+
+def set_state(engine: Engine, element_id: int, **values: Any) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(ELEMENTS).where(ELEMENTS.c.id == element_id).values(**values))
+
+
+def create_job(engine: Engine, element: Any, kind: str, trigger: str, reason: str | None) -> int:
+    with engine.begin() as conn:
+        return _new_id(conn.execute(insert(JOBS).values(
+            element_id=element.id, element=element.name, kind=kind, trigger=trigger,
+            state="queued", created_at=now(), counts="{}", reason=reason,
+        )))  # fmt: skip
+
+
+def update_job(engine: Engine, job_id: int, **values: Any) -> None:
+    if "counts" in values:
+        values["counts"] = json.dumps(values["counts"])
+    with engine.begin() as conn:
+        conn.execute(update(JOBS).where(JOBS.c.id == job_id).values(**values))
+
+
+def get_job(engine: Engine, job_id: int) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(select(JOBS).where(JOBS.c.id == job_id)).first()
+
+
+def list_jobs(engine: Engine, element: str | None = None, limit: int = 200) -> list[Any]:
+    query = select(JOBS).order_by(JOBS.c.id.desc()).limit(limit)
+    if element:
+        query = query.where(JOBS.c.element == element)
+    with engine.connect() as conn:
+        return list(reversed(list(conn.execute(query))))
+
+
+def fail_interrupted_jobs(engine: Engine) -> int:
+    """Jobs left running or queued by a crash: failed, so the next sync escalates."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(JOBS).where(JOBS.c.state.in_(["queued", "running"]))
+            .values(state="failed", ended_at=now(), error="interrupted by an agent restart")
+        )  # fmt: skip
+        conn.execute(update(ELEMENTS).where(ELEMENTS.c.sync_state == "running")
+                     .values(sync_state="failed"))  # fmt: skip
+    return int(result.rowcount or 0)

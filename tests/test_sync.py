@@ -1,0 +1,299 @@
+"""Synchronization rules (DESIGN.md), each against `provsync simulate` as a real process."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import AgentProcess, free_port
+from tests.simulated import SimulatedElement
+
+
+@pytest.fixture
+def element(tmp_path: Path) -> Iterator[SimulatedElement]:
+    simulated = SimulatedElement(tmp_path / "sim", objects=400)
+    yield simulated
+    simulated.stop()
+
+
+@pytest.fixture
+def sync_agent(agent_factory: Any) -> AgentProcess:
+    agent: AgentProcess = agent_factory({"sync": {"escalate_after_changes": 5}}).start()
+    return agent
+
+
+def hub_objects(agent: AgentProcess, name: str) -> dict[tuple[str, str], Any]:
+    with sqlite3.connect(agent.data_dir / "provsync.db") as conn:
+        (element_id,) = conn.execute("SELECT id FROM elements WHERE name=?", (name,)).fetchone()
+        rows = conn.execute(
+            "SELECT cls, key, data FROM element_objects WHERE element_id=?", (element_id,)
+        )
+        return {(cls, key): json.loads(data) for cls, key, data in rows}
+
+
+def add(agent: AgentProcess, element: SimulatedElement, name: str = "cm1", **extra: Any) -> int:
+    body = {
+        "name": name,
+        "url": element.url,
+        "username": "admin",
+        "password": "s3cret-pass",
+        **extra,
+    }
+    with agent.http() as http:
+        response = http.post("/api/v1/elements", json=body)
+        assert response.status_code == 200, response.text
+        return int(response.json()["job"])
+
+
+def wait_job(agent: AgentProcess, job_id: int, within: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    with agent.http() as http:
+        while time.monotonic() < deadline:
+            job: dict[str, Any] = http.get(f"/api/v1/jobs/{job_id}").json()
+            if job["state"] in ("done", "failed"):
+                return job
+            time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def sync(agent: AgentProcess, kind: str, name: str = "cm1", **options: Any) -> dict[str, Any]:
+    with agent.http() as http:
+        response = http.post(f"/api/v1/elements/{name}/sync", json={"kind": kind, **options})
+        assert response.status_code == 200, response.text
+    return wait_job(agent, response.json()["job"])
+
+
+def active(agent: AgentProcess, type_id: str) -> list[dict[str, Any]]:
+    with agent.http() as http:
+        alarms: list[dict[str, Any]] = http.get("/api/v1/alarms", params={"type": type_id}).json()
+        return alarms
+
+
+def events(agent: AgentProcess, type_id: str) -> list[dict[str, Any]]:
+    with agent.http() as http:
+        found: list[dict[str, Any]] = http.get("/api/v1/events", params={"type": type_id}).json()
+        return found
+
+
+def test_adding_an_element_runs_an_initialization(
+    sync_agent: AgentProcess, element: SimulatedElement
+) -> None:
+    job = wait_job(sync_agent, add(sync_agent, element))
+    assert (job["kind"], job["trigger"], job["state"]) == ("init", "add", "done")
+    assert hub_objects(sync_agent, "cm1") == element.objects()
+    shown = json.loads(sync_agent.cli("elements", "show", "cm1", "--json").stdout)
+    assert shown["sync_state"] == "idle"
+    assert shown["software_version"] == "10.2.1"
+    assert shown["objects"]["station"] == 120
+    assert [e["type"] for e in events(sync_agent, "init-sync-completed")] == ["init-sync-completed"]
+
+
+def test_incremental_applies_others_and_skips_its_own(
+    sync_agent: AgentProcess, element: SimulatedElement
+) -> None:
+    wait_job(sync_agent, add(sync_agent, element))
+    element.change("tech", "create", "station", "77001", {"number": "77001"})
+    element.change("tech", "update", "user", element.first_key("user"), {"name": "Renamed"})
+    element.admin(
+        "POST",
+        "/api/v1/updates",
+        {"class": "station", "key": "77002", "op": "create", "data": {"n": 1}, "user": "provsync"},
+    )
+    job = sync(sync_agent, "incremental")
+    assert job["state"] == "done", job
+    assert job["counts"]["applied"] == 2
+    assert job["counts"]["skipped_own"] == 1
+    hub = hub_objects(sync_agent, "cm1")
+    assert hub[("station", "77001")] == {"number": "77001"}
+    assert ("station", "77002") not in hub, "the agent's own write is not read back"
+    again = sync(sync_agent, "incremental")
+    assert again["counts"]["applied"] == 0
+
+
+@pytest.mark.parametrize("cause", ["pending", "epoch", "gap", "failed-init"])
+def test_escalation_to_initialization(
+    sync_agent: AgentProcess, element: SimulatedElement, cause: str
+) -> None:
+    wait_job(sync_agent, add(sync_agent, element))
+    reason = {
+        "pending": "6 changes are pending",
+        "epoch": "epoch changed",
+        "gap": "no longer reaches",
+        "failed-init": "did not complete",
+    }[cause]
+    if cause == "pending":
+        for index in range(6):
+            element.change("tech", "create", "station", f"7{index:04d}", {"n": index})
+    elif cause == "epoch":
+        element.new_epoch()
+    elif cause == "gap":
+        element.change("tech", "create", "station", "70001", {"n": 1})
+        element.change("tech", "create", "station", "70002", {"n": 2})
+        element.admin("POST", "/admin/retention", {"keep": 1})
+    else:
+        element.admin("POST", "/admin/faults", {"down": True})
+        assert sync(sync_agent, "init")["state"] == "failed"
+        element.admin("POST", "/admin/faults", {"down": False})
+    job = sync(sync_agent, "incremental")
+    assert job["state"] == "done", job
+    assert job["kind"] == "init"
+    assert reason in job["reason"]
+    escalated = events(sync_agent, "sync-escalated")
+    assert reason in escalated[-1]["text"]
+    assert hub_objects(sync_agent, "cm1") == element.objects()
+
+
+def test_upgrade_stops_incremental_with_init_required(agent_factory: Any, tmp_path: Path) -> None:
+    element = SimulatedElement(tmp_path / "sim", objects=50)
+    try:
+        agent: AgentProcess = agent_factory().start()
+        wait_job(agent, add(agent, element))
+        element.admin("POST", "/admin/version", {"software_version": "10.2.2"})
+        element.change("tech", "create", "station", "71001", {"n": 1})
+        job = sync(agent, "incremental")
+        assert job["state"] == "failed"
+        assert "upgraded from 10.2.1 to 10.2.2" in job["error"]
+        assert job["kind"] == "incremental", "it does not switch silently"
+        assert ("station", "71001") not in hub_objects(agent, "cm1")
+        assert active(agent, "init-sync-required")
+        assert sync(agent, "init")["state"] == "done"
+        assert not active(agent, "init-sync-required")
+        assert hub_objects(agent, "cm1") == element.objects()
+    finally:
+        element.stop()
+
+
+def test_full_sync_only_class_raises_init_required(
+    sync_agent: AgentProcess, element: SimulatedElement
+) -> None:
+    wait_job(sync_agent, add(sync_agent, element))
+    element.change("tech", "create", "station", "72001", {"n": 1})
+    element.change("tech", "update", "dial-plan", "main", {"prefixes": {"3": "extension"}})
+    element.change("tech", "create", "station", "72002", {"n": 2})
+    job = sync(sync_agent, "incremental")
+    assert job["state"] == "failed"
+    assert "dial-plan main changed" in job["error"]
+    hub = hub_objects(sync_agent, "cm1")
+    assert ("station", "72001") in hub, "changes before it were applied"
+    assert hub[("dial-plan", "main")] != {"prefixes": {"3": "extension"}}
+    assert ("station", "72002") not in hub
+    (alarm,) = active(sync_agent, "init-sync-required")
+    assert alarm["resource"] == "cm1"
+    assert sync(sync_agent, "init")["state"] == "done"
+    assert hub_objects(sync_agent, "cm1") == element.objects()
+
+
+def test_force_initialization_needs_confirmation_to_delete(
+    sync_agent: AgentProcess, element: SimulatedElement
+) -> None:
+    wait_job(sync_agent, add(sync_agent, element))
+    element.admin("POST", "/admin/wipe")
+    report = sync(sync_agent, "force", dry_run=True)
+    assert report["state"] == "done"
+    assert report["counts"]["would_delete"] == 400 + 4
+    assert len(hub_objects(sync_agent, "cm1")) == 404, "a dry run changes nothing"
+    refused = sync(sync_agent, "force")
+    assert refused["state"] == "failed"
+    assert "--yes" in refused["error"]
+    assert len(hub_objects(sync_agent, "cm1")) == 404
+    done = sync(sync_agent, "force", yes=True)
+    assert done["state"] == "done"
+    assert hub_objects(sync_agent, "cm1") == {}
+    (event,) = events(sync_agent, "force-init-sync")[-1:]
+    assert event["severity"] == "warning"
+
+
+def test_credentials_and_reachability_alarms(
+    sync_agent: AgentProcess, element: SimulatedElement
+) -> None:
+    with sync_agent.http() as http:
+        response = http.post("/api/v1/elements", json={"name": "nocreds", "url": element.url})
+        assert wait_job(sync_agent, response.json()["job"])["state"] == "failed"
+        (missing,) = active(sync_agent, "auth-failed-missing")
+        assert missing["resource"] == "nocreds"
+        response = http.post(
+            "/api/v1/elements",
+            json={"name": "wrong", "url": element.url, "username": "admin", "password": "x"},
+        )
+        wait_job(sync_agent, response.json()["job"])
+        assert active(sync_agent, "auth-failed-incorrect")[0]["resource"] == "wrong"
+        http.put(
+            "/api/v1/elements/wrong/credentials",
+            json={"username": "admin", "password": "s3cret-pass"},
+        )
+    assert sync(sync_agent, "init", name="wrong")["state"] == "done"
+    assert not active(sync_agent, "auth-failed-incorrect")
+    assert not [a for a in active(sync_agent, "sync-failed") if a["resource"] == "wrong"]
+    dead = {
+        "name": "gone",
+        "url": f"http://127.0.0.1:{free_port()}",
+        "username": "a",
+        "password": "b",
+    }
+    with sync_agent.http() as http:
+        response = http.post("/api/v1/elements", json=dead)
+        job = wait_job(sync_agent, response.json()["job"])
+    assert job["state"] == "failed"
+    assert active(sync_agent, "element-unreachable")[0]["resource"] == "gone"
+    listing = sync_agent.cli("elements", "list", "--json").stdout
+    assert "s3cret-pass" not in listing, "credentials never listed"
+
+
+def test_duplicates_collapse_and_schedule(agent_factory: Any, element: SimulatedElement) -> None:
+    agent: AgentProcess = agent_factory().start()
+    wait_job(agent, add(agent, element, interval=1))
+    element.admin("POST", "/admin/faults", {"latency_ms": 300})
+    with agent.http() as http:
+        ids = [
+            http.post("/api/v1/elements/cm1/sync", json={"kind": "incremental"}).json()["job"]
+            for _ in range(4)
+        ]
+    assert len(set(ids)) <= 2, "one running, the rest collapse into the queued one"
+    element.admin("POST", "/admin/faults", {"latency_ms": 0})
+    for job_id in set(ids):
+        wait_job(agent, job_id)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        jobs = json.loads(agent.cli("jobs", "list", "--json").stdout)
+        if any(j["trigger"] == "schedule" and j["state"] == "done" for j in jobs):
+            break
+        time.sleep(0.2)
+    assert any(j["trigger"] == "schedule" for j in jobs)
+    for job in jobs:
+        assert set(job) >= {
+            "id",
+            "element",
+            "kind",
+            "trigger",
+            "state",
+            "started",
+            "ended",
+            "counts",
+            "error",
+        }
+
+
+def test_ten_elements_at_most_nine_initializations_at_once(
+    agent_factory: Any, element: SimulatedElement
+) -> None:
+    agent: AgentProcess = agent_factory().start()
+    element.admin("POST", "/admin/faults", {"latency_ms": 150})
+    job_ids = [add(agent, element, name=f"cm{i}") for i in range(10)]
+    jobs = [wait_job(agent, job_id, within=120) for job_id in job_ids]
+    assert all(j["state"] == "done" for j in jobs)
+    moments = []
+    for job in jobs:
+        moments.append((datetime.fromisoformat(job["started"]), 1))
+        moments.append((datetime.fromisoformat(job["ended"]), -1))
+    running = peak = 0
+    for _, step in sorted(moments, key=lambda m: (m[0], m[1])):
+        running += step
+        peak = max(peak, running)
+    assert 2 <= peak <= 9, peak
