@@ -297,3 +297,28 @@ def test_ten_elements_at_most_nine_initializations_at_once(
         running += step
         peak = max(peak, running)
     assert 2 <= peak <= 9, peak
+
+
+def test_elements_appear_in_the_snmp_element_table(
+    sync_agent: AgentProcess, element: SimulatedElement
+) -> None:
+    from tests.netsnmp import run
+
+    wait_job(sync_agent, add(sync_agent, element))
+    table = run(
+        "snmptable",
+        "-v2c",
+        "-c",
+        "public",
+        "-Cf",
+        "|",
+        f"127.0.0.1:{sync_agent.snmp_port}",
+        "PROVSYNC-MIB::provsyncElementTable",
+    )
+    assert table.returncode == 0, table.stderr
+    rows = [line.split("|") for line in table.stdout.splitlines() if line.count("|") >= 5]
+    header, data = rows[0], rows[1:]
+    column = {name: i for i, name in enumerate(header)}
+    assert [r[column["provsyncElementName"]] for r in data] == ["cm1"]
+    assert data[0][column["provsyncElementSyncState"]] == "idle"
+    assert data[0][column["provsyncElementType"]] == "call-server"

@@ -66,9 +66,10 @@ class Connector(ABC):
     Args:
         address: where the element is (for ``http``, its base URL).
         credentials: None when none are configured.
+        options: ``timeout`` (seconds) and ``retries`` from [sync]; drivers may ignore them.
     """
 
-    def __init__(self, address: str, credentials: Credentials | None) -> None:
+    def __init__(self, address: str, credentials: Credentials | None, **options: Any) -> None:
         self.address = address
         self.credentials = credentials
 

@@ -126,7 +126,12 @@ class SyncEngine:
     # ------------------------------------------------------------------ jobs
     def _connector(self, element: Any, credentials: Any) -> Connector:
         driver = load(element.connector)
-        return driver(element.address, credentials)
+        return driver(
+            element.address,
+            credentials,
+            timeout=self.settings.timeout,
+            retries=self.settings.retries,
+        )
 
     async def _run(self, element_id: int, job_id: int, kind: str, options: dict[str, Any]) -> None:
         element = await asyncio.to_thread(registry.get_element_by_id, self.db, element_id)

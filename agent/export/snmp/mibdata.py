@@ -40,7 +40,7 @@ from agent.export.snmp.oids import (
     MibOids,
 )
 from agent.export.snmp.view import MibView, ScalarRegion, TableRegion
-from agent.store.models import ALARMS, LOG
+from agent.store.models import ALARMS, ELEMENTS, LOG
 
 FULL_REBUILD_AFTER = 20_000
 _COUNTED = (
@@ -70,6 +70,7 @@ class _Changes:
     alarms: list[tuple[int, list[bytes] | None, str | None]] = field(default_factory=list)
     log: list[tuple[int, list[bytes]]] = field(default_factory=list)
     last_changed: datetime | None = None
+    elements: list[tuple[int, list[bytes]]] | None = None
 
 
 class MibData:
@@ -165,6 +166,7 @@ class MibData:
         if notes and notes[0].seq != self.seq + 1:
             return self._read_full()  # retention purged entries this view had not applied
         changes = _Changes(seq=notes[-1].seq if notes else self.seq, base=self.seq)
+        changes.elements = self._element_rows()
         touched: list[int] = []
         for note in notes:
             changes.log.append((note.seq, self._log_values(note)))
@@ -192,10 +194,17 @@ class MibData:
             newest = conn.execute(select(func.max(ALARMS.c.changed_at))).scalar()
         notes = queries.read_log(self.engine, max(0, last - self.log_size), self.log_size)
         changes = _Changes(seq=max(last, self.seq), full=True, alarms=alarms)
+        changes.elements = self._element_rows()
         changes.log = [(n.seq, self._log_values(n)) for n in notes]
         if newest is not None:
             changes.last_changed = newest.replace(tzinfo=UTC) if newest.tzinfo is None else newest
         return changes
+
+    def _element_rows(self) -> list[tuple[int, list[bytes]]]:
+        """The element table is small: read whole on every refresh (sync jobs commit events)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(ELEMENTS).order_by(ELEMENTS.c.id)).all()
+        return [(row.id, values.element_row(row)) for row in rows]
 
     def _alarm_rows(self, ids: list[int]) -> dict[int, dict[str, Any]]:
         found: dict[int, dict[str, Any]] = {}
@@ -238,6 +247,8 @@ class MibData:
                 self.log.set_row(seq, row_values)
             self.log.trim_to(self.log_size)
         self.counts = Counter(self._severity_of.values())
+        if changes.elements is not None:
+            self.elements.replace(changes.elements)
         if changes.last_changed is not None:
             self.last_changed = changes.last_changed
         self.seq = max(self.seq, changes.seq)
