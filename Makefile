@@ -27,6 +27,7 @@ bench:
 	$(BIN)/python bench/alarms.py
 	$(BIN)/python bench/snmp.py
 	$(BIN)/python bench/syslog.py
+	$(BIN)/python bench/sync.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

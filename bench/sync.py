@@ -1,0 +1,183 @@
+"""Synchronization figures against an anchor measured in the same run.
+
+- initialization sync of an element with 100,000 objects: objects/s and the agent's peak
+  resident memory (VmHWM);
+- incremental sync of 1,800 changes: seconds;
+- anchor: the same pages fetched with plain httpx and the same rows inserted with
+  SQLAlchemy Core executemany into SQLite.
+Targets (issue 5): >= 0.5 x the anchor's objects/s, peak RSS < 300 MB, incremental of
+1,800 changes < 2 s.
+
+    .venv/bin/python bench/sync.py [--objects 100000] [--changes 1800]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import tomli_w
+from sqlalchemy import Column, Integer, MetaData, String, Table, Text, create_engine
+
+BIN = Path(sys.executable).parent
+PASSWORD = "bench-pass"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, within: float = 300) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up")
+
+
+def anchor(url: str) -> tuple[float, int]:
+    """Plain httpx pages + Core executemany, the floor of what an init sync costs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = create_engine(f"sqlite:///{tmp}/anchor.db")
+        metadata = MetaData()
+        table = Table("objects", metadata, Column("element_id", Integer),
+                      Column("cls", String(32)), Column("key", String(128)),
+                      Column("data", Text))  # fmt: skip
+        metadata.create_all(engine)
+        total = 0
+        start = time.perf_counter()
+        with httpx.Client(base_url=f"{url}/api/v1", auth=("admin", PASSWORD)) as http:
+            for cls in http.get("/info").json()["classes"]:
+                after = None
+                while True:
+                    params: dict[str, Any] = {"limit": 1000}
+                    if after:
+                        params["after"] = after
+                    page = http.get(f"/objects/{cls}", params=params).json()
+                    rows = [{"element_id": 1, "cls": cls, "key": o["key"],
+                             "data": json.dumps(o["data"], sort_keys=True)}
+                            for o in page["objects"]]  # fmt: skip
+                    if rows:
+                        with engine.begin() as conn:
+                            conn.execute(table.insert(), rows)
+                    total += len(rows)
+                    after = page["next"]
+                    if after is None:
+                        break
+        elapsed = time.perf_counter() - start
+        engine.dispose()
+        return total / elapsed, total
+
+
+def job_seconds(job: dict[str, Any]) -> float:
+    started = datetime.fromisoformat(job["started"])
+    ended = datetime.fromisoformat(job["ended"])
+    return (ended - started).total_seconds()
+
+
+def wait_job(api: httpx.Client, job_id: int) -> dict[str, Any]:
+    while True:
+        job: dict[str, Any] = api.get(f"/api/v1/jobs/{job_id}").json()
+        if job["state"] in ("done", "failed"):
+            return job
+        time.sleep(0.1)
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objects", type=int, default=100_000)
+    parser.add_argument("--changes", type=int, default=1800)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        (tmp / "pw").write_text(PASSWORD)
+        sim_port, api_port = free_port(), free_port()
+        sim_url = f"http://127.0.0.1:{sim_port}"
+        simulator = subprocess.Popen(
+            [str(BIN / "provsync"), "simulate", "--port", str(sim_port), "--objects",
+             str(args.objects), "--password-file", str(tmp / "pw")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        config = {
+            "agent": {"data_dir": str(tmp / "var"), "log_level": "WARNING"},
+            "api": {"listen": f"127.0.0.1:{api_port}", "token": "bench"},
+            "snmp": {"enabled": False},
+            "exporters": {"file": []},
+            "sync": {"escalate_after_changes": max(args.changes + 1, 1800)},
+        }
+        (tmp / "p.toml").write_text(tomli_w.dumps(config))
+        agent = subprocess.Popen(
+            [str(BIN / "provsync"), "--config", str(tmp / "p.toml"), "run"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_http(f"{sim_url}/api/v1/health")
+            wait_http(f"http://127.0.0.1:{api_port}/api/v1/health")
+            headers = {"Authorization": "Bearer bench"}
+            with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", headers=headers,
+                              timeout=60) as api:  # fmt: skip
+                added = api.post("/api/v1/elements", json={
+                    "name": "big", "url": sim_url, "username": "admin", "password": PASSWORD,
+                    "interval": 0}).json()  # fmt: skip
+                init = wait_job(api, added["job"])
+                objects = sum(init["counts"]["objects"].values())
+                init_rate = objects / job_seconds(init)
+                rss = peak_rss_mb(agent.pid)
+                with httpx.Client(base_url=sim_url, auth=("admin", PASSWORD)) as element:
+                    for index in range(args.changes):
+                        element.post("/admin/changes", json={
+                            "user": "tech", "op": "create", "class": "station",
+                            "key": f"9{index:06d}", "data": {"n": index}})  # fmt: skip
+                job_id = api.post("/api/v1/elements/big/sync",
+                                  json={"kind": "incremental"}).json()["job"]  # fmt: skip
+                incremental = wait_job(api, job_id)
+            anchor_rate, anchor_objects = anchor(sim_url)
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(60)
+            simulator.terminate()
+            simulator.wait(30)
+    ratio = init_rate / anchor_rate
+    inc_seconds = job_seconds(incremental)
+    ok = ratio >= 0.5 and rss < 300 and inc_seconds < 2 and incremental["state"] == "done"
+    print(f"initialization sync, {objects:,} objects")
+    print(f"  ours   : {init_rate:9,.0f} objects/s ({job_seconds(init):.1f} s)")
+    print(f"  anchor : {anchor_rate:9,.0f} objects/s (httpx pages + Core executemany, "
+          f"{anchor_objects:,} objects)")  # fmt: skip
+    print(f"  ratio  : {ratio:9.2f} (target >= 0.5)")
+    print(f"  agent peak RSS: {rss:.0f} MB (target < 300 MB)")
+    applied = incremental["counts"].get("applied")
+    print(
+        f"incremental sync, {args.changes:,} changes: {inc_seconds:.2f} s (target < 2 s), "
+        f"{applied} applied, kind {incremental['kind']}"
+    )
+    print(f"targets: {'met' if ok else 'NOT met'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
