@@ -100,3 +100,17 @@ def test_make_run_starts_the_agent(tmp_path: Path) -> None:
         os.killpg(proc.pid, signal.SIGTERM)
         output = proc.communicate(timeout=60)[0].decode()
     assert "stopped" in output
+
+
+def test_demo_sets_up_three_elements() -> None:
+    import json
+
+    result = subprocess.run(
+        [str(BIN / "provsync"), "demo", "--exit-after-setup", "--json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    jobs = json.loads(result.stdout)["jobs"]
+    assert set(jobs) == {"cm1", "ipo1", "msg1", "cm1-incremental", "ipo1-incremental",
+                         "msg1-incremental"}  # fmt: skip
+    assert set(jobs.values()) == {"done"}

@@ -621,6 +621,28 @@ def jobs_show(ctx: typer.Context, job_id: int, as_json: JsonOpt = False) -> None
     output.table(f"Job {job_id}", ["field", "value"], list(data.items()))
 
 
+# --------------------------------------------------------------------------- demo
+@app.command()
+def demo(
+    exit_after_setup: Annotated[
+        bool, typer.Option(help="Stop once set up (for scripts and tests).")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the agent with three simulated elements (call server, small office, messaging)."""
+    from agent.cli.demo import run_demo
+
+    def say(text: str) -> None:
+        if not as_json:
+            output.console.print(text, highlight=False, markup=False)
+
+    result = run_demo(say, stay=not exit_after_setup)
+    if as_json:
+        output.print_json(result)
+    if any(state != "done" for state in result["jobs"].values()):
+        _fail(f"some demo syncs did not complete: {result['jobs']}")
+
+
 # --------------------------------------------------------------------------- simulate
 @app.command()
 def simulate(
