@@ -11,7 +11,7 @@ import pytest
 
 from agent.connectors.http import HttpConnector
 from agent.connectors.registry import load
-from agent.errors import ConfigError, ElementUnreachable
+from agent.errors import ConfigError, ConnectorError, ElementUnreachable
 from tests.conftest import free_port
 from tests.connector_conformance import ConnectorConformance
 from tests.simulated import SimulatedElement
@@ -43,11 +43,18 @@ def test_unreachable_after_retries_and_faults(element: SimulatedElement) -> None
                 await dead.info()
         element.admin("POST", "/admin/faults", {"fail_every": 2})
         async with element.connect(element.credentials) as flaky:
-            for _ in range(4):  # every other request fails: the retry hides it
-                assert (await flaky.info()).element_id
+            # An answer is not retried, even a 500: only transport errors are.
+            errors = []
+            for _ in range(4):
+                try:
+                    await flaky.info()
+                except ConnectorError as exc:
+                    errors.append(str(exc))
+            assert len(errors) == 2
+            assert all("500" in e for e in errors)
         element.admin("POST", "/admin/faults", {"down": True})
         async with element.connect(element.credentials) as down:
-            with pytest.raises(ElementUnreachable):
+            with pytest.raises(ConnectorError, match="503"):
                 await down.info()
 
     asyncio.run(scenario())

@@ -322,3 +322,43 @@ def test_elements_appear_in_the_snmp_element_table(
     assert [r[column["provsyncElementName"]] for r in data] == ["cm1"]
     assert data[0][column["provsyncElementSyncState"]] == "idle"
     assert data[0][column["provsyncElementType"]] == "call-server"
+
+
+def test_schedule_interval_or_cron_editable(
+    sync_agent: AgentProcess, element: SimulatedElement
+) -> None:
+    from datetime import UTC, timedelta
+    from types import SimpleNamespace
+
+    from agent.sync.registry import next_due
+
+    base = datetime(2026, 11, 21, 22, 0, tzinfo=UTC)
+    row = SimpleNamespace(last_sync_at=base, created_at=base, cron="", interval=3600)
+    assert next_due(row) == base + timedelta(hours=1)
+    row.cron = "0 2 * * *"
+    assert next_due(row) == datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
+    row.cron, row.interval = "", 0
+    assert next_due(row) is None
+
+    wait_job(sync_agent, add(sync_agent, element))
+    shown = sync_agent.cli("elements", "set-schedule", "cm1", "--cron", "*/5 * * * *", "--json")
+    assert json.loads(shown.stdout)["cron"] == "*/5 * * * *"
+    bad = sync_agent.cli("elements", "set-schedule", "cm1", "--cron", "every day", check=False)
+    assert bad.returncode == 1
+    assert "not a crontab expression" in bad.stderr
+    back = sync_agent.cli(
+        "elements", "set-schedule", "cm1", "--cron", "", "--interval", "12h", "--json"
+    )
+    assert (json.loads(back.stdout)["cron"], json.loads(back.stdout)["interval"]) == ("", 43200)
+
+
+def test_agent_upgrade_stops_incremental(
+    sync_agent: AgentProcess, element: SimulatedElement
+) -> None:
+    wait_job(sync_agent, add(sync_agent, element))
+    with sqlite3.connect(sync_agent.data_dir / "provsync.db") as conn:
+        conn.execute("UPDATE elements SET agent_version='0.0.9' WHERE name='cm1'")
+    job = sync(sync_agent, "incremental")
+    assert job["state"] == "failed"
+    assert "agent was upgraded from 0.0.9" in job["error"]
+    assert active(sync_agent, "init-sync-required")

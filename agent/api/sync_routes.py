@@ -25,6 +25,12 @@ class ElementBody(_Body):
     username: str | None = Field(default=None, max_length=128)
     password: str | None = Field(default=None, max_length=1024)
     interval: int | None = Field(default=None, ge=0, description="seconds; 0: no schedule")
+    cron: str = Field(default="", max_length=128, description="crontab (UTC), instead")
+
+
+class ScheduleBody(_Body):
+    interval: int | None = Field(default=None, ge=0)
+    cron: str | None = Field(default=None, max_length=128)
 
 
 class CredentialsBody(_Body):
@@ -64,7 +70,7 @@ def sync_router(authorize: Any) -> APIRouter:
             interval = int(sync.settings.incremental_interval)
         row = await asyncio.to_thread(
             registry.add_element, sync.db, body.name, body.type, body.url, body.connector,
-            interval, credentials,
+            interval, credentials, body.cron,
         )  # fmt: skip
         job = await sync.request(row.name, "init", "add")
         return {"element": registry.element_json(row), "job": job}
@@ -74,6 +80,12 @@ def sync_router(authorize: Any) -> APIRouter:
         row = await asyncio.to_thread(registry.get_element, sync.db, name)
         counts = await asyncio.to_thread(registry.object_counts, sync.db, row.id)
         return registry.element_json(row, counts)
+
+    @router.patch("/elements/{name}", summary="Change the element's sync schedule")
+    async def schedule(sync: EngineDep, name: str, body: ScheduleBody) -> dict[str, Any]:
+        row = await asyncio.to_thread(registry.set_schedule, sync.db, name, body.interval,
+                                      body.cron)  # fmt: skip
+        return registry.element_json(row)
 
     @router.delete("/elements/{name}", summary="Remove an element and the hub's copy")
     async def remove(sync: EngineDep, name: str) -> dict[str, str]:

@@ -468,6 +468,7 @@ def elements_add(
     interval: Annotated[
         str | None, typer.Option(help="Incremental sync schedule, e.g. 24h; 0s: none.")
     ] = None,
+    cron: Annotated[str, typer.Option(help="Crontab schedule (UTC) instead of --interval.")] = "",
     as_json: JsonOpt = False,
 ) -> None:
     """Add an element; an initialization sync is queued at once."""
@@ -481,7 +482,7 @@ def elements_add(
             _fail(str(exc), 2)
     body = {"name": name, "type": element_type, "url": url, "connector": connector,
             "username": username, "password": _read_password(password_file),
-            "interval": seconds}  # fmt: skip
+            "interval": seconds, "cron": cron}  # fmt: skip
     data = _call(ctx, "POST", "/elements", body)
     if as_json:
         output.print_json(data)
@@ -515,6 +516,37 @@ def elements_show(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> No
     fields = [(k, v) for k, v in data.items() if k != "objects"]
     output.table(f"Element {name}", ["field", "value"], fields)
     output.table("Objects", ["class", "count"], sorted(data.get("objects", {}).items()))
+
+
+@elements_app.command("set-schedule")
+def elements_set_schedule(
+    ctx: typer.Context,
+    name: str,
+    interval: Annotated[str | None, typer.Option(help="e.g. 12h; 0s: no interval.")] = None,
+    cron: Annotated[
+        str | None, typer.Option(help='Crontab (UTC), e.g. "0 2 * * *"; "" clears it.')
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change when the element's recurring incremental sync runs."""
+    from agent.config import parse_duration
+
+    body: dict[str, Any] = {}
+    if interval is not None:
+        try:
+            body["interval"] = int(parse_duration(interval))
+        except ValueError as exc:
+            _fail(str(exc), 2)
+    if cron is not None:
+        body["cron"] = cron
+    if not body:
+        _fail("give --interval and/or --cron", 2)
+    data = _call(ctx, "PATCH", f"/elements/{name}", body)
+    if as_json:
+        output.print_json(data)
+        return
+    schedule = f"cron {data['cron']}" if data["cron"] else f"every {data['interval']} s"
+    output.console.print(f"{name}: incremental sync {schedule}", highlight=False, markup=False)
 
 
 @elements_app.command("remove")

@@ -1,7 +1,7 @@
 """The built-in ``http`` connector: Element API v1 (docs/element-api.md) with httpx.
 
-Transport errors and 5xx answers are retried with exponential backoff; 4xx answers are
-not (they will not change by themselves) and become the contract's errors.
+Transport errors (no connection, timeouts) are retried with exponential backoff; an
+answer, even a 5xx, is not retried: it becomes the contract's error at once.
 """
 
 from __future__ import annotations
@@ -65,9 +65,7 @@ class HttpConnector(Connector):
             except httpx.TransportError as exc:
                 last = str(exc) or type(exc).__name__
             else:
-                if response.status_code < 500:
-                    return self._answer(response)
-                last = f"HTTP {response.status_code}"
+                return self._answer(response)
             if attempt < self.retries:
                 await asyncio.sleep(delay)
                 delay *= 2

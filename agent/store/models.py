@@ -161,6 +161,8 @@ class Element(Base):
     connector: Mapped[str] = mapped_column(String(64), default="http")
     interval: Mapped[int] = mapped_column(Integer, default=86400)
     """Seconds between scheduled incremental syncs; 0: none."""
+    cron: Mapped[str] = mapped_column(String(128), default="")
+    """A crontab expression (UTC) instead of the interval, when set."""
     sync_state: Mapped[str] = mapped_column(String(16), default="never")
     cursor: Mapped[int] = mapped_column(BigInteger, default=0)
     epoch: Mapped[str] = mapped_column(String(64), default="")

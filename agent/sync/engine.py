@@ -455,13 +455,13 @@ class SyncEngine:
                 continue
             now = registry.now()
             for element in elements:
-                if element.interval <= 0 or not element.last_init_ok:
+                due = registry.next_due(element)
+                if due is None or not element.last_init_ok:
                     continue
                 slot = self._slots.get(element.id)
                 if slot and (slot.queued or slot.running):
                     continue
-                since = element.last_sync_at or element.created_at
-                if (now - since).total_seconds() >= element.interval:
+                if now >= due:
                     try:
                         await self.request(element.name, "incremental", "schedule")
                     except ProvsyncError as exc:

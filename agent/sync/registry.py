@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, insert, select, update
@@ -38,6 +38,7 @@ def element_json(row: Any, counts: dict[str, int] | None = None) -> dict[str, An
         "address": row.address,
         "connector": row.connector,
         "interval": row.interval,
+        "cron": row.cron,
         "sync_state": row.sync_state,
         "cursor": row.cursor,
         "epoch": row.epoch,
@@ -67,9 +68,50 @@ def job_json(row: Any) -> dict[str, Any]:
     }
 
 
+def check_cron(expression: str) -> str:
+    """A crontab expression (five fields, UTC), or a clear error."""
+    if not expression:
+        return ""
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(expression, timezone=UTC)
+    except ValueError as exc:
+        raise InvalidRequest(f"cron {expression!r} is not a crontab expression: {exc}") from None
+    return expression
+
+
+def next_due(element: Any) -> datetime | None:
+    """When the element's next scheduled incremental sync is due (None: no schedule)."""
+    since: datetime = element.last_sync_at or element.created_at
+    if element.cron:
+        from apscheduler.triggers.cron import CronTrigger
+
+        trigger = CronTrigger.from_crontab(element.cron, timezone=UTC)
+        fire = trigger.get_next_fire_time(None, since)
+        return fire if isinstance(fire, datetime) else None
+    if element.interval > 0:
+        return since + timedelta(seconds=element.interval)
+    return None
+
+
+def set_schedule(engine: Engine, name: str, interval: int | None, cron: str | None) -> Any:
+    element = get_element(engine, name)
+    values: dict[str, Any] = {}
+    if interval is not None:
+        if interval < 0:
+            raise InvalidRequest("interval cannot be negative")
+        values["interval"] = interval
+    if cron is not None:
+        values["cron"] = check_cron(cron)
+    if values:
+        set_state(engine, element.id, **values)
+    return get_element(engine, name)
+
+
 def add_element(
     engine: Engine, name: str, element_type: str, address: str, connector: str,
-    interval: int, credentials: Credentials | None,
+    interval: int, credentials: Credentials | None, cron: str = "",
 ) -> Any:  # fmt: skip
     if element_type not in ELEMENT_TYPES:
         raise InvalidRequest(f"type must be one of {', '.join(ELEMENT_TYPES)}")
@@ -80,8 +122,9 @@ def add_element(
             element_id = _new_id(conn.execute(
                 insert(ELEMENTS).values(
                     name=name, type=element_type, address=address, connector=connector,
-                    interval=interval, sync_state="never", cursor=0, epoch="",
-                    software_version="", agent_version="", last_init_ok=False, generation=0,
+                    interval=interval, cron=check_cron(cron), sync_state="never", cursor=0,
+                    epoch="", software_version="", agent_version="", last_init_ok=False,
+                    generation=0,
                     created_at=now(),
                 )
             ))  # fmt: skip
