@@ -573,14 +573,28 @@ def elements_set_credentials(
 def _wait_for(ctx: typer.Context, job_id: int) -> dict[str, Any]:
     import time
 
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=output.errors, transient=True) as progress:  # fmt: skip
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=output.errors,
+                  transient=True) as progress:  # fmt: skip
         task = progress.add_task(f"job {job_id}", total=None)
         while True:
             job = _call(ctx, "GET", f"/jobs/{job_id}")
-            progress.update(task, description=f"job {job_id} {job['kind']} {job['state']}")
+            counts = job.get("counts") or {}
+            progress.update(
+                task,
+                description=f"job {job_id} {job['kind']} {job['state']}",
+                completed=counts.get("progress", 0),
+                total=counts.get("total") or None,
+            )
             if job["state"] in ("done", "failed"):
                 return dict(job)
             time.sleep(0.2)

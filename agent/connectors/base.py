@@ -27,6 +27,8 @@ class ElementInfo:
     epoch: str
     classes: tuple[str, ...]
     last_seq: int
+    counts: dict[str, int] = field(default_factory=dict)
+    """Objects per class, when the element says (for progress only)."""
 
 
 @dataclass(frozen=True)

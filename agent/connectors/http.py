@@ -102,6 +102,7 @@ class HttpConnector(Connector):
             epoch=str(body["epoch"]),
             classes=tuple(body.get("classes", ())),
             last_seq=int(body.get("last_seq", 0)),
+            counts={str(k): int(v) for k, v in (body.get("counts") or {}).items()},
         )
 
     async def objects(

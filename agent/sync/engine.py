@@ -175,9 +175,11 @@ class SyncEngine:
                         run_kind = "init"
                         await self._escalated(element, job_id, escalation.reason)
                         async with self._init_slots:
-                            counts = await self._init(element, connector, **options)
+                            counts = await self._init(element, connector, job_id, **options)
                 else:
-                    counts = await self._init(element, connector, force=kind == "force", **options)
+                    counts = await self._init(
+                        element, connector, job_id, force=kind == "force", **options
+                    )
         except (ProvsyncError, Escalate) as exc:
             await self._failed(element, job_id, run_kind, exc, counts)
             return
@@ -206,6 +208,7 @@ class SyncEngine:
         self,
         element: Any,
         connector: Connector,
+        job_id: int,
         *,
         force: bool = False,
         dry_run: bool = False,
@@ -249,6 +252,7 @@ class SyncEngine:
             )
         generation = element.generation + 1
         counts: Counter[str] = Counter()
+        total = sum(info.counts.values())
         for cls in info.classes:
             page = await connector.objects(cls, limit=self.settings.page_size)
             snapshot = page.snapshot
@@ -256,6 +260,11 @@ class SyncEngine:
                 counts[cls] += await asyncio.to_thread(
                     store_ops.write_objects, self.db, element.id, cls, page.objects, generation
                 )
+                # Progress for `provsync sync ... --wait`: objects read so far, of how many.
+                await asyncio.to_thread(
+                    registry.update_job, self.db, job_id,
+                    counts={"progress": sum(counts.values()), "total": total},
+                )  # fmt: skip
                 if page.next is None:
                     break
                 page = await connector.objects(
