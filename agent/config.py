@@ -304,6 +304,11 @@ class SnmpSettings(_Section):
                 raise ValueError(
                     f"target {target.address}: no [[snmp.users]] named {target.user!r}"
                 )
+            if target.version == "v3" and users[target.user].auth_protocol == "none":
+                raise ValueError(
+                    f"target {target.address}: user {target.user} has no authentication; "
+                    "v3 notifications need at least authNoPriv"
+                )
         names = [t.target_name for t in self.targets]
         if len(set(names)) != len(names):
             raise ValueError("SNMP target names must be unique")
@@ -460,6 +465,17 @@ class Settings(_Section):
     alarm_types: tuple[AlarmTypeSettings, ...] = ()
     source: Path | None = Field(default=None, exclude=True)
     """The file these settings came from (None: built-in defaults)."""
+
+    @model_validator(mode="after")
+    def _unique_targets(self) -> Settings:
+        # Every export target keeps its cursor under its name: names must not collide.
+        names = [f.target_name for f in self.exporters.file]
+        names += [t.target_name for t in self.snmp.targets]
+        names += [c.target_name for c in self.syslog.collectors]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"export target names must be unique, repeated: {', '.join(dupes)}")
+        return self
 
     @model_validator(mode="after")
     def _unique_types(self) -> Settings:

@@ -99,6 +99,11 @@ def test_unknown_key_names_file_and_path(tmp_path: Path) -> None:
             "unique",
         ),
         ("agent = 3\n", "agent"),
+        (
+            '[[exporters.file]]\npath = "a"\nname = "noc"\n'
+            '[[syslog.collectors]]\naddress = "127.0.0.1:514"\nname = "noc"\n',
+            "unique",
+        ),
         ("[agent\n", "not valid TOML"),
     ],
 )

@@ -163,6 +163,9 @@ def test_events_are_logged_and_listed(manager: AlarmManager) -> None:
     ]
     assert events[0]["details"] == {"by": "me"}
     assert queries.list_events(manager.engine, type_id="test")[0]["text"] == "hello"
+    first = queries.list_events(manager.engine)[0]["seq"]
+    paged = queries.list_events(manager.engine, after_seq=first, limit=1)
+    assert [e["type"] for e in paged] == ["force-init-sync"], "after_seq pages forward"
     assert log_rows(manager)[0]["kind"] == "event"
 
 

@@ -195,3 +195,14 @@ def test_ipv6_listener(agent_factory: Any) -> None:
               "SNMPv2-MIB::sysDescr.0")  # fmt: skip
     assert got.returncode == 0, got.stderr
     assert "provsync" in got.stdout
+
+
+def test_repeated_raise_updates_the_count_at_once(agent_factory: Any) -> None:
+    agent = start(agent_factory)
+    with agent.http() as http:
+        raised = http.post("/api/v1/alarms", json={"type": "sync-failed", "resource": "cm1"})
+        alarm_id = raised.json()["alarm"]["id"]
+        http.post("/api/v1/alarms", json={"type": "sync-failed", "resource": "cm1"})
+        http.post("/api/v1/alarms", json={"type": "sync-failed", "resource": "cm1"})
+    got = v2c(agent, "snmpget", "-Ov", f"PROVSYNC-MIB::provsyncAlarmCount.{alarm_id}")
+    assert got.stdout.strip() == "Counter32: 3"

@@ -362,3 +362,16 @@ def test_agent_upgrade_stops_incremental(
     assert job["state"] == "failed"
     assert "agent was upgraded from 0.0.9" in job["error"]
     assert active(sync_agent, "init-sync-required")
+
+
+def test_plain_init_never_empties_the_hub(
+    sync_agent: AgentProcess, element: SimulatedElement
+) -> None:
+    wait_job(sync_agent, add(sync_agent, element))
+    element.admin("POST", "/admin/wipe")  # restored from an empty backup, say
+    job = sync(sync_agent, "incremental")  # the epoch changed: it escalates
+    assert job["state"] == "failed"
+    assert "nothing was deleted" in job["error"]
+    assert len(hub_objects(sync_agent, "cm1")) == 404
+    assert sync(sync_agent, "init")["state"] == "failed"
+    assert len(hub_objects(sync_agent, "cm1")) == 404

@@ -330,6 +330,17 @@ class Catalog:
                 f"unknown alarm type {type_id!r} (see `provsync catalog`)"
             ) from None
 
+    def describe(self, type_id: str) -> AlarmType:
+        """The type, or a stand-in for one the configuration no longer defines (alarms
+        of a removed site type stay readable and clearable)."""
+        found = self._types.get(type_id)
+        if found is not None:
+            return found
+        return AlarmType(
+            type_id, type_id, Kind.ALARM, Severity.MINOR, EventType.OTHER, "other",
+            "This alarm type is no longer defined in the configuration.", "", builtin=False,
+        )  # fmt: skip
+
     def __contains__(self, type_id: object) -> bool:
         return type_id in self._types
 

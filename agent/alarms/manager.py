@@ -127,6 +127,7 @@ class _Batch:
     by_id: dict[int, dict[str, Any]] = field(default_factory=dict)
     active_by_key: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     new_ids: set[int] = field(default_factory=set)
+    repeated: set[int] = field(default_factory=set)
     dirty_ids: set[int] = field(default_factory=set)
     history: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
@@ -169,6 +170,11 @@ class AlarmManager:
         self._dialect = engine.dialect.name
         self._raw = RawWriter(engine.dialect)
         self._payloads: dict[tuple[Any, ...], str] = {}
+        # Repeats change an alarm's count without a notification; a reader that shows
+        # counts (the SNMP view) asks for them here.
+        self.track_repeats = False
+        self._repeats: set[int] = set()
+        self._repeats_lock = threading.Lock()
         self._active: dict[tuple[str, str, str], int] = {}
         """Key -> id of every active alarm; the writer is the only one changing them."""
 
@@ -189,6 +195,12 @@ class AlarmManager:
     def add_listener(self, listener: CommitListener) -> None:
         """``listener(last_seq)`` is called from the writer thread after each commit."""
         self._listeners.append(listener)
+
+    def take_repeats(self) -> set[int]:
+        """Ids of alarms repeated (count changed, nothing logged) since the last call."""
+        with self._repeats_lock:
+            taken, self._repeats = self._repeats, set()
+        return taken
 
     @property
     def last_seq(self) -> int:
@@ -372,6 +384,8 @@ class AlarmManager:
             for op, reply in live:
                 self._commit([(op, reply.reclaimed())])
             return
+        # Published before the callers hear back, so whoever they tell sees it committed.
+        self._committed_seq = self._last_seq
         _deliver([(reply, result) for (_, reply), result in zip(live, results, strict=True)])
         self._notify()
 
@@ -397,6 +411,9 @@ class AlarmManager:
                         results.append(exc)
                 self._flush(conn, work)
             self._remember_active(work)
+            if work.repeated and self.track_repeats:
+                with self._repeats_lock:
+                    self._repeats.update(work.repeated)
             return results
         except BaseException:
             self._last_seq, self._last_alarm_id = saved
@@ -483,7 +500,7 @@ class AlarmManager:
         key = (row["type_id"], row["count"], row["operator_state"], row["resolution"])
         cached = self._payloads.get(key)
         if cached is None:
-            alarm_type = self.catalog.get(row["type_id"])
+            alarm_type = self.catalog.describe(row["type_id"])
             cached = json.dumps(
                 {
                     "type_name": alarm_type.name,
@@ -571,6 +588,7 @@ class AlarmManager:
         if not changes:
             # A repeat of an unchanged condition: counted, not notified (RFC 8632 3.4).
             self._history(work, row, "repeated", now, None, by=op.by)
+            work.repeated.add(row["id"])
             return AlarmChange(dict(row), None, "repeated")
         row["changed_at"] = now
         change = "+".join(changes)

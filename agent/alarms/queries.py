@@ -88,10 +88,16 @@ def list_events(
         query = query.where(_EVENTS.c.resource == resource)
     if severities:
         query = query.where(_EVENTS.c.severity.in_([s.value for s in severities]))
-    # Newest last, like a log; `after_seq` pages forward.
-    query = query.order_by(_EVENTS.c.seq.desc()).limit(limit)
+    # Without `after_seq`: the newest `limit`, oldest first, like the tail of a log.
+    # With it: the next `limit` after it, to page forward.
+    if after_seq:
+        query = query.order_by(_EVENTS.c.seq).limit(limit)
+    else:
+        query = query.order_by(_EVENTS.c.seq.desc()).limit(limit)
     with engine.connect() as conn:
         rows = list(conn.execute(query).mappings())
+    if after_seq:
+        rows.reverse()
     return [
         {
             "seq": r["seq"],

@@ -89,6 +89,7 @@ def sync_router(authorize: Any) -> APIRouter:
 
     @router.delete("/elements/{name}", summary="Remove an element and the hub's copy")
     async def remove(sync: EngineDep, name: str) -> dict[str, str]:
+        await sync.forget(name)
         await asyncio.to_thread(registry.remove_element, sync.db, name)
         return {"removed": name}
 

@@ -76,6 +76,7 @@ class Exporter(ABC):
         self._wake = asyncio.Event()
         self._stopping = False
         self._backlog_active = False
+        self._acked: int | None = None
         self._task: asyncio.Task[None] | None = None
 
     # --- for subclasses --------------------------------------------------------------
@@ -105,6 +106,11 @@ class Exporter(ABC):
 
     async def start(self) -> None:
         self.cursor = await asyncio.to_thread(load_cursor, self.engine, self.name)
+        # A backlog alarm raised before a restart is still ours to clear.
+        raised = await asyncio.to_thread(
+            queries.list_alarms, self.engine, type_id=BACKLOG_ALARM, resource=self.name
+        )
+        self._backlog_active = bool(raised)
         loop = asyncio.get_running_loop()
 
         def _on_commit(_seq: int) -> None:
@@ -156,6 +162,7 @@ class Exporter(ABC):
                     self.cursor = target
                     continue
                 wanted = [n for n in batch if self.accepts(n)]
+                self._acked = None
                 if wanted:
                     await self.deliver(wanted)
                 await asyncio.to_thread(save_cursor, self.engine, self.name, batch[-1].seq)
@@ -166,6 +173,7 @@ class Exporter(ABC):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                await self._keep_progress()
                 self.failures += 1
                 self.last_error = str(exc) if isinstance(exc, ProvsyncError) else repr(exc)
                 logger.warning(
@@ -182,6 +190,20 @@ class Exporter(ABC):
                 delay = min(delay * 2, self.settings.retry_max)
                 continue
             await self._check_backlog()
+
+    def progress(self, seq: int) -> None:
+        """Called by :meth:`deliver` when the target acknowledged everything up to ``seq``:
+        if the batch then fails, the cursor keeps that progress and nothing the target
+        acknowledged is sent again."""
+        self._acked = seq
+
+    async def _keep_progress(self) -> None:
+        acked = self._acked
+        self._acked = None
+        if acked is not None and acked > self.cursor:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(save_cursor, self.engine, self.name, acked)
+                self.cursor = acked
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()

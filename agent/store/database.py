@@ -53,8 +53,12 @@ def create_store_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> Engi
         database = parsed.database or ""
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+        # hide_parameters: a failed statement's message must not carry credentials.
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=8
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=8,
+            hide_parameters=True,
         )
 
         @event.listens_for(engine, "connect")
@@ -69,7 +73,9 @@ def create_store_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> Engi
 
         return engine
     try:
-        return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+        return create_engine(
+            url, pool_size=8, max_overflow=8, pool_pre_ping=True, hide_parameters=True
+        )
     except Exception as exc:
         raise StoreError(f"cannot use store {redact_url(url)}: {exc}") from None
 

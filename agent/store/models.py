@@ -154,6 +154,7 @@ class Element(Base):
     """A network element the agent synchronizes with. Credentials live apart."""
 
     __tablename__ = "elements"
+    __table_args__ = {"sqlite_autoincrement": True}
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     type: Mapped[str] = mapped_column(String(32))

@@ -27,6 +27,7 @@ from typing import Any
 from loguru import logger
 
 from agent import __version__
+from agent.alarms import queries
 from agent.alarms.manager import AlarmManager
 from agent.config import SyncSettings
 from agent.connectors.base import Connector
@@ -43,6 +44,16 @@ from agent.errors import (
 from agent.sync import registry, store_ops
 
 KINDS = ("init", "incremental", "force")
+_STRENGTH = {"incremental": 0, "init": 1, "force": 2}
+
+
+def _report(remote: dict[str, int], hub: dict[str, int]) -> dict[str, int]:
+    element_total, hub_total = sum(remote.values()), sum(hub.values())
+    return {
+        "element_objects": element_total,
+        "hub_objects": hub_total,
+        "would_delete": hub_total if element_total == 0 else 0,
+    }
 
 
 class SyncStopped(ProvsyncError):
@@ -59,8 +70,11 @@ class Escalate(Exception):
 class _Slot:
     """An element's work: its queued job and its worker task."""
 
-    queue: asyncio.Queue[tuple[int, str, dict[str, Any]]] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[int] = field(default_factory=asyncio.Queue)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     queued: int | None = None
+    kind: str = "incremental"
+    options: dict[str, Any] = field(default_factory=dict)
     running: int | None = None
     task: asyncio.Task[None] | None = None
 
@@ -99,21 +113,54 @@ class SyncEngine:
             raise InvalidRequest(f"kind must be one of {', '.join(KINDS)}")
         element = await asyncio.to_thread(registry.get_element, self.db, name)
         slot = self._slots.setdefault(element.id, _Slot())
-        if slot.queued is not None:
-            return slot.queued
-        job_id = await asyncio.to_thread(
-            registry.create_job, self.db, element, kind, trigger, options.get("reason")
-        )
-        slot.queued = job_id
-        slot.queue.put_nowait((job_id, kind, options))
+        async with slot.lock:
+            if slot.queued is not None:
+                # Collapse into the queued job, made stronger if this request is
+                # (incremental < init < force; force options win).
+                if _STRENGTH[kind] > _STRENGTH[slot.kind] or (kind == "force" and options):
+                    slot.kind, slot.options = kind, options
+                    await asyncio.to_thread(registry.update_job, self.db, slot.queued, kind=kind)
+                return slot.queued
+            job_id = await asyncio.to_thread(
+                registry.create_job, self.db, element, kind, trigger, options.get("reason")
+            )
+            slot.queued, slot.kind, slot.options = job_id, kind, options
+            slot.queue.put_nowait(job_id)
         if slot.task is None or slot.task.done():
             slot.task = asyncio.create_task(self._worker(element.id), name=f"sync:{name}")
         return job_id
 
+    async def forget(self, name: str) -> None:
+        """An element is being removed: drop its queued job, stop its running one."""
+        element = await asyncio.to_thread(registry.get_element, self.db, name)
+        slot = self._slots.pop(element.id, None)
+        if slot is not None:
+            if slot.queued is not None:
+                await asyncio.to_thread(
+                    registry.update_job,
+                    self.db,
+                    slot.queued,
+                    state="failed",
+                    error="the element was removed",
+                )
+                slot.queued = None
+            if slot.task is not None:
+                slot.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await slot.task
+        for alarm in await asyncio.to_thread(
+            queries.list_alarms, self.db, resource=name, limit=100_000
+        ):
+            with contextlib.suppress(ProvsyncError):
+                await self.manager.clear(alarm["id"], note="element removed")
+
     async def _worker(self, element_id: int) -> None:
         slot = self._slots[element_id]
         while not slot.queue.empty():
-            job_id, kind, options = slot.queue.get_nowait()
+            job_id = slot.queue.get_nowait()
+            if job_id != slot.queued:
+                continue  # cancelled (element removed)
+            kind, options = slot.kind, slot.options
             slot.queued = None
             slot.running = job_id
             try:
@@ -183,6 +230,12 @@ class SyncEngine:
         except (ProvsyncError, Escalate) as exc:
             await self._failed(element, job_id, run_kind, exc, counts)
             return
+        except Exception as exc:
+            logger.exception("sync job {} of {} failed unexpectedly", job_id, element.name)
+            await self._failed(
+                element, job_id, run_kind, ProvsyncError(f"internal error: {exc!r}"), counts
+            )
+            return
         await asyncio.to_thread(
             registry.update_job,
             self.db,
@@ -217,15 +270,12 @@ class SyncEngine:
     ) -> dict[str, Any]:
         info = await connector.info()
         hub = await asyncio.to_thread(registry.object_counts, self.db, element.id)
+        if dry_run:
+            remote = info.counts or await self._count_remote(connector, info.classes)
+            return {"dry_run": True, **_report(remote, hub)}
         if force:
-            remote = await self._count_remote(connector, info.classes)
-            report = {
-                "element_objects": sum(remote.values()),
-                "hub_objects": sum(hub.values()),
-                "would_delete": sum(hub.values()) if not sum(remote.values()) else 0,
-            }
-            if dry_run:
-                return {"dry_run": True, **report}
+            remote = info.counts or await self._count_remote(connector, info.classes)
+            report = _report(remote, hub)
             if report["would_delete"] and not yes:
                 raise InvalidRequest(
                     f"{element.name} has no data and the hub holds {report['hub_objects']} "
@@ -250,7 +300,11 @@ class SyncEngine:
                 element.name,
                 text=f"initialization sync of {element.name} started",
             )
-        generation = element.generation + 1
+        # A generation no earlier run used (the job id): what an interrupted run wrote can
+        # never pass for this run's data. Until this run finishes, the element needs an
+        # initialization whatever happens.
+        generation = job_id
+        await asyncio.to_thread(registry.set_state, self.db, element.id, last_init_ok=False)
         counts: Counter[str] = Counter()
         total = sum(info.counts.values())
         for cls in info.classes:
@@ -262,14 +316,24 @@ class SyncEngine:
                 )
                 # Progress for `provsync sync ... --wait`: objects read so far, of how many.
                 await asyncio.to_thread(
-                    registry.update_job, self.db, job_id,
+                    registry.update_job,
+                    self.db,
+                    job_id,
                     counts={"progress": sum(counts.values()), "total": total},
-                )  # fmt: skip
+                )
                 if page.next is None:
                     break
                 page = await connector.objects(
                     cls, after=page.next, snapshot=snapshot, limit=self.settings.page_size
                 )
+        read_total: int = sum(counts.values())
+        hub_total: int = sum(hub.values())
+        if not force and read_total == 0 and hub_total > 0:
+            raise InvalidRequest(
+                f"{element.name} returned no data while the hub holds {hub_total} "
+                "objects for it; nothing was deleted. If the element really is empty, run "
+                f"`provsync sync force {element.name} --dry-run`, then `--yes`"
+            )
         # Pages were read live: replay what changed since the start (idempotent).
         cursor, replayed = info.last_seq, 0
         while True:
@@ -304,10 +368,16 @@ class SyncEngine:
         return {"objects": dict(counts), "replayed": replayed, "removed": removed}
 
     async def _count_remote(self, connector: Connector, classes: tuple[str, ...]) -> dict[str, int]:
+        """Objects per class, by paging (for elements whose info gives no counts)."""
         found: dict[str, int] = {}
         for cls in classes:
-            page = await connector.objects(cls, limit=1)
+            page = await connector.objects(cls, limit=self.settings.page_size)
             found[cls] = len(page.objects)
+            while page.next is not None:
+                page = await connector.objects(
+                    cls, after=page.next, snapshot=page.snapshot, limit=self.settings.page_size
+                )
+                found[cls] += len(page.objects)
         return found
 
     # ------------------------------------------------------------------ incremental
@@ -411,6 +481,14 @@ class SyncEngine:
     ) -> None:
         message = str(exc)
         address = element.address
+        # What this failure proves: contact worked unless unreachable; credentials passed
+        # unless an authentication error.
+        if not isinstance(exc, ElementUnreachable):
+            await self._clear("element-unreachable", element.name)
+        if not isinstance(exc, AuthMissing):
+            await self._clear("auth-failed-missing", element.name)
+        if not isinstance(exc, AuthIncorrect):
+            await self._clear("auth-failed-incorrect", element.name)
         if isinstance(exc, AuthMissing):
             await self.manager.raise_alarm(
                 "auth-failed-missing",
@@ -463,9 +541,10 @@ class SyncEngine:
             except ProvsyncError:
                 continue
             now = registry.now()
+            attempts = await asyncio.to_thread(registry.last_attempts, self.db)
             for element in elements:
-                due = registry.next_due(element)
-                if due is None or not element.last_init_ok:
+                due = registry.next_due(element, attempts.get(element.id))
+                if due is None:
                     continue
                 slot = self._slots.get(element.id)
                 if slot and (slot.queued or slot.running):

@@ -81,9 +81,24 @@ def check_cron(expression: str) -> str:
     return expression
 
 
-def next_due(element: Any) -> datetime | None:
-    """When the element's next scheduled incremental sync is due (None: no schedule)."""
-    since: datetime = element.last_sync_at or element.created_at
+def last_attempts(engine: Engine) -> dict[int, datetime]:
+    """When each element's last job ended, whatever its outcome."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(JOBS.c.element_id, func.max(JOBS.c.ended_at))
+                            .group_by(JOBS.c.element_id))  # fmt: skip
+        return {element_id: ended for element_id, ended in rows if ended is not None}
+
+
+def next_due(element: Any, last_attempt: datetime | None = None) -> datetime | None:
+    """When the element's next scheduled incremental sync is due (None: no schedule).
+
+    Counted from the last attempt, failed or not, so a failing element is tried once per
+    period rather than continuously; an element whose initialization failed is scheduled
+    too (its incremental sync escalates).
+    """
+    since: datetime = max(
+        t for t in (element.last_sync_at, element.created_at, last_attempt) if t is not None
+    )
     if element.cron:
         from apscheduler.triggers.cron import CronTrigger
 
@@ -242,5 +257,5 @@ def fail_interrupted_jobs(engine: Engine) -> int:
             .values(state="failed", ended_at=now(), error="interrupted by an agent restart")
         )  # fmt: skip
         conn.execute(update(ELEMENTS).where(ELEMENTS.c.sync_state == "running")
-                     .values(sync_state="failed"))  # fmt: skip
+                     .values(sync_state="failed", last_init_ok=False))  # fmt: skip
     return int(result.rowcount or 0)

@@ -160,7 +160,8 @@ class FastResponder:
 
     def _finish(self, request: _Request, varbinds: list[bytes]) -> bytes:
         if not self._fits(request, sum(len(v) for v in varbinds)):
-            return self._error(request, ber.TOO_BIG, 0)
+            # RFC 3416 4.2.1: tooBig carries an empty variable-bindings list.
+            return self._respond(request, [], ber.TOO_BIG, 0)
         return self._respond(request, varbinds)
 
     def _walk_one(self, request: _Request, view: MibView, oid: tuple[int, ...],

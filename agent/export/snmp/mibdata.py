@@ -71,6 +71,7 @@ class _Changes:
     log: list[tuple[int, list[bytes]]] = field(default_factory=list)
     last_changed: datetime | None = None
     elements: list[tuple[int, list[bytes]]] | None = None
+    extra: frozenset[int] = frozenset()
 
 
 class MibData:
@@ -97,6 +98,8 @@ class MibData:
         self._boot = clock()
         self.seq = 0
         self.last_changed = self.started_at
+        self.pending: set[int] = set()
+        """Repeated alarms still to re-read (only the event loop touches this)."""
         self._severity_of: dict[int, str] = {}
         self.counts: Counter[str] = Counter()
         self.types = TableRegion(
@@ -158,14 +161,15 @@ class MibData:
         return lambda: values.gauge(self.counts[severity])
 
     # ------------------------------------------------------------------ refresh
-    def read_changes(self, last_seq: int) -> _Changes:
-        """Runs in a worker thread: what changed between ``self.seq`` and ``last_seq``."""
+    def read_changes(self, last_seq: int, extra: frozenset[int] = frozenset()) -> _Changes:
+        """Runs in a worker thread: what changed between ``self.seq`` and ``last_seq``,
+        plus the alarms in ``extra`` (repeated: their count changed without a log row)."""
         if self.seq == 0 or last_seq - self.seq > FULL_REBUILD_AFTER:
             return self._read_full()
         notes = queries.read_log(self.engine, self.seq, FULL_REBUILD_AFTER)
         if notes and notes[0].seq != self.seq + 1:
             return self._read_full()  # retention purged entries this view had not applied
-        changes = _Changes(seq=notes[-1].seq if notes else self.seq, base=self.seq)
+        changes = _Changes(seq=notes[-1].seq if notes else self.seq, base=self.seq, extra=extra)
         changes.elements = self._element_rows()
         touched: list[int] = []
         for note in notes:
@@ -173,6 +177,7 @@ class MibData:
             if note.alarm_id:
                 touched.append(note.alarm_id)
                 changes.last_changed = note.at
+        touched.extend(extra)
         rows = self._alarm_rows(sorted(set(touched)))
         for alarm_id in dict.fromkeys(touched):
             row = rows.get(alarm_id)
@@ -217,7 +222,7 @@ class MibData:
         return found
 
     def _alarm_values(self, row: dict[str, Any]) -> list[bytes]:
-        return values.active_alarm_row(row, self.catalog.get(row["type_id"]))
+        return values.active_alarm_row(row, self.catalog.describe(row["type_id"]))
 
     def _log_values(self, note: Notification) -> list[bytes]:
         return values.log_row(
@@ -252,6 +257,7 @@ class MibData:
         if changes.last_changed is not None:
             self.last_changed = changes.last_changed
         self.seq = max(self.seq, changes.seq)
+        self.pending -= changes.extra
         return True
 
 

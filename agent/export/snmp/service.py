@@ -26,6 +26,10 @@ from agent.export.snmp.mibdata import MibData, SystemInfo
 from agent.export.snmp.oids import MibOids
 from agent.export.snmp.view import MibView
 
+# A request brings the view up to date itself only for a small gap; a larger one is the
+# refresher's (in a thread): a request must not stall the event loop for a rebuild.
+INLINE_REFRESH_MAX = 2000
+
 
 class SnmpService:
     def __init__(
@@ -61,18 +65,28 @@ class SnmpService:
         """sysUpTime in hundredths of a second."""
         return int((time.monotonic() - self._boot) * 100) & 0xFFFFFFFF
 
+    def _extra(self) -> frozenset[int]:
+        self.data.pending |= self.manager.take_repeats()
+        return frozenset(self.data.pending)
+
     def current_view(self) -> MibView:
-        if self.data.seq < self.manager.last_seq:
+        behind = self.manager.last_seq - self.data.seq
+        extra = self._extra()
+        if behind <= INLINE_REFRESH_MAX and (behind > 0 or extra):
             # Rarely more than a few rows: the refresher normally got here first.
             for _ in range(3):
-                if self.data.apply(self.data.read_changes(self.manager.last_seq)):
+                changes = self.data.read_changes(self.manager.last_seq, extra)
+                if self.data.apply(changes):
                     break
+        elif behind > 0:
+            self._wake.set()
         return self.data.view
 
     async def start(self) -> None:
         data_dir = self.settings.data_dir
         pen = self.snmp.root[6]
         self.engine_id, self.boots = load_engine_state(data_dir, self.snmp.engine_id, pen)
+        self.manager.track_repeats = True
         self.engine = create_engine(self.engine_id, self.boots)
         await self._refresh()
         vacm.configure_views(self.engine, self.oids.root)
@@ -115,7 +129,8 @@ class SnmpService:
 
     async def _refresh(self) -> None:
         for _ in range(3):
-            changes = await asyncio.to_thread(self.data.read_changes, self.manager.last_seq)
+            extra = self._extra()
+            changes = await asyncio.to_thread(self.data.read_changes, self.manager.last_seq, extra)
             if self.data.apply(changes):
                 return
 
@@ -123,7 +138,7 @@ class SnmpService:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if self.data.seq < self.manager.last_seq:
+            if self.data.seq < self.manager.last_seq or self.data.pending or self._extra():
                 try:
                     await self._refresh()
                 except Exception:

@@ -173,3 +173,4 @@ class SnmpTargetExporter(Exporter):
             else:
                 assert self._v3 is not None
                 await self._v3.send(varbinds)
+            self.progress(note.seq)

@@ -170,7 +170,7 @@ class TableRegion:
                 blob = rows[position]
                 begin, end = unpack(blob, offset)
                 name = prefix + index_bodies[position]
-                body = bytes((ber.OBJECT_IDENTIFIER, len(name))) + name + blob[begin:end]
+                body = ber.tlv(ber.OBJECT_IDENTIFIER, name) + blob[begin:end]
                 size = len(body)
                 if size < 0x80:
                     yield bytes((ber.SEQUENCE, size)) + body

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Sequence
 
 from agent.alarms.manager import AlarmManager
@@ -34,20 +35,23 @@ def make_transport(collector: SyslogCollector) -> Transport:
         return UdpTransport(host, port, collector.timeout)
     if collector.transport == "relp":
         return RelpTransport(host, port, collector.timeout)
-    context = None
+    context_factory = None
     if collector.transport == "tls":
-        context = tls_context(
-            ca_file=collector.ca_file,
-            cert_file=collector.cert_file,
-            key_file=collector.key_file,
-            fingerprint=collector.fingerprint,
-        )
+
+        def context_factory() -> ssl.SSLContext:
+            return tls_context(
+                ca_file=collector.ca_file,
+                cert_file=collector.cert_file,
+                key_file=collector.key_file,
+                fingerprint=collector.fingerprint,
+            )
+
     return StreamTransport(
         host,
         port,
         collector.timeout,
         lf_framing=collector.framing == "lf",
-        ssl_context=context,
+        context_factory=context_factory,
         server_name=collector.server_name or None,
         fingerprint=collector.fingerprint or None,
     )
@@ -79,4 +83,10 @@ class SyslogExporter(Exporter):
         await self.transport.close()
 
     async def deliver(self, notifications: Sequence[Notification]) -> None:
-        await self.transport.send([self.formatter.format(n) for n in notifications])
+        try:
+            await self.transport.send([self.formatter.format(n) for n in notifications])
+        finally:
+            # RELP acknowledges message by message: keep what was acknowledged.
+            done = self.transport.acknowledged
+            if done:
+                self.progress(notifications[done - 1].seq)

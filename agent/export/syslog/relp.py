@@ -96,9 +96,12 @@ class RelpTransport(Transport):
             raise ExportError("RELP transport is not connected")
         pending = set()
         chunks = []
+        order = []
+        self.acknowledged = 0
         for message in messages:
             txnr = self._next()
             pending.add(txnr)
+            order.append(txnr)
             chunks.append(frame(txnr, b"syslog", message))
         try:
             self._writer.write(b"".join(chunks))
@@ -107,7 +110,14 @@ class RelpTransport(Transport):
             raise ExportError(f"RELP collector {self.peer} is not reading") from None
         except (OSError, ConnectionError) as exc:
             raise ExportError(f"RELP to {self.peer}: {exc}") from exc
-        await self._await_ok(pending)
+        try:
+            await self._await_ok(pending)
+        finally:
+            # The leading run of acknowledged messages counts as delivered.
+            for txnr in order:
+                if txnr in pending:
+                    break
+                self.acknowledged += 1
 
     async def close(self) -> None:
         if self._writer is None:

@@ -17,7 +17,7 @@ import contextlib
 import hashlib
 import ssl
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from agent.errors import ExportError
 
@@ -27,6 +27,9 @@ class Transport(ABC):
         self.host = host
         self.port = port
         self.timeout = timeout
+
+    acknowledged = 0
+    """Leading messages of the last send that the collector acknowledged (RELP only)."""
 
     @property
     def peer(self) -> str:
@@ -91,10 +94,14 @@ class StreamTransport(Transport):
         ssl_context: ssl.SSLContext | None = None,
         server_name: str | None = None,
         fingerprint: str | None = None,
+        context_factory: Callable[[], ssl.SSLContext] | None = None,
     ) -> None:
         super().__init__(host, port, timeout)
         self.lf_framing = lf_framing
         self.ssl_context = ssl_context
+        # Built at connect time: a missing CA file is a delivery failure that is retried
+        # and reported, not a reason for the agent not to start.
+        self.context_factory = context_factory
         self.server_name = server_name
         self.fingerprint = fingerprint
         self._reader: asyncio.StreamReader | None = None
@@ -102,9 +109,14 @@ class StreamTransport(Transport):
 
     @property
     def kind(self) -> str:
-        return "TLS" if self.ssl_context else "TCP"
+        return "TLS" if self.ssl_context or self.context_factory else "TCP"
 
     async def connect(self) -> None:
+        if self.ssl_context is None and self.context_factory is not None:
+            try:
+                self.ssl_context = self.context_factory()
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                raise ExportError(f"syslog over TLS to {self.peer}: {exc}") from exc
         try:
             self._reader, self._writer = await asyncio.wait_for(
                 asyncio.open_connection(

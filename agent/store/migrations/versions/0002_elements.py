@@ -38,6 +38,8 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_elements"),
         sa.UniqueConstraint("name", name="uq_elements_name"),
+        # Ids are never reused: jobs and alarms of a removed element keep pointing at it.
+        sqlite_autoincrement=True,
     )
     op.create_table(
         "element_credentials",
