@@ -10,7 +10,6 @@ from sqlalchemy import Engine, func, select
 from agent.alarms.records import ALARM_FIELDS, Notification, alarm_to_json, iso
 from agent.alarms.severity import Severity
 from agent.store.models import ALARMS as _ALARMS
-from agent.store.models import CURSORS as _CURSORS
 from agent.store.models import EVENTS as _EVENTS
 from agent.store.models import HISTORY as _HISTORY
 from agent.store.models import LOG as _LOG
@@ -133,10 +132,3 @@ def alarm_counts(engine: Engine) -> dict[str, int]:
         counts[severity] = count
     counts["total"] = sum(counts.values())
     return counts
-
-
-def cursors(engine: Engine) -> dict[str, int]:
-    with engine.connect() as conn:
-        rows = conn.execute(select(_CURSORS.c.name, _CURSORS.c.last_seq))
-        # dict(result) would take the result for a mapping (it has .keys()).
-        return {name: seq for name, seq in rows}  # noqa: C416

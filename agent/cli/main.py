@@ -231,6 +231,11 @@ def catalog(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
 
 # --------------------------------------------------------------------------- alarms
+def _print_record(title: str, data: dict[str, Any], nested: str | None = None) -> None:
+    """A record as a field/value table; ``nested`` (a list or mapping) is left out."""
+    output.table(title, ["field", "value"], [(k, v) for k, v in data.items() if k != nested])
+
+
 def _print_change(data: dict[str, Any], as_json: bool) -> None:
     if as_json:
         output.print_json(data)
@@ -286,8 +291,7 @@ def alarms_show(ctx: typer.Context, alarm_id: int, as_json: JsonOpt = False) -> 
     if as_json:
         output.print_json(data)
         return
-    fields = [(k, v) for k, v in data.items() if k != "history"]
-    output.table(f"Alarm {alarm_id}", ["field", "value"], fields)
+    _print_record(f"Alarm {alarm_id}", data, "history")
     output.table(
         "History",
         ["time", "seq", "change", "severity", "by", "note"],
@@ -513,8 +517,7 @@ def elements_show(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> No
     if as_json:
         output.print_json(data)
         return
-    fields = [(k, v) for k, v in data.items() if k != "objects"]
-    output.table(f"Element {name}", ["field", "value"], fields)
+    _print_record(f"Element {name}", data, "objects")
     output.table("Objects", ["class", "count"], sorted(data.get("objects", {}).items()))
 
 
@@ -664,7 +667,7 @@ def jobs_show(ctx: typer.Context, job_id: int, as_json: JsonOpt = False) -> None
     if as_json:
         output.print_json(data)
         return
-    output.table(f"Job {job_id}", ["field", "value"], list(data.items()))
+    _print_record(f"Job {job_id}", data)
 
 
 # --------------------------------------------------------------------------- demo

@@ -87,7 +87,6 @@ class SyncEngine:
         self._init_slots = asyncio.Semaphore(settings.max_concurrent_init)
         self._slots: dict[int, _Slot] = {}
         self._scheduler: asyncio.Task[None] | None = None
-        self.running_inits = 0
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -197,11 +196,7 @@ class SyncEngine:
         # An initialization waits for a slot while its job still shows "queued", so the
         # recorded start and end times show how many ran at once.
         async with self._init_slots:
-            self.running_inits += 1
-            try:
-                await self._run_job(element, job_id, kind, options)
-            finally:
-                self.running_inits -= 1
+            await self._run_job(element, job_id, kind, options)
 
     async def _run_job(self, element: Any, job_id: int, kind: str, options: dict[str, Any]) -> None:
         element_id = element.id

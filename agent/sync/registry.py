@@ -180,16 +180,6 @@ def object_counts(engine: Engine, element_id: int) -> dict[str, int]:
         return {cls: count for cls, count in rows}  # noqa: C416 - rows have .keys()
 
 
-def objects_of(engine: Engine, element_id: int) -> dict[tuple[str, str], dict[str, Any]]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(OBJECTS.c.cls, OBJECTS.c.key, OBJECTS.c.data).where(
-                OBJECTS.c.element_id == element_id
-            )
-        )
-        return {(cls, key): json.loads(data) for cls, key, data in rows}
-
-
 def credentials_of(engine: Engine, element_id: int) -> Credentials | None:
     with engine.connect() as conn:
         row = conn.execute(

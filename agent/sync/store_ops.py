@@ -77,9 +77,3 @@ def finish_init(engine: Engine, element_id: int, generation: int, **element: Any
         conn.execute(update(ELEMENTS).where(ELEMENTS.c.id == element_id).values(
             generation=generation, **element))  # fmt: skip
     return int(removed or 0)
-
-
-def delete_all_objects(engine: Engine, element_id: int) -> int:
-    with engine.begin() as conn:
-        result = conn.execute(delete(OBJECTS).where(OBJECTS.c.element_id == element_id))
-    return int(result.rowcount or 0)

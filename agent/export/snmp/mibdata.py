@@ -9,7 +9,6 @@ are applied on the event loop, where the responder reads the view.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -259,7 +258,3 @@ class MibData:
         self.seq = max(self.seq, changes.seq)
         self.pending -= changes.extra
         return True
-
-
-def pid_name() -> str:
-    return f"provsync[{os.getpid()}]"
