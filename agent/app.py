@@ -1,7 +1,8 @@
 """Agent lifecycle: components start in order and stop in reverse.
 
-Order: store (lock, migrate) -> alarm manager -> exporters -> agent-started event ->
-control API. Stop: agent-stopping event -> control API -> exporters drain -> alarm
+Order: store (lock, migrate) -> alarm manager -> SNMP -> exporters -> sync engine ->
+sharing (identity check, distribution senders) -> agent-started event -> control API.
+Stop: agent-stopping event -> control API -> sharing -> sync -> exporters drain -> alarm
 manager -> store. Signal handlers only set an event; shutdown has a timeout.
 """
 
@@ -33,6 +34,7 @@ from agent.export.snmp.targets import SnmpTargetExporter
 from agent.export.syslog.agentlog import SyslogSink
 from agent.export.syslog.exporter import SyslogExporter, make_formatter
 from agent.export.syslog.rfc5424 import FACILITIES
+from agent.sharing.service import SharingService
 from agent.store.database import Store, redact_url
 from agent.sync.engine import SyncEngine
 
@@ -182,6 +184,21 @@ class Agent:
             await engine.stop()
 
     @contextlib.asynccontextmanager
+    async def _sharing(
+        self, manager: AlarmManager, sync: SyncEngine, store: Store
+    ) -> AsyncIterator[SharingService]:
+        service = SharingService(
+            self.settings.sharing, self.settings.sync, manager, self.settings.data_dir,
+            store.identity,
+        )  # fmt: skip
+        await service.start()
+        sync.element_updated = service.element_updated
+        try:
+            yield service
+        finally:
+            await service.stop()
+
+    @contextlib.asynccontextmanager
     async def _exporters(
         self, manager: AlarmManager, host: str, snmp: SnmpService | None
     ) -> AsyncIterator[None]:
@@ -259,6 +276,7 @@ class Agent:
             snmp = await stack.enter_async_context(self._snmp(manager, host, started_at))
             await stack.enter_async_context(self._exporters(manager, host, snmp))
             sync = await stack.enter_async_context(self._sync(manager))
+            sharing = await stack.enter_async_context(self._sharing(manager, sync, store))
             await manager.emit_event(
                 "agent-started",
                 host,
@@ -275,6 +293,7 @@ class Agent:
                 request_stop=self.request_stop,
                 snmp=snmp,
                 sync=sync,
+                sharing=sharing,
             )
             purge = asyncio.create_task(self._purge_loop(manager), name="retention")
             try:

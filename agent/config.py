@@ -423,6 +423,24 @@ class SyncSettings(_Section):
     retries: int = Field(default=3, ge=0, le=10)
 
 
+class SharingSettings(_Section):
+    min_element_version: str = Field(default="10.0", pattern=r"^[0-9]+(\.[0-9]+)*$")
+    """Elements older than this are refused when they try to start sharing."""
+    classes: tuple[str, ...] = ("user", "station", "directory-number", "group", "mailbox")
+    """Object classes shared between the hub and the elements."""
+    distribution_cap: int = Field(default=60_000, ge=1)
+    """Most pending plus failed distributions per element; hub changes beyond are refused."""
+    errors_major_at: int = Field(default=100, ge=1)
+    """Failed distributions for one element at which distribution-errors becomes major."""
+    retry_initial: Duration = 1.0
+    retry_max: Duration = 60.0
+    """Backoff of distributions that failed in transport (the element did not answer)."""
+    batch_size: int = Field(default=200, ge=1, le=10_000)
+    """Distributions one element's sender takes from the store at a time."""
+    keep_done: Duration = 86400.0
+    """How long applied distributions stay listed before they are purged."""
+
+
 _TYPE_ID = r"^[a-z0-9][a-z0-9-]{0,63}$"
 _BUILTIN_IDS = frozenset(t.id for t in BUILTIN_TYPES)
 
@@ -462,6 +480,7 @@ class Settings(_Section):
     snmp: SnmpSettings = SnmpSettings()
     syslog: SyslogSettings = SyslogSettings()
     sync: SyncSettings = SyncSettings()
+    sharing: SharingSettings = SharingSettings()
     alarm_types: tuple[AlarmTypeSettings, ...] = ()
     source: Path | None = Field(default=None, exclude=True)
     """The file these settings came from (None: built-in defaults)."""

@@ -91,5 +91,13 @@ class UpdateRejected(ConnectorError):
     """The element rejected a shared update; the message is its reason."""
 
 
+class ObjectNotFound(ProvsyncError):
+    """No shared object with that class and key (HTTP 404)."""
+
+
+class SharingError(ProvsyncError):
+    """A sharing operation refused in the current state (HTTP 409): the message says why."""
+
+
 class AgentUnavailable(ProvsyncError):
     """The control API did not answer."""

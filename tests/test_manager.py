@@ -237,4 +237,4 @@ def test_payload_carries_what_exporters_need(manager: AlarmManager) -> None:
     assert payload["type_name"] == "Element Unreachable"
     assert payload["event_type"] == "communicationsAlarm"
     assert payload["probable_cause"] == "communicationsSubsystemFailure"
-    assert payload["resolution"] == "provsync elements show cm9"
+    assert payload["resolution"] == "provsync elements show cm9 | GET /api/v1/elements/cm9"

@@ -50,7 +50,8 @@ class AlarmType:
     description: str
     clear_instructions: str
     resolution: str = ""
-    """CLI command or control API route that fixes the condition ({resource} is filled in)."""
+    """The CLI command and the control API route that fix the condition, "CLI | METHOD route"
+    ({resource} is filled in)."""
     builtin: bool = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -79,7 +80,7 @@ BUILTIN_TYPES: tuple[AlarmType, ...] = (
         "or the agent was upgraded from a release whose data had sharing enabled.",
         "Start sharing again from one element of the sharing group; if that sync reports "
         "conflicts, reconcile them.",
-        "provsync sharing status",
+        "provsync sharing status | GET /api/v1/sharing",
     ),
     AlarmType(
         "sync-required",
@@ -92,7 +93,7 @@ BUILTIN_TYPES: tuple[AlarmType, ...] = (
         "hub's view of the shared data is incomplete. Flow-through operations and sharing of "
         "hub updates are refused until it clears.",
         "Run a sync from any sharing element to the hub.",
-        "provsync sync init {resource}",
+        "provsync sharing sync {resource} | POST /api/v1/sharing/sync",
     ),
     AlarmType(
         "sync-reconcile-required",
@@ -105,7 +106,7 @@ BUILTIN_TYPES: tuple[AlarmType, ...] = (
         "Flow-through operations and sharing of hub updates are refused until the conflicts "
         "are reconciled.",
         "Review the conflicts and resolve each one (take hub, take element or skip).",
-        "provsync sharing reconcile",
+        "provsync sharing reconcile | GET /api/v1/sharing/conflicts",
     ),
     AlarmType(
         "distribution-errors",
@@ -119,7 +120,8 @@ BUILTIN_TYPES: tuple[AlarmType, ...] = (
         "count of failed distributions.",
         "Retry each failed distribution once its cause is fixed, or delete it after checking "
         "that the update is no longer wanted.",
-        "provsync distribution list --element {resource}",
+        "provsync distribution list --element {resource} | "
+        "GET /api/v1/distributions?element={resource}",
     ),
     AlarmType(
         "element-updated-activation-required",
@@ -131,7 +133,7 @@ BUILTIN_TYPES: tuple[AlarmType, ...] = (
         "A network element that this messaging element is programmed with was updated or "
         "removed; the messaging element still uses the old programming.",
         "Activate the change on the messaging element.",
-        "provsync elements activate {resource}",
+        "provsync elements activate {resource} | POST /api/v1/elements/{resource}/activate",
     ),
     AlarmType(
         "auth-failed-incorrect",
@@ -142,7 +144,8 @@ BUILTIN_TYPES: tuple[AlarmType, ...] = (
         "authenticationFailure",
         "The element rejected the username and password configured for it.",
         "Set the correct credentials; the alarm clears at the next successful login.",
-        "provsync elements set-credentials {resource}",
+        "provsync elements set-credentials {resource} | "
+        "PUT /api/v1/elements/{resource}/credentials",
     ),
     AlarmType(
         "auth-failed-missing",
@@ -153,7 +156,8 @@ BUILTIN_TYPES: tuple[AlarmType, ...] = (
         "authenticationFailure",
         "The element requires credentials and none are configured for it.",
         "Provide credentials; the alarm clears at the next successful login.",
-        "provsync elements set-credentials {resource}",
+        "provsync elements set-credentials {resource} | "
+        "PUT /api/v1/elements/{resource}/credentials",
     ),
     AlarmType(
         "element-unreachable",
@@ -165,7 +169,7 @@ BUILTIN_TYPES: tuple[AlarmType, ...] = (
         "The agent could not connect to the element after its retries.",
         "Check the element's address, the network path and that the element is running; the "
         "alarm clears at the next successful contact.",
-        "provsync elements show {resource}",
+        "provsync elements show {resource} | GET /api/v1/elements/{resource}",
     ),
     AlarmType(
         "sync-failed",
@@ -177,7 +181,7 @@ BUILTIN_TYPES: tuple[AlarmType, ...] = (
         "A synchronization job for the element failed; the job record holds the error.",
         "Fix the cause given in the job record, then run the same kind of sync or an "
         "initialization sync.",
-        "provsync jobs list --element {resource}",
+        "provsync jobs list --element {resource} | GET /api/v1/jobs?element={resource}",
     ),
     AlarmType(
         "init-sync-required",
@@ -190,7 +194,7 @@ BUILTIN_TYPES: tuple[AlarmType, ...] = (
         "upgraded, its change log no longer reaches the stored cursor, its data epoch "
         "changed, or a full-sync-only object class changed.",
         "Run an initialization sync of the element.",
-        "provsync sync init {resource}",
+        "provsync sync init {resource} | POST /api/v1/elements/{resource}/sync",
     ),
     AlarmType(
         "exporter-backlog",
@@ -203,7 +207,7 @@ BUILTIN_TYPES: tuple[AlarmType, ...] = (
         "configured threshold; it is slow, down or refusing deliveries.",
         "Check the target (collector, trap receiver or file system); the alarm clears when "
         "it catches up.",
-        "provsync status",
+        "provsync status | GET /api/v1/status",
     ),
     # --- events --------------------------------------------------------------------------
     AlarmType(

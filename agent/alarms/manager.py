@@ -202,6 +202,13 @@ class AlarmManager:
             taken, self._repeats = self._repeats, set()
         return taken
 
+    def is_active(self, type_id: str, resource: str, qualifier: str = "") -> bool:
+        return (type_id, resource, qualifier) in self._active
+
+    def active_keys(self, type_id: str) -> list[tuple[str, str, str]]:
+        """Keys of the active alarms of one type (a copy: the writer thread changes them)."""
+        return [key for key in list(self._active) if key[0] == type_id]
+
     @property
     def last_seq(self) -> int:
         """Highest committed sequence number."""

@@ -27,12 +27,15 @@ from agent.alarms.manager import AlarmManager
 from agent.alarms.records import AlarmChange, alarm_to_json, iso
 from agent.alarms.severity import Severity
 from agent.api.schemas import ClearByKeyRequest, NoteRequest, RaiseRequest, TestRequest
+from agent.api.sharing_routes import sharing_router
 from agent.api.sync_routes import sync_router
 from agent.errors import (
     AlarmNotFound,
     ConfigError,
     InvalidRequest,
+    ObjectNotFound,
     ProvsyncError,
+    SharingError,
     UnknownAlarmType,
 )
 from agent.export.base import Exporter
@@ -54,6 +57,8 @@ class Services:
     """The SnmpService when SNMP is enabled."""
     sync: Any = None
     """The SyncEngine."""
+    sharing: Any = None
+    """The SharingService."""
 
 
 _bearer = HTTPBearer(auto_error=False, description="the token from [api] token or api.token")
@@ -258,6 +263,8 @@ _STATUS_OF: tuple[tuple[type[ProvsyncError], int], ...] = (
     (ElementNotFound, 404),
     (InvalidRequest, 400),
     (ConfigError, 400),
+    (SharingError, 409),
+    (ObjectNotFound, 404),
 )
 
 
@@ -275,6 +282,7 @@ def create_app(services: Services) -> FastAPI:
 
     app.include_router(_router())
     app.include_router(sync_router(_authorize))
+    app.include_router(sharing_router(_authorize))
 
     @app.exception_handler(ProvsyncError)
     async def _ours(request: Request, exc: ProvsyncError) -> JSONResponse:

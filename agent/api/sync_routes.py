@@ -26,11 +26,18 @@ class ElementBody(_Body):
     password: str | None = Field(default=None, max_length=1024)
     interval: int | None = Field(default=None, ge=0, description="seconds; 0: no schedule")
     cron: str = Field(default="", max_length=128, description="crontab (UTC), instead")
+    uses: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="messaging elements: the network elements they use",
+    )
 
 
 class ScheduleBody(_Body):
     interval: int | None = Field(default=None, ge=0)
     cron: str | None = Field(default=None, max_length=128)
+    url: str | None = Field(default=None, min_length=1, max_length=255)
+    uses: list[str] | None = Field(default=None, max_length=100)
 
 
 class CredentialsBody(_Body):
@@ -54,6 +61,13 @@ def _engine(request: Request) -> Any:
 EngineDep = Annotated[Any, Depends(_engine)]
 
 
+async def _updated(request: Request, name: str, how: str) -> None:
+    """Messaging elements programmed with this element need an activation."""
+    sharing = request.app.state.services.sharing
+    if sharing is not None:
+        await sharing.element_updated(name, how)
+
+
 def sync_router(authorize: Any) -> APIRouter:
     router = APIRouter(prefix="/api/v1", dependencies=[Depends(authorize)])
 
@@ -70,7 +84,7 @@ def sync_router(authorize: Any) -> APIRouter:
             interval = int(sync.settings.incremental_interval)
         row = await asyncio.to_thread(
             registry.add_element, sync.db, body.name, body.type, body.url, body.connector,
-            interval, credentials, body.cron,
+            interval, credentials, body.cron, body.uses,
         )  # fmt: skip
         job = await sync.request(row.name, "init", "add")
         return {"element": registry.element_json(row), "job": job}
@@ -81,23 +95,33 @@ def sync_router(authorize: Any) -> APIRouter:
         counts = await asyncio.to_thread(registry.object_counts, sync.db, row.id)
         return registry.element_json(row, counts)
 
-    @router.patch("/elements/{name}", summary="Change the element's sync schedule")
-    async def schedule(sync: EngineDep, name: str, body: ScheduleBody) -> dict[str, Any]:
+    @router.patch("/elements/{name}", summary="Change the element's schedule, address or uses")
+    async def schedule(
+        sync: EngineDep, request: Request, name: str, body: ScheduleBody
+    ) -> dict[str, Any]:
         row = await asyncio.to_thread(registry.set_schedule, sync.db, name, body.interval,
-                                      body.cron)  # fmt: skip
+                                      body.cron, body.url, body.uses)  # fmt: skip
+        if body.url is not None:
+            await _updated(request, name, f"given the address {body.url}")
         return registry.element_json(row)
 
     @router.delete("/elements/{name}", summary="Remove an element and the hub's copy")
-    async def remove(sync: EngineDep, name: str) -> dict[str, str]:
+    async def remove(sync: EngineDep, request: Request, name: str) -> dict[str, str]:
+        row = await asyncio.to_thread(registry.get_element, sync.db, name)
         await sync.forget(name)
+        if request.app.state.services.sharing is not None:
+            await request.app.state.services.sharing.forget(row)
         await asyncio.to_thread(registry.remove_element, sync.db, name)
         return {"removed": name}
 
     @router.put("/elements/{name}/credentials", summary="Set the element's credentials")
-    async def credentials(sync: EngineDep, name: str, body: CredentialsBody) -> dict[str, str]:
+    async def credentials(
+        sync: EngineDep, request: Request, name: str, body: CredentialsBody
+    ) -> dict[str, str]:
         await asyncio.to_thread(
             registry.set_credentials, sync.db, name, Credentials(body.username, body.password)
         )
+        await _updated(request, name, "given new credentials")
         return {"element": name, "credentials": "set"}
 
     @router.post("/elements/{name}/sync", summary="Queue a sync (init, incremental, force)")

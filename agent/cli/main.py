@@ -6,23 +6,29 @@ Exit status: 0 success; 1 the agent refused or could not be reached, or a runtim
 
 from __future__ import annotations
 
-import getpass
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
 from agent import __version__
 from agent.cli import output
-from agent.cli.client import ApiError, Client, api_url_for, token_for
+from agent.cli.common import (
+    Context,
+    JsonOpt,
+    NoteOpt,
+    UserOpt,
+    _call,
+    _ctx,
+    _fail,
+    _who,
+)
+from agent.cli.sharing import distribution_app, objects_app, sharing_app
 from agent.config import (
     ENV_CONFIG,
-    Settings,
     default_document,
-    find_config,
     load_settings,
 )
 from agent.errors import ConfigError, ProvsyncError
@@ -48,62 +54,9 @@ app.add_typer(mib_app, name="mib")
 app.add_typer(elements_app, name="elements")
 app.add_typer(sync_app, name="sync")
 app.add_typer(jobs_app, name="jobs")
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
-NoteOpt = Annotated[str | None, typer.Option("--note", "-n", help="Operator note.")]
-UserOpt = Annotated[
-    str | None, typer.Option("--user", help="Who does it (default: your login name).")
-]
-
-
-@dataclass
-class Context:
-    config: Path | None
-    api_url: str | None
-    token: str | None
-
-    def settings(self) -> Settings:
-        return load_settings(find_config(self.config))
-
-    def client(self) -> Client:
-        settings = self.settings()
-        return Client(self.api_url or api_url_for(settings), self.token or token_for(settings))
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    output.error(message)
-    raise typer.Exit(code)
-
-
-def _ctx(ctx: typer.Context) -> Context:
-    obj = ctx.find_root().obj
-    assert isinstance(obj, Context)
-    return obj
-
-
-def _call(ctx: typer.Context, method: str, path: str, body: Any = None, **params: Any) -> Any:
-    client = _ctx(ctx).client()
-    try:
-        if method == "GET":
-            return client.get(path, **params)
-        if method == "POST":
-            return client.post(path, body)
-        return client.request(method, path, json=body)
-    except ApiError as exc:
-        _fail(str(exc))
-    except ProvsyncError as exc:
-        _fail(str(exc))
-    finally:
-        client.close()
-
-
-def _who(user: str | None) -> str:
-    if user:
-        return user
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+app.add_typer(sharing_app, name="sharing")
+app.add_typer(distribution_app, name="distribution")
+app.add_typer(objects_app, name="objects")
 
 
 def _version(value: bool) -> None:
@@ -473,6 +426,9 @@ def elements_add(
         str | None, typer.Option(help="Incremental sync schedule, e.g. 24h; 0s: none.")
     ] = None,
     cron: Annotated[str, typer.Option(help="Crontab schedule (UTC) instead of --interval.")] = "",
+    uses: Annotated[
+        str, typer.Option(help="Messaging elements: the network elements they use (a,b).")
+    ] = "",
     as_json: JsonOpt = False,
 ) -> None:
     """Add an element; an initialization sync is queued at once."""
@@ -486,7 +442,8 @@ def elements_add(
             _fail(str(exc), 2)
     body = {"name": name, "type": element_type, "url": url, "connector": connector,
             "username": username, "password": _read_password(password_file),
-            "interval": seconds, "cron": cron}  # fmt: skip
+            "interval": seconds, "cron": cron,
+            "uses": [n.strip() for n in uses.split(",") if n.strip()]}  # fmt: skip
     data = _call(ctx, "POST", "/elements", body)
     if as_json:
         output.print_json(data)
@@ -557,6 +514,24 @@ def elements_remove(ctx: typer.Context, name: str) -> None:
     """Remove an element and the hub's copy of its data."""
     _call(ctx, "DELETE", f"/elements/{name}")
     output.console.print(f"removed {name}", highlight=False, markup=False)
+
+
+@elements_app.command("activate")
+def elements_activate(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> None:
+    """Activate a messaging element: it takes the current programming of the elements it uses."""
+    data = _call(ctx, "POST", f"/elements/{name}/activate", {})
+    if as_json:
+        output.print_json(data)
+        return
+    used = ", ".join(e["name"] for e in data["elements"]) or "no element"
+    output.console.print(f"activated {name} ({used})", highlight=False, markup=False)
+
+
+@elements_app.command("set-address")
+def elements_set_address(ctx: typer.Context, name: str, url: str) -> None:
+    """Move an element to another address (messaging elements using it need activation)."""
+    _call(ctx, "PATCH", f"/elements/{name}", {"url": url})
+    output.console.print(f"{name} is at {url}", highlight=False, markup=False)
 
 
 @elements_app.command("set-credentials")
@@ -708,6 +683,10 @@ def simulate(
     password_file: Annotated[
         Path | None, typer.Option(help="File holding the password (default: none needed).")
     ] = None,
+    hub: Annotated[str, typer.Option(help="The hub's control API URL, to call it.")] = "",
+    hub_token_file: Annotated[
+        Path | None, typer.Option(help="File holding the hub's API token.")
+    ] = None,
 ) -> None:
     """Run a reference network element serving Element API v1 (docs/element-api.md)."""
     import uvicorn
@@ -726,7 +705,15 @@ def simulate(
             _fail(f"cannot read {password_file}: {exc.strerror}", 2)
     state = ElementState(element_id or f"sim-{port}", element_type, software_version)
     state.generate(objects, seed)
-    simulator = Simulator(state, username, password, Faults())
+    hub_token = ""
+    if hub_token_file is not None:
+        try:
+            hub_token = hub_token_file.read_text().strip()
+        except OSError as exc:
+            _fail(f"cannot read {hub_token_file}: {exc.strerror}", 2)
+    if hub and not hub.startswith(("http://", "https://")):
+        _fail("--hub must be a URL such as http://127.0.0.1:8163", 2)
+    simulator = Simulator(state, username, password, Faults(), hub.rstrip("/"), hub_token)
     setup_logging("WARNING")
     output.errors.print(
         f"simulated {element_type} {state.element_id} on http://{host}:{port} "

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from agent.errors import ConnectorError
+
 
 @dataclass(frozen=True)
 class Credentials:
@@ -124,3 +126,19 @@ class Connector(ABC):
             UpdateRejected: the element refused it (the message says why).
             AuthMissing, AuthIncorrect, ElementUnreachable: as :meth:`info`.
         """
+
+    async def register_device_data(self) -> None:
+        """Ask the element to send the hub device-data notifications.
+
+        Raises:
+            ConnectorError: the element (or this driver) does not offer device data.
+        """
+        raise ConnectorError(f"{type(self).__name__} does not offer device-data notifications")
+
+    async def activate(self, elements: list[dict[str, Any]]) -> None:
+        """Messaging elements: apply the programming of the network elements they use.
+
+        Raises:
+            ConnectorError: activation failed or is not offered.
+        """
+        raise ConnectorError(f"{type(self).__name__} does not offer activation")

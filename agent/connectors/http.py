@@ -152,3 +152,9 @@ class HttpConnector(Connector):
             json={"class": cls, "key": key, "op": op, "data": data, "user": user},
         )
         return int(body["seq"])
+
+    async def register_device_data(self) -> None:
+        await self._request("POST", "/device-data", json={"enabled": True})
+
+    async def activate(self, elements: list[dict[str, Any]]) -> None:
+        await self._request("POST", "/activation", json={"elements": elements})

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import httpx
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
@@ -32,6 +33,24 @@ class Simulator:
     username: str
     password: str
     faults: Faults
+    hub: str = ""
+    """Base URL of the hub's control API, for the element-to-hub calls."""
+    hub_token: str = field(default="", repr=False)
+
+    async def call_hub(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        if not self.hub:
+            raise SimulatorError(409, "no-hub", "start the simulator with --hub to call a hub")
+        headers = {"Authorization": f"Bearer {self.hub_token}"}
+        try:
+            async with httpx.AsyncClient(base_url=self.hub, timeout=60.0) as client:
+                response = await client.post(f"/api/v1{path}", json=body, headers=headers)
+        except httpx.TransportError as exc:
+            raise SimulatorError(502, "hub-unreachable", f"the hub did not answer: {exc}") from None
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = {"error": response.text[:200]}
+        return response.status_code, answer
 
     def check(self, credentials: HTTPBasicCredentials | None) -> None:
         if credentials is None:
@@ -67,6 +86,21 @@ class UpdateBody(_Body):
     op: str
     data: dict[str, Any] | None = None
     user: str = Field(default="provsync", max_length=64)
+
+
+class LocalChangeBody(UpdateBody):
+    user: str = Field(default="admin", max_length=64)
+    share: bool | None = Field(
+        default=None, description="push to the hub; default: when the element is sharing"
+    )
+
+
+class EnabledBody(_Body):
+    enabled: bool = True
+
+
+class ActivationBody(_Body):
+    elements: list[dict[str, Any]] = Field(default_factory=list, max_length=1000)
 
 
 class VersionBody(_Body):
@@ -147,6 +181,18 @@ def _api() -> APIRouter:
             raise
         return {"status": "accepted", "seq": entry.seq}
 
+    @router.post("/device-data")
+    async def device_data(simulator: SimulatorDep, body: EnabledBody) -> dict[str, bool]:
+        simulator.state.device_data = body.enabled
+        return {"device_data": body.enabled}
+
+    @router.post("/activation")
+    async def activation(simulator: SimulatorDep, body: ActivationBody) -> dict[str, Any]:
+        if simulator.state.type != "messaging":
+            raise SimulatorError(409, "not-messaging", "only messaging elements are activated")
+        simulator.state.activations.append(body.elements)
+        return {"activated": len(simulator.state.activations)}
+
     return router
 
 
@@ -154,9 +200,59 @@ def _admin() -> APIRouter:
     router = APIRouter(prefix="/admin", dependencies=[Depends(_authorized)])
 
     @router.post("/changes")
-    async def change(simulator: SimulatorDep, body: UpdateBody) -> dict[str, Any]:
-        entry = simulator.state.change(body.user, body.op, body.cls, body.key, body.data)
-        return entry.to_json()
+    async def change(simulator: SimulatorDep, body: LocalChangeBody) -> dict[str, Any]:
+        state = simulator.state
+        entry = state.change(body.user, body.op, body.cls, body.key, body.data)
+        answer: dict[str, Any] = entry.to_json()
+        share = state.sharing if body.share is None else body.share
+        if share and simulator.hub:
+            update = {"class": body.cls, "key": body.key, "op": body.op, "data": entry.data}
+            status, hub = await simulator.call_hub(
+                "/sharing/updates", {"element": state.element_id, "updates": [update]}
+            )
+            answer["hub"] = hub["results"][0] if status == 200 else {"status": status, **hub}
+        if state.device_data and simulator.hub and body.cls == "station":
+            device = {"number": body.key, "data": entry.data}
+            await simulator.call_hub(
+                "/sharing/device-data", {"element": state.element_id, "devices": [device]}
+            )
+        return answer
+
+    @router.post("/sharing/start")
+    async def start_sharing(simulator: SimulatorDep) -> JSONResponse:
+        state = simulator.state
+        status, answer = await simulator.call_hub(
+            "/sharing/start",
+            {"element": state.element_id, "software_version": state.software_version},
+        )
+        state.sharing = status == 200 or state.sharing
+        return JSONResponse(answer, status_code=status)
+
+    @router.post("/sharing/sync")
+    async def sync_to_hub(simulator: SimulatorDep) -> JSONResponse:
+        status, answer = await simulator.call_hub(
+            "/sharing/sync", {"element": simulator.state.element_id}
+        )
+        return JSONResponse(answer, status_code=status)
+
+    @router.get("/status")
+    async def status(simulator: SimulatorDep) -> dict[str, Any]:
+        state = simulator.state
+        return {
+            "element_id": state.element_id,
+            "software_version": state.software_version,
+            "sharing": state.sharing,
+            "device_data": state.device_data,
+            "activations": state.activations,
+            "hub": simulator.hub,
+            "counts": state.counts(),
+        }
+
+    @router.get("/objects/{cls}")
+    async def dump(simulator: SimulatorDep, cls: str) -> dict[str, Any]:
+        if cls not in CLASSES:
+            raise SimulatorError(404, "unknown-class", f"no object class {cls!r}")
+        return dict(simulator.state.objects[cls])
 
     @router.post("/version")
     async def version(simulator: SimulatorDep, body: VersionBody) -> dict[str, str]:

@@ -86,6 +86,12 @@ class ElementState:
     last_seq: int = 0
     epoch: str = field(default_factory=lambda: uuid.uuid4().hex)
     reject_rules: list[RejectRule] = field(default_factory=list)
+    sharing: bool = False
+    """Start sharing with the hub succeeded: local changes are pushed to it."""
+    device_data: bool = False
+    """The hub registered for device-data notifications."""
+    activations: list[list[dict[str, Any]]] = field(default_factory=list)
+    """Messaging elements: the programming received at each activation."""
 
     def __post_init__(self) -> None:
         for cls in CLASSES:
@@ -188,6 +194,13 @@ class ElementState:
         for rule in self.reject_rules:
             if rule.cls in (cls, "*") and key.startswith(rule.key_prefix):
                 raise SimulatorError(409, "rejected", rule.reason)
+        # Replays are accepted without a change (a sender may resend after a crash): a create
+        # of what exists with the same data, a delete of what is gone.
+        existing = self.objects.get(cls, {}).get(key)
+        if (op == "create" and existing is not None and existing == data) or (
+            op == "delete" and cls in self.objects and existing is None
+        ):
+            return Change(self.last_seq, datetime.now(UTC), user, op, cls, key, data)
         return self.change(user, op, cls, key, data)
 
     def changes_after(self, after: int, epoch: str | None, limit: int) -> list[Change]:

@@ -174,6 +174,14 @@ class Element(Base):
     generation: Mapped[int] = mapped_column(Integer, default=0)
     last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    remote_id: Mapped[str] = mapped_column(String(64), default="")
+    """The id the element gives itself (Element API info), recorded at initialization."""
+    sharing: Mapped[bool] = mapped_column(Boolean, default=False)
+    """The element started sharing (flow-through provisioning) with the hub."""
+    device_data: Mapped[bool] = mapped_column(Boolean, default=False)
+    """The hub registered with the element for device-data notifications."""
+    uses: Mapped[str] = mapped_column(Text, default="[]")
+    """Messaging elements: JSON list of the network elements they are programmed with."""
 
 
 class ElementCredentials(Base):
@@ -210,6 +218,91 @@ class Job(Base):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
+class SharedObject(Base):
+    """The hub's shared provisioning data (one copy for the whole sharing group)."""
+
+    __tablename__ = "shared_objects"
+    cls: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    data: Mapped[str] = mapped_column(Text)
+    number: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    login: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    email: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    """Pairing fields of users: directory number first, then login id and e-mail."""
+    origin: Mapped[str] = mapped_column(String(64), default="hub")
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SharingBase(Base):
+    """Per element, the value both sides agreed on last (the base of three-way compares)."""
+
+    __tablename__ = "sharing_base"
+    element_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cls: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    data: Mapped[str] = mapped_column(Text)
+
+
+class Conflict(Base):
+    """A difference a sync from an element found that needs (or had) a decision."""
+
+    __tablename__ = "conflicts"
+    __table_args__ = {"sqlite_autoincrement": True}
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    element_id: Mapped[int] = mapped_column(Integer, index=True)
+    element: Mapped[str] = mapped_column(String(64))
+    cls: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(128))
+    hub_key: Mapped[str] = mapped_column(String(128))
+    """The paired hub record's key (differs from ``key`` when paired by number/login/e-mail)."""
+    category: Mapped[str] = mapped_column(String(16))
+    """automatic, review or unresolved."""
+    hub_data: Mapped[str | None] = mapped_column(Text, nullable=True)
+    element_data: Mapped[str | None] = mapped_column(Text, nullable=True)
+    base_data: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(16), default="open", index=True)
+    """open or resolved."""
+    resolution: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    resolved_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Distribution(Base):
+    """One shared update for one element: pending, inflight, done or error."""
+
+    __tablename__ = "distributions"
+    __table_args__ = (
+        Index("ix_distributions_element_state", "element_id", "state", "id"),
+        {"sqlite_autoincrement": True},
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    element_id: Mapped[int] = mapped_column(Integer)
+    element: Mapped[str] = mapped_column(String(64))
+    cls: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(128))
+    op: Mapped[str] = mapped_column(String(16))
+    data: Mapped[str | None] = mapped_column(Text, nullable=True)
+    origin: Mapped[str] = mapped_column(String(64), default="hub")
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DeviceData(Base):
+    """Phone details reported by elements the hub registered with for device data."""
+
+    __tablename__ = "device_data"
+    element_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 def _table(model: type[Base]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
@@ -227,3 +320,8 @@ ELEMENTS = _table(Element)
 CREDENTIALS = _table(ElementCredentials)
 OBJECTS = _table(ElementObject)
 JOBS = _table(Job)
+SHARED = _table(SharedObject)
+BASE = _table(SharingBase)
+CONFLICTS = _table(Conflict)
+DISTRIBUTIONS = _table(Distribution)
+DEVICES = _table(DeviceData)

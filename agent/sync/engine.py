@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +88,8 @@ class SyncEngine:
         self._init_slots = asyncio.Semaphore(settings.max_concurrent_init)
         self._slots: dict[int, _Slot] = {}
         self._scheduler: asyncio.Task[None] | None = None
+        self.element_updated: Callable[[str, str], Awaitable[None]] | None = None
+        """Told when an initialization finds the element upgraded (messaging activation)."""
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -355,11 +358,17 @@ class SyncEngine:
             cursor=cursor,
             epoch=info.epoch,
             software_version=info.software_version,
+            remote_id=info.element_id[:64],
             agent_version=__version__,
             last_init_ok=True,
             sync_state="idle",
             last_sync_at=registry.now(),
         )
+        previous = element.software_version
+        if previous and previous != info.software_version and self.element_updated is not None:
+            await self.element_updated(
+                element.name, f"upgraded from {previous} to {info.software_version}"
+            )
         return {"objects": dict(counts), "replayed": replayed, "removed": removed}
 
     async def _count_remote(self, connector: Connector, classes: tuple[str, ...]) -> dict[str, int]:

@@ -44,6 +44,10 @@ def element_json(row: Any, counts: dict[str, int] | None = None) -> dict[str, An
         "epoch": row.epoch,
         "software_version": row.software_version,
         "last_init_ok": row.last_init_ok,
+        "remote_id": row.remote_id,
+        "sharing": row.sharing,
+        "device_data": row.device_data,
+        "uses": json.loads(row.uses or "[]"),
         "last_sync_at": iso(row.last_sync_at),
         "created_at": iso(row.created_at),
     }
@@ -110,9 +114,29 @@ def next_due(element: Any, last_attempt: datetime | None = None) -> datetime | N
     return None
 
 
-def set_schedule(engine: Engine, name: str, interval: int | None, cron: str | None) -> Any:
+def check_uses(engine: Engine, element_type: str, uses: list[str]) -> str:
+    """JSON list of the network elements a messaging element is programmed with."""
+    if uses and element_type != "messaging":
+        raise InvalidRequest("only messaging elements use other network elements")
+    known = {row.name for row in list_elements(engine)}
+    missing = [name for name in uses if name not in known]
+    if missing:
+        raise InvalidRequest(f"no element named {', '.join(missing)}")
+    return json.dumps(sorted(set(uses)))
+
+
+def set_schedule(
+    engine: Engine, name: str, interval: int | None, cron: str | None,
+    url: str | None = None, uses: list[str] | None = None,
+) -> Any:  # fmt: skip
     element = get_element(engine, name)
     values: dict[str, Any] = {}
+    if url is not None:
+        if not url.startswith(("http://", "https://")) and element.connector == "http":
+            raise InvalidRequest("the http connector needs a URL such as http://host:port")
+        values["address"] = url
+    if uses is not None:
+        values["uses"] = check_uses(engine, element.type, uses)
     if interval is not None:
         if interval < 0:
             raise InvalidRequest("interval cannot be negative")
@@ -126,10 +150,11 @@ def set_schedule(engine: Engine, name: str, interval: int | None, cron: str | No
 
 def add_element(
     engine: Engine, name: str, element_type: str, address: str, connector: str,
-    interval: int, credentials: Credentials | None, cron: str = "",
+    interval: int, credentials: Credentials | None, cron: str = "", uses: list[str] | None = None,
 ) -> Any:  # fmt: skip
     if element_type not in ELEMENT_TYPES:
         raise InvalidRequest(f"type must be one of {', '.join(ELEMENT_TYPES)}")
+    used = check_uses(engine, element_type, uses or [])
     if not address.startswith(("http://", "https://")) and connector == "http":
         raise InvalidRequest("the http connector needs a URL such as http://host:port")
     try:
@@ -139,7 +164,7 @@ def add_element(
                     name=name, type=element_type, address=address, connector=connector,
                     interval=interval, cron=check_cron(cron), sync_state="never", cursor=0,
                     epoch="", software_version="", agent_version="", last_init_ok=False,
-                    generation=0,
+                    generation=0, uses=used,
                     created_at=now(),
                 )
             ))  # fmt: skip
@@ -157,6 +182,17 @@ def get_element(engine: Engine, name: str) -> Any:
         row = conn.execute(select(ELEMENTS).where(ELEMENTS.c.name == name)).first()
     if row is None:
         raise ElementNotFound(f"no element named {name!r}")
+    return row
+
+
+def find_element(engine: Engine, ident: str) -> Any:
+    """An element by its name on the hub, or by the id it gives itself (Element API info)."""
+    with engine.connect() as conn:
+        row = conn.execute(select(ELEMENTS).where(ELEMENTS.c.name == ident)).first()
+        if row is None and ident:
+            row = conn.execute(select(ELEMENTS).where(ELEMENTS.c.remote_id == ident)).first()
+    if row is None:
+        raise ElementNotFound(f"no element named {ident!r} (nor one that calls itself so)")
     return row
 
 

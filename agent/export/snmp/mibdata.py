@@ -39,7 +39,7 @@ from agent.export.snmp.oids import (
     MibOids,
 )
 from agent.export.snmp.view import MibView, ScalarRegion, TableRegion
-from agent.store.models import ALARMS, ELEMENTS, LOG
+from agent.store.models import ALARMS, DISTRIBUTIONS, ELEMENTS, LOG
 
 FULL_REBUILD_AFTER = 20_000
 _COUNTED = (
@@ -208,7 +208,25 @@ class MibData:
         """The element table is small: read whole on every refresh (sync jobs commit events)."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(ELEMENTS).order_by(ELEMENTS.c.id)).all()
-        return [(row.id, values.element_row(row)) for row in rows]
+            blocking = set(conn.execute(
+                select(ALARMS.c.type_id).where(ALARMS.c.cleared.is_(False) & ALARMS.c.type_id.in_(
+                    ("sync-required", "sync-reconcile-required")))).scalars())  # fmt: skip
+            errors = dict(conn.execute(
+                select(DISTRIBUTIONS.c.element_id, func.count())
+                .where(DISTRIBUTIONS.c.state == "error").group_by(DISTRIBUTIONS.c.element_id)
+            ).tuples().all())  # fmt: skip
+        # The sharing group's state, shown on every sharing element (DESIGN.md, Sharing).
+        if "sync-required" in blocking:
+            group = "syncRequired"
+        elif "sync-reconcile-required" in blocking:
+            group = "reconcileRequired"
+        else:
+            group = "sharing"
+        return [
+            (row.id, values.element_row(row, group if row.sharing else "notSharing",
+                                        errors.get(row.id, 0)))
+            for row in rows
+        ]  # fmt: skip
 
     def _alarm_rows(self, ids: list[int]) -> dict[int, dict[str, Any]]:
         found: dict[int, dict[str, Any]] = {}

@@ -101,14 +101,18 @@ def active_alarm_row(row: dict[str, Any], alarm_type: AlarmType) -> list[bytes]:
 SYNC_STATE_NUMBER = {"never": 1, "idle": 2, "running": 3, "failed": 4, "init-required": 5}
 
 
-def element_row(row: Any) -> list[bytes]:
+SHARING_STATE_NUMBER = {"notSharing": 1, "syncRequired": 2, "reconcileRequired": 3,
+                        "sharing": 4}  # fmt: skip
+
+
+def element_row(row: Any, sharing: str = "notSharing", errors: int = 0) -> list[bytes]:
     return [
         text(row.name),
         text(row.type),
         enum(SYNC_STATE_NUMBER.get(row.sync_state, 1)),
-        enum(1),  # notSharing: sharing comes with flow-through provisioning
+        enum(SHARING_STATE_NUMBER[sharing]),
         date_and_time(row.last_sync_at),
-        gauge(0),
+        gauge(errors),
     ]
 
 

@@ -1,0 +1,232 @@
+"""Control API routes for sharing: element-facing calls, reconcile, distribution, hub data.
+
+Elements call ``/api/v1/sharing/{start,sync,updates,device-data}`` with the same bearer
+token as operators (docs/element-api.md, "Element to hub").
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.errors import InvalidRequest, ObjectNotFound, ProvsyncError
+from agent.sharing import records
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class StartBody(_Body):
+    element: str = Field(min_length=1, max_length=64, description="name or element id")
+    software_version: str = Field(min_length=1, max_length=32)
+
+
+class ElementRef(_Body):
+    element: str = Field(min_length=1, max_length=64)
+
+
+class UpdateItem(_Body):
+    cls: str = Field(alias="class", min_length=1, max_length=32)
+    key: str = Field(min_length=1, max_length=128)
+    op: Literal["create", "update", "delete"]
+    data: dict[str, Any] | None = None
+
+
+class PushBody(_Body):
+    element: str = Field(min_length=1, max_length=64)
+    updates: list[UpdateItem] = Field(max_length=10_000)
+
+
+class Device(_Body):
+    number: str = Field(min_length=1, max_length=64)
+    data: dict[str, Any] | None = None
+
+
+class DevicesBody(_Body):
+    element: str = Field(min_length=1, max_length=64)
+    devices: list[Device] = Field(max_length=100_000)
+
+
+class ResolveBody(_Body):
+    take: Literal["hub", "element", "skip"]
+    element: str | None = Field(default=None, max_length=64, description="bulk: only this one")
+    by: str | None = Field(default=None, max_length=128)
+
+
+class SelectBody(_Body):
+    element: str | None = Field(default=None, max_length=64)
+    by: str | None = Field(default=None, max_length=128)
+
+
+class ObjectBody(_Body):
+    key: str = Field(min_length=1, max_length=128)
+    data: dict[str, Any]
+
+
+class FieldsBody(_Body):
+    data: dict[str, Any] = Field(description="fields to set; the others are kept")
+
+
+class BatchBody(_Body):
+    changes: list[UpdateItem] = Field(min_length=1, max_length=10_000)
+
+
+def _sharing(request: Request) -> Any:
+    services = request.app.state.services
+    if services.sharing is None:
+        raise ProvsyncError("sharing is not running")
+    return services.sharing
+
+
+SharingDep = Annotated[Any, Depends(_sharing)]
+
+
+def _item(item: UpdateItem) -> dict[str, Any]:
+    return {"class": item.cls, "key": item.key, "op": item.op, "data": item.data}
+
+
+def sharing_router(authorize: Any) -> APIRouter:
+    router = APIRouter(prefix="/api/v1", dependencies=[Depends(authorize)])
+
+    # -------------------------------------------------------------- element to hub
+    @router.post("/sharing/start", summary="An element starts sharing (version checked)")
+    async def start(sharing: SharingDep, body: StartBody) -> dict[str, Any]:
+        result: dict[str, Any] = await sharing.start_sharing(body.element, body.software_version)
+        return result
+
+    @router.post("/sharing/sync", status_code=202, summary="Sync an element's data to the hub")
+    async def sync(sharing: SharingDep, body: ElementRef) -> dict[str, Any]:
+        return {"job": await sharing.request_sync(body.element)}
+
+    @router.post("/sharing/updates", summary="Updates an element pushes to the hub")
+    async def updates(sharing: SharingDep, body: PushBody) -> dict[str, Any]:
+        results = await sharing.push(body.element, [_item(u) for u in body.updates])
+        return {"results": results}
+
+    @router.post("/sharing/device-data", summary="Device-data notification from an element")
+    async def device_data(sharing: SharingDep, body: DevicesBody) -> dict[str, Any]:
+        stored = await sharing.device_notification(
+            body.element, [d.model_dump() for d in body.devices]
+        )
+        return {"stored": stored}
+
+    # -------------------------------------------------------------- operators
+    @router.get("/sharing", summary="Sharing state of the hub and each element")
+    async def status(sharing: SharingDep) -> dict[str, Any]:
+        result: dict[str, Any] = await sharing.status()
+        return result
+
+    @router.get("/sharing/conflicts", summary="Reconcile: conflicts by category")
+    async def conflicts(sharing: SharingDep, all: bool = False) -> dict[str, Any]:
+        result: dict[str, Any] = await sharing.conflicts(open_only=not all)
+        return result
+
+    @router.post("/sharing/conflicts/{conflict_id}/resolve", summary="Resolve one conflict")
+    async def resolve(sharing: SharingDep, conflict_id: int, body: ResolveBody) -> dict[str, Any]:
+        result: dict[str, Any] = await sharing.resolve(conflict_id, body.take, body.by)
+        return result
+
+    @router.post("/sharing/conflicts/resolve", summary="Resolve every open conflict")
+    async def resolve_all(sharing: SharingDep, body: ResolveBody) -> dict[str, Any]:
+        result: dict[str, Any] = await sharing.resolve(None, body.take, body.by, body.element)
+        return result
+
+    @router.get("/sharing/devices", summary="Phone services: full details or number only")
+    async def devices(sharing: SharingDep) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await sharing.devices()
+        return result
+
+    @router.post("/sharing/device-data/sync", status_code=202,
+                 summary="Run a device-data sync with all elements")  # fmt: skip
+    async def device_sync(sharing: SharingDep) -> dict[str, str]:
+        await sharing.device_sync()
+        return {"status": "started"}
+
+    @router.get("/distributions", summary="Distribution records (default: not yet done)")
+    async def distributions(
+        sharing: SharingDep,
+        element: str | None = None,
+        state: Annotated[list[str] | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+    ) -> list[dict[str, Any]]:
+        element_id = await sharing._element_id(element)
+        states = tuple(state) if state else records.OPEN_STATES
+        bad = set(states) - {"pending", "inflight", "done", "error"}
+        if bad:
+            raise InvalidRequest(f"state must be pending, inflight, done or error, not {bad}")
+        return await asyncio.to_thread(
+            records.list_distributions, sharing.db, element_id=element_id, states=states,
+            limit=limit,
+        )  # fmt: skip
+
+    @router.post("/distributions/{distribution_id}/retry", summary="Retry a failed distribution")
+    async def retry_one(
+        sharing: SharingDep, distribution_id: int, body: SelectBody | None = None
+    ) -> dict[str, Any]:
+        by = body.by if body else None
+        return {"retried": await sharing.retry_distributions([distribution_id], None, by)}
+
+    @router.post("/distributions/retry", summary="Retry every failed distribution (filter)")
+    async def retry_all(sharing: SharingDep, body: SelectBody) -> dict[str, Any]:
+        return {"retried": await sharing.retry_distributions(None, body.element, body.by)}
+
+    @router.delete("/distributions/{distribution_id}", summary="Delete a failed distribution")
+    async def delete_one(sharing: SharingDep, distribution_id: int) -> dict[str, Any]:
+        return {"deleted": await sharing.delete_distributions([distribution_id], None, None)}
+
+    @router.post("/distributions/delete", summary="Delete failed distributions (filter)")
+    async def delete_all(sharing: SharingDep, body: SelectBody) -> dict[str, Any]:
+        return {"deleted": await sharing.delete_distributions(None, body.element, body.by)}
+
+    # -------------------------------------------------------------- hub data (flow-through)
+    @router.get("/objects/{cls}", summary="The hub's shared objects of a class")
+    async def objects(
+        sharing: SharingDep, cls: str, after: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        return await asyncio.to_thread(records.list_shared, sharing.db, cls, after=after,
+                                       limit=limit)  # fmt: skip
+
+    @router.get("/objects/{cls}/{key}", summary="One shared object")
+    async def object_one(sharing: SharingDep, cls: str, key: str) -> dict[str, Any]:
+        data = await asyncio.to_thread(records.get_shared, sharing.db, cls, key)
+        if data is None:
+            raise ObjectNotFound(f"no {cls} {key} on the hub")
+        return {"class": cls, "key": key, "data": data}
+
+    @router.post("/objects/{cls}", summary="Add a shared object (flows to the elements)")
+    async def add(sharing: SharingDep, cls: str, body: ObjectBody) -> dict[str, Any]:
+        change = {"class": cls, "key": body.key, "op": "create", "data": body.data}
+        result: dict[str, Any] = await sharing.hub_changes([change], None)
+        return result
+
+    @router.patch("/objects/{cls}/{key}", summary="Change fields of a shared object")
+    async def change(sharing: SharingDep, cls: str, key: str, body: FieldsBody) -> dict[str, Any]:
+        result: dict[str, Any] = await sharing.hub_changes(
+            [{"class": cls, "key": key, "op": "update", "data": body.data}], None
+        )
+        return result
+
+    @router.delete("/objects/{cls}/{key}", summary="Delete a shared object")
+    async def delete(sharing: SharingDep, cls: str, key: str) -> dict[str, Any]:
+        result: dict[str, Any] = await sharing.hub_changes(
+            [{"class": cls, "key": key, "op": "delete", "data": None}], None
+        )
+        return result
+
+    @router.post("/objects", summary="Several hub changes at once (all or nothing)")
+    async def batch(sharing: SharingDep, body: BatchBody) -> dict[str, Any]:
+        result: dict[str, Any] = await sharing.hub_changes([_item(c) for c in body.changes], None)
+        return result
+
+    # -------------------------------------------------------------- messaging elements
+    @router.post("/elements/{name}/activate", summary="Activate a messaging element")
+    async def activate(sharing: SharingDep, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = await sharing.activate(name)
+        return result
+
+    return router

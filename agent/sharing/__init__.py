@@ -1,0 +1,1 @@
+"""Sharing (flow-through provisioning) between the hub and its elements."""

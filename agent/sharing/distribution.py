@@ -1,0 +1,163 @@
+"""Distribution: each element's hub updates go out in order, one sender per element.
+
+Records are durable (pending -> inflight -> done | error). A transport failure puts the
+batch back with backoff; a rejection is a distribution error the operator retries or
+deletes. Nothing is sent while sharing is blocked (sync required, reconcile required).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from loguru import logger
+
+from agent.config import SharingSettings, SyncSettings
+from agent.connectors.base import Connector
+from agent.connectors.registry import load
+from agent.errors import ConnectorError, ProvsyncError, UpdateRejected
+from agent.sharing import records
+from agent.sync import registry
+
+
+class Dispatcher:
+    """Per-element sender tasks over the distribution records.
+
+    Args:
+        db: the store's engine.
+        settings, sync: [sharing] and [sync] settings (timeouts, service user).
+        blocked: returns a reason while sharing of hub updates is blocked, else "".
+        on_settled: called (element id, name) after rejections or operator changes, to
+            refresh the element's distribution-errors alarm.
+    """
+
+    def __init__(
+        self, db: Any, settings: SharingSettings, sync: SyncSettings,
+        blocked: Callable[[], str], on_settled: Callable[[int, str], Any],
+    ) -> None:  # fmt: skip
+        self.db = db
+        self.settings = settings
+        self.sync = sync
+        self._blocked = blocked
+        self._on_settled = on_settled
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._wake: dict[int, asyncio.Event] = {}
+        self.open: dict[int, int] = {}
+        """Pending + in flight + failed records per element (for the cap)."""
+
+    async def start(self) -> None:
+        requeued = await asyncio.to_thread(records.requeue_inflight, self.db)
+        if requeued:
+            logger.info("{} distributions in flight at the last stop go out again", requeued)
+        await self.recount()
+        for element in await asyncio.to_thread(registry.list_elements, self.db):
+            if element.sharing:
+                self.ensure(element.id, element.name)
+
+    async def stop(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def recount(self) -> None:
+        counts = await asyncio.to_thread(records.open_counts, self.db)
+        self.open = {element_id: sum(states.values()) for element_id, states in counts.items()}
+
+    def ensure(self, element_id: int, name: str) -> None:
+        task = self._tasks.get(element_id)
+        if task is None or task.done():
+            self._wake.setdefault(element_id, asyncio.Event())
+            self._tasks[element_id] = asyncio.create_task(
+                self._loop(element_id, name), name=f"distribution:{name}"
+            )
+        self.wake(element_id)
+
+    def wake(self, element_id: int | None = None) -> None:
+        for key, event in self._wake.items():
+            if element_id is None or key == element_id:
+                event.set()
+
+    async def forget(self, element_id: int) -> None:
+        task = self._tasks.pop(element_id, None)
+        self._wake.pop(element_id, None)
+        self.open.pop(element_id, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _sleep(self, element_id: int, seconds: float) -> None:
+        event = self._wake[element_id]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), seconds)
+        event.clear()
+
+    def _connector(self, element: Any, credentials: Any) -> Connector:
+        driver = load(element.connector)
+        return driver(element.address, credentials, timeout=self.sync.timeout, retries=0)
+
+    async def _loop(self, element_id: int, name: str) -> None:
+        backoff = self.settings.retry_initial
+        connector: Connector | None = None
+        try:
+            while True:
+                try:
+                    backoff, connector = await self._round(element_id, backoff, connector)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("distribution to {} failed unexpectedly", name)
+                    await self._sleep(element_id, backoff)
+        finally:
+            if connector is not None:
+                with contextlib.suppress(Exception):
+                    await connector.close()
+
+    async def _round(
+        self, element_id: int, backoff: float, connector: Connector | None
+    ) -> tuple[float, Connector | None]:
+        element = await asyncio.to_thread(registry.get_element_by_id, self.db, element_id)
+        if element is None or not element.sharing or self._blocked():
+            await self._sleep(element_id, 5.0)
+            return backoff, connector
+        batch = await asyncio.to_thread(
+            records.take_batch, self.db, element_id, self.settings.batch_size
+        )
+        if not batch:
+            due = await asyncio.to_thread(records.next_due, self.db, element_id)
+            wait = 30.0 if due is None else (due - registry.now()).total_seconds()
+            await self._sleep(element_id, min(max(wait, 0.01), 30.0))
+            return backoff, connector
+        if connector is None:
+            credentials = await asyncio.to_thread(registry.credentials_of, self.db, element_id)
+            connector = self._connector(element, credentials)
+        outcome = records.Outcome([], [], [])
+        for index, row in enumerate(batch):
+            try:
+                await connector.apply(row.cls, row.key, row.op, records.loads(row.data),
+                                      user=self.sync.service_user)  # fmt: skip
+            except UpdateRejected as exc:
+                outcome.rejected.append((row, str(exc) or "rejected"))
+            except (ConnectorError, ProvsyncError) as exc:
+                outcome.untried = batch[index:]
+                outcome.transport_error = str(exc)
+                break
+            else:
+                outcome.done.append(row)
+        superseded = await asyncio.to_thread(records.settle, self.db, element_id, outcome, backoff)
+        gone = len(outcome.done) + superseded
+        self.open[element_id] = max(0, self.open.get(element_id, 0) - gone)
+        if outcome.rejected or superseded:
+            await self._on_settled(element_id, element.name)
+        if outcome.untried:
+            logger.warning("distribution to {}: {} (next try in {:.0f} s)", element.name,
+                           outcome.transport_error, backoff)  # fmt: skip
+            await connector.close()
+            return min(backoff * 2, self.settings.retry_max), None
+        return self.settings.retry_initial, connector

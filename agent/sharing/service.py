@@ -1,0 +1,759 @@
+"""The sharing service: start sharing, syncs to the hub, pushed updates, reconcile,
+flow-through hub changes, device data and messaging activation.
+
+Alarms follow the behaviour (DESIGN.md, Sharing): sync-required is raised by a start
+sharing and cleared by any completed sync to the hub; sync-reconcile-required by a sync
+that found unresolved conflicts, cleared when none is left; while either is active, hub
+changes are refused and nothing is distributed. ftp-inactive is raised at start when the
+store was restored or the agent upgraded under data that had sharing enabled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+from packaging.version import InvalidVersion, Version
+
+from agent import __version__
+from agent.alarms.manager import AlarmManager
+from agent.config import SharingSettings, SyncSettings
+from agent.connectors.base import Connector
+from agent.connectors.registry import load
+from agent.errors import InvalidRequest, ProvsyncError, SharingError
+from agent.sharing import records
+from agent.sharing.distribution import Dispatcher
+from agent.sharing.merge import Plan, compare, element_op
+from agent.sharing.records import Change, Data, Key
+from agent.store.models import ELEMENTS
+from agent.sync import registry
+
+HUB = "hub"
+"""Resource of hub-wide alarms and events (ftp-inactive, device data)."""
+IDENTITY_FILE = "store-identity.json"
+OPS = ("create", "update", "delete")
+
+
+def _version(text: str) -> Version:
+    try:
+        return Version(text)
+    except InvalidVersion:
+        raise InvalidRequest(f"{text!r} is not a software version such as 10.2.1") from None
+
+
+class SharingService:
+    def __init__(
+        self, settings: SharingSettings, sync: SyncSettings, manager: AlarmManager,
+        data_dir: Path, store_id: str,
+    ) -> None:  # fmt: skip
+        self.settings = settings
+        self.sync = sync
+        self.manager = manager
+        self.db = manager.engine
+        self.data_dir = data_dir
+        self.store_id = store_id
+        self.dispatcher = Dispatcher(self.db, settings, sync, self.blocked, self._refresh_errors)
+        self._hub_lock = asyncio.Lock()
+        self._sync_running: str | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._errors: dict[int, int] = {}
+        self._identity_written = 0.0
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        await self._check_identity()
+        self.manager.add_listener(self._record_identity)
+        await self.dispatcher.start()
+        for element in await asyncio.to_thread(registry.list_elements, self.db):
+            if element.sharing:
+                self._errors[element.id] = -1  # unknown: the first refresh decides
+                await self._refresh_errors(element.id, element.name)
+        if any(e.sharing and e.device_data for e in await self._elements()):
+            self._spawn(self._announce_device_data(), "device-data")
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.dispatcher.stop()
+        self._write_identity(self.manager.last_seq)
+
+    def _spawn(self, coroutine: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _elements(self) -> list[Any]:
+        return await asyncio.to_thread(registry.list_elements, self.db)
+
+    def _connector(self, element: Any, credentials: Any) -> Connector:
+        driver = load(element.connector)
+        return driver(element.address, credentials, timeout=self.sync.timeout,
+                      retries=self.sync.retries)  # fmt: skip
+
+    async def _open(self, element: Any) -> Connector:
+        credentials = await asyncio.to_thread(registry.credentials_of, self.db, element.id)
+        return self._connector(element, credentials)
+
+    async def _clear(
+        self, type_id: str, resource: str, qualifier: str = "", note: str = ""
+    ) -> None:
+        if self.manager.is_active(type_id, resource, qualifier):
+            with contextlib.suppress(ProvsyncError):
+                await self.manager.clear(type_id=type_id, resource=resource,
+                                         qualifier=qualifier, note=note or None)  # fmt: skip
+
+    # ------------------------------------------------------------------ identity (ftp-inactive)
+    def _identity_path(self) -> Path:
+        return self.data_dir / IDENTITY_FILE
+
+    def _write_identity(self, last_seq: int) -> None:
+        path = self._identity_path()
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"store_id": self.store_id, "last_seq": last_seq}))
+        os.replace(temporary, path)
+
+    def _record_identity(self, last_seq: int) -> None:
+        # Called after every commit of the alarm writer; written at most once a second, so
+        # a store restored from a backup shows a sequence behind the one recorded here.
+        if time.monotonic() - self._identity_written >= 1.0:
+            self._identity_written = time.monotonic()
+            with contextlib.suppress(OSError):
+                self._write_identity(last_seq)
+
+    async def _check_identity(self) -> None:
+        recorded: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError):
+            recorded = json.loads(self._identity_path().read_text())
+        elements = await self._elements()
+        marker = await asyncio.to_thread(records.get_meta, self.db, "sharing_release")
+        reasons = []
+        if recorded.get("store_id") not in (None, self.store_id):
+            reasons.append(f"the store's identity is {self.store_id}, not the "
+                           f"{recorded['store_id']} this agent recorded: it was restored "
+                           "or replaced")  # fmt: skip
+        elif int(recorded.get("last_seq", 0)) > self.manager.last_seq:
+            reasons.append(f"the store's notification sequence is at "
+                           f"{self.manager.last_seq}, behind the {recorded['last_seq']} this "
+                           "agent recorded: it was restored from a backup")  # fmt: skip
+        if marker and marker != __version__:
+            reasons.append(f"the agent was upgraded from {marker} to {__version__}")
+        sharing = [e.name for e in elements if e.sharing]
+        if sharing and reasons:
+            await self._disable_sharing(elements)
+            await self.manager.raise_alarm(
+                "ftp-inactive",
+                HUB,
+                text="Flow Through Provisioning Inactive: " + "; ".join(reasons) + ". Sharing "
+                f"(with {', '.join(sharing)}) is disabled until an element starts sharing again",
+            )
+            logger.warning("sharing disabled: {}", "; ".join(reasons))
+        if marker and marker != __version__:
+            await asyncio.to_thread(records.set_meta, self.db, "sharing_release", __version__)
+        await asyncio.to_thread(self._write_identity, self.manager.last_seq)
+
+    async def _disable_sharing(self, elements: list[Any]) -> None:
+        def work() -> None:
+            with self.db.begin() as conn:
+                conn.execute(ELEMENTS.update().values(sharing=False, device_data=False))
+                for element in elements:
+                    records.withdraw_open_for(conn, element.id)
+
+        await asyncio.to_thread(work)
+        for type_id in ("sync-required", "sync-reconcile-required"):
+            for _, resource, qualifier in self.manager.active_keys(type_id):
+                await self._clear(type_id, resource, qualifier, "sharing was disabled")
+
+    # ------------------------------------------------------------------ gating
+    def blocked(self) -> str:
+        """Why hub changes may not be shared now ("" when they may)."""
+        for type_id, why in (
+            ("sync-reconcile-required", "conflicts found by a sync wait for reconcile "
+             "(provsync sharing reconcile; GET /api/v1/sharing/conflicts)"),
+            ("sync-required", "an element started sharing and no sync to the hub has completed "
+             "since (provsync sharing sync ELEMENT; POST /api/v1/sharing/sync)"),
+        ):  # fmt: skip
+            keys = self.manager.active_keys(type_id)
+            if keys:
+                names = ", ".join(sorted({resource for _, resource, _ in keys}))
+                return f"{type_id} is active ({names}): {why}"
+        return ""
+
+    def _reconcile_running(self) -> bool:
+        return bool(self.manager.active_keys("sync-reconcile-required"))
+
+    def group_state(self) -> str:
+        if self.manager.active_keys("sync-required"):
+            return "syncRequired"
+        if self._reconcile_running():
+            return "reconcileRequired"
+        return "sharing"
+
+    # ------------------------------------------------------------------ start sharing
+    async def start_sharing(self, ident: str, software_version: str) -> dict[str, Any]:
+        element = await asyncio.to_thread(registry.find_element, self.db, ident)
+        minimum = self.settings.min_element_version
+        if _version(software_version) < _version(minimum):
+            text = (f"Sharing could not be started: {element.name} runs {software_version}, "
+                    f"older than the minimum {minimum}; the attempt was reverted")  # fmt: skip
+            await self.manager.emit_event(
+                "sharing-refused", element.name, text=text,
+                details={"software_version": software_version, "minimum": minimum},
+            )  # fmt: skip
+            raise SharingError(text)
+        await asyncio.to_thread(registry.set_state, self.db, element.id, sharing=True)
+        await asyncio.to_thread(records.set_meta, self.db, "sharing_release", __version__)
+        await self.manager.emit_event(
+            "sharing-started", element.name, text=f"{element.name} started sharing with the hub",
+            details={"software_version": software_version},
+        )  # fmt: skip
+        await self.manager.raise_alarm(
+            "sync-required",
+            element.name,
+            text=f"{element.name} started sharing; no sync from an element has completed since",
+        )
+        self.dispatcher.ensure(element.id, element.name)
+        self._spawn(self._register_device_data(element.id), f"device-data:{element.name}")
+        unresolved = await asyncio.to_thread(records.unresolved_elements, self.db)
+        if not unresolved:
+            await self._clear("ftp-inactive", HUB, note=f"{element.name} started sharing")
+        return {"element": element.name, "state": self.group_state()}
+
+    # ------------------------------------------------------------------ sync to the hub
+    async def request_sync(self, ident: str, trigger: str = "element") -> int:
+        element = await asyncio.to_thread(registry.find_element, self.db, ident)
+        if not element.sharing:
+            raise SharingError(f"{element.name} does not share with the hub: start sharing first")
+        if self._reconcile_running():
+            raise SharingError("a reconcile is in progress: resolve the open conflicts first "
+                               "(provsync sharing reconcile)")  # fmt: skip
+        if self._sync_running is not None:
+            raise SharingError(f"a sync from {self._sync_running} is running; try again when "
+                               "it completes")  # fmt: skip
+        self._sync_running = element.name
+        try:
+            job = await asyncio.to_thread(
+                registry.create_job, self.db, element, "user-sync", trigger, None
+            )
+        except BaseException:
+            self._sync_running = None
+            raise
+        self._spawn(self._user_sync(element, job), f"user-sync:{element.name}")
+        return job
+
+    async def _read_element(self, element: Any, job: int) -> dict[Key, Data]:
+        found: dict[Key, Data] = {}
+        async with await self._open(element) as connector:
+            info = await connector.info()
+            for cls in self.settings.classes:
+                if cls not in info.classes:
+                    continue
+                page = await connector.objects(cls, limit=self.sync.page_size)
+                while True:
+                    for item in page.objects:
+                        found[(cls, item.key)] = item.data
+                    await asyncio.to_thread(registry.update_job, self.db, job,
+                                            counts={"progress": len(found)})  # fmt: skip
+                    if page.next is None:
+                        break
+                    page = await connector.objects(cls, after=page.next, snapshot=page.snapshot,
+                                                   limit=self.sync.page_size)  # fmt: skip
+        return found
+
+    async def _user_sync(self, element: Any, job: int) -> None:
+        try:
+            await asyncio.to_thread(registry.update_job, self.db, job, state="running",
+                                    started_at=registry.now())  # fmt: skip
+            await self.manager.emit_event(
+                "user-sync-started", element.name, text=f"sync from {element.name} started"
+            )
+            try:
+                data = await self._read_element(element, job)
+                async with self._hub_lock:
+                    hub = await asyncio.to_thread(records.load_shared, self.db,
+                                                  self.settings.classes)  # fmt: skip
+                    base = await asyncio.to_thread(records.load_base, self.db, element.id)
+                    plan = compare(data, hub, base, self.settings.classes)
+                    await asyncio.to_thread(self._apply_plan, element, plan, hub)
+            except ProvsyncError as exc:
+                await self._sync_failed(element, job, str(exc))
+                return
+            except Exception as exc:
+                logger.exception("sync from {} failed unexpectedly", element.name)
+                await self._sync_failed(element, job, f"internal error: {exc!r}")
+                return
+            counts = plan.counts()
+            await asyncio.to_thread(registry.update_job, self.db, job, state="done",
+                                    ended_at=registry.now(), counts=counts)  # fmt: skip
+            await self._clear("sync-failed", element.name, "user-sync")
+            await self.manager.emit_event(
+                "user-sync-completed", element.name, details=counts,
+                text=f"sync from {element.name} completed: {counts['to_hub']} to the hub, "
+                f"{counts['to_element']} to the element, {counts['automatic']} merged, "
+                f"{counts['review']} for review, {counts['unresolved']} unresolved",
+            )  # fmt: skip
+            for _, resource, qualifier in self.manager.active_keys("sync-required"):
+                await self._clear("sync-required", resource, qualifier,
+                                  f"sync from {element.name} completed")  # fmt: skip
+            await self._clear("sync-reconcile-required", element.name,
+                              note="a new sync replaced its conflicts")  # fmt: skip
+            if counts["unresolved"]:
+                await self.manager.raise_alarm(
+                    "sync-reconcile-required", element.name,
+                    text=f"sync from {element.name} found {counts['unresolved']} unresolved "
+                    f"conflicts ({counts['review']} more for review)",
+                )  # fmt: skip
+            await self.dispatcher.recount()
+            self.dispatcher.wake()
+        finally:
+            self._sync_running = None
+
+    async def _sync_failed(self, element: Any, job: int, message: str) -> None:
+        await asyncio.to_thread(registry.update_job, self.db, job, state="failed",
+                                ended_at=registry.now(), error=message)  # fmt: skip
+        text = f"sync from {element.name} failed: {message}"
+        await self.manager.raise_alarm("sync-failed", element.name, qualifier="user-sync",
+                                       text=text)  # fmt: skip
+
+    def _apply_plan(self, element: Any, plan: Plan, hub: dict[Key, Data]) -> None:
+        """Everything a sync decided, in one transaction."""
+        at = registry.now()
+        with self.db.begin() as conn:
+            others = _targets(conn, exclude=element.id)
+            records.withdraw_open_for(conn, element.id)
+            changes = [Change(cls, key, element_op(hub.get((cls, key)), data), data)
+                       for cls, key, data in plan.to_hub]  # fmt: skip
+            records.write_shared(conn, changes, element.name, at)
+            records.add_distributions(conn, others, changes, element.name, at)
+            records.set_base(conn, element.id, plan.to_hub + plan.agreed)
+            to_element = [Change(cls, key, op, data) for cls, key, op, data in plan.to_element]
+            records.add_distributions(conn, [(element.id, element.name)], to_element, HUB, at)
+            records.add_conflicts(conn, [
+                {"element_id": element.id, "element": element.name, "cls": f.cls, "key": f.key,
+                 "hub_key": f.hub_key, "category": f.category, "hub_data": records.dumps(f.hub),
+                 "element_data": records.dumps(f.element), "base_data": records.dumps(f.base),
+                 "reason": f.reason, "state": "resolved" if f.merged is not None else "open",
+                 "resolution": "merged" if f.merged is not None else None,
+                 "created_at": at, "resolved_at": at if f.merged is not None else None}
+                for f in plan.found
+            ])  # fmt: skip
+
+    # ------------------------------------------------------------------ pushed updates
+    async def push(self, ident: str, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        element = await asyncio.to_thread(registry.find_element, self.db, ident)
+        results: list[dict[str, Any]] = []
+        async with self._hub_lock:
+            for update in updates:
+                cls, key = str(update.get("class", "")), str(update.get("key", ""))
+                op, data = str(update.get("op", "")), update.get("data")
+                try:
+                    if not element.sharing:
+                        raise SharingError(f"{element.name} does not share with the hub")
+                    if self._reconcile_running():
+                        raise SharingError("a reconcile is running on the hub")
+                    await asyncio.to_thread(self._take_push, element, cls, key, op, data)
+                except (SharingError, InvalidRequest) as exc:
+                    reason = str(exc)
+                    results.append({"status": "rejected", "reason": reason})
+                    await self.manager.emit_event(
+                        "update-rejected", element.name,
+                        text=f"update of {cls} {key} ({op}) from {element.name} rejected: "
+                        f"{reason}",
+                        details={"element": element.name, "class": cls, "key": key, "op": op,
+                                 "reason": reason},
+                    )  # fmt: skip
+                else:
+                    results.append({"status": "accepted"})
+        await self.dispatcher.recount()
+        self.dispatcher.wake()
+        return results
+
+    def _take_push(self, element: Any, cls: str, key: str, op: str, data: Any) -> None:
+        change = _checked(self.settings.classes, cls, key, op, data)
+        at = registry.now()
+        with self.db.begin() as conn:
+            waiting = records.waiting(conn, element.id, cls, key)
+            if waiting is not None:
+                raise SharingError(f"it conflicts with a pending hub change of {cls} {key} "
+                                   f"(distribution {waiting.id}, {waiting.state})")  # fmt: skip
+            current = records.current(conn, cls, key)
+            if op == "create" and current is not None and current != data:
+                raise InvalidRequest(f"{cls} {key} exists on the hub with other data")
+            if change.data == current:
+                records.set_base(conn, element.id, [(cls, key, current)])
+                return  # nothing new (a replay, or both sides made the same change)
+            records.check_unique(conn, change)
+            change = Change(cls, key, element_op(current, change.data), change.data)
+            records.write_shared(conn, [change], element.name, at)
+            records.set_base(conn, element.id, [(cls, key, change.data)])
+            records.add_distributions(conn, _targets(conn, exclude=element.id), [change],
+                                      element.name, at)  # fmt: skip
+
+    # ------------------------------------------------------------------ reconcile
+    async def conflicts(self, open_only: bool = True) -> dict[str, Any]:
+        rows = await asyncio.to_thread(records.list_conflicts, self.db, open_only=open_only)
+        counts = await asyncio.to_thread(records.conflict_counts, self.db)
+        return {"running": self._reconcile_running(), "summary": counts,
+                "conflicts": [records.conflict_json(r) for r in rows]}  # fmt: skip
+
+    async def resolve(
+        self, conflict_id: int | None, take: str, by: str | None, element: str | None = None
+    ) -> dict[str, Any]:
+        if take not in ("hub", "element", "skip"):
+            raise InvalidRequest("take must be hub, element or skip")
+        async with self._hub_lock:
+            if conflict_id is not None:
+                row = await asyncio.to_thread(records.get_conflict, self.db, conflict_id)
+                if row is None:
+                    raise InvalidRequest(f"no conflict with id {conflict_id}")
+                if row.state != "open":
+                    raise InvalidRequest(f"conflict {conflict_id} is already resolved "
+                                         f"({row.resolution})")  # fmt: skip
+                rows = [row]
+            else:
+                rows = [r for r in await asyncio.to_thread(records.list_conflicts, self.db)
+                        if element is None or r.element == element]  # fmt: skip
+            for row in rows:
+                await asyncio.to_thread(self._resolve_one, row, take, by)
+        await self._after_reconcile({r.element for r in rows})
+        await self.dispatcher.recount()
+        self.dispatcher.wake()
+        return {"resolved": [r.id for r in rows], "take": take}
+
+    def _resolve_one(self, row: Any, take: str, by: str | None) -> None:
+        at = registry.now()
+        element_value = records.loads(row.element_data)
+        with self.db.begin() as conn:
+            hub_value = records.current(conn, row.cls, row.hub_key)
+            mine = [(row.element_id, row.element)]
+            if take == "hub":
+                for key in {row.key, row.hub_key}:
+                    records.cancel_open(conn, row.element_id, row.cls, key)
+                changes = [
+                    Change(
+                        row.cls,
+                        row.hub_key,
+                        element_op(element_value if row.key == row.hub_key else None, hub_value),
+                        hub_value,
+                    )
+                ]
+                if row.key != row.hub_key:  # a pair: the element's record goes, the hub's comes
+                    changes.insert(0, Change(row.cls, row.key, "delete", None))
+                records.add_distributions(conn, mine, changes, HUB, at)  # fmt: skip
+            elif take == "element":
+                changes = [
+                    Change(
+                        row.cls,
+                        row.key,
+                        element_op(hub_value if row.key == row.hub_key else None, element_value),
+                        element_value,
+                    )
+                ]
+                if row.key != row.hub_key:
+                    changes.insert(0, Change(row.cls, row.hub_key, "delete", None))
+                records.write_shared(conn, changes, row.element, at)
+                records.set_base(conn, row.element_id, [(c.cls, c.key, c.data) for c in changes])
+                for change in changes:
+                    records.cancel_open(conn, row.element_id, change.cls, change.key)
+                records.add_distributions(conn, _targets(conn, exclude=row.element_id), changes,
+                                          row.element, at)  # fmt: skip
+            records.close_conflict(conn, row.id, take, by)
+
+    async def _after_reconcile(self, elements: set[str]) -> None:
+        unresolved = await asyncio.to_thread(records.unresolved_elements, self.db)
+        for name in sorted(elements - unresolved):
+            if self.manager.is_active("sync-reconcile-required", name):
+                await self._clear("sync-reconcile-required", name, note="reconcile completed")
+                counts = await asyncio.to_thread(records.conflict_counts, self.db)
+                await self.manager.emit_event(
+                    "reconcile-completed", name, details=counts,
+                    text=f"reconcile of the conflicts found in the sync from {name} completed",
+                )  # fmt: skip
+        if not unresolved and any(e.sharing for e in await self._elements()):
+            await self._clear("ftp-inactive", HUB, note="reconcile completed")
+
+    # ------------------------------------------------------------------ hub changes
+    async def hub_changes(self, changes: list[dict[str, Any]], by: str | None) -> dict[str, Any]:
+        """Flow-through provisioning: change the hub's shared data and distribute it."""
+        reason = self.blocked()
+        if reason:
+            raise SharingError(f"flow-through provisioning is refused: {reason}")
+        checked = [
+            _checked(self.settings.classes, str(c.get("class", "")), str(c.get("key", "")),
+                     str(c.get("op", "")), c.get("data"))
+            for c in changes
+        ]  # fmt: skip
+        async with self._hub_lock:
+            targets = await asyncio.to_thread(_list_targets, self.db)
+            for element_id, name in targets:
+                waiting = self.dispatcher.open.get(element_id, 0)
+                if waiting + len(checked) > self.settings.distribution_cap:
+                    raise SharingError(
+                        f"{name} has {waiting} updates not yet distributed (pending or failed); "
+                        f"the cap is {self.settings.distribution_cap}: retry or delete its "
+                        f"failed distributions (provsync distribution list --element {name})"
+                    )
+            written = await asyncio.to_thread(self._write_hub, checked, targets)
+            for element_id, _ in targets:
+                self.dispatcher.open[element_id] = self.dispatcher.open.get(element_id, 0) + len(
+                    written
+                )
+        self.dispatcher.wake()
+        return {"changes": [{"class": c.cls, "key": c.key, "op": c.op, "data": c.data}
+                            for c in written],
+                "distributions": len(written) * len(targets)}  # fmt: skip
+
+    def _write_hub(self, checked: list[Change], targets: list[tuple[int, str]]) -> list[Change]:
+        at = registry.now()
+        written: list[Change] = []
+        with self.db.begin() as conn:
+            for change in checked:
+                current = records.current(conn, change.cls, change.key)
+                if change.op == "create" and current is not None:
+                    raise InvalidRequest(f"{change.cls} {change.key} exists")
+                if change.op != "create" and current is None:
+                    raise InvalidRequest(f"no {change.cls} {change.key} on the hub")
+                data = change.data
+                if change.op == "update" and data is not None:
+                    data = {**current, **data} if isinstance(current, dict) else data
+                final = Change(change.cls, change.key, change.op, data)
+                records.check_unique(conn, final)
+                records.write_shared(conn, [final], HUB, at)
+                written.append(final)
+            records.add_distributions(conn, targets, written, HUB, at)
+        return written
+
+    # ------------------------------------------------------------------ distribution errors
+    async def _refresh_errors(self, element_id: int, name: str) -> None:
+        counts = await asyncio.to_thread(records.open_counts, self.db)
+        errors = counts.get(element_id, {}).get("error", 0)
+        if errors == 0:
+            await self._clear("distribution-errors", name,
+                              note="every failed distribution was retried or deleted")  # fmt: skip
+        elif errors != self._errors.get(element_id) or not self.manager.is_active(
+            "distribution-errors", name
+        ):
+            last = await asyncio.to_thread(records.last_error, self.db, element_id)
+            severity = "major" if errors >= self.settings.errors_major_at else "minor"
+            await self.manager.raise_alarm(
+                "distribution-errors", name, severity=severity,
+                text=f"{errors} shared updates to {name} were rejected; latest: {last.op} "
+                f"{last.cls} {last.key}: {last.error}",
+            )  # fmt: skip
+        self._errors[element_id] = errors
+
+    async def retry_distributions(self, ids: list[int] | None, element: str | None,
+                                  by: str | None) -> dict[str, int]:  # fmt: skip
+        element_id = await self._element_id(element)
+        found = await asyncio.to_thread(records.retry, self.db, ids, element_id)
+        return await self._operated("distribution-retried", "retried", found, by)
+
+    async def delete_distributions(self, ids: list[int] | None, element: str | None,
+                                   by: str | None) -> dict[str, int]:  # fmt: skip
+        element_id = await self._element_id(element)
+        found = await asyncio.to_thread(records.remove, self.db, ids, element_id)
+        return await self._operated("distribution-deleted", "deleted", found, by)
+
+    async def _element_id(self, name: str | None) -> int | None:
+        if name is None:
+            return None
+        return int((await asyncio.to_thread(registry.get_element, self.db, name)).id)
+
+    async def _operated(self, event: str, verb: str, found: dict[str, int],
+                        by: str | None) -> dict[str, int]:  # fmt: skip
+        if not found:
+            raise InvalidRequest(f"no distribution to be {verb} matched")
+        for name, count in found.items():
+            await self.manager.emit_event(
+                event, name, details={"count": count, "by": by},
+                text=f"{count} failed distributions to {name} {verb}" + (f" by {by}" if by else ""),
+            )  # fmt: skip
+        await self.dispatcher.recount()
+        for element in await self._elements():
+            if element.name in found:
+                await self._refresh_errors(element.id, element.name)
+                self.dispatcher.wake(element.id)
+        return found
+
+    # ------------------------------------------------------------------ device data
+    async def _register_device_data(self, element_id: int) -> None:
+        element = await asyncio.to_thread(registry.get_element_by_id, self.db, element_id)
+        if element is None:
+            return
+        try:
+            async with await self._open(element) as connector:
+                await connector.register_device_data()
+        except ProvsyncError as exc:
+            logger.warning("could not register with {} for device data: {}", element.name, exc)
+            return
+        await asyncio.to_thread(registry.set_state, self.db, element.id, device_data=True)
+        await self._announce_device_data()
+
+    async def _announce_device_data(self) -> None:
+        names = [e.name for e in await self._elements() if e.sharing and e.device_data]
+        await self.manager.emit_event(
+            "device-data-notification", HUB, details={"elements": names},
+            text="the hub is registered for device data with "
+            + (", ".join(names) if names else "no element")
+            + ": phones on them have full details, others only a directory number",
+        )  # fmt: skip
+
+    async def device_notification(self, ident: str, devices: list[dict[str, Any]]) -> int:
+        element = await asyncio.to_thread(registry.find_element, self.db, ident)
+        if not element.device_data:
+            raise SharingError(f"the hub is not registered with {element.name} for device data")
+        items = []
+        for device in devices:
+            number, data = str(device.get("number", "")), device.get("data")
+            if not number or not (data is None or isinstance(data, dict)):
+                raise InvalidRequest("each device needs a number and data (an object or null)")
+            items.append((number, data))
+        return await asyncio.to_thread(records.store_devices, self.db, element.id, items)
+
+    async def device_sync(self) -> None:
+        self._spawn(self._device_sync(), "device-data-sync")
+
+    async def _device_sync(self) -> None:
+        elements = [e for e in await self._elements() if e.type != "messaging"]
+        await self.manager.emit_event(
+            "device-data-sync-started", HUB, details={"elements": [e.name for e in elements]},
+            text=f"device-data sync with {len(elements)} elements started",
+        )  # fmt: skip
+        counts: dict[str, Any] = {}
+        for element in elements:
+            try:
+                stations: list[tuple[str, Data | None]] = []
+                async with await self._open(element) as connector:
+                    page = await connector.objects("station", limit=self.sync.page_size)
+                    while True:
+                        stations += [(o.key, o.data) for o in page.objects]
+                        if page.next is None:
+                            break
+                        page = await connector.objects("station", after=page.next,
+                                                       snapshot=page.snapshot,
+                                                       limit=self.sync.page_size)  # fmt: skip
+                counts[element.name] = await asyncio.to_thread(
+                    records.store_devices, self.db, element.id, stations, replace=True
+                )
+            except ProvsyncError as exc:
+                counts[element.name] = f"failed: {exc}"
+        await self.manager.emit_event(
+            "device-data-sync-completed", HUB, details=counts,
+            text="device-data sync completed: "
+            + ", ".join(f"{name} {count}" for name, count in counts.items()),
+        )  # fmt: skip
+
+    async def devices(self) -> list[dict[str, Any]]:
+        numbers = await asyncio.to_thread(records.load_shared, self.db, ["directory-number"])
+        details = await asyncio.to_thread(records.device_details, self.db)
+        names = {e.id: e.name for e in await self._elements()}
+        listed = []
+        for _, number in sorted(numbers):
+            found = details.get(number)
+            if found is None:
+                listed.append({"number": number, "full": False})
+            else:
+                listed.append({"number": number, "full": True, "element": names.get(found[0], ""),
+                               "details": found[1]})  # fmt: skip
+        return listed
+
+    # ------------------------------------------------------------------ messaging elements
+    async def element_updated(self, name: str, how: str) -> None:
+        """A network element changed: messaging elements programmed with it need activation."""
+        for element in await self._elements():
+            if element.type == "messaging" and name in json.loads(element.uses or "[]"):
+                await self.manager.raise_alarm(
+                    "element-updated-activation-required", element.name, qualifier=name,
+                    text=f"network element {name}, which {element.name} is programmed with, "
+                    f"was {how}; activate {element.name}",
+                )  # fmt: skip
+
+    async def activate(self, name: str) -> dict[str, Any]:
+        element = await asyncio.to_thread(registry.get_element, self.db, name)
+        if element.type != "messaging":
+            raise InvalidRequest(f"{name} is a {element.type}; only messaging elements are "
+                                 "activated")  # fmt: skip
+        known = {e.name: e for e in await self._elements()}
+        programming = [
+            {"name": n, "address": known[n].address, "type": known[n].type,
+             "software_version": known[n].software_version}
+            for n in json.loads(element.uses or "[]") if n in known
+        ]  # fmt: skip
+        async with await self._open(element) as connector:
+            await connector.activate(programming)
+        for _, resource, qualifier in self.manager.active_keys(
+            "element-updated-activation-required"
+        ):
+            if resource == name:
+                await self._clear("element-updated-activation-required", name, qualifier,
+                                  "activation performed")  # fmt: skip
+        return {"activated": name, "elements": programming}
+
+    async def forget(self, element: Any) -> None:
+        """The element is being removed."""
+        await self.dispatcher.forget(element.id)
+
+        def work() -> None:
+            with self.db.begin() as conn:
+                records.drop_element(conn, element.id)
+
+        await asyncio.to_thread(work)
+        await self.element_updated(element.name, "removed")
+
+    # ------------------------------------------------------------------ status
+    async def status(self) -> dict[str, Any]:
+        elements = await self._elements()
+        counts = await asyncio.to_thread(records.open_counts, self.db)
+        state = self.group_state()
+        return {
+            "state": state if any(e.sharing for e in elements) else "notSharing",
+            "blocked": self.blocked(),
+            "ftp_inactive": self.manager.is_active("ftp-inactive", HUB),
+            "min_element_version": self.settings.min_element_version,
+            "reconcile_running": self._reconcile_running(),
+            "sync_running": self._sync_running,
+            "conflicts": await asyncio.to_thread(records.conflict_counts, self.db),
+            "elements": [
+                {"name": e.name, "type": e.type,
+                 "sharing": state if e.sharing else "notSharing",
+                 "device_data": e.device_data,
+                 "pending": counts.get(e.id, {}).get("pending", 0)
+                 + counts.get(e.id, {}).get("inflight", 0),
+                 "errors": counts.get(e.id, {}).get("error", 0)}
+                for e in elements
+            ],
+        }  # fmt: skip
+
+
+def _checked(classes: tuple[str, ...], cls: str, key: str, op: str, data: Any) -> Change:
+    if cls not in classes:
+        raise InvalidRequest(f"{cls!r} is not a shared class ({', '.join(classes)})")
+    if not key or len(key) > 128:
+        raise InvalidRequest("key must be 1 to 128 characters")
+    if op not in OPS:
+        raise InvalidRequest(f"op must be one of {', '.join(OPS)}")
+    if op == "delete":
+        return Change(cls, key, op, None)
+    if not isinstance(data, dict):
+        raise InvalidRequest(f"{op} of {cls} {key} needs data (an object)")
+    return Change(cls, key, op, data)
+
+
+def _targets(conn: Any, exclude: int | None = None) -> list[tuple[int, str]]:
+    rows = conn.execute(ELEMENTS.select().with_only_columns(ELEMENTS.c.id, ELEMENTS.c.name)
+                        .where(ELEMENTS.c.sharing.is_(True)).order_by(ELEMENTS.c.id))  # fmt: skip
+    return [(i, n) for i, n in rows if i != exclude]
+
+
+def _list_targets(engine: Any) -> list[tuple[int, str]]:
+    with engine.connect() as conn:
+        return _targets(conn)
