@@ -15,7 +15,11 @@ from tests.conftest import BIN, free_port
 
 
 class SimulatedElement:
-    def __init__(self, root: Path, objects: int = 300, version: str = "10.2.1") -> None:
+    def __init__(
+        self, root: Path, objects: int = 300, version: str = "10.2.1", *,
+        hub: str = "", hub_token: str = "", element_id: str | None = None,
+        element_type: str = "call-server",
+    ) -> None:  # fmt: skip
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         root.mkdir(parents=True, exist_ok=True)
@@ -25,7 +29,10 @@ class SimulatedElement:
         self.proc = subprocess.Popen(
             [str(BIN / "provsync"), "simulate", "--port", str(self.port), "--objects",
              str(objects), "--seed", "7", "--username", "admin", "--password-file",
-             str(password_file), "--software-version", version],
+             str(password_file), "--software-version", version, "--type", element_type,
+             *(["--element-id", element_id] if element_id else []),
+             *(["--hub", hub, "--hub-token-file", str(self._token_file(root, hub_token))]
+               if hub else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 30
@@ -36,6 +43,20 @@ class SimulatedElement:
             except httpx.TransportError:
                 time.sleep(0.05)
         raise AssertionError("simulator did not start")
+
+    @staticmethod
+    def _token_file(root: Path, token: str) -> Path:
+        path = root / "hub.token"
+        path.write_text(token + "\n")
+        return path
+
+    def call(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        """An admin call whose status the caller checks (hub answers pass through)."""
+        auth = (self.credentials.username, self.credentials.password)
+        return httpx.request(method, f"{self.url}{path}", json=body, auth=auth, timeout=60)
+
+    def shared(self, classes: tuple[str, ...]) -> dict[tuple[str, str], Any]:
+        return {k: v for k, v in self.objects().items() if k[0] in classes}
 
     def connect(self, credentials: Credentials | None) -> HttpConnector:
         return HttpConnector(self.url, credentials, retries=1, backoff=0.05)

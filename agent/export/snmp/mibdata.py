@@ -211,7 +211,7 @@ class MibData:
             blocking = set(conn.execute(
                 select(ALARMS.c.type_id).where(ALARMS.c.cleared.is_(False) & ALARMS.c.type_id.in_(
                     ("sync-required", "sync-reconcile-required")))).scalars())  # fmt: skip
-            errors = dict(conn.execute(
+            errors: dict[int, int] = dict(conn.execute(
                 select(DISTRIBUTIONS.c.element_id, func.count())
                 .where(DISTRIBUTIONS.c.state == "error").group_by(DISTRIBUTIONS.c.element_id)
             ).tuples().all())  # fmt: skip
