@@ -425,6 +425,8 @@ class SharingService:
             for row in rows:
                 await asyncio.to_thread(self._resolve_one, row, take, by)
         await self._after_reconcile({r.element for r in rows})
+        for element_id, name in {(r.element_id, r.element) for r in rows}:
+            await self._refresh_errors(element_id, name)  # a decision may drop failed updates
         await self.dispatcher.recount()
         self.dispatcher.wake()
         return {"resolved": [r.id for r in rows], "take": take}
@@ -586,17 +588,32 @@ class SharingService:
 
     # ------------------------------------------------------------------ device data
     async def _register_device_data(self, element_id: int) -> None:
+        """Register for notifications, then take the element's phones as they are now."""
         element = await asyncio.to_thread(registry.get_element_by_id, self.db, element_id)
         if element is None:
             return
         try:
             async with await self._open(element) as connector:
                 await connector.register_device_data()
+            stations = await self._stations(element)
         except ProvsyncError as exc:
             logger.warning("could not register with {} for device data: {}", element.name, exc)
             return
+        await asyncio.to_thread(records.store_devices, self.db, element.id, stations, replace=True)
         await asyncio.to_thread(registry.set_state, self.db, element.id, device_data=True)
         await self._announce_device_data()
+
+    async def _stations(self, element: Any) -> list[tuple[str, Data | None]]:
+        stations: list[tuple[str, Data | None]] = []
+        async with await self._open(element) as connector:
+            page = await connector.objects("station", limit=self.sync.page_size)
+            while True:
+                stations += [(o.key, o.data) for o in page.objects]
+                if page.next is None:
+                    return stations
+                page = await connector.objects("station", after=page.next,
+                                               snapshot=page.snapshot,
+                                               limit=self.sync.page_size)  # fmt: skip
 
     async def _announce_device_data(self) -> None:
         names = [e.name for e in await self._elements() if e.sharing and e.device_data]
@@ -631,16 +648,7 @@ class SharingService:
         counts: dict[str, Any] = {}
         for element in elements:
             try:
-                stations: list[tuple[str, Data | None]] = []
-                async with await self._open(element) as connector:
-                    page = await connector.objects("station", limit=self.sync.page_size)
-                    while True:
-                        stations += [(o.key, o.data) for o in page.objects]
-                        if page.next is None:
-                            break
-                        page = await connector.objects("station", after=page.next,
-                                                       snapshot=page.snapshot,
-                                                       limit=self.sync.page_size)  # fmt: skip
+                stations = await self._stations(element)
                 counts[element.name] = await asyncio.to_thread(
                     records.store_devices, self.db, element.id, stations, replace=True
                 )
