@@ -386,3 +386,31 @@ def test_element_routes_need_the_token(group: SharingGroup) -> None:
     assert unknown.status_code == 404
     assert bad.status_code == 400
     assert "not a software version" in bad.json()["error"]
+
+
+def _element_table(agent: AgentProcess) -> dict[str, dict[str, str]]:
+    from tests.netsnmp import run
+
+    table = run("snmptable", "-v2c", "-c", "public", "-Cf", "|",
+                f"127.0.0.1:{agent.snmp_port}", "PROVSYNC-MIB::provsyncElementTable")  # fmt: skip
+    assert table.returncode == 0, table.stderr
+    rows = [line.split("|") for line in table.stdout.splitlines() if line.count("|") >= 5]
+    header, data = rows[0], rows[1:]
+    return {row[header.index("provsyncElementName")]: dict(zip(header, row, strict=True))
+            for row in data}  # fmt: skip
+
+
+def test_snmp_element_table_shows_sharing_state_and_errors(group: SharingGroup) -> None:
+    hub = group.agent
+    group.add("cs1")
+    group.add("cs2")
+    assert group.start_sharing("cs1").status_code == 200
+    rows = wait_for("syncRequired", lambda: (t := _element_table(hub))["cs1"][
+        "provsyncElementSharingState"] == "syncRequired" and t)  # fmt: skip
+    assert rows["cs2"]["provsyncElementSharingState"] == "notSharing"
+    group.sync("cs1")
+    group.elements["cs1"].reject("*", "", "no")
+    hub.cli("objects", "add", "group", "g9", "name=nine")
+    rows = wait_for("errors", lambda: (t := _element_table(hub))["cs1"][
+        "provsyncElementDistributionErrors"] == "1" and t)  # fmt: skip
+    assert rows["cs1"]["provsyncElementSharingState"] == "sharing"
