@@ -146,6 +146,8 @@ def test_raise_clear_event_reach_every_target_decoded(agent_factory: Any, trapd:
             "provsyncNotifyResource.0"] == "STRING: cm1"  # fmt: skip
         assert raise_note["provsyncNotifyEventType.0"] == "INTEGER: communicationsAlarm(2)"
         assert "no route" in raise_note["provsyncNotifyText.0"]
+        assert "provsync elements show cm1 | GET /api/v1/elements/cm1" in raise_note[
+            "provsyncNotifyResolution.0"]  # fmt: skip
         assert clear_note["provsyncNotifySeverity.0"] == "INTEGER: cleared(1)"
         assert clear_note["provsyncNotifyRaiseSequence.0"] == "Gauge32: 2"
         assert "hello receivers" in event["provsyncNotifyText.0"]

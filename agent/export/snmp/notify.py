@@ -114,6 +114,11 @@ def notification_vars(note: Notification, oids: MibOids, uptime: int) -> list[Va
         found.append(
             Var(oids.instance("provsyncNotifyRaiseSequence"), Syntax.UNSIGNED, note.raise_seq)
         )
+    if note.kind in (NotificationKind.ALARM_RAISED, NotificationKind.ALARM_CHANGED):
+        # What fixes it travels with the alarm, so an NMS shows it without polling the table.
+        resolution = str(note.payload.get("resolution", "")).encode("utf-8")
+        found.append(Var(oids.instance("provsyncNotifyResolution"), Syntax.OCTETS,
+                         resolution[: values.MAX_STRING]))  # fmt: skip
     return found
 
 

@@ -91,6 +91,7 @@ NOTIFY_OBJECTS = (
     "provsyncNotifyText",
     "provsyncNotifyTime",
     "provsyncNotifyRaiseSequence",
+    "provsyncNotifyResolution",
 )
 NOTIFICATIONS = (
     "provsyncAlarmRaised",
