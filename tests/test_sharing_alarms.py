@@ -414,3 +414,21 @@ def test_snmp_element_table_shows_sharing_state_and_errors(group: SharingGroup) 
     rows = wait_for("errors", lambda: (t := _element_table(hub))["cs1"][
         "provsyncElementDistributionErrors"] == "1" and t)  # fmt: skip
     assert rows["cs1"]["provsyncElementSharingState"] == "sharing"
+
+
+def test_distributions_survive_a_crash(group: SharingGroup) -> None:
+    hub = group.agent
+    sharing(group, "cs1")
+    cs1 = group.elements["cs1"]
+    cs1.admin("POST", "/admin/faults", {"down": True})
+    with hub.http() as http:
+        changes = [{"class": "group", "key": f"crash{i}", "op": "create", "data": {"n": i}}
+                   for i in range(50)]  # fmt: skip
+        assert http.post("/api/v1/objects", json={"changes": changes}).status_code == 200
+    hub.kill()
+    hub.start()
+    assert group.status()["elements"][0]["pending"] == 50
+    cs1.admin("POST", "/admin/faults", {"down": False})
+    wait_for("all delivered", group.settled)
+    assert {k for c, k in cs1.shared(SHARED) if c == "group"} >= {f"crash{i}" for i in range(50)}
+    assert group.hub_data() == cs1.shared(SHARED)

@@ -76,6 +76,20 @@ class SharingService:
                 await self._refresh_errors(element.id, element.name)
         if any(e.sharing and e.device_data for e in await self._elements()):
             self._spawn(self._announce_device_data(), "device-data")
+        self._spawn(self._purge_loop(), "distribution-purge")
+
+    async def _purge_loop(self) -> None:
+        """Applied distributions stay listed for [sharing] keep_done, then go."""
+        while True:
+            try:
+                removed = await asyncio.to_thread(
+                    records.purge_done, self.db, self.settings.keep_done
+                )
+                if removed:
+                    logger.info("purged {} applied distributions", removed)
+            except ProvsyncError as exc:
+                logger.warning("distribution purge failed: {}", exc)
+            await asyncio.sleep(min(600.0, max(self.settings.keep_done / 4, 1.0)))
 
     async def stop(self) -> None:
         for task in list(self._tasks):
