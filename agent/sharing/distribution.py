@@ -44,6 +44,7 @@ class Dispatcher:
         self._on_settled = on_settled
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._wake: dict[int, asyncio.Event] = {}
+        self._holds: dict[int, asyncio.Lock] = {}
         self.open: dict[int, int] = {}
         """Pending + in flight + failed records per element (for the cap)."""
 
@@ -77,6 +78,11 @@ class Dispatcher:
                 self._loop(element_id, name), name=f"distribution:{name}"
             )
         self.wake(element_id)
+
+    def hold(self, element_id: int) -> asyncio.Lock:
+        """Held by a sending round, and by a sync from the element: the element's data must
+        not change under a sync that reads it (the base would run ahead of what was read)."""
+        return self._holds.setdefault(element_id, asyncio.Lock())
 
     def wake(self, element_id: int | None = None) -> None:
         for key, event in self._wake.items():
@@ -126,14 +132,24 @@ class Dispatcher:
         if element is None or not element.sharing or self._blocked():
             await self._sleep(element_id, 5.0)
             return backoff, connector
-        batch = await asyncio.to_thread(
-            records.take_batch, self.db, element_id, self.settings.batch_size
-        )
-        if not batch:
+        async with self.hold(element_id):
+            sent = await self._send(element, backoff, connector)
+        if sent is None:  # nothing due: sleep until the next one is (or a wake-up)
             due = await asyncio.to_thread(records.next_due, self.db, element_id)
             wait = 30.0 if due is None else (due - registry.now()).total_seconds()
             await self._sleep(element_id, min(max(wait, 0.01), 30.0))
             return backoff, connector
+        return sent
+
+    async def _send(
+        self, element: Any, backoff: float, connector: Connector | None
+    ) -> tuple[float, Connector | None] | None:
+        element_id = element.id
+        batch = await asyncio.to_thread(
+            records.take_batch, self.db, element_id, self.settings.batch_size
+        )
+        if not batch:
+            return None
         if connector is None:
             credentials = await asyncio.to_thread(registry.credentials_of, self.db, element_id)
             connector = self._connector(element, credentials)

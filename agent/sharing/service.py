@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ class SharingService:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._errors: dict[int, int] = {}
         self._identity_written = 0.0
+        self._identity_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -131,6 +133,10 @@ class SharingService:
         return self.data_dir / IDENTITY_FILE
 
     def _write_identity(self, last_seq: int) -> None:
+        with self._identity_lock:  # the alarm writer thread and the stop both write it
+            self._write_identity_locked(last_seq)
+
+    def _write_identity_locked(self, last_seq: int) -> None:
         path = self._identity_path()
         temporary = path.with_suffix(".tmp")
         temporary.write_text(json.dumps({"store_id": self.store_id, "last_seq": last_seq}))
@@ -284,6 +290,10 @@ class SharingService:
         return found
 
     async def _user_sync(self, element: Any, job: int) -> None:
+        async with self.dispatcher.hold(element.id):
+            await self._user_sync_held(element, job)
+
+    async def _user_sync_held(self, element: Any, job: int) -> None:
         try:
             await asyncio.to_thread(registry.update_job, self.db, job, state="running",
                                     started_at=registry.now())  # fmt: skip
@@ -374,6 +384,9 @@ class SharingService:
                         raise SharingError(f"{element.name} does not share with the hub")
                     if self._reconcile_running():
                         raise SharingError("a reconcile is running on the hub")
+                    if self._sync_running == element.name:
+                        raise SharingError(f"a sync from {element.name} is running; the next "
+                                           "sync takes this change")  # fmt: skip
                     await asyncio.to_thread(self._take_push, element, cls, key, op, data)
                 except (SharingError, InvalidRequest) as exc:
                     reason = str(exc)
