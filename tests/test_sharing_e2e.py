@@ -13,8 +13,8 @@ def _json(agent: Any, *args: str) -> Any:
     return json.loads(agent.cli(*args, "--json").stdout)
 
 
-def test_sharing_end_to_end(agent_factory: Any, tmp_path: Path) -> None:
-    agent = agent_factory(FAST).start()
+def test_sharing_end_to_end(agent_factory: Any, tmp_path: Path, store_url: str) -> None:
+    agent = agent_factory({**FAST, "store": {"url": store_url}}).start()
     group = SharingGroup(agent, tmp_path)
     try:
         _run(agent, group)
