@@ -124,8 +124,9 @@ def _run(agent: Any, group: SharingGroup) -> None:
     cs3.admin("POST", "/admin/version", {"software_version": "10.2.1"})
     assert group.start_sharing("cs3").status_code == 200
     assert group.sync("cs3")["state"] == "done"
-    if group.alarms("sync-reconcile-required"):
-        agent.cli("sharing", "resolve", "--all", "--take", "hub")
+    # cs3 never shared: no base, so what differs from the hub is a conflict to review.
+    assert group.alarms("sync-reconcile-required", "cs3")
+    agent.cli("sharing", "resolve", "--all", "--take", "hub")
     assert not group.alarms("sync-reconcile-required")
     assert not group.alarms("sync-required")
 
