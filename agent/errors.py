@@ -66,6 +66,9 @@ class ExportError(ProvsyncError):
 class ConnectorError(ProvsyncError):
     """Talking to a network element failed."""
 
+    status: int = 0
+    """The element's HTTP status, when it answered with an error (0: no answer)."""
+
 
 class AuthError(ConnectorError):
     """The element refused the credentials."""

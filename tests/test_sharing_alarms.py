@@ -182,10 +182,16 @@ def test_distribution_errors_minor_then_major_cleared_by_retry(agent_factory: An
         (alarm,) = group.alarms("distribution-errors", "cs1")
         assert "voicemail is full" in alarm["text"]
         assert "provsync distribution list --element cs1" in alarm["resolution"]
+        # Retried while the cause is still there: rejected again, the same alarm stays.
+        hub.cli("distribution", "retry", "--all")
+        wait_for("rejected again", lambda: all(
+            d["attempts"] == 2 and d["state"] == "error"
+            for d in cli_json(hub, "distribution", "list")))  # fmt: skip
+        assert [a["id"] for a in group.alarms("distribution-errors", "cs1")] == [alarm["id"]]
         cs1.admin("DELETE", "/admin/reject")
         hub.cli("distribution", "retry", "--all")
-        (retried,) = group.events("distribution-retried", "cs1")
-        assert "3 failed distributions" in retried["text"]
+        retried = group.events("distribution-retried", "cs1")
+        assert "3 failed distributions" in retried[-1]["text"]
         wait_for("cleared", lambda: not group.alarms("distribution-errors"))
         assert group.cleared("distribution-errors", "cs1")
         assert {k for c, k in cs1.shared(SHARED) if c == "mailbox"} >= {"mb0", "mb1", "mb2"}
@@ -215,8 +221,11 @@ def test_distribution_delete_clears_and_transport_failures_retry(group: SharingG
                        and d[0]["attempts"] >= 2 and d)  # fmt: skip
     assert waiting[0]["state"] in ("pending", "inflight")
     assert not group.alarms("distribution-errors")
+    (unreachable,) = wait_for("unreachable", lambda: group.alarms("element-unreachable", "cs1"))
+    assert "distribution to cs1 failed 3 times" in unreachable["text"]
     cs1.admin("POST", "/admin/faults", {"down": False})
     wait_for("delivered", lambda: ("station", "39501") in cs1.shared(SHARED))
+    wait_for("reachable", lambda: not group.alarms("element-unreachable"))
 
 
 def test_distribution_cap_refuses_hub_changes(agent_factory: Any, tmp_path: Path) -> None:
@@ -348,6 +357,8 @@ def test_ftp_inactive_after_a_restore_cleared_by_start_sharing(group: SharingGro
                                  {"login": "x"})  # fmt: skip
     assert refused["hub"]["status"] == "rejected"
     assert group.start_sharing("cs1").status_code == 200
+    assert group.alarms("ftp-inactive"), "sharing is back only once a sync completed"
+    group.sync("cs1")
     assert not group.alarms("ftp-inactive")
     assert group.cleared("ftp-inactive")
 
@@ -363,8 +374,18 @@ def test_ftp_inactive_after_an_upgrade_cleared_after_reconcile(group: SharingGro
     (alarm,) = group.alarms("ftp-inactive")
     assert "upgraded from 0.0.1" in alarm["text"]
     assert not group.alarms("sync-required")
+    # While sharing is off, the hub and the element each change the same user.
+    cs1 = group.elements["cs1"]
+    user = cs1.first_key("user")
+    data = group.hub_data()[("user", user)]
+    hub.cli("objects", "set", "user", user, "name=Hub While Off")
+    group.local_change("cs1", "update", "user", user, {**data, "name": "Element While Off"})
     assert group.start_sharing("cs1").status_code == 200
+    assert group.sync("cs1")["counts"]["unresolved"] == 1
+    assert group.alarms("ftp-inactive"), "conflicts exist: it waits for the reconcile"
+    hub.cli("sharing", "resolve", "--all", "--take", "element")
     assert not group.alarms("ftp-inactive")
+    assert group.cleared("ftp-inactive")
     # Restarting the same release keeps sharing on.
     assert hub.stop() == 0
     hub.start()
@@ -432,3 +453,42 @@ def test_distributions_survive_a_crash(group: SharingGroup) -> None:
     wait_for("all delivered", group.settled)
     assert {k for c, k in cs1.shared(SHARED) if c == "group"} >= {f"crash{i}" for i in range(50)}
     assert group.hub_data() == cs1.shared(SHARED)
+
+
+def test_element_refusing_an_update_outright_is_a_distribution_error(
+    agent_factory: Any, tmp_path: Path
+) -> None:
+    classes = ["user", "station", "directory-number", "group", "mailbox", "speed-dial"]
+    hub = agent_factory(_settings(classes=classes)).start()
+    group = SharingGroup(hub, tmp_path)
+    try:
+        sharing(group, "cs1")
+        hub.cli("objects", "add", "speed-dial", "sd1", "number=911")
+        (failed,) = wait_for("error", lambda: cli_json(hub, "distribution", "list", "--state",
+                                                       "error"))  # fmt: skip
+        assert "422" in failed["error"]
+        assert "speed-dial" in failed["error"]
+        assert group.alarms("distribution-errors", "cs1")
+    finally:
+        group.stop()
+
+
+def test_a_sync_never_gives_two_users_one_number(group: SharingGroup) -> None:
+    sharing(group, "cs1")
+    cs1 = group.elements["cs1"]
+    users = {k: v for (c, k), v in cs1.shared(SHARED).items() if c == "user"}
+    taken = users[sorted(users)[0]]["number"]
+    group.local_change("cs1", "create", "user", "twin", {"login": "twin", "number": taken},
+                       share=False)  # fmt: skip
+    counts = group.sync("cs1")["counts"]
+    assert counts["unresolved"] == 1
+    (conflict,) = cli_json(group.agent, "sharing", "reconcile")["conflicts"]
+    assert conflict["key"] == "twin"
+    assert "already belongs" in conflict["reason"]
+    assert ("user", "twin") not in group.hub_data()
+    refused = group.agent.cli("sharing", "resolve", str(conflict["id"]), "--take", "element",
+                              check=False)  # fmt: skip
+    assert refused.returncode == 1
+    assert "already belongs" in refused.stderr
+    group.agent.cli("sharing", "resolve", str(conflict["id"]), "--take", "hub")
+    wait_for("twin removed", lambda: ("user", "twin") not in cs1.shared(SHARED))

@@ -22,6 +22,7 @@ from agent.connectors.base import (
     ObjectRecord,
 )
 from agent.errors import (
+    AuthError,
     AuthIncorrect,
     AuthMissing,
     ConnectorError,
@@ -87,10 +88,12 @@ class HttpConnector(Connector):
             raise UpdateRejected(str(body["reason"]))
         if response.status_code >= 400:
             message = body.get("message") if isinstance(body, dict) else None
-            raise ConnectorError(
+            refused = ConnectorError(
                 f"element at {self.address} answered {response.status_code}: "
                 f"{message or error or response.text[:200]}"
             )
+            refused.status = response.status_code
+            raise refused
         return body
 
     async def info(self) -> ElementInfo:
@@ -146,11 +149,20 @@ class HttpConnector(Connector):
     async def apply(
         self, cls: str, key: str, op: str, data: dict[str, Any] | None, *, user: str
     ) -> int:
-        body = await self._request(
-            "POST",
-            "/updates",
-            json={"class": cls, "key": key, "op": op, "data": data, "user": user},
-        )
+        try:
+            body = await self._request(
+                "POST",
+                "/updates",
+                json={"class": cls, "key": key, "op": op, "data": data, "user": user},
+            )
+        except (AuthError, CursorGone, UpdateRejected):
+            raise
+        except ConnectorError as exc:
+            # A 4xx other than authentication (unknown class, invalid data) refuses this one
+            # update; retrying it would never help. 5xx and no answer are retried.
+            if 400 <= exc.status < 500:
+                raise UpdateRejected(str(exc)) from None
+            raise
         return int(body["seq"])
 
     async def register_device_data(self) -> None:

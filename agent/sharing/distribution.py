@@ -17,7 +17,7 @@ from loguru import logger
 from agent.config import SharingSettings, SyncSettings
 from agent.connectors.base import Connector
 from agent.connectors.registry import load
-from agent.errors import ConnectorError, ProvsyncError, UpdateRejected
+from agent.errors import ConnectorError, UpdateRejected
 from agent.sharing import records
 from agent.sync import registry
 
@@ -31,17 +31,22 @@ class Dispatcher:
         blocked: returns a reason while sharing of hub updates is blocked, else "".
         on_settled: called (element id, name) after rejections or operator changes, to
             refresh the element's distribution-errors alarm.
+        on_contact: called (element, error or None, consecutive failures) after a round
+            that reached the element, or failed to, for the contact alarms.
     """
 
     def __init__(
         self, db: Any, settings: SharingSettings, sync: SyncSettings,
         blocked: Callable[[], str], on_settled: Callable[[int, str], Any],
+        on_contact: Callable[[Any, ConnectorError | None, int], Any],
     ) -> None:  # fmt: skip
         self.db = db
         self.settings = settings
         self.sync = sync
         self._blocked = blocked
         self._on_settled = on_settled
+        self._on_contact = on_contact
+        self._failures: dict[int, int] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._wake: dict[int, asyncio.Event] = {}
         self._holds: dict[int, asyncio.Lock] = {}
@@ -154,23 +159,29 @@ class Dispatcher:
             credentials = await asyncio.to_thread(registry.credentials_of, self.db, element_id)
             connector = self._connector(element, credentials)
         outcome = records.Outcome([], [], [])
+        failure: ConnectorError | None = None
         for index, row in enumerate(batch):
             try:
                 await connector.apply(row.cls, row.key, row.op, records.loads(row.data),
                                       user=self.sync.service_user)  # fmt: skip
             except UpdateRejected as exc:
                 outcome.rejected.append((row, str(exc) or "rejected"))
-            except (ConnectorError, ProvsyncError) as exc:
+            except ConnectorError as exc:
                 outcome.untried = batch[index:]
                 outcome.transport_error = str(exc)
+                failure = exc
                 break
             else:
                 outcome.done.append(row)
         superseded = await asyncio.to_thread(records.settle, self.db, element_id, outcome, backoff)
         gone = len(outcome.done) + superseded
         self.open[element_id] = max(0, self.open.get(element_id, 0) - gone)
-        if outcome.rejected or superseded:
+        if outcome.rejected or superseded or any(r.rejected for r in outcome.done):
             await self._on_settled(element_id, element.name)
+        failures = self._failures.get(element_id, 0) + 1 if failure is not None else 0
+        if failure is not None or self._failures.get(element_id, 0):
+            await self._on_contact(element, failure, failures)
+        self._failures[element_id] = failures
         if outcome.untried:
             logger.warning("distribution to {}: {} (next try in {:.0f} s)", element.name,
                            outcome.transport_error, backoff)  # fmt: skip

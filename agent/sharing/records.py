@@ -171,6 +171,7 @@ def add_distributions(
     rows = [
         {"element_id": element_id, "element": name, "cls": c.cls, "key": c.key, "op": c.op,
          "data": dumps(c.data), "origin": origin, "state": "pending", "attempts": 0,
+         "rejected": False,
          "error": None, "created_at": at, "updated_at": at, "next_attempt_at": at}
         for element_id, name in targets for c in changes
     ]  # fmt: skip
@@ -207,6 +208,7 @@ def distribution_json(row: Any) -> dict[str, Any]:
         "origin": row.origin,
         "state": row.state,
         "attempts": row.attempts,
+        "rejected": row.rejected,
         "error": row.error,
         "created": iso(row.created_at),
         "updated": iso(row.updated_at),
@@ -269,7 +271,8 @@ def settle(engine: Engine, element_id: int, outcome: Outcome, retry_in: float) -
         if outcome.done:
             conn.execute(update(DISTRIBUTIONS)
                          .where(DISTRIBUTIONS.c.id.in_([r.id for r in outcome.done]))
-                         .values(state="done", updated_at=at, error=None))  # fmt: skip
+                         .values(state="done", updated_at=at, error=None,
+                                 rejected=False))  # fmt: skip
             set_base(conn, element_id, [(r.cls, r.key, loads(r.data)) for r in outcome.done])
             # An older failed update of an object a newer one just set is obsolete: retrying
             # it would put old data back.
@@ -282,10 +285,12 @@ def settle(engine: Engine, element_id: int, outcome: Outcome, retry_in: float) -
                     DISTRIBUTIONS.c.element_id == element_id, DISTRIBUTIONS.c.state == "error",
                     DISTRIBUTIONS.c.cls == cls, DISTRIBUTIONS.c.key == key,
                     DISTRIBUTIONS.c.id < newest_id,
-                )).values(state="done", updated_at=at, error=note)).rowcount or 0)  # fmt: skip
+                )).values(state="done", updated_at=at, error=note, rejected=False)
+                ).rowcount or 0)  # fmt: skip
         for row, reason in outcome.rejected:
             conn.execute(update(DISTRIBUTIONS).where(DISTRIBUTIONS.c.id == row.id).values(
-                state="error", error=reason, attempts=row.attempts + 1, updated_at=at))  # fmt: skip
+                state="error", error=reason, attempts=row.attempts + 1, updated_at=at,
+                rejected=True))  # fmt: skip
         if outcome.untried:
             first = outcome.untried[0]
             conn.execute(update(DISTRIBUTIONS)
@@ -343,9 +348,9 @@ def retry(engine: Engine, ids: Sequence[int] | None, element_id: int | None) -> 
 
 
 def remove(engine: Engine, ids: Sequence[int] | None, element_id: int | None) -> dict[str, int]:
-    """Delete failed or waiting distributions (never one in flight)."""
+    """Delete failed distributions: the element keeps what it has."""
     with engine.begin() as conn:
-        where = _selection(ids, element_id, ("error", "pending"))
+        where = _selection(ids, element_id, ("error",))
         found = _per_element(conn, where)
         conn.execute(delete(DISTRIBUTIONS).where(where))
     return found
@@ -355,6 +360,14 @@ def _per_element(conn: Connection, where: Any) -> dict[str, int]:
     rows = conn.execute(select(DISTRIBUTIONS.c.element, func.count()).where(where)
                         .group_by(DISTRIBUTIONS.c.element))  # fmt: skip
     return {name: count for name, count in rows}  # noqa: C416 - rows have .keys()
+
+
+def failed_count(engine: Engine, element_id: int) -> int:
+    """Updates the element rejected and that were neither applied since nor deleted."""
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).where(and_(
+            DISTRIBUTIONS.c.element_id == element_id, DISTRIBUTIONS.c.rejected.is_(True),
+            DISTRIBUTIONS.c.state != "done"))).scalar() or 0)  # fmt: skip
 
 
 def last_error(engine: Engine, element_id: int) -> Any:
@@ -381,10 +394,16 @@ def open_for(engine: Engine, element_id: int, keys: Iterable[Key]) -> set[Key]:
 
 
 def purge_done(engine: Engine, older_than: float) -> int:
+    """Applied distributions and resolved conflicts older than ``older_than`` seconds."""
+    before = now() - timedelta(seconds=older_than)
     with engine.begin() as conn:
-        result = conn.execute(delete(DISTRIBUTIONS).where(and_(
-            DISTRIBUTIONS.c.state == "done",
-            DISTRIBUTIONS.c.updated_at < now() - timedelta(seconds=older_than))))  # fmt: skip
+        result = conn.execute(
+            delete(DISTRIBUTIONS).where(
+                and_(DISTRIBUTIONS.c.state == "done", DISTRIBUTIONS.c.updated_at < before)
+            )
+        )
+        conn.execute(delete(CONFLICTS).where(and_(
+            CONFLICTS.c.state == "resolved", CONFLICTS.c.resolved_at < before)))  # fmt: skip
     return int(result.rowcount or 0)
 
 

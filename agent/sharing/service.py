@@ -27,10 +27,18 @@ from agent.alarms.manager import AlarmManager
 from agent.config import SharingSettings, SyncSettings
 from agent.connectors.base import Connector
 from agent.connectors.registry import load
-from agent.errors import InvalidRequest, ProvsyncError, SharingError
+from agent.errors import (
+    AuthError,
+    AuthIncorrect,
+    AuthMissing,
+    ConnectorError,
+    InvalidRequest,
+    ProvsyncError,
+    SharingError,
+)
 from agent.sharing import records
 from agent.sharing.distribution import Dispatcher
-from agent.sharing.merge import Plan, compare, element_op
+from agent.sharing.merge import Found, Plan, compare, element_op
 from agent.sharing.records import Change, Data, Key
 from agent.store.models import ELEMENTS
 from agent.sync import registry
@@ -39,6 +47,8 @@ HUB = "hub"
 """Resource of hub-wide alarms and events (ftp-inactive, device data)."""
 IDENTITY_FILE = "store-identity.json"
 OPS = ("create", "update", "delete")
+UNREACHABLE_AFTER = 3
+"""Failed sending rounds in a row (with backoff between) before element-unreachable."""
 
 
 def _version(text: str) -> Version:
@@ -59,7 +69,9 @@ class SharingService:
         self.db = manager.engine
         self.data_dir = data_dir
         self.store_id = store_id
-        self.dispatcher = Dispatcher(self.db, settings, sync, self.blocked, self._refresh_errors)
+        self.dispatcher = Dispatcher(
+            self.db, settings, sync, self.blocked, self._refresh_errors, self._contact
+        )
         self._hub_lock = asyncio.Lock()
         self._sync_running: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -243,9 +255,6 @@ class SharingService:
         )
         self.dispatcher.ensure(element.id, element.name)
         self._spawn(self._register_device_data(element.id), f"device-data:{element.name}")
-        unresolved = await asyncio.to_thread(records.unresolved_elements, self.db)
-        if not unresolved:
-            await self._clear("ftp-inactive", HUB, note=f"{element.name} started sharing")
         return {"element": element.name, "state": self.group_state()}
 
     # ------------------------------------------------------------------ sync to the hub
@@ -307,7 +316,7 @@ class SharingService:
                                                   self.settings.classes)  # fmt: skip
                     base = await asyncio.to_thread(records.load_base, self.db, element.id)
                     plan = compare(data, hub, base, self.settings.classes)
-                    await asyncio.to_thread(self._apply_plan, element, plan, hub)
+                    await asyncio.to_thread(self._apply_plan, element, plan, hub, base)
             except ProvsyncError as exc:
                 await self._sync_failed(element, job, str(exc))
                 return
@@ -330,6 +339,9 @@ class SharingService:
                                   f"sync from {element.name} completed")  # fmt: skip
             await self._clear("sync-reconcile-required", element.name,
                               note="a new sync replaced its conflicts")  # fmt: skip
+            if not await asyncio.to_thread(records.unresolved_elements, self.db):
+                # Sharing is back: started again, synced, nothing left to reconcile.
+                await self._clear("ftp-inactive", HUB, note=f"{element.name} shares again")
             if counts["unresolved"]:
                 await self.manager.raise_alarm(
                     "sync-reconcile-required", element.name,
@@ -348,15 +360,31 @@ class SharingService:
         await self.manager.raise_alarm("sync-failed", element.name, qualifier="user-sync",
                                        text=text)  # fmt: skip
 
-    def _apply_plan(self, element: Any, plan: Plan, hub: dict[Key, Data]) -> None:
-        """Everything a sync decided, in one transaction."""
+    def _apply_plan(
+        self, element: Any, plan: Plan, hub: dict[Key, Data], base: dict[Key, Data]
+    ) -> None:
+        """Everything a sync decided, in one transaction.
+
+        An element-side change that would give two users one directory number or e-mail
+        address is not taken: it becomes an unresolved conflict (``plan`` is updated).
+        """
         at = registry.now()
         with self.db.begin() as conn:
             others = _targets(conn, exclude=element.id)
             records.withdraw_open_for(conn, element.id)
-            changes = [Change(cls, key, element_op(hub.get((cls, key)), data), data)
-                       for cls, key, data in plan.to_hub]  # fmt: skip
-            records.write_shared(conn, changes, element.name, at)
+            changes, taken = [], []
+            for cls, key, data in plan.to_hub:
+                change = Change(cls, key, element_op(hub.get((cls, key)), data), data)
+                try:
+                    records.check_unique(conn, change)
+                except InvalidRequest as exc:
+                    plan.found.append(Found(cls, key, key, "unresolved", hub.get((cls, key)),
+                                            data, base.get((cls, key)), str(exc)))  # fmt: skip
+                    continue
+                records.write_shared(conn, [change], element.name, at)
+                changes.append(change)
+                taken.append((cls, key, data))
+            plan.to_hub = taken
             records.add_distributions(conn, others, changes, element.name, at)
             records.set_base(conn, element.id, plan.to_hub + plan.agreed)
             to_element = [Change(cls, key, op, data) for cls, key, op, data in plan.to_element]
@@ -489,7 +517,9 @@ class SharingService:
                 ]
                 if row.key != row.hub_key:
                     changes.insert(0, Change(row.cls, row.hub_key, "delete", None))
-                records.write_shared(conn, changes, row.element, at)
+                for change in changes:
+                    records.check_unique(conn, change)  # refuses: nothing of it is applied
+                    records.write_shared(conn, [change], row.element, at)
                 records.set_base(conn, row.element_id, [(c.cls, c.key, c.data) for c in changes])
                 for change in changes:
                     records.cancel_open(conn, row.element_id, change.cls, change.key)
@@ -562,9 +592,26 @@ class SharingService:
         return written
 
     # ------------------------------------------------------------------ distribution errors
+    async def _contact(self, element: Any, error: ConnectorError | None, failures: int) -> None:
+        """Contact alarms from distribution, as a sync raises them (next contact clears)."""
+        name, address = element.name, element.address
+        if error is None:
+            for type_id in ("element-unreachable", "auth-failed-incorrect", "auth-failed-missing"):
+                await self._clear(type_id, name, note="distribution reached the element")
+        elif isinstance(error, AuthMissing) and failures == 1:
+            text = f"Authentication Failed for {address} - username/password not provided"
+            await self.manager.raise_alarm("auth-failed-missing", name, text=text)
+        elif isinstance(error, AuthIncorrect) and failures == 1:
+            text = f"Authentication Failed for {address} - incorrect username/password"
+            await self.manager.raise_alarm("auth-failed-incorrect", name, text=text)
+        elif not isinstance(error, AuthError) and failures == UNREACHABLE_AFTER:
+            await self.manager.raise_alarm(
+                "element-unreachable", name,
+                text=f"distribution to {name} failed {failures} times in a row: {error}",
+            )  # fmt: skip
+
     async def _refresh_errors(self, element_id: int, name: str) -> None:
-        counts = await asyncio.to_thread(records.open_counts, self.db)
-        errors = counts.get(element_id, {}).get("error", 0)
+        errors = await asyncio.to_thread(records.failed_count, self.db, element_id)
         if errors == 0:
             await self._clear("distribution-errors", name,
                               note="every failed distribution was retried or deleted")  # fmt: skip

@@ -287,6 +287,8 @@ class Distribution(Base):
     origin: Mapped[str] = mapped_column(String(64), default="hub")
     state: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[bool] = mapped_column(Boolean, default=False)
+    """The element rejected it; stays set through retries until it is applied."""
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
