@@ -492,3 +492,23 @@ def test_a_sync_never_gives_two_users_one_number(group: SharingGroup) -> None:
     assert "already belongs" in refused.stderr
     group.agent.cli("sharing", "resolve", str(conflict["id"]), "--take", "hub")
     wait_for("twin removed", lambda: ("user", "twin") not in cs1.shared(SHARED))
+
+
+def test_a_retried_rejection_still_counts_across_a_restart(group: SharingGroup) -> None:
+    hub = group.agent
+    sharing(group, "cs1")
+    cs1 = group.elements["cs1"]
+    cs1.reject("group", "", "groups are frozen")
+    hub.cli("objects", "add", "group", "g77", "name=seventy-seven")
+    (alarm,) = wait_for("error", lambda: group.alarms("distribution-errors", "cs1"))
+    cs1.admin("POST", "/admin/faults", {"down": True})
+    hub.cli("distribution", "retry", "--all")  # waits for the element, still not applied
+    assert hub.stop() == 0
+    hub.start()
+    assert [a["id"] for a in group.alarms("distribution-errors", "cs1")] == [alarm["id"]]
+    assert cli_json(hub, "sharing", "status")["elements"][0]["errors"] == 1
+    assert "Traceback" not in hub.log_text()
+    cs1.admin("DELETE", "/admin/reject")
+    cs1.admin("POST", "/admin/faults", {"down": False})
+    wait_for("applied", lambda: not group.alarms("distribution-errors"))
+    assert ("group", "g77") in cs1.shared(SHARED)

@@ -78,8 +78,8 @@ BUILTIN_TYPES: tuple[AlarmType, ...] = (
         "configurationOrCustomizationError",
         "Sharing is no longer enabled on the hub: its database was restored from a backup, "
         "or the agent was upgraded from a release whose data had sharing enabled.",
-        "Start sharing again from one element of the sharing group; if that sync reports "
-        "conflicts, reconcile them.",
+        "Start sharing again from one element of the sharing group and sync it to the hub; "
+        "if that sync reports conflicts, reconcile them. It clears once sharing is back.",
         "provsync sharing status | GET /api/v1/sharing",
     ),
     AlarmType(

@@ -195,7 +195,7 @@ def distribution_delete(
     element: ElementOpt = None,
     user: UserOpt = None,
 ) -> None:
-    """Delete failed (or waiting) distributions: the element keeps what it has."""
+    """Delete failed distributions: the element keeps what it has."""
     _operate(ctx, "delete", ident, every, element, user)
 
 

@@ -73,7 +73,10 @@ class Dispatcher:
 
     async def recount(self) -> None:
         counts = await asyncio.to_thread(records.open_counts, self.db)
-        self.open = {element_id: sum(states.values()) for element_id, states in counts.items()}
+        self.open = {
+            element_id: sum(n for state, n in states.items() if state != "failed")
+            for element_id, states in counts.items()
+        }
 
     def ensure(self, element_id: int, name: str) -> None:
         task = self._tasks.get(element_id)
@@ -179,8 +182,7 @@ class Dispatcher:
         if outcome.rejected or superseded or any(r.rejected for r in outcome.done):
             await self._on_settled(element_id, element.name)
         failures = self._failures.get(element_id, 0) + 1 if failure is not None else 0
-        if failure is not None or self._failures.get(element_id, 0):
-            await self._on_contact(element, failure, failures)
+        await self._on_contact(element, failure, failures)
         self._failures[element_id] = failures
         if outcome.untried:
             logger.warning("distribution to {}: {} (next try in {:.0f} s)", element.name,

@@ -216,16 +216,22 @@ def distribution_json(row: Any) -> dict[str, Any]:
 
 
 def open_counts(engine: Engine) -> dict[int, dict[str, int]]:
-    """Per element: distributions per open state."""
+    """Per element: distributions per open state, and "failed": the rejected ones not
+    applied since (failed, or retried and waiting), which distribution-errors counts."""
     found: dict[int, dict[str, int]] = {}
     with engine.connect() as conn:
         rows = conn.execute(
-            select(DISTRIBUTIONS.c.element_id, DISTRIBUTIONS.c.state, func.count())
+            select(DISTRIBUTIONS.c.element_id, DISTRIBUTIONS.c.state, DISTRIBUTIONS.c.rejected,
+                   func.count())
             .where(DISTRIBUTIONS.c.state.in_(OPEN_STATES))
-            .group_by(DISTRIBUTIONS.c.element_id, DISTRIBUTIONS.c.state)
-        )
-        for element_id, state, count in rows:
-            found.setdefault(element_id, {})[state] = count
+            .group_by(DISTRIBUTIONS.c.element_id, DISTRIBUTIONS.c.state,
+                      DISTRIBUTIONS.c.rejected)
+        )  # fmt: skip
+        for element_id, state, rejected, count in rows:
+            counts = found.setdefault(element_id, {"failed": 0})
+            counts[state] = counts.get(state, 0) + count
+            if rejected:
+                counts["failed"] += count
     return found
 
 
@@ -371,10 +377,12 @@ def failed_count(engine: Engine, element_id: int) -> int:
 
 
 def last_error(engine: Engine, element_id: int) -> Any:
+    """The newest rejected update of the element not applied since (failed or retried)."""
     with engine.connect() as conn:
         return conn.execute(
             select(DISTRIBUTIONS).where(and_(DISTRIBUTIONS.c.element_id == element_id,
-                                             DISTRIBUTIONS.c.state == "error"))
+                                             DISTRIBUTIONS.c.rejected.is_(True),
+                                             DISTRIBUTIONS.c.state != "done"))
             .order_by(DISTRIBUTIONS.c.id.desc()).limit(1)
         ).first()  # fmt: skip
 

@@ -378,8 +378,14 @@ class SharingService:
                 try:
                     records.check_unique(conn, change)
                 except InvalidRequest as exc:
+                    # A merge that would break uniqueness is not applied either way.
+                    merged = [f for f in plan.found if (f.cls, f.key) == (cls, key)]
+                    plan.found = [f for f in plan.found if f not in merged]
+                    plan.to_element = [t for t in plan.to_element if t[:2] != (cls, key)]
+                    element_value = merged[0].element if merged else data
                     plan.found.append(Found(cls, key, key, "unresolved", hub.get((cls, key)),
-                                            data, base.get((cls, key)), str(exc)))  # fmt: skip
+                                            element_value, base.get((cls, key)),
+                                            str(exc)))  # fmt: skip
                     continue
                 records.write_shared(conn, [change], element.name, at)
                 changes.append(change)
@@ -477,14 +483,24 @@ class SharingService:
             else:
                 rows = [r for r in await asyncio.to_thread(records.list_conflicts, self.db)
                         if element is None or r.element == element]  # fmt: skip
-            for row in rows:
-                await asyncio.to_thread(self._resolve_one, row, take, by)
+                if not rows:
+                    raise InvalidRequest("no open conflict to resolve")
+            done: list[Any] = []
+            try:
+                for row in rows:
+                    await asyncio.to_thread(self._resolve_one, row, take, by)
+                    done.append(row)
+            finally:
+                if done:  # what was resolved before a refusal counts
+                    await self._after_resolving(done)
+        return {"resolved": [r.id for r in rows], "take": take}
+
+    async def _after_resolving(self, rows: list[Any]) -> None:
         await self._after_reconcile({r.element for r in rows})
         for element_id, name in {(r.element_id, r.element) for r in rows}:
             await self._refresh_errors(element_id, name)  # a decision may drop failed updates
         await self.dispatcher.recount()
         self.dispatcher.wake()
-        return {"resolved": [r.id for r in rows], "take": take}
 
     def _resolve_one(self, row: Any, take: str, by: str | None) -> None:
         at = registry.now()
@@ -604,7 +620,8 @@ class SharingService:
         elif isinstance(error, AuthIncorrect) and failures == 1:
             text = f"Authentication Failed for {address} - incorrect username/password"
             await self.manager.raise_alarm("auth-failed-incorrect", name, text=text)
-        elif not isinstance(error, AuthError) and failures == UNREACHABLE_AFTER:
+        elif (not isinstance(error, AuthError) and failures >= UNREACHABLE_AFTER
+              and not self.manager.is_active("element-unreachable", name)):  # fmt: skip
             await self.manager.raise_alarm(
                 "element-unreachable", name,
                 text=f"distribution to {name} failed {failures} times in a row: {error}",
@@ -619,11 +636,11 @@ class SharingService:
             "distribution-errors", name
         ):
             last = await asyncio.to_thread(records.last_error, self.db, element_id)
+            latest = f"{last.op} {last.cls} {last.key}: {last.error}" if last is not None else ""
             severity = "major" if errors >= self.settings.errors_major_at else "minor"
             await self.manager.raise_alarm(
                 "distribution-errors", name, severity=severity,
-                text=f"{errors} shared updates to {name} were rejected; latest: {last.op} "
-                f"{last.cls} {last.key}: {last.error}",
+                text=f"{errors} shared updates to {name} were rejected; latest: {latest}",
             )  # fmt: skip
         self._errors[element_id] = errors
 
@@ -810,7 +827,7 @@ class SharingService:
                  "device_data": e.device_data,
                  "pending": counts.get(e.id, {}).get("pending", 0)
                  + counts.get(e.id, {}).get("inflight", 0),
-                 "errors": counts.get(e.id, {}).get("error", 0)}
+                 "errors": counts.get(e.id, {}).get("failed", 0)}
                 for e in elements
             ],
         }  # fmt: skip

@@ -213,7 +213,8 @@ class MibData:
                     ("sync-required", "sync-reconcile-required")))).scalars())  # fmt: skip
             errors: dict[int, int] = dict(conn.execute(
                 select(DISTRIBUTIONS.c.element_id, func.count())
-                .where(DISTRIBUTIONS.c.state == "error").group_by(DISTRIBUTIONS.c.element_id)
+                .where(DISTRIBUTIONS.c.rejected.is_(True) & (DISTRIBUTIONS.c.state != "done"))
+                .group_by(DISTRIBUTIONS.c.element_id)
             ).tuples().all())  # fmt: skip
         # The sharing group's state, shown on every sharing element (DESIGN.md, Sharing).
         if "sync-required" in blocking:
