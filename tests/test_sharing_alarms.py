@@ -512,3 +512,22 @@ def test_a_retried_rejection_still_counts_across_a_restart(group: SharingGroup) 
     cs1.admin("POST", "/admin/faults", {"down": False})
     wait_for("applied", lambda: not group.alarms("distribution-errors"))
     assert ("group", "g77") in cs1.shared(SHARED)
+
+
+def test_updates_stay_in_order_through_failed_sends(agent_factory: Any, tmp_path: Path) -> None:
+    hub = agent_factory(_settings(batch_size=1)).start()
+    group = SharingGroup(hub, tmp_path)
+    try:
+        sharing(group, "cs1")
+        cs1 = group.elements["cs1"]
+        station = cs1.first_key("station")
+        cs1.admin("POST", "/admin/faults", {"fail_every": 2})  # every second request: a 500
+        changes = [{"class": "station", "key": station, "op": "update", "data": {"v": v}}
+                   for v in range(1, 7)]  # fmt: skip
+        with hub.http() as http:
+            assert http.post("/api/v1/objects", json={"changes": changes}).status_code == 200
+        wait_for("settled", group.settled)
+        assert cs1.admin("GET", "/admin/objects/station")[station]["v"] == 6
+        assert group.hub_data()[("station", station)]["v"] == 6
+    finally:
+        group.stop()

@@ -20,10 +20,17 @@ def test_migrations_create_every_table(store: Store) -> None:
         "notification_log",
         "exporter_cursors",
         "meta",
+        "elements",
+        "jobs",
+        "shared_objects",
+        "sharing_base",
+        "conflicts",
+        "distributions",
+        "device_data",
         "alembic_version",
     } <= tables
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
 
 
 def test_second_owner_is_refused(store: Store, store_url: str) -> None:

@@ -185,7 +185,7 @@ class Dispatcher:
         await self._on_contact(element, failure, failures)
         self._failures[element_id] = failures
         if outcome.untried:
-            logger.warning("distribution to {}: {} (next try in {:.0f} s)", element.name,
+            logger.warning("distribution to {}: {} (next try in {:.1f} s)", element.name,
                            outcome.transport_error, backoff)  # fmt: skip
             await connector.close()
             return min(backoff * 2, self.settings.retry_max), None

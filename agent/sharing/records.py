@@ -236,14 +236,20 @@ def open_counts(engine: Engine) -> dict[int, dict[str, int]]:
 
 
 def take_batch(engine: Engine, element_id: int, limit: int) -> list[Any]:
-    """The element's next due pending distributions, marked in flight."""
+    """The element's oldest pending distributions, in order, marked in flight.
+
+    Only the due ones before the first that is not: a later update never overtakes an
+    earlier one waiting for its retry (the element would end with the older data).
+    """
+    due = now()
     with engine.begin() as conn:
         rows = list(conn.execute(
             select(DISTRIBUTIONS).where(and_(
-                DISTRIBUTIONS.c.element_id == element_id, DISTRIBUTIONS.c.state == "pending",
-                DISTRIBUTIONS.c.next_attempt_at <= now()))
+                DISTRIBUTIONS.c.element_id == element_id, DISTRIBUTIONS.c.state == "pending"))
             .order_by(DISTRIBUTIONS.c.id).limit(limit)
         ))  # fmt: skip
+        waiting = next((i for i, r in enumerate(rows) if r.next_attempt_at > due), len(rows))
+        rows = rows[:waiting]
         if rows:
             conn.execute(update(DISTRIBUTIONS).where(DISTRIBUTIONS.c.id.in_([r.id for r in rows]))
                          .values(state="inflight"))  # fmt: skip
@@ -251,10 +257,12 @@ def take_batch(engine: Engine, element_id: int, limit: int) -> list[Any]:
 
 
 def next_due(engine: Engine, element_id: int) -> datetime | None:
+    """When the element's oldest pending distribution may go (the others wait for it)."""
     with engine.connect() as conn:
         value: datetime | None = conn.execute(
-            select(func.min(DISTRIBUTIONS.c.next_attempt_at)).where(and_(
+            select(DISTRIBUTIONS.c.next_attempt_at).where(and_(
                 DISTRIBUTIONS.c.element_id == element_id, DISTRIBUTIONS.c.state == "pending"))
+            .order_by(DISTRIBUTIONS.c.id).limit(1)
         ).scalar()  # fmt: skip
     return value
 
