@@ -28,6 +28,7 @@ bench:
 	$(BIN)/python bench/snmp.py
 	$(BIN)/python bench/syslog.py
 	$(BIN)/python bench/sync.py
+	$(BIN)/python bench/sharing.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
