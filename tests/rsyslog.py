@@ -18,10 +18,13 @@ from cryptography.x509.oid import NameOID
 
 from tests.conftest import free_port, free_udp_port
 
-# One line per message: the fields rsyslog parsed from it.
-TEMPLATE = (
-    "%syslogseverity%|%syslogfacility-text%|%app-name%|%procid%|%msgid%|%structured-data%|%msg%\\n"
-)
+# One line per message: the fields rsyslog parsed from it, apart by a separator that
+# messages do not hold (resolution hints contain "|").
+SEPARATOR = "#~#"
+TEMPLATE = SEPARATOR.join(
+    ["%syslogseverity%", "%syslogfacility-text%", "%app-name%", "%procid%", "%msgid%",
+     "%structured-data%", "%msg%"]
+) + "\\n"  # fmt: skip
 INPUTS = ("udp", "tcp", "tls", "relp")
 
 
@@ -144,7 +147,7 @@ class Rsyslog:
             return []
         parsed = []
         for line in path.read_text(errors="replace").splitlines():
-            parts = line.split("|", 6)
+            parts = line.split(SEPARATOR, 6)
             if len(parts) < 7:
                 continue
             severity, facility, app, procid, msgid, sd, msg = parts

@@ -276,9 +276,12 @@ def test_agent_log_goes_to_syslog_apart(agent_factory: Any, rsyslog: Rsyslog) ->
         {"syslog": {"agent_log": {"enabled": True, "level": "INFO",
                                   "address": f"127.0.0.1:{rsyslog.ports['udp']}"}}}
     ).start()  # fmt: skip
+    deadline = time.monotonic() + 30
     got = rsyslog.wait_for("udp", 1)
-    assert got, "agent log lines arrive"
+    while not any("running" in g["msg"] for g in got):
+        assert time.monotonic() < deadline, f"no 'running' line among {got}"
+        time.sleep(0.1)
+        got = rsyslog.wait_for("udp", 1)
     assert {g["app"] for g in got} == {"provsync-agent"}
     assert {g["msgid"] for g in got} == {"LOG"}
-    assert any("running" in g["msg"] for g in got)
     agent.stop()
