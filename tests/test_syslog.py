@@ -119,6 +119,7 @@ def test_fields_over_udp_tcp_tls_relp(agent_factory: Any, rsyslog: Rsyslog) -> N
         assert raise_line["severity"] == "2"  # major -> critical (RFC 5674)
         assert clear_line["severity"] == "5"
         assert raise_line["msg"] == "no route"
+        assert 'link="provsync elements show cm1 | GET /api/v1/elements/cm1"' in raise_line["sd"]
         assert (
             '[alarm resource="cm1" probableCause="communicationsSubsystemFailure" '
             'perceivedSeverity="major" eventType="communicationsAlarm"]' in raise_line["sd"]
