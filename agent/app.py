@@ -16,6 +16,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import uvicorn
 from loguru import logger
@@ -59,9 +60,17 @@ def site_catalog(settings: Settings) -> Catalog:
 
 def resolve_token(settings: Settings) -> str:
     """The configured token, else the one in ``<data_dir>/api.token`` (made on first start)."""
-    if settings.api.token:
-        return settings.api.token
-    path = settings.token_file
+    return _token(settings.api.token, settings.token_file, "an API")
+
+
+def resolve_element_token(settings: Settings) -> str:
+    """The elements' token: [sharing] element_token, else ``<data_dir>/element.token``."""
+    return _token(settings.sharing.element_token, settings.element_token_file, "an element")
+
+
+def _token(configured: str, path: Path, what: str) -> str:
+    if configured:
+        return configured
     existing = read_token_file(path)
     if existing:
         return existing
@@ -70,7 +79,7 @@ def resolve_token(settings: Settings) -> str:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(token + "\n")
-    logger.info("generated an API token in {}", path)
+    logger.info("generated {} token in {}", what, path)
     return token
 
 
@@ -261,6 +270,7 @@ class Agent:
             loop.add_signal_handler(sig, self.stop_event.set)
         host = agent_hostname(self.settings)
         token = resolve_token(self.settings)
+        element_token = resolve_element_token(self.settings)
         agent_log = self.settings.syslog.agent_log
         if agent_log.enabled:
             sink = SyslogSink(
@@ -286,6 +296,7 @@ class Agent:
             services = Services(
                 manager=manager,
                 token=token,
+                element_token=element_token,
                 started_at=started_at,
                 store_url=redact_url(store.url),
                 store_id=store.identity,

@@ -424,6 +424,9 @@ class SyncSettings(_Section):
 
 
 class SharingSettings(_Section):
+    element_token: str = ""
+    """Bearer token of the element-to-hub routes only (/api/v1/sharing/start, sync, updates,
+    device-data). Empty: generated on first start into ``<data_dir>/element.token``."""
     min_element_version: str = Field(default="10.0", pattern=r"^[0-9]+(\.[0-9]+)*$")
     """Elements older than this are refused when they try to start sharing."""
     classes: tuple[str, ...] = ("user", "station", "directory-number", "group", "mailbox")
@@ -516,6 +519,10 @@ class Settings(_Section):
     def token_file(self) -> Path:
         return self.data_dir / "api.token"
 
+    @property
+    def element_token_file(self) -> Path:
+        return self.data_dir / "element.token"
+
     def exporter_path(self, path: Path) -> Path:
         return path if path.is_absolute() else self.data_dir / path
 
@@ -530,7 +537,9 @@ def _format_location(loc: tuple[int | str, ...]) -> str:
     return text or "(top level)"
 
 
-_SECRET_KEYS = frozenset({"token", "auth_key", "priv_key", "community", "password"})
+_SECRET_KEYS = frozenset(
+    {"token", "element_token", "auth_key", "priv_key", "community", "password"}
+)
 
 
 def _is_secret(loc: tuple[int | str, ...]) -> bool:

@@ -349,7 +349,7 @@ def test_ftp_inactive_after_a_restore_cleared_by_start_sharing(group: SharingGro
     hub.start()
     (alarm,) = group.alarms("ftp-inactive")
     assert "restored from a backup" in alarm["text"]
-    assert "provsync sharing status" in alarm["resolution"]
+    assert "provsync sharing start ELEMENT" in alarm["resolution"]
     status = cli_json(hub, "sharing", "status")
     assert status["ftp_inactive"] is True
     assert status["state"] == "notSharing"
@@ -531,3 +531,41 @@ def test_updates_stay_in_order_through_failed_sends(agent_factory: Any, tmp_path
         assert group.hub_data()[("station", station)]["v"] == 6
     finally:
         group.stop()
+
+
+def test_elements_token_opens_element_routes_only(group: SharingGroup) -> None:
+    hub = group.agent
+    group.add("cs1")
+    element_token = (hub.data_dir / "element.token").read_text().strip()
+    assert element_token
+    assert (hub.data_dir / "element.token").stat().st_mode & 0o077 == 0
+    headers = {"Authorization": f"Bearer {element_token}"}
+    with httpx.Client(base_url=hub.url, headers=headers) as http:
+        started = http.post("/api/v1/sharing/start",
+                            json={"element": "cs1", "software_version": "10.2.1"})  # fmt: skip
+        assert started.status_code == 200
+        for method, path in (("GET", "/api/v1/alarms"), ("GET", "/api/v1/distributions"),
+                             ("POST", "/api/v1/sharing/conflicts/resolve"),
+                             ("DELETE", "/api/v1/elements/cs1")):  # fmt: skip
+            assert http.request(method, path, json={"take": "hub"}).status_code == 401, path
+    assert group.status()["elements"][0]["sharing"] == "syncRequired"
+
+
+def test_operator_starts_sharing_from_the_hub_and_keys_may_hold_slashes(
+    group: SharingGroup,
+) -> None:
+    hub = group.agent
+    group.add("cs1")
+    hub.cli("sharing", "start", "cs1")
+    (started,) = group.events("sharing-started", "cs1")
+    assert started["details"]["software_version"] == "10.2.1"
+    group.sync("cs1")
+    hub.cli("objects", "add", "group", "sales/emea", "name=Sales EMEA")
+    hub.cli("objects", "set", "group", "sales/emea", "name=Sales Europe")
+    shown = json.loads(hub.cli("objects", "show", "group", "sales/emea").stdout)
+    assert shown["data"] == {"name": "Sales Europe"}
+    wait_for("on cs1", lambda: group.elements["cs1"].shared(SHARED).get(
+        ("group", "sales/emea")) == {"name": "Sales Europe"})  # fmt: skip
+    listed = cli_json(hub, "objects", "list", "group")
+    assert "sales/emea" in {o["key"] for o in listed}
+    assert len(listed) == len([k for c, k in group.hub_data() if c == "group"])

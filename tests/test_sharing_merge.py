@@ -93,6 +93,7 @@ def test_field_merge_refuses_overlapping_changes() -> None:
 def test_cli_fields_are_strings_unless_json_is_asked_for() -> None:
     assert parse_fields(["number=20001", "cos:=2", "tags:=[1,2]", "name=a=b"]) == {
         "number": "20001", "cos": 2, "tags": [1, 2], "name": "a=b"}  # fmt: skip
+    assert parse_fields(["note=a:=b"]) == {"note": "a:=b"}
     with pytest.raises(ValueError, match="not FIELD=VALUE"):
         parse_fields(["oops"])
     with pytest.raises(ValueError, match="not JSON"):

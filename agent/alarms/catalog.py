@@ -80,7 +80,7 @@ BUILTIN_TYPES: tuple[AlarmType, ...] = (
         "or the agent was upgraded from a release whose data had sharing enabled.",
         "Start sharing again from one element of the sharing group and sync it to the hub; "
         "if that sync reports conflicts, reconcile them. It clears once sharing is back.",
-        "provsync sharing status | GET /api/v1/sharing",
+        "provsync sharing start ELEMENT | POST /api/v1/sharing/start",
     ),
     AlarmType(
         "sync-required",

@@ -51,6 +51,8 @@ class Services:
     started_at: datetime
     store_url: str
     store_id: str
+    element_token: str = ""
+    """Accepted on the element-to-hub routes only (besides the operators' token)."""
     exporters: list[Exporter] = field(default_factory=list)
     request_stop: Callable[[], None] = lambda: None
     snmp: Any = None
@@ -72,18 +74,38 @@ def _services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(_services)]
 
 
+def _matches(credentials: HTTPAuthorizationCredentials | None, *tokens: str) -> bool:
+    if credentials is None:
+        return False
+    given = credentials.credentials.encode()
+    # Every token compared, in constant time, whichever matches.
+    results = [secrets.compare_digest(given, t.encode()) for t in tokens if t]
+    return any(results)
+
+
+def _refuse() -> HTTPException:
+    return HTTPException(
+        status_code=401,
+        detail="missing or wrong bearer token",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
 def _authorize(
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
-    if credentials is None or not secrets.compare_digest(
-        credentials.credentials.encode(), services.token.encode()
-    ):
-        raise HTTPException(
-            status_code=401,
-            detail="missing or wrong bearer token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    if not _matches(credentials, services.token):
+        raise _refuse()
+
+
+def _authorize_element(
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """Element-to-hub routes: the elements' token (or the operators')."""
+    if not _matches(credentials, services.token, services.element_token):
+        raise _refuse()
 
 
 def _change(result: AlarmChange) -> dict[str, Any]:
@@ -282,7 +304,7 @@ def create_app(services: Services) -> FastAPI:
 
     app.include_router(_router())
     app.include_router(sync_router(_authorize))
-    app.include_router(sharing_router(_authorize))
+    app.include_router(sharing_router(_authorize, _authorize_element))
 
     @app.exception_handler(ProvsyncError)
     async def _ours(request: Request, exc: ProvsyncError) -> JSONResponse:

@@ -22,7 +22,12 @@ class _Body(BaseModel):
 
 class StartBody(_Body):
     element: str = Field(min_length=1, max_length=64, description="name or element id")
-    software_version: str = Field(min_length=1, max_length=32)
+    software_version: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=32,
+        description="the element's; omitted (an operator starting it), the hub asks the element",
+    )
 
 
 class ElementRef(_Body):
@@ -89,25 +94,27 @@ def _item(item: UpdateItem) -> dict[str, Any]:
     return {"class": item.cls, "key": item.key, "op": item.op, "data": item.data}
 
 
-def sharing_router(authorize: Any) -> APIRouter:
+def sharing_router(authorize: Any, authorize_element: Any) -> APIRouter:
+    outer = APIRouter()
+    elements = APIRouter(prefix="/api/v1", dependencies=[Depends(authorize_element)])
     router = APIRouter(prefix="/api/v1", dependencies=[Depends(authorize)])
 
     # -------------------------------------------------------------- element to hub
-    @router.post("/sharing/start", summary="An element starts sharing (version checked)")
+    @elements.post("/sharing/start", summary="An element starts sharing (version checked)")
     async def start(sharing: SharingDep, body: StartBody) -> dict[str, Any]:
         result: dict[str, Any] = await sharing.start_sharing(body.element, body.software_version)
         return result
 
-    @router.post("/sharing/sync", status_code=202, summary="Sync an element's data to the hub")
+    @elements.post("/sharing/sync", status_code=202, summary="Sync an element's data to the hub")
     async def sync(sharing: SharingDep, body: ElementRef) -> dict[str, Any]:
         return {"job": await sharing.request_sync(body.element)}
 
-    @router.post("/sharing/updates", summary="Updates an element pushes to the hub")
+    @elements.post("/sharing/updates", summary="Updates an element pushes to the hub")
     async def updates(sharing: SharingDep, body: PushBody) -> dict[str, Any]:
         results = await sharing.push(body.element, [_item(u) for u in body.updates])
         return {"results": results}
 
-    @router.post("/sharing/device-data", summary="Device-data notification from an element")
+    @elements.post("/sharing/device-data", summary="Device-data notification from an element")
     async def device_data(sharing: SharingDep, body: DevicesBody) -> dict[str, Any]:
         stored = await sharing.device_notification(
             body.element, [d.model_dump() for d in body.devices]
@@ -175,8 +182,11 @@ def sharing_router(authorize: Any) -> APIRouter:
         return {"retried": await sharing.retry_distributions(None, body.element, body.by)}
 
     @router.delete("/distributions/{distribution_id}", summary="Delete a failed distribution")
-    async def delete_one(sharing: SharingDep, distribution_id: int) -> dict[str, Any]:
-        return {"deleted": await sharing.delete_distributions([distribution_id], None, None)}
+    async def delete_one(
+        sharing: SharingDep, distribution_id: int,
+        by: Annotated[str | None, Query(max_length=128)] = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        return {"deleted": await sharing.delete_distributions([distribution_id], None, by)}
 
     @router.post("/distributions/delete", summary="Delete failed distributions (filter)")
     async def delete_all(sharing: SharingDep, body: SelectBody) -> dict[str, Any]:
@@ -191,7 +201,7 @@ def sharing_router(authorize: Any) -> APIRouter:
         return await asyncio.to_thread(records.list_shared, sharing.db, cls, after=after,
                                        limit=limit)  # fmt: skip
 
-    @router.get("/objects/{cls}/{key}", summary="One shared object")
+    @router.get("/objects/{cls}/{key:path}", summary="One shared object")
     async def object_one(sharing: SharingDep, cls: str, key: str) -> dict[str, Any]:
         data = await asyncio.to_thread(records.get_shared, sharing.db, cls, key)
         if data is None:
@@ -204,14 +214,14 @@ def sharing_router(authorize: Any) -> APIRouter:
         result: dict[str, Any] = await sharing.hub_changes([change], None)
         return result
 
-    @router.patch("/objects/{cls}/{key}", summary="Change fields of a shared object")
+    @router.patch("/objects/{cls}/{key:path}", summary="Change fields of a shared object")
     async def change(sharing: SharingDep, cls: str, key: str, body: FieldsBody) -> dict[str, Any]:
         result: dict[str, Any] = await sharing.hub_changes(
             [{"class": cls, "key": key, "op": "update", "data": body.data}], None
         )
         return result
 
-    @router.delete("/objects/{cls}/{key}", summary="Delete a shared object")
+    @router.delete("/objects/{cls}/{key:path}", summary="Delete a shared object")
     async def delete(sharing: SharingDep, cls: str, key: str) -> dict[str, Any]:
         result: dict[str, Any] = await sharing.hub_changes(
             [{"class": cls, "key": key, "op": "delete", "data": None}], None
@@ -229,4 +239,6 @@ def sharing_router(authorize: Any) -> APIRouter:
         result: dict[str, Any] = await sharing.activate(name)
         return result
 
-    return router
+    outer.include_router(elements)
+    outer.include_router(router)
+    return outer

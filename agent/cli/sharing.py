@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any
+from urllib.parse import quote
 
 import typer
 
@@ -43,6 +44,14 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         [[e["name"], e["type"], e["sharing"], "yes" if e["device_data"] else "no", e["pending"],
           e["errors"]] for e in data["elements"]],
     )  # fmt: skip
+
+
+@sharing_app.command("start")
+def start(ctx: typer.Context, element: str) -> None:
+    """Start sharing with an element from the hub (its version is checked as when it asks)."""
+    data = _call(ctx, "POST", "/sharing/start", {"element": element})
+    _say(f"{data['element']} shares with the hub; sharing: {data['state']} "
+         f"(provsync sharing sync {data['element']})")  # fmt: skip
 
 
 @sharing_app.command("sync")
@@ -167,7 +176,7 @@ def _operate(ctx: typer.Context, verb: str, ident: int | None, every: bool,
         if verb == "retry":
             data = _call(ctx, "POST", f"/distributions/{ident}/retry", {"by": by})
         else:
-            data = _call(ctx, "DELETE", f"/distributions/{ident}")
+            data = _call(ctx, "DELETE", f"/distributions/{ident}?by={quote(by, safe='')}")
     else:
         data = _call(ctx, "POST", f"/distributions/{verb}", {"element": element, "by": by})
     done = data["retried" if verb == "retry" else "deleted"]
@@ -205,7 +214,7 @@ def parse_fields(pairs: list[str]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     for pair in pairs:
         name, typed, value = pair.partition(":=")
-        if not typed:
+        if not typed or "=" in name:  # the first separator decides: note=a:=b is a string
             name, equals, value = pair.partition("=")
             if not equals or not name:
                 raise ValueError(f"{pair!r} is not FIELD=VALUE or FIELD:=JSON")
@@ -241,7 +250,12 @@ def _changed(data: dict[str, Any], as_json: bool) -> None:
 def objects_add(ctx: typer.Context, cls: str, key: str, fields: FieldsArg = None,
                 as_json: JsonOpt = False) -> None:  # fmt: skip
     """Add a shared object on the hub; it flows to every sharing element."""
-    _changed(_call(ctx, "POST", f"/objects/{cls}", {"key": key, "data": _fields(fields)}), as_json)
+    _changed(
+        _call(
+            ctx, "POST", f"/objects/{quote(cls, safe='')}", {"key": key, "data": _fields(fields)}
+        ),
+        as_json,
+    )
 
 
 @objects_app.command("set")
@@ -251,23 +265,37 @@ def objects_set(ctx: typer.Context, cls: str, key: str, fields: FieldsArg = None
     data = _fields(fields)
     if not data:
         _fail("give at least one FIELD=VALUE", 2)
-    _changed(_call(ctx, "PATCH", f"/objects/{cls}/{key}", {"data": data}), as_json)
+    _changed(
+        _call(
+            ctx, "PATCH", f"/objects/{quote(cls, safe='')}/{quote(key, safe='')}", {"data": data}
+        ),
+        as_json,
+    )
 
 
 @objects_app.command("delete")
 def objects_delete(ctx: typer.Context, cls: str, key: str, as_json: JsonOpt = False) -> None:
     """Delete a shared object on the hub and on every sharing element."""
-    _changed(_call(ctx, "DELETE", f"/objects/{cls}/{key}"), as_json)
+    _changed(_call(ctx, "DELETE", f"/objects/{quote(cls, safe='')}/{quote(key, safe='')}"), as_json)
 
 
 @objects_app.command("list")
 def objects_list(
     ctx: typer.Context, cls: str,
-    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 1000,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most this many (default: all).")]
+    = None,
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
-    """The hub's shared objects of a class."""
-    data = _call(ctx, "GET", f"/objects/{cls}", limit=limit)
+    """The hub's shared objects of a class, in key order."""
+    data: list[dict[str, Any]] = []
+    after: str | None = None
+    while limit is None or len(data) < limit:
+        page_size = 5000 if limit is None else min(5000, limit - len(data))
+        page = _call(ctx, "GET", f"/objects/{quote(cls, safe='')}", limit=page_size, after=after)
+        data += page
+        if len(page) < page_size:
+            break
+        after = page[-1]["key"]
     if as_json:
         output.print_json(data)
         return
@@ -279,4 +307,4 @@ def objects_list(
 @objects_app.command("show")
 def objects_show(ctx: typer.Context, cls: str, key: str) -> None:
     """One shared object as JSON."""
-    output.print_json(_call(ctx, "GET", f"/objects/{cls}/{key}"))
+    output.print_json(_call(ctx, "GET", f"/objects/{quote(cls, safe='')}/{quote(key, safe='')}"))

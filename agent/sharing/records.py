@@ -282,6 +282,12 @@ def settle(engine: Engine, element_id: int, outcome: Outcome, retry_in: float) -
     at = now()
     superseded = 0
     with engine.begin() as conn:
+        # Rejections first: one rejected in this very batch before a newer update of the same
+        # object was applied is superseded below like any older failure.
+        for row, reason in outcome.rejected:
+            conn.execute(update(DISTRIBUTIONS).where(DISTRIBUTIONS.c.id == row.id).values(
+                state="error", error=reason, attempts=row.attempts + 1, updated_at=at,
+                rejected=True))  # fmt: skip
         if outcome.done:
             conn.execute(update(DISTRIBUTIONS)
                          .where(DISTRIBUTIONS.c.id.in_([r.id for r in outcome.done]))
@@ -301,10 +307,6 @@ def settle(engine: Engine, element_id: int, outcome: Outcome, retry_in: float) -
                     DISTRIBUTIONS.c.id < newest_id,
                 )).values(state="done", updated_at=at, error=note, rejected=False)
                 ).rowcount or 0)  # fmt: skip
-        for row, reason in outcome.rejected:
-            conn.execute(update(DISTRIBUTIONS).where(DISTRIBUTIONS.c.id == row.id).values(
-                state="error", error=reason, attempts=row.attempts + 1, updated_at=at,
-                rejected=True))  # fmt: skip
         if outcome.untried:
             first = outcome.untried[0]
             conn.execute(update(DISTRIBUTIONS)
@@ -533,6 +535,10 @@ def store_devices(
                              "updated_at": at})  # fmt: skip
         _upsert(conn, DEVICES, rows, ["element_id", "number"])
     return count
+
+
+def drop_devices(conn: Connection) -> None:
+    conn.execute(delete(DEVICES))
 
 
 def device_details(engine: Engine) -> dict[str, tuple[int, Data]]:

@@ -76,6 +76,8 @@ class SharingService:
         self._sync_running: str | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._errors: dict[int, int] = {}
+        self._syncs: dict[int, tuple[asyncio.Task[Any], int]] = {}
+        """Running syncs to the hub by element id: (task, job id)."""
         self._identity_written = 0.0
         self._identity_lock = threading.Lock()
 
@@ -199,6 +201,7 @@ class SharingService:
                 conn.execute(ELEMENTS.update().values(sharing=False, device_data=False))
                 for element in elements:
                     records.withdraw_open_for(conn, element.id)
+                records.drop_devices(conn)  # registrations are gone with sharing
 
         await asyncio.to_thread(work)
         for type_id in ("sync-required", "sync-reconcile-required"):
@@ -231,8 +234,13 @@ class SharingService:
         return "sharing"
 
     # ------------------------------------------------------------------ start sharing
-    async def start_sharing(self, ident: str, software_version: str) -> dict[str, Any]:
+    async def start_sharing(self, ident: str, software_version: str | None) -> dict[str, Any]:
+        """Start sharing for an element; without a version (an operator starting it from the
+        hub) the element is asked for its own."""
         element = await asyncio.to_thread(registry.find_element, self.db, ident)
+        if software_version is None:
+            async with await self._open(element) as connector:
+                software_version = (await connector.info()).software_version
         minimum = self.settings.min_element_version
         if _version(software_version) < _version(minimum):
             text = (f"Sharing could not be started: {element.name} runs {software_version}, "
@@ -276,16 +284,18 @@ class SharingService:
         except BaseException:
             self._sync_running = None
             raise
-        self._spawn(self._user_sync(element, job), f"user-sync:{element.name}")
+        task = self._spawn(self._user_sync(element, job), f"user-sync:{element.name}")
+        self._syncs[element.id] = (task, job)
+        task.add_done_callback(lambda _: self._syncs.pop(element.id, None))
         return job
 
-    async def _read_element(self, element: Any, job: int) -> dict[Key, Data]:
+    async def _read_element(self, element: Any, job: int) -> tuple[dict[Key, Data], list[str]]:
+        """The element's shared objects, and the shared classes it offers."""
         found: dict[Key, Data] = {}
         async with await self._open(element) as connector:
             info = await connector.info()
-            for cls in self.settings.classes:
-                if cls not in info.classes:
-                    continue
+            offered = [cls for cls in self.settings.classes if cls in info.classes]
+            for cls in offered:
                 page = await connector.objects(cls, limit=self.sync.page_size)
                 while True:
                     for item in page.objects:
@@ -296,7 +306,7 @@ class SharingService:
                         break
                     page = await connector.objects(cls, after=page.next, snapshot=page.snapshot,
                                                    limit=self.sync.page_size)  # fmt: skip
-        return found
+        return found, offered
 
     async def _user_sync(self, element: Any, job: int) -> None:
         async with self.dispatcher.hold(element.id):
@@ -310,13 +320,16 @@ class SharingService:
                 "user-sync-started", element.name, text=f"sync from {element.name} started"
             )
             try:
-                data = await self._read_element(element, job)
+                # Only classes the element has are compared: the others are not deletions.
+                data, offered = await self._read_element(element, job)
                 async with self._hub_lock:
                     hub = await asyncio.to_thread(records.load_shared, self.db,
                                                   self.settings.classes)  # fmt: skip
                     base = await asyncio.to_thread(records.load_base, self.db, element.id)
-                    plan = compare(data, hub, base, self.settings.classes)
+                    plan = compare(data, hub, base, offered)
                     await asyncio.to_thread(self._apply_plan, element, plan, hub, base)
+                    # Still holding the lock: no hub change slips between the alarms.
+                    await self._synced(element, job, plan.counts())
             except ProvsyncError as exc:
                 await self._sync_failed(element, job, str(exc))
                 return
@@ -324,34 +337,37 @@ class SharingService:
                 logger.exception("sync from {} failed unexpectedly", element.name)
                 await self._sync_failed(element, job, f"internal error: {exc!r}")
                 return
-            counts = plan.counts()
-            await asyncio.to_thread(registry.update_job, self.db, job, state="done",
-                                    ended_at=registry.now(), counts=counts)  # fmt: skip
-            await self._clear("sync-failed", element.name, "user-sync")
-            await self.manager.emit_event(
-                "user-sync-completed", element.name, details=counts,
-                text=f"sync from {element.name} completed: {counts['to_hub']} to the hub, "
-                f"{counts['to_element']} to the element, {counts['automatic']} merged, "
-                f"{counts['review']} for review, {counts['unresolved']} unresolved",
-            )  # fmt: skip
-            for _, resource, qualifier in self.manager.active_keys("sync-required"):
-                await self._clear("sync-required", resource, qualifier,
-                                  f"sync from {element.name} completed")  # fmt: skip
-            await self._clear("sync-reconcile-required", element.name,
-                              note="a new sync replaced its conflicts")  # fmt: skip
-            if not await asyncio.to_thread(records.unresolved_elements, self.db):
-                # Sharing is back: started again, synced, nothing left to reconcile.
-                await self._clear("ftp-inactive", HUB, note=f"{element.name} shares again")
-            if counts["unresolved"]:
-                await self.manager.raise_alarm(
-                    "sync-reconcile-required", element.name,
-                    text=f"sync from {element.name} found {counts['unresolved']} unresolved "
-                    f"conflicts ({counts['review']} more for review)",
-                )  # fmt: skip
             await self.dispatcher.recount()
             self.dispatcher.wake()
         finally:
             self._sync_running = None
+
+    async def _synced(self, element: Any, job: int, counts: dict[str, int]) -> None:
+        await asyncio.to_thread(registry.update_job, self.db, job, state="done",
+                                ended_at=registry.now(), counts=counts)  # fmt: skip
+        await self._clear("sync-failed", element.name, "user-sync")
+        await self.manager.emit_event(
+            "user-sync-completed", element.name, details=counts,
+            text=f"sync from {element.name} completed: {counts['to_hub']} to the hub, "
+            f"{counts['to_element']} to the element, {counts['automatic']} merged, "
+            f"{counts['review']} for review, {counts['unresolved']} unresolved",
+        )  # fmt: skip
+        # Raised before sync-required clears, so sharing is never unblocked in between.
+        if counts["unresolved"]:
+            await self.manager.raise_alarm(
+                "sync-reconcile-required", element.name,
+                text=f"sync from {element.name} found {counts['unresolved']} unresolved "
+                f"conflicts ({counts['review']} more for review)",
+            )  # fmt: skip
+        else:
+            await self._clear("sync-reconcile-required", element.name,
+                              note="a new sync replaced its conflicts")  # fmt: skip
+        for _, resource, qualifier in self.manager.active_keys("sync-required"):
+            await self._clear("sync-required", resource, qualifier,
+                              f"sync from {element.name} completed")  # fmt: skip
+        if not await asyncio.to_thread(records.unresolved_elements, self.db):
+            # Sharing is back: started again, synced, nothing left to reconcile.
+            await self._clear("ftp-inactive", HUB, note=f"{element.name} shares again")
 
     async def _sync_failed(self, element: Any, job: int, message: str) -> None:
         await asyncio.to_thread(registry.update_job, self.db, job, state="failed",
@@ -410,17 +426,22 @@ class SharingService:
         element = await asyncio.to_thread(registry.find_element, self.db, ident)
         results: list[dict[str, Any]] = []
         async with self._hub_lock:
+            refusal = self._push_refusal(element)
+            if refusal:  # the whole push, with one event (a big push is not an event flood)
+                first = updates[0] if updates else {}
+                what = f"{first.get('class', '')} {first.get('key', '')} ({first.get('op', '')})"
+                more = f" and {len(updates) - 1} more" if len(updates) > 1 else ""
+                await self.manager.emit_event(
+                    "update-rejected", element.name,
+                    text=f"update of {what}{more} from {element.name} rejected: {refusal}",
+                    details={"element": element.name, "count": len(updates),
+                             "updates": updates[:20], "reason": refusal},
+                )  # fmt: skip
+                return [{"status": "rejected", "reason": refusal} for _ in updates]
             for update in updates:
                 cls, key = str(update.get("class", "")), str(update.get("key", ""))
                 op, data = str(update.get("op", "")), update.get("data")
                 try:
-                    if not element.sharing:
-                        raise SharingError(f"{element.name} does not share with the hub")
-                    if self._reconcile_running():
-                        raise SharingError("a reconcile is running on the hub")
-                    if self._sync_running == element.name:
-                        raise SharingError(f"a sync from {element.name} is running; the next "
-                                           "sync takes this change")  # fmt: skip
                     await asyncio.to_thread(self._take_push, element, cls, key, op, data)
                 except (SharingError, InvalidRequest) as exc:
                     reason = str(exc)
@@ -437,6 +458,15 @@ class SharingService:
         await self.dispatcher.recount()
         self.dispatcher.wake()
         return results
+
+    def _push_refusal(self, element: Any) -> str:
+        if not element.sharing:
+            return f"{element.name} does not share with the hub"
+        if self._reconcile_running():
+            return "a reconcile is running on the hub"
+        if self._sync_running == element.name:
+            return f"a sync from {element.name} is running; the next sync takes this change"
+        return ""
 
     def _take_push(self, element: Any, cls: str, key: str, op: str, data: Any) -> None:
         change = _checked(self.settings.classes, cls, key, op, data)
@@ -559,15 +589,15 @@ class SharingService:
     # ------------------------------------------------------------------ hub changes
     async def hub_changes(self, changes: list[dict[str, Any]], by: str | None) -> dict[str, Any]:
         """Flow-through provisioning: change the hub's shared data and distribute it."""
-        reason = self.blocked()
-        if reason:
-            raise SharingError(f"flow-through provisioning is refused: {reason}")
         checked = [
             _checked(self.settings.classes, str(c.get("class", "")), str(c.get("key", "")),
                      str(c.get("op", "")), c.get("data"))
             for c in changes
         ]  # fmt: skip
         async with self._hub_lock:
+            reason = self.blocked()  # under the lock: syncs raise their alarms holding it
+            if reason:
+                raise SharingError(f"flow-through provisioning is refused: {reason}")
             targets = await asyncio.to_thread(_list_targets, self.db)
             for element_id, name in targets:
                 waiting = self.dispatcher.open.get(element_id, 0)
@@ -614,10 +644,14 @@ class SharingService:
         if error is None:
             for type_id in ("element-unreachable", "auth-failed-incorrect", "auth-failed-missing"):
                 await self._clear(type_id, name, note="distribution reached the element")
-        elif isinstance(error, AuthMissing) and failures == 1:
+        elif isinstance(error, AuthMissing) and not self.manager.is_active(
+            "auth-failed-missing", name
+        ):
             text = f"Authentication Failed for {address} - username/password not provided"
             await self.manager.raise_alarm("auth-failed-missing", name, text=text)
-        elif isinstance(error, AuthIncorrect) and failures == 1:
+        elif isinstance(error, AuthIncorrect) and not self.manager.is_active(
+            "auth-failed-incorrect", name
+        ):
             text = f"Authentication Failed for {address} - incorrect username/password"
             await self.manager.raise_alarm("auth-failed-incorrect", name, text=text)
         elif (not isinstance(error, AuthError) and failures >= UNREACHABLE_AFTER
@@ -798,7 +832,17 @@ class SharingService:
         return {"activated": name, "elements": programming}
 
     async def forget(self, element: Any) -> None:
-        """The element is being removed."""
+        """The element is being removed: its sync stops, its records go."""
+        running = self._syncs.pop(element.id, None)
+        if running is not None:
+            task, job = running
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await asyncio.to_thread(
+                registry.update_job, self.db, job, state="failed", ended_at=registry.now(),
+                error="the element was removed",
+            )  # fmt: skip
         await self.dispatcher.forget(element.id)
 
         def work() -> None:
