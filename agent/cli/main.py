@@ -685,7 +685,7 @@ def simulate(
     ] = None,
     hub: Annotated[str, typer.Option(help="The hub's control API URL, to call it.")] = "",
     hub_token_file: Annotated[
-        Path | None, typer.Option(help="File holding the hub's API token.")
+        Path | None, typer.Option(help="File holding the hub's element token.")
     ] = None,
 ) -> None:
     """Run a reference network element serving Element API v1 (docs/element-api.md)."""

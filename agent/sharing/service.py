@@ -425,6 +425,8 @@ class SharingService:
     async def push(self, ident: str, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
         element = await asyncio.to_thread(registry.find_element, self.db, ident)
         results: list[dict[str, Any]] = []
+        if not updates:
+            return results
         async with self._hub_lock:
             refusal = self._push_refusal(element)
             if refusal:  # the whole push, with one event (a big push is not an event flood)
