@@ -569,3 +569,15 @@ def test_operator_starts_sharing_from_the_hub_and_keys_may_hold_slashes(
     listed = cli_json(hub, "objects", "list", "group")
     assert "sales/emea" in {o["key"] for o in listed}
     assert len(listed) == len([k for c, k in group.hub_data() if c == "group"])
+
+
+def test_a_reinstalled_element_gets_the_hub_data_back(group: SharingGroup) -> None:
+    sharing(group, "cs1")
+    cs1 = group.elements["cs1"]
+    before = group.hub_data()
+    cs1.admin("POST", "/admin/wipe")  # no data at all, a new epoch: as a reinstalled element
+    job = group.sync("cs1")
+    assert job["state"] == "done"
+    assert job["counts"]["to_hub"] == 0, "what the element lacks was not deleted there"
+    assert group.hub_data() == before
+    wait_for("restored", lambda: group.settled() and cs1.shared(SHARED) == before)

@@ -164,6 +164,10 @@ def set_base(
     _upsert(conn, BASE, rows, ["element_id", "cls", "key"])
 
 
+def drop_base(conn: Connection, element_id: int) -> None:
+    conn.execute(delete(BASE).where(BASE.c.element_id == element_id))
+
+
 def add_distributions(
     conn: Connection, targets: Sequence[tuple[int, str]], changes: Sequence[Change],
     origin: str, at: datetime,

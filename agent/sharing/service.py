@@ -289,8 +289,8 @@ class SharingService:
         task.add_done_callback(lambda _: self._syncs.pop(element.id, None))
         return job
 
-    async def _read_element(self, element: Any, job: int) -> tuple[dict[Key, Data], list[str]]:
-        """The element's shared objects, and the shared classes it offers."""
+    async def _read_element(self, element: Any, job: int) -> tuple[dict[Key, Data], list[str], str]:
+        """The element's shared objects, the shared classes it offers, its data epoch."""
         found: dict[Key, Data] = {}
         async with await self._open(element) as connector:
             info = await connector.info()
@@ -306,7 +306,7 @@ class SharingService:
                         break
                     page = await connector.objects(cls, after=page.next, snapshot=page.snapshot,
                                                    limit=self.sync.page_size)  # fmt: skip
-        return found, offered
+        return found, offered, info.epoch
 
     async def _user_sync(self, element: Any, job: int) -> None:
         async with self.dispatcher.hold(element.id):
@@ -321,13 +321,19 @@ class SharingService:
             )
             try:
                 # Only classes the element has are compared: the others are not deletions.
-                data, offered = await self._read_element(element, job)
+                data, offered, epoch = await self._read_element(element, job)
                 async with self._hub_lock:
                     hub = await asyncio.to_thread(records.load_shared, self.db,
                                                   self.settings.classes)  # fmt: skip
                     base = await asyncio.to_thread(records.load_base, self.db, element.id)
+                    if element.sharing_epoch and epoch != element.sharing_epoch:
+                        # Restored or reinstalled since the last sync: what it lacks now was
+                        # not deleted there. Without a base, nothing is taken as a deletion.
+                        logger.warning("{}'s data epoch changed since its last sync: its "
+                                       "base is dropped", element.name)  # fmt: skip
+                        base = {}
                     plan = compare(data, hub, base, offered)
-                    await asyncio.to_thread(self._apply_plan, element, plan, hub, base)
+                    await asyncio.to_thread(self._apply_plan, element, plan, hub, base, epoch)
                     # Still holding the lock: no hub change slips between the alarms.
                     await self._synced(element, job, plan.counts())
             except ProvsyncError as exc:
@@ -377,7 +383,7 @@ class SharingService:
                                        text=text)  # fmt: skip
 
     def _apply_plan(
-        self, element: Any, plan: Plan, hub: dict[Key, Data], base: dict[Key, Data]
+        self, element: Any, plan: Plan, hub: dict[Key, Data], base: dict[Key, Data], epoch: str
     ) -> None:
         """Everything a sync decided, in one transaction.
 
@@ -388,6 +394,11 @@ class SharingService:
         with self.db.begin() as conn:
             others = _targets(conn, exclude=element.id)
             records.withdraw_open_for(conn, element.id)
+            if epoch != element.sharing_epoch:
+                if element.sharing_epoch:  # the old base was not used: it goes
+                    records.drop_base(conn, element.id)
+                conn.execute(ELEMENTS.update().where(ELEMENTS.c.id == element.id)
+                             .values(sharing_epoch=epoch))  # fmt: skip
             changes, taken = [], []
             for cls, key, data in plan.to_hub:
                 change = Change(cls, key, element_op(hub.get((cls, key)), data), data)

@@ -178,6 +178,8 @@ class Element(Base):
     """The id the element gives itself (Element API info), recorded at initialization."""
     sharing: Mapped[bool] = mapped_column(Boolean, default=False)
     """The element started sharing (flow-through provisioning) with the hub."""
+    sharing_epoch: Mapped[str] = mapped_column(String(64), default="")
+    """The element's data epoch at its last sync to the hub: the base belongs to it."""
     device_data: Mapped[bool] = mapped_column(Boolean, default=False)
     """The hub registered with the element for device-data notifications."""
     uses: Mapped[str] = mapped_column(Text, default="[]")

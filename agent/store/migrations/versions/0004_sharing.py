@@ -23,6 +23,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("remote_id", sa.String(64), nullable=False, server_default=""))
         batch.add_column(sa.Column("sharing", sa.Boolean(), nullable=False,
                                    server_default=sa.false()))  # fmt: skip
+        batch.add_column(sa.Column("sharing_epoch", sa.String(64), nullable=False,
+                                   server_default=""))  # fmt: skip
         batch.add_column(sa.Column("device_data", sa.Boolean(), nullable=False,
                                    server_default=sa.false()))  # fmt: skip
         batch.add_column(sa.Column("uses", sa.Text(), nullable=False, server_default="[]"))
@@ -108,5 +110,5 @@ def downgrade() -> None:
     for table in ("device_data", "distributions", "conflicts", "sharing_base", "shared_objects"):
         op.drop_table(table)
     with op.batch_alter_table("elements") as batch:
-        for column in ("uses", "device_data", "sharing", "remote_id"):
+        for column in ("uses", "device_data", "sharing_epoch", "sharing", "remote_id"):
             batch.drop_column(column)
