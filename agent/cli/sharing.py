@@ -184,28 +184,24 @@ def _operate(ctx: typer.Context, verb: str, ident: int | None, every: bool,
     _say(", ".join(f"{name}: {count} {word}" for name, count in done.items()))
 
 
-@distribution_app.command("retry")
-def distribution_retry(
-    ctx: typer.Context,
-    ident: Annotated[int | None, typer.Argument(help="Distribution id.")] = None,
-    every: Annotated[bool, typer.Option("--all", help="Every failed one (see --element).")] = False,
-    element: ElementOpt = None,
-    user: UserOpt = None,
-) -> None:
-    """Send failed distributions again."""
-    _operate(ctx, "retry", ident, every, element, user)
+def _distribution_command(verb: str, summary: str) -> None:
+    def command(
+        ctx: typer.Context,
+        ident: Annotated[int | None, typer.Argument(help="Distribution id.")] = None,
+        every: Annotated[
+            bool, typer.Option("--all", help="Every failed one (see --element).")
+        ] = False,
+        element: ElementOpt = None,
+        user: UserOpt = None,
+    ) -> None:
+        _operate(ctx, verb, ident, every, element, user)
+
+    command.__doc__ = summary
+    distribution_app.command(verb)(command)
 
 
-@distribution_app.command("delete")
-def distribution_delete(
-    ctx: typer.Context,
-    ident: Annotated[int | None, typer.Argument(help="Distribution id.")] = None,
-    every: Annotated[bool, typer.Option("--all", help="Every failed one (see --element).")] = False,
-    element: ElementOpt = None,
-    user: UserOpt = None,
-) -> None:
-    """Delete failed distributions: the element keeps what it has."""
-    _operate(ctx, "delete", ident, every, element, user)
+_distribution_command("retry", "Send failed distributions again.")
+_distribution_command("delete", "Delete failed distributions: the element keeps what it has.")
 
 
 # --------------------------------------------------------------------------- objects

@@ -8,6 +8,7 @@ API v1). The engine never knows a vendor: it sees these models and these errors.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -126,6 +127,14 @@ class Connector(ABC):
             UpdateRejected: the element refused it (the message says why).
             AuthMissing, AuthIncorrect, ElementUnreachable: as :meth:`info`.
         """
+
+    async def pages(self, cls: str, *, limit: int = 1000) -> AsyncIterator[ObjectPage]:
+        """Every page of a class, in key order, from one snapshot."""
+        page = await self.objects(cls, limit=limit)
+        yield page
+        while page.next is not None:
+            page = await self.objects(cls, after=page.next, snapshot=page.snapshot, limit=limit)
+            yield page
 
     async def register_device_data(self) -> None:
         """Ask the element to send the hub device-data notifications.

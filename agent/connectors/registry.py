@@ -7,8 +7,9 @@ exactly like ``http``.
 from __future__ import annotations
 
 from importlib.metadata import entry_points
+from typing import Any
 
-from agent.connectors.base import Connector
+from agent.connectors.base import Connector, Credentials
 from agent.errors import ConfigError
 
 GROUP = "provsync.connectors"
@@ -35,3 +36,10 @@ def load(name: str) -> type[Connector]:
             return driver
     known = ", ".join(sorted(available())) or "none"
     raise ConfigError(f"no connector {name!r} in group {GROUP} (installed: {known})")
+
+
+def connect(element: Any, credentials: Credentials | None, *, timeout: float,
+            retries: int) -> Connector:  # fmt: skip
+    """A connector for a stored element (its driver, address and credentials)."""
+    driver = load(element.connector)
+    return driver(element.address, credentials, timeout=timeout, retries=retries)

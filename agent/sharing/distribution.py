@@ -16,7 +16,7 @@ from loguru import logger
 
 from agent.config import SharingSettings, SyncSettings
 from agent.connectors.base import Connector
-from agent.connectors.registry import load
+from agent.connectors.registry import connect
 from agent.errors import ConnectorError, UpdateRejected
 from agent.sharing import records
 from agent.sync import registry
@@ -112,10 +112,6 @@ class Dispatcher:
             await asyncio.wait_for(event.wait(), seconds)
         event.clear()
 
-    def _connector(self, element: Any, credentials: Any) -> Connector:
-        driver = load(element.connector)
-        return driver(element.address, credentials, timeout=self.sync.timeout, retries=0)
-
     async def _loop(self, element_id: int, name: str) -> None:
         backoff = self.settings.retry_initial
         connector: Connector | None = None
@@ -160,7 +156,8 @@ class Dispatcher:
             return None
         if connector is None:
             credentials = await asyncio.to_thread(registry.credentials_of, self.db, element_id)
-            connector = self._connector(element, credentials)
+            # No retries inside the connector: the sender has its own backoff.
+            connector = connect(element, credentials, timeout=self.sync.timeout, retries=0)
         outcome = records.Outcome([], [], [])
         failure: ConnectorError | None = None
         for index, row in enumerate(batch):

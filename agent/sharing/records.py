@@ -13,11 +13,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from agent.alarms.records import iso
 from agent.errors import InvalidRequest
 from agent.store.models import BASE, CONFLICTS, DEVICES, DISTRIBUTIONS, META, SHARED
+from agent.store.upsert import upsert
 from agent.sync.registry import now
 
 Key = tuple[str, str]
@@ -48,18 +48,6 @@ def _text(value: Any) -> str | None:
     return None if value in (None, "") else str(value)
 
 
-def _upsert(conn: Connection, table: Any, rows: list[dict[str, Any]], keys: list[str]) -> None:
-    if not rows:
-        return
-    insert_ = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = insert_(table)
-    columns = [c for c in rows[0] if c not in keys]
-    statement = statement.on_conflict_do_update(
-        index_elements=keys, set_={c: statement.excluded[c] for c in columns}
-    )
-    conn.execute(statement, rows)
-
-
 # --------------------------------------------------------------------------- meta
 def get_meta(engine: Engine, key: str) -> str | None:
     with engine.connect() as conn:
@@ -69,7 +57,7 @@ def get_meta(engine: Engine, key: str) -> str | None:
 
 def set_meta(engine: Engine, key: str, value: str) -> None:
     with engine.begin() as conn:
-        _upsert(conn, META, [{"key": key, "value": value}], ["key"])
+        upsert(conn, META, [{"key": key, "value": value}], ["key"])
 
 
 # --------------------------------------------------------------------------- shared data
@@ -146,7 +134,7 @@ def write_shared(conn: Connection, changes: Iterable[Change], origin: str, at: d
         row = {"cls": change.cls, "key": change.key, "data": dumps(change.data),
                "origin": origin, "changed_at": at,
                **pairing_fields(change.cls, change.key, change.data)}  # fmt: skip
-        _upsert(conn, SHARED, [row], ["cls", "key"])
+        upsert(conn, SHARED, [row], ["cls", "key"])
 
 
 def set_base(
@@ -161,7 +149,7 @@ def set_base(
     for cls, key in gone:
         conn.execute(delete(BASE).where(and_(BASE.c.element_id == element_id, BASE.c.cls == cls,
                                              BASE.c.key == key)))  # fmt: skip
-    _upsert(conn, BASE, rows, ["element_id", "cls", "key"])
+    upsert(conn, BASE, rows, ["element_id", "cls", "key"])
 
 
 def drop_base(conn: Connection, element_id: int) -> None:
@@ -537,7 +525,7 @@ def store_devices(
             else:
                 rows.append({"element_id": element_id, "number": number, "data": dumps(data),
                              "updated_at": at})  # fmt: skip
-        _upsert(conn, DEVICES, rows, ["element_id", "number"])
+        upsert(conn, DEVICES, rows, ["element_id", "number"])
     return count
 
 

@@ -26,11 +26,8 @@ from agent import __version__
 from agent.alarms.manager import AlarmManager
 from agent.config import SharingSettings, SyncSettings
 from agent.connectors.base import Connector
-from agent.connectors.registry import load
+from agent.connectors.registry import connect
 from agent.errors import (
-    AuthError,
-    AuthIncorrect,
-    AuthMissing,
     ConnectorError,
     InvalidRequest,
     ProvsyncError,
@@ -42,6 +39,7 @@ from agent.sharing.merge import Found, Plan, compare, element_op
 from agent.sharing.records import Change, Data, Key
 from agent.store.models import ELEMENTS
 from agent.sync import registry
+from agent.sync.engine import CONTACT_ALARMS, auth_alarm
 
 HUB = "hub"
 """Resource of hub-wide alarms and events (ftp-inactive, device data)."""
@@ -125,14 +123,9 @@ class SharingService:
     async def _elements(self) -> list[Any]:
         return await asyncio.to_thread(registry.list_elements, self.db)
 
-    def _connector(self, element: Any, credentials: Any) -> Connector:
-        driver = load(element.connector)
-        return driver(element.address, credentials, timeout=self.sync.timeout,
-                      retries=self.sync.retries)  # fmt: skip
-
     async def _open(self, element: Any) -> Connector:
         credentials = await asyncio.to_thread(registry.credentials_of, self.db, element.id)
-        return self._connector(element, credentials)
+        return connect(element, credentials, timeout=self.sync.timeout, retries=self.sync.retries)
 
     async def _clear(
         self, type_id: str, resource: str, qualifier: str = "", note: str = ""
@@ -296,16 +289,11 @@ class SharingService:
             info = await connector.info()
             offered = [cls for cls in self.settings.classes if cls in info.classes]
             for cls in offered:
-                page = await connector.objects(cls, limit=self.sync.page_size)
-                while True:
+                async for page in connector.pages(cls, limit=self.sync.page_size):
                     for item in page.objects:
                         found[(cls, item.key)] = item.data
                     await asyncio.to_thread(registry.update_job, self.db, job,
                                             counts={"progress": len(found)})  # fmt: skip
-                    if page.next is None:
-                        break
-                    page = await connector.objects(cls, after=page.next, snapshot=page.snapshot,
-                                                   limit=self.sync.page_size)  # fmt: skip
         return found, offered, info.epoch
 
     async def _user_sync(self, element: Any, job: int) -> None:
@@ -554,28 +542,10 @@ class SharingService:
             if take == "hub":
                 for key in {row.key, row.hub_key}:
                     records.cancel_open(conn, row.element_id, row.cls, key)
-                changes = [
-                    Change(
-                        row.cls,
-                        row.hub_key,
-                        element_op(element_value if row.key == row.hub_key else None, hub_value),
-                        hub_value,
-                    )
-                ]
-                if row.key != row.hub_key:  # a pair: the element's record goes, the hub's comes
-                    changes.insert(0, Change(row.cls, row.key, "delete", None))
+                changes = _overwrite(row.cls, row.hub_key, row.key, element_value, hub_value)
                 records.add_distributions(conn, mine, changes, HUB, at)  # fmt: skip
             elif take == "element":
-                changes = [
-                    Change(
-                        row.cls,
-                        row.key,
-                        element_op(hub_value if row.key == row.hub_key else None, element_value),
-                        element_value,
-                    )
-                ]
-                if row.key != row.hub_key:
-                    changes.insert(0, Change(row.cls, row.hub_key, "delete", None))
+                changes = _overwrite(row.cls, row.key, row.hub_key, hub_value, element_value)
                 for change in changes:
                     records.check_unique(conn, change)  # refuses: nothing of it is applied
                     records.write_shared(conn, [change], row.element, at)
@@ -653,22 +623,18 @@ class SharingService:
     # ------------------------------------------------------------------ distribution errors
     async def _contact(self, element: Any, error: ConnectorError | None, failures: int) -> None:
         """Contact alarms from distribution, as a sync raises them (next contact clears)."""
-        name, address = element.name, element.address
+        name = element.name
         if error is None:
-            for type_id in ("element-unreachable", "auth-failed-incorrect", "auth-failed-missing"):
+            for type_id in CONTACT_ALARMS:
                 await self._clear(type_id, name, note="distribution reached the element")
-        elif isinstance(error, AuthMissing) and not self.manager.is_active(
-            "auth-failed-missing", name
+            return
+        refused = auth_alarm(error, element.address)
+        if refused is not None:
+            if not self.manager.is_active(refused[0], name):
+                await self.manager.raise_alarm(refused[0], name, text=refused[1])
+        elif failures >= UNREACHABLE_AFTER and not self.manager.is_active(
+            "element-unreachable", name
         ):
-            text = f"Authentication Failed for {address} - username/password not provided"
-            await self.manager.raise_alarm("auth-failed-missing", name, text=text)
-        elif isinstance(error, AuthIncorrect) and not self.manager.is_active(
-            "auth-failed-incorrect", name
-        ):
-            text = f"Authentication Failed for {address} - incorrect username/password"
-            await self.manager.raise_alarm("auth-failed-incorrect", name, text=text)
-        elif (not isinstance(error, AuthError) and failures >= UNREACHABLE_AFTER
-              and not self.manager.is_active("element-unreachable", name)):  # fmt: skip
             await self.manager.raise_alarm(
                 "element-unreachable", name,
                 text=f"distribution to {name} failed {failures} times in a row: {error}",
@@ -744,14 +710,9 @@ class SharingService:
     async def _stations(self, element: Any) -> list[tuple[str, Data | None]]:
         stations: list[tuple[str, Data | None]] = []
         async with await self._open(element) as connector:
-            page = await connector.objects("station", limit=self.sync.page_size)
-            while True:
+            async for page in connector.pages("station", limit=self.sync.page_size):
                 stations += [(o.key, o.data) for o in page.objects]
-                if page.next is None:
-                    return stations
-                page = await connector.objects("station", after=page.next,
-                                               snapshot=page.snapshot,
-                                               limit=self.sync.page_size)  # fmt: skip
+        return stations
 
     async def _announce_device_data(self) -> None:
         names = [e.name for e in await self._elements() if e.sharing and e.device_data]
@@ -888,6 +849,18 @@ class SharingService:
                 for e in elements
             ],
         }  # fmt: skip
+
+
+def _overwrite(cls: str, key: str, other_key: str, before: Data | None,
+               after: Data | None) -> list[Change]:  # fmt: skip
+    """The changes that give one side ``after`` under ``key`` where it held ``before``; for a
+    pair (two keys, one record) its record under ``other_key`` goes first."""
+    if key == other_key:
+        return [Change(cls, key, element_op(before, after), after)]
+    return [
+        Change(cls, other_key, "delete", None),
+        Change(cls, key, element_op(None, after), after),
+    ]
 
 
 def _checked(classes: tuple[str, ...], cls: str, key: str, op: str, data: Any) -> Change:

@@ -32,7 +32,7 @@ from agent.alarms import queries
 from agent.alarms.manager import AlarmManager
 from agent.config import SyncSettings
 from agent.connectors.base import Connector
-from agent.connectors.registry import load
+from agent.connectors.registry import connect
 from agent.errors import (
     AuthIncorrect,
     AuthMissing,
@@ -55,6 +55,23 @@ def _report(remote: dict[str, int], hub: dict[str, int]) -> dict[str, int]:
         "hub_objects": hub_total,
         "would_delete": hub_total if element_total == 0 else 0,
     }
+
+
+CONTACT_ALARMS = ("element-unreachable", "auth-failed-incorrect", "auth-failed-missing")
+"""Alarms about reaching an element: any contact that gets through clears them."""
+
+
+def auth_alarm(exc: BaseException, address: str) -> tuple[str, str] | None:
+    """The alarm type and text for a refused login, None for any other error."""
+    if isinstance(exc, AuthMissing):
+        return "auth-failed-missing", (
+            f"Authentication Failed for {address} - username/password not provided"
+        )
+    if isinstance(exc, AuthIncorrect):
+        return "auth-failed-incorrect", (
+            f"Authentication Failed for {address} - incorrect username/password"
+        )
+    return None
 
 
 class SyncStopped(ProvsyncError):
@@ -174,12 +191,8 @@ class SyncEngine:
 
     # ------------------------------------------------------------------ jobs
     def _connector(self, element: Any, credentials: Any) -> Connector:
-        driver = load(element.connector)
-        return driver(
-            element.address,
-            credentials,
-            timeout=self.settings.timeout,
-            retries=self.settings.retries,
+        return connect(
+            element, credentials, timeout=self.settings.timeout, retries=self.settings.retries
         )
 
     async def _run(self, element_id: int, job_id: int, kind: str, options: dict[str, Any]) -> None:
@@ -306,9 +319,7 @@ class SyncEngine:
         counts: Counter[str] = Counter()
         total = sum(info.counts.values())
         for cls in info.classes:
-            page = await connector.objects(cls, limit=self.settings.page_size)
-            snapshot = page.snapshot
-            while True:
+            async for page in connector.pages(cls, limit=self.settings.page_size):
                 counts[cls] += await asyncio.to_thread(
                     store_ops.write_objects, self.db, element.id, cls, page.objects, generation
                 )
@@ -318,11 +329,6 @@ class SyncEngine:
                     self.db,
                     job_id,
                     counts={"progress": sum(counts.values()), "total": total},
-                )
-                if page.next is None:
-                    break
-                page = await connector.objects(
-                    cls, after=page.next, snapshot=snapshot, limit=self.settings.page_size
                 )
         read_total: int = sum(counts.values())
         hub_total: int = sum(hub.values())
@@ -375,12 +381,8 @@ class SyncEngine:
         """Objects per class, by paging (for elements whose info gives no counts)."""
         found: dict[str, int] = {}
         for cls in classes:
-            page = await connector.objects(cls, limit=self.settings.page_size)
-            found[cls] = len(page.objects)
-            while page.next is not None:
-                page = await connector.objects(
-                    cls, after=page.next, snapshot=page.snapshot, limit=self.settings.page_size
-                )
+            found[cls] = 0
+            async for page in connector.pages(cls, limit=self.settings.page_size):
                 found[cls] += len(page.objects)
         return found
 
@@ -469,7 +471,7 @@ class SyncEngine:
                 sync_state="idle" if element.last_init_ok else "never",
             )
             return
-        for type_id in ("element-unreachable", "auth-failed-incorrect", "auth-failed-missing"):
+        for type_id in CONTACT_ALARMS:
             await self._clear(type_id, element.name)
         await self._clear("sync-failed", element.name, kind if kind == "incremental" else "init")
         if kind in ("init", "force"):
@@ -493,18 +495,9 @@ class SyncEngine:
             await self._clear("auth-failed-missing", element.name)
         if not isinstance(exc, AuthIncorrect):
             await self._clear("auth-failed-incorrect", element.name)
-        if isinstance(exc, AuthMissing):
-            await self.manager.raise_alarm(
-                "auth-failed-missing",
-                element.name,
-                text=f"Authentication Failed for {address} - username/password not provided",
-            )
-        elif isinstance(exc, AuthIncorrect):
-            await self.manager.raise_alarm(
-                "auth-failed-incorrect",
-                element.name,
-                text=f"Authentication Failed for {address} - incorrect username/password",
-            )
+        refused = auth_alarm(exc, address)
+        if refused is not None:
+            await self.manager.raise_alarm(refused[0], element.name, text=refused[1])
         elif isinstance(exc, ElementUnreachable):
             await self.manager.raise_alarm("element-unreachable", element.name, text=message)
         if isinstance(exc, InvalidRequest):

@@ -7,22 +7,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, delete, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from agent.connectors.base import ChangeRecord, ObjectRecord
 from agent.store.models import ELEMENTS, OBJECTS
+from agent.store.upsert import upsert
 
 
 def _upsert(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = insert(OBJECTS)
-    statement = statement.on_conflict_do_update(
-        index_elements=["element_id", "cls", "key"],
-        set_={"data": statement.excluded.data, "generation": statement.excluded.generation},
-    )
-    conn.execute(statement, rows)
+    upsert(conn, OBJECTS, rows, ["element_id", "cls", "key"])
 
 
 def write_objects(
