@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     BeforeValidator,
+    ByteSize,
     ConfigDict,
     Field,
     PlainSerializer,
@@ -113,6 +114,10 @@ class ApiSettings(_Section):
     listen: str = "127.0.0.1:8163"
     token: str = ""
     """Empty: a token is generated on first start into ``<data_dir>/api.token`` (mode 0600)."""
+    max_body: ByteSize = Field(default=ByteSize(1 << 20), ge=1024, le=1 << 30)
+    """Largest request body ("1MiB", "64KiB" or bytes); larger ones get 413."""
+    max_pending_writes: int = Field(default=2000, ge=1, le=1_000_000)
+    """Alarm writes from the API waiting for the writer; past it, 503 with Retry-After."""
 
     @field_validator("listen")
     @classmethod
@@ -135,6 +140,11 @@ class RetentionSettings(_Section):
     notification_log_max: int = Field(default=100_000, ge=100)
     notification_log_days: float = Field(default=30, ge=0)
     purge_interval: Duration = 3600.0
+    max_backlog: int = Field(default=1_000_000, ge=1)
+    """Newest undelivered notifications of a configured export target that retention keeps
+    past notification_log_max / notification_log_days; older ones are purged as a loss."""
+    max_backlog_age: Duration = Field(default=30 * 86400.0, gt=0, le=3650 * 86400.0)
+    """Undelivered notifications older than this are no longer kept for a target."""
 
 
 class FileExporterSettings(_Section):
@@ -157,6 +167,10 @@ class ExporterSettings(_Section):
     retry_initial: Duration = 1.0
     retry_max: Duration = 60.0
     poll_interval: Duration = 1.0
+    deliver_timeout: Duration = Field(default=30.0, ge=0.01, le=86400.0)
+    """Longest one open or delivery of a batch may take before it counts as failed."""
+    down_reminder_interval: Duration = Field(default=300.0, ge=0.01, le=7 * 86400.0)
+    """While a target stays down, one reminder line in the log this often."""
     file: tuple[FileExporterSettings, ...] = ()
 
     @model_validator(mode="after")

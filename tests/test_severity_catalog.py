@@ -57,6 +57,7 @@ DESIGN_ALARMS = {
     "sync-failed": "major",
     "init-sync-required": "minor",
     "exporter-backlog": "warning",
+    "export-loss": "major",
 }
 
 DESIGN_EVENTS = {
@@ -79,6 +80,7 @@ DESIGN_EVENTS = {
     "reconcile-completed": None,
     "distribution-retried": None,
     "distribution-deleted": None,
+    "export-gap": "major",
     "agent-started": None,
     "agent-stopping": None,
     "heartbeat": None,

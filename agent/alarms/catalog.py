@@ -209,6 +209,20 @@ BUILTIN_TYPES: tuple[AlarmType, ...] = (
         "it catches up.",
         "provsync status | GET /api/v1/status",
     ),
+    AlarmType(
+        "export-loss",
+        "Notifications Lost Before Delivery",
+        _A,
+        _S.MAJOR,
+        _ET.QUALITY_OF_SERVICE_ALARM,
+        "storageCapacityProblem",
+        "Retention purged notifications an export target had not received: it stayed behind "
+        "longer than [retention] max_backlog or max_backlog_age allow. The text names the "
+        "target and the sequence range lost; the target was told the range in words.",
+        "The loss is permanent: read the lost range from another target or the store's "
+        "events, fix the target, then clear the alarm. It is cleared by the operator only.",
+        "provsync alarms clear export-loss --resource {resource} | POST /api/v1/alarms/clear",
+    ),
     # --- events --------------------------------------------------------------------------
     AlarmType(
         "sharing-started", "Sharing Started", _E, _S.INDETERMINATE, _ET.OTHER,
@@ -295,6 +309,13 @@ BUILTIN_TYPES: tuple[AlarmType, ...] = (
     AlarmType(
         "distribution-deleted", "Distribution Deleted", _E, _S.INDETERMINATE, _ET.OTHER,
         "other", "An operator deleted failed distributions.", "",
+    ),
+    AlarmType(
+        "export-gap", "Notifications Purged Before Delivery", _E, _S.MAJOR,
+        _ET.QUALITY_OF_SERVICE_ALARM, "storageCapacityProblem",
+        "Retention purged notifications an export target had not received (past [retention] "
+        "max_backlog or max_backlog_age); the text names the target and the range. The "
+        "target itself gets this as its next notification after the gap.", "",
     ),
     AlarmType(
         "agent-started", "Agent Started", _E, _S.INDETERMINATE, _ET.OTHER, "other",
