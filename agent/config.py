@@ -7,6 +7,7 @@ and what was expected; the CLI turns that into exit status 2.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import secrets
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ByteSize,
@@ -37,6 +39,10 @@ SEARCH_PATHS = (Path("etc/provsync.toml"), Path("/etc/provsync/provsync.toml"))
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+DURATION_MAX = 3650 * 86400.0
+"""No duration anywhere may be longer (ten years): past it timers overflow or never fire."""
+CONFIG_MAX_BYTES = 1 << 20
+"""A configuration file larger than this is refused before it is parsed."""
 
 
 def parse_duration(value: Any) -> float:
@@ -49,8 +55,13 @@ def parse_duration(value: Any) -> float:
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
     else:
         raise ValueError(f"expected a duration such as '30s', '5m' or '24h', got {value!r}")
+    # TOML has nan and inf floats; either would make a timer fire at once or never.
+    if not math.isfinite(seconds):
+        raise ValueError("a duration must be a finite number of seconds")
     if seconds < 0:
         raise ValueError("a duration cannot be negative")
+    if seconds > DURATION_MAX:
+        raise ValueError(f"a duration cannot be longer than {format_duration(DURATION_MAX)}")
     return seconds
 
 
@@ -83,6 +94,34 @@ Duration = Annotated[
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str, when_used="json"),
 ]
+"""Finite, 0 to ten years; each key narrows that with :func:`within` to what fits its use."""
+
+
+def within(minimum: str, maximum: str, *, off: bool = False) -> AfterValidator:
+    """The range of one duration key, e.g. ``Annotated[Duration, within("10ms", "1h")]``.
+
+    ``off``: ``"0s"`` is also accepted and keeps its documented meaning (disabled, none).
+    A zero or near-zero interval, retry or timeout makes a loop spin instead of waiting.
+    """
+    low, high = parse_duration(minimum), parse_duration(maximum)
+    expected = f"from {minimum} to {maximum}"
+    if off:
+        expected = f"0s (off) or {expected}"
+
+    def check(seconds: float) -> float:
+        if not (off and seconds == 0) and not low <= seconds <= high:
+            raise ValueError(f"must be {expected}")
+        return seconds
+
+    return AfterValidator(check)
+
+
+def check_backoff(initial: float, most: float) -> None:
+    if most < initial:
+        raise ValueError(
+            f"retry_max ({format_duration(most)}) cannot be shorter than retry_initial "
+            f"({format_duration(initial)})"
+        )
 
 
 class _Section(BaseModel):
@@ -94,7 +133,7 @@ class AgentSettings(_Section):
     log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     hostname: str = ""
-    shutdown_timeout: Duration = 10.0
+    shutdown_timeout: Annotated[Duration, within("100ms", "1h")] = 10.0
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -108,6 +147,10 @@ class StoreSettings(_Section):
     sqlite_synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "NORMAL"
     batch_max: int = Field(default=512, ge=1, le=10000)
     """Most alarm transitions committed in one transaction (group commit)."""
+    key_file: str = ""
+    """The key that encrypts element credentials in the store (kept outside it). Empty:
+    ``<data_dir>/secret.key``, generated (mode 0600) on first start; relative paths are
+    under the data directory."""
 
 
 class ApiSettings(_Section):
@@ -135,11 +178,11 @@ class ApiSettings(_Section):
 
 
 class RetentionSettings(_Section):
-    cleared_alarm_days: float = Field(default=30, ge=0)
-    event_days: float = Field(default=30, ge=0)
+    cleared_alarm_days: float = Field(default=30, ge=0, le=3650, allow_inf_nan=False)
+    event_days: float = Field(default=30, ge=0, le=3650, allow_inf_nan=False)
     notification_log_max: int = Field(default=100_000, ge=100)
-    notification_log_days: float = Field(default=30, ge=0)
-    purge_interval: Duration = 3600.0
+    notification_log_days: float = Field(default=30, ge=0, le=3650, allow_inf_nan=False)
+    purge_interval: Annotated[Duration, within("1s", "7d")] = 3600.0
     max_backlog: int = Field(default=1_000_000, ge=1)
     """Newest undelivered notifications of a configured export target that retention keeps
     past notification_log_max / notification_log_days; older ones are purged as a loss."""
@@ -164,14 +207,19 @@ class FileExporterSettings(_Section):
 class ExporterSettings(_Section):
     backlog_threshold: int = Field(default=1000, ge=1)
     batch_size: int = Field(default=500, ge=1, le=10000)
-    retry_initial: Duration = 1.0
-    retry_max: Duration = 60.0
-    poll_interval: Duration = 1.0
+    retry_initial: Annotated[Duration, within("10ms", "1h")] = 1.0
+    retry_max: Annotated[Duration, within("10ms", "1d")] = 60.0
+    poll_interval: Annotated[Duration, within("10ms", "1h")] = 1.0
     deliver_timeout: Duration = Field(default=30.0, ge=0.01, le=86400.0)
     """Longest one open or delivery of a batch may take before it counts as failed."""
     down_reminder_interval: Duration = Field(default=300.0, ge=0.01, le=7 * 86400.0)
     """While a target stays down, one reminder line in the log this often."""
     file: tuple[FileExporterSettings, ...] = ()
+
+    @model_validator(mode="after")
+    def _backoff(self) -> ExporterSettings:
+        check_backoff(self.retry_initial, self.retry_max)
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> ExporterSettings:
@@ -238,7 +286,7 @@ class SnmpTarget(_Section):
     user: str = ""
     min_severity: Severity = Severity.INDETERMINATE
     kinds: tuple[Literal[NOTIFICATION_KINDS], ...] = NOTIFICATION_KINDS  # type: ignore[valid-type]
-    timeout: Duration = 1.0
+    timeout: Annotated[Duration, within("10ms", "10m")] = 1.0
     retries: int = Field(default=3, ge=0, le=20)
 
     @field_validator("address")
@@ -266,7 +314,7 @@ class SnmpSettings(_Section):
     listen: tuple[str, ...] = ("127.0.0.1:1161",)
     engine_id: str = ""
     """Hex; empty: generated once and kept in ``<data_dir>/snmp-engine.json``."""
-    heartbeat_interval: Duration = 300.0
+    heartbeat_interval: Annotated[Duration, within("100ms", "1d", off=True)] = 300.0
     notification_log_size: int = Field(default=1000, ge=1, le=100_000)
     allow_v1: bool = True
     allow_noauth: bool = False
@@ -347,7 +395,7 @@ class SyslogCollector(_Section):
     framing: Literal["octet-counting", "lf"] = "octet-counting"
     min_severity: Severity = Severity.INDETERMINATE
     kinds: tuple[Literal[NOTIFICATION_KINDS], ...] = NOTIFICATION_KINDS  # type: ignore[valid-type]
-    timeout: Duration = 5.0
+    timeout: Annotated[Duration, within("10ms", "10m")] = 5.0
     ca_file: str = ""
     fingerprint: str = ""
     """TLS: pin the server certificate by its SHA-256 fingerprint instead of a CA."""
@@ -426,14 +474,14 @@ class SyslogSettings(_Section):
 class SyncSettings(_Section):
     max_concurrent_init: int = Field(default=9, ge=1, le=9)
     """Initialization syncs running at once (the vendor guidance: fewer than 10)."""
-    incremental_interval: Duration = 86400.0
+    incremental_interval: Annotated[Duration, within("1m", "366d", off=True)] = 86400.0
     """Default schedule of a new element's recurring incremental sync; "0s": none."""
     escalate_after_changes: int = Field(default=1800, ge=1)
     full_sync_only_classes: tuple[str, ...] = ("system-parameter", "dial-plan", "cabinet", "board")
     service_user: str = Field(default="provsync", min_length=1, max_length=64)
     """The user the agent writes to elements as; its own changes are skipped on the way back."""
     page_size: int = Field(default=1000, ge=1, le=10_000)
-    timeout: Duration = 10.0
+    timeout: Annotated[Duration, within("10ms", "1h")] = 10.0
     retries: int = Field(default=3, ge=0, le=10)
 
 
@@ -449,13 +497,18 @@ class SharingSettings(_Section):
     """Most pending plus failed distributions per element; hub changes beyond are refused."""
     errors_major_at: int = Field(default=100, ge=1)
     """Failed distributions for one element at which distribution-errors becomes major."""
-    retry_initial: Duration = 1.0
-    retry_max: Duration = 60.0
+    retry_initial: Annotated[Duration, within("10ms", "1h")] = 1.0
+    retry_max: Annotated[Duration, within("10ms", "1d")] = 60.0
     """Backoff of distributions that failed in transport (the element did not answer)."""
     batch_size: int = Field(default=200, ge=1, le=10_000)
     """Distributions one element's sender takes from the store at a time."""
-    keep_done: Duration = 86400.0
-    """How long applied distributions stay listed before they are purged."""
+    keep_done: Annotated[Duration, within("1s", "366d", off=True)] = 86400.0
+    """How long applied distributions stay listed before they are purged ("0s": not kept)."""
+
+    @model_validator(mode="after")
+    def _backoff(self) -> SharingSettings:
+        check_backoff(self.retry_initial, self.retry_max)
+        return self
 
 
 _TYPE_ID = r"^[a-z0-9][a-z0-9-]{0,63}$"
@@ -537,6 +590,10 @@ class Settings(_Section):
     def element_token_file(self) -> Path:
         return self.data_dir / "element.token"
 
+    @property
+    def store_key_file(self) -> Path:
+        return self.exporter_path(Path(self.store.key_file or "secret.key"))
+
     def exporter_path(self, path: Path) -> Path:
         return path if path.is_absolute() else self.data_dir / path
 
@@ -583,22 +640,40 @@ def settings_from_dict(data: dict[str, Any], source: str = "<config>") -> Settin
         raise ConfigError(_format_errors(source, exc)) from None
 
 
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            # Bounded: --config /dev/zero or a runaway file must not eat the memory.
+            raw = handle.read(CONFIG_MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a TOML file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > CONFIG_MAX_BYTES:
+        raise ConfigError(f"{path}: larger than {CONFIG_MAX_BYTES // 1024} KiB, refused")
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 (byte {exc.start}), TOML files are UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        # tomllib parses arrays and inline tables recursively.
+        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
+
+
 def load_settings(path: Path | None) -> Settings:
     """Read and validate ``path``; None gives the built-in defaults."""
     if path is None:
         settings = Settings()
     else:
-        try:
-            with path.open("rb") as handle:
-                data = tomllib.load(handle)
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such configuration file") from None
-        except IsADirectoryError:
-            raise ConfigError(f"{path}: is a directory, expected a TOML file") from None
-        except PermissionError:
-            raise ConfigError(f"{path}: permission denied") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        data = _read_toml(path)
         settings = settings_from_dict(data, str(path)).model_copy(update={"source": path})
     override = os.environ.get(ENV_DATA_DIR)
     if override:

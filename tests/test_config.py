@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 import subprocess
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Annotated, Any
 
 import pytest
 import tomli_w
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from agent.config import (
     Settings,
@@ -105,6 +108,9 @@ def test_unknown_key_names_file_and_path(tmp_path: Path) -> None:
             "unique",
         ),
         ("[agent\n", "not valid TOML"),
+        ("[retention]\nevent_days = inf\n", "retention.event_days"),
+        ("[retention]\ncleared_alarm_days = 1e300\n", "retention.cleared_alarm_days"),
+        ("[retention]\nnotification_log_days = nan\n", "retention.notification_log_days"),
     ],
 )
 def test_bad_values_are_named(tmp_path: Path, text: str, needle: str) -> None:
@@ -114,6 +120,163 @@ def test_bad_values_are_named(tmp_path: Path, text: str, needle: str) -> None:
         load_settings(path)
     assert needle in str(info.value)
     assert str(path) in str(info.value)
+
+
+# ---------------------------------------------------------------- duration ranges
+# Where each duration key sits in a file, with what its table needs to be valid.
+DURATION_KEYS = {
+    "agent.shutdown_timeout": "[agent]\nshutdown_timeout = {}\n",
+    "retention.purge_interval": "[retention]\npurge_interval = {}\n",
+    "exporters.retry_initial": '[exporters]\nretry_initial = {}\nretry_max = "1d"\n',
+    "exporters.retry_max": '[exporters]\nretry_initial = "10ms"\nretry_max = {}\n',
+    "exporters.poll_interval": "[exporters]\npoll_interval = {}\n",
+    "snmp.heartbeat_interval": "[snmp]\nheartbeat_interval = {}\n",
+    "snmp.targets[0].timeout": (
+        '[[snmp.targets]]\naddress = "127.0.0.1:162"\ncommunity = "c"\ntimeout = {}\n'
+    ),
+    "syslog.collectors[0].timeout": (
+        '[[syslog.collectors]]\naddress = "127.0.0.1:514"\ntimeout = {}\n'
+    ),
+    "sync.incremental_interval": "[sync]\nincremental_interval = {}\n",
+    "sync.timeout": "[sync]\ntimeout = {}\n",
+    "sharing.retry_initial": '[sharing]\nretry_initial = {}\nretry_max = "1d"\n',
+    "sharing.retry_max": '[sharing]\nretry_initial = "10ms"\nretry_max = {}\n',
+    "sharing.keep_done": "[sharing]\nkeep_done = {}\n",
+}
+# "0s" means "off" (no heartbeat, no recurring sync) or "not kept" for these alone.
+ZERO_ALLOWED = {"snmp.heartbeat_interval", "sync.incremental_interval", "sharing.keep_done"}
+# TOML values no duration accepts: not finite, negative, or far beyond any sane range.
+NEVER = ("nan", "inf", "-inf", "-1", '"-1s"', '"4000d"', "1e300")
+
+
+def _check(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "durations.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("key", sorted(DURATION_KEYS))
+@pytest.mark.parametrize("value", NEVER)
+def test_durations_out_of_any_range_are_named(tmp_path: Path, key: str, value: str) -> None:
+    message = _check(tmp_path, DURATION_KEYS[key].format(value))
+    assert f"{tmp_path / 'durations.toml'}: {key}: " in message, message
+    assert "\n" not in message, "one line for one bad key"
+
+
+@pytest.mark.parametrize("key", sorted(DURATION_KEYS.keys() - ZERO_ALLOWED))
+@pytest.mark.parametrize("value", ['"0s"', "0", "0.0", '"0ms"', '"1ms"'])
+def test_zero_and_near_zero_durations_are_refused(tmp_path: Path, key: str, value: str) -> None:
+    # Zero here made the agent spin: retry_initial = "0s" and a dead collector gave
+    # 5,000 connects a second.
+    message = _check(tmp_path, DURATION_KEYS[key].format(value))
+    assert f": {key}: must be " in message, message
+
+
+@pytest.mark.parametrize("key", sorted(ZERO_ALLOWED))
+def test_zero_keeps_its_documented_meaning(tmp_path: Path, key: str) -> None:
+    path = tmp_path / "zero.toml"
+    path.write_text(DURATION_KEYS[key].format('"0s"'))
+    settings = load_settings(path)
+    section, name = key.split(".")
+    assert getattr(getattr(settings, section), name) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("key", "low", "too_low", "high", "too_high"),
+    [
+        ("exporters.retry_initial", '"10ms"', '"9ms"', '"1h"', '"61m"'),
+        ("exporters.poll_interval", '"10ms"', '"9ms"', '"1h"', '"61m"'),
+        ("retention.purge_interval", '"1s"', '"999ms"', '"7d"', '"8d"'),
+        ("snmp.heartbeat_interval", '"100ms"', '"99ms"', '"1d"', '"25h"'),
+        ("sync.incremental_interval", '"1m"', '"59s"', '"366d"', '"367d"'),
+        ("agent.shutdown_timeout", '"100ms"', '"99ms"', '"1h"', '"61m"'),
+    ],
+)
+def test_duration_bounds(
+    tmp_path: Path, key: str, low: str, too_low: str, high: str, too_high: str
+) -> None:
+    template = DURATION_KEYS[key]
+    for good in (low, high):
+        path = tmp_path / "good.toml"
+        path.write_text(template.format(good))
+        load_settings(path)
+    for bad in (too_low, too_high):
+        assert f": {key}: must be " in _check(tmp_path, template.format(bad))
+
+
+@pytest.mark.parametrize("section", ["exporters", "sharing"])
+def test_retry_max_below_retry_initial_is_refused(tmp_path: Path, section: str) -> None:
+    message = _check(tmp_path, f'[{section}]\nretry_initial = "10s"\nretry_max = "5s"\n')
+    assert f"{tmp_path / 'durations.toml'}: {section}: " in message
+    assert "retry_max" in message
+    assert "retry_initial" in message
+
+
+def _duration_fields(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", (annotation,))[0]
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            yield from _duration_fields(inner, f"{prefix}{name}.")
+        elif any(getattr(m, "func", None) is parse_duration for m in field.metadata):
+            yield f"{prefix}{name}", TypeAdapter(Annotated[float, *field.metadata])
+
+
+def test_every_duration_key_has_a_bounded_range() -> None:
+    # Keys added later get the same guarantee: never NaN, infinite, negative or huge.
+    fields = dict(_duration_fields(Settings))
+    assert set(DURATION_KEYS) - {"snmp.targets[0].timeout", "syslog.collectors[0].timeout"} <= {
+        *fields
+    }
+    for key, adapter in fields.items():
+        for value in (float("nan"), float("inf"), -1.0, "-1s", "4000d", 1e300):
+            with pytest.raises(ValidationError):
+                adapter.validate_python(value)
+            assert key
+
+
+def test_parse_duration_refuses_what_is_not_a_finite_duration() -> None:
+    for value in (float("nan"), float("inf"), float("-inf"), -0.5, "4000d"):
+        with pytest.raises(ValueError, match="duration"):
+            parse_duration(value)
+
+
+def test_cli_check_names_a_spinning_duration(tmp_path: Path) -> None:
+    path = tmp_path / "spin.toml"
+    path.write_text('[exporters]\nretry_initial = "0s"\npoll_interval = nan\n')
+    result = run_cli("config", "check", str(path))
+    assert result.returncode == 2
+    assert f"{path}: exporters.retry_initial: " in result.stderr
+    assert f"{path}: exporters.poll_interval: " in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------- files that are not TOML
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"a = " + b"[" * 100_000, "nested too deeply"),
+        (b"a = " + b"{b = " * 5_000, "nested too deeply"),
+        (b"\xff\xfe[agent]\n", "not UTF-8"),
+        (b"#" * (2 << 20), "larger than"),
+    ],
+)
+def test_files_that_are_not_toml_are_one_line_errors(
+    tmp_path: Path, content: bytes, needle: str
+) -> None:
+    path = tmp_path / "hostile.toml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ")
+    assert needle in message
+    assert "\n" not in message
+    result = run_cli("config", "check", str(path))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {message}"]
 
 
 def test_errors_never_echo_secrets(tmp_path: Path) -> None:
