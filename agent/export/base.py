@@ -7,15 +7,28 @@ notification at least once, and a repeat only of entries after that cursor. Fail
 deliveries are retried with exponential backoff; a target that falls more than
 ``backlog_threshold`` behind raises the exporter-backlog alarm, cleared when it has caught
 up. A slow or dead target only grows its own backlog: the alarm manager never waits for it.
+
+Commits wake an idle exporter, never one waiting out its backoff (only stop() does), so a
+dead target is tried at the pace of the backoff whatever the commit rate. Every open and
+delivery is bounded by ``deliver_timeout``. The log says when a target goes down, reminds
+every ``down_reminder_interval`` while it stays down, and says when it is back; each
+attempt is counted (status) but not logged above DEBUG.
+
+When retention purged entries the target had not received (past [retention]
+``max_backlog``), the next batch starts above the cursor: the target is first sent an
+export-gap notice naming the lost range in words (numbered as the last lost entry, so its
+sequence still shows the jump), then the rest in order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from loguru import logger
 from sqlalchemy import Engine, select
@@ -23,13 +36,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from agent.alarms import queries
 from agent.alarms.manager import AlarmManager
-from agent.alarms.records import Notification
+from agent.alarms.records import Notification, NotificationKind
 from agent.alarms.severity import Severity
 from agent.config import ExporterSettings
-from agent.errors import ProvsyncError
+from agent.errors import ExportError, ProvsyncError
 from agent.store.models import CURSORS as _CURSORS
 
 BACKLOG_ALARM = "exporter-backlog"
+GAP_EVENT = "export-gap"
 
 
 def load_cursor(engine: Engine, name: str) -> int:
@@ -74,7 +88,12 @@ class Exporter(ABC):
         self.failures = 0
         self.last_error: str | None = None
         self._wake = asyncio.Event()
+        self._stop_requested = asyncio.Event()
         self._stopping = False
+        self._down_since: float | None = None
+        self._down_attempts = 0
+        self._reminded_at = 0.0
+        self._gap_logged: tuple[int, int] | None = None
         self._backlog_active = False
         self._acked: int | None = None
         self._task: asyncio.Task[None] | None = None
@@ -123,6 +142,7 @@ class Exporter(ABC):
         """Deliver what is committed now (within ``drain_seconds``), then stop."""
         self._stopping = True
         self._wake.set()
+        self._stop_requested.set()
         if self._task is None:
             return
         try:
@@ -134,7 +154,8 @@ class Exporter(ABC):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self.close()
+        with contextlib.suppress(Exception):
+            await self._bounded(self.close(), "close")
 
     def backlog(self) -> int:
         return max(0, self.manager.last_seq - self.cursor)
@@ -152,44 +173,122 @@ class Exporter(ABC):
                 continue
             try:
                 if not opened:
-                    await self.open()
+                    await self._bounded(self.open(), "connect")
                     opened = True
                 batch = await asyncio.to_thread(
                     queries.read_log, self.engine, self.cursor, self.settings.batch_size
                 )
                 if not batch:
-                    # Entries were purged by retention before this target got them.
+                    # Nothing left above the cursor: purged before this target got it.
+                    logger.warning(
+                        "export target {} skips notifications {}-{}: purged before delivery",
+                        self.name, self.cursor + 1, target,
+                    )  # fmt: skip
                     self.cursor = target
                     continue
                 wanted = [n for n in batch if self.accepts(n)]
+                if batch[0].seq > self.cursor + 1:
+                    wanted.insert(0, self._gap_notice(self.cursor + 1, batch[0].seq - 1, batch))
                 self._acked = None
                 if wanted:
-                    await self.deliver(wanted)
+                    await self._bounded(self.deliver(wanted), "delivery")
                 await asyncio.to_thread(save_cursor, self.engine, self.name, batch[-1].seq)
                 self.cursor = batch[-1].seq
                 self.delivered += len(wanted)
                 delay = self.settings.retry_initial
                 self.last_error = None
+                self._came_back()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 await self._keep_progress()
                 self.failures += 1
                 self.last_error = str(exc) if isinstance(exc, ProvsyncError) else repr(exc)
-                logger.warning(
-                    "exporter {} failed (retry in {:.1f}s): {}", self.name, delay, self.last_error
-                )
+                self._went_down(delay)
                 if opened:
                     with contextlib.suppress(Exception):
-                        await self.close()
+                        await self._bounded(self.close(), "close")
                     opened = False
                 await self._check_backlog()
                 if self._stopping:
                     return
-                await self._sleep(delay)
+                await self._backoff(delay)
                 delay = min(delay * 2, self.settings.retry_max)
                 continue
             await self._check_backlog()
+
+    async def _bounded(self, step: Coroutine[Any, Any, None], what: str) -> None:
+        """``step`` within ``deliver_timeout``: a stuck peer is a failure, retried."""
+        timeout = self.settings.deliver_timeout
+        try:
+            await asyncio.wait_for(step, timeout)
+        except TimeoutError:
+            raise ExportError(f"{what} timed out after {timeout:g}s") from None
+
+    def _gap_notice(self, first: int, last: int, batch: Sequence[Notification]) -> Notification:
+        """Says in words what the sequence jump shows: entries ``first``-``last`` were
+        purged by retention before this target got them. Numbered ``last`` (this target
+        never received that entry), so the notice is in order and the jump stays visible."""
+        lost = f"{first}-{last}" if first != last else f"{first}"
+        text = (
+            f"target {self.name} lost notifications {lost} (purged by retention before "
+            f"delivery); the next one is {batch[0].seq}"
+        )
+        if self._gap_logged != (first, last):  # once, not once per retry
+            self._gap_logged = (first, last)
+            logger.warning("export target {} skips notifications {}: purged before delivery",
+                           self.name, lost)  # fmt: skip
+        gap_type = self.manager.catalog.get(GAP_EVENT)
+        return Notification(
+            seq=last,
+            at=batch[0].at,
+            kind=NotificationKind.EVENT,
+            alarm_id=0,
+            type_id=GAP_EVENT,
+            resource=self.name,
+            qualifier="",
+            severity=gap_type.severity.value,
+            text=text,
+            raise_seq=0,
+            payload={
+                "type_name": gap_type.name,
+                "event_type": gap_type.event_type.value,
+                "probable_cause": gap_type.probable_cause,
+                "details": {"target": self.name, "first_lost": first, "last_lost": last},
+            },
+        )
+
+    def _went_down(self, delay: float) -> None:
+        """One warning when the target goes down, a reminder while it stays down."""
+        now = time.monotonic()
+        self._down_attempts += 1
+        if self._down_since is None:
+            self._down_since = now
+            self._reminded_at = now
+            logger.warning(
+                "export target {} is down: {}; retrying with backoff ({:g}s up to {:g}s)",
+                self.name, self.last_error, delay, self.settings.retry_max,
+            )  # fmt: skip
+        elif now - self._reminded_at >= self.settings.down_reminder_interval:
+            self._reminded_at = now
+            logger.warning(
+                "export target {} still down after {:.0f}s and {} failed attempts: {}",
+                self.name, now - self._down_since, self._down_attempts, self.last_error,
+            )  # fmt: skip
+        else:
+            logger.debug("export target {} attempt failed (retry in {:g}s): {}",
+                         self.name, delay, self.last_error)  # fmt: skip
+
+    def _came_back(self) -> None:
+        if self._down_since is None:
+            return
+        logger.info(
+            "export target {} is back after {:.1f}s down and {} failed attempts; "
+            "delivered up to notification {}",
+            self.name, time.monotonic() - self._down_since, self._down_attempts, self.cursor,
+        )  # fmt: skip
+        self._down_since = None
+        self._down_attempts = 0
 
     def progress(self, seq: int) -> None:
         """Called by :meth:`deliver` when the target acknowledged everything up to ``seq``:
@@ -209,6 +308,12 @@ class Exporter(ABC):
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def _backoff(self, seconds: float) -> None:
+        """Wait out a retry delay: commits do not end it (they would turn the backoff into
+        one attempt per commit), only stop() does."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_requested.wait(), seconds)
 
     async def _check_backlog(self) -> None:
         behind = self.backlog()

@@ -1,0 +1,247 @@
+"""A dead target is retried at the pace of its backoff, whatever the commit rate, and
+logged when it goes down, while it stays down (rate-limited) and when it is back; a stuck
+delivery is timed out and retried."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from loguru import logger
+
+from agent.alarms.catalog import Catalog
+from agent.alarms.manager import AlarmManager
+from agent.alarms.records import Notification
+from agent.config import ExporterSettings
+from agent.errors import ExportError
+from agent.export.base import Exporter
+from agent.store.database import Store
+from tests.conftest import AgentProcess, free_port
+
+
+class FlakyExporter(Exporter):
+    """Fails (or hangs) while ``down`` is set; counts every delivery attempt."""
+
+    def __init__(self, manager: AlarmManager, settings: ExporterSettings) -> None:
+        super().__init__("fake", manager, settings)
+        self.down = True
+        self.hang = False
+        self.attempts = 0
+        self.received: list[int] = []
+
+    async def deliver(self, notifications: Sequence[Notification]) -> None:
+        self.attempts += 1
+        if self.hang:
+            await asyncio.Event().wait()
+        if self.down:
+            raise ExportError("receiver 127.0.0.1:9 refused the connection")
+        self.received.extend(n.seq for n in notifications)
+
+
+@pytest.fixture
+def lite_manager(tmp_path: Path) -> Iterator[AlarmManager]:
+    store = Store(f"sqlite:///{tmp_path / 'provsync.db'}")
+    store.open()
+    manager = AlarmManager(store.engine, Catalog())
+    manager.start()
+    yield manager
+    manager.stop()
+    store.close()
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[tuple[str, str]]]:
+    lines: list[tuple[str, str]] = []
+
+    def sink(message: Any) -> None:
+        lines.append((message.record["level"].name, message.record["message"]))
+
+    handler = logger.add(sink, level="DEBUG")
+    yield lines
+    logger.remove(handler)
+
+
+def allowed_attempts(elapsed: float, initial: float, most: float) -> int:
+    """Most attempts the backoff allows in ``elapsed`` seconds (the first one is at 0)."""
+    attempts, spent, delay = 1, 0.0, initial
+    while spent + delay <= elapsed:
+        spent += delay
+        attempts += 1
+        delay = min(delay * 2, most)
+    return attempts
+
+
+async def commit_for(manager: AlarmManager, seconds: float) -> int:
+    """Commit one event after another for ``seconds``; returns how many."""
+    commits = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        await manager.emit_event("test", "load", text=f"commit {commits}")
+        commits += 1
+    return commits
+
+
+async def wait_until(condition: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def warnings_about(lines: list[tuple[str, str]], name: str) -> list[str]:
+    return [m for level, m in lines if level in {"WARNING", "ERROR"} and name in m]
+
+
+def test_commits_do_not_cut_the_backoff_short(
+    lite_manager: AlarmManager, log_lines: list[tuple[str, str]]
+) -> None:
+    async def scenario() -> None:
+        settings = ExporterSettings(
+            retry_initial=0.05, retry_max=0.4, poll_interval=0.05, backlog_threshold=10**6
+        )
+        exporter = FlakyExporter(lite_manager, settings)
+        await exporter.start()
+        started = time.monotonic()
+        commits = await commit_for(lite_manager, 2.5)
+        elapsed = time.monotonic() - started
+        attempts = exporter.attempts
+        assert commits > 100, "the test needs a commit rate far above the backoff"
+        # +1: the attempt that may be running as the clock is read.
+        assert 3 <= attempts <= allowed_attempts(elapsed, 0.05, 0.4) + 1, (attempts, commits)
+        assert exporter.failures == attempts
+        down = warnings_about(log_lines, "fake")
+        assert len(down) == 1, down
+        assert "down" in down[0]
+        assert "refused the connection" in down[0]
+
+        exporter.down = False
+        await wait_until(lambda: exporter.cursor == lite_manager.last_seq)
+        back = [m for level, m in log_lines if level == "INFO" and "fake" in m]
+        assert len(back) == 1, back
+        assert "back" in back[0], back
+        assert "failed attempts" in back[0], back
+        assert exporter.received == list(range(1, lite_manager.last_seq + 1))
+        assert len(warnings_about(log_lines, "fake")) == 1
+        await exporter.stop(5)
+
+    asyncio.run(scenario())
+
+
+def test_a_target_that_stays_down_gets_a_rate_limited_reminder(
+    lite_manager: AlarmManager, log_lines: list[tuple[str, str]]
+) -> None:
+    async def scenario() -> None:
+        settings = ExporterSettings(
+            retry_initial=0.02, retry_max=0.05, poll_interval=0.05, down_reminder_interval=0.5
+        )
+        exporter = FlakyExporter(lite_manager, settings)
+        await exporter.start()
+        await lite_manager.emit_event("test", "load")
+        started = time.monotonic()
+        await wait_until(lambda: time.monotonic() - started > 1.6)
+        lines = warnings_about(log_lines, "fake")
+        assert exporter.attempts >= 15, exporter.attempts
+        # The first line, then one reminder per 0.5 s: never one per attempt.
+        assert 2 <= len(lines) <= 5, lines
+        assert all("still down" in line for line in lines[1:]), lines
+        await exporter.stop(0.5)
+
+    asyncio.run(scenario())
+
+
+def test_a_stuck_delivery_is_timed_out_logged_once_and_retried(
+    lite_manager: AlarmManager, log_lines: list[tuple[str, str]]
+) -> None:
+    async def scenario() -> None:
+        settings = ExporterSettings(
+            retry_initial=0.05, retry_max=0.1, poll_interval=0.05, deliver_timeout=0.2
+        )
+        exporter = FlakyExporter(lite_manager, settings)
+        exporter.hang = True
+        await exporter.start()
+        await lite_manager.emit_event("test", "load")
+        await wait_until(lambda: exporter.attempts >= 3, timeout=5)
+        assert exporter.last_error is not None
+        assert "timed out" in exporter.last_error
+        assert len(warnings_about(log_lines, "fake")) == 1
+        exporter.hang = False
+        exporter.down = False
+        await wait_until(lambda: exporter.cursor == lite_manager.last_seq)
+        assert exporter.received == [lite_manager.last_seq]
+        await exporter.stop(1)
+
+    asyncio.run(scenario())
+
+
+# ------------------------------------------------------------------ real agent process
+class ClosingListener:
+    """A TCP port that accepts and at once closes every connection, counting them."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_a_dead_collector_is_retried_at_the_backoff_pace(agent_factory: Any) -> None:
+    closed_port = free_port()  # nothing listens here: connection refused
+    relp = ClosingListener()
+    agent: AgentProcess = agent_factory(
+        {
+            "exporters": {"retry_initial": "200ms", "retry_max": "1s"},
+            "syslog": {
+                "collectors": [
+                    {"name": "dead-tcp", "transport": "tcp", "address": f"127.0.0.1:{closed_port}"},
+                    {"name": "dead-relp", "transport": "relp", "address": f"127.0.0.1:{relp.port}"},
+                ]
+            },
+        }
+    ).start()
+    try:
+        commits = 0
+        started = time.monotonic()
+        with agent.http() as client:
+            while time.monotonic() - started < 6:
+                response = client.post(
+                    "/api/v1/alarms",
+                    json={"type": "sync-failed", "resource": f"cm{commits}", "text": "x"},
+                )
+                assert response.status_code == 200, response.text
+                commits += 1
+            elapsed = time.monotonic() - started
+            status = client.get("/api/v1/status").json()
+        allowed = allowed_attempts(elapsed + 1, 0.2, 1.0) + 1  # +1 s: attempts at start-up
+        failures = {e["name"]: e["failures"] for e in status["exporters"]}
+        assert commits > 60, commits
+        assert 2 <= failures["dead-tcp"] <= allowed, (failures, commits, allowed)
+        assert 2 <= failures["dead-relp"] <= allowed, (failures, commits, allowed)
+        assert 2 <= relp.accepted <= allowed + 1, (relp.accepted, allowed)
+        log = agent.log_text().splitlines()
+        for name in ("dead-tcp", "dead-relp"):
+            lines = [line for line in log if name in line]
+            assert len(lines) == 1, lines
+            assert "down" in lines[0]
+    finally:
+        agent.stop()
+        relp.close()
