@@ -5,6 +5,11 @@ costs tens of microseconds per varbind, so a walk of a 10,000-row table is many 
 slower than net-snmp's snmpd. This module encodes and decodes only what SNMPv1/v2c
 GET / GETNEXT / GETBULK / responses and traps need (RFC 3416, RFC 1157, X.690 definite
 lengths), byte-compatible with net-snmp. SNMPv3 stays with pysnmp.
+
+Decoding reads bytes from anyone who can send a datagram, so every step is linear in its
+input and bounded: an OID has at most 128 sub-identifiers of at most 32 bits each
+(RFC 2578 section 7.1.3), an INTEGER at most 8 octets, lengths are definite and inside
+the buffer. Anything else is a :class:`BerError`.
 """
 
 from __future__ import annotations
@@ -43,6 +48,13 @@ TOO_BIG = 1
 NO_SUCH_NAME = 2
 GEN_ERR = 5
 NO_ACCESS = 6
+
+# Decoding limits (RFC 2578 section 7.1.3 for OIDs).
+MAX_SUBID = 0xFFFFFFFF
+MAX_OID_ARCS = 128
+# 32 bits take at most 5 base-128 octets; the first sub-identifier holds two arcs.
+MAX_OID_OCTETS = 5 * (MAX_OID_ARCS - 1)
+MAX_INTEGER_OCTETS = 8
 
 NULL_VALUE = b"\x05\x00"
 NO_SUCH_OBJECT_VALUE = b"\x80\x00"
@@ -112,29 +124,54 @@ def oid(value: Sequence[int]) -> bytes:
 
 
 def decode_oid(body: bytes) -> tuple[int, ...]:
+    """The arcs of an OID's content octets; linear in ``len(body)``.
+
+    Raises:
+        BerError: empty, ends inside a sub-identifier, a sub-identifier padded with a
+            leading 0x80 octet (X.690 8.19.2) or above 2^32-1, more than 128 arcs.
+    """
     if not body:
         raise BerError("empty OID")
+    if len(body) > MAX_OID_OCTETS:
+        # Cheap first: no valid OID is longer, however its arcs are split.
+        raise BerError(f"OID of {len(body)} octets has more than {MAX_OID_ARCS} arcs")
     arcs: list[int] = []
     value = 0
+    starting = True
     for byte in body:
+        if starting and byte == 0x80:
+            raise BerError("OID sub-identifier starts with a padding octet")
+        # Checked as it grows: the value stays a small int, so each step is O(1).
         value = (value << 7) | (byte & 0x7F)
-        if not byte & 0x80:
+        if value > MAX_SUBID:
+            raise BerError("OID sub-identifier above 2^32-1")
+        starting = not byte & 0x80
+        if starting:
             arcs.append(value)
             value = 0
-    if body[-1] & 0x80:
+    if not starting:
         raise BerError("OID ends inside an arc")
+    if len(arcs) + 1 > MAX_OID_ARCS:
+        raise BerError(f"OID has more than {MAX_OID_ARCS} arcs")
     first = arcs[0]
     head = (0, first) if first < 40 else (1, first - 40) if first < 80 else (2, first - 80)
     return head + tuple(arcs[1:])
 
 
 def header(buf: bytes, pos: int) -> tuple[int, int, int]:
-    """(tag, start of content, end of content) of the TLV at ``pos``."""
+    """(tag, start of content, end of content) of the TLV at ``pos``.
+
+    Raises:
+        BerError: truncated, a high tag number (SNMP has none), an indefinite or
+            over-long length form, or content running past the end of ``buf``.
+    """
     try:
         tag = buf[pos]
         first = buf[pos + 1]
     except IndexError:
         raise BerError("truncated TLV") from None
+    if tag & 0x1F == 0x1F:
+        raise BerError("high tag number form")
     pos += 2
     if first < 0x80:
         size = first
@@ -142,6 +179,8 @@ def header(buf: bytes, pos: int) -> tuple[int, int, int]:
         count = first & 0x7F
         if count == 0 or count > 4:
             raise BerError("unsupported length form")
+        if pos + count > len(buf):
+            raise BerError("truncated length")
         size = int.from_bytes(buf[pos : pos + count], "big")
         pos += count
     end = pos + size
@@ -153,6 +192,8 @@ def header(buf: bytes, pos: int) -> tuple[int, int, int]:
 def decode_int(buf: bytes, start: int, end: int) -> int:
     if start == end:
         raise BerError("empty INTEGER")
+    if end - start > MAX_INTEGER_OCTETS:
+        raise BerError(f"INTEGER longer than {MAX_INTEGER_OCTETS} octets")
     return int.from_bytes(buf[start:end], "big", signed=True)
 
 
