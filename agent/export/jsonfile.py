@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,11 +30,15 @@ class JsonLinesFile:
         self.backups = backups
         self.fsync = fsync
         self._fd: int | None = None
+        # A write the exporter gave up on (deliver_timeout) still runs in its thread: the
+        # close and reopen of the retry wait for it instead of closing its descriptor.
+        self._lock = threading.RLock()
 
     def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-        self._repair_tail()
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+            self._repair_tail()
 
     def _repair_tail(self) -> None:
         assert self._fd is not None
@@ -50,9 +55,10 @@ class JsonLinesFile:
         os.ftruncate(self._fd, keep)
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def _rotate(self) -> None:
         self.close()
@@ -67,6 +73,10 @@ class JsonLinesFile:
         self.open()
 
     def write(self, lines: Sequence[bytes]) -> None:
+        with self._lock:
+            self._write(lines)
+
+    def _write(self, lines: Sequence[bytes]) -> None:
         if self._fd is None:
             self.open()
         assert self._fd is not None
