@@ -1,6 +1,6 @@
 """Agent lifecycle: components start in order and stop in reverse.
 
-Order: store (lock, migrate) -> alarm manager -> SNMP -> exporters -> sync engine ->
+Order: store (lock, migrate, key ring) -> alarm manager -> SNMP -> exporters -> sync engine ->
 sharing (identity check, distribution senders) -> agent-started event -> control API.
 Stop: agent-stopping event -> control API -> sharing -> sync -> exporters drain -> alarm
 manager -> store. Signal handlers only set an event; shutdown has a timeout.
@@ -35,8 +35,10 @@ from agent.export.snmp.targets import SnmpTargetExporter
 from agent.export.syslog.agentlog import SyslogSink
 from agent.export.syslog.exporter import SyslogExporter, make_formatter
 from agent.export.syslog.rfc5424 import FACILITIES
+from agent.file_modes import PRIVATE_UMASK, secure_data_dir
 from agent.sharing.service import SharingService
 from agent.store.database import Store, redact_url
+from agent.store.encryption import KeyRing, open_key_ring
 from agent.sync.engine import SyncEngine
 
 
@@ -139,6 +141,7 @@ class Agent:
         self.manager: AlarmManager | None = None
         self.exporters: list[Exporter] = []
         self.snmp: SnmpService | None = None
+        self.ring: KeyRing | None = None
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -146,11 +149,14 @@ class Agent:
     @contextlib.asynccontextmanager
     async def _store(self) -> AsyncIterator[Store]:
         settings = self.settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = Store(settings.store_url, sqlite_synchronous=settings.store.sqlite_synchronous)
         await asyncio.to_thread(store.open)
         self.store = store
         try:
+            # Before anything reads the store: a missing or wrong key stops the start here.
+            self.ring = await asyncio.to_thread(
+                open_key_ring, settings.store_key_file, store.engine
+            )
             yield store
         finally:
             await asyncio.to_thread(store.close)
@@ -185,7 +191,8 @@ class Agent:
 
     @contextlib.asynccontextmanager
     async def _sync(self, manager: AlarmManager) -> AsyncIterator[SyncEngine]:
-        engine = SyncEngine(self.settings.sync, manager)
+        assert self.ring is not None, "the store step opens the key ring"
+        engine = SyncEngine(self.settings.sync, manager, self.ring)
         await engine.start()
         try:
             yield engine
@@ -196,9 +203,10 @@ class Agent:
     async def _sharing(
         self, manager: AlarmManager, sync: SyncEngine, store: Store
     ) -> AsyncIterator[SharingService]:
+        assert self.ring is not None, "the store step opens the key ring"
         service = SharingService(
             self.settings.sharing, self.settings.sync, manager, self.settings.data_dir,
-            store.identity,
+            store.identity, self.ring,
         )  # fmt: skip
         await service.start()
         sync.element_updated = service.element_updated
@@ -268,6 +276,15 @@ class Agent:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_event.set)
+        # Whatever the operator's umask: every file the agent (or a library) creates is
+        # 0600, every directory 0700; what is already in the data directory is tightened.
+        os.umask(PRIVATE_UMASK)
+        try:
+            secure_data_dir(self.settings.data_dir)
+        except OSError as exc:
+            raise ProvsyncError(
+                f"data directory {self.settings.data_dir}: {exc.strerror or exc}"
+            ) from None
         host = agent_hostname(self.settings)
         token = resolve_token(self.settings)
         element_token = resolve_element_token(self.settings)

@@ -9,6 +9,7 @@ turns these into messages and exit codes, and the control API into HTTP statuses
      +-- ConfigError            bad configuration file, key or value
      +-- StoreError             the store cannot be opened, migrated or written
      |    +-- StoreLockedError  another agent owns this store
+     |    +-- StoreKeyError     the store key file is missing, wrong or unwritable
      +-- AlarmError             a request the alarm manager refuses
      |    +-- UnknownAlarmType  no such type in the catalog or the site's config
      |    +-- AlarmNotFound     no such alarm (id or key)
@@ -41,6 +42,10 @@ class StoreError(ProvsyncError):
 
 class StoreLockedError(StoreError):
     """Another agent process owns this store."""
+
+
+class StoreKeyError(StoreError):
+    """The key file that encrypts credentials at rest is missing, wrong or unwritable."""
 
 
 class AlarmError(ProvsyncError):

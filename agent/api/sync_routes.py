@@ -84,7 +84,7 @@ def sync_router(authorize: Any) -> APIRouter:
             interval = int(sync.settings.incremental_interval)
         row = await asyncio.to_thread(
             registry.add_element, sync.db, body.name, body.type, body.url, body.connector,
-            interval, credentials, body.cron, body.uses,
+            interval, credentials, body.cron, body.uses, ring=sync.ring,
         )  # fmt: skip
         job = await sync.request(row.name, "init", "add")
         return {"element": registry.element_json(row), "job": job}
@@ -119,7 +119,11 @@ def sync_router(authorize: Any) -> APIRouter:
         sync: EngineDep, request: Request, name: str, body: CredentialsBody
     ) -> dict[str, str]:
         await asyncio.to_thread(
-            registry.set_credentials, sync.db, name, Credentials(body.username, body.password)
+            registry.set_credentials,
+            sync.db,
+            name,
+            Credentials(body.username, body.password),
+            sync.ring,
         )
         await _updated(request, name, "given new credentials")
         return {"element": name, "credentials": "set"}

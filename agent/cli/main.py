@@ -25,6 +25,7 @@ from agent.cli.common import (
     _fail,
     _who,
 )
+from agent.cli.keys import keys_app
 from agent.cli.sharing import distribution_app, objects_app, sharing_app
 from agent.config import (
     ENV_CONFIG,
@@ -57,6 +58,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(sharing_app, name="sharing")
 app.add_typer(distribution_app, name="distribution")
 app.add_typer(objects_app, name="objects")
+app.add_typer(keys_app, name="keys")
 
 
 def _version(value: bool) -> None:

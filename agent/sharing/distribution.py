@@ -19,6 +19,7 @@ from agent.connectors.base import Connector
 from agent.connectors.registry import connect
 from agent.errors import ConnectorError, UpdateRejected
 from agent.sharing import records
+from agent.store.encryption import KeyRing
 from agent.sync import registry
 
 
@@ -33,14 +34,16 @@ class Dispatcher:
             refresh the element's distribution-errors alarm.
         on_contact: called (element, error or None, consecutive failures) after a round
             that reached the element, or failed to, for the contact alarms.
+        ring: decrypts the element credentials kept in the store.
     """
 
     def __init__(
         self, db: Any, settings: SharingSettings, sync: SyncSettings,
         blocked: Callable[[], str], on_settled: Callable[[int, str], Any],
-        on_contact: Callable[[Any, ConnectorError | None, int], Any],
+        on_contact: Callable[[Any, ConnectorError | None, int], Any], *, ring: KeyRing,
     ) -> None:  # fmt: skip
         self.db = db
+        self.ring = ring
         self.settings = settings
         self.sync = sync
         self._blocked = blocked
@@ -155,7 +158,9 @@ class Dispatcher:
         if not batch:
             return None
         if connector is None:
-            credentials = await asyncio.to_thread(registry.credentials_of, self.db, element_id)
+            credentials = await asyncio.to_thread(
+                registry.credentials_of, self.db, element_id, self.ring
+            )
             # No retries inside the connector: the sender has its own backoff.
             connector = connect(element, credentials, timeout=self.sync.timeout, retries=0)
         outcome = records.Outcome([], [], [])

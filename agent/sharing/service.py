@@ -37,6 +37,7 @@ from agent.sharing import records
 from agent.sharing.distribution import Dispatcher
 from agent.sharing.merge import Found, Plan, compare, element_op
 from agent.sharing.records import Change, Data, Key
+from agent.store.encryption import KeyRing
 from agent.store.models import ELEMENTS
 from agent.sync import registry
 from agent.sync.engine import CONTACT_ALARMS, auth_alarm
@@ -59,7 +60,7 @@ def _version(text: str) -> Version:
 class SharingService:
     def __init__(
         self, settings: SharingSettings, sync: SyncSettings, manager: AlarmManager,
-        data_dir: Path, store_id: str,
+        data_dir: Path, store_id: str, ring: KeyRing,
     ) -> None:  # fmt: skip
         self.settings = settings
         self.sync = sync
@@ -67,8 +68,10 @@ class SharingService:
         self.db = manager.engine
         self.data_dir = data_dir
         self.store_id = store_id
+        self.ring = ring
         self.dispatcher = Dispatcher(
-            self.db, settings, sync, self.blocked, self._refresh_errors, self._contact
+            self.db, settings, sync, self.blocked, self._refresh_errors, self._contact,
+            ring=ring,
         )
         self._hub_lock = asyncio.Lock()
         self._sync_running: str | None = None
@@ -124,7 +127,9 @@ class SharingService:
         return await asyncio.to_thread(registry.list_elements, self.db)
 
     async def _open(self, element: Any) -> Connector:
-        credentials = await asyncio.to_thread(registry.credentials_of, self.db, element.id)
+        credentials = await asyncio.to_thread(
+            registry.credentials_of, self.db, element.id, self.ring
+        )
         return connect(element, credentials, timeout=self.sync.timeout, retries=self.sync.retries)
 
     async def _clear(

@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from agent.errors import StoreError, StoreLockedError
+from agent.file_modes import DIR_MODE, FILE_MODE, create_private_file, tighten
 from agent.store.models import META
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -52,7 +53,7 @@ def create_store_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> Engi
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_file(Path(database))
         # hide_parameters: a failed statement's message must not carry credentials.
         engine = create_engine(
             url,
@@ -78,6 +79,23 @@ def create_store_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> Engi
         )
     except Exception as exc:
         raise StoreError(f"cannot use store {redact_url(url)}: {exc}") from None
+
+
+def _private_sqlite_file(database: Path) -> None:
+    """The store file and its companions 0600 whatever the umask.
+
+    SQLite gives the -wal and -shm files the mode of the database file, so creating that
+    one empty with 0600 (an empty file is a valid new database) covers all three.
+    """
+    try:
+        database.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        create_private_file(database)
+        for suffix in ("", "-wal", "-shm", ".lock"):
+            path = database.with_name(database.name + suffix)
+            if tighten(path, FILE_MODE):
+                logger.warning("store file {} was readable by others: now 0600", path)
+    except OSError as exc:
+        raise StoreError(f"cannot create store file {database}: {exc.strerror}") from None
 
 
 class StoreLock:

@@ -187,10 +187,14 @@ class Element(Base):
 
 
 class ElementCredentials(Base):
+    """Username and password, each encrypted with the store key (agent.store.encryption)."""
+
     __tablename__ = "element_credentials"
     element_id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    username: Mapped[str] = mapped_column(String(128))
+    username: Mapped[str] = mapped_column(Text)
     password: Mapped[str] = mapped_column(Text)
+    key_id: Mapped[str] = mapped_column(String(32), default="")
+    """The store key that sealed both values; empty: still in the clear (encrypted on start)."""
 
 
 class ElementObject(Base):

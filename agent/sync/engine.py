@@ -42,6 +42,7 @@ from agent.errors import (
     InvalidRequest,
     ProvsyncError,
 )
+from agent.store.encryption import KeyRing
 from agent.sync import registry, store_ops
 
 KINDS = ("init", "incremental", "force")
@@ -98,10 +99,12 @@ class _Slot:
 
 
 class SyncEngine:
-    def __init__(self, settings: SyncSettings, manager: AlarmManager) -> None:
+    def __init__(self, settings: SyncSettings, manager: AlarmManager, ring: KeyRing) -> None:
         self.settings = settings
         self.manager = manager
         self.db = manager.engine
+        self.ring = ring
+        """Decrypts the element credentials kept in the store (and seals new ones)."""
         self._init_slots = asyncio.Semaphore(settings.max_concurrent_init)
         self._slots: dict[int, _Slot] = {}
         self._scheduler: asyncio.Task[None] | None = None
@@ -216,7 +219,9 @@ class SyncEngine:
 
     async def _run_job(self, element: Any, job_id: int, kind: str, options: dict[str, Any]) -> None:
         element_id = element.id
-        credentials = await asyncio.to_thread(registry.credentials_of, self.db, element_id)
+        credentials = await asyncio.to_thread(
+            registry.credentials_of, self.db, element_id, self.ring
+        )
         started = registry.now()
         await asyncio.to_thread(
             registry.update_job, self.db, job_id, state="running", started_at=started

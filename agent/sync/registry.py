@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from agent.alarms.records import iso
 from agent.connectors.base import Credentials
 from agent.errors import InvalidRequest, ProvsyncError
+from agent.store.encryption import KeyRing
 from agent.store.models import CREDENTIALS, ELEMENTS, JOBS, OBJECTS
 
 ELEMENT_TYPES = ("call-server", "small-office", "messaging")
@@ -151,6 +152,7 @@ def set_schedule(
 def add_element(
     engine: Engine, name: str, element_type: str, address: str, connector: str,
     interval: int, credentials: Credentials | None, cron: str = "", uses: list[str] | None = None,
+    *, ring: KeyRing,
 ) -> Any:  # fmt: skip
     if element_type not in ELEMENT_TYPES:
         raise InvalidRequest(f"type must be one of {', '.join(ELEMENT_TYPES)}")
@@ -170,8 +172,7 @@ def add_element(
             ))  # fmt: skip
             if credentials is not None:
                 conn.execute(insert(CREDENTIALS).values(
-                    element_id=element_id, username=credentials.username,
-                    password=credentials.password))  # fmt: skip
+                    element_id=element_id, **_sealed(ring, credentials)))  # fmt: skip
     except IntegrityError:
         raise InvalidRequest(f"an element named {name!r} exists") from None
     return get_element(engine, name)
@@ -216,21 +217,33 @@ def object_counts(engine: Engine, element_id: int) -> dict[str, int]:
         return {cls: count for cls, count in rows}  # noqa: C416 - rows have .keys()
 
 
-def credentials_of(engine: Engine, element_id: int) -> Credentials | None:
+def _sealed(ring: KeyRing, credentials: Credentials) -> dict[str, str]:
+    """The row values: never the clear username or password (encrypted at rest)."""
+    return {
+        "username": ring.seal(credentials.username),
+        "password": ring.seal(credentials.password),
+        "key_id": ring.primary.id,
+    }
+
+
+def credentials_of(engine: Engine, element_id: int, ring: KeyRing) -> Credentials | None:
+    """The element's credentials, decrypted (StoreKeyError if the key ring cannot)."""
     with engine.connect() as conn:
         row = conn.execute(
             select(CREDENTIALS).where(CREDENTIALS.c.element_id == element_id)
         ).first()
-    return Credentials(row.username, row.password) if row else None
+    if row is None:
+        return None
+    return Credentials(ring.unseal(row.username, row.key_id),
+                       ring.unseal(row.password, row.key_id))  # fmt: skip
 
 
-def set_credentials(engine: Engine, name: str, credentials: Credentials) -> None:
+def set_credentials(engine: Engine, name: str, credentials: Credentials, ring: KeyRing) -> None:
     element = get_element(engine, name)
     with engine.begin() as conn:
         conn.execute(delete(CREDENTIALS).where(CREDENTIALS.c.element_id == element.id))
         conn.execute(insert(CREDENTIALS).values(
-            element_id=element.id, username=credentials.username,
-            password=credentials.password))  # fmt: skip
+            element_id=element.id, **_sealed(ring, credentials)))  # fmt: skip
 
 
 def remove_element(engine: Engine, name: str) -> None:

@@ -1,0 +1,336 @@
+"""Secrets at rest: private data directory, element credentials encrypted, key rotation.
+
+Real ``provsync run`` agents and ``provsync simulate`` elements for the wiring; the key
+ring and rotation steps in-process for the rules.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import AgentProcess
+from tests.simulated import SimulatedElement
+
+PASSWORD = "s3cret-pass"
+
+
+@pytest.fixture
+def element(tmp_path: Path) -> Iterator[SimulatedElement]:
+    simulated = SimulatedElement(tmp_path / "sim", objects=30)
+    yield simulated
+    simulated.stop()
+
+
+def start_with_umask(agent: AgentProcess, umask: int) -> AgentProcess:
+    # The child inherits the umask at fork: this is the operator's shell umask.
+    previous = os.umask(umask)
+    try:
+        agent.start()
+    finally:
+        os.umask(previous)
+    return agent
+
+
+def wait_job(agent: AgentProcess, job_id: int, within: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    with agent.http() as http:
+        while time.monotonic() < deadline:
+            job: dict[str, Any] = http.get(f"/api/v1/jobs/{job_id}").json()
+            if job["state"] in ("done", "failed"):
+                return job
+            time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def add_element(agent: AgentProcess, element: SimulatedElement, tmp_path: Path) -> None:
+    """``provsync elements add --password-file``, then its initialization sync must succeed."""
+    password_file = tmp_path / "cm1.password"
+    password_file.write_text(PASSWORD + "\n")
+    agent.cli("elements", "add", "cm1", "--url", element.url, "--username", "admin",
+              "--password-file", str(password_file))  # fmt: skip
+    with agent.http() as http:
+        jobs = http.get("/api/v1/jobs", params={"element": "cm1"}).json()
+    job = wait_job(agent, jobs[-1]["id"])
+    assert job["state"] == "done", job
+
+
+def incremental_works(agent: AgentProcess) -> None:
+    """The connector logs in with the decrypted password (the simulator refuses others)."""
+    with agent.http() as http:
+        response = http.post("/api/v1/elements/cm1/sync", json={"kind": "incremental"})
+        assert response.status_code == 200, response.text
+    job = wait_job(agent, response.json()["job"])
+    assert job["state"] == "done", job
+
+
+def files_holding(directory: Path, needle: bytes) -> list[str]:
+    return [str(p) for p in directory.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def wait_exit(agent: AgentProcess, within: float = 30) -> int:
+    assert agent.proc is not None
+    try:
+        return agent.proc.wait(within)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"agent still running:\n{agent.log_text()}") from None
+
+
+def credential_rows(agent: AgentProcess) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(agent.data_dir / "provsync.db") as conn:
+        return conn.execute("SELECT username, password, key_id FROM element_credentials").fetchall()
+
+
+# ------------------------------------------------------------------ file modes
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+def test_data_dir_is_0700_and_every_file_in_it_0600_whatever_the_umask(
+    agent_factory: Any, element: SimulatedElement, tmp_path: Path, umask: int
+) -> None:
+    agent = start_with_umask(agent_factory(), umask)
+    add_element(agent, element, tmp_path)
+    assert mode(agent.data_dir) == 0o700
+    files = {p.name: mode(p) for p in agent.data_dir.rglob("*") if p.is_file()}
+    # The store with its WAL companions and lock, the elements' token, the key file, the
+    # SNMP engine state and the JSON-lines exporter file all exist at this point.
+    for name in ("provsync.db", "provsync.db-wal", "provsync.db-shm", "provsync.db.lock",
+                 "element.token", "secret.key", "notifications.jsonl"):  # fmt: skip
+        assert name in files, sorted(files)
+    assert {n: oct(m) for n, m in files.items() if m != 0o600} == {}
+
+
+def test_existing_wider_modes_are_tightened_on_start(
+    agent_factory: Any, element: SimulatedElement, tmp_path: Path
+) -> None:
+    agent = start_with_umask(agent_factory(), 0o022)
+    add_element(agent, element, tmp_path)
+    assert agent.stop() == 0
+    # What an older release left behind.
+    agent.data_dir.chmod(0o755)
+    for path in agent.data_dir.iterdir():
+        path.chmod(0o644)
+    start_with_umask(agent, 0o022)
+    assert mode(agent.data_dir) == 0o700
+    assert {p.name: oct(mode(p)) for p in agent.data_dir.iterdir() if mode(p) != 0o600} == {}
+    assert "tightened" in agent.log_text()
+    incremental_works(agent)
+
+
+# ------------------------------------------------------------------ encryption at rest
+def test_sqlite_store_holds_no_clear_password_and_sync_still_works(
+    agent_factory: Any, element: SimulatedElement, tmp_path: Path
+) -> None:
+    agent = agent_factory().start()
+    add_element(agent, element, tmp_path)
+    incremental_works(agent)
+    assert files_holding(agent.data_dir, PASSWORD.encode()) == []
+    ((username, password, key_id),) = credential_rows(agent)
+    assert username != "admin"
+    assert password != PASSWORD
+    assert key_id
+    key = (agent.data_dir / "secret.key").read_text().split()[0]
+    log = agent.log_text()
+    assert PASSWORD not in log
+    assert key not in log
+    assert agent.stop() == 0
+    assert files_holding(agent.data_dir, PASSWORD.encode()) == []
+
+
+def test_clear_text_credentials_of_an_older_store_are_encrypted_in_place_on_start(
+    agent_factory: Any, element: SimulatedElement, tmp_path: Path
+) -> None:
+    agent = agent_factory().start()
+    add_element(agent, element, tmp_path)
+    assert agent.stop() == 0
+    # A store from before encryption: the migration leaves its rows in the clear (no key id).
+    with sqlite3.connect(agent.data_dir / "provsync.db") as conn:
+        conn.execute("UPDATE element_credentials SET username='admin', password=?, key_id=''",
+                     (PASSWORD,))  # fmt: skip
+    assert files_holding(agent.data_dir, PASSWORD.encode()) != []
+    agent.start()
+    assert "encrypted 1 element credential" in agent.log_text()
+    assert files_holding(agent.data_dir, PASSWORD.encode()) == []
+    incremental_works(agent)
+
+
+@pytest.mark.postgres
+def test_postgresql_dump_holds_no_clear_password(
+    agent_factory: Any, element: SimulatedElement, tmp_path: Path, pg_url: str
+) -> None:
+    agent = agent_factory({"store": {"url": pg_url}}).start()
+    add_element(agent, element, tmp_path)
+    incremental_works(agent)
+    dump = shutil.which("pg_dump")
+    if dump is not None:
+        text = subprocess.run([dump, "--data-only", pg_url], capture_output=True, text=True,
+                              check=True, timeout=60).stdout  # fmt: skip
+    else:
+        import psycopg
+
+        with psycopg.connect(pg_url) as conn:
+            text = repr(conn.execute("SELECT * FROM element_credentials").fetchall())
+    assert "element_credentials" in text or "key_id" in text or dump is None
+    assert PASSWORD not in text
+
+
+# ------------------------------------------------------------------ key: missing, wrong, rotated
+def test_rotate_key_offline_then_old_key_no_longer_decrypts_and_missing_key_is_one_line(
+    agent_factory: Any, element: SimulatedElement, tmp_path: Path
+) -> None:
+    agent = agent_factory().start()
+    add_element(agent, element, tmp_path)
+    key_file = agent.data_dir / "secret.key"
+
+    busy = agent.cli("keys", "rotate", check=False)
+    assert busy.returncode == 1, busy
+    assert "in use" in busy.stderr
+    assert len(busy.stderr.strip().splitlines()) == 1
+    assert agent.stop() == 0
+
+    old_key = tmp_path / "old.key"
+    shutil.copy(key_file, old_key)
+    rotated = agent.cli("keys", "rotate")
+    assert "1 element credential" in rotated.stdout
+    assert key_file.read_text() != old_key.read_text()
+    assert old_key.read_text().split()[0] not in key_file.read_text(), "old key dropped"
+    assert mode(key_file) == 0o600
+    assert files_holding(agent.data_dir, PASSWORD.encode()) == []
+
+    agent.start()
+    incremental_works(agent)
+    assert agent.stop() == 0
+
+    shutil.copy(old_key, key_file)
+    agent.start(wait=False)
+    assert wait_exit(agent) == 1
+    last = agent.log_text().strip().splitlines()[-1]
+    assert "secret.key" in last
+    assert "does not hold key" in last
+    assert "Traceback" not in agent.log_text()
+
+    key_file.unlink()
+    agent.start(wait=False)
+    assert wait_exit(agent) == 1
+    last = agent.log_text().strip().splitlines()[-1]
+    assert "secret.key" in last
+    assert "does not exist" in last
+    assert not key_file.exists(), "no new key made while encrypted credentials wait for theirs"
+    assert len(credential_rows(agent)) == 1, "credentials kept"
+
+
+# ------------------------------------------------------------------ rules, in-process
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Any]:
+    from agent.store.database import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'provsync.db'}")
+    store.open()
+    yield store
+    store.close()
+
+
+def _credentials(store: Any, ring: Any) -> Any:
+    from agent.sync import registry
+
+    element = registry.get_element(store.engine, "cm1")
+    return registry.credentials_of(store.engine, element.id, ring)
+
+
+def _add(store: Any, ring: Any) -> None:
+    from agent.connectors.base import Credentials
+    from agent.sync import registry
+
+    registry.add_element(store.engine, "cm1", "call-server", "http://127.0.0.1:9", "http", 0,
+                         Credentials("admin", PASSWORD), ring=ring)  # fmt: skip
+
+
+def test_a_bad_key_file_line_is_named_by_number_and_never_shown(tmp_path: Path) -> None:
+    from agent.errors import StoreKeyError
+    from agent.store.encryption import read_key_file
+
+    path = tmp_path / "secret.key"
+    path.write_text("# comment\n\nnot-a-key-but-maybe-a-secret\n")
+    with pytest.raises(StoreKeyError) as caught:
+        read_key_file(path)
+    assert "line 3" in str(caught.value)
+    assert "not-a-key-but-maybe-a-secret" not in str(caught.value)
+    assert read_key_file(tmp_path / "absent.key") is None
+
+
+def test_a_world_readable_key_file_is_tightened(tmp_path: Path) -> None:
+    from agent.store.encryption import StoreKey, read_key_file, write_key_file
+
+    path = tmp_path / "secret.key"
+    write_key_file(path, [StoreKey.generate()])
+    assert mode(path) == 0o600
+    path.chmod(0o644)
+    ring = read_key_file(path)
+    assert ring is not None
+    assert mode(path) == 0o600
+    assert ring.primary.line() not in repr(ring.primary)
+
+
+def test_a_rotation_stopped_at_any_step_loses_no_credential(
+    sqlite_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.store import encryption
+
+    key_file = tmp_path / "secret.key"
+    ring = encryption.open_key_ring(key_file, sqlite_store.engine)
+    _add(sqlite_store, ring)
+    old_id = ring.primary.id
+
+    def crash(engine: Any, ring: Any) -> int:
+        raise RuntimeError("power cut during the re-encryption")
+
+    monkeypatch.setattr(encryption, "reseal", crash)
+    with pytest.raises(RuntimeError):
+        encryption.rotate_key(key_file, sqlite_store.engine)
+    monkeypatch.undo()
+    # The key file holds the new key and the old one: the store still decrypts.
+    after_crash = encryption.read_key_file(key_file)
+    assert after_crash is not None
+    assert len(after_crash.keys) == 2
+    assert after_crash.keys[1].id == old_id
+    assert _credentials(sqlite_store, after_crash).password == PASSWORD
+
+    rotation = encryption.rotate_key(key_file, sqlite_store.engine)
+    assert rotation.resealed == 1
+    assert old_id in rotation.dropped
+    final = encryption.read_key_file(key_file)
+    assert final is not None
+    assert [key.id for key in final.keys] == [rotation.new_key]
+    assert _credentials(sqlite_store, final).password == PASSWORD
+    with pytest.raises(encryption.StoreKeyError, match="does not hold key"):
+        _credentials(sqlite_store, ring)
+
+
+def test_a_missing_key_file_with_encrypted_credentials_is_refused_and_nothing_changes(
+    sqlite_store: Any, tmp_path: Path
+) -> None:
+    from agent.store import encryption
+
+    key_file = tmp_path / "secret.key"
+    ring = encryption.open_key_ring(key_file, sqlite_store.engine)
+    _add(sqlite_store, ring)
+    key_file.unlink()
+    with pytest.raises(encryption.StoreKeyError, match="does not exist"):
+        encryption.open_key_ring(key_file, sqlite_store.engine)
+    assert not key_file.exists()
+    other = tmp_path / "other.key"
+    encryption.write_key_file(other, [encryption.StoreKey.generate()])
+    with pytest.raises(encryption.StoreKeyError, match="cm1"):
+        encryption.open_key_ring(other, sqlite_store.engine)
+    assert _credentials(sqlite_store, ring).password == PASSWORD
