@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,11 @@ def load_engine_state(data_dir: Path, configured_id: str, pen: int) -> tuple[str
 
 
 def create_engine(engine_id: str, boots: int) -> Any:
-    snmp_engine = pysnmp_engine.SnmpEngine(rfc1902.OctetString(hexValue=engine_id))
+    with warnings.catch_warnings():
+        # pysnmp reads its own boots file (under the temp directory) without closing it;
+        # the agent's boots replace that value just below.
+        warnings.simplefilter("ignore", ResourceWarning)
+        snmp_engine = pysnmp_engine.SnmpEngine(rfc1902.OctetString(hexValue=engine_id))
     builder = snmp_engine.get_mib_builder()
     (engine_boots,) = builder.import_symbols("__SNMP-FRAMEWORK-MIB", "snmpEngineBoots")
     engine_boots.syntax = engine_boots.syntax.clone(boots)

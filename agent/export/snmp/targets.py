@@ -5,6 +5,7 @@ through pysnmp's NotificationOriginator (USM, engine discovery for informs). Tra
 best effort: the cursor moves once they are sent. Informs move the cursor only when the
 receiver acknowledged them; an unacknowledged inform fails the batch, which is retried
 from the cursor with backoff, so a receiver that was down gets everything, in order.
+No inform waits longer than its deadline (:func:`inform_deadline`), whatever pysnmp does.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from pysnmp.carrier.asyncio.dgram import udp, udp6
 from pysnmp.entity import config as pysnmp_config
 from pysnmp.entity.rfc3413 import ntforg
+from pysnmp.error import PySnmpError
 from pysnmp.proto import rfc1902
 
 from agent.alarms.manager import AlarmManager
@@ -24,6 +26,7 @@ from agent.config import ExporterSettings, SnmpTarget, parse_address
 from agent.errors import ExportError
 from agent.export.base import Exporter
 from agent.export.snmp.notify import Syntax, Var, kind_of, notification_vars
+from agent.export.snmp.pysnmp_state import forget_peer, keep_timer_running
 from agent.export.snmp.service import SnmpService
 from agent.export.snmp.v2c import V2cSender
 from agent.export.snmp.v3trap import V3TrapEncoder
@@ -44,6 +47,18 @@ def _pysnmp_value(var: Var) -> Any:
     return rfc1902.ObjectIdentifier(var.value)
 
 
+# Beyond the target's own timeout * tries: one more round for engine discovery (the
+# probe and a notInTimeWindow report), and slack for pysnmp's 0.1 s timer ticks on a
+# busy event loop.
+DISCOVERY_ROUNDS = 1
+WAIT_SLACK = 2.0
+
+
+def inform_deadline(timeout: float, retries: int) -> float:
+    """Seconds an SNMPv3 inform may take before the sender gives up on pysnmp."""
+    return timeout * (retries + 1) * (1 + DISCOVERY_ROUNDS) + WAIT_SLACK
+
+
 class V3Sender:
     """A pysnmp notification target on the agent's SNMP engine."""
 
@@ -53,33 +68,48 @@ class V3Sender:
         self.name = f"provsync-target-{index}"
         self._originator = ntforg.NotificationOriginator()
         self._configured = False
+        host, port = parse_address(target.address, default_port=162)
+        self._domain = CLIENT_DOMAIN6 if ":" in host else CLIENT_DOMAIN
+        self._address = (host, port)
+        self.deadline = inform_deadline(target.timeout, target.retries)
+        """The longest :meth:`send` waits for an inform's answer."""
 
     def _configure(self) -> None:
         engine = self.service.engine
         target = self.target
         users = {u.name: u for u in self.service.snmp.users}
         user = users[target.user]
-        host, port = parse_address(target.address, default_port=162)
-        domain = CLIENT_DOMAIN6 if ":" in host else CLIENT_DOMAIN
+        domain = self._domain
         domains = self.service.client_domains
         if domain not in domains:
-            transport = udp6.Udp6AsyncioTransport() if ":" in host else udp.UdpAsyncioTransport()
+            transport = (
+                udp6.Udp6AsyncioTransport() if domain == CLIENT_DOMAIN6
+                else udp.UdpAsyncioTransport()
+            )  # fmt: skip
             pysnmp_config.add_transport(engine, domain, transport.open_client_mode())
             domains.add(domain)
         params, tag = f"{self.name}-params", f"{self.name}-tag"
         pysnmp_config.add_target_parameters(engine, params, user.name, user.level, mpModel=3)
         pysnmp_config.add_target_address(
-            engine, self.name, domain, (host, port), params,
+            engine, self.name, domain, self._address, params,
             timeout=int(target.timeout * 100), retryCount=target.retries, tagList=tag,
         )  # fmt: skip
         pysnmp_config.add_notification_target(engine, self.name, params, tag, target.kind)
         self._configured = True
 
     async def send(self, varbinds: Sequence[Var]) -> None:
+        """Send one notification; for an inform, wait (at most :attr:`deadline`) for the
+        receiver's answer.
+
+        Raises:
+            ExportError: the inform was not acknowledged (or pysnmp refused to send it).
+        """
         if not self._configured:
             self._configure()
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[Any] = loop.create_future()
+        keep_timer_running(self.service.engine)
+        # One future per notification: an answer pysnmp reports after this send gave up
+        # finds its own (cancelled) future and is dropped; it cannot complete a later one.
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         def _answer(
             snmp_engine: Any, handle: Any, indication: Any, status: Any, index: Any,
@@ -89,12 +119,28 @@ class V3Sender:
                 future.set_result(indication)
 
         pairs = [(v.oid, _pysnmp_value(v)) for v in varbinds]
-        self._originator.send_varbinds(
-            self.service.engine, self.name, None, b"", pairs, _answer, done
-        )
+        try:
+            self._originator.send_varbinds(
+                self.service.engine, self.name, None, b"", pairs, _answer, done
+            )
+        except PySnmpError as exc:
+            raise ExportError(f"{self.target.kind} to {self.target.address}: {exc}") from exc
         if self.target.kind == "trap":
             return  # pysnmp reports nothing for traps: sent is all we know
-        indication = await done
+        try:
+            indication = await asyncio.wait_for(done, self.deadline)
+        except asyncio.CancelledError:
+            # The exporter's own deliver_timeout (or a stop) ended the wait first: the
+            # receiver may have changed under pysnmp's cache just the same.
+            self._forget_peer()
+            raise
+        except TimeoutError:
+            self._forget_peer()
+            restarted = keep_timer_running(self.service.engine)
+            raise ExportError(
+                f"inform to {self.target.address}: no answer from pysnmp in "
+                f"{self.deadline:g}s" + ("; its timer had stopped" if restarted else "")
+            ) from None
         if indication is not None:
             self._forget_peer()
             raise ExportError(f"inform to {self.target.address} failed: {indication}")
@@ -104,21 +150,9 @@ class V3Sender:
 
         A receiver that restarted comes back with a higher engine boots; pysnmp 7.1 keeps
         sending with the cached values and never gets an answer. Forgetting them makes
-        the next inform rediscover the receiver. The caches are private to pysnmp, so
-        this is guarded: without them, the retry behaves as before.
+        the next inform rediscover the receiver.
         """
-        engine = self.service.engine
-        host, port = parse_address(self.target.address, default_port=162)
-        domain = CLIENT_DOMAIN6 if ":" in host else CLIENT_DOMAIN
-        processing = engine.message_processing_subsystems.get(3)
-        cache = getattr(processing, "_SnmpV3MessageProcessingModel__engineIdCache", None)
-        if not isinstance(cache, dict):
-            return
-        entry = cache.pop((domain, (host, port)), None)
-        security = engine.security_models.get(3)
-        timeline = getattr(security, "_SnmpUSMSecurityModel__timeline", None)
-        if entry and isinstance(timeline, dict):
-            timeline.pop(entry.get("securityEngineId"), None)
+        forget_peer(self.service.engine, (self._domain, self._address))
 
 
 class SnmpTargetExporter(Exporter):

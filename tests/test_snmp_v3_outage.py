@@ -1,0 +1,226 @@
+"""SNMPv3 informs across a long receiver outage, and a sender that never hangs.
+
+pysnmp forgets a discovered receiver's engine ID 300 s after it learned it. The slow
+test keeps a real snmptrapd down across that expiry with a real agent sending informs
+to it; the in-process tests drive the same expiry without waiting five minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from agent.config import SnmpTarget, SnmpUser
+from agent.errors import ExportError
+from agent.export.snmp.engine import add_user, create_engine
+from agent.export.snmp.notify import Syntax, Var
+from agent.export.snmp.targets import V3Sender
+from tests.conftest import AgentProcess
+from tests.test_snmp_traps import ENGINE_ID, USER, Trapd, targets
+
+# pysnmp's engine-ID cache lifetime (proto/mpmod/rfc3412.py), counted in timer ticks of
+# 0.1 s that run late on a busy machine: the outage ends well after it.
+CACHE_EXPIRY = 300.0
+SECOND_BATCH_AT = 330.0
+OUTAGE_ENDS_AT = 400.0
+
+
+@pytest.fixture
+def trapd(tmp_path: Path) -> Any:
+    receiver = Trapd(tmp_path)
+    receiver.start()
+    yield receiver
+    receiver.stop()
+
+
+def _status(agent: AgentProcess) -> dict[str, Any]:
+    with agent.http() as http:
+        status: dict[str, Any] = http.get("/api/v1/status").json()
+    return status
+
+
+def _exporter(agent: AgentProcess, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = {e["name"]: e for e in _status(agent)["exporters"]}[name]
+    return found
+
+
+def _raise(agent: AgentProcess, prefix: str, count: int) -> None:
+    with agent.http() as http:
+        for index in range(count):
+            answer = http.post(
+                "/api/v1/alarms", json={"type": "sync-failed", "resource": f"{prefix}{index}"}
+            )
+            assert answer.status_code in (200, 201), answer.text
+
+
+def _wait_until(moment: float, agent: AgentProcess) -> None:
+    """Let time pass (the pysnmp expiry is the condition) while the agent stays alive."""
+    while time.monotonic() < moment:
+        assert agent.proc is not None
+        assert agent.proc.poll() is None, agent.log_text()[-3000:]
+        time.sleep(min(5.0, max(0.0, moment - time.monotonic())))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_v3_informs_resume_after_an_outage_across_the_engine_id_expiry(
+    agent_factory: Any, trapd: Trapd
+) -> None:
+    snmp = {
+        "engine_id": ENGINE_ID,
+        "users": [USER],
+        "targets": targets(trapd.port, ("v3", "inform")),
+    }
+    agent: AgentProcess = agent_factory({"snmp": snmp}).start()
+    # The agent-started event is acknowledged: pysnmp has discovered snmptrapd's engine.
+    assert len(trapd.wait_for(1, pdu="INFORM", version="v3")) == 1, trapd.text()[-2000:]
+    discovered = time.monotonic()
+    trapd.stop()
+    _raise(agent, "early", 5)
+    deadline = time.monotonic() + 30
+    while _exporter(agent, "v3-inform")["failures"] == 0:
+        assert time.monotonic() < deadline, "informs to a stopped receiver did not fail"
+        time.sleep(0.2)
+    _wait_until(discovered + SECOND_BATCH_AT, agent)
+    _raise(agent, "late", 5)
+    _wait_until(discovered + OUTAGE_ENDS_AT, agent)
+    expected = _status(agent)["last_seq"]
+    assert expected >= 11
+    trapd.start()
+    got = trapd.wait_for(expected, pdu="INFORM", version="v3", within=120)
+    seqs = [r["seq"] for r in got if r["seq"] <= expected]
+    # At least once: one sent just before the receiver went away may come twice; apart
+    # from that every sequence number arrives, in order.
+    assert sorted(set(seqs)) == list(range(1, expected + 1)), (seqs, agent.log_text()[-3000:])
+    assert seqs == sorted(seqs), seqs
+    assert "Task exception was never retrieved" not in agent.log_text()
+
+
+# ------------------------------------------------------------------ in process
+TRAP_OID = (1, 3, 6, 1, 4, 1, 32473, 1, 0, 9)
+VARBINDS = [
+    Var((1, 3, 6, 1, 2, 1, 1, 3, 0), Syntax.TIMETICKS, 1),
+    Var((1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0), Syntax.OID, TRAP_OID),
+]
+
+
+def _sender(port: int, *, timeout: float = 0.3, retries: int = 0) -> V3Sender:
+    user = SnmpUser.model_validate(USER)
+    engine = create_engine(ENGINE_ID, 1)
+    add_user(engine, user)
+    service: Any = SimpleNamespace(
+        engine=engine, snmp=SimpleNamespace(users=[user]), client_domains=set()
+    )
+    target = SnmpTarget(
+        address=f"127.0.0.1:{port}", version="v3", kind="inform", user="trapper",
+        timeout=timeout, retries=retries,
+    )  # fmt: skip
+    return V3Sender(service, target, 0)
+
+
+def _expire_engine_ids(sender: V3Sender) -> None:
+    """Run pysnmp's v3 message-processing clock past its 300 s engine-ID expiry.
+
+    These are the ticks the dispatcher's timer task gives it every 0.1 s; a tick that
+    raises here would have ended that task in the agent."""
+    engine = sender.service.engine
+    processing = engine.message_processing_subsystems[3]
+    resolution = engine.transport_dispatcher.get_timer_resolution()
+    for _ in range(int(CACHE_EXPIRY / resolution) + 2):
+        processing.receive_timer_tick(engine, time.time())
+
+
+async def _close(sender: V3Sender) -> None:
+    sender.service.engine.close_dispatcher()
+    await asyncio.sleep(0)
+
+
+def test_a_forgotten_receiver_survives_the_engine_id_expiry(trapd: Trapd) -> None:
+    async def scenario() -> None:
+        sender = _sender(trapd.port)
+        try:
+            await asyncio.wait_for(sender.send(VARBINDS), 10)
+            trapd.stop()
+            with pytest.raises(ExportError):
+                await asyncio.wait_for(sender.send(VARBINDS), 10)
+            _expire_engine_ids(sender)
+            # Still down: pysnmp must time the inform out (its timers still run).
+            with pytest.raises(ExportError):
+                await asyncio.wait_for(sender.send(VARBINDS), 10)
+            trapd.start()
+            await asyncio.wait_for(sender.send(VARBINDS), 10)
+        finally:
+            await _close(sender)
+
+    asyncio.run(scenario())
+    assert len(trapd.wait_for(2, pdu="INFORM", version="v3")) == 2
+
+
+def _stop_timer(sender: V3Sender) -> None:
+    """End pysnmp's timer task the way an exception in a timer callback ends it."""
+    dispatcher = sender.service.engine.transport_dispatcher
+    dispatcher.loopingcall.cancel()
+    dead: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    dead.set_exception(KeyError("engine-ID cache entry"))
+    dispatcher.loopingcall = dead
+
+
+def test_an_inform_pysnmp_never_answers_is_timed_out(trapd: Trapd) -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    async def scenario() -> None:
+        sender = _sender(trapd.port, timeout=0.3, retries=1)
+        real = sender._originator.send_varbinds
+        sender._originator.send_varbinds = lambda *args: calls.append(args)  # type: ignore[method-assign]
+        try:
+            started = time.monotonic()
+            with pytest.raises(ExportError, match="no answer"):
+                await asyncio.wait_for(sender.send(VARBINDS), 30)
+            assert sender.deadline - 0.1 <= time.monotonic() - started <= sender.deadline + 1
+            # The answer pysnmp might still report for it is dropped, not an error, and
+            # does not count for the next inform.
+            engine, *_, callback, context = calls[0]
+            callback(engine, 1, None, 0, 0, (), context)
+            sender._originator.send_varbinds = real  # type: ignore[method-assign]
+            trapd.stop()
+            with pytest.raises(ExportError, match="failed"):
+                await asyncio.wait_for(sender.send(VARBINDS), 30)
+        finally:
+            await _close(sender)
+
+    asyncio.run(scenario())
+
+
+def test_a_stopped_pysnmp_timer_is_logged_once_and_restarted(trapd: Trapd) -> None:
+    from loguru import logger
+
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(str(message)), level="WARNING")
+
+    async def scenario() -> None:
+        sender = _sender(trapd.port, timeout=0.3, retries=0)
+        try:
+            await asyncio.wait_for(sender.send(VARBINDS), 10)
+            trapd.stop()
+            _stop_timer(sender)
+            # Without timer ticks pysnmp would never time this inform out.
+            with pytest.raises(ExportError, match="failed"):
+                await asyncio.wait_for(sender.send(VARBINDS), 10)
+            with pytest.raises(ExportError, match="failed"):
+                await asyncio.wait_for(sender.send(VARBINDS), 10)
+            trapd.start()
+            await asyncio.wait_for(sender.send(VARBINDS), 10)
+        finally:
+            await _close(sender)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        logger.remove(sink)
+    assert len([line for line in lines if "pysnmp timer stopped" in line]) == 1, lines
+    assert len(trapd.wait_for(2, pdu="INFORM", version="v3")) == 2
