@@ -7,8 +7,12 @@ import time
 from collections.abc import Callable
 
 import pytest
+from loguru import logger
 
-from agent.export.snmp import ber
+from agent.export.snmp import ber, screen
+from agent.export.snmp.drops import Drop, DropCounter
+from agent.export.snmp.fastpath import FastResponder
+from agent.export.snmp.view import MibView, ScalarRegion
 
 
 def _cost(work: Callable[[], object], rounds: int = 5) -> float:
@@ -79,3 +83,145 @@ def test_integers_are_bounded() -> None:
     assert ber.decode_int(b"\x02\x08" + b"\x7f" + b"\xff" * 7, 2, 10) == 2**63 - 1
     with pytest.raises(ber.BerError):
         ber.decode_int(b"\x02\x09" + b"\x01" * 9, 2, 11)
+
+
+# ------------------------------------------------------------------ v1/v2c fast path
+SYS_DESCR = (1, 3, 6, 1, 2, 1, 1, 1, 0)
+
+
+def _view() -> MibView:
+    return MibView([ScalarRegion([(SYS_DESCR[:-1], lambda: ber.octets(b"provsync"))])])
+
+
+def _v2c(community: bytes, pdu: bytes) -> bytes:
+    return ber.sequence(ber.integer(1), ber.octets(community), pdu)
+
+
+def _get(*oid_bodies: bytes, tag: int = ber.GET) -> bytes:
+    varbinds = [ber.sequence(ber.tlv(ber.OBJECT_IDENTIFIER, b), ber.NULL_VALUE) for b in oid_bodies]
+    return ber.tlv(tag, ber.integer(7) + ber.integer(0) + ber.integer(0) + ber.sequence(*varbinds))
+
+
+def _responder() -> FastResponder:
+    return FastResponder(_view, {b"public"})
+
+
+def test_an_unknown_community_is_refused_before_the_pdu_is_read() -> None:
+    fast = _responder()
+    hostile = _v2c(b"guess", _get(_oid_with_arc(60_000)))
+    assert _cost(lambda: fast.handle(hostile), rounds=3) < 0.005
+    assert fast.handle(_v2c(b"guess", b"\xa0\x03\x02\x01")) is None  # PDU cut short
+    assert fast.counters["bad_community_names"] == 4
+    assert fast.counters["parse_errors"] == 0
+
+
+def test_a_hostile_pdu_with_the_right_community_is_a_counted_parse_error() -> None:
+    fast = _responder()
+    assert fast.handle(_v2c(b"public", _get(_oid_with_arc(60_000)))) is None
+    assert fast.handle(_v2c(b"public", _get(b"\x2b" + b"\x01" * 200))) is None
+    assert fast.counters["parse_errors"] == 2
+    answer = fast.handle(_v2c(b"public", _get(ber.oid_body(SYS_DESCR))), "127.0.0.1:1")
+    assert answer is not None and b"provsync" in answer
+
+
+def _error_status(answer: bytes) -> tuple[int, int]:
+    """(error-status, octets of the varbind list) of a response."""
+    _, start, _ = ber.header(answer, 0)
+    _, _, position = ber.header(answer, start)  # version
+    _, _, position = ber.header(answer, position)  # community
+    _, p_start, _ = ber.header(answer, position)
+    _, _, position = ber.header(answer, p_start)  # request-id
+    _, s_start, s_end = ber.header(answer, position)
+    _, _, position = ber.header(answer, s_end)  # error-index
+    _, l_start, l_end = ber.header(answer, position)
+    return ber.decode_int(answer, s_start, s_end), l_end - l_start
+
+
+def test_more_than_128_varbinds_get_too_big() -> None:
+    fast = _responder()
+    body = ber.oid_body(SYS_DESCR)
+    full = fast.handle(_v2c(b"public", _get(*[body] * 128)))
+    assert full is not None
+    status, size = _error_status(full)
+    assert status == ber.NO_ERROR
+    assert size > 128 * len(body)
+    for tag in (ber.GET, ber.GET_NEXT, ber.GET_BULK):
+        answer = fast.handle(_v2c(b"public", _get(*[body] * 129, tag=tag)))
+        assert answer is not None
+        assert _error_status(answer) == (ber.TOO_BIG, 0)
+    assert fast.counters["too_many_varbinds"] == 3
+
+
+# ------------------------------------------------------------------ drop log
+def test_drops_log_one_line_per_reason_per_interval() -> None:
+    now = [1000.0]
+    lines: list[str] = []
+    sink = logger.add(lines.append, format="{message}", level="WARNING")
+    try:
+        drops = DropCounter({}, interval=60.0, clock=lambda: now[0])
+        for _ in range(500):
+            drops.drop(Drop.BAD_COMMUNITY, "192.0.2.1:161")
+            drops.drop(Drop.PARSE_ERROR, "192.0.2.1:161", "truncated TLV")
+        now[0] += 61
+        drops.drop(Drop.BAD_COMMUNITY, "192.0.2.7:161")
+    finally:
+        logger.remove(sink)
+    assert drops.counts == {"bad_community_names": 501, "parse_errors": 500}
+    assert len(lines) == 3, lines
+    assert "bad_community_names" in lines[0] and "192.0.2.1:161" in lines[0]
+    assert "truncated TLV" in lines[1]
+    assert "192.0.2.7:161" in lines[2] and "499 more" in lines[2]
+
+
+# ------------------------------------------------------------------ v3 screen
+def _v3(
+    user: bytes = b"ops256",
+    varbinds: int = 1,
+    oid_body: bytes = ber.oid_body(SYS_DESCR),
+    value: bytes = ber.NULL_VALUE,
+    encrypted: bool = False,
+) -> bytes:
+    vb = ber.sequence(ber.tlv(ber.OBJECT_IDENTIFIER, oid_body), value)
+    pdu = ber.tlv(
+        ber.GET, ber.integer(1) + ber.integer(0) + ber.integer(0) + ber.sequence(*[vb] * varbinds)
+    )
+    scoped = ber.sequence(ber.octets(b""), ber.octets(b""), pdu)
+    flags = b"\x07" if encrypted else b"\x04"
+    glob = ber.sequence(ber.integer(7), ber.integer(65507), ber.octets(flags), ber.integer(3))
+    usm = ber.sequence(ber.octets(b"\x80\x00\x1f\x88\x04"), ber.integer(1), ber.integer(9),
+                       ber.octets(user), ber.octets(b"\x00" * 12), ber.octets(b""))  # fmt: skip
+    data = ber.octets(b"\x5a" * 64) if encrypted else scoped
+    return ber.sequence(ber.integer(3), glob, ber.octets(usm), data)
+
+
+USERS = frozenset({b"ops256"})
+
+
+def test_v3_messages_of_known_users_and_discovery_pass_the_screen() -> None:
+    assert screen.screen_v3(_v3(), USERS) is None
+    assert screen.screen_v3(_v3(encrypted=True), USERS) is None
+    assert screen.screen_v3(_v3(user=b"", varbinds=0), USERS) is None
+    assert screen.screen_v3(_v3(varbinds=128), USERS) is None
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        (_v3(user=b"nobody"), Drop.V3_UNKNOWN_USER),
+        (_v3(user=b"nobody", oid_body=_oid_with_arc(4000)), Drop.V3_UNKNOWN_USER),
+        (_v3(user=b"", varbinds=40), Drop.V3_DISCOVERY_TOO_BIG),
+        (_v3(varbinds=129), Drop.V3_TOO_MANY_VARBINDS),
+        (_v3(oid_body=_oid_with_arc(4000)), Drop.V3_PARSE_ERROR),
+        (_v3(value=ber.tlv(ber.OBJECT_IDENTIFIER, b"\x2b" + b"\x01" * 400)), Drop.V3_PARSE_ERROR),
+        (_v3(value=ber.sequence(ber.sequence(ber.NULL_VALUE))), Drop.V3_PARSE_ERROR),
+        (_v3()[:-3], Drop.V3_PARSE_ERROR),
+        (_v3().replace(ber.integer(3), ber.integer(2), 2), Drop.V3_PARSE_ERROR),
+    ],
+    ids=["unknown-user", "unknown-user-huge-oid", "big-discovery", "varbinds", "name-arc",
+         "value-arcs", "constructed-value", "truncated", "not-usm"],  # fmt: skip
+)
+def test_hostile_v3_messages_are_dropped_by_reason(message: bytes, reason: Drop) -> None:
+    refused = screen.screen_v3(message, USERS)
+    assert refused is not None
+    assert refused[0] is reason
+    assert b"nobody" not in refused[1].encode()

@@ -1,8 +1,10 @@
 """Answers SNMPv1 and SNMPv2c GET / GETNEXT / GETBULK straight from the MIB view.
 
 Read-only: SET is refused (noAccess, or noSuchName in v1). Messages with an unknown
-community, malformed BER or an unexpected PDU are dropped and counted, never answered
-and never fatal. SNMPv3 goes to pysnmp (see agent.export.snmp.agent).
+community, malformed BER or an unexpected PDU are dropped and counted by reason
+(agent.export.snmp.drops), never answered and never fatal. The community is checked
+before the PDU is decoded; a request of more than MAX_VARBINDS variable bindings gets
+tooBig. SNMPv3 goes to pysnmp (see agent.export.snmp.agent).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 
 from agent.export.snmp import ber
+from agent.export.snmp.drops import Drop, DropCounter
+from agent.export.snmp.screen import MAX_VARBINDS
 from agent.export.snmp.view import MibView, Varbind, varbind
 
 V1, V2C = 0, 1
@@ -19,8 +23,12 @@ MAX_REPETITIONS = 2000
 
 
 class _Request:
-    __slots__ = ("community", "error_index", "error_status", "oids", "raw_community",
-                 "raw_id", "raw_version", "tag", "version")  # fmt: skip
+    """A v1/v2c request, decoded in two steps so the community is checked before any of
+    the PDU is read (an unknown community costs a few header reads, whatever follows)."""
+
+    __slots__ = ("community", "error_index", "error_status", "oids", "pdu_start",
+                 "raw_community", "raw_id", "raw_version", "tag", "too_many",
+                 "version")  # fmt: skip
 
     def __init__(self, data: bytes) -> None:
         tag, start, _end = ber.header(data, 0)
@@ -36,7 +44,13 @@ class _Request:
             raise ber.BerError("community is not an OCTET STRING")
         self.community = data[c_start:c_end]
         self.raw_community = data[v_end:c_end]
-        self.tag, p_start, p_end = ber.header(data, c_end)
+        self.pdu_start = c_end
+        self.oids: list[tuple[int, ...]] = []
+        self.too_many = False
+
+    def decode_pdu(self, data: bytes) -> None:
+        """Reads the PDU; past MAX_VARBINDS it sets ``too_many`` and stops reading."""
+        self.tag, p_start, p_end = ber.header(data, self.pdu_start)
         tag, _r_start, r_end = ber.header(data, p_start)
         if tag != ber.INTEGER:
             raise ber.BerError("request-id is not an INTEGER")
@@ -48,9 +62,11 @@ class _Request:
         tag, l_start, l_end = ber.header(data, i_end)
         if tag != ber.SEQUENCE or l_end > p_end:
             raise ber.BerError("varbind list is not a SEQUENCE")
-        self.oids: list[tuple[int, ...]] = []
         position = l_start
         while position < l_end:
+            if len(self.oids) == MAX_VARBINDS:
+                self.too_many = True
+                return
             tag, vb_start, vb_end = ber.header(data, position)
             tag, o_start, o_end = ber.header(data, vb_start)
             if tag != ber.OBJECT_IDENTIFIER:
@@ -87,33 +103,46 @@ class FastResponder:
         self._allow_v1 = allow_v1
         self._max_response = max_response
         self.counters: Counter[str] = Counter()
+        self.drops = DropCounter(self.counters)
 
-    def handle(self, data: bytes) -> bytes | None:
-        """The response datagram, or None to drop the request."""
+    def handle(self, data: bytes, source: str | None = None) -> bytes | None:
+        """The response datagram, or None to drop the request (counted by reason)."""
         self.counters["in_packets"] += 1
         try:
             request = _Request(data)
-        except (ber.BerError, IndexError, ValueError):
-            self.counters["parse_errors"] += 1
+        except ber.BerError as exc:
+            self.drops.drop(Drop.PARSE_ERROR, source, str(exc))
             return None
         if request.version not in (V1, V2C) or (request.version == V1 and not self._allow_v1):
-            self.counters["bad_versions"] += 1
+            self.drops.drop(Drop.BAD_VERSION, source)
             return None
         if request.community not in self._communities:
-            self.counters["bad_community_names"] += 1
+            # Never the community itself in the log: it is the v1/v2c credential.
+            self.drops.drop(Drop.BAD_COMMUNITY, source)
             return None
+        try:
+            request.decode_pdu(data)
+        except ber.BerError as exc:
+            self.drops.drop(Drop.PARSE_ERROR, source, str(exc))
+            return None
+        bulk = request.tag == ber.GET_BULK and request.version == V2C
+        if request.too_many and (request.tag in (ber.GET, ber.GET_NEXT) or bulk):
+            # A clear answer to a manager that holds the community; the list is empty
+            # as for any tooBig (RFC 3416 4.2.1).
+            self.counters["too_many_varbinds"] += 1
+            return self._respond(request, [], ber.TOO_BIG, 0)
         view = self._view()
         if request.tag == ber.GET:
             return self._get(request, view)
         if request.tag == ber.GET_NEXT:
             return self._get_next(request, view)
-        if request.tag == ber.GET_BULK and request.version == V2C:
+        if bulk:
             return self._get_bulk(request, view)
         if request.tag == ber.SET:
             self.counters["set_refused"] += 1
             status = ber.NO_SUCH_NAME if request.version == V1 else ber.NO_ACCESS
             return self._error(request, status, 1)
-        self.counters["unexpected_pdus"] += 1
+        self.drops.drop(Drop.UNEXPECTED_PDU, source)
         return None
 
     # ------------------------------------------------------------------ PDUs

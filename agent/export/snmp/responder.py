@@ -9,7 +9,7 @@ behind the committed notification log it is brought up to date before answering.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from typing import Any
 
 from loguru import logger
@@ -23,24 +23,12 @@ from pysnmp.smi.instrum import AbstractMibInstrumController
 
 from agent.config import parse_address
 from agent.errors import ProvsyncError
-from agent.export.snmp import ber
+from agent.export.snmp import ber, screen
+from agent.export.snmp.drops import Drop, DropCounter
 from agent.export.snmp.view import MibView
 
-Handler = Callable[[bytes], bytes | None]
-
-
-def message_version(data: bytes) -> int | None:
-    """0 (v1), 1 (v2c), 3 (v3) from the first INTEGER of the message; None if not SNMP."""
-    try:
-        tag, start, _ = ber.header(data, 0)
-        if tag != ber.SEQUENCE:
-            return None
-        tag, v_start, v_end = ber.header(data, start)
-        if tag != ber.INTEGER:
-            return None
-        return ber.decode_int(data, v_start, v_end)
-    except ber.BerError:
-        return None
+Handler = Callable[[bytes, str], bytes | None]
+"""A v1/v2c datagram and its sender (for logs) to the answer, or None to drop it."""
 
 
 def to_pyasn1(value: bytes) -> Any:
@@ -142,42 +130,85 @@ class BulkResponder(cmdrsp.BulkCommandResponder):  # type: ignore[misc]
 
 
 class SplitTransport(udp.UdpAsyncioTransport):  # type: ignore[misc]
-    """pysnmp's UDP transport, with SNMPv1/v2c taken by our handler."""
+    """pysnmp's UDP transport, screened, with SNMPv1/v2c taken by our handler.
 
-    def __init__(self, handler: Handler, counters: dict[str, int]) -> None:
+    Every datagram is screened before pysnmp's decoder sees it (agent.export.snmp.screen):
+    oversized ones are dropped unread, v3 ones with unknown users or beyond the limits
+    are dropped after a header walk; everything else that is not v3 (v1, v2c, junk) is
+    the handler's to answer or to count.
+    """
+
+    def __init__(self, handler: Handler, counters: dict[str, int], users: Set[bytes]) -> None:
         super().__init__()
+        self._setup(handler, counters, users)
+
+    def _setup(self, handler: Handler, counters: dict[str, int], users: Set[bytes]) -> None:
         self._handler = handler
         self._counters = counters
+        self._drops = DropCounter(counters)
+        self._users = users
 
     def datagram_received(self, datagram: bytes, address: Any) -> None:
-        version = message_version(datagram)
-        if version in (0, 1):
-            try:
-                answer = self._handler(datagram)
-            except Exception:
-                logger.exception("SNMP request handling failed")
-                self._counters["handler_errors"] = self._counters.get("handler_errors", 0) + 1
+        source = _peer(address)
+        if len(datagram) > screen.MAX_MESSAGE_SIZE:
+            self._drops.drop(Drop.OVERSIZED, source, f"{len(datagram)} octets")
+            return
+        if screen.message_version(datagram) == screen.V3:
+            refused = screen.screen_v3(datagram, self._users)
+            if refused is not None:
+                self._drops.drop(refused[0], source, refused[1])
                 return
-            if answer is not None:
-                self.transport.sendto(answer, address)
-        elif version == 3:
             super().datagram_received(datagram, address)
-        else:
-            self._counters["parse_errors"] = self._counters.get("parse_errors", 0) + 1
+            return
+        try:
+            answer = self._handler(datagram, source)
+        except Exception:
+            logger.exception("SNMP request handling failed")
+            self._counters["handler_errors"] = self._counters.get("handler_errors", 0) + 1
+            return
+        if answer is not None:
+            self.transport.sendto(answer, address)
 
 
 class SplitTransport6(udp6.Udp6AsyncioTransport, SplitTransport):  # type: ignore[misc]
-    def __init__(self, handler: Handler, counters: dict[str, int]) -> None:
+    def __init__(self, handler: Handler, counters: dict[str, int], users: Set[bytes]) -> None:
         udp6.Udp6AsyncioTransport.__init__(self)
-        self._handler = handler
-        self._counters = counters
+        self._setup(handler, counters, users)
 
     datagram_received = SplitTransport.datagram_received
+
+
+def _peer(address: Any) -> str:
+    try:
+        return f"{address[0]}:{address[1]}"
+    except (TypeError, IndexError):
+        return str(address)
+
+
+def usm_user_names(snmp_engine: Any) -> frozenset[bytes]:
+    """The user names in the engine's USM table (what :func:`engine.add_user` added)."""
+    builder = snmp_engine.get_mib_builder()
+    (column,) = builder.import_symbols("SNMP-USER-BASED-SM-MIB", "usmUserName")
+    prefix = tuple(column.name)
+    read_next = snmp_engine.message_dispatcher.mib_instrum_controller.read_next_variables
+    names: set[bytes] = set()
+    name: tuple[int, ...] = prefix
+    while True:
+        try:
+            ((found, value),) = read_next((name, None))
+        except smi_error.SmiError:
+            break
+        name = tuple(found)
+        if name[: len(prefix)] != prefix:
+            break
+        names.add(bytes(value))
+    return frozenset(names)
 
 
 def open_listener(
     snmp_engine: Any, address: str, index: int, handler: Handler, counters: dict[str, int]
 ) -> Any:
+    """Listens on ``address``; call after the USM users are added (they are read here)."""
     host, port = parse_address(address)
     six = ":" in host
     sock = socket.socket(socket.AF_INET6 if six else socket.AF_INET, socket.SOCK_DGRAM)
@@ -187,7 +218,8 @@ def open_listener(
         sock.close()
         raise ProvsyncError(f"SNMP agent cannot listen on {address}: {exc.strerror}") from None
     transport_class = SplitTransport6 if six else SplitTransport
-    transport = transport_class(handler, counters).open_server_mode(sock=sock)
+    users = usm_user_names(snmp_engine)
+    transport = transport_class(handler, counters, users).open_server_mode(sock=sock)
     domain = (udp6.DOMAIN_NAME if six else udp.DOMAIN_NAME) + (index,)
     pysnmp_config.add_transport(snmp_engine, domain, transport)
     return transport
