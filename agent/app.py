@@ -261,6 +261,10 @@ class Agent:
             retention.event_days,
             retention.notification_log_max,
             retention.notification_log_days,
+            # Only the configured targets hold rows back: a removed target's cursor does not.
+            targets=tuple(e.name for e in self.exporters),
+            max_backlog=retention.max_backlog,
+            max_backlog_age=retention.max_backlog_age,
         )
         while True:
             try:

@@ -685,7 +685,8 @@ def load_settings(path: Path | None) -> Settings:
 def read_token_file(path: Path) -> str | None:
     try:
         return path.read_text().strip() or None
-    except (FileNotFoundError, PermissionError):
+    except (OSError, UnicodeDecodeError):
+        # Missing, unreadable or not a file: as if there were none (the caller says what's next).
         return None
 
 

@@ -49,7 +49,7 @@ def test_init_into_a_path_below_a_file_is_bad_usage(a_file: Path) -> None:
 
 def test_init_onto_a_directory_is_bad_usage(tmp_path: Path) -> None:
     result = provsync("config", "init", "--out", str(tmp_path), "--force")
-    assert_one_line(result, 2, "is a directory")
+    assert_one_line(result, 2, f"cannot write {tmp_path}: Is a directory")
 
 
 def test_init_where_nothing_can_be_created_is_bad_usage() -> None:
@@ -140,7 +140,7 @@ def test_run_with_a_data_dir_that_is_a_file_is_bad_usage(
 
 def test_run_with_a_data_dir_that_cannot_be_created_is_bad_usage(agent_config: Path) -> None:
     result = provsync("run", "--config", str(agent_config), "--data-dir", "/proc/provsync/var")
-    assert_one_line(result, 2, "cannot create data directory /proc/provsync/var: ")
+    assert_one_line(result, 2, "data directory /proc/provsync/var: cannot create it: ")
 
 
 def test_run_on_a_store_that_is_not_a_database_fails_in_one_line(

@@ -31,6 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from agent.alarms.catalog import AlarmType, Catalog, Kind
 from agent.alarms.operations import AckOp, ClearOp, EventOp, Operation, PurgeOp, RaiseOp
 from agent.alarms.records import ALARM_FIELDS, AlarmChange, NotificationKind
+from agent.alarms.retention import Loss, find_losses, purgeable, read_cursors
 from agent.alarms.severity import Severity
 from agent.errors import AlarmNotFound, InvalidRequest, ProvsyncError, StoreError
 from agent.store.models import ALARMS as _ALARMS
@@ -466,7 +467,7 @@ class AlarmManager:
             return self._ack(work, op)
         if isinstance(op, EventOp):
             return self._event(work, op)
-        return self._purge(conn, op)
+        return self._purge(conn, work, op)
 
     def _next_seq(self) -> int:
         self._last_seq += 1
@@ -706,7 +707,7 @@ class AlarmManager:
         )
         return seq
 
-    def _purge(self, conn: Connection, op: PurgeOp) -> dict[str, int]:
+    def _purge(self, conn: Connection, work: _Batch, op: PurgeOp) -> dict[str, int]:
         now = self._clock()
         counts: dict[str, int] = {}
         cutoff = now - timedelta(days=op.cleared_alarm_days)
@@ -720,13 +721,36 @@ class AlarmManager:
         counts["events"] = conn.execute(
             delete(_EVENTS).where(_EVENTS.c.at < now - timedelta(days=op.event_days))
         ).rowcount
-        floor = self._last_seq - op.log_max
-        counts["notifications"] = conn.execute(
-            delete(_LOG).where(
-                (_LOG.c.seq <= floor) | (_LOG.c.at < now - timedelta(days=op.log_days))
-            )
-        ).rowcount
+        # What a configured target has not delivered stays, up to the bounds; what goes
+        # past them is recorded as a loss in this same transaction.
+        cursors = read_cursors(conn, op.targets)
+        doomed = purgeable(op, self._last_seq, now, cursors)
+        losses = find_losses(conn, doomed, cursors, op, self._last_seq)
+        counts["notifications"] = conn.execute(delete(_LOG).where(doomed)).rowcount
+        counts["undelivered"] = sum(loss.count for loss in losses)
+        for loss in losses:
+            self._record_loss(conn, work, loss)
         return counts
+
+    def _record_loss(self, conn: Connection, work: _Batch, loss: Loss) -> None:
+        """An export-gap event and the export-loss alarm (raised, or changed to name the
+        new range): the loss is permanent, so only the operator clears the alarm."""
+        logger.warning(
+            "retention purged notifications {} that export target {} had not received "
+            "({} of them; past [retention] {} = {})",
+            loss.lost, loss.target, loss.count, loss.bound, loss.limit,
+        )  # fmt: skip
+        resource = loss.target[:MAX_FIELD]
+        gap = self.catalog.get("export-gap")
+        self._event(work, EventOp(gap.id, resource, gap.severity, loss.text, loss.details()))
+        alarm = self.catalog.get("export-loss")
+        key = (alarm.id, resource, "")
+        if key not in work.active_by_key and (found := self._active.get(key)) is not None:
+            columns = [_ALARMS.c[f] for f in ALARM_FIELDS]
+            row = conn.execute(select(*columns).where(_ALARMS.c.id == found)).mappings().first()
+            if row is not None:
+                work.track(dict(row))
+        self._raise(work, RaiseOp(alarm.id, resource, "", alarm.severity, loss.text, None))
 
     def _flush(self, conn: Connection, work: _Batch) -> None:
         raw = self._raw

@@ -49,6 +49,13 @@ class PurgeOp:
     event_days: float
     log_max: int
     log_days: float
+    targets: tuple[str, ...] = ()
+    """The configured export targets: what one of them has not delivered is kept (cursors
+    of targets no longer configured hold nothing)."""
+    max_backlog: int = 1_000_000
+    """Past this many notifications behind, a target's older ones may be purged."""
+    max_backlog_age: float = 30 * 86400.0
+    """Seconds; undelivered notifications older than this may be purged."""
 
 
 Operation = RaiseOp | ClearOp | AckOp | EventOp | PurgeOp

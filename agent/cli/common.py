@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
+import httpx
 import typer
 
 from agent.cli import output
@@ -32,7 +33,11 @@ class Context:
 
     def client(self) -> Client:
         settings = self.settings()
-        return Client(self.api_url or api_url_for(settings), self.token or token_for(settings))
+        url = self.api_url or api_url_for(settings)
+        try:
+            return Client(url, self.token or token_for(settings))
+        except httpx.InvalidURL as exc:
+            _fail(f"--api-url {url!r} is not a valid URL: {exc}", 2)
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:

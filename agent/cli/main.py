@@ -7,6 +7,7 @@ Exit status: 0 success; 1 the agent refused or could not be reached, or a runtim
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from agent import __version__
-from agent.cli import output
+from agent.cli import failures, output
 from agent.cli.common import (
     Context,
     JsonOpt,
@@ -124,11 +125,20 @@ def run(
         settings = settings.model_copy(
             update={"agent": settings.agent.model_copy(update={"data_dir": data_dir})}
         )
+    # Checked before anything starts: a data directory that cannot work is bad usage.
+    problem = failures.prepare_directory(settings.data_dir)
+    if problem is not None:
+        _fail(f"data directory {settings.data_dir}: {problem}", 2)
     setup_logging(settings.agent.log_level, settings.agent.log_format)
     try:
         asyncio.run(Agent(settings).run())
+    except ConfigError as exc:
+        _fail(str(exc), 2)
     except ProvsyncError as exc:
-        _fail(str(exc))
+        _fail(failures.one_line(str(exc)))
+    except OSError as exc:
+        # The machine failed under the agent (a state file is a directory, the disk is full).
+        _fail(f"agent failed: {failures.reason(exc)}")
 
 
 @app.command()
@@ -387,11 +397,16 @@ def config_init(
         return
     if out.exists() and not force:
         _fail(f"{out} exists; use --force to overwrite it", 1)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # The file holds the API token: readable by its owner only.
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
+    if (blocker := failures.blocking_file(out.parent)) is not None:
+        _fail(f"cannot write {out}: {blocker} is not a directory", 2)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        # The file holds the API token: readable by its owner only.
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+    except OSError as exc:
+        _fail(f"cannot write {out}: {exc.strerror or exc}", failures.exit_code(exc))
     output.console.print(f"wrote {out}", highlight=False, markup=False)
 
 
@@ -716,6 +731,11 @@ def simulate(
     if hub and not hub.startswith(("http://", "https://")):
         _fail("--hub must be a URL such as http://127.0.0.1:8163", 2)
     simulator = Simulator(state, username, password, Faults(), hub.rstrip("/"), hub_token)
+    # Bound here, not by uvicorn: a taken port is one line and exit 1, not uvicorn's exit 3.
+    try:
+        sock = socket.create_server((host, port), family=failures.address_family(host))
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     setup_logging("WARNING")
     output.errors.print(
         f"simulated {element_type} {state.element_id} on http://{host}:{port} "
@@ -723,8 +743,8 @@ def simulate(
         highlight=False,
         markup=False,
     )
-    uvicorn.run(create_simulator_app(simulator), host=host, port=port, log_config=None,
-                access_log=False)  # fmt: skip
+    config = uvicorn.Config(create_simulator_app(simulator), log_config=None, access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 # --------------------------------------------------------------------------- mib
@@ -760,4 +780,7 @@ def main() -> None:
         sys.exit(2)
     except ProvsyncError as exc:
         output.error(str(exc))
+        sys.exit(1)
+    except OSError as exc:
+        output.error(failures.reason(exc))
         sys.exit(1)

@@ -1,0 +1,122 @@
+"""Which notification-log rows retention may purge, and what a purge takes from a target.
+
+Retention keeps at most ``notification_log_max`` rows, none older than
+``notification_log_days``, except what a configured export target has not delivered yet
+(its cursor is in ``exporter_cursors``). That protection is bounded, so a dead target
+cannot grow the store without end: a target keeps only its newest ``max_backlog``
+undelivered rows, and none older than ``max_backlog_age``. Rows purged past that bound
+are a :class:`Loss`, which the alarm manager turns into an export-gap event and an
+export-loss alarm in the same transaction. Cursors of targets that are no longer
+configured hold nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
+
+from agent.alarms.operations import PurgeOp
+from agent.config import format_duration
+from agent.store.models import CURSORS as _CURSORS
+from agent.store.models import LOG as _LOG
+
+
+@dataclass(frozen=True, slots=True)
+class Loss:
+    """Rows ``first``-``last`` (``count`` of them) purged before ``target`` got them."""
+
+    target: str
+    first: int
+    last: int
+    count: int
+    bound: str
+    """"max_backlog" or "max_backlog_age": the bound the target's backlog passed."""
+    limit: str
+    """The bound's value, as the configuration writes it."""
+
+    @property
+    def lost(self) -> str:
+        return f"{self.first}-{self.last}" if self.first != self.last else str(self.first)
+
+    @property
+    def text(self) -> str:
+        why = (
+            f"more than {self.limit} notifications behind"
+            if self.bound == "max_backlog"
+            else f"undelivered for longer than {self.limit}"
+        )
+        return (
+            f"target {self.target} lost notifications {self.lost} "
+            f"(purged by retention before delivery: {why})"
+        )
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "first_lost": self.first,
+            "last_lost": self.last,
+            "count": self.count,
+            "bound": self.bound,
+            "limit": self.limit,
+        }
+
+
+def read_cursors(conn: Connection, targets: tuple[str, ...]) -> dict[str, int]:
+    """The cursor of every configured target; 0 for one that has delivered nothing yet."""
+    if not targets:
+        return {}
+    rows = conn.execute(
+        select(_CURSORS.c.name, _CURSORS.c.last_seq).where(_CURSORS.c.name.in_(targets))
+    )
+    found = {name: int(seq) for name, seq in rows}
+    return {name: found.get(name, 0) for name in targets}
+
+
+def purgeable(
+    op: PurgeOp, last_seq: int, now: datetime, cursors: dict[str, int]
+) -> ColumnElement[bool]:
+    """The log rows this purge deletes."""
+    retention = or_(
+        _LOG.c.seq <= last_seq - op.log_max, _LOG.c.at < now - timedelta(days=op.log_days)
+    )
+    if not cursors:
+        return retention
+    # Protected: above the lowest cursor, among the newest max_backlog, younger than
+    # max_backlog_age. Everything else that retention wants goes.
+    floor = min(max(cursor, last_seq - op.max_backlog) for cursor in cursors.values())
+    too_old = now - timedelta(seconds=op.max_backlog_age)
+    return and_(retention, or_(_LOG.c.seq <= floor, _LOG.c.at < too_old))
+
+
+def find_losses(
+    conn: Connection,
+    doomed: ColumnElement[bool],
+    cursors: dict[str, int],
+    op: PurgeOp,
+    last_seq: int,
+) -> list[Loss]:
+    """What each target loses when the rows ``doomed`` selects are deleted (run before)."""
+    losses = []
+    for target, cursor in sorted(cursors.items()):
+        first, last, count = conn.execute(
+            select(func.min(_LOG.c.seq), func.max(_LOG.c.seq), func.count()).where(
+                and_(doomed, _LOG.c.seq > cursor)
+            )
+        ).one()
+        if not count:
+            continue
+        by_count = int(last) <= last_seq - op.max_backlog
+        losses.append(
+            Loss(
+                target=target,
+                first=int(first),
+                last=int(last),
+                count=int(count),
+                bound="max_backlog" if by_count else "max_backlog_age",
+                limit=str(op.max_backlog) if by_count else format_duration(op.max_backlog_age),
+            )
+        )
+    return losses
