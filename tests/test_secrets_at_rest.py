@@ -77,6 +77,10 @@ def files_holding(directory: Path, needle: bytes) -> list[str]:
     return [str(p) for p in directory.rglob("*") if p.is_file() and needle in p.read_bytes()]
 
 
+def key_lines(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+
+
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
@@ -140,7 +144,7 @@ def test_sqlite_store_holds_no_clear_password_and_sync_still_works(
     assert username != "admin"
     assert password != PASSWORD
     assert key_id
-    key = (agent.data_dir / "secret.key").read_text().split()[0]
+    (key,) = key_lines(agent.data_dir / "secret.key")
     log = agent.log_text()
     assert PASSWORD not in log
     assert key not in log
@@ -203,8 +207,8 @@ def test_rotate_key_offline_then_old_key_no_longer_decrypts_and_missing_key_is_o
     shutil.copy(key_file, old_key)
     rotated = agent.cli("keys", "rotate")
     assert "1 element credential" in rotated.stdout
-    assert key_file.read_text() != old_key.read_text()
-    assert old_key.read_text().split()[0] not in key_file.read_text(), "old key dropped"
+    (new,) = key_lines(key_file)
+    assert key_lines(old_key) != [new], "old key dropped"
     assert mode(key_file) == 0o600
     assert files_holding(agent.data_dir, PASSWORD.encode()) == []
 
