@@ -1,4 +1,5 @@
-"""The SNMP engine: persisted engine ID and boots, USM users, pysnmp set-up helpers."""
+"""The SNMP engine: engine ID and boots (kept in the store and the data directory), USM
+users, pysnmp set-up helpers."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from typing import Any
 from pysnmp.entity import config as pysnmp_config
 from pysnmp.entity import engine as pysnmp_engine
 from pysnmp.proto import rfc1902
+from sqlalchemy import Engine
 
 from agent.config import SnmpUser
+from agent.export.snmp.boots import next_boots, stored_engine_id
 
 STATE_FILE = "snmp-engine.json"
-MAX_BOOTS = 2147483647
 
 AUTH = {
     "none": pysnmp_config.USM_AUTH_NONE,
@@ -39,18 +41,44 @@ def make_engine_id(pen: int) -> str:
     return (head + b"\x05" + secrets.token_bytes(8)).hex()
 
 
-def load_engine_state(data_dir: Path, configured_id: str, pen: int) -> tuple[str, int]:
-    """(engine id hex, boots) with boots incremented and saved before the engine starts."""
-    path = data_dir / STATE_FILE
+def _read_state(path: Path) -> dict[str, Any]:
     try:
-        state: dict[str, Any] = json.loads(path.read_text())
+        state = json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
-        state = {}
-    engine_id = configured_id.removeprefix("0x") or state.get("engine_id") or make_engine_id(pen)
-    if engine_id != state.get("engine_id"):
-        boots = 1  # a new engine ID starts counting again (RFC 3414 section 2.2)
-    else:
-        boots = min(int(state.get("boots", 0)) + 1, MAX_BOOTS)
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _boots_of(state: dict[str, Any]) -> int:
+    value = state.get("boots", 0)
+    return value if isinstance(value, int) and value > 0 else 0
+
+
+def load_engine_state(
+    data_dir: Path, configured_id: str, pen: int, store: Engine
+) -> tuple[str, int]:
+    """(engine id hex, boots) with boots incremented and saved before the engine starts.
+
+    The engine ID is the configured one, else the one in the data directory, else the one
+    generated for this store before, else a new one. Boots is counted in the store
+    (:func:`agent.export.snmp.boots.next_boots`), so it never goes backwards for an
+    engine ID even when the data directory is new; the data directory keeps a copy.
+
+    Raises:
+        StoreError: boots could not be kept in the store.
+    """
+    path = data_dir / STATE_FILE
+    state = _read_state(path)
+    file_id = str(state.get("engine_id") or "").lower()
+    configured = configured_id.removeprefix("0x").lower()
+    engine_id = configured or file_id or stored_engine_id(store)
+    generated = not configured
+    if not engine_id:
+        engine_id = make_engine_id(pen)
+    # A new engine ID starts counting again (RFC 3414 section 2.2): the data directory's
+    # count only applies to its own engine ID.
+    file_boots = _boots_of(state) if engine_id == file_id else 0
+    boots = next_boots(store, engine_id, at_least=file_boots, generated=generated)
     data_dir.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
     temporary.write_text(json.dumps({"engine_id": engine_id, "boots": boots}))

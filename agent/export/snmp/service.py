@@ -85,7 +85,9 @@ class SnmpService:
     async def start(self) -> None:
         data_dir = self.settings.data_dir
         pen = self.snmp.root[6]
-        self.engine_id, self.boots = load_engine_state(data_dir, self.snmp.engine_id, pen)
+        self.engine_id, self.boots = await asyncio.to_thread(
+            load_engine_state, data_dir, self.snmp.engine_id, pen, self.manager.engine
+        )
         self.manager.track_repeats = True
         self.engine = create_engine(self.engine_id, self.boots)
         await self._refresh()
