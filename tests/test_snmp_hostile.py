@@ -4,9 +4,16 @@ dropped (and counted by reason) before it costs more than a header walk."""
 from __future__ import annotations
 
 import contextlib
+import os
+import pickle
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from loguru import logger
 
@@ -14,6 +21,8 @@ from agent.export.snmp import ber, screen
 from agent.export.snmp.drops import Drop, DropCounter
 from agent.export.snmp.fastpath import FastResponder
 from agent.export.snmp.view import MibView, ScalarRegion
+from tests.conftest import AgentProcess
+from tests.netsnmp import run
 
 
 def _cost(work: Callable[[], object], rounds: int = 5) -> float:
@@ -236,3 +245,118 @@ def test_hostile_v3_messages_are_dropped_by_reason(message: bytes, reason: Drop)
     assert refused is not None
     assert refused[0] is reason
     assert b"nobody" not in refused[1].encode()
+
+
+# ------------------------------------------------------------------ a flood at a real agent
+FLOOD_SECONDS = 3.0
+FLOOD_RATE = 1000  # datagrams a second, spread over the kinds below
+V3_USER = {"name": "ops256", "auth_protocol": "SHA-256", "auth_key": "authpass256",
+           "priv_protocol": "AES-128", "priv_key": "privpass256"}  # fmt: skip
+
+
+def _hostile_datagrams() -> list[bytes]:
+    huge_arc = _oid_with_arc(60_000)
+    return [
+        _v2c(b"guess", _get(huge_arc)),  # 60 KB: oversized
+        _v2c(b"guess", _get(_oid_with_arc(8_000))),  # bad community
+        _v2c(b"public", _get(b"\x2b" + b"\x01" * 1000)),  # parse error after the community
+        _v3(user=b"nobody", oid_body=_oid_with_arc(7_000)),  # unknown user
+        _v3(value=ber.tlv(ber.OBJECT_IDENTIFIER, b"\x2b" + b"\x01" * 7_000)),  # v3 parse error
+        _v3(user=b"", varbinds=300),  # discovery too big
+        _v3(varbinds=200),  # too many varbinds for pysnmp's decoder
+        bytes(range(256)) * 30,  # not SNMP
+    ]
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# A separate process, so that its sending does not hold the poller's GIL (that would be
+# measured as the agent's latency). Paced at a bounded rate the old decoder could not keep
+# up with, and that says nothing about the kernel's UDP buffers.
+FLOODER = """
+import pickle, socket, sys, time
+kinds, port, rate, seconds = pickle.load(open(sys.argv[1], "rb"))
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sent, started = 0, time.monotonic()
+while time.monotonic() - started < seconds:
+    for _ in range(10):
+        sock.sendto(kinds[sent % len(kinds)], ("127.0.0.1", port))
+        sent += 1
+    ahead = sent / rate - (time.monotonic() - started)
+    if ahead > 0:
+        time.sleep(ahead)
+print(sent)
+"""
+
+
+def _start_flood(port: int, where: Path) -> subprocess.Popen[str]:
+    plan = where / "flood.pickle"
+    plan.write_bytes(pickle.dumps((_hostile_datagrams(), port, FLOOD_RATE, FLOOD_SECONDS)))
+    return subprocess.Popen(
+        [sys.executable, "-c", FLOODER, str(plan)], stdout=subprocess.PIPE, text=True
+    )
+
+
+def _p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+def _snmpget_v2c(agent: AgentProcess) -> Any:
+    return run("snmpget", "-v2c", "-c", "public", "-t", "2", "-r", "1", "-Ov",
+               f"127.0.0.1:{agent.snmp_port}", "SNMPv2-MIB::sysDescr.0")  # fmt: skip
+
+
+def test_a_flood_of_hostile_datagrams_leaves_the_agent_responsive(agent_factory: Any) -> None:
+    agent: AgentProcess = agent_factory({"snmp": {"users": [V3_USER]}}).start()
+    assert agent.proc is not None
+    latencies: list[float] = []
+    with httpx.Client(base_url=agent.url, timeout=10) as http:
+        # Past start-up work (first view build, exporters' first round, the first
+        # connection) so that what is measured is the flood's effect.
+        assert _snmpget_v2c(agent).returncode == 0
+        for _ in range(20):
+            http.get("/api/v1/health")
+        cpu_before = _cpu_seconds(agent.proc.pid)
+        flood_started = time.monotonic()
+        flooder = _start_flood(agent.snmp_port, agent.root)
+        try:
+            while flooder.poll() is None:
+                began = time.perf_counter()
+                assert http.get("/api/v1/health").status_code == 200
+                latencies.append(time.perf_counter() - began)
+                time.sleep(0.01)  # a poller's pace, not a wait for a condition
+        finally:
+            if flooder.poll() is None:
+                flooder.kill()
+            out, _ = flooder.communicate(timeout=10)
+        flood_seconds = time.monotonic() - flood_started
+        cpu = _cpu_seconds(agent.proc.pid) - cpu_before
+    sent = int(out.strip() or 0)
+    assert sent >= FLOOD_RATE * FLOOD_SECONDS * 0.8
+    p99 = _p99(latencies)
+    seen = (
+        f"health p99 {p99 * 1000:.1f} ms (max {max(latencies) * 1000:.1f} ms) over "
+        f"{len(latencies)} requests; {sent} datagrams; CPU {cpu:.2f} s in {flood_seconds:.1f} s"
+    )
+    assert p99 < 0.050, seen
+    # The old decoder spent ~0.3 s on each 60 KB datagram: the agent was pinned at 100 %.
+    assert cpu / flood_seconds < 0.5, seen
+
+    good = _snmpget_v2c(agent)
+    assert good.returncode == 0, good.stderr
+    assert "provsync" in good.stdout
+    v3 = run("snmpget", "-v3", "-l", "authPriv", "-u", "ops256", "-a", "SHA-256", "-A",
+             "authpass256", "-x", "AES", "-X", "privpass256", "-t", "2", "-r", "1", "-Ov",
+             f"127.0.0.1:{agent.snmp_port}", "SNMPv2-MIB::sysDescr.0")  # fmt: skip
+    assert v3.returncode == 0, v3.stderr
+    with agent.http() as http:
+        counts = http.get("/api/v1/status").json()["snmp"]["requests"]
+    for reason in Drop:
+        if reason is not Drop.UNEXPECTED_PDU and reason is not Drop.BAD_VERSION:
+            assert counts.get(reason.value, 0) > 0, (reason, counts)
+    assert "nobody" not in agent.log_text()
+    assert agent.log_text().count("SNMP datagram dropped (bad_community_names)") == 1
