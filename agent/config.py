@@ -313,7 +313,8 @@ class SnmpSettings(_Section):
     enterprise_oid: str = "1.3.6.1.4.1.32473.1"
     listen: tuple[str, ...] = ("127.0.0.1:1161",)
     engine_id: str = ""
-    """Hex; empty: generated once and kept in ``<data_dir>/snmp-engine.json``."""
+    """Hex; empty: generated once and kept in the store and ``<data_dir>/snmp-engine.json``
+    (boots: counted in the store per engine ID, see agent.export.snmp.boots)."""
     heartbeat_interval: Annotated[Duration, within("100ms", "1d", off=True)] = 300.0
     notification_log_size: int = Field(default=1000, ge=1, le=100_000)
     allow_v1: bool = True
