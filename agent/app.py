@@ -165,7 +165,10 @@ class Agent:
     @contextlib.asynccontextmanager
     async def _manager(self, store: Store) -> AsyncIterator[AlarmManager]:
         manager = AlarmManager(
-            store.engine, site_catalog(self.settings), batch_max=self.settings.store.batch_max
+            store.engine,
+            site_catalog(self.settings),
+            batch_max=self.settings.store.batch_max,
+            pending_max=self.settings.api.max_pending_writes,
         )
         await asyncio.to_thread(manager.start)
         self.manager = manager
@@ -326,6 +329,7 @@ class Agent:
                 snmp=snmp,
                 sync=sync,
                 sharing=sharing,
+                max_body=self.settings.api.max_body,
             )
             purge = asyncio.create_task(self._purge_loop(manager), name="retention")
             try:

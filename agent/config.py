@@ -159,7 +159,7 @@ class ApiSettings(_Section):
     """Empty: a token is generated on first start into ``<data_dir>/api.token`` (mode 0600)."""
     max_body: ByteSize = Field(default=ByteSize(1 << 20), ge=1024, le=1 << 30)
     """Largest request body ("1MiB", "64KiB" or bytes); larger ones get 413."""
-    max_pending_writes: int = Field(default=2000, ge=1, le=1_000_000)
+    max_pending_writes: int = Field(default=500, ge=1, le=1_000_000)
     """Alarm writes from the API waiting for the writer; past it, 503 with Retry-After."""
 
     @field_validator("listen")

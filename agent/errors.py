@@ -9,6 +9,7 @@ turns these into messages and exit codes, and the control API into HTTP statuses
      +-- ConfigError            bad configuration file, key or value
      +-- StoreError             the store cannot be opened, migrated or written
      |    +-- StoreLockedError  another agent owns this store
+     +-- OverloadedError        too many writes wait for the store's writer (retry later)
      |    +-- StoreKeyError     the store key file is missing, wrong or unwritable
      +-- AlarmError             a request the alarm manager refuses
      |    +-- UnknownAlarmType  no such type in the catalog or the site's config
@@ -46,6 +47,13 @@ class StoreLockedError(StoreError):
 
 class StoreKeyError(StoreError):
     """The key file that encrypts credentials at rest is missing, wrong or unwritable."""
+
+
+class OverloadedError(ProvsyncError):
+    """More requests wait for the alarm writer than the bound allows; nothing was queued.
+
+    The control API answers 503 with ``Retry-After``; the caller may send it again.
+    """
 
 
 class AlarmError(ProvsyncError):

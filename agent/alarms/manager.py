@@ -33,12 +33,13 @@ from agent.alarms.operations import AckOp, ClearOp, EventOp, Operation, PurgeOp,
 from agent.alarms.records import ALARM_FIELDS, AlarmChange, NotificationKind
 from agent.alarms.retention import Loss, find_losses, purgeable, read_cursors
 from agent.alarms.severity import Severity
-from agent.errors import AlarmNotFound, InvalidRequest, ProvsyncError, StoreError
+from agent.errors import AlarmNotFound, InvalidRequest, OverloadedError, ProvsyncError, StoreError
 from agent.store.models import ALARMS as _ALARMS
 from agent.store.models import EVENTS as _EVENTS
 from agent.store.models import HISTORY as _HISTORY
 from agent.store.models import LOG as _LOG
 from agent.store.models import META as _META
+from agent.store.outage import ThrottledLog, is_store_outage
 from agent.store.rawsql import RawWriter
 
 Clock = Callable[[], datetime]
@@ -148,6 +149,9 @@ class AlarmManager:
         catalog: built-in and site alarm types.
         batch_max: most requests committed together.
         clock: returns aware UTC datetimes (injected by tests).
+        pending_max: most requests waiting for the writer (queued or in the group commit
+            being written) before a ``bounded`` request is refused with OverloadedError;
+            0: no bound. Requests that are not bounded (the agent's own) always wait.
     """
 
     def __init__(
@@ -157,12 +161,19 @@ class AlarmManager:
         *,
         batch_max: int = 512,
         clock: Clock = utc_now,
+        pending_max: int = 0,
     ) -> None:
         self.engine = engine
         self.catalog = catalog
         self._batch_max = batch_max
         self._clock = clock
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pending_max = pending_max
+        self._pending = 0
+        self._pending_lock = threading.Lock()
+        self.refused = 0
+        """Bounded requests refused with OverloadedError since the start."""
+        self._failures = ThrottledLog()
         self._thread: threading.Thread | None = None
         self._listeners: list[CommitListener] = []
         self._last_seq = 0
@@ -232,22 +243,53 @@ class AlarmManager:
         self._last_alarm_id = max(int(meta.get("last_alarm_id", 0)), max_alarm)
         self._committed_seq = self._last_seq
 
+    @property
+    def pending(self) -> int:
+        """Requests queued or being written (not yet answered)."""
+        return self._pending
+
+    @property
+    def pending_max(self) -> int:
+        """The bound on ``pending`` for bounded requests (0: none)."""
+        return self._pending_max
+
     # ----------------------------------------------------------------- public API
-    def submit(self, op: Operation) -> Future[Any]:
-        """Queue ``op``; the future resolves after its commit (thread-safe)."""
+    def submit(self, op: Operation, *, bounded: bool = False) -> Future[Any]:
+        """Queue ``op``; the future resolves after its commit (thread-safe).
+
+        Raises:
+            OverloadedError: ``bounded`` and ``pending_max`` requests already wait.
+        """
         if self._thread is None:
             raise StoreError("the alarm manager is not running")
         future: Future[Any] = Future()
-        self._queue.put((op, _Reply(future)))
+        self._enqueue(op, _Reply(future), bounded)
         return future
 
-    async def _call(self, op: Operation) -> Any:
+    async def _call(self, op: Operation, bounded: bool = False) -> Any:
         if self._thread is None:
             raise StoreError("the alarm manager is not running")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.put((op, _Reply(future, loop)))
+        self._enqueue(op, _Reply(future, loop), bounded)
         return await future
+
+    def _enqueue(self, op: Operation, reply: _Reply, bounded: bool) -> None:
+        # Refused before it is queued, so a refusal costs nothing and changes nothing;
+        # the count includes the batch being written, which is what a new request waits for.
+        with self._pending_lock:
+            if bounded and self._pending_max and self._pending >= self._pending_max:
+                self.refused += 1
+                raise OverloadedError(
+                    f"the alarm writer has {self._pending} requests waiting (bound "
+                    f"{self._pending_max}); retry later"
+                )
+            self._pending += 1
+        self._queue.put((op, reply))
+
+    def _answered(self, count: int) -> None:
+        with self._pending_lock:
+            self._pending -= count
 
     def make_raise(
         self,
@@ -281,12 +323,17 @@ class AlarmManager:
         severity: Severity | str | None = None,
         text: str = "",
         by: str | None = None,
+        bounded: bool = False,
     ) -> AlarmChange:
-        """Raise (or repeat, or change) the alarm with key (type, resource, qualifier)."""
+        """Raise (or repeat, or change) the alarm with key (type, resource, qualifier).
+
+        ``bounded``: refuse with OverloadedError when the writer is full (the API's
+        requests); the agent's own wait.
+        """
         op = self.make_raise(
             type_id, resource, qualifier=qualifier, severity=severity, text=text, by=by
         )
-        result: AlarmChange = await self._call(op)
+        result: AlarmChange = await self._call(op, bounded)
         return result
 
     async def clear(
@@ -298,6 +345,7 @@ class AlarmManager:
         qualifier: str = "",
         note: str | None = None,
         by: str | None = None,
+        bounded: bool = False,
     ) -> AlarmChange:
         """Clear by id, or by key (type, resource, qualifier) for the active alarm."""
         if alarm_id is not None:
@@ -307,13 +355,19 @@ class AlarmManager:
             op = ClearOp(None, (type_id, resource, qualifier), note, by)
         else:
             raise InvalidRequest("clear needs an alarm id, or a type and a resource")
-        result: AlarmChange = await self._call(op)
+        result: AlarmChange = await self._call(op, bounded)
         return result
 
     async def acknowledge(
-        self, alarm_id: int, *, acknowledge: bool = True, note: str | None = None, by: str | None
+        self,
+        alarm_id: int,
+        *,
+        acknowledge: bool = True,
+        note: str | None = None,
+        by: str | None,
+        bounded: bool = False,
     ) -> AlarmChange:
-        result: AlarmChange = await self._call(AckOp(alarm_id, acknowledge, note, by))
+        result: AlarmChange = await self._call(AckOp(alarm_id, acknowledge, note, by), bounded)
         return result
 
     def make_event(
@@ -339,10 +393,11 @@ class AlarmManager:
         severity: Severity | str | None = None,
         text: str = "",
         details: dict[str, Any] | None = None,
+        bounded: bool = False,
     ) -> int:
         """Log a stateless event; returns its sequence number."""
         op = self.make_event(type_id, resource, severity=severity, text=text, details=details)
-        seq: int = await self._call(op)
+        seq: int = await self._call(op, bounded)
         return seq
 
     async def purge(self, op: PurgeOp) -> dict[str, int]:
@@ -373,7 +428,10 @@ class AlarmManager:
                     stop_after = True
                     break
                 batch.append(extra)
-            self._commit(batch)
+            try:
+                self._commit(batch)
+            finally:
+                self._answered(len(batch))
             if stop_after:
                 return
 
@@ -383,7 +441,14 @@ class AlarmManager:
             return
         try:
             results = self._apply([op for op, _ in live])
-        except Exception:
+        except Exception as exc:
+            if is_store_outage(exc):
+                # The store is down, not this request: every request of the batch fails
+                # alike (one by one would only wait for the store again), one log line.
+                self._failures.warning("alarm store write failed", exc)
+                why = "the store could not commit the change; retry later"
+                _deliver([(reply, StoreError(why)) for _, reply in live])
+                return
             if len(live) == 1:
                 logger.exception("alarm store write failed")
                 _deliver([(live[0][1], StoreError("the store refused the change; see the log"))])

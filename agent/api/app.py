@@ -1,7 +1,9 @@
 """The control API application.
 
-Every route but ``/api/v1/health`` needs ``Authorization: Bearer <token>``. Errors are
-JSON ``{"error": "..."}`` with a 4xx status that says what is wrong; a request is either
+Every route but ``/api/v1/health`` needs ``Authorization: Bearer <token>``, checked from
+the headers before any body is read (:mod:`agent.api.guard`). Errors are JSON
+``{"error": "..."}`` with a 4xx status that says what is wrong (503 when the store cannot
+do it now, with ``Retry-After`` when the writer is overloaded); a request is either
 applied whole (after its commit) or not at all.
 """
 
@@ -19,26 +21,38 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from agent import __version__
 from agent.alarms import queries
 from agent.alarms.manager import AlarmManager
 from agent.alarms.records import AlarmChange, alarm_to_json, iso
 from agent.alarms.severity import Severity
-from agent.api.schemas import ClearByKeyRequest, NoteRequest, RaiseRequest, TestRequest
-from agent.api.sharing_routes import sharing_router
+from agent.api.guard import UNAUTHORIZED, Policy, RequestGuard, Scope
+from agent.api.schemas import (
+    AfterQuery,
+    ClearByKeyRequest,
+    NoteRequest,
+    RaiseRequest,
+    RowId,
+    TestRequest,
+)
+from agent.api.sharing_routes import ELEMENT_ROUTES, sharing_router
 from agent.api.sync_routes import sync_router
 from agent.errors import (
     AlarmNotFound,
     ConfigError,
     InvalidRequest,
     ObjectNotFound,
+    OverloadedError,
     ProvsyncError,
     SharingError,
     UnknownAlarmType,
 )
 from agent.export.base import Exporter
+from agent.store.outage import ThrottledLog, is_store_outage
 from agent.sync.registry import ElementNotFound
 
 
@@ -61,6 +75,10 @@ class Services:
     """The SyncEngine."""
     sharing: Any = None
     """The SharingService."""
+    max_body: int = 1 << 20
+    """``[api] max_body``: the largest request body, in bytes."""
+    store_state: Callable[[], str] = lambda: "owned"
+    """owned, fenced (lock lost: writes refused until it is back) or lost (taken over)."""
 
 
 _bearer = HTTPBearer(auto_error=False, description="the token from [api] token or api.token")
@@ -86,7 +104,7 @@ def _matches(credentials: HTTPAuthorizationCredentials | None, *tokens: str) -> 
 def _refuse() -> HTTPException:
     return HTTPException(
         status_code=401,
-        detail="missing or wrong bearer token",
+        detail=UNAUTHORIZED,
         headers={"WWW-Authenticate": "Bearer"},
     )
 
@@ -139,14 +157,24 @@ def _router() -> APIRouter:
 
     @router.get("/status", summary="Agent status, alarm counts and exporter cursors")
     async def status(services: ServicesDep) -> dict[str, Any]:
-        counts = await asyncio.to_thread(queries.alarm_counts, services.manager.engine)
+        store_state = services.store_state()
+        # Fenced: the store may be unreachable; the status answers at once and says so.
+        counts = None
+        if store_state == "owned":
+            counts = await asyncio.to_thread(queries.alarm_counts, services.manager.engine)
         return {
             "version": __version__,
             "pid": os.getpid(),
             "started_at": iso(services.started_at),
             "store": services.store_url,
             "store_id": services.store_id,
+            "store_state": store_state,
             "last_seq": services.manager.last_seq,
+            "writer": {
+                "pending": services.manager.pending,
+                "max_pending_writes": services.manager.pending_max,
+                "refused": services.manager.refused,
+            },
             "active_alarms": counts,
             "exporters": [
                 {
@@ -174,7 +202,7 @@ def _router() -> APIRouter:
         type: Annotated[str | None, Query()] = None,
         resource: str | None = None,
         limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
-        after: Annotated[int, Query(ge=0)] = 0,
+        after: AfterQuery = 0,
     ) -> list[dict[str, Any]]:
         return await asyncio.to_thread(
             queries.list_alarms,
@@ -196,6 +224,7 @@ def _router() -> APIRouter:
             severity=body.severity,
             text=body.text,
             by=body.by,
+            bounded=True,
         )
         return _change(result)
 
@@ -207,11 +236,12 @@ def _router() -> APIRouter:
             qualifier=body.qualifier,
             note=body.note,
             by=body.by,
+            bounded=True,
         )
         return _change(result)
 
     @router.get("/alarms/{alarm_id}", summary="One alarm with its history")
-    async def show_alarm(services: ServicesDep, alarm_id: int) -> dict[str, Any]:
+    async def show_alarm(services: ServicesDep, alarm_id: RowId) -> dict[str, Any]:
         alarm = await asyncio.to_thread(queries.get_alarm, services.manager.engine, alarm_id)
         if alarm is None:
             raise AlarmNotFound(f"no alarm with id {alarm_id}")
@@ -219,27 +249,29 @@ def _router() -> APIRouter:
 
     @router.post("/alarms/{alarm_id}/clear", summary="Clear an alarm by id")
     async def clear_by_id(
-        services: ServicesDep, alarm_id: int, body: NoteRequest | None = None
+        services: ServicesDep, alarm_id: RowId, body: NoteRequest | None = None
     ) -> dict[str, Any]:
         body = body or NoteRequest()
-        result = await services.manager.clear(alarm_id, note=body.note, by=body.by)
+        result = await services.manager.clear(alarm_id, note=body.note, by=body.by, bounded=True)
         return _change(result)
 
     @router.post("/alarms/{alarm_id}/ack", summary="Acknowledge an alarm")
     async def ack(
-        services: ServicesDep, alarm_id: int, body: NoteRequest | None = None
+        services: ServicesDep, alarm_id: RowId, body: NoteRequest | None = None
     ) -> dict[str, Any]:
         body = body or NoteRequest()
-        result = await services.manager.acknowledge(alarm_id, note=body.note, by=body.by)
+        result = await services.manager.acknowledge(
+            alarm_id, note=body.note, by=body.by, bounded=True
+        )
         return _change(result)
 
     @router.post("/alarms/{alarm_id}/unack", summary="Withdraw an acknowledgement")
     async def unack(
-        services: ServicesDep, alarm_id: int, body: NoteRequest | None = None
+        services: ServicesDep, alarm_id: RowId, body: NoteRequest | None = None
     ) -> dict[str, Any]:
         body = body or NoteRequest()
         result = await services.manager.acknowledge(
-            alarm_id, acknowledge=False, note=body.note, by=body.by
+            alarm_id, acknowledge=False, note=body.note, by=body.by, bounded=True
         )
         return _change(result)
 
@@ -249,7 +281,7 @@ def _router() -> APIRouter:
         type: Annotated[str | None, Query()] = None,
         resource: str | None = None,
         severity: Annotated[list[str] | None, Query()] = None,
-        after: Annotated[int, Query(ge=0)] = 0,
+        after: AfterQuery = 0,
         limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
     ) -> list[dict[str, Any]]:
         return await asyncio.to_thread(
@@ -267,7 +299,9 @@ def _router() -> APIRouter:
         body = body or TestRequest()
         text = body.text or "provsync test notification"
         details = {"requested_by": body.by} if body.by else {}
-        seq = await services.manager.emit_event("test", "agent", text=text, details=details)
+        seq = await services.manager.emit_event(
+            "test", "agent", text=text, details=details, bounded=True
+        )
         return {"seq": seq, "targets": [e.name for e in services.exporters]}
 
     @router.post("/shutdown", summary="Stop the agent gracefully")
@@ -290,6 +324,31 @@ _STATUS_OF: tuple[tuple[type[ProvsyncError], int], ...] = (
 )
 
 
+HEALTH = "/api/v1/health"
+
+
+def _token_policy(services: Services) -> Policy:
+    """The tokens a request needs, from its method and path alone (no body read yet).
+
+    Public: the health route, and what is not under ``/api/`` (OpenAPI, docs). The
+    elements' token opens the element-to-hub routes (``ELEMENT_ROUTES``) only; everything
+    else under ``/api/`` needs the operators' token, unknown paths included (nobody learns
+    which routes exist without it). The routes' own dependencies say the same again.
+    """
+    operators = (services.token,)
+    elements = (services.token, services.element_token)
+
+    def policy(scope: Scope) -> tuple[str, ...] | None:
+        path = str(scope.get("path", ""))
+        if path == HEALTH or not path.startswith("/api/"):
+            return None
+        if scope.get("method") == "POST" and path in ELEMENT_ROUTES:
+            return elements
+        return operators
+
+    return policy
+
+
 def create_app(services: Services) -> FastAPI:
     app = FastAPI(
         title="provsync control API",
@@ -297,8 +356,13 @@ def create_app(services: Services) -> FastAPI:
         description="Operate the provsync agent: alarms, events, status.",
     )
     app.state.services = services
+    store_failures = ThrottledLog()
+    # The last added is the outermost: the guard answers from the headers (token, then a
+    # declared length) before the limiter, behind it, counts what a route reads.
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=services.max_body)
+    app.add_middleware(RequestGuard, policy=_token_policy(services), max_body=services.max_body)
 
-    @app.get("/api/v1/health", summary="Liveness (no token needed)")
+    @app.get(HEALTH, summary="Liveness (no token needed)")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
@@ -308,11 +372,29 @@ def create_app(services: Services) -> FastAPI:
 
     @app.exception_handler(ProvsyncError)
     async def _ours(request: Request, exc: ProvsyncError) -> JSONResponse:
+        if isinstance(exc, OverloadedError):
+            return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "1"})
         status = next((s for t, s in _STATUS_OF if isinstance(exc, t)), 503)
         return JSONResponse({"error": str(exc)}, status_code=status)
 
+    @app.exception_handler(DBAPIError)
+    async def _store(request: Request, exc: DBAPIError) -> JSONResponse:
+        # A read the store could not answer: expected while it is down (one throttled
+        # line, no traceback); anything else is a bug and keeps uvicorn's traceback.
+        if not is_store_outage(exc):
+            raise exc
+        store_failures.warning("store read failed", exc)
+        return JSONResponse({"error": "the store is not available; retry later"}, 503)
+
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 413:
+            # The rest of the body is still on the wire: close rather than read it.
+            return JSONResponse(
+                {"error": f"request body larger than {services.max_body} bytes"},
+                status_code=413,
+                headers={"Connection": "close"},
+            )
         return JSONResponse(
             {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
         )

@@ -1,10 +1,22 @@
-"""Request bodies of the control API."""
+"""Request bodies and bounded numbers of the control API."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.alarms.severity import Severity
+
+MAX_ID = 2**63 - 1
+"""Ids and sequence numbers are signed 64-bit integers in the store (SQLite, PostgreSQL
+BIGINT): a larger number cannot name anything, and reaching the store with it fails."""
+
+RowId = Annotated[int, Path(ge=1, le=MAX_ID, description="a row id (1 to 2^63-1)")]
+AfterQuery = Annotated[
+    int, Query(ge=0, le=MAX_ID, description="only those with a higher id / sequence number")
+]
 
 
 class _Body(BaseModel):

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.api.schemas import RowId
 from agent.errors import InvalidRequest, ObjectNotFound, ProvsyncError
 from agent.sharing import records
 
@@ -94,6 +95,13 @@ def _item(item: UpdateItem) -> dict[str, Any]:
     return {"class": item.cls, "key": item.key, "op": item.op, "data": item.data}
 
 
+ELEMENT_ROUTES = frozenset(
+    f"/api/v1/sharing/{name}" for name in ("start", "sync", "updates", "device-data")
+)
+"""The element-to-hub routes (POST): the only ones the elements' token opens. The
+control API's guard checks the token from this list before the body is read."""
+
+
 def sharing_router(authorize: Any, authorize_element: Any) -> APIRouter:
     outer = APIRouter()
     elements = APIRouter(prefix="/api/v1", dependencies=[Depends(authorize_element)])
@@ -133,7 +141,7 @@ def sharing_router(authorize: Any, authorize_element: Any) -> APIRouter:
         return result
 
     @router.post("/sharing/conflicts/{conflict_id}/resolve", summary="Resolve one conflict")
-    async def resolve(sharing: SharingDep, conflict_id: int, body: ResolveBody) -> dict[str, Any]:
+    async def resolve(sharing: SharingDep, conflict_id: RowId, body: ResolveBody) -> dict[str, Any]:
         result: dict[str, Any] = await sharing.resolve(conflict_id, body.take, body.by)
         return result
 
@@ -172,7 +180,7 @@ def sharing_router(authorize: Any, authorize_element: Any) -> APIRouter:
 
     @router.post("/distributions/{distribution_id}/retry", summary="Retry a failed distribution")
     async def retry_one(
-        sharing: SharingDep, distribution_id: int, body: SelectBody | None = None
+        sharing: SharingDep, distribution_id: RowId, body: SelectBody | None = None
     ) -> dict[str, Any]:
         by = body.by if body else None
         return {"retried": await sharing.retry_distributions([distribution_id], None, by)}
@@ -183,7 +191,7 @@ def sharing_router(authorize: Any, authorize_element: Any) -> APIRouter:
 
     @router.delete("/distributions/{distribution_id}", summary="Delete a failed distribution")
     async def delete_one(
-        sharing: SharingDep, distribution_id: int,
+        sharing: SharingDep, distribution_id: RowId,
         by: Annotated[str | None, Query(max_length=128)] = None,
     ) -> dict[str, Any]:  # fmt: skip
         return {"deleted": await sharing.delete_distributions([distribution_id], None, by)}

@@ -8,9 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.api.schemas import RowId
 from agent.connectors.base import Credentials
 from agent.errors import AlarmNotFound, ProvsyncError
 from agent.sync import registry
+
+MAX_INTERVAL = 366 * 86400
+"""A sync schedule is at most a year apart (seconds)."""
 
 
 class _Body(BaseModel):
@@ -24,7 +28,9 @@ class ElementBody(_Body):
     connector: str = "http"
     username: str | None = Field(default=None, max_length=128)
     password: str | None = Field(default=None, max_length=1024)
-    interval: int | None = Field(default=None, ge=0, description="seconds; 0: no schedule")
+    interval: int | None = Field(
+        default=None, ge=0, le=MAX_INTERVAL, description="seconds; 0: no schedule"
+    )
     cron: str = Field(default="", max_length=128, description="crontab (UTC), instead")
     uses: list[str] = Field(
         default_factory=list,
@@ -34,7 +40,7 @@ class ElementBody(_Body):
 
 
 class ScheduleBody(_Body):
-    interval: int | None = Field(default=None, ge=0)
+    interval: int | None = Field(default=None, ge=0, le=MAX_INTERVAL)
     cron: str | None = Field(default=None, max_length=128)
     url: str | None = Field(default=None, min_length=1, max_length=255)
     uses: list[str] | None = Field(default=None, max_length=100)
@@ -143,7 +149,7 @@ def sync_router(authorize: Any) -> APIRouter:
         return [registry.job_json(r) for r in rows]
 
     @router.get("/jobs/{job_id}", summary="One sync job")
-    async def job(sync: EngineDep, job_id: int) -> dict[str, Any]:
+    async def job(sync: EngineDep, job_id: RowId) -> dict[str, Any]:
         row = await asyncio.to_thread(registry.get_job, sync.db, job_id)
         if row is None:
             raise AlarmNotFound(f"no job with id {job_id}")

@@ -1,0 +1,207 @@
+"""Hostile and edge input at a running agent's control API: tokens before bodies, body
+limits, out-of-range numbers."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import TOKEN, AgentProcess
+
+MiB = 1 << 20
+BIG = 2**63  # one above the largest id the store can hold
+ELEMENT_TOKEN = "element-token-for-the-hostile-tests"
+
+
+def _peak_rss(pid: int) -> int:
+    """VmHWM (peak resident set) of a process, in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+def _raw(
+    port: int, head: str, body: Iterable[bytes] = (), timeout: float = 10.0
+) -> tuple[int, dict[str, str], bytes, float]:
+    """One HTTP/1.1 exchange over a raw socket; the body is sent from a thread (errors
+    ignored: the agent may close the connection before it is all sent).
+
+    Returns: status, headers, body and the seconds until the status line arrived.
+    """
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    started = time.monotonic()
+    sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n")
+
+    def pump(chunks: Iterator[bytes]) -> None:
+        try:
+            for chunk in chunks:
+                sock.sendall(chunk)
+        except OSError:
+            pass
+
+    sender = threading.Thread(target=pump, args=(iter(body),), daemon=True)
+    sender.start()
+    received = b""
+    first_line_at = 0.0
+    try:
+        while b"\r\n\r\n" not in received:
+            data = sock.recv(65536)
+            if not data:
+                break
+            received += data
+            if not first_line_at and b"\r\n" in received:
+                first_line_at = time.monotonic() - started
+        head_part, _, rest = received.partition(b"\r\n\r\n")
+        lines = head_part.decode("latin-1").split("\r\n")
+        headers = {
+            k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])
+        }
+        length = int(headers.get("content-length", "0"))
+        while len(rest) < length:
+            data = sock.recv(65536)
+            if not data:
+                break
+            rest += data
+    finally:
+        sock.close()
+        sender.join(timeout)
+    return int(lines[0].split()[1]), headers, rest[:length], first_line_at
+
+
+def _megabytes(total: int, size: int = MiB) -> Iterator[bytes]:
+    chunk = b"x" * size
+    for _ in range(total // size):
+        yield chunk
+
+
+def _chunked(total: int, size: int = 64 * 1024) -> Iterator[bytes]:
+    piece = b"x" * size
+    for _ in range(total // size):
+        yield f"{size:x}\r\n".encode() + piece + b"\r\n"
+    yield b"0\r\n\r\n"
+
+
+@pytest.fixture
+def hostile_agent(agent_factory: Any) -> AgentProcess:
+    started: AgentProcess = agent_factory({"sharing": {"element_token": ELEMENT_TOKEN}}).start()
+    return started
+
+
+def test_100_mb_without_a_token_is_refused_before_it_is_read(
+    hostile_agent: AgentProcess,
+) -> None:
+    agent = hostile_agent
+    assert agent.proc is not None
+    with agent.http() as http:  # warm the routes up: the peak below is the body's doing
+        http.get("/api/v1/alarms")
+    before = _peak_rss(agent.proc.pid)
+    size = 100 * MiB
+    head = (
+        f"POST /api/v1/alarms HTTP/1.1\nHost: x\nContent-Type: application/json\n"
+        f"Content-Length: {size}\n"
+    )
+    status, headers, body, elapsed = _raw(agent.port, head, _megabytes(size))
+    assert status == 401, body
+    assert headers["www-authenticate"] == "Bearer"
+    assert elapsed < 2.0
+    grown = _peak_rss(agent.proc.pid) - before
+    assert grown < 20 * MiB, f"the agent's peak RSS grew {grown / MiB:.0f} MiB"
+    # The same without a token on an element route, and with the elements' token on an
+    # operators' route: refused from the headers as well.
+    for path, token in (("/api/v1/sharing/updates", None), ("/api/v1/alarms", ELEMENT_TOKEN)):
+        auth = f"Authorization: Bearer {token}\n" if token else ""
+        head = f"POST {path} HTTP/1.1\nHost: x\n{auth}Content-Length: {size}\n"
+        status, _, _, elapsed = _raw(agent.port, head, _megabytes(size))
+        assert (status, elapsed < 2.0) == (401, True), path
+    assert _peak_rss(agent.proc.pid) - before < 20 * MiB
+    with agent.http() as http:
+        assert http.get("/api/v1/status").status_code == 200
+
+
+def test_a_too_large_content_length_is_refused_at_once(hostile_agent: AgentProcess) -> None:
+    head = (
+        f"POST /api/v1/alarms HTTP/1.1\nHost: x\nAuthorization: Bearer {TOKEN}\n"
+        f"Content-Type: application/json\nContent-Length: {MiB + 1}\n"
+    )
+    # Nothing of the body is sent: the answer must not wait for it.
+    status, headers, body, elapsed = _raw(hostile_agent.port, head, timeout=5)
+    assert status == 413
+    assert "larger than 1048576" in httpx.Response(413, content=body).json()["error"]
+    assert headers["connection"] == "close"
+    assert elapsed < 1.0
+    # The elements' token on its own routes passes the token check and meets the limit.
+    head = (
+        f"POST /api/v1/sharing/updates HTTP/1.1\nHost: x\nAuthorization: Bearer "
+        f"{ELEMENT_TOKEN}\nContent-Length: {10 * MiB}\n"
+    )
+    assert _raw(hostile_agent.port, head, timeout=5)[0] == 413
+
+
+def test_a_chunked_body_over_the_limit_is_cut_off(hostile_agent: AgentProcess) -> None:
+    head = (
+        f"POST /api/v1/alarms HTTP/1.1\nHost: x\nAuthorization: Bearer {TOKEN}\n"
+        f"Content-Type: application/json\nTransfer-Encoding: chunked\n"
+    )
+    status, _, body, _ = _raw(hostile_agent.port, head, _chunked(50 * MiB))
+    assert status == 413, body
+    assert "larger than 1048576 bytes" in body.decode()
+    # Under the limit, the body reaches validation (422 from the text's length, not 413).
+    with hostile_agent.http() as http:
+        text = "x" * (MiB - 1024)
+        response = http.post(
+            "/api/v1/alarms", json={"type": "sync-failed", "resource": "r", "text": text}
+        )
+        assert response.status_code == 422, response.text
+        assert http.get("/api/v1/health").status_code == 200
+
+
+def test_max_body_is_configurable(agent_factory: Any) -> None:
+    agent = agent_factory({"api": {"max_body": "64KiB"}}).start()
+    with agent.http() as http:
+        response = http.post(
+            "/api/v1/alarms",
+            json={"type": "sync-failed", "resource": "r", "text": "y" * 70_000},
+        )
+        assert response.status_code == 413
+        assert "65536" in response.json()["error"]
+        ok = http.post("/api/v1/alarms", json={"type": "sync-failed", "resource": "r"})
+        assert ok.status_code == 200
+
+
+def test_numbers_out_of_range_are_4xx_naming_the_field(hostile_agent: AgentProcess) -> None:
+    cases: list[tuple[str, str, dict[str, Any] | None, str]] = [
+        ("GET", f"/api/v1/alarms/{BIG}", None, "alarm_id"),
+        ("GET", "/api/v1/alarms/0", None, "alarm_id"),
+        ("POST", f"/api/v1/alarms/{BIG}/clear", {}, "alarm_id"),
+        ("POST", f"/api/v1/alarms/{2**64}/ack", {}, "alarm_id"),
+        ("POST", f"/api/v1/alarms/{BIG}/unack", {}, "alarm_id"),
+        ("GET", f"/api/v1/alarms?after={BIG}", None, "after"),
+        ("GET", f"/api/v1/events?after={BIG}", None, "after"),
+        ("GET", f"/api/v1/jobs/{BIG}", None, "job_id"),
+        ("POST", f"/api/v1/sharing/conflicts/{BIG}/resolve", {"take": "hub"}, "conflict_id"),
+        ("POST", f"/api/v1/distributions/{BIG}/retry", {}, "distribution_id"),
+        ("DELETE", f"/api/v1/distributions/{BIG}", None, "distribution_id"),
+        ("POST", "/api/v1/elements", {"name": "e", "url": "http://x", "interval": BIG},
+         "interval"),
+        ("PATCH", "/api/v1/elements/e", {"interval": BIG}, "interval"),
+    ]  # fmt: skip
+    with hostile_agent.http() as http:
+        for method, path, body, field in cases:
+            response = http.request(method, path, json=body)
+            assert response.status_code == 422, (path, response.status_code, response.text)
+            assert field in response.json()["error"], (path, response.text)
+        assert http.get("/api/v1/status").status_code == 200
+    log = hostile_agent.log_text()
+    assert "Traceback" not in log, log[-3000:]
+    cli = hostile_agent.cli("alarms", "show", str(BIG), check=False)
+    assert cli.returncode == 1
+    assert "alarm_id" in cli.stderr
+    assert "Traceback" not in cli.stderr + cli.stdout
