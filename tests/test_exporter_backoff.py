@@ -245,3 +245,29 @@ def test_a_dead_collector_is_retried_at_the_backoff_pace(agent_factory: Any) -> 
     finally:
         agent.stop()
         relp.close()
+
+
+class SlowInformExporter(FlakyExporter):
+    """Each delivery takes 0.3 s, as an inform waiting out its retries may."""
+
+    def least_deliver_timeout(self) -> float:
+        return 0.6
+
+    async def deliver(self, notifications: Sequence[Notification]) -> None:
+        self.attempts += 1
+        await asyncio.sleep(0.3)
+        self.received.extend(n.seq for n in notifications)
+
+
+def test_deliver_timeout_never_cuts_one_notification_short(lite_manager: AlarmManager) -> None:
+    async def scenario() -> None:
+        settings = ExporterSettings(retry_initial=0.05, poll_interval=0.05, deliver_timeout=0.1)
+        exporter = SlowInformExporter(lite_manager, settings)
+        await exporter.start()
+        await lite_manager.emit_event("test", "load")
+        await wait_until(lambda: exporter.cursor == lite_manager.last_seq, timeout=5)
+        assert exporter.failures == 0
+        assert exporter.received == [lite_manager.last_seq]
+        await exporter.stop(1)
+
+    asyncio.run(scenario())

@@ -217,9 +217,15 @@ class Exporter(ABC):
                 continue
             await self._check_backlog()
 
+    def least_deliver_timeout(self) -> float:
+        """The longest one notification may legitimately take (an inform with all its
+        retries): an attempt is never cut shorter than that, whatever ``deliver_timeout``
+        says, or such a target would time out on the same notification for ever."""
+        return 0.0
+
     async def _bounded(self, step: Coroutine[Any, Any, None], what: str) -> None:
         """``step`` within ``deliver_timeout``: a stuck peer is a failure, retried."""
-        timeout = self.settings.deliver_timeout
+        timeout = max(self.settings.deliver_timeout, self.least_deliver_timeout())
         try:
             await asyncio.wait_for(step, timeout)
         except TimeoutError:

@@ -184,6 +184,15 @@ class SnmpTargetExporter(Exporter):
     def accepts(self, notification: Notification) -> bool:
         return kind_of(notification) in self._kinds and super().accepts(notification)
 
+    def least_deliver_timeout(self) -> float:
+        target = self.target
+        if target.kind != "inform":
+            return 0.0
+        if self._v3 is not None:
+            return self._v3.deadline + 1.0
+        # v2c: the first wait is the timeout, each retry waits twice as long.
+        return float(target.timeout * (2 ** (target.retries + 1) - 1) + 1.0)
+
     async def open(self) -> None:
         if self._v2c is not None:
             await self._v2c.open()
