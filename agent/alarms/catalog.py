@@ -209,20 +209,6 @@ BUILTIN_TYPES: tuple[AlarmType, ...] = (
         "it catches up.",
         "provsync status | GET /api/v1/status",
     ),
-    AlarmType(
-        "export-loss",
-        "Notifications Lost Before Delivery",
-        _A,
-        _S.MAJOR,
-        _ET.QUALITY_OF_SERVICE_ALARM,
-        "storageCapacityProblem",
-        "Retention purged notifications an export target had not received: it stayed behind "
-        "longer than [retention] max_backlog or max_backlog_age allow. The text names the "
-        "target and the sequence range lost; the target was told the range in words.",
-        "The loss is permanent: read the lost range from another target or the store's "
-        "events, fix the target, then clear the alarm. It is cleared by the operator only.",
-        "provsync alarms clear export-loss --resource {resource} | POST /api/v1/alarms/clear",
-    ),
     # --- events --------------------------------------------------------------------------
     AlarmType(
         "sharing-started", "Sharing Started", _E, _S.INDETERMINATE, _ET.OTHER,
@@ -311,13 +297,6 @@ BUILTIN_TYPES: tuple[AlarmType, ...] = (
         "other", "An operator deleted failed distributions.", "",
     ),
     AlarmType(
-        "export-gap", "Notifications Purged Before Delivery", _E, _S.MAJOR,
-        _ET.QUALITY_OF_SERVICE_ALARM, "storageCapacityProblem",
-        "Retention purged notifications an export target had not received (past [retention] "
-        "max_backlog or max_backlog_age); the text names the target and the range. The "
-        "target itself gets this as its next notification after the gap.", "",
-    ),
-    AlarmType(
         "agent-started", "Agent Started", _E, _S.INDETERMINATE, _ET.OTHER, "other",
         "The agent started and opened its store.", "",
     ),
@@ -333,6 +312,30 @@ BUILTIN_TYPES: tuple[AlarmType, ...] = (
         "test", "Test Notification", _E, _S.INDETERMINATE, _ET.OTHER, "other",
         "Sent on request (provsync alarms test) to check that every target receives "
         "notifications.", "",
+    ),
+    # --- added later: appended, since the MIB's alarm type table is indexed by position
+    AlarmType(
+        "export-loss",
+        "Notifications Lost Before Delivery",
+        _A,
+        _S.MAJOR,
+        _ET.QUALITY_OF_SERVICE_ALARM,
+        "storageCapacityProblem",
+        "Retention purged notifications an export target had not received: it stayed behind "
+        "longer than [retention] max_backlog or max_backlog_age allow. The text names the "
+        "target and the sequence range lost; the target was told the range in words.",
+        "The loss is permanent, so only the operator clears this alarm: compare with another "
+        "target (or `provsync alarms list` for the current state), make the target keep up, "
+        "then clear the alarm.",
+        "provsync alarms clear export-loss --resource {resource} | POST /api/v1/alarms/clear",
+    ),
+    AlarmType(
+        "export-gap", "Notifications Purged Before Delivery", _E, _S.MAJOR,
+        _ET.QUALITY_OF_SERVICE_ALARM, "storageCapacityProblem",
+        "Retention purged notifications an export target had not received (past [retention] "
+        "max_backlog or max_backlog_age); the text names the target and the range. The "
+        "target itself is sent an export-gap notice, numbered as the last lost notification, "
+        "before the first one after the gap.", "",
     ),
 )  # fmt: skip
 
