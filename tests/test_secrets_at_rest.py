@@ -170,23 +170,38 @@ def test_clear_text_credentials_of_an_older_store_are_encrypted_in_place_on_star
 
 
 @pytest.mark.postgres
-def test_postgresql_dump_holds_no_clear_password(
+def test_postgresql_dump_holds_no_clear_password_before_and_after_a_rotation(
     agent_factory: Any, element: SimulatedElement, tmp_path: Path, pg_url: str
 ) -> None:
     agent = agent_factory({"store": {"url": pg_url}}).start()
     add_element(agent, element, tmp_path)
     incremental_works(agent)
+    assert PASSWORD not in pg_dump(pg_url)
+    assert agent.stop() == 0
+    (old,) = key_lines(agent.data_dir / "secret.key")
+    assert "1 element credential" in agent.cli("keys", "rotate").stdout
+    assert key_lines(agent.data_dir / "secret.key") != [old]
+    assert PASSWORD not in pg_dump(pg_url)
+    agent.start()
+    incremental_works(agent)
+
+
+def pg_dump(url: str) -> str:
+    """What a dump of the database shows (the table itself where pg_dump is missing)."""
     dump = shutil.which("pg_dump")
     if dump is not None:
-        text = subprocess.run([dump, "--data-only", pg_url], capture_output=True, text=True,
-                              check=True, timeout=60).stdout  # fmt: skip
-    else:
-        import psycopg
+        command = [dump, "--data-only", "--table=element_credentials", url]
+        text = subprocess.run(
+            command, capture_output=True, text=True, check=True, timeout=60
+        ).stdout
+        assert "COPY public.element_credentials" in text
+        return text
+    import psycopg
 
-        with psycopg.connect(pg_url) as conn:
-            text = repr(conn.execute("SELECT * FROM element_credentials").fetchall())
-    assert "element_credentials" in text or "key_id" in text or dump is None
-    assert PASSWORD not in text
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT * FROM element_credentials").fetchall()
+    assert rows
+    return repr(rows)
 
 
 # ------------------------------------------------------------------ key: missing, wrong, rotated
