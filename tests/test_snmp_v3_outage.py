@@ -88,7 +88,12 @@ def test_v3_informs_resume_after_an_outage_across_the_engine_id_expiry(
         time.sleep(0.2)
     _wait_until(discovered + SECOND_BATCH_AT, agent)
     _raise(agent, "late", 5)
+    failed_before = _exporter(agent, "v3-inform")["failures"]
     _wait_until(discovered + OUTAGE_ENDS_AT, agent)
+    # After the expiry informs still time out on their own (about one attempt every two
+    # seconds here), not only when a stuck wait is cut off by the exporter's deliver_timeout.
+    retried = _exporter(agent, "v3-inform")["failures"] - failed_before
+    assert retried >= (OUTAGE_ENDS_AT - SECOND_BATCH_AT) / 7, retried
     expected = _status(agent)["last_seq"]
     assert expected >= 11
     trapd.start()
