@@ -35,10 +35,10 @@ def boots_key(engine_id: str) -> str:
     return BOOTS_PREFIX + hashlib.sha256(octets).hexdigest()[:40]
 
 
-def _read(conn: Connection, key: str) -> str | None:
+def _read(conn: Connection, key: str, *, lock: bool = False) -> str | None:
     query = select(META.c.value).where(META.c.key == key)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()  # SQLite: the single writer is the lock
     value = conn.execute(query).scalar()
     return None if value is None else str(value)
 
@@ -67,7 +67,7 @@ def next_boots(store: Engine, engine_id: str, *, at_least: int = 0, generated: b
     key = boots_key(engine_id)
     try:
         with store.begin() as conn:
-            stored = _read(conn, key)
+            stored = _read(conn, key, lock=True)
             current = max(int(stored) if stored and stored.isdigit() else 0, at_least, 0)
             boots = min(current + 1, MAX_BOOTS)
             rows = [{"key": key, "value": str(boots)}]
