@@ -205,3 +205,32 @@ def test_numbers_out_of_range_are_4xx_naming_the_field(hostile_agent: AgentProce
     assert cli.returncode == 1
     assert "alarm_id" in cli.stderr
     assert "Traceback" not in cli.stderr + cli.stdout
+
+
+def test_the_guard_and_the_routes_agree_on_every_token(hostile_agent: AgentProcess) -> None:
+    """Each route of the OpenAPI schema, with each token: the guard (from the headers)
+    and the route's own dependency must give the same answer."""
+    schema = httpx.get(f"{hostile_agent.url}/openapi.json").json()
+    element_routes = set()
+    with httpx.Client(base_url=hostile_agent.url, timeout=30) as http:
+        for path, operations in schema["paths"].items():
+            concrete = path.replace("{key}", "k")
+            for name in ("alarm_id", "job_id", "conflict_id", "distribution_id"):
+                concrete = concrete.replace("{" + name + "}", "1")
+            concrete = concrete.replace("{name}", "nope").replace("{cls}", "user")
+            for method in operations:
+                if (method, path) in {("post", "/api/v1/shutdown")}:
+                    continue
+                if path == "/api/v1/health":
+                    assert http.request(method, concrete).status_code == 200
+                    continue
+                anonymous = http.request(method, concrete, json={})
+                assert anonymous.status_code == 401, (method, path)
+                element = http.request(
+                    method, concrete, json={}, headers={"Authorization": f"Bearer {ELEMENT_TOKEN}"}
+                )
+                if element.status_code != 401:
+                    element_routes.add((method, path))
+    assert element_routes == {
+        ("post", f"/api/v1/sharing/{name}") for name in ("start", "sync", "updates", "device-data")
+    }

@@ -212,3 +212,34 @@ def test_an_overloaded_agent_refuses_at_once_and_keeps_latency_bounded(
     assert status["writer"]["refused"] == len(refused)
     assert status["writer"]["max_pending_writes"] == 8
     assert "Traceback" not in agent.log_text()
+
+
+def test_a_store_outage_on_a_read_is_503_and_one_line(
+    sqlite_store: Store, log_lines: list[str]
+) -> None:
+    from datetime import UTC, datetime
+
+    from agent.api.app import Services, create_app
+
+    @event.listens_for(sqlite_store.engine, "before_cursor_execute")
+    def _fail(*args: Any) -> None:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    manager = AlarmManager(sqlite_store.engine, Catalog())
+    app = create_app(Services(manager, TOKEN, datetime.now(UTC), "sqlite://", "id"))
+
+    async def reads() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        headers = {"Authorization": f"Bearer {TOKEN}"}
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://agent", headers=headers
+        ) as http:
+            return [await http.get("/api/v1/alarms") for _ in range(20)]
+
+    responses = asyncio.run(reads())
+    assert {r.status_code for r in responses} == {503}
+    assert "retry later" in responses[0].json()["error"]
+    failures = [line for line in log_lines if "store read failed" in line]
+    assert len(failures) == 1, failures
+    assert "unable to open database file" in failures[0]
+    assert not any("Traceback" in line for line in log_lines)
