@@ -186,7 +186,7 @@ class RetentionSettings(_Section):
     max_backlog: int = Field(default=1_000_000, ge=1)
     """Newest undelivered notifications of a configured export target that retention keeps
     past notification_log_max / notification_log_days; older ones are purged as a loss."""
-    max_backlog_age: Duration = Field(default=30 * 86400.0, gt=0, le=3650 * 86400.0)
+    max_backlog_age: Annotated[Duration, within("1m", "3650d")] = 30 * 86400.0
     """Undelivered notifications older than this are no longer kept for a target."""
 
 
@@ -210,9 +210,9 @@ class ExporterSettings(_Section):
     retry_initial: Annotated[Duration, within("10ms", "1h")] = 1.0
     retry_max: Annotated[Duration, within("10ms", "1d")] = 60.0
     poll_interval: Annotated[Duration, within("10ms", "1h")] = 1.0
-    deliver_timeout: Duration = Field(default=30.0, ge=0.01, le=86400.0)
+    deliver_timeout: Annotated[Duration, within("100ms", "1h")] = 30.0
     """Longest one open or delivery of a batch may take before it counts as failed."""
-    down_reminder_interval: Duration = Field(default=300.0, ge=0.01, le=7 * 86400.0)
+    down_reminder_interval: Annotated[Duration, within("100ms", "1d")] = 300.0
     """While a target stays down, one reminder line in the log this often."""
     file: tuple[FileExporterSettings, ...] = ()
 
