@@ -247,6 +247,18 @@ def test_hostile_v3_messages_are_dropped_by_reason(message: bytes, reason: Drop)
     assert b"nobody" not in refused[1].encode()
 
 
+def test_discovery_is_rate_limited() -> None:
+    now = [0.0]
+    limit = screen.RateLimit(rate=10, burst=10, clock=lambda: now[0])
+    probe = _v3(user=b"", varbinds=0)
+    verdicts = [screen.screen_v3(probe, USERS, limit) for _ in range(25)]
+    assert verdicts.count(None) == 10
+    assert verdicts[-1] == (Drop.V3_DISCOVERY_RATE, "more than 10 a second")
+    now[0] += 0.5
+    assert [screen.screen_v3(probe, USERS, limit) for _ in range(6)].count(None) == 5
+    assert screen.screen_v3(_v3(), USERS, limit) is None  # users are not limited
+
+
 # ------------------------------------------------------------------ a flood at a real agent
 FLOOD_SECONDS = 3.0
 FLOOD_RATE = 1000  # datagrams a second, spread over the kinds below
@@ -264,6 +276,7 @@ def _hostile_datagrams() -> list[bytes]:
         _v3(value=ber.tlv(ber.OBJECT_IDENTIFIER, b"\x2b" + b"\x01" * 7_000)),  # v3 parse error
         _v3(user=b"", varbinds=300),  # discovery too big
         _v3(varbinds=200),  # too many varbinds for pysnmp's decoder
+        _v3(user=b"", varbinds=0),  # discovery: answered, at most DISCOVERY_RATE a second
         bytes(range(256)) * 30,  # not SNMP
     ]
 

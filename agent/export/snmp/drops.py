@@ -36,6 +36,8 @@ class Drop(StrEnum):
     V3_UNKNOWN_USER = "v3_unknown_user_names"
     V3_TOO_MANY_VARBINDS = "v3_too_many_varbinds"
     V3_DISCOVERY_TOO_BIG = "v3_discovery_too_big"
+    V3_DISCOVERY_RATE = "v3_discovery_rate"
+    """Past :data:`agent.export.snmp.screen.DISCOVERY_RATE`."""
 
 
 class DropCounter:

@@ -147,6 +147,7 @@ class SplitTransport(udp.UdpAsyncioTransport):  # type: ignore[misc]
         self._counters = counters
         self._drops = DropCounter(counters)
         self._users = users
+        self._discovery = screen.RateLimit(screen.DISCOVERY_RATE, screen.DISCOVERY_RATE)
 
     def datagram_received(self, datagram: bytes, address: Any) -> None:
         source = _peer(address)
@@ -154,7 +155,7 @@ class SplitTransport(udp.UdpAsyncioTransport):  # type: ignore[misc]
             self._drops.drop(Drop.OVERSIZED, source, f"{len(datagram)} octets")
             return
         if screen.message_version(datagram) == screen.V3:
-            refused = screen.screen_v3(datagram, self._users)
+            refused = screen.screen_v3(datagram, self._users, self._discovery)
             if refused is not None:
                 self._drops.drop(refused[0], source, refused[1])
                 return

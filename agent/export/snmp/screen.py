@@ -10,7 +10,8 @@ checks the community right after reading it (agent.export.snmp.fastpath).
 
 from __future__ import annotations
 
-from collections.abc import Container
+import time
+from collections.abc import Callable, Container
 
 from agent.export.snmp import ber
 from agent.export.snmp.drops import Drop
@@ -25,8 +26,40 @@ DISCOVERY_MAX_SIZE = 484
 4): unauthenticated, answered with a report whatever it carries, and tiny when it comes
 from a real manager (net-snmp's probe is under 100 octets)."""
 
+DISCOVERY_RATE = 50.0
+"""Discovery messages a second handed to pysnmp (a burst of as many is allowed). Each
+costs pysnmp about a millisecond and is answered unauthenticated, so without a bound a
+flood of tiny ones pins the agent; a real manager sends one per session."""
+
 V3 = 3
 USM = 3
+
+
+class RateLimit:
+    """A token bucket: :meth:`allow` is true at most ``rate`` times a second on average,
+    ``burst`` times in a row.
+
+    Args:
+        clock: monotonic seconds (injected by tests).
+    """
+
+    def __init__(
+        self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self._burst = burst
+        self._clock = clock
+        self._tokens = burst
+        self._at = clock()
+
+    def allow(self) -> bool:
+        now = self._clock()
+        self._tokens = min(self._burst, self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
 
 def message_version(data: bytes) -> int | None:
@@ -101,11 +134,14 @@ def _check_pdu(data: bytes, start: int, end: int) -> int:
     return check_varbinds(data, l_start, l_end, values=True)
 
 
-def screen_v3(data: bytes, users: Container[bytes]) -> tuple[Drop, str] | None:
+def screen_v3(
+    data: bytes, users: Container[bytes], discovery: RateLimit | None = None
+) -> tuple[Drop, str] | None:
     """Why a v3 message must be dropped (reason, detail), or None to hand it to pysnmp.
 
     Checks the headers (RFC 3412 section 6, RFC 3414 section 2.4), then the user name:
-    empty (discovery, small messages only) or one of ``users``. A plaintext scoped PDU
+    empty (discovery: small messages only, at most as many as ``discovery`` allows) or
+    one of ``users``. A plaintext scoped PDU
     is walked with the limits; an encrypted one is left to pysnmp, which authenticates
     the message before it decrypts or decodes it.
     """
@@ -116,6 +152,8 @@ def screen_v3(data: bytes, users: Container[bytes]) -> tuple[Drop, str] | None:
     if not user:
         if len(data) > DISCOVERY_MAX_SIZE:
             return Drop.V3_DISCOVERY_TOO_BIG, f"{len(data)} octets"
+        if discovery is not None and not discovery.allow():
+            return Drop.V3_DISCOVERY_RATE, f"more than {discovery.rate:g} a second"
     elif user not in users:
         # The name is not logged: a mistyped one may be someone's pass phrase.
         return Drop.V3_UNKNOWN_USER, ""
