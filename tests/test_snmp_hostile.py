@@ -373,3 +373,13 @@ def test_a_flood_of_hostile_datagrams_leaves_the_agent_responsive(agent_factory:
             assert counts.get(reason.value, 0) > 0, (reason, counts)
     assert "nobody" not in agent.log_text()
     assert agent.log_text().count("SNMP datagram dropped (bad_community_names)") == 1
+
+
+def test_a_varbind_must_lie_inside_its_list() -> None:
+    fast = _responder()
+    varbind = ber.sequence(ber.oid(SYS_DESCR), ber.NULL_VALUE)
+    body = ber.integer(7) + ber.integer(0) + ber.integer(0)
+    # The list claims 2 octets, the varbind after it runs on to the end of the PDU.
+    pdu = ber.tlv(ber.GET, body + b"\x30\x02" + varbind)
+    assert fast.handle(_v2c(b"public", pdu)) is None
+    assert fast.counters["parse_errors"] == 1

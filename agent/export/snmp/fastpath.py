@@ -68,8 +68,10 @@ class _Request:
                 self.too_many = True
                 return
             tag, vb_start, vb_end = ber.header(data, position)
+            if tag != ber.SEQUENCE or vb_end > l_end:
+                raise ber.BerError("varbind is not a SEQUENCE inside its list")
             tag, o_start, o_end = ber.header(data, vb_start)
-            if tag != ber.OBJECT_IDENTIFIER:
+            if tag != ber.OBJECT_IDENTIFIER or o_end > vb_end:
                 raise ber.BerError("varbind name is not an OID")
             self.oids.append(ber.decode_oid(data[o_start:o_end]))
             position = vb_end
