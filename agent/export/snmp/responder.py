@@ -1,5 +1,7 @@
 """The SNMP command responder: one UDP socket per listen address.
 
+Every datagram is screened first (agent.export.snmp.screen: size, v3 headers and user,
+limits), so that what anyone can send costs a header walk before it is dropped.
 SNMPv1/v2c requests are answered by the BER fast path (agent.export.snmp.fastpath);
 SNMPv3 messages go to pysnmp, which does USM and engine state and reads the same view
 through :class:`ViewInstrumentation`. Both see data that is current: when the view is
