@@ -179,3 +179,26 @@ def test_simulate_on_a_taken_port_fails_in_one_line() -> None:
         port = taken.getsockname()[1]
         result = provsync("simulate", "--port", str(port), "--objects", "1")
     assert_one_line(result, 1, f"cannot listen on 127.0.0.1:{port}")
+
+
+# ---------------------------------------------------------------- usage errors
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["events", "list", "--after", "-5"], "Invalid value for '--after'"),
+        (["alarms", "lst"], "No such command 'lst'"),
+        (["alarms", "raise"], "Missing argument 'TYPE'"),
+        (["--no-such-option", "status"], "No such option: --no-such-option"),
+        (["simulate", "--port", "0"], "Invalid value for '--port'"),
+    ],
+)
+def test_usage_errors_are_one_line(tmp_path: Path, args: list[str], needle: str) -> None:
+    line = assert_one_line(provsync(*args, cwd=tmp_path), 2, needle)
+    assert "--help" in line, "it says where the usage is"
+
+
+def test_help_is_still_shown_in_full(tmp_path: Path) -> None:
+    assert "alarms" in provsync("--help", cwd=tmp_path).stdout
+    bare = provsync("alarms", cwd=tmp_path)
+    assert "Commands" in bare.stdout + bare.stderr
+    assert "Traceback" not in bare.stderr

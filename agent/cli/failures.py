@@ -70,3 +70,9 @@ def prepare_directory(path: Path, mode: int = 0o700) -> str | None:
 
 def address_family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def usage_line(message: str, command_path: str | None) -> str:
+    """A usage error as one line that says where the full usage is."""
+    where = f" (see '{command_path} --help')" if command_path else ""
+    return one_line(message) + where

@@ -14,6 +14,11 @@ from typing import Annotated, Any
 
 import typer
 
+try:  # typer carries its own click since 0.2x; older typer used click itself
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+
 from agent import __version__
 from agent.cli import failures, output
 from agent.cli.common import (
@@ -774,7 +779,21 @@ def mib_export(
 
 def main() -> None:
     try:
-        app()
+        # Not standalone: click's usage errors come here to be told in one line.
+        code = app(standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as exc:
+        exc.show()  # a group without its command: the group's help, as before
+        sys.exit(exc.exit_code)
+    except click_errors.UsageError as exc:
+        path = exc.ctx.command_path if exc.ctx is not None else None
+        output.error(failures.usage_line(exc.format_message(), path))
+        sys.exit(exc.exit_code)
+    except click_errors.ClickException as exc:
+        output.error(failures.one_line(exc.format_message()))
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        output.error("aborted")
+        sys.exit(1)
     except ConfigError as exc:
         output.error(str(exc))
         sys.exit(2)
@@ -784,3 +803,5 @@ def main() -> None:
     except OSError as exc:
         output.error(failures.reason(exc))
         sys.exit(1)
+    # typer.Exit (every _fail) comes back as its code; a command's return value is not one.
+    sys.exit(code if isinstance(code, int) else 0)
