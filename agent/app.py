@@ -27,7 +27,7 @@ from agent.alarms.manager import AlarmManager
 from agent.alarms.operations import PurgeOp
 from agent.api.app import Services, create_app
 from agent.config import Settings, read_token_file
-from agent.errors import ProvsyncError, StoreError
+from agent.errors import ProvsyncError, StoreError, StoreLockedError
 from agent.export.base import Exporter
 from agent.export.jsonfile import FileExporter
 from agent.export.snmp.service import SnmpService
@@ -142,14 +142,33 @@ class Agent:
         self.exporters: list[Exporter] = []
         self.snmp: SnmpService | None = None
         self.ring: KeyRing | None = None
+        self.failure: ProvsyncError | None = None
+        """Why the agent stopped on its own (``run`` raises it after a graceful stop)."""
 
     def request_stop(self) -> None:
+        self.stop_event.set()
+
+    def _store_taken_over(self, message: str) -> None:
+        # Another agent owns the store: this one's state is stale and it must never write
+        # again, so it stops (systemd restarts it, and it is refused while the other runs).
+        self.failure = StoreLockedError(message)
         self.stop_event.set()
 
     @contextlib.asynccontextmanager
     async def _store(self) -> AsyncIterator[Store]:
         settings = self.settings
-        store = Store(settings.store_url, sqlite_synchronous=settings.store.sqlite_synchronous)
+        store = Store(
+            settings.store_url,
+            sqlite_synchronous=settings.store.sqlite_synchronous,
+            lock_check_interval=settings.store.lock_check_interval,
+            server_timeout=settings.store.server_timeout,
+        )
+        loop = asyncio.get_running_loop()
+
+        def lost(message: str) -> None:  # from the store's watch thread
+            loop.call_soon_threadsafe(self._store_taken_over, message)
+
+        store.on_lost(lost)
         await asyncio.to_thread(store.open)
         self.store = store
         try:
@@ -169,6 +188,7 @@ class Agent:
             site_catalog(self.settings),
             batch_max=self.settings.store.batch_max,
             pending_max=self.settings.api.max_pending_writes,
+            write_guard=store.check_writable,
         )
         await asyncio.to_thread(manager.start)
         self.manager = manager
@@ -324,6 +344,7 @@ class Agent:
                 started_at=started_at,
                 store_url=redact_url(store.url),
                 store_id=store.identity,
+                store_state=lambda: store.state.value,
                 exporters=self.exporters,
                 request_stop=self.request_stop,
                 snmp=snmp,
@@ -348,3 +369,5 @@ class Agent:
                 except StoreError as exc:
                     logger.warning("could not record agent-stopping: {}", exc)
         logger.info("stopped")
+        if self.failure is not None:
+            raise self.failure

@@ -151,6 +151,12 @@ class StoreSettings(_Section):
     """The key that encrypts element credentials in the store (kept outside it). Empty:
     ``<data_dir>/secret.key``, generated (mode 0600) on first start; relative paths are
     under the data directory."""
+    lock_check_interval: Annotated[Duration, within("100ms", "1m")] = 1.0
+    """PostgreSQL: how often the owner checks the connection holding its lock, and retries
+    taking the lock back once lost (commits are refused meanwhile)."""
+    server_timeout: Annotated[Duration, within("1s", "1m")] = 3.0
+    """PostgreSQL: the most a connect, a statement of the lock check or unacknowledged data
+    on any store connection may wait for a silent server."""
 
 
 class ApiSettings(_Section):

@@ -9,8 +9,9 @@ turns these into messages and exit codes, and the control API into HTTP statuses
      +-- ConfigError            bad configuration file, key or value
      +-- StoreError             the store cannot be opened, migrated or written
      |    +-- StoreLockedError  another agent owns this store
-     +-- OverloadedError        too many writes wait for the store's writer (retry later)
+     |    +-- StoreFencedError  this agent lost the store's lock: no writes until it is back
      |    +-- StoreKeyError     the store key file is missing, wrong or unwritable
+     +-- OverloadedError        too many writes wait for the store's writer (retry later)
      +-- AlarmError             a request the alarm manager refuses
      |    +-- UnknownAlarmType  no such type in the catalog or the site's config
      |    +-- AlarmNotFound     no such alarm (id or key)
@@ -43,6 +44,11 @@ class StoreError(ProvsyncError):
 
 class StoreLockedError(StoreError):
     """Another agent process owns this store."""
+
+
+class StoreFencedError(StoreError):
+    """This agent lost the store's ownership lock; it refuses to commit until it holds
+    the lock again (the control API answers 503)."""
 
 
 class StoreKeyError(StoreError):

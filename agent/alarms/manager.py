@@ -33,7 +33,14 @@ from agent.alarms.operations import AckOp, ClearOp, EventOp, Operation, PurgeOp,
 from agent.alarms.records import ALARM_FIELDS, AlarmChange, NotificationKind
 from agent.alarms.retention import Loss, find_losses, purgeable, read_cursors
 from agent.alarms.severity import Severity
-from agent.errors import AlarmNotFound, InvalidRequest, OverloadedError, ProvsyncError, StoreError
+from agent.errors import (
+    AlarmNotFound,
+    InvalidRequest,
+    OverloadedError,
+    ProvsyncError,
+    StoreError,
+    StoreFencedError,
+)
 from agent.store.models import ALARMS as _ALARMS
 from agent.store.models import EVENTS as _EVENTS
 from agent.store.models import HISTORY as _HISTORY
@@ -152,6 +159,8 @@ class AlarmManager:
         pending_max: most requests waiting for the writer (queued or in the group commit
             being written) before a ``bounded`` request is refused with OverloadedError;
             0: no bound. Requests that are not bounded (the agent's own) always wait.
+        write_guard: called before each group commit; raises (StoreFencedError) when the
+            store must not be written now, so requests fail at once with its reason.
     """
 
     def __init__(
@@ -162,6 +171,7 @@ class AlarmManager:
         batch_max: int = 512,
         clock: Clock = utc_now,
         pending_max: int = 0,
+        write_guard: Callable[[], None] | None = None,
     ) -> None:
         self.engine = engine
         self.catalog = catalog
@@ -169,6 +179,7 @@ class AlarmManager:
         self._clock = clock
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pending_max = pending_max
+        self._write_guard = write_guard
         self._pending = 0
         self._pending_lock = threading.Lock()
         self.refused = 0
@@ -179,6 +190,9 @@ class AlarmManager:
         self._last_seq = 0
         self._last_alarm_id = 0
         self._committed_seq = 0
+        self._counters_stale = False
+        """Set by a failed commit: it may have reached the store although its answer was
+        lost, or the store was fenced; the next write reloads the counters first."""
         self._dialect = engine.dialect.name
         self._raw = RawWriter(engine.dialect)
         self._payloads: dict[tuple[Any, ...], str] = {}
@@ -442,6 +456,11 @@ class AlarmManager:
         try:
             results = self._apply([op for op, _ in live])
         except Exception as exc:
+            if isinstance(exc, StoreFencedError):
+                # Nothing may be written until the lock is back (the loss is logged once,
+                # by the store): every request fails at once with that reason.
+                _deliver([(reply, StoreFencedError(str(exc))) for _, reply in live])
+                return
             if is_store_outage(exc):
                 # The store is down, not this request: every request of the batch fails
                 # alike (one by one would only wait for the store again), one log line.
@@ -471,6 +490,12 @@ class AlarmManager:
                 logger.exception("commit listener failed")
 
     def _apply(self, ops: list[Operation]) -> list[Any]:
+        if self._write_guard is not None:
+            self._write_guard()
+        if self._counters_stale:
+            # Reusing an id or sequence number that did commit would fail every later write.
+            self._load_counters()
+            self._counters_stale = False
         saved = (self._last_seq, self._last_alarm_id)
         try:
             with self.engine.begin() as conn:
@@ -490,6 +515,7 @@ class AlarmManager:
             return results
         except BaseException:
             self._last_seq, self._last_alarm_id = saved
+            self._counters_stale = True
             raise
 
     def _prefetch(self, conn: Connection, work: _Batch, ops: Iterable[Operation]) -> None:

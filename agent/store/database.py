@@ -2,7 +2,8 @@
 
 Only one agent may own a store. For an SQLite file the lock is an ``flock`` on
 ``<file>.lock`` (released by the kernel when the process dies, even by SIGKILL); for a
-server database it is a session-level advisory lock held on a dedicated connection.
+server database it is a session-level advisory lock held on a dedicated connection,
+watched, and backed by a fencing token checked at every commit (``ownership``).
 """
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ from __future__ import annotations
 import fcntl
 import os
 import uuid
-import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from loguru import logger
-from sqlalchemy import Connection, Engine, create_engine, event, select, text
+from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -25,6 +27,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from agent.errors import StoreError, StoreLockedError
 from agent.file_modes import DIR_MODE, FILE_MODE, create_private_file, tighten
 from agent.store.models import META
+from agent.store.ownership import OwnershipState, ServerOwnership, keepalive_args
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -44,7 +47,9 @@ def redact_url(url: str) -> str:
         return "<unparseable store URL>"
 
 
-def create_store_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> Engine:
+def create_store_engine(
+    url: str, *, sqlite_synchronous: str = "NORMAL", server_timeout: float = 3.0
+) -> Engine:
     url = normalize_url(url)
     try:
         parsed = make_url(url)
@@ -74,8 +79,15 @@ def create_store_engine(url: str, *, sqlite_synchronous: str = "NORMAL") -> Engi
 
         return engine
     try:
+        # Keepalives and a TCP user timeout: a server gone silent (not just gone) fails a
+        # statement within about server_timeout instead of the kernel's 15 minutes.
         return create_engine(
-            url, pool_size=8, max_overflow=8, pool_pre_ping=True, hide_parameters=True
+            url,
+            pool_size=8,
+            max_overflow=8,
+            pool_pre_ping=True,
+            hide_parameters=True,
+            connect_args=keepalive_args(server_timeout),
         )
     except Exception as exc:
         raise StoreError(f"cannot use store {redact_url(url)}: {exc}") from None
@@ -99,21 +111,14 @@ def _private_sqlite_file(database: Path) -> None:
 
 
 class StoreLock:
-    """Exclusive ownership of one store by one agent process."""
+    """Exclusive ownership of an SQLite store by one agent process (an ``flock``)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, database: Path) -> None:
+        self._database = database
         self._fd: int | None = None
-        self._conn: Connection | None = None
 
     def acquire(self) -> None:
-        url = self._engine.url
-        if url.get_backend_name() == "sqlite":
-            self._lock_file(Path(url.database or "provsync.db"))
-        else:
-            self._lock_server()
-
-    def _lock_file(self, database: Path) -> None:
+        database = self._database
         lock_path = database.with_name(database.name + ".lock")
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -129,26 +134,11 @@ class StoreLock:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
 
-    def _lock_server(self) -> None:
-        key = zlib.crc32(b"provsync-store-owner")
-        conn = self._engine.connect()
-        got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
-        conn.commit()
-        if not got:
-            conn.close()
-            raise StoreLockedError(
-                f"store {redact_url(str(self._engine.url))} is in use by another provsync agent"
-            )
-        self._conn = conn
-
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
 
 def migrate(engine: Engine) -> None:
@@ -174,22 +164,71 @@ def store_identity(engine: Engine) -> str:
 
 
 class Store:
-    """An opened, locked and migrated store."""
+    """An opened, locked and migrated store.
 
-    def __init__(self, url: str, *, sqlite_synchronous: str = "NORMAL") -> None:
+    Args:
+        url: SQLAlchemy URL.
+        sqlite_synchronous: SQLite's ``synchronous`` pragma.
+        lock_check_interval: PostgreSQL: how often the owner checks its lock (and retries
+            taking it back once lost).
+        server_timeout: PostgreSQL: bound on connecting, on a statement of the lock
+            connection and on unacknowledged data of every connection.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        sqlite_synchronous: str = "NORMAL",
+        lock_check_interval: float = 1.0,
+        server_timeout: float = 3.0,
+    ) -> None:
         self.url = normalize_url(url)
-        self.engine = create_store_engine(self.url, sqlite_synchronous=sqlite_synchronous)
-        self._lock = StoreLock(self.engine)
+        self.engine = create_store_engine(
+            self.url, sqlite_synchronous=sqlite_synchronous, server_timeout=server_timeout
+        )
+        self._file_lock: StoreLock | None = None
+        self._ownership: ServerOwnership | None = None
+        if self.is_sqlite:
+            self._file_lock = StoreLock(Path(self.engine.url.database or "provsync.db"))
+        else:
+            self._ownership = ServerOwnership(
+                self.engine,
+                redact_url(self.url),
+                interval=lock_check_interval,
+                timeout=server_timeout,
+            )
         self.identity = ""
 
     @property
     def is_sqlite(self) -> bool:
         return self.engine.url.get_backend_name() == "sqlite"
 
+    @property
+    def state(self) -> OwnershipState:
+        """owned; fenced (lock lost, no commits until it is back); lost (another agent)."""
+        if self._ownership is None:
+            return OwnershipState.OWNED  # an flock cannot be lost while the process lives
+        return self._ownership.state
+
+    @property
+    def fenced(self) -> bool:
+        return self.state is not OwnershipState.OWNED
+
+    def check_writable(self) -> None:
+        """Raises: StoreFencedError: the lock is lost; no commit would be accepted now."""
+        if self._ownership is not None:
+            self._ownership.fence.check()
+
+    def on_lost(self, listener: Callable[[str], None]) -> None:
+        """``listener(message)``, from a watch thread, when another agent took the store."""
+        if self._ownership is not None:
+            self._ownership.on_lost = listener
+
     def open(self) -> None:
         try:
-            self._lock.acquire()
-        except SQLAlchemyError as exc:
+            self._acquire()
+        except (SQLAlchemyError, psycopg.Error) as exc:
             self.engine.dispose()
             raise StoreError(f"cannot open store {redact_url(self.url)}: {exc}") from None
         except OSError as exc:
@@ -200,12 +239,26 @@ class Store:
             raise
         try:
             migrate(self.engine)
+            if self._ownership is not None:
+                try:
+                    self._ownership.start()
+                except psycopg.Error as exc:
+                    raise StoreError(f"cannot claim store {redact_url(self.url)}: {exc}") from None
             self.identity = store_identity(self.engine)
         except BaseException:
             self.close()
             raise
         logger.info("store {} open (id {})", redact_url(self.url), self.identity)
 
+    def _acquire(self) -> None:
+        if self._file_lock is not None:
+            self._file_lock.acquire()
+        elif self._ownership is not None:
+            self._ownership.acquire()
+
     def close(self) -> None:
-        self._lock.release()
+        if self._ownership is not None:
+            self._ownership.release()
+        if self._file_lock is not None:
+            self._file_lock.release()
         self.engine.dispose()
