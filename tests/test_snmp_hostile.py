@@ -218,7 +218,6 @@ def test_v3_messages_of_known_users_and_discovery_pass_the_screen() -> None:
 @pytest.mark.parametrize(
     ("message", "reason"),
     [
-        (_v3(user=b"nobody"), Drop.V3_UNKNOWN_USER),
         (_v3(user=b"nobody", oid_body=_oid_with_arc(4000)), Drop.V3_UNKNOWN_USER),
         (_v3(user=b"", varbinds=40), Drop.V3_DISCOVERY_TOO_BIG),
         (_v3(varbinds=129), Drop.V3_TOO_MANY_VARBINDS),
@@ -229,7 +228,6 @@ def test_v3_messages_of_known_users_and_discovery_pass_the_screen() -> None:
         (_v3().replace(ber.integer(3), ber.integer(2), 2), Drop.V3_PARSE_ERROR),
     ],
     ids=[
-        "unknown-user",
         "unknown-user-huge-oid",
         "big-discovery",
         "varbinds",
@@ -257,6 +255,18 @@ def test_discovery_is_rate_limited() -> None:
     now[0] += 0.5
     assert [screen.screen_v3(probe, USERS, limit) for _ in range(6)].count(None) == 5
     assert screen.screen_v3(_v3(), USERS, limit) is None  # users are not limited
+
+
+def test_unknown_users_get_their_report_within_the_budget() -> None:
+    # RFC 3414 3.2 step 4: a small message of an unknown user goes on to pysnmp, which
+    # answers usmStatsUnknownUserNames; past the budget shared with discovery, dropped.
+    now = [0.0]
+    limit = screen.RateLimit(rate=4, burst=4, clock=lambda: now[0])
+    stranger = _v3(user=b"nobody")
+    verdicts = [screen.screen_v3(stranger, USERS, limit) for _ in range(6)]
+    assert verdicts.count(None) == 4
+    assert verdicts[-1] == (Drop.V3_UNKNOWN_USER, "more than 4 reports a second")
+    assert screen.screen_v3(_v3(user=b"", varbinds=0), USERS, limit) is not None
 
 
 # ------------------------------------------------------------------ a flood at a real agent
@@ -366,6 +376,12 @@ def test_a_flood_of_hostile_datagrams_leaves_the_agent_responsive(agent_factory:
              "authpass256", "-x", "AES", "-X", "privpass256", "-t", "2", "-r", "1", "-Ov",
              f"127.0.0.1:{agent.snmp_port}", "SNMPv2-MIB::sysDescr.0")  # fmt: skip
     assert v3.returncode == 0, v3.stderr
+    # A manager with a mistyped user name still learns why (the RFC 3414 report).
+    stranger = run("snmpget", "-v3", "-l", "authNoPriv", "-u", "nobody", "-a", "SHA-256",
+                   "-A", "whatever123", "-t", "2", "-r", "2",
+                   f"127.0.0.1:{agent.snmp_port}", "SNMPv2-MIB::sysDescr.0")  # fmt: skip
+    assert stranger.returncode != 0
+    assert "Unknown user name" in stranger.stderr, stranger.stderr
     with agent.http() as http:
         counts = http.get("/api/v1/status").json()["snmp"]["requests"]
     for reason in Drop:

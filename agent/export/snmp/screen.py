@@ -3,7 +3,8 @@
 Anyone who can reach the port can send a datagram, and the v1/v2c community or the v3
 user is only known part-way into it. So the listener walks the BER headers itself
 (linear, bounded: agent.export.snmp.ber) and decides early: too big, not SNMP, an
-unknown v3 user, or a plaintext v3 PDU beyond the limits below is dropped and counted
+unknown v3 user beyond the report budget, or a plaintext v3 PDU beyond the limits below is
+dropped and counted
 (agent.export.snmp.drops) before pysnmp's pyasn1 decoder sees a byte of it. v1/v2c
 checks the community right after reading it (agent.export.snmp.fastpath).
 """
@@ -140,8 +141,8 @@ def screen_v3(
     """Why a v3 message must be dropped (reason, detail), or None to hand it to pysnmp.
 
     Checks the headers (RFC 3412 section 6, RFC 3414 section 2.4), then the user name:
-    empty (discovery: small messages only, at most as many as ``discovery`` allows) or
-    one of ``users``. A plaintext scoped PDU
+    empty (discovery) or unknown (answered with a report) pass for small messages only,
+    at most as many as ``discovery`` allows; ``users`` always pass. A plaintext scoped PDU
     is walked with the limits; an encrypted one is left to pysnmp, which authenticates
     the message before it decrypts or decodes it.
     """
@@ -155,8 +156,15 @@ def screen_v3(
         if discovery is not None and not discovery.allow():
             return Drop.V3_DISCOVERY_RATE, f"more than {discovery.rate:g} a second"
     elif user not in users:
-        # The name is not logged: a mistyped one may be someone's pass phrase.
-        return Drop.V3_UNKNOWN_USER, ""
+        # An unknown user is answered with the usmStatsUnknownUserNames report RFC 3414
+        # requires (a manager with a mistyped name learns why), but only for small
+        # messages and within the same budget as discovery: the report is unauthenticated
+        # work anyone can ask for. The name is not logged: a mistyped one may be someone's
+        # pass phrase.
+        if len(data) > DISCOVERY_MAX_SIZE:
+            return Drop.V3_UNKNOWN_USER, f"{len(data)} octets"
+        if discovery is not None and not discovery.allow():
+            return Drop.V3_UNKNOWN_USER, f"more than {discovery.rate:g} reports a second"
     try:
         tag, d_start, d_end = ber.header(data, s_end)
         if d_end > end:
