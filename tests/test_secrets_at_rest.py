@@ -248,6 +248,20 @@ def test_rotate_key_offline_then_old_key_no_longer_decrypts_and_missing_key_is_o
     assert not key_file.exists(), "no new key made while encrypted credentials wait for theirs"
     assert len(credential_rows(agent)) == 1, "credentials kept"
 
+    # The key is lost for good: the operator says so, and re-enters the credentials.
+    refused = agent.cli("keys", "reset", check=False)
+    assert refused.returncode == 2
+    assert credential_rows(agent)
+    reset = agent.cli("keys", "reset", "--yes")
+    assert "cm1" in reset.stdout
+    assert credential_rows(agent) == []
+    assert key_lines(key_file)
+    agent.start()
+    password_file = tmp_path / "cm1.password"
+    agent.cli("elements", "set-credentials", "cm1", "--username", "admin",
+              "--password-file", str(password_file))  # fmt: skip
+    incremental_works(agent)
+
 
 # ------------------------------------------------------------------ rules, in-process
 @pytest.fixture
@@ -334,6 +348,30 @@ def test_a_rotation_stopped_at_any_step_loses_no_credential(
     assert _credentials(sqlite_store, final).password == PASSWORD
     with pytest.raises(encryption.StoreKeyError, match="does not hold key"):
         _credentials(sqlite_store, ring)
+
+
+def test_reset_forgets_only_the_credentials_no_key_decrypts(
+    sqlite_store: Any, tmp_path: Path
+) -> None:
+    from agent.connectors.base import Credentials
+    from agent.store import encryption
+    from agent.sync import registry
+
+    lost = tmp_path / "lost.key"
+    lost_ring = encryption.open_key_ring(lost, sqlite_store.engine)
+    _add(sqlite_store, lost_ring)
+    key_file = tmp_path / "secret.key"
+    ring = encryption.KeyRing([encryption.StoreKey.generate()], key_file)
+    encryption.write_key_file(key_file, ring.keys)
+    registry.add_element(sqlite_store.engine, "cm2", "call-server", "http://127.0.0.1:9",
+                         "http", 0, Credentials("admin", "other"), ring=ring)  # fmt: skip
+    assert encryption.reset_key(key_file, sqlite_store.engine) == ["cm1"]
+    kept = registry.get_element(sqlite_store.engine, "cm2")
+    assert registry.credentials_of(sqlite_store.engine, kept.id, ring) == Credentials(
+        "admin", "other"
+    )
+    assert _credentials(sqlite_store, ring) is None
+    encryption.open_key_ring(key_file, sqlite_store.engine)
 
 
 def test_a_missing_key_file_with_encrypted_credentials_is_refused_and_nothing_changes(

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 from loguru import logger
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, delete, select, update
 
 from agent.errors import StoreKeyError
 from agent.file_modes import FILE_MODE, tighten
@@ -299,3 +299,31 @@ def rotate_key(path: Path, engine: Engine) -> Rotation:
     write_key_file(path, [new])
     logger.info("store key rotated to {}; {} credential(s) re-encrypted", new.id, count)
     return Rotation(new.id, tuple(key.id for key in ring.keys), count)
+
+
+def reset_key(path: Path, engine: Engine) -> list[str]:
+    """The key is lost for good: forget the credentials no key of ``path`` decrypts.
+
+    Makes a new key file when there is none. The caller owns the store (holds its lock).
+
+    Returns:
+        The names of the elements whose credentials were forgotten (to be set again).
+    """
+    ring = read_key_file(path)
+    if ring is None:
+        ring = KeyRing([StoreKey.generate()], path)
+        write_key_file(path, ring.keys)
+        logger.info("generated the store key {} in {}", ring.primary.id, path)
+    lost = {key_id: names for key_id, names in sealed_key_ids(engine).items()
+            if key_id not in ring.ids}  # fmt: skip
+    if lost:
+        with engine.begin() as conn:
+            conn.execute(delete(CREDENTIALS).where(CREDENTIALS.c.key_id.in_(sorted(lost))))
+    names = sorted(name for names in lost.values() for name in names)
+    if names:
+        logger.warning(
+            "forgot the credentials of {} (encrypted with lost key {})",
+            ", ".join(names),
+            ", ".join(sorted(lost)),
+        )
+    return names
