@@ -202,6 +202,25 @@ def test_the_target_is_told_the_lost_range_first(clocked: AlarmManager) -> None:
     asyncio.run(scenario())
 
 
+def test_a_new_target_is_not_told_of_what_was_purged_before_it_existed(
+    clocked: AlarmManager,
+) -> None:
+    async def scenario() -> None:
+        await emit(clocked, 300)
+        await clocked.purge(purge_op())  # no targets yet: retention keeps 201-300
+        exporter = Collector("new", clocked)
+        await exporter.start()
+        await exporter.stop(10)
+        assert [n.seq for n in exporter.received] == list(range(201, 301))
+        # Its cursor is kept from the start: a later loss is its own, and said.
+        await emit(clocked, 300)
+        assert load_cursor(clocked.engine, "new") == 300
+        await clocked.purge(purge_op("new", max_backlog=120))
+        assert gap_events(clocked)[0]["details"]["first_lost"] == 301
+
+    asyncio.run(scenario())
+
+
 # ------------------------------------------------------------------ real agent process
 def test_a_target_down_past_max_backlog_hears_of_the_gap(
     agent_factory: Any, tmp_path: Path

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from loguru import logger
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from agent.alarms import queries
@@ -41,6 +41,7 @@ from agent.alarms.severity import Severity
 from agent.config import ExporterSettings
 from agent.errors import ExportError, ProvsyncError
 from agent.store.models import CURSORS as _CURSORS
+from agent.store.models import LOG as _LOG
 
 BACKLOG_ALARM = "exporter-backlog"
 GAP_EVENT = "export-gap"
@@ -50,6 +51,20 @@ def load_cursor(engine: Engine, name: str) -> int:
     with engine.connect() as conn:
         value = conn.execute(select(_CURSORS.c.last_seq).where(_CURSORS.c.name == name)).scalar()
     return int(value or 0)
+
+
+def first_cursor(engine: Engine, name: str, last_seq: int) -> int:
+    """The target's cursor; a target seen for the first time starts below the oldest entry
+    the log still holds (the whole log is delivered to it), and that is saved at once: what
+    was purged before it existed is no loss of its own, what is purged later is."""
+    with engine.connect() as conn:
+        value = conn.execute(select(_CURSORS.c.last_seq).where(_CURSORS.c.name == name)).scalar()
+        if value is not None:
+            return int(value)
+        oldest = conn.execute(select(func.min(_LOG.c.seq))).scalar()
+    start = int(oldest) - 1 if oldest is not None else last_seq
+    save_cursor(engine, name, start)
+    return start
 
 
 def save_cursor(engine: Engine, name: str, seq: int) -> None:
@@ -124,7 +139,9 @@ class Exporter(ABC):
         self._wake.set()
 
     async def start(self) -> None:
-        self.cursor = await asyncio.to_thread(load_cursor, self.engine, self.name)
+        self.cursor = await asyncio.to_thread(
+            first_cursor, self.engine, self.name, self.manager.last_seq
+        )
         # A backlog alarm raised before a restart is still ours to clear.
         raised = await asyncio.to_thread(
             queries.list_alarms, self.engine, type_id=BACKLOG_ALARM, resource=self.name
