@@ -200,7 +200,8 @@ def check_ring(engine: Engine, ring: KeyRing) -> None:
         if key_id not in ring.ids:
             raise StoreKeyError(
                 f"key file {ring.source} does not hold key {key_id}, which encrypted the "
-                f"credentials of {', '.join(sorted(names))} (wrong key file?)"
+                f"credentials of {', '.join(sorted(names))} (wrong key file? if that key is "
+                "lost: provsync keys reset)"
             )
     with engine.connect() as conn:
         for row in conn.execute(select(CREDENTIALS)):
@@ -268,7 +269,7 @@ def open_key_ring(path: Path, engine: Engine) -> KeyRing:
             raise StoreKeyError(
                 f"key file {path} does not exist, but the store holds credentials encrypted "
                 f"with key {', '.join(sorted(sealed))} ({', '.join(names)}): restore the key "
-                "file or point [store] key_file at it"
+                "file, point [store] key_file at it, or forget them (provsync keys reset)"
             )
         ring = KeyRing([StoreKey.generate()], path)
         write_key_file(path, ring.keys)
