@@ -70,7 +70,12 @@ class SharingService:
         self.store_id = store_id
         self.ring = ring
         self.dispatcher = Dispatcher(
-            self.db, settings, sync, self.blocked, self._refresh_errors, self._contact,
+            self.db,
+            settings,
+            sync,
+            self.blocked,
+            self._refresh_errors,
+            self._contact,
             ring=ring,
         )
         self._hub_lock = asyncio.Lock()
