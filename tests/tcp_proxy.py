@@ -4,7 +4,8 @@ The proxy runs its own asyncio loop in a daemon thread, so synchronous tests dri
 with plain method calls. ``cut(seconds)`` closes every proxied connection (both sides,
 so the server sees its client go away as it would after a network failure) and closes
 the listening socket, so connecting is refused; after ``seconds`` it listens again on
-the same port.
+the same port. ``pause(seconds)`` is the nastier failure: every socket stays open but
+nothing is forwarded (a hung server or middlebox), so only client-side timeouts notice.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flowing: asyncio.Event | None = None
         self.connections = 0
 
     # ------------------------------------------------------------ control (any thread)
@@ -45,6 +47,17 @@ class TcpProxy:
 
     def resume(self) -> None:
         self._call(self._listen())
+
+    def pause(self, seconds: float) -> None:
+        """Forward nothing (connections stay open, new ones hang) for ``seconds``."""
+        self._call(self._set_flowing(False))
+        self._loop.call_soon_threadsafe(
+            lambda: self._loop.call_later(seconds, lambda: self._spawn(self._set_flowing(True)))
+        )
+
+    @property
+    def paused(self) -> bool:
+        return self._flowing is not None and not self._flowing.is_set()
 
     @property
     def listening(self) -> bool:
@@ -70,6 +83,15 @@ class TcpProxy:
         task = self._loop.create_task(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _set_flowing(self, flowing: bool) -> None:
+        if self._flowing is None:
+            self._flowing = asyncio.Event()
+            self._flowing.set()
+        if flowing:
+            self._flowing.set()
+        else:
+            self._flowing.clear()
 
     async def _listen(self) -> None:
         if self._server is not None:
@@ -108,7 +130,14 @@ class TcpProxy:
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while data := await reader.read(65536):
+            while True:
+                if self._flowing is not None:
+                    await self._flowing.wait()
+                data = await reader.read(65536)
+                if not data:
+                    break
+                if self._flowing is not None:
+                    await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
         except (OSError, ConnectionError):

@@ -121,6 +121,33 @@ def test_short_outage_fences_then_same_agent_writes_again(
 
 
 @pytest.mark.postgres
+def test_hung_server_is_noticed_by_the_watch_timeout(
+    agent_factory: Any, pg_url: str, proxy: TcpProxy
+) -> None:
+    """Nothing forwarded, nothing closed: only the watch's own timeout can see it."""
+    a: AgentProcess = agent_factory(
+        {"store": {"url": through(proxy, pg_url), "server_timeout": "2s"}}
+    ).start()
+    with a.http() as client:
+        assert raise_alarm(client, "before").status_code == 200
+        paused_at = time.monotonic()
+        proxy.pause(OUTAGE)
+        wait_for(lambda: "store ownership lost" in a.log_text(), 6, "A logs the loss")
+        assert time.monotonic() - paused_at < 6
+        refused = raise_alarm(client, "during")
+        assert refused.status_code == 503
+        assert "ownership" in refused.json()["error"]
+        wait_for(lambda: not proxy.paused, OUTAGE + 5, "the proxy forwards again")
+        wait_for(lambda: store_state(client) == "owned", 20, "A holds the lock again")
+        assert raise_alarm(client, "after").status_code == 200
+    resources, seqs = store_rows(pg_url)
+    assert {"before", "after"} <= resources
+    assert "during" not in resources
+    assert_gap_free(seqs)
+    a.stop()
+
+
+@pytest.mark.postgres
 def test_second_agent_takes_over_and_first_never_commits_again(
     agent_factory: Any, pg_url: str, proxy: TcpProxy
 ) -> None:

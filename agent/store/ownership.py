@@ -151,8 +151,12 @@ class ServerLock:
         args.update(keepalive_args(timeout))
         args["application_name"] = "provsync-owner"
         self._args = args
+        self.timeout = timeout
         self._timeout_ms = int(timeout * 1000)
         self._conn: psycopg.Connection[Any] | None = None
+        # abort() runs on the watchdog's thread: it must never shut down a descriptor
+        # that close() freed meanwhile (and the kernel gave to another socket).
+        self._closing = threading.Lock()
 
     @property
     def connected(self) -> bool:
@@ -206,8 +210,25 @@ class ServerLock:
             (OWNER_KEY, token),
         )
 
+    def abort(self) -> None:
+        """Break the connection under a call that waits on it (from another thread).
+
+        A server that is hung, or a path that swallows packets after the kernel acked them,
+        answers neither the statement nor its timeouts; shutting the socket down makes the
+        waiting call fail at once.
+        """
+        with self._closing:
+            conn = self._conn
+            if conn is None or conn.closed:
+                return
+            with contextlib.suppress(OSError, psycopg.Error):
+                fd = conn.pgconn.socket
+                with socket.socket(fileno=os.dup(fd)) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+
     def close(self) -> None:
-        conn, self._conn = self._conn, None
+        with self._closing:
+            conn, self._conn = self._conn, None
         if conn is not None:
             # Already broken: the server ends the session (and frees the lock) itself.
             with contextlib.suppress(psycopg.Error, OSError):
@@ -265,12 +286,24 @@ class OwnershipWatch:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
+            # The check's own timeouts need a server that answers at the TCP level; this
+            # one needs nothing from it.
+            watchdog = threading.Timer(self._lock.timeout, self._hung)
+            watchdog.daemon = True
+            watchdog.start()
             try:
                 self.check()
             except Exception:
                 logger.exception("store ownership check failed")
+            finally:
+                watchdog.cancel()
             if self.state is OwnershipState.LOST:
                 return
+
+    def _hung(self) -> None:
+        if self._lock.connected:
+            self._lose(f"the lock check got no answer within {self._lock.timeout:g}s")
+        self._lock.abort()
 
     def check(self) -> OwnershipState:
         """One round: confirm the lock, or fence, or try to get it back."""
