@@ -17,6 +17,7 @@ from agent.alarms.catalog import Catalog
 from agent.alarms.manager import AlarmManager
 from agent.errors import StoreError
 from agent.store.database import Store
+from agent.store.ownership import LOCK_KEY
 from tests.conftest import AgentProcess
 from tests.tcp_proxy import TcpProxy, tcp_proxy
 
@@ -229,6 +230,46 @@ def test_fencing_token_refuses_the_old_owner_before_its_watch_notices(
         if second is not None:
             second.close()
         first.close()
+
+
+@pytest.mark.postgres
+def test_lock_still_held_for_the_lost_session_means_wait_not_exit(
+    pg_url: str, pg_admin: str
+) -> None:
+    """Until the server ends the session that held the lock, nobody else has claimed the
+    store: the owner stays fenced and waits, then takes the lock back and writes again."""
+    store = Store(pg_url, lock_check_interval=60.0)  # rounds driven by the test
+    store.open()
+    lost: list[str] = []
+    store.on_lost(lost.append)
+    try:
+        with psycopg.connect(pg_admin, autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'provsync-owner' AND datname = %s",
+                (pg_url.rsplit("/", 1)[1],),
+            )
+        with psycopg.connect(pg_url, autocommit=True) as zombie:
+            # Stands for the old session the server has not ended yet.
+            wait_for(
+                lambda: (
+                    zombie.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,)).fetchone()
+                    == (True,)
+                ),
+                5,
+                "the lock is free for the stand-in",
+            )
+            assert store.check_ownership().value == "fenced"
+            assert store.check_ownership().value == "fenced", "waits while the lock is held"
+            with pytest.raises(StoreError, match="ownership"), store.engine.begin() as conn:
+                conn.execute(text("INSERT INTO meta (key, value) VALUES ('during', 'x')"))
+            zombie.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+        assert store.check_ownership().value == "owned"
+        with store.engine.begin() as conn:
+            conn.execute(text("INSERT INTO meta (key, value) VALUES ('after', 'x')"))
+        assert lost == []
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)

@@ -215,6 +215,12 @@ class Store:
     def fenced(self) -> bool:
         return self.state is not OwnershipState.OWNED
 
+    def check_ownership(self) -> OwnershipState:
+        """One round of the ownership watch, now (it also runs every lock_check_interval)."""
+        if self._ownership is not None and self._ownership.watch is not None:
+            return self._ownership.watch.check()
+        return self.state
+
     def check_writable(self) -> None:
         """Raises: StoreFencedError: the lock is lost; no commit would be accepted now."""
         if self._ownership is not None:
