@@ -43,10 +43,12 @@ from agent.errors import (
     ProvsyncError,
 )
 from agent.store.encryption import KeyRing
+from agent.store.outage import ThrottledLog, is_store_outage
 from agent.sync import registry, store_ops
 
 KINDS = ("init", "incremental", "force")
 _STRENGTH = {"incremental": 0, "init": 1, "force": 2}
+_OUTAGES = ThrottledLog()
 
 
 def _report(remote: dict[str, int], hub: dict[str, int]) -> dict[str, int]:
@@ -539,20 +541,29 @@ class SyncEngine:
         while True:
             await asyncio.sleep(1)
             try:
-                elements = await asyncio.to_thread(registry.list_elements, self.db)
-            except ProvsyncError:
+                await self._schedule_round()
+            except Exception as exc:
+                # A store outage must not end the schedule (the task would be gone for
+                # good, and re-raised at stop); anything else is a bug worth its traceback.
+                if not is_store_outage(exc):
+                    raise
+                _OUTAGES.warning("sync schedule: store read failed", exc)
+
+    async def _schedule_round(self) -> None:
+        elements = await asyncio.to_thread(registry.list_elements, self.db)
+        attempts = await asyncio.to_thread(registry.last_attempts, self.db)
+        now = registry.now()
+        for element in elements:
+            due = registry.next_due(element, attempts.get(element.id))
+            if due is None:
                 continue
-            now = registry.now()
-            attempts = await asyncio.to_thread(registry.last_attempts, self.db)
-            for element in elements:
-                due = registry.next_due(element, attempts.get(element.id))
-                if due is None:
-                    continue
-                slot = self._slots.get(element.id)
-                if slot and (slot.queued or slot.running):
-                    continue
-                if now >= due:
-                    try:
-                        await self.request(element.name, "incremental", "schedule")
-                    except ProvsyncError as exc:
-                        logger.warning("scheduled sync of {}: {}", element.name, exc)
+            slot = self._slots.get(element.id)
+            if slot and (slot.queued or slot.running):
+                continue
+            if now >= due:
+                try:
+                    await self.request(element.name, "incremental", "schedule")
+                except ProvsyncError as exc:
+                    if is_store_outage(exc):
+                        raise
+                    logger.warning("scheduled sync of {}: {}", element.name, exc)

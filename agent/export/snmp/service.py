@@ -25,10 +25,14 @@ from agent.export.snmp.fastpath import FastResponder
 from agent.export.snmp.mibdata import MibData, SystemInfo
 from agent.export.snmp.oids import MibOids
 from agent.export.snmp.view import MibView
+from agent.store.outage import ThrottledLog, is_store_outage
 
 # A request brings the view up to date itself only for a small gap; a larger one is the
 # refresher's (in a thread): a request must not stall the event loop for a rebuild.
 INLINE_REFRESH_MAX = 2000
+
+
+_OUTAGES = ThrottledLog()
 
 
 class SnmpService:
@@ -143,8 +147,14 @@ class SnmpService:
             if self.data.seq < self.manager.last_seq or self.data.pending or self._extra():
                 try:
                     await self._refresh()
-                except Exception:
-                    logger.exception("SNMP view refresh failed")
+                except Exception as exc:
+                    # While the store is down every refresh fails alike: one line, not a
+                    # traceback each time. Anything else is a bug and keeps its traceback.
+                    if is_store_outage(exc):
+                        _OUTAGES.warning("SNMP view refresh: store read failed", exc)
+                    else:
+                        logger.exception("SNMP view refresh failed")
+                    self._wake.set()  # still behind: try again after the pause
                     await asyncio.sleep(1)
 
     async def _heartbeat(self) -> None:
