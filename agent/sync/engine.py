@@ -48,7 +48,6 @@ from agent.sync import registry, store_ops
 
 KINDS = ("init", "incremental", "force")
 _STRENGTH = {"incremental": 0, "init": 1, "force": 2}
-_OUTAGES = ThrottledLog()
 
 
 def _report(remote: dict[str, int], hub: dict[str, int]) -> dict[str, int]:
@@ -110,6 +109,7 @@ class SyncEngine:
         self._init_slots = asyncio.Semaphore(settings.max_concurrent_init)
         self._slots: dict[int, _Slot] = {}
         self._scheduler: asyncio.Task[None] | None = None
+        self._outages = ThrottledLog()
         self.element_updated: Callable[[str, str], Awaitable[None]] | None = None
         """Told when an initialization finds the element upgraded (messaging activation)."""
 
@@ -547,7 +547,7 @@ class SyncEngine:
                 # good, and re-raised at stop); anything else is a bug worth its traceback.
                 if not is_store_outage(exc):
                     raise
-                _OUTAGES.warning("sync schedule: store read failed", exc)
+                self._outages.warning("sync schedule: store read failed", exc)
 
     async def _schedule_round(self) -> None:
         elements = await asyncio.to_thread(registry.list_elements, self.db)

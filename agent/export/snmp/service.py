@@ -32,9 +32,6 @@ from agent.store.outage import ThrottledLog, is_store_outage
 INLINE_REFRESH_MAX = 2000
 
 
-_OUTAGES = ThrottledLog()
-
-
 class SnmpService:
     def __init__(
         self, settings: Settings, manager: AlarmManager, host: str, started_at: datetime
@@ -54,6 +51,7 @@ class SnmpService:
         self._boot = time.monotonic()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._outages = ThrottledLog()
         self.data = MibData(
             manager.engine,
             manager.catalog,
@@ -151,7 +149,7 @@ class SnmpService:
                     # While the store is down every refresh fails alike: one line, not a
                     # traceback each time. Anything else is a bug and keeps its traceback.
                     if is_store_outage(exc):
-                        _OUTAGES.warning("SNMP view refresh: store read failed", exc)
+                        self._outages.warning("SNMP view refresh: store read failed", exc)
                     else:
                         logger.exception("SNMP view refresh failed")
                     self._wake.set()  # still behind: try again after the pause
