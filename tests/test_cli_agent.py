@@ -6,10 +6,14 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import BIN, AgentProcess
+from tests.tcp_proxy import tcp_proxy
 
 
 def as_json(agent: AgentProcess, *args: str) -> Any:
@@ -170,3 +174,31 @@ def test_generated_token_file(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert token.encode() not in err, "the token never appears in the log"
+
+
+def test_status_names_the_store_state(agent: AgentProcess) -> None:
+    shown = agent.cli("status").stdout
+    assert "(owned)" in shown
+    assert "active alarms:" in shown
+
+
+@pytest.mark.postgres
+def test_status_while_the_store_is_fenced(agent_factory: Any, pg_url: str) -> None:
+    """A fenced store has no alarm counts: status says so, exits 0, no traceback."""
+    with tcp_proxy("127.0.0.1", 5432) as proxy:
+        url = pg_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        agent: AgentProcess = agent_factory({"store": {"url": url}}).start()
+        proxy.cut_now()
+        try:
+            deadline = time.monotonic() + 10
+            while '"fenced"' not in agent.cli("status", "--json", check=False).stdout:
+                assert time.monotonic() < deadline, "the store is not fenced within 10 s"
+                time.sleep(0.1)
+            shown = agent.cli("status", check=False)
+        finally:
+            proxy.resume()
+        assert shown.returncode == 0, shown.stderr
+        assert "Traceback" not in shown.stdout + shown.stderr
+        assert "(fenced)" in shown.stdout
+        assert "active alarms: unknown" in shown.stdout
+        assert agent.stop() == 0

@@ -160,13 +160,20 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     if as_json:
         output.print_json(data)
         return
-    counts = data["active_alarms"]
+    counts = data.get("active_alarms")
+    # A fenced (or lost) store is not read: the agent answers without counts.
+    state = data.get("store_state") or "unknown"
+    if isinstance(counts, dict):
+        alarms = (
+            ", ".join(f"{k} {v}" for k, v in counts.items() if k != "total")
+            + f" (total {counts.get('total', 0)})"
+        )
+    else:
+        alarms = f"unknown (store {state})"
     output.console.print(
         f"provsync {data['version']} running (pid {data['pid']}) since {data['started_at']}\n"
-        f"store {data['store']}  last sequence {data['last_seq']}\n"
-        "active alarms: "
-        + ", ".join(f"{k} {v}" for k, v in counts.items() if k != "total")
-        + f" (total {counts['total']})",
+        f"store {data['store']} ({state})  last sequence {data['last_seq']}\n"
+        f"active alarms: {alarms}",
         highlight=False,
         markup=False,
     )
