@@ -391,3 +391,159 @@ def test_a_missing_key_file_with_encrypted_credentials_is_refused_and_nothing_ch
     with pytest.raises(encryption.StoreKeyError, match="cm1"):
         encryption.open_key_ring(other, sqlite_store.engine)
     assert _credentials(sqlite_store, ring).password == PASSWORD
+
+
+# ------------------------------------------------------------------ upgrade from clear rows
+LEGACY_USERNAME = "legacy-operator-7"
+
+
+def _store_at_0004_with_clear_credentials(url: str, secure_delete: str = "") -> Any:
+    """A store as release 0004 left it; on SQLite, with ``secure_delete`` forced.
+
+    Debian builds SQLite with secure_delete on, upstream off: forcing it on every
+    connection makes the test mean the same on both.
+    """
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import event, text
+
+    from agent.store.database import MIGRATIONS, Store
+
+    store = Store(url)
+
+    @event.listens_for(store.engine, "connect")
+    def _forced(dbapi_connection: Any, record: Any) -> None:
+        if secure_delete:
+            dbapi_connection.execute(f"PRAGMA secure_delete={secure_delete}")
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with store.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0004")
+        conn.execute(
+            text(
+                "INSERT INTO elements (id, name, type, address, connector, interval, "
+                "sync_state, cursor, epoch, software_version, agent_version, last_init_ok, "
+                "generation, created_at) VALUES (1, 'cm1', 'call-server', "
+                "'http://127.0.0.1:9', 'http', 0, 'ok', 0, '', '', '', :ok, 0, "
+                "'2026-01-01 00:00:00.000000')"
+            ),
+            {"ok": True},
+        )
+        # 0004 kept credentials in the clear.
+        conn.execute(
+            text("INSERT INTO element_credentials (element_id, username, password) "
+                 "VALUES (1, :username, :password)"),
+            {"username": LEGACY_USERNAME, "password": PASSWORD},
+        )  # fmt: skip
+    if secure_delete:
+        with store.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    return store
+
+
+def _secrets_in(directory: Path) -> dict[str, list[str]]:
+    return {
+        needle: files_holding(directory, needle.encode())
+        for needle in (PASSWORD, LEGACY_USERNAME)
+        if files_holding(directory, needle.encode())
+    }
+
+
+@pytest.mark.parametrize("secure_delete", ["OFF", "ON"])
+def test_an_upgrade_from_clear_credentials_leaves_no_clear_copy_in_the_sqlite_files(
+    tmp_path: Path, secure_delete: str
+) -> None:
+    from agent.connectors.base import Credentials
+    from agent.store.encryption import open_key_ring
+    from agent.sync import registry
+
+    data = tmp_path / "data"
+    data.mkdir()
+    store = _store_at_0004_with_clear_credentials(
+        f"sqlite:///{data / 'provsync.db'}", secure_delete
+    )
+    assert _secrets_in(data), "the clear values are in the file before the upgrade"
+    store.open()  # the agent's start: migration 0005 (a table copy), then the key ring
+    try:
+        ring = open_key_ring(tmp_path / "secret.key", store.engine)
+        assert _secrets_in(data) == {}, "while the agent runs (store file and its WAL)"
+        assert registry.credentials_of(store.engine, 1, ring) == Credentials(
+            LEGACY_USERNAME, PASSWORD
+        )
+        # The reseal leaves every pooled connection's secure_delete as it found it.
+        idle = store.engine.pool.checkedin()  # type: ignore[attr-defined]
+        conns = [store.engine.connect() for _ in range(idle)]
+        try:
+            values = {c.exec_driver_sql("PRAGMA secure_delete").scalar() for c in conns}
+        finally:
+            for conn in conns:
+                conn.close()
+        assert values == {1 if secure_delete == "ON" else 0}
+    finally:
+        store.close()
+    assert _secrets_in(data) == {}, "after the agent stopped"
+
+
+def test_credentials_removed_before_the_upgrade_leave_no_clear_copy_either(
+    tmp_path: Path,
+) -> None:
+    from sqlalchemy import text
+
+    from agent.store.encryption import open_key_ring
+
+    data = tmp_path / "data"
+    data.mkdir()
+    store = _store_at_0004_with_clear_credentials(f"sqlite:///{data / 'provsync.db'}", "OFF")
+    # Removed under 0004: no clear row is left to encrypt, but its bytes stay in the page.
+    with store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM element_credentials"))
+    with store.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert _secrets_in(data)
+    store.open()
+    try:
+        open_key_ring(tmp_path / "secret.key", store.engine)
+        assert _secrets_in(data) == {}
+    finally:
+        store.close()
+    assert _secrets_in(data) == {}
+
+
+def pg_table_file(url: str, table: str) -> bytes:
+    """The bytes of ``table``'s file on the server's disk (the server is on this host)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")  # dirty buffers to the file
+        row = conn.execute(
+            "SELECT current_setting('data_directory'), pg_relation_filepath(%s)", (table,)
+        ).fetchone()
+    assert row is not None
+    return (Path(row[0]) / row[1]).read_bytes()
+
+
+@pytest.mark.postgres
+def test_an_upgrade_from_clear_credentials_leaves_no_dead_clear_row_on_postgresql(
+    tmp_path: Path, pg_url: str
+) -> None:
+    from agent.connectors.base import Credentials
+    from agent.store.encryption import open_key_ring
+    from agent.sync import registry
+
+    store = _store_at_0004_with_clear_credentials(pg_url)
+    assert PASSWORD.encode() in pg_table_file(pg_url, "element_credentials")
+    store.open()
+    try:
+        ring = open_key_ring(tmp_path / "secret.key", store.engine)
+        assert registry.credentials_of(store.engine, 1, ring) == Credentials(
+            LEGACY_USERNAME, PASSWORD
+        )
+        # The encrypting UPDATE leaves the clear row version dead in the page until a
+        # VACUUM; VACUUM FULL writes the table to a new file.
+        raw = pg_table_file(pg_url, "element_credentials")
+        assert PASSWORD.encode() not in raw
+        assert LEGACY_USERNAME.encode() not in raw
+    finally:
+        store.close()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +26,11 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken
 from loguru import logger
 from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from agent.errors import StoreKeyError
 from agent.file_modes import FILE_MODE, tighten
-from agent.store.models import CREDENTIALS, ELEMENTS
+from agent.store.models import CREDENTIALS, ELEMENTS, META
 
 _KEY_LINE = re.compile(r"^[A-Za-z0-9_-]{43}=$")
 
@@ -213,8 +215,9 @@ def reseal(engine: Engine, ring: KeyRing) -> int:
     """Encrypt with the primary key every credential not sealed by it (clear rows too).
 
     One transaction: a crash leaves every row as it was or every row resealed. On SQLite
-    the replaced values are zeroed in the file (secure_delete) and the WAL is truncated,
-    so no page of the file still holds them.
+    the replaced values are zeroed in their pages (secure_delete, on for this transaction
+    only: the connection's own setting comes back after). When clear values were
+    encrypted, the store is then scrubbed of every old copy (:func:`scrub_store`).
 
     Returns:
         How many credentials were (re-)encrypted.
@@ -222,24 +225,96 @@ def reseal(engine: Engine, ring: KeyRing) -> int:
     primary = ring.primary.id
     with engine.connect() as conn:
         sqlite = conn.dialect.name == "sqlite"
+        previous = _secure_delete(conn) if sqlite else None
         if sqlite:
             conn.exec_driver_sql("PRAGMA secure_delete=ON")
             conn.commit()
         try:
-            count = _reseal_rows(conn, ring, primary)
+            count, clear = _reseal_rows(conn, ring, primary)
+            if clear:
+                # Committed with the rows: a crash before the scrub redoes it next start.
+                _mark_scrub_pending(conn)
             conn.commit()
         finally:
             conn.rollback()  # nothing left after the commit; undoes a failed reseal
-            if sqlite:
-                conn.exec_driver_sql("PRAGMA secure_delete=OFF")
+            if previous is not None:
+                conn.exec_driver_sql(f"PRAGMA secure_delete={previous}")
                 conn.commit()
         if sqlite and count:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-            conn.commit()
+            _truncate_wal(conn)
+    if _scrub_pending(engine):
+        scrub_store(engine)
     return count
 
 
-def _reseal_rows(conn: Connection, ring: KeyRing, primary: str) -> int:
+def scrub_store(engine: Engine) -> None:
+    """Rewrite the store so no page, WAL frame or dead row version holds an old value.
+
+    Needed once, after clear credentials were encrypted: migration 0005 copies the
+    credentials table (``batch_alter_table``) and an SQLite built with secure_delete off
+    (upstream's default) leaves the old pages, clear values and all, on the free list.
+    VACUUM rebuilds the file without them; the WAL is then checkpointed and truncated. On
+    PostgreSQL ``VACUUM FULL`` writes the table anew and drops the file holding the dead
+    row versions (the server's own WAL archive is out of reach: see the docs).
+    Both must run outside a transaction. The pending mark is cleared only after.
+    """
+    started = time.monotonic()
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        try:
+            if sqlite:
+                conn.exec_driver_sql("VACUUM")
+            else:
+                conn.exec_driver_sql(f"VACUUM FULL {CREDENTIALS.name}")
+        except SQLAlchemyError as exc:
+            # The values are encrypted already; the scrub is retried at the next start.
+            logger.warning(
+                "could not rewrite the store to drop old copies of the credentials "
+                "(retried at the next start): {}",
+                type(exc.orig).__name__ if isinstance(exc, DBAPIError) else type(exc).__name__,
+            )
+            return
+    with engine.begin() as conn:
+        conn.execute(delete(META).where(META.c.key == SCRUB_PENDING))
+    if sqlite:
+        with engine.connect() as conn:
+            _truncate_wal(conn)
+    logger.info(
+        "rewrote the store so it keeps no old copy of the credentials ({:.1f} s)",
+        time.monotonic() - started,
+    )
+
+
+SCRUB_PENDING = "credentials_scrub_pending"
+
+
+def _mark_scrub_pending(conn: Connection) -> None:
+    if conn.execute(select(META.c.key).where(META.c.key == SCRUB_PENDING)).first() is None:
+        conn.execute(META.insert().values(key=SCRUB_PENDING, value="1"))
+
+
+def _scrub_pending(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        found = conn.execute(select(META.c.key).where(META.c.key == SCRUB_PENDING)).first()
+    return found is not None
+
+
+def _secure_delete(conn: Connection) -> str:
+    """The connection's secure_delete, in a form the pragma takes back (2 is FAST)."""
+    value = conn.exec_driver_sql("PRAGMA secure_delete").scalar()
+    return "FAST" if value == 2 else "ON" if value else "OFF"
+
+
+def _truncate_wal(conn: Connection) -> None:
+    """Copy the WAL into the store file and cut it to zero bytes (old frames gone)."""
+    row = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
+    conn.commit()
+    if row is not None and row[0]:
+        logger.warning("the store WAL could not be truncated: a reader holds it open")
+
+
+def _reseal_rows(conn: Connection, ring: KeyRing, primary: str) -> tuple[int, int]:
+    """(rows resealed, how many of them were in the clear)."""
     rows = list(conn.execute(select(CREDENTIALS).where(CREDENTIALS.c.key_id != primary)))
     for row in rows:
         conn.execute(
@@ -251,7 +326,7 @@ def _reseal_rows(conn: Connection, ring: KeyRing, primary: str) -> int:
                 key_id=primary,
             )
         )
-    return len(rows)
+    return len(rows), sum(1 for row in rows if not row.key_id)
 
 
 def open_key_ring(path: Path, engine: Engine) -> KeyRing:
