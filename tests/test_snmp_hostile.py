@@ -16,10 +16,15 @@ from typing import Any
 import httpx
 import pytest
 from loguru import logger
+from pyasn1.type.univ import OctetString
+from pysnmp.proto.secmod.rfc3414.service import SnmpUSMSecurityModel
 
+from agent.config import SnmpUser
 from agent.export.snmp import ber, screen
 from agent.export.snmp.drops import Drop, DropCounter
+from agent.export.snmp.engine import AUTH
 from agent.export.snmp.fastpath import FastResponder
+from agent.export.snmp.v3auth import known_users
 from agent.export.snmp.view import MibView, ScalarRegion
 from tests.conftest import AgentProcess
 from tests.netsnmp import run
@@ -185,34 +190,67 @@ def test_drops_log_one_line_per_reason_per_interval() -> None:
 
 
 # ------------------------------------------------------------------ v3 screen
+ENGINE = b"\x80\x00\x1f\x88\x04\x01\x02\x03\x04"
+"""The agent's engine ID in the in-process screen tests."""
+V3_USER = {"name": "ops256", "auth_protocol": "SHA-256", "auth_key": "authpass256",
+           "priv_protocol": "AES-128", "priv_key": "privpass256"}  # fmt: skip
+AUTH_USER = {"name": "opsauth", "auth_protocol": "SHA-256", "auth_key": "authonly256",
+             "priv_protocol": "none"}  # fmt: skip
+USERS = known_users([SnmpUser.model_validate(V3_USER), SnmpUser.model_validate(AUTH_USER)])
+SHA256 = SnmpUSMSecurityModel.AUTH_SERVICES[AUTH["SHA-256"]]
+NO_AUTH, AUTH_NO_PRIV, AUTH_PRIV = 0x04, 0x05, 0x07  # msgFlags, reportable
+
+
+def _sign(message: bytes, pass_phrase: str, engine: bytes) -> bytes:
+    """The message with its HMAC-SHA-256 digest (RFC 7860), as a manager sends it."""
+    key = SHA256.localize_key(SHA256.hash_passphrase(pass_phrase.encode()), OctetString(engine))
+    signed: bytes = SHA256.authenticate_outgoing_message(key, message)
+    return signed
+
+
 def _v3(
-    user: bytes = b"ops256",
+    user: bytes = b"opsauth",
     varbinds: int = 1,
     oid_body: bytes = ber.oid_body(SYS_DESCR),
     value: bytes = ber.NULL_VALUE,
     encrypted: bool = False,
+    flags: int | None = None,
+    key: str | None = None,
+    engine: bytes = ENGINE,
+    pdu_tag: int = ber.GET,
 ) -> bytes:
+    """A v3 message; signed with ``key`` (default: the user's own pass phrase) when its
+    flags ask for authentication."""
     vb = ber.sequence(ber.tlv(ber.OBJECT_IDENTIFIER, oid_body), value)
     pdu = ber.tlv(
-        ber.GET, ber.integer(1) + ber.integer(0) + ber.integer(0) + ber.sequence(*[vb] * varbinds)
+        pdu_tag, ber.integer(1) + ber.integer(0) + ber.integer(0) + ber.sequence(*[vb] * varbinds)
     )
     scoped = ber.sequence(ber.octets(b""), ber.octets(b""), pdu)
-    flags = b"\x07" if encrypted else b"\x04"
-    glob = ber.sequence(ber.integer(7), ber.integer(65507), ber.octets(flags), ber.integer(3))
-    usm = ber.sequence(ber.octets(b"\x80\x00\x1f\x88\x04"), ber.integer(1), ber.integer(9),
-                       ber.octets(user), ber.octets(b"\x00" * 12), ber.octets(b""))  # fmt: skip
+    if flags is None:
+        flags = AUTH_PRIV if encrypted else AUTH_NO_PRIV if user == b"opsauth" else NO_AUTH
+    glob = ber.sequence(ber.integer(7), ber.integer(65507), ber.octets(bytes([flags])),
+                        ber.integer(3))  # fmt: skip
+    digest = b"\x00" * 24 if flags & 1 else b""
+    usm = ber.sequence(ber.octets(engine), ber.integer(1), ber.integer(9),
+                       ber.octets(user), ber.octets(digest), ber.octets(b""))  # fmt: skip
     data = ber.octets(b"\x5a" * 64) if encrypted else scoped
-    return ber.sequence(ber.integer(3), glob, ber.octets(usm), data)
+    message = ber.sequence(ber.integer(3), glob, ber.octets(usm), data)
+    if not flags & 1:
+        return message
+    if key is None:
+        key = {b"opsauth": "authonly256", b"ops256": "authpass256"}.get(user, "whatever123")
+    return _sign(message, key, engine)
 
 
-USERS = frozenset({b"ops256"})
+def _screen(message: bytes, budget: screen.SenderBudget | None = None) -> Any:
+    return screen.screen_v3(message, USERS, budget, "192.0.2.1", engine_id=ENGINE)
 
 
 def test_v3_messages_of_known_users_and_discovery_pass_the_screen() -> None:
-    assert screen.screen_v3(_v3(), USERS) is None
-    assert screen.screen_v3(_v3(encrypted=True), USERS) is None
-    assert screen.screen_v3(_v3(user=b"", varbinds=0), USERS) is None
-    assert screen.screen_v3(_v3(varbinds=128), USERS) is None
+    assert _screen(_v3(user=b"ops256", encrypted=True)) is None
+    assert _screen(_v3()) is None
+    assert _screen(_v3(varbinds=128)) is None  # authenticated: within the limits
+    assert _screen(_v3(user=b"", varbinds=0, engine=b"")) is None
 
 
 @pytest.mark.parametrize(
@@ -226,6 +264,14 @@ def test_v3_messages_of_known_users_and_discovery_pass_the_screen() -> None:
         (_v3(value=ber.sequence(ber.sequence(ber.NULL_VALUE))), Drop.V3_PARSE_ERROR),
         (_v3()[:-3], Drop.V3_PARSE_ERROR),
         (_v3().replace(ber.integer(3), ber.integer(2), 2), Drop.V3_PARSE_ERROR),
+        (_v3(flags=0x02), Drop.V3_PARSE_ERROR),
+        # A known user's name, and a plaintext PDU pysnmp would decode in full (1.9 KB,
+        # ~5 ms) before authenticating anything:
+        (_v3(user=b"ops256", varbinds=128), Drop.V3_UNSUPPORTED_SEC_LEVEL),
+        (_v3(user=b"ops256", varbinds=128, flags=AUTH_NO_PRIV), Drop.V3_UNSUPPORTED_SEC_LEVEL),
+        (_v3(varbinds=128, flags=NO_AUTH), Drop.V3_UNSUPPORTED_SEC_LEVEL),
+        (_v3(varbinds=128, key="wrongkey123"), Drop.V3_WRONG_DIGEST),
+        (_v3(varbinds=128, engine=b"\x80\x00\x1f\x88\x04"), Drop.V3_UNKNOWN_ENGINE_ID),
     ],
     ids=[
         "unknown-user-huge-oid",
@@ -236,10 +282,16 @@ def test_v3_messages_of_known_users_and_discovery_pass_the_screen() -> None:
         "constructed-value",
         "truncated",
         "not-usm",
+        "priv-without-auth",
+        "authpriv-user-noauth",
+        "authpriv-user-authnopriv",
+        "authnopriv-user-noauth",
+        "wrong-key",
+        "other-engine",
     ],
 )
 def test_hostile_v3_messages_are_dropped_by_reason(message: bytes, reason: Drop) -> None:
-    refused = screen.screen_v3(message, USERS)
+    refused = _screen(message)
     assert refused is not None
     assert refused[0] is reason
     assert b"nobody" not in refused[1].encode()
@@ -247,45 +299,95 @@ def test_hostile_v3_messages_are_dropped_by_reason(message: bytes, reason: Drop)
 
 def test_discovery_is_rate_limited() -> None:
     now = [0.0]
-    limit = screen.RateLimit(rate=10, burst=10, clock=lambda: now[0])
+    budget = screen.SenderBudget(rate=10, burst=10, global_rate=100, clock=lambda: now[0])
     probe = _v3(user=b"", varbinds=0)
-    verdicts = [screen.screen_v3(probe, USERS, limit) for _ in range(25)]
+    verdicts = [_screen(probe, budget) for _ in range(25)]
     assert verdicts.count(None) == 10
-    assert verdicts[-1] == (Drop.V3_DISCOVERY_RATE, "more than 10 a second")
+    assert verdicts[-1] == (
+        Drop.V3_DISCOVERY_RATE,
+        "discovery: more than 10 a second from this sender",
+    )
     now[0] += 0.5
-    assert [screen.screen_v3(probe, USERS, limit) for _ in range(6)].count(None) == 5
-    assert screen.screen_v3(_v3(), USERS, limit) is None  # users are not limited
+    assert [_screen(probe, budget) for _ in range(6)].count(None) == 5
+    assert _screen(_v3(), budget) is None  # authenticated users are not limited
 
 
-def test_unknown_users_get_their_report_within_the_budget() -> None:
-    # RFC 3414 3.2 step 4: a small message of an unknown user goes on to pysnmp, which
-    # answers usmStatsUnknownUserNames; past the budget shared with discovery, dropped.
+def test_one_sender_cannot_use_up_the_discovery_budget_of_others() -> None:
+    # M1: a sender at the old global rate (50/s, even spoofing one address) starved every
+    # manager's discovery. Now each host has its own bucket under the global one.
     now = [0.0]
-    limit = screen.RateLimit(rate=4, burst=4, clock=lambda: now[0])
-    stranger = _v3(user=b"nobody")
-    verdicts = [screen.screen_v3(stranger, USERS, limit) for _ in range(6)]
-    assert verdicts.count(None) == 4
-    assert verdicts[-1] == (Drop.V3_UNKNOWN_USER, "more than 4 reports a second")
-    assert screen.screen_v3(_v3(user=b"", varbinds=0), USERS, limit) is not None
+    budget = screen.SenderBudget(
+        rate=5, burst=10, global_rate=50, max_senders=100, clock=lambda: now[0]
+    )
+    probe = _v3(user=b"", varbinds=0)
+
+    def discover(host: str) -> bool:
+        return screen.screen_v3(probe, USERS, budget, host, engine_id=ENGINE) is None
+
+    flooder = 0
+    for tick in range(40):  # four seconds of a flooder at 100 a second
+        flooder += sum(discover("198.51.100.9") for _ in range(10))
+        now[0] += 0.1
+        if tick % 5 == 0:  # a manager's tools, twice a second
+            assert discover("192.0.2.10"), "a manager's discovery starved by one flooder"
+    assert flooder <= 10 + 4 * 5 + 1  # its burst and its own rate, no more
+    # Many hosts together still meet the global cap.
+    now[0] += 10
+    allowed = sum(discover(f"203.0.113.{index}") for index in range(90))
+    assert allowed == 50
+    # And the table of senders stays bounded.
+    for index in range(1000):
+        discover(f"10.0.{index // 250}.{index % 250}")
+    assert len(budget) == 100
+
+
+def test_small_unauthenticated_messages_get_their_report_within_the_budget() -> None:
+    # RFC 3414 3.2: an unknown user, a wrong level or a wrong digest is answered with a
+    # report (a manager with a mistyped name or key learns why) -- by pysnmp, for small
+    # messages within the budget; past it, dropped.
+    now = [0.0]
+    for message, reason in (
+        (_v3(user=b"nobody"), Drop.V3_UNKNOWN_USER),
+        (_v3(user=b"ops256"), Drop.V3_UNSUPPORTED_SEC_LEVEL),
+        (_v3(key="wrongkey123"), Drop.V3_WRONG_DIGEST),
+    ):
+        now[0] = 0.0
+        budget = screen.SenderBudget(rate=4, burst=4, global_rate=50, clock=lambda: now[0])
+        verdicts = [_screen(message, budget) for _ in range(6)]
+        assert verdicts.count(None) == 4
+        assert verdicts[-1] == (reason, "reports: more than 4 a second from this sender")
+        assert _screen(_v3(user=b"", varbinds=0), budget) is not None
+
+
+def test_the_digest_check_is_cheap() -> None:
+    wrong = _v3(varbinds=128, key="wrongkey123")
+    assert len(wrong) > 1800
+    assert _cost(lambda: [_screen(wrong) for _ in range(100)]) / 100 < 0.0005
 
 
 # ------------------------------------------------------------------ a flood at a real agent
 FLOOD_SECONDS = 3.0
 FLOOD_RATE = 1000  # datagrams a second, spread over the kinds below
-V3_USER = {"name": "ops256", "auth_protocol": "SHA-256", "auth_key": "authpass256",
-           "priv_protocol": "AES-128", "priv_key": "privpass256"}  # fmt: skip
 
 
-def _hostile_datagrams() -> list[bytes]:
+def _hostile_datagrams(engine: bytes) -> list[bytes]:
+    """Kinds of hostile datagram; ``engine``: the agent's engine ID."""
     huge_arc = _oid_with_arc(60_000)
     return [
         _v2c(b"guess", _get(huge_arc)),  # 60 KB: oversized
         _v2c(b"guess", _get(_oid_with_arc(8_000))),  # bad community
         _v2c(b"public", _get(b"\x2b" + b"\x01" * 1000)),  # parse error after the community
         _v3(user=b"nobody", oid_body=_oid_with_arc(7_000)),  # unknown user
-        _v3(value=ber.tlv(ber.OBJECT_IDENTIFIER, b"\x2b" + b"\x01" * 7_000)),  # v3 parse error
+        _v3(value=ber.tlv(ber.OBJECT_IDENTIFIER, b"\x2b" + b"\x01" * 7_000), engine=engine),
         _v3(user=b"", varbinds=300),  # discovery too big
-        _v3(varbinds=200),  # too many varbinds for pysnmp's decoder
+        _v3(varbinds=200, engine=engine),  # too many varbinds for pysnmp's decoder
+        # Known users' names with plaintext 128-varbind PDUs (1.9 KB) that pysnmp would
+        # decode in full before it authenticates: the wrong level, the wrong key,
+        # another engine ID.
+        _v3(user=b"ops256", varbinds=128, engine=engine),
+        _v3(user=b"ops256", varbinds=128, flags=AUTH_NO_PRIV, engine=engine),
+        _v3(varbinds=128, key="wrongkey123", engine=engine),
+        _v3(varbinds=128),
         _v3(user=b"", varbinds=0),  # discovery: answered, at most DISCOVERY_RATE a second
         bytes(range(256)) * 30,  # not SNMP
     ]
@@ -315,9 +417,10 @@ print(sent)
 """
 
 
-def _start_flood(port: int, where: Path) -> subprocess.Popen[str]:
+def _start_flood(port: int, where: Path, engine: bytes) -> subprocess.Popen[str]:
     plan = where / "flood.pickle"
-    plan.write_bytes(pickle.dumps((_hostile_datagrams(), port, FLOOD_RATE, FLOOD_SECONDS)))
+    kinds = _hostile_datagrams(engine)
+    plan.write_bytes(pickle.dumps((kinds, port, FLOOD_RATE, FLOOD_SECONDS)))
     return subprocess.Popen(
         [sys.executable, "-c", FLOODER, str(plan)], stdout=subprocess.PIPE, text=True
     )
@@ -334,9 +437,11 @@ def _snmpget_v2c(agent: AgentProcess) -> Any:
 
 
 def test_a_flood_of_hostile_datagrams_leaves_the_agent_responsive(agent_factory: Any) -> None:
-    agent: AgentProcess = agent_factory({"snmp": {"users": [V3_USER]}}).start()
+    agent: AgentProcess = agent_factory({"snmp": {"users": [V3_USER, AUTH_USER]}}).start()
     assert agent.proc is not None
     latencies: list[float] = []
+    with agent.http() as http:
+        engine = bytes.fromhex(http.get("/api/v1/status").json()["snmp"]["engine_id"])
     with httpx.Client(base_url=agent.url, timeout=10) as http:
         # Past start-up work (first view build, exporters' first round, the first
         # connection) so that what is measured is the flood's effect.
@@ -345,7 +450,7 @@ def test_a_flood_of_hostile_datagrams_leaves_the_agent_responsive(agent_factory:
             http.get("/api/v1/health")
         cpu_before = _cpu_seconds(agent.proc.pid)
         flood_started = time.monotonic()
-        flooder = _start_flood(agent.snmp_port, agent.root)
+        flooder = _start_flood(agent.snmp_port, agent.root, engine)
         try:
             while flooder.poll() is None:
                 began = time.perf_counter()
@@ -365,6 +470,7 @@ def test_a_flood_of_hostile_datagrams_leaves_the_agent_responsive(agent_factory:
         f"health p99 {p99 * 1000:.1f} ms (max {max(latencies) * 1000:.1f} ms) over "
         f"{len(latencies)} requests; {sent} datagrams; CPU {cpu:.2f} s in {flood_seconds:.1f} s"
     )
+    print(seen)
     assert p99 < 0.050, seen
     # The old decoder spent ~0.3 s on each 60 KB datagram: the agent was pinned at 100 %.
     assert cpu / flood_seconds < 0.5, seen
@@ -382,6 +488,16 @@ def test_a_flood_of_hostile_datagrams_leaves_the_agent_responsive(agent_factory:
                    f"127.0.0.1:{agent.snmp_port}", "SNMPv2-MIB::sysDescr.0")  # fmt: skip
     assert stranger.returncode != 0
     assert "Unknown user name" in stranger.stderr, stranger.stderr
+    # And one with a mistyped key, why it failed (the wrongDigests report, within budget).
+    mistyped = run("snmpget", "-v3", "-l", "authNoPriv", "-u", "opsauth", "-a", "SHA-256",
+                   "-A", "wrongkey123", "-t", "2", "-r", "2",
+                   f"127.0.0.1:{agent.snmp_port}", "SNMPv2-MIB::sysDescr.0")  # fmt: skip
+    assert mistyped.returncode != 0
+    assert "Authentication failure" in mistyped.stderr, mistyped.stderr
+    right = run("snmpget", "-v3", "-l", "authNoPriv", "-u", "opsauth", "-a", "SHA-256",
+                "-A", "authonly256", "-t", "2", "-r", "1", "-Ov",
+                f"127.0.0.1:{agent.snmp_port}", "SNMPv2-MIB::sysDescr.0")  # fmt: skip
+    assert right.returncode == 0, right.stderr
     with agent.http() as http:
         counts = http.get("/api/v1/status").json()["snmp"]["requests"]
     for reason in Drop:

@@ -5,7 +5,7 @@ counters, shown under ``snmp.requests`` in ``GET /api/v1/status``), so the RFC 3
 RFC 3414 counters can be served from them later: ``parse_errors`` and
 ``v3_parse_errors`` are snmpInASNParseErrs, ``bad_community_names``
 snmpInBadCommunityNames, ``bad_versions`` snmpInBadVersions, ``v3_unknown_user_names``
-usmStatsUnknownUserNames.
+usmStatsUnknownUserNames (the ones dropped; those answered are pysnmp's to count).
 
 A flood must not become a flood of log lines: each reason logs its first drop at once,
 then at most one line per interval with the count since the previous line.
@@ -37,7 +37,16 @@ class Drop(StrEnum):
     V3_TOO_MANY_VARBINDS = "v3_too_many_varbinds"
     V3_DISCOVERY_TOO_BIG = "v3_discovery_too_big"
     V3_DISCOVERY_RATE = "v3_discovery_rate"
-    """Past :data:`agent.export.snmp.screen.DISCOVERY_RATE`."""
+    """Past the sender's or the global budget (agent.export.snmp.screen.SenderBudget)."""
+    V3_UNSUPPORTED_SEC_LEVEL = "v3_unsupported_sec_levels"
+    """A known user at a level other than its configured one (usmStatsUnsupportedSecLevels),
+    too big for a report or past the budget."""
+    V3_UNKNOWN_ENGINE_ID = "v3_unknown_engine_ids"
+    """A known user's authenticated message for another engine ID (usmStatsUnknownEngineIDs),
+    too big for a report or past the budget."""
+    V3_WRONG_DIGEST = "v3_wrong_digests"
+    """A known user's message whose digest does not verify (usmStatsWrongDigests), too big
+    for a report or past the budget."""
 
 
 class DropCounter:
@@ -47,6 +56,8 @@ class DropCounter:
         counts: where the counts are kept (and read by the status route).
         interval: seconds between two log lines of one reason.
         clock: monotonic seconds (injected by tests).
+        prefix: put before each reason's key in ``counts`` (a socket of its own).
+        label: how the log line starts.
     """
 
     def __init__(
@@ -55,15 +66,20 @@ class DropCounter:
         *,
         interval: float = LOG_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
+        prefix: str = "",
+        label: str = "SNMP datagram dropped",
     ) -> None:
         self.counts = counts
+        self._prefix = prefix
+        self._label = label
         self._interval = interval
         self._clock = clock
         self._logged_at: dict[Drop, float] = {}
         self._unlogged: dict[Drop, int] = {}
 
     def drop(self, reason: Drop, source: str | None = None, detail: str = "") -> None:
-        self.counts[reason.value] = self.counts.get(reason.value, 0) + 1
+        key = self._prefix + reason.value
+        self.counts[key] = self.counts.get(key, 0) + 1
         now = self._clock()
         last = self._logged_at.get(reason)
         if last is not None and now - last < self._interval:
@@ -74,7 +90,8 @@ class DropCounter:
         # Only the reason, the peer and our own parser's words: never the datagram's
         # bytes (a community string or user name sent by mistake is a credential).
         logger.warning(
-            "SNMP datagram dropped ({}) from {}{}{}",
+            "{} ({}) from {}{}{}",
+            self._label,
             reason.value,
             source or "unknown peer",
             f": {detail}" if detail else "",

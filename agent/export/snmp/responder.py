@@ -11,7 +11,8 @@ behind the committed notification log it is brought up to date before answering.
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Set
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from loguru import logger
@@ -27,10 +28,20 @@ from agent.config import parse_address
 from agent.errors import ProvsyncError
 from agent.export.snmp import ber, screen
 from agent.export.snmp.drops import Drop, DropCounter
+from agent.export.snmp.v3auth import KnownUser
 from agent.export.snmp.view import MibView
 
 Handler = Callable[[bytes, str], bytes | None]
 """A v1/v2c datagram and its sender (for logs) to the answer, or None to drop it."""
+
+
+@dataclass(frozen=True)
+class V3Screen:
+    """What the listener screens v3 requests with (agent.export.snmp.screen.screen_v3)."""
+
+    users: Mapping[bytes, KnownUser]
+    engine_id: bytes
+    budget: screen.SenderBudget
 
 
 def to_pyasn1(value: bytes) -> Any:
@@ -135,21 +146,21 @@ class SplitTransport(udp.UdpAsyncioTransport):  # type: ignore[misc]
     """pysnmp's UDP transport, screened, with SNMPv1/v2c taken by our handler.
 
     Every datagram is screened before pysnmp's decoder sees it (agent.export.snmp.screen):
-    oversized ones are dropped unread, v3 ones with unknown users or beyond the limits
-    are dropped after a header walk; everything else that is not v3 (v1, v2c, junk) is
-    the handler's to answer or to count.
+    oversized ones are dropped unread, v3 ones that do not authenticate beyond the
+    unauthenticated budget, or beyond the limits, are dropped after a header walk and
+    a digest check; everything else that is not v3 (v1, v2c, junk) is the handler's to
+    answer or to count.
     """
 
-    def __init__(self, handler: Handler, counters: dict[str, int], users: Set[bytes]) -> None:
+    def __init__(self, handler: Handler, counters: dict[str, int], screen: V3Screen) -> None:
         super().__init__()
-        self._setup(handler, counters, users)
+        self._setup(handler, counters, screen)
 
-    def _setup(self, handler: Handler, counters: dict[str, int], users: Set[bytes]) -> None:
+    def _setup(self, handler: Handler, counters: dict[str, int], v3: V3Screen) -> None:
         self._handler = handler
         self._counters = counters
         self._drops = DropCounter(counters)
-        self._users = users
-        self._discovery = screen.RateLimit(screen.DISCOVERY_RATE, screen.DISCOVERY_RATE)
+        self._v3 = v3
 
     def datagram_received(self, datagram: bytes, address: Any) -> None:
         source = _peer(address)
@@ -157,7 +168,10 @@ class SplitTransport(udp.UdpAsyncioTransport):  # type: ignore[misc]
             self._drops.drop(Drop.OVERSIZED, source, f"{len(datagram)} octets")
             return
         if screen.message_version(datagram) == screen.V3:
-            refused = screen.screen_v3(datagram, self._users, self._discovery)
+            v3 = self._v3
+            refused = screen.screen_v3(
+                datagram, v3.users, v3.budget, _host(address), engine_id=v3.engine_id
+            )
             if refused is not None:
                 self._drops.drop(refused[0], source, refused[1])
                 return
@@ -174,11 +188,20 @@ class SplitTransport(udp.UdpAsyncioTransport):  # type: ignore[misc]
 
 
 class SplitTransport6(udp6.Udp6AsyncioTransport, SplitTransport):  # type: ignore[misc]
-    def __init__(self, handler: Handler, counters: dict[str, int], users: Set[bytes]) -> None:
+    def __init__(self, handler: Handler, counters: dict[str, int], v3: V3Screen) -> None:
         udp6.Udp6AsyncioTransport.__init__(self)
-        self._setup(handler, counters, users)
+        self._setup(handler, counters, v3)
 
     datagram_received = SplitTransport.datagram_received
+
+
+def _host(address: Any) -> str:
+    """The sender's host: what the per-sender budget is kept by (ports change per
+    session)."""
+    try:
+        return str(address[0])
+    except (TypeError, IndexError):
+        return str(address)
 
 
 def _peer(address: Any) -> str:
@@ -188,30 +211,16 @@ def _peer(address: Any) -> str:
         return str(address)
 
 
-def usm_user_names(snmp_engine: Any) -> frozenset[bytes]:
-    """The user names in the engine's USM table (what :func:`engine.add_user` added)."""
-    builder = snmp_engine.get_mib_builder()
-    (column,) = builder.import_symbols("SNMP-USER-BASED-SM-MIB", "usmUserName")
-    prefix = tuple(column.name)
-    read_next = snmp_engine.message_dispatcher.mib_instrum_controller.read_next_variables
-    names: set[bytes] = set()
-    name: tuple[int, ...] = prefix
-    while True:
-        try:
-            ((found, value),) = read_next((name, None))
-        except smi_error.SmiError:
-            break
-        name = tuple(found)
-        if name[: len(prefix)] != prefix:
-            break
-        names.add(bytes(value))
-    return frozenset(names)
-
-
 def open_listener(
-    snmp_engine: Any, address: str, index: int, handler: Handler, counters: dict[str, int]
+    snmp_engine: Any,
+    address: str,
+    index: int,
+    handler: Handler,
+    counters: dict[str, int],
+    v3: V3Screen,
 ) -> Any:
-    """Listens on ``address``; call after the USM users are added (they are read here)."""
+    """Listens on ``address``, screening v3 messages with ``v3`` (shared by every
+    listener, so that the budget is one)."""
     host, port = parse_address(address)
     six = ":" in host
     sock = socket.socket(socket.AF_INET6 if six else socket.AF_INET, socket.SOCK_DGRAM)
@@ -221,8 +230,7 @@ def open_listener(
         sock.close()
         raise ProvsyncError(f"SNMP agent cannot listen on {address}: {exc.strerror}") from None
     transport_class = SplitTransport6 if six else SplitTransport
-    users = usm_user_names(snmp_engine)
-    transport = transport_class(handler, counters, users).open_server_mode(sock=sock)
+    transport = transport_class(handler, counters, v3).open_server_mode(sock=sock)
     domain = (udp6.DOMAIN_NAME if six else udp.DOMAIN_NAME) + (index,)
     pysnmp_config.add_transport(snmp_engine, domain, transport)
     return transport

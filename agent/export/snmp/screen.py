@@ -12,10 +12,13 @@ checks the community right after reading it (agent.export.snmp.fastpath).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Container
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from agent.export.snmp import ber
 from agent.export.snmp.drops import Drop
+from agent.export.snmp.v3auth import FLAG_AUTH, FLAG_PRIV, KnownUser
 
 MAX_MESSAGE_SIZE = 8192
 """Octets. SNMP requests are small (net-snmp's are well under 1,500); every engine must
@@ -28,9 +31,15 @@ DISCOVERY_MAX_SIZE = 484
 from a real manager (net-snmp's probe is under 100 octets)."""
 
 DISCOVERY_RATE = 50.0
-"""Discovery messages a second handed to pysnmp (a burst of as many is allowed). Each
-costs pysnmp about a millisecond and is answered unauthenticated, so without a bound a
-flood of tiny ones pins the agent; a real manager sends one per session."""
+"""Unauthenticated v3 messages (discovery, and the ones answered with an RFC 3414 report)
+a second handed to pysnmp from all senders together (a burst of as many is allowed). Each
+costs pysnmp about a millisecond, so without a bound a flood of tiny ones pins the agent."""
+SENDER_RATE = 5.0
+SENDER_BURST = 10.0
+"""The same, per sender host: a manager sends one discovery per session (net-snmp's
+tools: one per invocation), so one flooding host cannot use up everyone's budget."""
+MAX_SENDERS = 1024
+"""Sender hosts whose bucket is kept (least recently seen forgotten first)."""
 
 V3 = 3
 USM = 3
@@ -61,6 +70,48 @@ class RateLimit:
             return False
         self._tokens -= 1
         return True
+
+
+class SenderBudget:
+    """Per-sender token buckets (a bounded table, least recently seen first out) under a
+    global one: :meth:`refuse` says why a message is over budget, or "" to allow it.
+
+    A host that is forgotten and comes back starts with a full bucket: the global bucket
+    still bounds what many (possibly spoofed) senders cost together.
+    """
+
+    def __init__(
+        self,
+        rate: float = SENDER_RATE,
+        burst: float = SENDER_BURST,
+        global_rate: float = DISCOVERY_RATE,
+        max_senders: int = MAX_SENDERS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rate = rate
+        self._burst = burst
+        self._max = max_senders
+        self._clock = clock
+        self.overall = RateLimit(global_rate, global_rate, clock)
+        self._senders: OrderedDict[str, RateLimit] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._senders)
+
+    def refuse(self, sender: str) -> str:
+        bucket = self._senders.get(sender)
+        if bucket is None:
+            bucket = RateLimit(self.rate, self._burst, self._clock)
+            self._senders[sender] = bucket
+            if len(self._senders) > self._max:
+                self._senders.popitem(last=False)
+        else:
+            self._senders.move_to_end(sender)
+        if not bucket.allow():
+            return f"more than {self.rate:g} a second from this sender"
+        if not self.overall.allow():
+            return f"more than {self.overall.rate:g} a second in all"
+        return ""
 
 
 def message_version(data: bytes) -> int | None:
@@ -135,54 +186,138 @@ def _check_pdu(data: bytes, start: int, end: int) -> int:
     return check_varbinds(data, l_start, l_end, values=True)
 
 
-def screen_v3(
-    data: bytes, users: Container[bytes], discovery: RateLimit | None = None
-) -> tuple[Drop, str] | None:
-    """Why a v3 message must be dropped (reason, detail), or None to hand it to pysnmp.
+@dataclass(frozen=True)
+class Headers:
+    """What the screen reads of a v3 message before deciding (RFC 3412 6, RFC 3414 2.4)."""
 
-    Checks the headers (RFC 3412 section 6, RFC 3414 section 2.4), then the user name:
-    empty (discovery) or unknown (answered with a report) pass for small messages only,
-    at most as many as ``discovery`` allows; ``users`` always pass. A plaintext scoped PDU
-    is walked with the limits; an encrypted one is left to pysnmp, which authenticates
-    the message before it decrypts or decodes it.
+    flags: int
+    engine_id: bytes
+    user: bytes
+    auth_parameters: bytes
+    scoped_start: int
+    """Where msgData (a scoped PDU, or its encryption) starts."""
+    end: int
+
+
+def _unauthenticated(
+    data: bytes, budget: SenderBudget | None, sender: str, reason: Drop, what: str
+) -> tuple[Drop, str] | None:
+    """A message nothing authenticates, answered by pysnmp with an RFC 3414 report only
+    when it is small and within the sender's and the global budget."""
+    if len(data) > DISCOVERY_MAX_SIZE:
+        return reason, f"{len(data)} octets"
+    if budget is not None:
+        refused = budget.refuse(sender)
+        if refused:
+            return reason, f"{what}: {refused}"
+    return None
+
+
+def screen_v3(
+    data: bytes,
+    users: Mapping[bytes, KnownUser],
+    budget: SenderBudget | None = None,
+    sender: str = "",
+    *,
+    engine_id: bytes = b"",
+) -> tuple[Drop, str] | None:
+    """Why a v3 request must be dropped (reason, detail), or None to hand it to pysnmp.
+
+    Checks the headers (RFC 3412 section 6, RFC 3414 section 2.4), then who sent it. Only
+    a message whose digest verifies (agent.export.snmp.v3auth), at its user's configured
+    level, for the agent's ``engine_id``, goes on unconditionally (and a noAuthNoPriv user's
+    when allow_noauth let it be configured). Everything else -- discovery (empty user),
+    an unknown user, another engine ID, a level other than the user's, a wrong digest --
+    is unauthenticated work: it passes for small messages within ``budget`` only, so that
+    pysnmp answers the RFC 3414 report a real manager needs (unknownEngineIDs,
+    unknownUserNames, unsupportedSecLevels, wrongDigests); past that it is dropped. A
+    plaintext scoped PDU is walked with the limits.
     """
     try:
-        user, s_end, end = _read_headers(data)
+        head = _read_headers(data)
     except ber.BerError as exc:
         return Drop.V3_PARSE_ERROR, str(exc)
-    if not user:
+    known = users.get(head.user) if head.user else None
+    level = head.flags & (FLAG_AUTH | FLAG_PRIV)
+    refused: tuple[Drop, str] | None = None
+    if not head.user:
         if len(data) > DISCOVERY_MAX_SIZE:
             return Drop.V3_DISCOVERY_TOO_BIG, f"{len(data)} octets"
-        if discovery is not None and not discovery.allow():
-            return Drop.V3_DISCOVERY_RATE, f"more than {discovery.rate:g} a second"
-    elif user not in users:
-        # An unknown user is answered with the usmStatsUnknownUserNames report RFC 3414
-        # requires (a manager with a mistyped name learns why), but only for small
-        # messages and within the same budget as discovery: the report is unauthenticated
-        # work anyone can ask for. The name is not logged: a mistyped one may be someone's
-        # pass phrase.
-        if len(data) > DISCOVERY_MAX_SIZE:
-            return Drop.V3_UNKNOWN_USER, f"{len(data)} octets"
-        if discovery is not None and not discovery.allow():
-            return Drop.V3_UNKNOWN_USER, f"more than {discovery.rate:g} reports a second"
+        refused = _unauthenticated(data, budget, sender, Drop.V3_DISCOVERY_RATE, "discovery")
+    elif known is None:
+        # The name is not logged: a mistyped one may be someone's pass phrase.
+        refused = _unauthenticated(data, budget, sender, Drop.V3_UNKNOWN_USER, "reports")
+    elif level != known.level:
+        refused = _unauthenticated(data, budget, sender, Drop.V3_UNSUPPORTED_SEC_LEVEL, "reports")
+    elif known.auth is not None:
+        if head.engine_id != engine_id:
+            refused = _unauthenticated(data, budget, sender, Drop.V3_UNKNOWN_ENGINE_ID, "reports")
+        elif not known.auth.verify(head.engine_id, head.auth_parameters, data):
+            refused = _unauthenticated(data, budget, sender, Drop.V3_WRONG_DIGEST, "reports")
+    if refused is not None:
+        return refused
+    return _check_scoped(data, head, expected=None)
+
+
+def screen_v3_reply(
+    data: bytes, users: Mapping[bytes, KnownUser], budget: SenderBudget | None, sender: str
+) -> tuple[Drop, str] | None:
+    """Why a datagram at the agent's inform (client) socket must be dropped, or None.
+
+    Only answers to the agent's informs are expected there: a response or report whose
+    digest verifies for one of the target users (under the sender's engine ID: the
+    receiver is authoritative), or an unauthenticated report (to the discovery probe) of
+    at most :data:`DISCOVERY_MAX_SIZE` octets within ``budget``.
+    """
+    if len(data) > MAX_MESSAGE_SIZE:
+        return Drop.OVERSIZED, f"{len(data)} octets"
+    if message_version(data) != V3:
+        return Drop.BAD_VERSION, "not SNMPv3"
     try:
-        tag, d_start, d_end = ber.header(data, s_end)
-        if d_end > end:
+        head = _read_headers(data)
+    except ber.BerError as exc:
+        return Drop.V3_PARSE_ERROR, str(exc)
+    known = users.get(head.user) if head.user else None
+    if head.user and known is None:
+        return Drop.V3_UNKNOWN_USER, f"{len(data)} octets"
+    if head.flags & FLAG_AUTH:
+        if known is None or known.auth is None:
+            return Drop.V3_UNSUPPORTED_SEC_LEVEL, "authenticated without a key"
+        if not known.auth.verify(head.engine_id, head.auth_parameters, data):
+            return Drop.V3_WRONG_DIGEST, f"{len(data)} octets"
+        return _check_scoped(data, head, expected=(ber.RESPONSE, ber.REPORT))
+    refused = _unauthenticated(data, budget, sender, Drop.V3_DISCOVERY_RATE, "reports")
+    if refused is not None:
+        return refused
+    return _check_scoped(data, head, expected=(ber.REPORT,))
+
+
+def _check_scoped(
+    data: bytes, head: Headers, expected: tuple[int, ...] | None
+) -> tuple[Drop, str] | None:
+    """The limits on a plaintext scoped PDU (and its type, when ``expected``); an
+    encrypted one is left to pysnmp, which decrypts only what authenticated."""
+    try:
+        tag, d_start, d_end = ber.header(data, head.scoped_start)
+        if d_end > head.end:
             raise ber.BerError("msgData runs past the message")
         if tag == ber.SEQUENCE:
             _, position = _expect(data, d_start, ber.OCTET_STRING, "contextEngineID")
             _, position = _expect(data, position, ber.OCTET_STRING, "contextName")
+            if expected is not None:
+                pdu_tag, _, _ = ber.header(data, position)
+                if pdu_tag not in expected:
+                    return Drop.UNEXPECTED_PDU, f"PDU type {pdu_tag:#x}"
             if _check_pdu(data, position, d_end) > MAX_VARBINDS:
                 return Drop.V3_TOO_MANY_VARBINDS, f"more than {MAX_VARBINDS}"
-        elif tag != ber.OCTET_STRING:
+        elif tag != ber.OCTET_STRING or not head.flags & FLAG_PRIV:
             raise ber.BerError("msgData is neither a scoped PDU nor encrypted")
     except ber.BerError as exc:
         return Drop.V3_PARSE_ERROR, str(exc)
     return None
 
 
-def _read_headers(data: bytes) -> tuple[bytes, int, int]:
-    """(msgUserName, end of msgSecurityParameters, end of the message)."""
+def _read_headers(data: bytes) -> Headers:
     _, start, end = ber.header(data, 0)
     _, position = _expect(data, start, ber.INTEGER, "msgVersion")
     g_start, g_end = _expect(data, position, ber.SEQUENCE, "msgGlobalData")
@@ -190,7 +325,12 @@ def _read_headers(data: bytes) -> tuple[bytes, int, int]:
     for what in ("msgID", "msgMaxSize"):
         i_start, position = _expect(data, position, ber.INTEGER, what)
         ber.decode_int(data, i_start, position)
-    _, position = _expect(data, position, ber.OCTET_STRING, "msgFlags")
+    f_start, position = _expect(data, position, ber.OCTET_STRING, "msgFlags")
+    if position - f_start != 1:
+        raise ber.BerError("msgFlags is not one octet")
+    flags = data[f_start]
+    if flags & FLAG_PRIV and not flags & FLAG_AUTH:
+        raise ber.BerError("msgFlags asks for privacy without authentication")  # RFC 3412 7.2
     m_start, m_end = _expect(data, position, ber.INTEGER, "msgSecurityModel")
     if m_end > g_end or ber.decode_int(data, m_start, m_end) != USM:
         raise ber.BerError("security model is not USM")
@@ -198,11 +338,20 @@ def _read_headers(data: bytes) -> tuple[bytes, int, int]:
     u_start, u_end = _expect(data, s_start, ber.SEQUENCE, "UsmSecurityParameters")
     if u_end > s_end:
         raise ber.BerError("USM parameters run past their OCTET STRING")
-    _, position = _expect(data, u_start, ber.OCTET_STRING, "msgAuthoritativeEngineID")
+    e_start, position = _expect(data, u_start, ber.OCTET_STRING, "msgAuthoritativeEngineID")
+    engine_id = data[e_start:position]
     for what in ("msgAuthoritativeEngineBoots", "msgAuthoritativeEngineTime"):
         i_start, position = _expect(data, position, ber.INTEGER, what)
         ber.decode_int(data, i_start, position)
-    n_start, n_end = _expect(data, position, ber.OCTET_STRING, "msgUserName")
-    if n_end > u_end:
-        raise ber.BerError("msgUserName runs past the USM parameters")
-    return data[n_start:n_end], s_end, end
+    n_start, position = _expect(data, position, ber.OCTET_STRING, "msgUserName")
+    a_start, a_end = _expect(data, position, ber.OCTET_STRING, "msgAuthenticationParameters")
+    if a_end > u_end:
+        raise ber.BerError("USM parameters run past their sequence")
+    return Headers(
+        flags=flags,
+        engine_id=engine_id,
+        user=data[n_start:position],
+        auth_parameters=data[a_start:a_end],
+        scoped_start=s_end,
+        end=end,
+    )

@@ -19,11 +19,12 @@ from loguru import logger
 from agent.alarms.manager import AlarmManager
 from agent.config import Settings
 from agent.errors import ProvsyncError
-from agent.export.snmp import responder, vacm
+from agent.export.snmp import responder, screen, vacm
 from agent.export.snmp.engine import add_user, create_engine, load_engine_state
 from agent.export.snmp.fastpath import FastResponder
 from agent.export.snmp.mibdata import MibData, SystemInfo
 from agent.export.snmp.oids import MibOids
+from agent.export.snmp.v3auth import known_users
 from agent.export.snmp.view import MibView
 from agent.store.outage import ThrottledLog, is_store_outage
 
@@ -48,6 +49,8 @@ class SnmpService:
         self.counters: dict[str, int] = {}
         self.client_domains: set[tuple[int, ...]] = set()
         """pysnmp client transports opened for notification targets."""
+        self.known_users = known_users(self.snmp.users)
+        """The USM users with their authenticators, for the screens of both sockets."""
         self._boot = time.monotonic()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -98,10 +101,13 @@ class SnmpService:
             add_user(self.engine, user)
             vacm.grant(self.engine, user.name, user.level)
         responder.register_view(self.engine, self.current_view)
+        v3 = responder.V3Screen(
+            self.known_users, bytes.fromhex(self.engine_id), screen.SenderBudget()
+        )
         try:
             for index, address in enumerate(self.snmp.listen):
                 responder.open_listener(
-                    self.engine, address, index, self.fast.handle, self.counters
+                    self.engine, address, index, self.fast.handle, self.counters, v3
                 )
         except ProvsyncError:
             self.engine.close_dispatcher()
