@@ -35,7 +35,7 @@ from agent.export.snmp.targets import SnmpTargetExporter
 from agent.export.syslog.agentlog import SyslogSink
 from agent.export.syslog.exporter import SyslogExporter, make_formatter
 from agent.export.syslog.rfc5424 import FACILITIES
-from agent.file_modes import PRIVATE_UMASK, secure_data_dir
+from agent.file_modes import PRIVATE_UMASK, agent_files, secure_data_dir
 from agent.sharing.service import SharingService
 from agent.store.database import Store, redact_url
 from agent.store.encryption import KeyRing, open_key_ring
@@ -304,10 +304,10 @@ class Agent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_event.set)
         # Whatever the operator's umask: every file the agent (or a library) creates is
-        # 0600, every directory 0700; what is already in the data directory is tightened.
+        # 0600, every directory 0700; the agent's own files already there are tightened.
         os.umask(PRIVATE_UMASK)
         try:
-            secure_data_dir(self.settings.data_dir)
+            secure_data_dir(self.settings.data_dir, agent_files(self.settings))
         except OSError as exc:
             raise ProvsyncError(
                 f"data directory {self.settings.data_dir}: {exc.strerror or exc}"

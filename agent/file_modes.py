@@ -1,8 +1,13 @@
-"""Private files: the data directory 0700 and everything the agent keeps in it 0600.
+"""Private files: the data directory and the files the agent keeps in it, owner only.
 
 The agent runs with umask 077 (:func:`private_umask`), so every file and directory it or a
 library creates is private whatever the operator's umask. What an older release or a
 wide umask left behind is tightened on start, with one warning naming it.
+
+Tightening only clears group and other bits; owner bits are never added or removed. It
+touches the data directory itself and the files the agent keeps there, named one by one
+(:func:`agent_files`), never anything else in it and never a subdirectory: a data_dir
+set by mistake to an install directory or a home keeps its scripts and their exec bits.
 """
 
 from __future__ import annotations
@@ -10,10 +15,14 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from loguru import logger
+
+if TYPE_CHECKING:
+    from agent.config import Settings
 
 PRIVATE_UMASK = 0o077
 DIR_MODE = 0o700
@@ -37,33 +46,61 @@ def create_private_file(path: Path) -> None:
         os.close(fd)
 
 
-def tighten(path: Path, wanted: int) -> bool:
-    """Remove group and other bits from ``path`` (not following links); True if it had any."""
+def tighten(path: Path) -> bool:
+    """Clear the group and other bits of ``path`` (not following links); True if it had any.
+
+    Owner bits stay as they are: an executable stays executable, a read-only file read-only.
+    """
     try:
         info = path.lstat()
     except FileNotFoundError:
         return False
-    if stat.S_ISLNK(info.st_mode) or not stat.S_IMODE(info.st_mode) & 0o077:
+    current = stat.S_IMODE(info.st_mode)
+    if stat.S_ISLNK(info.st_mode) or not current & 0o077:
         return False
-    path.chmod(wanted)
+    path.chmod(current & ~0o077)
     return True
 
 
-def secure_data_dir(data_dir: Path) -> None:
-    """Make the data directory 0700 and every file under it 0600.
+def agent_files(settings: Settings) -> list[Path]:
+    """Every file the agent itself keeps, wherever configured (outside the data dir too)."""
+    # Imported here: the SNMP and sharing modules are heavy for the CLI's short commands.
+    from sqlalchemy.engine import make_url
+
+    from agent.export.snmp.engine import STATE_FILE
+    from agent.sharing.service import IDENTITY_FILE
+
+    data_dir = settings.data_dir
+    files = [settings.token_file, settings.element_token_file, settings.store_key_file,
+             data_dir / STATE_FILE, data_dir / IDENTITY_FILE]  # fmt: skip
+    url = make_url(settings.store_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        database = Path(url.database)
+        files += [database.with_name(database.name + suffix)
+                  for suffix in ("", "-wal", "-shm", "-journal", ".lock")]  # fmt: skip
+    for exporter in settings.exporters.file:
+        path = settings.exporter_path(exporter.path)
+        files += [path] + [path.with_name(f"{path.name}.{n}")
+                           for n in range(1, exporter.backups + 1)]  # fmt: skip
+    return files
+
+
+def secure_data_dir(data_dir: Path, files: Iterable[Path] = ()) -> None:
+    """Create the data directory 0700; clear group/other bits of it and of ``files`` in it.
+
+    ``files`` outside ``data_dir`` are left alone (an exporter file under /var/log may be
+    meant for a log shipper's group); nothing else in the directory is touched.
 
     Raises:
-        OSError: the directory cannot be created or its modes changed.
+        OSError: the directory cannot be created or a mode changed.
     """
     data_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    tightened = [data_dir] if tighten(data_dir, DIR_MODE) else []
-    for root, dirs, files in os.walk(data_dir):
-        base = Path(root)
-        tightened += [base / d for d in dirs if tighten(base / d, DIR_MODE)]
-        tightened += [base / f for f in files if tighten(base / f, FILE_MODE)]
+    tightened = [data_dir] if tighten(data_dir) else []
+    inside = {path for path in files if path.parent == data_dir}
+    tightened += sorted(path for path in inside if tighten(path))
     if tightened:
         logger.warning(
-            "tightened the modes of {} in the data directory (0700 directories, 0600 files): {}",
+            "tightened the modes of {} in the data directory (group and other bits removed): {}",
             len(tightened),
-            ", ".join(str(p.relative_to(data_dir)) if p != data_dir else "." for p in tightened),
+            ", ".join(p.name if p != data_dir else "." for p in tightened),
         )

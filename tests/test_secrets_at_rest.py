@@ -132,6 +132,42 @@ def test_existing_wider_modes_are_tightened_on_start(
     incremental_works(agent)
 
 
+def test_start_leaves_what_the_agent_did_not_make_alone_and_keeps_owner_bits(
+    agent_factory: Any, element: SimulatedElement, tmp_path: Path
+) -> None:
+    """A data_dir set to an install directory or $HOME must not lose its exec bits."""
+    agent = agent_factory()
+    agent.data_dir.mkdir(mode=0o755)
+    script = agent.data_dir / "run.sh"
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    tools = agent.data_dir / ".venv" / "bin"
+    tools.mkdir(parents=True)
+    (tools / "python").write_text("#!/bin/sh\n")
+    (tools / "python").chmod(0o755)
+    notes = agent.data_dir / "notes.txt"
+    notes.write_text("not the agent's\n")
+    notes.chmod(0o644)
+    start_with_umask(agent, 0o022)
+    add_element(agent, element, tmp_path)
+    assert agent.stop() == 0
+    # The agent's own files, as a wide umask or an older release left them.
+    (agent.data_dir / "element.token").chmod(0o664)
+    (agent.data_dir / "provsync.db").chmod(0o644)
+    (agent.data_dir / "secret.key").chmod(0o440)  # owner read-only: stays so
+    start_with_umask(agent, 0o022)
+    assert mode(agent.data_dir) == 0o700
+    assert mode(script) == 0o755
+    assert mode(agent.data_dir / ".venv") == 0o755
+    assert mode(tools) == 0o755
+    assert mode(tools / "python") == 0o755
+    assert mode(notes) == 0o644
+    assert mode(agent.data_dir / "element.token") == 0o600
+    assert mode(agent.data_dir / "provsync.db") == 0o600
+    assert mode(agent.data_dir / "secret.key") == 0o400
+    incremental_works(agent)
+
+
 # ------------------------------------------------------------------ encryption at rest
 def test_sqlite_store_holds_no_clear_password_and_sync_still_works(
     agent_factory: Any, element: SimulatedElement, tmp_path: Path

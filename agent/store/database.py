@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from agent.errors import StoreError, StoreLockedError
-from agent.file_modes import DIR_MODE, FILE_MODE, create_private_file, tighten
+from agent.file_modes import DIR_MODE, create_private_file, tighten
 from agent.store.models import META
 from agent.store.ownership import OwnershipState, ServerOwnership, keepalive_args
 
@@ -104,7 +104,7 @@ def _private_sqlite_file(database: Path) -> None:
         create_private_file(database)
         for suffix in ("", "-wal", "-shm", ".lock"):
             path = database.with_name(database.name + suffix)
-            if tighten(path, FILE_MODE):
+            if tighten(path):
                 logger.warning("store file {} was readable by others: now 0600", path)
     except OSError as exc:
         raise StoreError(f"cannot create store file {database}: {exc.strerror}") from None

@@ -126,7 +126,7 @@ def read_key_file(path: Path) -> KeyRing | None:
         return None
     except (OSError, UnicodeDecodeError) as exc:
         raise StoreKeyError(f"cannot read key file {path}: {_reason(exc)}") from None
-    if tighten(path, FILE_MODE):
+    if tighten(path):
         logger.warning("key file {} was readable by others: now 0600", path)
     keys: list[StoreKey] = []
     for number, line in enumerate(lines, 1):
