@@ -119,7 +119,7 @@ def _sender(port: int, *, timeout: float = 0.3, retries: int = 0) -> V3Sender:
     engine = create_engine(ENGINE_ID, 1)
     add_user(engine, user)
     service: Any = SimpleNamespace(
-        engine=engine, snmp=SimpleNamespace(users=[user]), client_domains=set()
+        engine=engine, snmp=SimpleNamespace(users=[user]), client_domains=set(), counters={}
     )
     target = SnmpTarget(
         address=f"127.0.0.1:{port}", version="v3", kind="inform", user="trapper",
@@ -229,3 +229,59 @@ def test_a_stopped_pysnmp_timer_is_logged_once_and_restarted(trapd: Trapd) -> No
         logger.remove(sink)
     assert len([line for line in lines if "pysnmp timer stopped" in line]) == 1, lines
     assert len(trapd.wait_for(2, pdu="INFORM", version="v3")) == 2
+
+
+def _hostile_replies() -> list[tuple[bytes, str]]:
+    """Datagrams nobody asked for at the inform socket, with the counter each must hit."""
+    from tests.test_snmp_hostile import NO_AUTH, _oid_with_arc, _v2c, _v3
+
+    return [
+        (b"\x30" + b"\x82\xea\x60" + b"\x01" * 60_000, "inform_socket.oversized"),
+        (_v2c(b"public", b"\xa2\x00"), "inform_socket.bad_versions"),
+        (_v3(user=b"nobody", oid_body=_oid_with_arc(7_000)), "inform_socket.v3_unknown_user_names"),
+        # The target's own user, a plaintext report with an OID pyasn1 decodes slowly:
+        (_v3(user=b"trapper", flags=NO_AUTH, pdu_tag=0xA8, oid_body=_oid_with_arc(7_000)),
+         "inform_socket.v3_discovery_too_big"),
+        (_v3(user=b"trapper", flags=NO_AUTH, pdu_tag=0xA0), "inform_socket.unexpected_pdus"),
+        (_v3(user=b"trapper", key="notthekey1", pdu_tag=0xA2, flags=0x05),
+         "inform_socket.v3_wrong_digests"),
+    ]  # fmt: skip
+
+
+def test_the_inform_socket_drops_what_is_not_an_answer(trapd: Trapd) -> None:
+    # M6: anything that reached pysnmp's client socket went to its pyasn1 decoder.
+    decoded: list[bytes] = []
+
+    async def scenario() -> None:
+        sender = _sender(trapd.port)
+        try:
+            await asyncio.wait_for(sender.send(VARBINDS), 10)
+            transport = sender.service.engine.transport_dispatcher.get_transport(sender._domain)
+            # asyncio keeps the name from before the first send bound the socket.
+            port = transport.transport.get_extra_info("socket").getsockname()[1]
+            real = transport._callback_function
+            transport._callback_function = lambda t, a, d: (decoded.append(d), real(t, a, d))
+            loop = asyncio.get_running_loop()
+            hostile, _ = await loop.create_datagram_endpoint(
+                asyncio.DatagramProtocol, remote_addr=("127.0.0.1", port)
+            )
+            try:
+                replies = _hostile_replies()
+                for datagram, _counter in replies:
+                    hostile.sendto(datagram)
+                counters = sender.service.counters
+                deadline = time.monotonic() + 5
+                while sum(counters.values()) < len(replies):
+                    assert time.monotonic() < deadline, (counters, len(decoded))
+                    await asyncio.sleep(0.01)
+            finally:
+                hostile.close()
+            assert counters == {counter: 1 for _, counter in replies}
+            assert decoded == []
+            # Answers still get through.
+            await asyncio.wait_for(sender.send(VARBINDS), 10)
+            assert decoded
+        finally:
+            await _close(sender)
+
+    asyncio.run(scenario())

@@ -286,6 +286,8 @@ def screen_v3_reply(
         if not known.auth.verify(head.engine_id, head.auth_parameters, data):
             return Drop.V3_WRONG_DIGEST, f"{len(data)} octets"
         return _check_scoped(data, head, expected=(ber.RESPONSE, ber.REPORT))
+    if len(data) > DISCOVERY_MAX_SIZE:
+        return Drop.V3_DISCOVERY_TOO_BIG, f"{len(data)} octets"
     refused = _unauthenticated(data, budget, sender, Drop.V3_DISCOVERY_RATE, "reports")
     if refused is not None:
         return refused

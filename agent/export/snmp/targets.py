@@ -25,10 +25,12 @@ from agent.alarms.records import Notification
 from agent.config import ExporterSettings, SnmpTarget, parse_address
 from agent.errors import ExportError
 from agent.export.base import Exporter
+from agent.export.snmp.inform_socket import ScreenedClientTransport, ScreenedClientTransport6
 from agent.export.snmp.notify import Syntax, Var, kind_of, notification_vars
 from agent.export.snmp.pysnmp_state import forget_peer, keep_timer_running
 from agent.export.snmp.service import SnmpService
 from agent.export.snmp.v2c import V2cSender
+from agent.export.snmp.v3auth import known_users
 from agent.export.snmp.v3trap import V3TrapEncoder
 
 CLIENT_DOMAIN = (*udp.DOMAIN_NAME, 1000)
@@ -82,9 +84,12 @@ class V3Sender:
         domain = self._domain
         domains = self.service.client_domains
         if domain not in domains:
+            # Screened: anyone can send to this socket (agent.export.snmp.inform_socket).
+            known = known_users(self.service.snmp.users)
+            counters = self.service.counters
             transport = (
-                udp6.Udp6AsyncioTransport() if domain == CLIENT_DOMAIN6
-                else udp.UdpAsyncioTransport()
+                ScreenedClientTransport6(known, counters) if domain == CLIENT_DOMAIN6
+                else ScreenedClientTransport(known, counters)
             )  # fmt: skip
             pysnmp_config.add_transport(engine, domain, transport.open_client_mode())
             domains.add(domain)
