@@ -3,6 +3,11 @@
 Records are durable (pending -> inflight -> done | error). A transport failure puts the
 batch back with backoff; a rejection is a distribution error the operator retries or
 deletes. Nothing is sent while sharing is blocked (sync required, reconcile required).
+
+A store outage is not a bug: each sender waits (doubling from [sharing] retry_initial up
+to retry_max) and the dispatcher logs one throttled line for all of them; a batch whose
+outcome could not be recorded goes out again once the store answers (updates are
+idempotent), rather than staying in flight until the next start.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from agent.connectors.registry import connect
 from agent.errors import ConnectorError, UpdateRejected
 from agent.sharing import records
 from agent.store.encryption import KeyRing
+from agent.store.outage import ThrottledLog, is_store_outage
 from agent.sync import registry
 
 
@@ -55,6 +61,9 @@ class Dispatcher:
         self._holds: dict[int, asyncio.Lock] = {}
         self.open: dict[int, int] = {}
         """Pending + in flight + failed records per element (for the cap)."""
+        self._outage_log = ThrottledLog()
+        self._stranded: dict[int, list[Any]] = {}
+        """Batches taken (in flight) whose outcome a store failure kept from being recorded."""
 
     async def start(self) -> None:
         requeued = await asyncio.to_thread(records.requeue_inflight, self.db)
@@ -104,6 +113,7 @@ class Dispatcher:
         task = self._tasks.pop(element_id, None)
         self._wake.pop(element_id, None)
         self.open.pop(element_id, None)
+        self._stranded.pop(element_id, None)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -117,16 +127,29 @@ class Dispatcher:
 
     async def _loop(self, element_id: int, name: str) -> None:
         backoff = self.settings.retry_initial
+        # Separate from the transport backoff: a failed round doubles it, a good one resets it.
+        wait = self.settings.retry_initial
         connector: Connector | None = None
         try:
             while True:
                 try:
                     backoff, connector = await self._round(element_id, backoff, connector)
+                    wait = self.settings.retry_initial
+                    continue
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    logger.exception("distribution to {} failed unexpectedly", name)
-                    await self._sleep(element_id, backoff)
+                except Exception as exc:
+                    if is_store_outage(exc):
+                        self._outage_log.warning("distribution waits for the store", exc)
+                    else:
+                        logger.exception("distribution to {} failed unexpectedly", name)
+                # The connection may be half-used by the failed round: start afresh.
+                if connector is not None:
+                    with contextlib.suppress(Exception):
+                        await connector.close()
+                    connector = None
+                await self._sleep(element_id, wait)
+                wait = min(wait * 2, self.settings.retry_max)
         finally:
             if connector is not None:
                 with contextlib.suppress(Exception):
@@ -135,6 +158,12 @@ class Dispatcher:
     async def _round(
         self, element_id: int, backoff: float, connector: Connector | None
     ) -> tuple[float, Connector | None]:
+        stranded = self._stranded.get(element_id)
+        if stranded:
+            untried = records.Outcome([], [], stranded, "the store failed before the outcome "
+                                      "was recorded; sent again")  # fmt: skip
+            await asyncio.to_thread(records.settle, self.db, element_id, untried, 0.0)
+            del self._stranded[element_id]
         element = await asyncio.to_thread(registry.get_element_by_id, self.db, element_id)
         if element is None or not element.sharing or self._blocked():
             await self._sleep(element_id, 5.0)
@@ -157,6 +186,7 @@ class Dispatcher:
         )
         if not batch:
             return None
+        self._stranded[element_id] = batch  # until its outcome is recorded
         if connector is None:
             credentials = await asyncio.to_thread(
                 registry.credentials_of, self.db, element_id, self.ring
@@ -179,6 +209,7 @@ class Dispatcher:
             else:
                 outcome.done.append(row)
         superseded = await asyncio.to_thread(records.settle, self.db, element_id, outcome, backoff)
+        self._stranded.pop(element_id, None)
         gone = len(outcome.done) + superseded
         self.open[element_id] = max(0, self.open.get(element_id, 0) - gone)
         if outcome.rejected or superseded or any(r.rejected for r in outcome.done):

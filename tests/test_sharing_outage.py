@@ -1,0 +1,212 @@
+"""The distribution sender during a store outage: one throttled line, a doubling wait, no
+traceback, and the distributions go out once the store answers again.
+
+In-process: a real SQLite store, a store read that fails on demand (the outage), and a
+fake element connector that records what it is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from loguru import logger
+from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
+
+from agent.config import SharingSettings, SyncSettings
+from agent.connectors.base import Credentials
+from agent.sharing import distribution, records
+from agent.sharing.records import Change
+from agent.store.database import Store
+from agent.store.encryption import KeyRing, StoreKey
+from agent.store.models import DISTRIBUTIONS, ELEMENTS
+from agent.sync import registry
+
+
+class FakeConnector:
+    def __init__(self) -> None:
+        self.applied: list[str] = []
+
+    async def apply(self, cls: str, key: str, op: str, data: Any, *, user: str) -> None:
+        self.applied.append(key)
+
+    async def close(self) -> None:
+        pass
+
+
+class Outage:
+    """Wraps a store function: while ``down``, each call fails as a lost store would."""
+
+    def __init__(self, real: Callable[..., Any]) -> None:
+        self.real = real
+        self.down = False
+        self.calls: list[float] = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.down:
+            self.calls.append(time.monotonic())
+            raise OperationalError("SELECT ...", {}, sqlite3.OperationalError("disk I/O error"))
+        return self.real(*args, **kwargs)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store(f"sqlite:///{tmp_path / 'provsync.db'}")
+    opened.open()
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def lines() -> Iterator[list[str]]:
+    captured: list[str] = []
+    sink = logger.add(lambda message: captured.append(str(message)), level="DEBUG")
+    yield captured
+    logger.remove(sink)
+
+
+def _element(store: Store, ring: KeyRing) -> Any:
+    element = registry.add_element(store.engine, "cs1", "call-server", "http://127.0.0.1:9",
+                                   "http", 0, Credentials("admin", "pw"), ring=ring)  # fmt: skip
+    with store.engine.begin() as conn:
+        conn.execute(update(ELEMENTS).where(ELEMENTS.c.id == element.id).values(sharing=True))
+    return element
+
+
+def _distribute(store: Store, element: Any, *keys: str) -> None:
+    changes = [Change("user", key, "create", {"name": key}) for key in keys]
+    with store.engine.begin() as conn:
+        records.add_distributions(conn, [(element.id, element.name)], changes, "hub",
+                                  registry.now())  # fmt: skip
+
+
+def _states(store: Store) -> dict[str, str]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(DISTRIBUTIONS.select().with_only_columns(
+            DISTRIBUTIONS.c.key, DISTRIBUTIONS.c.state))  # fmt: skip
+        return {str(row.key): str(row.state) for row in rows}
+
+
+async def _until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout}s: {what}"
+        await asyncio.sleep(0.01)
+
+
+def _dispatcher(store: Store, ring: KeyRing, **sharing: Any) -> distribution.Dispatcher:
+    async def settled(element_id: int, name: str) -> None:
+        pass
+
+    async def contact(element: Any, error: Any, failures: int) -> None:
+        pass
+
+    return distribution.Dispatcher(
+        store.engine, SharingSettings(**sharing), SyncSettings(), lambda: "", settled, contact,
+        ring=ring,
+    )  # fmt: skip
+
+
+def test_store_outage_is_one_line_with_a_doubling_wait_then_distribution_resumes(
+    store: Store, lines: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ring = KeyRing([StoreKey.generate()], Path("test.key"))
+    element = _element(store, ring)
+    connector = FakeConnector()
+    monkeypatch.setattr(distribution, "connect", lambda *args, **kwargs: connector)
+    read = Outage(registry.get_element_by_id)
+    monkeypatch.setattr(distribution.registry, "get_element_by_id", read)
+
+    async def scenario() -> None:
+        dispatcher = _dispatcher(store, ring, retry_initial="20ms", retry_max="160ms")
+        await dispatcher.start()
+        try:
+            _distribute(store, element, "before")
+            dispatcher.wake(element.id)
+            await _until(lambda: connector.applied == ["before"], 5, "the first is sent")
+
+            read.down = True
+            dispatcher.wake(element.id)
+            await _until(lambda: len(read.calls) >= 8, 10, "eight failed rounds")
+            _distribute(store, element, "during")
+            read.down = False
+            await _until(lambda: "during" in connector.applied, 5, "sent after the outage")
+        finally:
+            await dispatcher.stop()
+
+    asyncio.run(scenario())
+    text = "".join(lines)
+    assert "Traceback" not in text
+    outage_lines = [line for line in lines if "disk I/O error" in line]
+    assert len(outage_lines) == 1, outage_lines
+    # The wait doubles from retry_initial up to retry_max: 20, 40, 80, 160, 160... ms.
+    gaps = [b - a for a, b in zip(read.calls, read.calls[1:], strict=False)]
+    assert gaps[2] > 0.06, gaps
+    assert max(gaps) < 0.5, gaps
+    assert sum(gaps[:7]) > 0.5, gaps
+    assert _states(store) == {"before": "done", "during": "done"}
+
+
+def test_outage_while_recording_a_batch_sends_it_again_afterwards(
+    store: Store, lines: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch went out but its outcome could not be written: it must not stay in flight
+    (nothing would send it again before a restart); updates are idempotent, so resend."""
+    ring = KeyRing([StoreKey.generate()], Path("test.key"))
+    element = _element(store, ring)
+    connector = FakeConnector()
+    monkeypatch.setattr(distribution, "connect", lambda *args, **kwargs: connector)
+    settle = Outage(records.settle)
+    monkeypatch.setattr(distribution.records, "settle", settle)
+
+    async def scenario() -> None:
+        dispatcher = _dispatcher(store, ring, retry_initial="20ms", retry_max="80ms")
+        await dispatcher.start()
+        try:
+            settle.down = True
+            _distribute(store, element, "one", "two")
+            dispatcher.wake(element.id)
+            await _until(lambda: bool(settle.calls), 5, "the outcome cannot be recorded")
+            settle.down = False
+            await _until(lambda: _states(store) == {"one": "done", "two": "done"}, 5,
+                         "the batch is sent again and recorded")  # fmt: skip
+        finally:
+            await dispatcher.stop()
+
+    asyncio.run(scenario())
+    assert connector.applied[:2] == ["one", "two"]
+    assert connector.applied.count("one") == 2
+    assert "Traceback" not in "".join(lines)
+
+
+def test_a_bug_keeps_its_traceback(
+    store: Store, lines: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ring = KeyRing([StoreKey.generate()], Path("test.key"))
+    element = _element(store, ring)
+    calls: list[float] = []
+
+    def broken(*args: Any) -> Any:
+        calls.append(time.monotonic())
+        raise KeyError("bug")
+
+    monkeypatch.setattr(distribution.registry, "get_element_by_id", broken)
+
+    async def scenario() -> None:
+        dispatcher = _dispatcher(store, ring, retry_initial="20ms", retry_max="40ms")
+        await dispatcher.start()
+        try:
+            dispatcher.wake(element.id)
+            await _until(lambda: len(calls) >= 2, 5, "two rounds")
+        finally:
+            await dispatcher.stop()
+
+    asyncio.run(scenario())
+    assert "Traceback" in "".join(lines)
+    assert "KeyError" in "".join(lines)
