@@ -96,6 +96,10 @@ Duration = Annotated[
 ]
 """Finite, 0 to ten years; each key narrows that with :func:`within` to what fits its use."""
 
+COUNT_MAX = 10**9
+"""The most any count setting may be: far above any real store, and far below the 2**63
+where SQLite overflows (a count reaches SQL as a LIMIT, an OFFSET or a comparison)."""
+
 
 def within(minimum: str, maximum: str, *, off: bool = False) -> AfterValidator:
     """The range of one duration key, e.g. ``Annotated[Duration, within("10ms", "1h")]``.
@@ -186,10 +190,10 @@ class ApiSettings(_Section):
 class RetentionSettings(_Section):
     cleared_alarm_days: float = Field(default=30, ge=0, le=3650, allow_inf_nan=False)
     event_days: float = Field(default=30, ge=0, le=3650, allow_inf_nan=False)
-    notification_log_max: int = Field(default=100_000, ge=100)
+    notification_log_max: int = Field(default=100_000, ge=100, le=COUNT_MAX)
     notification_log_days: float = Field(default=30, ge=0, le=3650, allow_inf_nan=False)
     purge_interval: Annotated[Duration, within("1s", "7d")] = 3600.0
-    max_backlog: int = Field(default=1_000_000, ge=1)
+    max_backlog: int = Field(default=1_000_000, ge=1, le=COUNT_MAX)
     """Newest undelivered notifications of a configured export target that retention keeps
     past notification_log_max / notification_log_days; older ones are purged as a loss."""
     max_backlog_age: Annotated[Duration, within("1m", "3650d")] = 30 * 86400.0
@@ -200,7 +204,7 @@ class FileExporterSettings(_Section):
     path: Path
     """Relative paths are under the data directory."""
     name: str = ""
-    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=1 << 40)
     backups: int = Field(default=5, ge=0, le=1000)
     min_severity: Severity = Severity.INDETERMINATE
     fsync: bool = True
@@ -211,7 +215,7 @@ class FileExporterSettings(_Section):
 
 
 class ExporterSettings(_Section):
-    backlog_threshold: int = Field(default=1000, ge=1)
+    backlog_threshold: int = Field(default=1000, ge=1, le=COUNT_MAX)
     batch_size: int = Field(default=500, ge=1, le=10000)
     retry_initial: Annotated[Duration, within("10ms", "1h")] = 1.0
     retry_max: Annotated[Duration, within("10ms", "1d")] = 60.0
@@ -307,6 +311,28 @@ class SnmpTarget(_Section):
             raise ValueError(f"target {self.address}: a v2c target needs a community")
         if self.version == "v3" and not self.user:
             raise ValueError(f"target {self.address}: a v3 target needs a user")
+        return self
+
+    @model_validator(mode="after")
+    def _bounded_inform_wait(self) -> SnmpTarget:
+        # Each key has its own range, but together they can make one inform wait for
+        # decades (v2c doubles the timeout on every retry): bound the total.
+        from agent.export.snmp.inform_bounds import (
+            MAX_INFORM_WAIT,
+            v2c_inform_wait,
+            v3_inform_deadline,
+        )
+
+        if self.kind != "inform":
+            return self
+        wait = (v2c_inform_wait if self.version == "v2c" else v3_inform_deadline)(
+            self.timeout, self.retries
+        )
+        if wait > MAX_INFORM_WAIT:
+            raise ValueError(
+                f"target {self.address}: timeout and retries let one inform wait {wait:g}s, "
+                f"at most {MAX_INFORM_WAIT:g}s; lower timeout or retries"
+            )
         return self
 
     @property
@@ -483,7 +509,7 @@ class SyncSettings(_Section):
     """Initialization syncs running at once (the vendor guidance: fewer than 10)."""
     incremental_interval: Annotated[Duration, within("1m", "366d", off=True)] = 86400.0
     """Default schedule of a new element's recurring incremental sync; "0s": none."""
-    escalate_after_changes: int = Field(default=1800, ge=1)
+    escalate_after_changes: int = Field(default=1800, ge=1, le=COUNT_MAX)
     full_sync_only_classes: tuple[str, ...] = ("system-parameter", "dial-plan", "cabinet", "board")
     service_user: str = Field(default="provsync", min_length=1, max_length=64)
     """The user the agent writes to elements as; its own changes are skipped on the way back."""
@@ -500,9 +526,9 @@ class SharingSettings(_Section):
     """Elements older than this are refused when they try to start sharing."""
     classes: tuple[str, ...] = ("user", "station", "directory-number", "group", "mailbox")
     """Object classes shared between the hub and the elements."""
-    distribution_cap: int = Field(default=60_000, ge=1)
+    distribution_cap: int = Field(default=60_000, ge=1, le=COUNT_MAX)
     """Most pending plus failed distributions per element; hub changes beyond are refused."""
-    errors_major_at: int = Field(default=100, ge=1)
+    errors_major_at: int = Field(default=100, ge=1, le=COUNT_MAX)
     """Failed distributions for one element at which distribution-errors becomes major."""
     retry_initial: Annotated[Duration, within("10ms", "1h")] = 1.0
     retry_max: Annotated[Duration, within("10ms", "1d")] = 60.0

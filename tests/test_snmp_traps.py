@@ -213,3 +213,60 @@ def test_informs_survive_a_receiver_outage_in_order(agent_factory: Any, trapd: T
         # lost); apart from that every sequence number arrives once, in order.
         assert sorted(set(seqs)) == list(range(1, 22)), (version, seqs)
         assert seqs == sorted(seqs), (version, seqs)
+
+
+# ------------------------------------------------------------------ inform waits are bounded
+def _inform_target(**fields: Any) -> dict[str, Any]:
+    return {"address": "127.0.0.1:16200", "kind": "inform", **fields}
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        # v2c: the timeout doubles on each retry: 10 min x (2^21 - 1) is decades.
+        _inform_target(community="public", timeout="10m", retries=20),
+        _inform_target(community="public", timeout="1s", retries=10),  # 2047 s
+        # v3: 2 x timeout x (retries + 1) + 2 s.
+        _inform_target(version="v3", user="trapper", timeout="1m", retries=5),  # 722 s
+    ],
+    ids=["v2c-decades", "v2c-34-minutes", "v3-12-minutes"],
+)
+def test_an_inform_that_could_wait_past_the_bound_is_a_config_error(
+    tmp_path: Path, target: dict[str, Any]
+) -> None:
+    from agent.config import ConfigError, settings_from_dict
+    from agent.export.snmp.inform_bounds import MAX_INFORM_WAIT
+    from tests.test_config import run_cli
+
+    with pytest.raises(ConfigError) as info:
+        settings_from_dict({"snmp": {"users": [USER], "targets": [target]}}, "x.toml")
+    assert "x.toml: snmp.targets[0]: " in str(info.value)
+    assert "timeout and retries" in str(info.value)
+    assert f"at most {MAX_INFORM_WAIT:g}s" in str(info.value)
+    path = tmp_path / "wait.toml"
+    lines = [f"{key} = {value!r}" if isinstance(value, str) else f"{key} = {value}"
+             for key, value in target.items()]  # fmt: skip
+    user = "\n".join(f'{key} = "{value}"' for key, value in USER.items())
+    path.write_text(
+        "[[snmp.users]]\n" + user + "\n[[snmp.targets]]\n" + "\n".join(lines).replace("'", '"')
+    )
+    result = run_cli("config", "check", str(path))
+    assert result.returncode == 2, result.stderr
+    assert f"{path}: snmp.targets[0]: " in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_inform_waits_within_the_bound_are_accepted() -> None:
+    from agent.config import settings_from_dict
+    from agent.export.snmp.inform_bounds import MAX_INFORM_WAIT, v2c_inform_wait
+    from agent.export.snmp.targets import inform_deadline
+
+    targets = [
+        _inform_target(name="a", community="public", timeout="1s", retries=8),  # 511 s
+        _inform_target(name="b", version="v3", user="trapper", timeout="1m", retries=3),
+        _inform_target(name="c", community="public", kind="trap", timeout="10m", retries=20),
+    ]
+    settings = settings_from_dict({"snmp": {"users": [USER], "targets": targets}})
+    v2c, v3, _ = settings.snmp.targets
+    assert v2c_inform_wait(v2c.timeout, v2c.retries) == 511 <= MAX_INFORM_WAIT
+    assert inform_deadline(v3.timeout, v3.retries) == 482 <= MAX_INFORM_WAIT

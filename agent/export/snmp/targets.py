@@ -25,6 +25,7 @@ from agent.alarms.records import Notification
 from agent.config import ExporterSettings, SnmpTarget, parse_address
 from agent.errors import ExportError
 from agent.export.base import Exporter
+from agent.export.snmp.inform_bounds import v2c_inform_wait, v3_inform_deadline
 from agent.export.snmp.inform_socket import ScreenedClientTransport, ScreenedClientTransport6
 from agent.export.snmp.notify import Syntax, Var, kind_of, notification_vars
 from agent.export.snmp.pysnmp_state import forget_peer, keep_timer_running
@@ -49,16 +50,8 @@ def _pysnmp_value(var: Var) -> Any:
     return rfc1902.ObjectIdentifier(var.value)
 
 
-# Beyond the target's own timeout * tries: one more round for engine discovery (the
-# probe and a notInTimeWindow report), and slack for pysnmp's 0.1 s timer ticks on a
-# busy event loop.
-DISCOVERY_ROUNDS = 1
-WAIT_SLACK = 2.0
-
-
-def inform_deadline(timeout: float, retries: int) -> float:
-    """Seconds an SNMPv3 inform may take before the sender gives up on pysnmp."""
-    return timeout * (retries + 1) * (1 + DISCOVERY_ROUNDS) + WAIT_SLACK
+inform_deadline = v3_inform_deadline
+"""Seconds an SNMPv3 inform may take (agent.export.snmp.inform_bounds)."""
 
 
 class V3Sender:
@@ -196,7 +189,7 @@ class SnmpTargetExporter(Exporter):
         if self._v3 is not None:
             return self._v3.deadline + 1.0
         # v2c: the first wait is the timeout, each retry waits twice as long.
-        return float(target.timeout * (2 ** (target.retries + 1) - 1) + 1.0)
+        return v2c_inform_wait(target.timeout, target.retries) + 1.0
 
     async def open(self) -> None:
         if self._v2c is not None:
