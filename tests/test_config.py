@@ -14,6 +14,7 @@ import tomli_w
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from agent.config import (
+    Duration,
     Settings,
     default_document,
     find_config,
@@ -21,6 +22,7 @@ from agent.config import (
     parse_address,
     parse_duration,
     settings_from_dict,
+    within,
 )
 from agent.errors import ConfigError
 from tests.conftest import BIN
@@ -111,6 +113,20 @@ def test_unknown_key_names_file_and_path(tmp_path: Path) -> None:
         ("[retention]\nevent_days = inf\n", "retention.event_days"),
         ("[retention]\ncleared_alarm_days = 1e300\n", "retention.cleared_alarm_days"),
         ("[retention]\nnotification_log_days = nan\n", "retention.notification_log_days"),
+        # Counts and sizes that reach SQL or a comparison with one: past 2**63 SQLite
+        # raised OverflowError at every purge and the log was never purged.
+        ("[retention]\nmax_backlog = 1e20\n", "retention.max_backlog"),
+        ("[retention]\nmax_backlog = 100000000000000000000\n", "retention.max_backlog"),
+        ("[retention]\nnotification_log_max = 1e20\n", "retention.notification_log_max"),
+        ("[retention]\nnotification_log_max = 1000000001\n", "retention.notification_log_max"),
+        ("[exporters]\nbacklog_threshold = 1000000001\n", "exporters.backlog_threshold"),
+        (
+            '[[exporters.file]]\npath = "a"\nmax_bytes = 1e20\n',
+            "exporters.file[0].max_bytes",
+        ),
+        ("[sync]\nescalate_after_changes = 1000000001\n", "sync.escalate_after_changes"),
+        ("[sharing]\ndistribution_cap = 1000000001\n", "sharing.distribution_cap"),
+        ("[sharing]\nerrors_major_at = 1000000001\n", "sharing.errors_major_at"),
     ],
 )
 def test_bad_values_are_named(tmp_path: Path, text: str, needle: str) -> None:
@@ -142,6 +158,11 @@ DURATION_KEYS = {
     "sharing.retry_initial": '[sharing]\nretry_initial = {}\nretry_max = "1d"\n',
     "sharing.retry_max": '[sharing]\nretry_initial = "10ms"\nretry_max = {}\n',
     "sharing.keep_done": "[sharing]\nkeep_done = {}\n",
+    "store.lock_check_interval": "[store]\nlock_check_interval = {}\n",
+    "store.server_timeout": "[store]\nserver_timeout = {}\n",
+    "exporters.deliver_timeout": "[exporters]\ndeliver_timeout = {}\n",
+    "exporters.down_reminder_interval": "[exporters]\ndown_reminder_interval = {}\n",
+    "retention.max_backlog_age": "[retention]\nmax_backlog_age = {}\n",
 }
 # "0s" means "off" (no heartbeat, no recurring sync) or "not kept" for these alone.
 ZERO_ALLOWED = {"snmp.heartbeat_interval", "sync.incremental_interval", "sharing.keep_done"}
@@ -224,17 +245,42 @@ def _duration_fields(model: type[BaseModel], prefix: str = "") -> Iterator[tuple
             yield f"{prefix}{name}", TypeAdapter(Annotated[float, *field.metadata])
 
 
+def _without_own_range(model: type[BaseModel]) -> list[str]:
+    """Duration keys that take what only the base Duration refuses: each key needs its own
+    within() range, whose floor (10ms at least) refuses "1ms", and "0s" unless it means off.
+    """
+    unbounded = []
+    for key, adapter in _duration_fields(model):
+        for value in ("1ms", *(() if key in ZERO_ALLOWED else ("0s",))):
+            try:
+                adapter.validate_python(value)
+            except ValidationError:
+                continue
+            unbounded.append(f"{key} = {value}")
+    return unbounded
+
+
 def test_every_duration_key_has_a_bounded_range() -> None:
-    # Keys added later get the same guarantee: never NaN, infinite, negative or huge.
+    # Keys added later get the same guarantee: never NaN, infinite, negative or huge...
     fields = dict(_duration_fields(Settings))
-    assert set(DURATION_KEYS) - {"snmp.targets[0].timeout", "syslog.collectors[0].timeout"} <= {
-        *fields
-    }
+    assert {key.replace("[0]", "") for key in DURATION_KEYS} == set(fields), (
+        "DURATION_KEYS must list every duration key"
+    )
     for key, adapter in fields.items():
         for value in (float("nan"), float("inf"), -1.0, "-1s", "4000d", 1e300):
             with pytest.raises(ValidationError):
                 adapter.validate_python(value)
             assert key
+    # ...and a range of its own, not only the base Duration's 0 to ten years.
+    assert _without_own_range(Settings) == []
+
+
+def test_a_duration_key_without_its_own_range_is_found() -> None:
+    class Careless(BaseModel):
+        ranged: Annotated[Duration, within("10ms", "1h")] = 1.0
+        bare: Duration = 1.0
+
+    assert _without_own_range(Careless) == ["bare = 1ms", "bare = 0s"]
 
 
 def test_parse_duration_refuses_what_is_not_a_finite_duration() -> None:
