@@ -285,3 +285,47 @@ def test_the_inform_socket_drops_what_is_not_an_answer(trapd: Trapd) -> None:
             await _close(sender)
 
     asyncio.run(scenario())
+
+
+class _Silent(asyncio.DatagramProtocol):
+    """A receiver that never answers: it only notes when each datagram came."""
+
+    def __init__(self) -> None:
+        self.arrivals: list[float] = []
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.arrivals.append(time.monotonic())
+
+
+@pytest.mark.parametrize("how", ["cancelled", "timed-out"])
+def test_an_abandoned_inform_is_not_retransmitted(how: str) -> None:
+    # L1: after the agent gave up on an inform, pysnmp kept retransmitting it (and its
+    # discovery), so the receiver could get it late, after the ones that followed.
+    async def scenario() -> list[float]:
+        loop = asyncio.get_running_loop()
+        silent = _Silent()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: silent, local_addr=("127.0.0.1", 0)
+        )
+        port = transport.get_extra_info("sockname")[1]
+        sender = _sender(port, timeout=0.2, retries=4)
+        sender.deadline = 0.5  # gives up well before pysnmp's own retries end
+        try:
+            if how == "cancelled":
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(sender.send(VARBINDS), 0.5)
+            else:
+                with pytest.raises(ExportError, match="no answer"):
+                    await sender.send(VARBINDS)
+            gave_up = time.monotonic()
+            assert silent.arrivals, "nothing was sent"
+            # pysnmp would retransmit every 0.2 s for about 2 s more (4 retries, and
+            # up to 4 discovery retries): wait past that.
+            await asyncio.sleep(2.5)
+            return [at - gave_up for at in silent.arrivals if at > gave_up + 0.05]
+        finally:
+            transport.close()
+            await _close(sender)
+
+    late = asyncio.run(scenario())
+    assert late == [], f"{len(late)} datagrams after the agent gave up"

@@ -23,6 +23,9 @@ from loguru import logger
 _MP_CACHE = "_SnmpV3MessageProcessingModel__engineIdCache"
 _MP_EXPIRY = "_SnmpV3MessageProcessingModel__engineIdCacheExpQueue"
 _USM_TIMELINE = "_SnmpUSMSecurityModel__timeline"
+_NTF_PENDING = "_NotificationOriginator__pendingReqs"
+_NTF_NOTIFICATIONS = "_NotificationOriginator__pendingNotifications"
+V3_MESSAGE_PROCESSING = 3
 
 PeerKey = tuple[tuple[int, ...], tuple[str, int]]
 
@@ -46,6 +49,38 @@ def forget_peer(engine: Any, key: PeerKey) -> bool:
         # USM's own expiry checks before it deletes: dropping an entry here is safe.
         timeline.pop(entry.get("securityEngineId"), None)
     return entry is not None
+
+
+def abandon_informs(engine: Any, originator: Any) -> int | None:
+    """Stop pysnmp from retransmitting what ``originator`` still waits an answer for.
+
+    pysnmp 7 has no call to cancel a notification: its originator keeps each request
+    (keyed by the send-PDU handle of its latest try) and sends it again when the
+    dispatcher's cache times it out, until its retries (and up to four discovery
+    retries) are spent. An inform the agent gave up on would reach the receiver late,
+    after the ones that followed. Releasing each handle with the dispatcher's public
+    ``release_state_information`` removes the timeout that drives the retransmission;
+    the originator's own entries are dropped with it, and the dispatcher's job count
+    kept balanced. An answer that still arrives finds no request and is counted by
+    pysnmp as snmpUnknownPDUHandlers.
+
+    Only safe between sends: each V3Sender has its own originator and one inform at a
+    time. The number of requests abandoned; None when pysnmp's attributes moved.
+    """
+    pending = getattr(originator, _NTF_PENDING, None)
+    if not isinstance(pending, dict):
+        return None
+    dispatcher = engine.message_dispatcher
+    abandoned = 0
+    for handle in list(pending):
+        del pending[handle]
+        dispatcher.release_state_information(engine, handle, V3_MESSAGE_PROCESSING)
+        engine.transport_dispatcher.job_finished(id(originator))
+        abandoned += 1
+    notifications = getattr(originator, _NTF_NOTIFICATIONS, None)
+    if isinstance(notifications, dict):
+        notifications.clear()
+    return abandoned
 
 
 def keep_timer_running(engine: Any) -> bool:

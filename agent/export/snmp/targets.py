@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from loguru import logger
 from pysnmp.carrier.asyncio.dgram import udp, udp6
 from pysnmp.entity import config as pysnmp_config
 from pysnmp.entity.rfc3413 import ntforg
@@ -28,7 +29,7 @@ from agent.export.base import Exporter
 from agent.export.snmp.inform_bounds import v2c_inform_wait, v3_inform_deadline
 from agent.export.snmp.inform_socket import ScreenedClientTransport, ScreenedClientTransport6
 from agent.export.snmp.notify import Syntax, Var, kind_of, notification_vars
-from agent.export.snmp.pysnmp_state import forget_peer, keep_timer_running
+from agent.export.snmp.pysnmp_state import abandon_informs, forget_peer, keep_timer_running
 from agent.export.snmp.service import SnmpService
 from agent.export.snmp.v2c import V2cSender
 from agent.export.snmp.v3auth import known_users
@@ -63,6 +64,7 @@ class V3Sender:
         self.name = f"provsync-target-{index}"
         self._originator = ntforg.NotificationOriginator()
         self._configured = False
+        self._warned = False
         host, port = parse_address(target.address, default_port=162)
         self._domain = CLIENT_DOMAIN6 if ":" in host else CLIENT_DOMAIN
         self._address = (host, port)
@@ -130,10 +132,10 @@ class V3Sender:
         except asyncio.CancelledError:
             # The exporter's own deliver_timeout (or a stop) ended the wait first: the
             # receiver may have changed under pysnmp's cache just the same.
-            self._forget_peer()
+            self._abandon()
             raise
         except TimeoutError:
-            self._forget_peer()
+            self._abandon()
             restarted = keep_timer_running(self.service.engine)
             raise ExportError(
                 f"inform to {self.target.address}: no answer from pysnmp in "
@@ -142,6 +144,13 @@ class V3Sender:
         if indication is not None:
             self._forget_peer()
             raise ExportError(f"inform to {self.target.address} failed: {indication}")
+
+    def _abandon(self) -> None:
+        """Given up on the inform: pysnmp must not send it again later (out of order)."""
+        if abandon_informs(self.service.engine, self._originator) is None and not self._warned:
+            self._warned = True
+            logger.warning("pysnmp internals moved: an abandoned inform may be retransmitted")
+        self._forget_peer()
 
     def _forget_peer(self) -> None:
         """Drop what pysnmp cached about the receiver's engine (ID, boots, time).
