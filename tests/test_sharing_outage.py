@@ -210,3 +210,32 @@ def test_a_bug_keeps_its_traceback(
     asyncio.run(scenario())
     assert "Traceback" in "".join(lines)
     assert "KeyError" in "".join(lines)
+
+
+def test_the_purge_of_applied_distributions_outlives_a_store_outage(
+    store: Store, lines: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.alarms.catalog import Catalog
+    from agent.alarms.manager import AlarmManager
+    from agent.sharing.service import SharingService
+
+    manager = AlarmManager(store.engine, Catalog())
+    ring = KeyRing([StoreKey.generate()], Path("test.key"))
+    service = SharingService(
+        SharingSettings(), SyncSettings(), manager, Path("."), store.identity, ring
+    )
+    outage = Outage(records.purge_done)
+    monkeypatch.setattr(records, "purge_done", outage)
+
+    async def rounds() -> list[int]:
+        outage.down = True
+        failed = [await service.purge_once() for _ in range(5)]
+        outage.down = False
+        return [*failed, await service.purge_once()]
+
+    # The old loop caught ProvsyncError only: the first outage ended the task for good.
+    assert asyncio.run(rounds()) == [0] * 6
+    assert len(outage.calls) == 5
+    said = [line for line in lines if "distribution purge" in line]
+    assert len(said) == 1, said
+    assert not any("Traceback" in line for line in lines)

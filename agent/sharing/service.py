@@ -39,6 +39,7 @@ from agent.sharing.merge import Found, Plan, compare, element_op
 from agent.sharing.records import Change, Data, Key
 from agent.store.encryption import KeyRing
 from agent.store.models import ELEMENTS
+from agent.store.outage import ThrottledLog, is_store_outage
 from agent.sync import registry
 from agent.sync.engine import CONTACT_ALARMS, auth_alarm
 
@@ -86,6 +87,7 @@ class SharingService:
         """Running syncs to the hub by element id: (task, job id)."""
         self._identity_written = 0.0
         self._identity_lock = threading.Lock()
+        self._outages = ThrottledLog()
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -103,15 +105,25 @@ class SharingService:
     async def _purge_loop(self) -> None:
         """Applied distributions stay listed for [sharing] keep_done, then go."""
         while True:
-            try:
-                removed = await asyncio.to_thread(
-                    records.purge_done, self.db, self.settings.keep_done
-                )
-                if removed:
-                    logger.info("purged {} applied distributions", removed)
-            except ProvsyncError as exc:
-                logger.warning("distribution purge failed: {}", exc)
+            await self.purge_once()
             await asyncio.sleep(min(600.0, max(self.settings.keep_done / 4, 1.0)))
+
+    async def purge_once(self) -> int:
+        """One purge round; a store outage is one throttled line, and the loop lives on
+        (a task that died of it would never purge again)."""
+        try:
+            removed = await asyncio.to_thread(records.purge_done, self.db, self.settings.keep_done)
+        except ProvsyncError as exc:
+            logger.warning("distribution purge failed: {}", exc)
+            return 0
+        except Exception as exc:
+            if not is_store_outage(exc):
+                raise
+            self._outages.warning("distribution purge: store write failed", exc)
+            return 0
+        if removed:
+            logger.info("purged {} applied distributions", removed)
+        return removed
 
     async def stop(self) -> None:
         for task in list(self._tasks):
