@@ -14,13 +14,15 @@ from typing import Any
 
 import pytest
 from loguru import logger
+from sqlalchemy import event
 
+from agent.alarms import queries
 from agent.alarms.catalog import Catalog
 from agent.alarms.manager import AlarmManager
 from agent.alarms.records import Notification
 from agent.config import ExporterSettings
-from agent.errors import ExportError
-from agent.export.base import Exporter
+from agent.errors import ExportError, StoreError, StoreFencedError
+from agent.export.base import Exporter, load_cursor, save_cursor
 from agent.store.database import Store
 from tests.conftest import AgentProcess, free_port
 
@@ -269,5 +271,166 @@ def test_deliver_timeout_never_cuts_one_notification_short(lite_manager: AlarmMa
         assert exporter.failures == 0
         assert exporter.received == [lite_manager.last_seq]
         await exporter.stop(1)
+
+    asyncio.run(scenario())
+
+
+class AckingInformExporter(FlakyExporter):
+    """Informs one after another: each is acknowledged (progress) after ``rtt`` seconds,
+    so a whole batch takes far longer than deliver_timeout while the target is healthy."""
+
+    rtt = 0.05
+
+    async def deliver(self, notifications: Sequence[Notification]) -> None:
+        self.attempts += 1
+        for note in notifications:
+            await asyncio.sleep(self.rtt)
+            self.received.append(note.seq)
+            self.progress(note.seq)
+
+
+def test_deliver_timeout_bounds_lack_of_progress_not_the_batch(
+    lite_manager: AlarmManager, log_lines: list[tuple[str, str]]
+) -> None:
+    async def scenario() -> None:
+        # 20 informs at 50 ms: a 1 s batch against a 0.2 s deliver_timeout.
+        settings = ExporterSettings(
+            retry_initial=0.05, poll_interval=0.05, deliver_timeout=0.2, batch_size=500
+        )
+        for index in range(20):
+            await lite_manager.emit_event("test", "load", text=f"n{index}")
+        exporter = AckingInformExporter(lite_manager, settings)
+        await exporter.start()
+        await wait_until(lambda: exporter.cursor == lite_manager.last_seq, timeout=10)
+        assert exporter.received == list(range(1, 21))
+        assert exporter.failures == 0, exporter.last_error
+        assert exporter.attempts == 1
+        assert not warnings_about(log_lines, "fake")
+        await exporter.stop(1)
+
+    asyncio.run(scenario())
+
+
+class StallingInformExporter(FlakyExporter):
+    """Acknowledges the first ``good`` informs of each attempt, then hangs (a receiver
+    that stops answering mid-batch)."""
+
+    good = 3
+
+    async def deliver(self, notifications: Sequence[Notification]) -> None:
+        self.attempts += 1
+        for index, note in enumerate(notifications):
+            if index >= self.good and self.hang:
+                await asyncio.Event().wait()
+            self.received.append(note.seq)
+            self.progress(note.seq)
+
+
+def test_a_timed_out_batch_that_made_progress_is_not_a_down_target(
+    lite_manager: AlarmManager, log_lines: list[tuple[str, str]]
+) -> None:
+    async def scenario() -> None:
+        settings = ExporterSettings(
+            retry_initial=0.05, retry_max=10, poll_interval=0.05, deliver_timeout=0.1
+        )
+        for index in range(10):
+            await lite_manager.emit_event("test", "load", text=f"n{index}")
+        exporter = StallingInformExporter(lite_manager, settings)
+        exporter.hang = True
+        await exporter.start()
+        # Each attempt moves 3 on, then stalls: the backoff never grows (it would reach
+        # 0.05 * 2**3 = 0.4 s by the fourth round), and the target is never "down".
+        started = time.monotonic()
+        await wait_until(lambda: exporter.cursor >= 9, timeout=5)
+        assert time.monotonic() - started < 1.5
+        assert exporter.received == list(range(1, 10))
+        assert not warnings_about(log_lines, "fake")
+        exporter.hang = False
+        await wait_until(lambda: exporter.cursor == lite_manager.last_seq)
+        await exporter.stop(1)
+
+    asyncio.run(scenario())
+
+
+class FailingOnce:
+    """Wraps a manager coroutine method so that its first call fails as a store outage."""
+
+    def __init__(self, method: Any) -> None:
+        self.method = method
+        self.calls = 0
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            raise StoreError("the store could not commit the change; retry later")
+        return await self.method(*args, **kwargs)
+
+
+def test_the_backlog_alarm_is_raised_and_cleared_after_a_failed_write(
+    lite_manager: AlarmManager,
+) -> None:
+    async def scenario() -> None:
+        settings = ExporterSettings(
+            retry_initial=0.02, retry_max=0.05, poll_interval=0.05, backlog_threshold=3
+        )
+        raise_once = FailingOnce(lite_manager.raise_alarm)
+        clear_once = FailingOnce(lite_manager.clear)
+        lite_manager.raise_alarm = raise_once  # type: ignore[method-assign]
+        lite_manager.clear = clear_once  # type: ignore[method-assign]
+        exporter = FlakyExporter(lite_manager, settings)
+        await exporter.start()
+        for index in range(6):
+            await lite_manager.emit_event("test", "load", text=f"n{index}")
+
+        def backlog_alarms() -> list[dict[str, Any]]:
+            return queries.list_alarms(lite_manager.engine, type_id="exporter-backlog")
+
+        await wait_until(lambda: bool(backlog_alarms()), timeout=5)
+        assert raise_once.calls >= 2
+        exporter.down = False
+        await wait_until(lambda: not backlog_alarms(), timeout=5)
+        assert clear_once.calls >= 2
+        await exporter.stop(1)
+
+    asyncio.run(scenario())
+
+
+def test_a_refused_cursor_save_is_retried_without_resending(
+    lite_manager: AlarmManager, log_lines: list[tuple[str, str]]
+) -> None:
+    async def scenario() -> None:
+        settings = ExporterSettings(
+            retry_initial=0.02, retry_max=0.05, poll_interval=0.05, batch_size=4,
+            backlog_threshold=10**6,
+        )  # fmt: skip
+        for index in range(10):
+            await lite_manager.emit_event("test", "load", text=f"n{index}")
+        save_cursor(lite_manager.engine, "fake", 0)
+        refusals = {"left": 5}
+
+        def fenced(_conn: Any) -> None:
+            # Every commit from here on is a cursor save: the first five are refused,
+            # as a fenced store refuses them.
+            if refusals["left"] > 0:
+                refusals["left"] -= 1
+                raise StoreFencedError("the store is fenced: this agent lost its lock")
+
+        event.listen(lite_manager.engine, "commit", fenced)
+        try:
+            exporter = FlakyExporter(lite_manager, settings)
+            exporter.down = False
+            await exporter.start()
+            await wait_until(lambda: load_cursor(lite_manager.engine, "fake") == 10)
+            assert refusals["left"] == 0
+            assert exporter.received == list(range(1, 11)), "each notification once"
+            assert exporter.failures == 0
+            warnings = warnings_about(log_lines, "fake")
+            assert warnings, "the refused save is logged"
+            assert all("cannot save its cursor" in w for w in warnings), warnings
+            assert not any("down" in w for w in warnings), warnings
+            assert len(warnings) == 1, "throttled"
+            await exporter.stop(1)
+        finally:
+            event.remove(lite_manager.engine, "commit", fenced)
 
     asyncio.run(scenario())

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from agent.alarms import queries
@@ -170,3 +173,58 @@ def test_dead_target_backlog_alarm_then_recovery(store: Store, tmp_path: Path) -
     kinds = {(line["type"], line["kind"]) for line in lines}
     assert ("exporter-backlog", "alarm-raised") in kinds
     assert ("exporter-backlog", "alarm-cleared") in kinds
+
+
+class StuckFile(JsonLinesFile):
+    """A file whose writes hang (a stuck NFS mount, a full pipe) until ``release`` is set."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, max_bytes=10**6, backups=1, fsync=False)
+        self.release = threading.Event()
+        self.stuck_writes = 0
+
+    def write(self, lines: Sequence[bytes]) -> None:
+        if not self.release.is_set():
+            self.stuck_writes += 1
+            self.release.wait()
+        super().write(lines)
+
+
+def test_a_stuck_write_does_not_starve_the_agents_threads(store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "stuck.jsonl"
+    settings = FAST.model_copy(update={"deliver_timeout": 0.1, "retry_max": 0.1})
+
+    async def main() -> None:
+        # A small shared executor, as on a 2-core host (min(32, cpus + 4) threads): each
+        # retry round of a stuck file used to tie up two more of its threads for good.
+        loop = asyncio.get_running_loop()
+        shared = ThreadPoolExecutor(max_workers=4)
+        loop.set_default_executor(shared)
+        manager = AlarmManager(store.engine, Catalog())
+        manager.start()
+        exporter = FileExporter(manager, settings, FileExporterSettings(path=path, name="t"),
+                                path, "h1")  # fmt: skip
+        stuck = StuckFile(path)
+        exporter.writer = stuck
+        await exporter.start()
+        try:
+            for index in range(5):
+                await manager.emit_event("test", "load", text=f"n{index}")
+            for rounds in range(1, 7):
+                await until(lambda r=rounds: exporter.failures >= r, within=5)  # type: ignore[misc]
+                # Anything else of the agent's that runs in a thread still does, at once.
+                started = time.monotonic()
+                assert await asyncio.wait_for(asyncio.to_thread(lambda: 42), 1.0) == 42
+                assert time.monotonic() - started < 1.0
+            assert stuck.stuck_writes >= 1
+            stuck.release.set()
+            await until(lambda: exporter.cursor == manager.last_seq)
+        finally:
+            stuck.release.set()
+            await exporter.stop(10)
+            manager.stop()
+            shared.shutdown(wait=False)
+
+    asyncio.run(main())
+    seqs = {line["seq"] for line in read_lines(path)}
+    assert seqs == set(range(1, 6))

@@ -9,10 +9,20 @@ deliveries are retried with exponential backoff; a target that falls more than
 up. A slow or dead target only grows its own backlog: the alarm manager never waits for it.
 
 Commits wake an idle exporter, never one waiting out its backoff (only stop() does), so a
-dead target is tried at the pace of the backoff whatever the commit rate. Every open and
-delivery is bounded by ``deliver_timeout``. The log says when a target goes down, reminds
-every ``down_reminder_interval`` while it stays down, and says when it is back; each
-attempt is counted (status) but not logged above DEBUG.
+dead target is tried at the pace of the backoff whatever the commit rate. Every open is
+bounded by ``deliver_timeout``; a delivery is given up after ``deliver_timeout`` without
+progress (the deadline starts over at every acknowledged notification), and a failed batch
+that got part of it acknowledged keeps that part, starts the backoff over and does not
+count as the target going down. The log says when a target goes down, reminds every
+``down_reminder_interval`` while it stays down, and says when it is back; each attempt is
+counted (status) but not logged above DEBUG.
+
+The store is not the target: when it refuses the cursor save (fenced, down) after a
+delivery, the delivered position is kept in memory and only the save is retried (with
+the backoff), so nothing is sent twice by this process; reads and saves that fail are
+logged as "export target X: cannot save its cursor: ..." (or "cannot read the
+notification log"), one line per kind per ``down_reminder_interval``. The backlog alarm's
+state changes only once the store took the raise or clear.
 
 When retention purged entries the target had not received (past [retention]
 ``max_backlog``), the next batch starts above the cursor: the target is first sent an
@@ -39,12 +49,14 @@ from agent.alarms.manager import AlarmManager
 from agent.alarms.records import Notification, NotificationKind
 from agent.alarms.severity import Severity
 from agent.config import ExporterSettings
-from agent.errors import ExportError, ProvsyncError
+from agent.errors import AlarmNotFound, ExportError, ProvsyncError
 from agent.store.models import CURSORS as _CURSORS
 from agent.store.models import LOG as _LOG
+from agent.store.outage import ThrottledLog, describe, is_store_outage
 
 BACKLOG_ALARM = "exporter-backlog"
 GAP_EVENT = "export-gap"
+_STORE_TROUBLE = "store: "
 
 
 def load_cursor(engine: Engine, name: str) -> int:
@@ -111,6 +123,12 @@ class Exporter(ABC):
         self._gap_logged: tuple[int, int] | None = None
         self._backlog_active = False
         self._acked: int | None = None
+        self._progress_at = 0.0
+        # The position last committed to the store; self.cursor (what was delivered) runs
+        # ahead of it while the store refuses the save.
+        self._saved = 0
+        # Store failures get one line per kind, then a reminder at the down-reminder pace.
+        self._store_log = ThrottledLog(settings.down_reminder_interval)
         self._task: asyncio.Task[None] | None = None
 
     # --- for subclasses --------------------------------------------------------------
@@ -142,6 +160,7 @@ class Exporter(ABC):
         self.cursor = await asyncio.to_thread(
             first_cursor, self.engine, self.name, self.manager.last_seq
         )
+        self._saved = self.cursor
         # A backlog alarm raised before a restart is still ours to clear.
         raised = await asyncio.to_thread(
             queries.list_alarms, self.engine, type_id=BACKLOG_ALARM, resource=self.name
@@ -182,57 +201,104 @@ class Exporter(ABC):
         delay = self.settings.retry_initial
         opened = False
         while True:
-            target = self.manager.last_seq
-            if self._stopping and self.cursor >= target:
-                return
-            if self.cursor >= target:
-                await self._sleep(self.settings.poll_interval)
-                continue
-            try:
-                if not opened:
-                    await self._bounded(self.open(), "connect")
-                    opened = True
-                batch = await asyncio.to_thread(
-                    queries.read_log, self.engine, self.cursor, self.settings.batch_size
-                )
-                if not batch:
-                    # Nothing left above the cursor: purged before this target got it.
-                    logger.warning(
-                        "export target {} skips notifications {}-{}: purged before delivery",
-                        self.name, self.cursor + 1, target,
-                    )  # fmt: skip
-                    self.cursor = target
-                    continue
-                wanted = [n for n in batch if self.accepts(n)]
-                if batch[0].seq > self.cursor + 1:
-                    wanted.insert(0, self._gap_notice(self.cursor + 1, batch[0].seq - 1, batch))
-                self._acked = None
-                if wanted:
-                    await self._bounded(self.deliver(wanted), "delivery")
-                await asyncio.to_thread(save_cursor, self.engine, self.name, batch[-1].seq)
-                self.cursor = batch[-1].seq
-                self.delivered += len(wanted)
-                delay = self.settings.retry_initial
-                self.last_error = None
-                self._came_back()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                await self._keep_progress()
-                self.failures += 1
-                self.last_error = str(exc) if isinstance(exc, ProvsyncError) else repr(exc)
-                self._went_down(delay)
-                if opened:
-                    with contextlib.suppress(Exception):
-                        await self._bounded(self.close(), "close")
-                    opened = False
-                await self._check_backlog()
+            if self._saved != self.cursor and not await self._save_position():
+                # The store refused the cursor, not the target: what was delivered stays
+                # delivered (self.cursor); only the save is retried, nothing is resent.
                 if self._stopping:
                     return
                 await self._backoff(delay)
                 delay = min(delay * 2, self.settings.retry_max)
                 continue
+            target = self.manager.last_seq
+            if self.cursor >= target:
+                if self._stopping:
+                    return
+                await self._check_backlog()  # a clear that failed is retried while idle
+                await self._sleep(self.settings.poll_interval)
+                continue
+            try:
+                batch = await asyncio.to_thread(
+                    queries.read_log, self.engine, self.cursor, self.settings.batch_size
+                )
+            except Exception as exc:
+                self._store_failed("cannot read the notification log", exc)
+                if self._stopping:
+                    return
+                await self._backoff(delay)
+                delay = min(delay * 2, self.settings.retry_max)
+                continue
+            if not batch:
+                # Nothing left above the cursor: purged before this target got it.
+                logger.warning(
+                    "export target {} skips notifications {}-{}: purged before delivery",
+                    self.name, self.cursor + 1, target,
+                )  # fmt: skip
+                self.cursor = target
+                continue
+            wanted = [n for n in batch if self.accepts(n)]
+            if batch[0].seq > self.cursor + 1:
+                wanted.insert(0, self._gap_notice(self.cursor + 1, batch[0].seq - 1, batch))
+            self._acked = None
+            try:
+                if not opened:
+                    await self._bounded(self.open(), "connect")
+                    opened = True
+                if wanted:
+                    await self._deliver_with_progress(wanted)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                moved = self._keep_progress(wanted)
+                self.failures += 1
+                self.last_error = str(exc) if isinstance(exc, ProvsyncError) else repr(exc)
+                if moved:
+                    # It acknowledged part of the batch: a slow or flaky target, not a
+                    # dead one. The backoff starts over and it is not logged as down.
+                    delay = self.settings.retry_initial
+                    self._came_back()
+                    logger.debug("export target {} failed after notification {}: {}",
+                                 self.name, self.cursor, self.last_error)  # fmt: skip
+                else:
+                    self._went_down(delay)
+                if opened:
+                    with contextlib.suppress(Exception):
+                        await self._bounded(self.close(), "close")
+                    opened = False
+                await self._check_backlog()
+                if self._stopping and not moved:
+                    return
+                await self._backoff(delay)
+                if not moved:
+                    delay = min(delay * 2, self.settings.retry_max)
+                continue
+            self.cursor = batch[-1].seq
+            self.delivered += len(wanted)
+            delay = self.settings.retry_initial
+            self.last_error = None
+            self._came_back()
             await self._check_backlog()
+
+    async def _save_position(self) -> bool:
+        """Commit the delivered position; False (logged, throttled) when the store refuses."""
+        seq = self.cursor
+        try:
+            await asyncio.to_thread(save_cursor, self.engine, self.name, seq)
+        except Exception as exc:
+            self._store_failed("cannot save its cursor", exc)
+            return False
+        self._saved = seq
+        if self.last_error is not None and self.last_error.startswith(_STORE_TROUBLE):
+            self.last_error = None
+        return True
+
+    def _store_failed(self, what: str, exc: Exception) -> None:
+        """A store failure is the store's, not the target's: never "target down"."""
+        self.last_error = f"{_STORE_TROUBLE}{what}: {describe(exc)}"
+        line = f"export target {self.name}: {what}"
+        if is_store_outage(exc):
+            self._store_log.warning(line, exc)
+        else:
+            logger.opt(exception=exc).error("{}", line)
 
     def least_deliver_timeout(self) -> float:
         """The longest one notification may legitimately take (an inform with all its
@@ -240,13 +306,44 @@ class Exporter(ABC):
         says, or such a target would time out on the same notification for ever."""
         return 0.0
 
+    def _timeout(self) -> float:
+        return max(self.settings.deliver_timeout, self.least_deliver_timeout())
+
     async def _bounded(self, step: Coroutine[Any, Any, None], what: str) -> None:
         """``step`` within ``deliver_timeout``: a stuck peer is a failure, retried."""
-        timeout = max(self.settings.deliver_timeout, self.least_deliver_timeout())
+        timeout = self._timeout()
         try:
             await asyncio.wait_for(step, timeout)
         except TimeoutError:
             raise ExportError(f"{what} timed out after {timeout:g}s") from None
+
+    async def _deliver_with_progress(self, notifications: Sequence[Notification]) -> None:
+        """:meth:`deliver`, given up only after ``deliver_timeout`` without progress.
+
+        The deadline starts over at every :meth:`progress` call: a batch of informs sent
+        one after another may take far longer than the timeout as a whole (500 at 100 ms
+        RTT take 50 s) while the target is healthy; only a target that stops answering
+        is stuck.
+        """
+        timeout = self._timeout()
+        loop = asyncio.get_running_loop()
+        self._progress_at = loop.time()
+        task = asyncio.ensure_future(self.deliver(notifications))
+        # Its outcome after we gave up on it is of no interest (and must not be reported
+        # as "never retrieved").
+        task.add_done_callback(_consume)
+        try:
+            while True:
+                remaining = self._progress_at + timeout - loop.time()
+                if remaining <= 0:
+                    raise ExportError(f"delivery timed out after {timeout:g}s without progress")
+                done, _ = await asyncio.wait({task}, timeout=remaining)
+                if done:
+                    task.result()
+                    return
+        finally:
+            if not task.done():
+                task.cancel()
 
     def _gap_notice(self, first: int, last: int, batch: Sequence[Notification]) -> Notification:
         """Says in words what the sequence jump shows: entries ``first``-``last`` were
@@ -316,16 +413,21 @@ class Exporter(ABC):
     def progress(self, seq: int) -> None:
         """Called by :meth:`deliver` when the target acknowledged everything up to ``seq``:
         if the batch then fails, the cursor keeps that progress and nothing the target
-        acknowledged is sent again."""
+        acknowledged is sent again. Each call also restarts the delivery's timeout."""
         self._acked = seq
+        with contextlib.suppress(RuntimeError):  # called outside a loop: no deadline
+            self._progress_at = asyncio.get_running_loop().time()
 
-    async def _keep_progress(self) -> None:
+    def _keep_progress(self, sent: Sequence[Notification]) -> bool:
+        """Move the delivered position to what the failed batch got acknowledged (saved
+        by the next round); True if it moved."""
         acked = self._acked
         self._acked = None
-        if acked is not None and acked > self.cursor:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(save_cursor, self.engine, self.name, acked)
-                self.cursor = acked
+        if acked is None or acked <= self.cursor:
+            return False
+        self.delivered += sum(1 for n in sent if n.seq <= acked)
+        self.cursor = acked
+        return True
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
@@ -341,16 +443,27 @@ class Exporter(ABC):
     async def _check_backlog(self) -> None:
         behind = self.backlog()
         threshold = self.settings.backlog_threshold
+        # The flag changes only once the store took the change: while it is fenced or
+        # down, the next round tries again (and is not told it is done).
         try:
             if not self._backlog_active and behind > threshold:
-                self._backlog_active = True
                 await self.manager.raise_alarm(
                     BACKLOG_ALARM,
                     self.name,
                     text=f"export target {self.name} is {behind} notifications behind",
                 )
+                self._backlog_active = True
             elif self._backlog_active and behind <= threshold // 2:
-                self._backlog_active = False
                 await self.manager.clear(type_id=BACKLOG_ALARM, resource=self.name)
-        except ProvsyncError as exc:
+                self._backlog_active = False
+        except AlarmNotFound:
+            self._backlog_active = False  # cleared by someone else: nothing left to clear
+        except Exception as exc:
+            if not isinstance(exc, ProvsyncError) and not is_store_outage(exc):
+                raise
             logger.debug("backlog alarm for {} not changed: {}", self.name, exc)
+
+
+def _consume(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()

@@ -3,6 +3,11 @@
 One notification per line, UTF-8, in sequence order. A crash can leave a partial last
 line; on open it is cut back to the last complete line (its entries are after the
 committed cursor, so they are written again).
+
+The file's I/O runs on a thread of its own, not on asyncio's shared default executor: a
+write that hangs (a stuck network mount) then ties up only that thread, and the close and
+reopen of each retry wait behind it there, instead of taking two more shared threads per
+retry until every ``asyncio.to_thread`` of the agent queues for ever.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ import asyncio
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from agent.alarms.manager import AlarmManager
@@ -30,8 +36,8 @@ class JsonLinesFile:
         self.backups = backups
         self.fsync = fsync
         self._fd: int | None = None
-        # A write the exporter gave up on (deliver_timeout) still runs in its thread: the
-        # close and reopen of the retry wait for it instead of closing its descriptor.
+        # A write the exporter gave up on (deliver_timeout) may still run: a close or
+        # reopen waits for it instead of closing its descriptor under it.
         self._lock = threading.RLock()
 
     def open(self) -> None:
@@ -124,19 +130,31 @@ class FileExporter(Exporter):
         self.writer = JsonLinesFile(
             path, max_bytes=target.max_bytes, backups=target.backups, fsync=target.fsync
         )
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-file")
 
     async def open(self) -> None:
         try:
-            await asyncio.to_thread(self.writer.open)
+            await self._in_file_thread(self.writer.open)
         except OSError as exc:
             raise ExportError(f"cannot open {self.writer.path}: {exc.strerror}") from exc
 
     async def close(self) -> None:
-        await asyncio.to_thread(self.writer.close)
+        await self._in_file_thread(self.writer.close)
 
     async def deliver(self, notifications: Sequence[Notification]) -> None:
         lines = [encode(n, self.host) for n in notifications]
         try:
-            await asyncio.to_thread(self.writer.write, lines)
+            await self._in_file_thread(lambda: self.writer.write(lines))
         except OSError as exc:
             raise ExportError(f"cannot write {self.writer.path}: {exc.strerror}") from exc
+
+    async def stop(self, drain_seconds: float) -> None:
+        await super().stop(drain_seconds)
+        # A write still stuck keeps its thread; queued steps are dropped.
+        self._io.shutdown(wait=False, cancel_futures=True)
+
+    async def _in_file_thread(self, step: Callable[[], None]) -> None:
+        """``step`` on this target's own thread: one at a time, in order; a step given up
+        on (timeout) while still queued is dropped, so retries do not pile up behind a
+        stuck write."""
+        await asyncio.get_running_loop().run_in_executor(self._io, step)
