@@ -22,6 +22,7 @@ from agent.alarms.manager import AlarmManager
 from agent.alarms.operations import PurgeOp
 from agent.alarms.records import Notification
 from agent.config import ExporterSettings
+from agent.errors import ExportError
 from agent.export.base import Exporter, load_cursor, save_cursor
 from agent.store.database import Store
 from agent.store.models import LOG
@@ -289,3 +290,46 @@ def test_a_target_down_past_max_backlog_hears_of_the_gap(
     finally:
         agent.stop()
         rsyslog.stop()
+
+
+class HeldCollector(Collector):
+    """Reads a batch, then waits in deliver until ``release``; the first attempt fails."""
+
+    def __init__(self, name: str, manager: AlarmManager) -> None:
+        super().__init__(name, manager)
+        self.settings = ExporterSettings(poll_interval=0.05, retry_initial=0.02, batch_size=500)
+        self.delivering = asyncio.Event()
+        self.release = asyncio.Event()
+        self.calls = 0
+
+    async def deliver(self, notifications: Sequence[Notification]) -> None:
+        self.calls += 1
+        self.delivering.set()
+        await self.release.wait()
+        if self.calls == 1:
+            raise ExportError("receiver went away mid-batch")
+        await super().deliver(notifications)
+
+
+def test_rows_a_target_is_delivering_are_no_loss(clocked: AlarmManager) -> None:
+    async def scenario() -> None:
+        await emit(clocked, 300)
+        exporter = HeldCollector("slow", clocked)
+        await exporter.start()
+        await asyncio.wait_for(exporter.delivering.wait(), 5)
+        # Its committed cursor is 0, but it holds 1-300 in memory and is sending them.
+        assert load_cursor(clocked.engine, "slow") == 0
+        await clocked.purge(purge_op("slow", max_backlog=120))
+        assert not loss_alarms(clocked)
+        assert not gap_events(clocked)
+        exporter.release.set()
+        deadline = time.monotonic() + 10
+        while exporter.cursor < 300 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await exporter.stop(10)
+        assert exporter.calls == 2
+        # The failed attempt is retried from memory: all of it, once, and no gap notice.
+        assert [n.seq for n in exporter.received] == list(range(1, 301))
+        assert load_cursor(clocked.engine, "slow") == 300
+
+    asyncio.run(scenario())

@@ -180,6 +180,10 @@ class AlarmManager:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pending_max = pending_max
         self._write_guard = write_guard
+        # Export target -> highest log entry it has read and holds in memory to deliver
+        # (ahead of its committed cursor while it sends): retention must not call those
+        # lost. Written by exporters on the loop, read by the writer thread (plain ints).
+        self.live_positions: dict[str, int] = {}
         self._pending = 0
         self._pending_lock = threading.Lock()
         self.refused = 0
@@ -814,7 +818,7 @@ class AlarmManager:
         ).rowcount
         # What a configured target has not delivered stays, up to the bounds; what goes
         # past them is recorded as a loss in this same transaction.
-        cursors = read_cursors(conn, op.targets)
+        cursors = read_cursors(conn, op.targets, self.live_positions)
         doomed = purgeable(op, self._last_seq, now, cursors)
         losses = find_losses(conn, doomed, cursors, op, self._last_seq)
         counts["notifications"] = conn.execute(delete(_LOG).where(doomed)).rowcount

@@ -7,11 +7,14 @@ cannot grow the store without end: a target keeps only its newest ``max_backlog`
 undelivered rows, and none older than ``max_backlog_age``. Rows purged past that bound
 are a :class:`Loss`, which the alarm manager turns into an export-gap event and an
 export-loss alarm in the same transaction. Cursors of targets that are no longer
-configured hold nothing.
+configured hold nothing. A target's position is the higher of its committed cursor and
+what its exporter has read and holds in memory to deliver (it retries that batch from
+memory, so those rows reach it even when purged).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -64,15 +67,20 @@ class Loss:
         }
 
 
-def read_cursors(conn: Connection, targets: tuple[str, ...]) -> dict[str, int]:
-    """The cursor of every configured target; 0 for one that has delivered nothing yet."""
+def read_cursors(
+    conn: Connection, targets: tuple[str, ...], live: Mapping[str, int] | None = None
+) -> dict[str, int]:
+    """The position of every configured target: its committed cursor (0 if it has
+    delivered nothing yet), or what it has read and is delivering now (``live``, the
+    exporters' in-memory positions) when that is ahead: rows a target holds are no loss."""
     if not targets:
         return {}
     rows = conn.execute(
         select(_CURSORS.c.name, _CURSORS.c.last_seq).where(_CURSORS.c.name.in_(targets))
     )
     found = {name: int(seq) for name, seq in rows}
-    return {name: found.get(name, 0) for name in targets}
+    held = dict(live or {})  # a copy: exporters update it from another thread
+    return {name: max(found.get(name, 0), held.get(name, 0)) for name in targets}
 
 
 def purgeable(

@@ -192,6 +192,8 @@ class Exporter(ABC):
                 await self._task
         with contextlib.suppress(Exception):
             await self._bounded(self.close(), "close")
+        # Stopped, it holds nothing: its committed cursor is its position again.
+        self.manager.live_positions.pop(self.name, None)
 
     def backlog(self) -> int:
         return max(0, self.manager.last_seq - self.cursor)
@@ -200,6 +202,7 @@ class Exporter(ABC):
     async def _run(self) -> None:
         delay = self.settings.retry_initial
         opened = False
+        held: list[Notification] = []
         while True:
             if self._saved != self.cursor and not await self._save_position():
                 # The store refused the cursor, not the target: what was delivered stays
@@ -216,17 +219,25 @@ class Exporter(ABC):
                 await self._check_backlog()  # a clear that failed is retried while idle
                 await self._sleep(self.settings.poll_interval)
                 continue
-            try:
-                batch = await asyncio.to_thread(
-                    queries.read_log, self.engine, self.cursor, self.settings.batch_size
-                )
-            except Exception as exc:
-                self._store_failed("cannot read the notification log", exc)
-                if self._stopping:
-                    return
-                await self._backoff(delay)
-                delay = min(delay * 2, self.settings.retry_max)
-                continue
+            # A batch that failed is retried from memory, from where it got: retention
+            # counts what this target holds as delivered-to-be (live_positions), so it
+            # may purge those rows meanwhile without that being a loss.
+            batch = [n for n in held if n.seq > self.cursor]
+            if not batch:
+                try:
+                    batch = await asyncio.to_thread(
+                        queries.read_log, self.engine, self.cursor, self.settings.batch_size
+                    )
+                except Exception as exc:
+                    self._store_failed("cannot read the notification log", exc)
+                    if self._stopping:
+                        return
+                    await self._backoff(delay)
+                    delay = min(delay * 2, self.settings.retry_max)
+                    continue
+                held = batch
+                if batch:
+                    self.manager.live_positions[self.name] = batch[-1].seq
             if not batch:
                 # Nothing left above the cursor: purged before this target got it.
                 logger.warning(
