@@ -219,6 +219,19 @@ class Exporter(ABC):
                 await self._check_backlog()  # a clear that failed is retried while idle
                 await self._sleep(self.settings.poll_interval)
                 continue
+            if not opened:
+                # Connect before reading: a target that cannot connect holds no rows.
+                try:
+                    await self._bounded(self.open(), "connect")
+                    opened = True
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    next_delay = await self._failed(exc, (), delay, opened=False)
+                    if next_delay is None:
+                        return
+                    delay = next_delay
+                    continue
             # A batch that failed is retried from memory, from where it got: retention
             # counts what this target holds as delivered-to-be (live_positions), so it
             # may purge those rows meanwhile without that being a loss.
@@ -251,36 +264,16 @@ class Exporter(ABC):
                 wanted.insert(0, self._gap_notice(self.cursor + 1, batch[0].seq - 1, batch))
             self._acked = None
             try:
-                if not opened:
-                    await self._bounded(self.open(), "connect")
-                    opened = True
                 if wanted:
                     await self._deliver_with_progress(wanted)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                moved = self._keep_progress(wanted)
-                self.failures += 1
-                self.last_error = str(exc) if isinstance(exc, ProvsyncError) else repr(exc)
-                if moved:
-                    # It acknowledged part of the batch: a slow or flaky target, not a
-                    # dead one. The backoff starts over and it is not logged as down.
-                    delay = self.settings.retry_initial
-                    self._came_back()
-                    logger.debug("export target {} failed after notification {}: {}",
-                                 self.name, self.cursor, self.last_error)  # fmt: skip
-                else:
-                    self._went_down(delay)
-                if opened:
-                    with contextlib.suppress(Exception):
-                        await self._bounded(self.close(), "close")
-                    opened = False
-                await self._check_backlog()
-                if self._stopping and not moved:
+                next_delay = await self._failed(exc, wanted, delay, opened=True)
+                opened = False
+                if next_delay is None:
                     return
-                await self._backoff(delay)
-                if not moved:
-                    delay = min(delay * 2, self.settings.retry_max)
+                delay = next_delay
                 continue
             self.cursor = batch[-1].seq
             self.delivered += len(wanted)
@@ -288,6 +281,34 @@ class Exporter(ABC):
             self.last_error = None
             self._came_back()
             await self._check_backlog()
+
+    async def _failed(
+        self, exc: Exception, sent: Sequence[Notification], delay: float, *, opened: bool
+    ) -> float | None:
+        """Account for a failed connect or delivery, close, wait out the backoff.
+
+        Returns: the next delay, or None when the exporter is to stop.
+        """
+        moved = self._keep_progress(sent)
+        self.failures += 1
+        self.last_error = str(exc) if isinstance(exc, ProvsyncError) else repr(exc)
+        if moved:
+            # It acknowledged part of the batch: a slow or flaky target, not a dead one.
+            # The backoff starts over and it is not logged as down.
+            delay = self.settings.retry_initial
+            self._came_back()
+            logger.debug("export target {} failed after notification {}: {}",
+                         self.name, self.cursor, self.last_error)  # fmt: skip
+        else:
+            self._went_down(delay)
+        if opened:
+            with contextlib.suppress(Exception):
+                await self._bounded(self.close(), "close")
+        await self._check_backlog()
+        if self._stopping and not moved:
+            return None
+        await self._backoff(delay)
+        return delay if moved else min(delay * 2, self.settings.retry_max)
 
     async def _save_position(self) -> bool:
         """Commit the delivered position; False (logged, throttled) when the store refuses."""
