@@ -221,7 +221,8 @@ class ExporterSettings(_Section):
     retry_max: Annotated[Duration, within("10ms", "1d")] = 60.0
     poll_interval: Annotated[Duration, within("10ms", "1h")] = 1.0
     deliver_timeout: Annotated[Duration, within("100ms", "1h")] = 30.0
-    """Longest one open or delivery of a batch may take before it counts as failed."""
+    """Longest one open may take, and one delivery may go without progress (the deadline
+    restarts at every acknowledged notification), before the attempt counts as failed."""
     down_reminder_interval: Annotated[Duration, within("100ms", "1d")] = 300.0
     """While a target stays down, one reminder line in the log this often."""
     file: tuple[FileExporterSettings, ...] = ()
