@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -212,10 +211,9 @@ def test_a_stuck_write_does_not_starve_the_agents_threads(store: Store, tmp_path
                 await manager.emit_event("test", "load", text=f"n{index}")
             for rounds in range(1, 7):
                 await until(lambda r=rounds: exporter.failures >= r, within=5)  # type: ignore[misc]
-                # Anything else of the agent's that runs in a thread still does, at once.
-                started = time.monotonic()
-                assert await asyncio.wait_for(asyncio.to_thread(lambda: 42), 1.0) == 42
-                assert time.monotonic() - started < 1.0
+                # Anything else of the agent's that runs in a thread still does (it waited
+                # for ever before: the stuck file I/O held every thread of the pool).
+                assert await asyncio.wait_for(asyncio.to_thread(lambda: 42), 5.0) == 42
             assert stuck.stuck_writes >= 1
             stuck.release.set()
             await until(lambda: exporter.cursor == manager.last_seq)

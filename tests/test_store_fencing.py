@@ -134,10 +134,9 @@ def test_hung_server_is_noticed_by_the_watch_timeout(
     ).start()
     with a.http() as client:
         assert raise_alarm(client, "before").status_code == 200
-        paused_at = time.monotonic()
         proxy.pause(OUTAGE)
+        # Fails unless the watch's own timeout (2 s + the 1 s interval) saw it in time.
         wait_for(lambda: "store ownership lost" in a.log_text(), 6, "A logs the loss")
-        assert time.monotonic() - paused_at < 6
         refused = raise_alarm(client, "during")
         assert refused.status_code == 503
         assert "ownership" in refused.json()["error"]
