@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -311,15 +312,18 @@ class HeldCollector(Collector):
         await super().deliver(notifications)
 
 
-def test_rows_a_target_is_delivering_are_no_loss(clocked: AlarmManager) -> None:
+def test_rows_a_target_holds_are_kept_and_no_loss(clocked: AlarmManager) -> None:
     async def scenario() -> None:
         await emit(clocked, 300)
         exporter = HeldCollector("slow", clocked)
         await exporter.start()
         await asyncio.wait_for(exporter.delivering.wait(), 5)
-        # Its committed cursor is 0, but it holds 1-300 in memory and is sending them.
+        # Its committed cursor is 0, but it holds 1-300 in memory and is sending them:
+        # they are protected (kept in the log), not counted as delivered.
         assert load_cursor(clocked.engine, "slow") == 0
-        await clocked.purge(purge_op("slow", max_backlog=120))
+        counts = await clocked.purge(purge_op("slow", max_backlog=120))
+        assert counts["notifications"] == 0
+        assert log_range(clocked) == (1, 300, 300)
         assert not loss_alarms(clocked)
         assert not gap_events(clocked)
         exporter.release.set()
@@ -332,5 +336,68 @@ def test_rows_a_target_is_delivering_are_no_loss(clocked: AlarmManager) -> None:
         # The failed attempt is retried from memory: all of it, once, and no gap notice.
         assert [n.seq for n in exporter.received] == list(range(1, 301))
         assert load_cursor(clocked.engine, "slow") == 300
+        # Delivered and committed, they are no longer protected.
+        await clocked.purge(purge_op("slow", max_backlog=120))
+        assert log_range(clocked) == (201, 300, 100)
+
+    asyncio.run(scenario())
+
+
+def test_held_rows_reach_the_target_after_a_restart(clocked: AlarmManager) -> None:
+    async def scenario() -> None:
+        await emit(clocked, 300)
+        exporter = HeldCollector("slow", clocked)
+        await exporter.start()
+        await asyncio.wait_for(exporter.delivering.wait(), 5)
+        await clocked.purge(purge_op("slow", max_backlog=120))
+        # Stopped while still sending (the agent stops or restarts): nothing delivered.
+        await exporter.stop(0.1)
+        assert not exporter.received
+        assert load_cursor(clocked.engine, "slow") == 0
+        # The next process resumes from the committed cursor: the rows are still there.
+        restarted = Collector("slow", clocked)
+        await restarted.start()
+        await restarted.stop(10)
+        assert [n.seq for n in restarted.received] == list(range(1, 301))
+        assert not any(n.type_id == "export-gap" for n in restarted.received)
+        assert not loss_alarms(clocked)
+        assert not gap_events(clocked)
+
+    asyncio.run(scenario())
+
+
+def test_a_purge_while_the_exporter_reads_is_no_loss(
+    clocked: AlarmManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read runs on a thread: a purge between its snapshot and its return must see
+    the rows as held (they are on their way to the target), not lost."""
+    read_done = threading.Event()
+    purged = threading.Event()
+    real_read = queries.read_log
+
+    def slow_read(engine: Any, after_seq: int, limit: int) -> list[Notification]:
+        rows = real_read(engine, after_seq, limit)
+        read_done.set()
+        assert purged.wait(10), "the purge did not run"
+        return rows
+
+    monkeypatch.setattr(queries, "read_log", slow_read)
+
+    async def scenario() -> None:
+        await emit(clocked, 300)
+        exporter = Collector("slow", clocked)
+        exporter.settings = ExporterSettings(poll_interval=0.05, batch_size=500)
+        await exporter.start()
+        assert await asyncio.to_thread(read_done.wait, 10)
+        try:
+            await clocked.purge(purge_op("slow", max_backlog=120))
+        finally:
+            purged.set()
+        assert log_range(clocked)[:2] == (1, 300)
+        assert not loss_alarms(clocked)
+        assert not gap_events(clocked)
+        monkeypatch.setattr(queries, "read_log", real_read)
+        await exporter.stop(10)
+        assert [n.seq for n in exporter.received] == list(range(1, 301))
 
     asyncio.run(scenario())

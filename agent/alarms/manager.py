@@ -31,7 +31,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from agent.alarms.catalog import AlarmType, Catalog, Kind
 from agent.alarms.operations import AckOp, ClearOp, EventOp, Operation, PurgeOp, RaiseOp
 from agent.alarms.records import ALARM_FIELDS, AlarmChange, NotificationKind
-from agent.alarms.retention import Loss, find_losses, purgeable, read_cursors
+from agent.alarms.retention import (
+    Holding,
+    Loss,
+    find_losses,
+    held_spans,
+    purgeable,
+    read_cursors,
+)
 from agent.alarms.severity import Severity
 from agent.errors import (
     AlarmNotFound,
@@ -180,10 +187,11 @@ class AlarmManager:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._pending_max = pending_max
         self._write_guard = write_guard
-        # Export target -> highest log entry it has read and holds in memory to deliver
-        # (ahead of its committed cursor while it sends): retention must not call those
-        # lost. Written by exporters on the loop, read by the writer thread (plain ints).
-        self.live_positions: dict[str, int] = {}
+        # Export target -> the log rows it has read (or is reading) and holds in memory to
+        # deliver: retention keeps them while held, as a restart resumes from the committed
+        # cursor. Written by exporters on the loop, read by the writer thread (one
+        # assignment of a frozen value at a time).
+        self.holdings: dict[str, Holding] = {}
         self._pending = 0
         self._pending_lock = threading.Lock()
         self.refused = 0
@@ -817,9 +825,11 @@ class AlarmManager:
             delete(_EVENTS).where(_EVENTS.c.at < now - timedelta(days=op.event_days))
         ).rowcount
         # What a configured target has not delivered stays, up to the bounds; what goes
-        # past them is recorded as a loss in this same transaction.
-        cursors = read_cursors(conn, op.targets, self.live_positions)
-        doomed = purgeable(op, self._last_seq, now, cursors)
+        # past them is recorded as a loss in this same transaction. The committed cursors
+        # are the positions (a restart resumes there); rows held in memory are kept.
+        cursors = read_cursors(conn, op.targets)
+        held = held_spans(conn, cursors, self.holdings)
+        doomed = purgeable(op, self._last_seq, now, cursors, held)
         losses = find_losses(conn, doomed, cursors, op, self._last_seq)
         counts["notifications"] = conn.execute(delete(_LOG).where(doomed)).rowcount
         counts["undelivered"] = sum(loss.count for loss in losses)

@@ -7,19 +7,24 @@ cannot grow the store without end: a target keeps only its newest ``max_backlog`
 undelivered rows, and none older than ``max_backlog_age``. Rows purged past that bound
 are a :class:`Loss`, which the alarm manager turns into an export-gap event and an
 export-loss alarm in the same transaction. Cursors of targets that are no longer
-configured hold nothing. A target's position is the higher of its committed cursor and
-what its exporter has read and holds in memory to deliver (it retries that batch from
-memory, so those rows reach it even when purged).
+configured hold nothing.
+
+A target's committed cursor is its position for loss accounting: a row above it is
+undelivered until the cursor is saved past it, whatever the exporter holds in memory (a
+restart resumes from the committed cursor). The rows an exporter has read, or is reading,
+and will deliver from memory (its :class:`Holding`, at most its batch size) are never
+purged while it holds them, whatever the bounds: purging them would lose them on a
+restart without any record.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, func, or_, select
+from sqlalchemy import ColumnElement, Connection, and_, func, not_, or_, select
 
 from agent.alarms.operations import PurgeOp
 from agent.config import format_duration
@@ -67,24 +72,62 @@ class Loss:
         }
 
 
-def read_cursors(
-    conn: Connection, targets: tuple[str, ...], live: Mapping[str, int] | None = None
-) -> dict[str, int]:
-    """The position of every configured target: its committed cursor (0 if it has
-    delivered nothing yet), or what it has read and is delivering now (``live``, the
-    exporters' in-memory positions) when that is ahead: rows a target holds are no loss."""
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """What an exporter has read, or is reading, to deliver from memory: the first
+    ``count`` log rows after ``after`` (its cursor when it started the read).
+
+    Set before the read starts, so a purge that runs while the read is under way already
+    protects the rows that read returns (the same rows: nothing is added below the newest
+    one, and the protected ones are not deleted).
+    """
+
+    after: int
+    count: int
+
+
+Span = tuple[int, int | None]
+"""Rows ``low`` < seq <= ``high`` (``None``: no upper end)."""
+
+
+def read_cursors(conn: Connection, targets: tuple[str, ...]) -> dict[str, int]:
+    """The committed cursor of every configured target (0 if it has delivered nothing)."""
     if not targets:
         return {}
     rows = conn.execute(
         select(_CURSORS.c.name, _CURSORS.c.last_seq).where(_CURSORS.c.name.in_(targets))
     )
     found = {name: int(seq) for name, seq in rows}
-    held = dict(live or {})  # a copy: exporters update it from another thread
-    return {name: max(found.get(name, 0), held.get(name, 0)) for name in targets}
+    return {name: found.get(name, 0) for name in targets}
+
+
+def held_spans(
+    conn: Connection, cursors: Mapping[str, int], holdings: Mapping[str, Holding]
+) -> list[Span]:
+    """The rows configured targets hold in memory and have not committed yet."""
+    spans: list[Span] = []
+    for name, holding in dict(holdings).items():  # a copy: exporters change it
+        if name not in cursors or holding.count < 1:
+            continue
+        high = conn.execute(
+            select(_LOG.c.seq)
+            .where(_LOG.c.seq > holding.after)
+            .order_by(_LOG.c.seq)
+            .offset(holding.count - 1)
+            .limit(1)
+        ).scalar()
+        low = max(cursors[name], holding.after)
+        if high is None or int(high) > low:
+            spans.append((low, None if high is None else int(high)))
+    return spans
 
 
 def purgeable(
-    op: PurgeOp, last_seq: int, now: datetime, cursors: dict[str, int]
+    op: PurgeOp,
+    last_seq: int,
+    now: datetime,
+    cursors: dict[str, int],
+    held: Sequence[Span] = (),
 ) -> ColumnElement[bool]:
     """The log rows this purge deletes."""
     retention = or_(
@@ -93,10 +136,18 @@ def purgeable(
     if not cursors:
         return retention
     # Protected: above the lowest cursor, among the newest max_backlog, younger than
-    # max_backlog_age. Everything else that retention wants goes.
+    # max_backlog_age. Everything else that retention wants goes, except what a target
+    # holds in memory.
     floor = min(max(cursor, last_seq - op.max_backlog) for cursor in cursors.values())
     too_old = now - timedelta(seconds=op.max_backlog_age)
-    return and_(retention, or_(_LOG.c.seq <= floor, _LOG.c.at < too_old))
+    doomed = and_(retention, or_(_LOG.c.seq <= floor, _LOG.c.at < too_old))
+    if not held:
+        return doomed
+    kept = [
+        _LOG.c.seq > low if high is None else and_(_LOG.c.seq > low, _LOG.c.seq <= high)
+        for low, high in held
+    ]
+    return and_(doomed, not_(or_(*kept)))
 
 
 def find_losses(

@@ -47,6 +47,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from agent.alarms import queries
 from agent.alarms.manager import AlarmManager
 from agent.alarms.records import Notification, NotificationKind
+from agent.alarms.retention import Holding
 from agent.alarms.severity import Severity
 from agent.config import ExporterSettings
 from agent.errors import AlarmNotFound, ExportError, ProvsyncError
@@ -192,8 +193,8 @@ class Exporter(ABC):
                 await self._task
         with contextlib.suppress(Exception):
             await self._bounded(self.close(), "close")
-        # Stopped, it holds nothing: its committed cursor is its position again.
-        self.manager.live_positions.pop(self.name, None)
+        # Stopped, it holds nothing: what it had not committed is undelivered again.
+        self.manager.holdings.pop(self.name, None)
 
     def backlog(self) -> int:
         return max(0, self.manager.last_seq - self.cursor)
@@ -232,11 +233,13 @@ class Exporter(ABC):
                         return
                     delay = next_delay
                     continue
-            # A batch that failed is retried from memory, from where it got: retention
-            # counts what this target holds as delivered-to-be (live_positions), so it
-            # may purge those rows meanwhile without that being a loss.
+            # A batch that failed is retried from memory, from where it got; retention
+            # keeps the rows this target holds (its holding) until its cursor is saved
+            # past them, so a restart, which resumes from the saved cursor, finds them.
             batch = [n for n in held if n.seq > self.cursor]
             if not batch:
+                # Announced before the read: a purge while it runs already keeps them.
+                self.manager.holdings[self.name] = Holding(self.cursor, self.settings.batch_size)
                 try:
                     batch = await asyncio.to_thread(
                         queries.read_log, self.engine, self.cursor, self.settings.batch_size
@@ -249,8 +252,6 @@ class Exporter(ABC):
                     delay = min(delay * 2, self.settings.retry_max)
                     continue
                 held = batch
-                if batch:
-                    self.manager.live_positions[self.name] = batch[-1].seq
             if not batch:
                 # Nothing left above the cursor: purged before this target got it.
                 logger.warning(
