@@ -434,3 +434,92 @@ def test_a_refused_cursor_save_is_retried_without_resending(
             event.remove(lite_manager.engine, "commit", fenced)
 
     asyncio.run(scenario())
+
+
+class FinallyAckExporter(FlakyExporter):
+    """The first attempt gets ``good`` notifications acknowledged but reports that only
+    when it ends (in a ``finally``, as a transport that counts acknowledgements may),
+    then hangs until timed out; later attempts deliver at once."""
+
+    good = 3
+
+    async def deliver(self, notifications: Sequence[Notification]) -> None:
+        self.attempts += 1
+        if self.attempts > 1:
+            self.received.extend(n.seq for n in notifications)
+            return
+        try:
+            self.received.extend(n.seq for n in notifications[: self.good])
+            await asyncio.Event().wait()
+        finally:
+            self.progress(notifications[self.good - 1].seq)
+
+
+def test_progress_reported_as_a_timed_out_delivery_ends_is_kept(
+    lite_manager: AlarmManager, log_lines: list[tuple[str, str]]
+) -> None:
+    async def scenario() -> None:
+        settings = ExporterSettings(
+            retry_initial=0.05, retry_max=10, poll_interval=0.05, deliver_timeout=0.2
+        )
+        for index in range(10):
+            await lite_manager.emit_event("test", "load", text=f"n{index}")
+        exporter = FinallyAckExporter(lite_manager, settings)
+        await exporter.start()
+        await wait_until(lambda: exporter.cursor == lite_manager.last_seq, timeout=5)
+        await exporter.stop(1)
+        # What the cut attempt got acknowledged is not sent again, and the target that
+        # acknowledged it is not "down".
+        assert exporter.received == list(range(1, 11)), exporter.received
+        assert exporter.attempts == 2
+        assert not warnings_about(log_lines, "fake")
+
+    asyncio.run(scenario())
+
+
+class AckAfterCancelExporter(FlakyExporter):
+    """Delivery hangs; once cancelled, it reports an acknowledgement late (after a
+    moment), as a stale callback may. Connects fail from the second one on."""
+
+    def __init__(self, manager: AlarmManager, settings: ExporterSettings) -> None:
+        super().__init__(manager, settings)
+        self.connects = 0
+
+    async def open(self) -> None:
+        self.connects += 1
+        if self.connects > 1:
+            raise ExportError("receiver 127.0.0.1:9 refused the connection")
+
+    async def deliver(self, notifications: Sequence[Notification]) -> None:
+        self.attempts += 1
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            asyncio.get_running_loop().call_later(1.5, self.progress, notifications[0].seq)
+            raise
+
+
+def test_a_late_acknowledgement_does_not_count_for_the_next_attempt(
+    lite_manager: AlarmManager, log_lines: list[tuple[str, str]]
+) -> None:
+    async def scenario() -> None:
+        settings = ExporterSettings(
+            retry_initial=0.05, retry_max=0.1, poll_interval=0.05, deliver_timeout=0.2
+        )
+        await lite_manager.emit_event("test", "load")
+        exporter = AckAfterCancelExporter(lite_manager, settings)
+        await exporter.start()
+        started = time.monotonic()
+        # Connect failures go on past the moment the late acknowledgement comes in.
+        await wait_until(lambda: time.monotonic() - started > 2.2, timeout=10)
+        assert exporter.connects >= 8
+        await exporter.stop(1)
+        # Only an acknowledgement within the attempt moves the cursor: the connect
+        # failures after the late one are a down target, not progress.
+        assert exporter.cursor == 0
+        down = warnings_about(log_lines, "fake")
+        assert down, "the failed connects are a down target"
+        assert "down" in down[0], down
+        assert not [m for level, m in log_lines if level == "INFO" and "back" in m]
+
+    asyncio.run(scenario())

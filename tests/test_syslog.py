@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
@@ -10,8 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from loguru import logger
 
+from agent.alarms.manager import AlarmManager
 from agent.alarms.records import Notification, NotificationKind
+from agent.config import ExporterSettings, SyslogCollector
+from agent.export.syslog.exporter import SyslogExporter
+from agent.export.syslog.relp import frame as relp_frame
+from agent.export.syslog.relp import read_frame
 from agent.export.syslog.rfc5424 import BOM, Formatter, sd_value
 from tests.conftest import AgentProcess, free_port
 from tests.rsyslog import Rsyslog
@@ -286,3 +293,83 @@ def test_agent_log_goes_to_syslog_apart(agent_factory: Any, rsyslog: Rsyslog) ->
     assert {g["app"] for g in got} == {"provsync-agent"}
     assert {g["msgid"] for g in got} == {"LOG"}
     agent.stop()
+
+
+# ------------------------------------------------------------------ a slow RELP collector
+class SlowRelpCollector:
+    """A RELP server on loopback that acknowledges each message ``delay`` seconds after
+    the previous one: healthy, but a batch takes far longer than one acknowledgement."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.messages: list[bytes] = []
+        self.sessions = 0
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._session, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await asyncio.wait_for(self.server.wait_closed(), 5)
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.sessions += 1
+        try:
+            while True:
+                txnr, command, data = await read_frame(reader)
+                if command == b"syslog":
+                    await asyncio.sleep(self.delay)
+                    self.messages.append(data)
+                writer.write(relp_frame(txnr, b"rsp", b"200 OK"))
+                await writer.drain()
+                if command == b"close":
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def test_a_slow_relp_collector_is_not_cut_mid_batch(manager: AlarmManager) -> None:
+    """Each acknowledgement restarts the delivery deadline: a batch of 20 acknowledged
+    at 50 ms each (1 s) against a 0.3 s deliver_timeout arrives once, in order."""
+    lines: list[tuple[str, str]] = []
+    handler = logger.add(
+        lambda m: lines.append((m.record["level"].name, m.record["message"])), level="DEBUG"
+    )
+
+    async def scenario() -> None:
+        server = SlowRelpCollector(delay=0.05)
+        await server.start()
+        for index in range(20):
+            await manager.emit_event("test", "load", text=f"n{index}")
+        collector = SyslogCollector(
+            name="slow", transport="relp", address=f"127.0.0.1:{server.port}", timeout=2.0
+        )
+        settings = ExporterSettings(
+            deliver_timeout=0.3, retry_initial=0.05, poll_interval=0.05, batch_size=500
+        )
+        exporter = SyslogExporter(manager, settings, collector, FORMATTER)
+        await exporter.start()
+        deadline = time.monotonic() + 10
+        while exporter.cursor < manager.last_seq and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        await exporter.stop(5)
+        await server.stop()
+        seqs = [int(m) for data in server.messages for m in SEQ.findall(data.decode())]
+        assert seqs == list(range(1, 21)), seqs
+        assert exporter.failures == 0, exporter.last_error
+        assert server.sessions == 1
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        logger.remove(handler)
+    assert not [m for level, m in lines if level == "WARNING" and "slow" in m], lines
+
+
+SEQ = re.compile(r'sequenceId="(\d+)"')

@@ -58,6 +58,8 @@ from agent.store.outage import ThrottledLog, describe, is_store_outage
 BACKLOG_ALARM = "exporter-backlog"
 GAP_EVENT = "export-gap"
 _STORE_TROUBLE = "store: "
+CANCEL_GRACE = 1.0
+"""Seconds a delivery given up on may take to end (and report its progress)."""
 
 
 def load_cursor(engine: Engine, name: str) -> int:
@@ -125,6 +127,9 @@ class Exporter(ABC):
         self._backlog_active = False
         self._acked: int | None = None
         self._progress_at = 0.0
+        # Set while a delivery attempt runs: progress reported outside one (late, from an
+        # attempt already given up on) must not count for the next connect or batch.
+        self._delivering = False
         # The position last committed to the store; self.cursor (what was delivered) runs
         # ahead of it while the store refuses the save.
         self._saved = 0
@@ -263,7 +268,6 @@ class Exporter(ABC):
             wanted = [n for n in batch if self.accepts(n)]
             if batch[0].seq > self.cursor + 1:
                 wanted.insert(0, self._gap_notice(self.cursor + 1, batch[0].seq - 1, batch))
-            self._acked = None
             try:
                 if wanted:
                     await self._deliver_with_progress(wanted)
@@ -290,7 +294,7 @@ class Exporter(ABC):
 
         Returns: the next delay, or None when the exporter is to stop.
         """
-        moved = self._keep_progress(sent)
+        moved = self._keep_progress(sent) if sent else False  # a connect delivers nothing
         self.failures += 1
         self.last_error = str(exc) if isinstance(exc, ProvsyncError) else repr(exc)
         if moved:
@@ -357,10 +361,17 @@ class Exporter(ABC):
         one after another may take far longer than the timeout as a whole (500 at 100 ms
         RTT take 50 s) while the target is healthy; only a target that stops answering
         is stuck.
+
+        A delivery given up on is cancelled and then awaited for at most
+        ``CANCEL_GRACE`` seconds, so that what it reports as it ends (the acknowledgements
+        it counted) is kept before the failure is accounted; what it reports later is
+        ignored (those notifications are sent again).
         """
         timeout = self._timeout()
         loop = asyncio.get_running_loop()
+        self._acked = None
         self._progress_at = loop.time()
+        self._delivering = True
         task = asyncio.ensure_future(self.deliver(notifications))
         # Its outcome after we gave up on it is of no interest (and must not be reported
         # as "never retrieved").
@@ -369,6 +380,8 @@ class Exporter(ABC):
             while True:
                 remaining = self._progress_at + timeout - loop.time()
                 if remaining <= 0:
+                    task.cancel()
+                    await asyncio.wait({task}, timeout=CANCEL_GRACE)
                     raise ExportError(f"delivery timed out after {timeout:g}s without progress")
                 done, _ = await asyncio.wait({task}, timeout=remaining)
                 if done:
@@ -377,6 +390,7 @@ class Exporter(ABC):
         finally:
             if not task.done():
                 task.cancel()
+            self._delivering = False
 
     def _gap_notice(self, first: int, last: int, batch: Sequence[Notification]) -> Notification:
         """Says in words what the sequence jump shows: entries ``first``-``last`` were
@@ -446,7 +460,10 @@ class Exporter(ABC):
     def progress(self, seq: int) -> None:
         """Called by :meth:`deliver` when the target acknowledged everything up to ``seq``:
         if the batch then fails, the cursor keeps that progress and nothing the target
-        acknowledged is sent again. Each call also restarts the delivery's timeout."""
+        acknowledged is sent again. Each call also restarts the delivery's timeout. A call
+        outside a delivery attempt (late, after it was given up on) is ignored."""
+        if not self._delivering:
+            return
         self._acked = seq
         with contextlib.suppress(RuntimeError):  # called outside a loop: no deadline
             self._progress_at = asyncio.get_running_loop().time()

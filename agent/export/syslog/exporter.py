@@ -83,10 +83,9 @@ class SyslogExporter(Exporter):
         await self.transport.close()
 
     async def deliver(self, notifications: Sequence[Notification]) -> None:
-        try:
-            await self.transport.send([self.formatter.format(n) for n in notifications])
-        finally:
-            # RELP acknowledges message by message: keep what was acknowledged.
-            done = self.transport.acknowledged
-            if done:
-                self.progress(notifications[done - 1].seq)
+        def acknowledged(count: int) -> None:
+            # RELP acknowledges message by message: each one is progress, kept if the
+            # batch then fails, and it restarts the delivery's deadline.
+            self.progress(notifications[count - 1].seq)
+
+        await self.transport.send([self.formatter.format(n) for n in notifications], acknowledged)

@@ -4,17 +4,19 @@ No maintained Python implementation exists (the one PyPI wrapper of librelp date
 2014), so the few frames a sender needs are written here. A frame is
 ``TXNR SP COMMAND SP DATALEN [SP DATA] LF``. The client opens a session, sends each
 message as a ``syslog`` command and waits for the ``rsp`` frame with the same
-transaction number; only ``200`` counts as delivered.
+transaction number; only ``200`` counts as delivered. Each acknowledgement that extends
+the leading run of acknowledged messages is reported as it arrives (``on_ack``), so the
+exporter's progress-based deadline starts over during a long batch to a slow collector.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from agent.errors import ExportError
-from agent.export.syslog.transports import Transport
+from agent.export.syslog.transports import AckCallback, Transport
 
 OFFERS = b"relp_version=0\nrelp_software=provsync\ncommands=syslog"
 MAX_TXNR = 999_999_999
@@ -71,7 +73,9 @@ class RelpTransport(Transport):
         writer.write(frame(txnr, b"open", OFFERS))
         await self._await_ok({txnr})
 
-    async def _await_ok(self, pending: set[int]) -> None:
+    async def _await_ok(
+        self, pending: set[int], answered: Callable[[], None] | None = None
+    ) -> None:
         assert self._reader is not None
         try:
             while pending:
@@ -83,7 +87,10 @@ class RelpTransport(Transport):
                 if not data.startswith(b"200"):
                     reason = data.split(b"\n", 1)[0].decode(errors="replace")
                     raise ExportError(f"RELP collector {self.peer} refused: {reason}")
-                pending.discard(txnr)
+                if txnr in pending:
+                    pending.discard(txnr)
+                    if answered is not None:
+                        answered()
         except TimeoutError:
             raise ExportError(f"RELP collector {self.peer} did not acknowledge in time") from None
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
@@ -91,13 +98,25 @@ class RelpTransport(Transport):
         except (OSError, ConnectionError) as exc:
             raise ExportError(f"RELP to {self.peer}: {exc}") from exc
 
-    async def send(self, messages: Sequence[bytes]) -> None:
+    async def send(self, messages: Sequence[bytes], on_ack: AckCallback | None = None) -> None:
         if self._writer is None:
             raise ExportError("RELP transport is not connected")
-        pending = set()
+        pending: set[int] = set()
         chunks = []
-        order = []
+        order: list[int] = []
         self.acknowledged = 0
+
+        def answered() -> None:
+            # Only the leading run counts: a message acknowledged after one that is not
+            # yet is sent again if the batch fails.
+            run = self.acknowledged
+            while run < len(order) and order[run] not in pending:
+                run += 1
+            if run > self.acknowledged:
+                self.acknowledged = run
+                if on_ack is not None:
+                    on_ack(run)
+
         for message in messages:
             txnr = self._next()
             pending.add(txnr)
@@ -110,14 +129,7 @@ class RelpTransport(Transport):
             raise ExportError(f"RELP collector {self.peer} is not reading") from None
         except (OSError, ConnectionError) as exc:
             raise ExportError(f"RELP to {self.peer}: {exc}") from exc
-        try:
-            await self._await_ok(pending)
-        finally:
-            # The leading run of acknowledged messages counts as delivered.
-            for txnr in order:
-                if txnr in pending:
-                    break
-                self.acknowledged += 1
+        await self._await_ok(pending, answered)
 
     async def close(self) -> None:
         if self._writer is None:

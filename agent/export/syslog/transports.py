@@ -21,6 +21,9 @@ from collections.abc import Callable, Sequence
 
 from agent.errors import ExportError
 
+AckCallback = Callable[[int], None]
+"""``on_ack(count)``: the first ``count`` messages of the batch are acknowledged."""
+
 
 class Transport(ABC):
     def __init__(self, host: str, port: int, timeout: float) -> None:
@@ -40,8 +43,15 @@ class Transport(ABC):
         """Open the connection. Raises: ExportError."""
 
     @abstractmethod
-    async def send(self, messages: Sequence[bytes]) -> None:
-        """Deliver ``messages`` in order (as this transport defines it). Raises: ExportError."""
+    async def send(self, messages: Sequence[bytes], on_ack: AckCallback | None = None) -> None:
+        """Deliver ``messages`` in order (as this transport defines it).
+
+        ``on_ack`` is called as the collector acknowledges them (RELP only; TCP, TLS and
+        UDP have no acknowledgement, so the whole batch is one step of progress).
+
+        Raises:
+            ExportError: the batch is not delivered past what was acknowledged.
+        """
 
     async def close(self) -> None:  # noqa: B027 - nothing to release for UDP
         """Release the connection."""
@@ -68,7 +78,7 @@ class UdpTransport(Transport):
         except OSError as exc:
             raise ExportError(f"syslog over UDP to {self.peer}: {exc.strerror}") from exc
 
-    async def send(self, messages: Sequence[bytes]) -> None:
+    async def send(self, messages: Sequence[bytes], on_ack: AckCallback | None = None) -> None:
         if self._transport is None:
             raise ExportError("UDP transport is not connected")
         for message in messages:
@@ -157,7 +167,7 @@ class StreamTransport(Transport):
             return message.replace(b"\n", b" ") + b"\n"
         return str(len(message)).encode() + b" " + message
 
-    async def send(self, messages: Sequence[bytes]) -> None:
+    async def send(self, messages: Sequence[bytes], on_ack: AckCallback | None = None) -> None:
         if self._writer is None or self._reader is None:
             raise ExportError(f"{self.kind} transport is not connected")
         if self._reader.at_eof() or self._writer.is_closing():
