@@ -523,3 +523,58 @@ def test_a_late_acknowledgement_does_not_count_for_the_next_attempt(
         assert not [m for level, m in log_lines if level == "INFO" and "back" in m]
 
     asyncio.run(scenario())
+
+
+class Fence:
+    """A manager's write guard: refuses while ``fenced``, counting its calls."""
+
+    def __init__(self) -> None:
+        self.fenced = False
+        self.calls = 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+        if self.fenced:
+            raise StoreFencedError("the store is fenced: this agent lost its lock")
+
+
+def test_a_fenced_agent_delivers_nothing_until_unfenced(
+    tmp_path: Path, log_lines: list[tuple[str, str]]
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'provsync.db'}")
+    store.open()
+    fence = Fence()
+    manager = AlarmManager(store.engine, Catalog(), write_guard=fence)
+    manager.start()
+
+    async def scenario() -> None:
+        for index in range(5):
+            await manager.emit_event("test", "load", text=f"n{index}")
+        fence.fenced = True  # another agent took the store over
+        fence.calls = 0
+        settings = ExporterSettings(
+            retry_initial=0.02, retry_max=0.05, poll_interval=0.05, backlog_threshold=10**6
+        )
+        exporter = FlakyExporter(manager, settings)
+        exporter.down = False
+        await exporter.start()
+        # It asks the guard before it delivers, round after round, and sends nothing.
+        await wait_until(lambda: fence.calls >= 5 or bool(exporter.received), timeout=5)
+        assert exporter.received == []
+        assert exporter.attempts == 0
+        assert "fenced" in (exporter.last_error or "")
+        warnings = warnings_about(log_lines, "fake")
+        assert len(warnings) == 1, warnings  # throttled, and not "down"
+        assert "fenced" in warnings[0]
+        assert "down" not in warnings[0]
+        fence.fenced = False
+        await wait_until(lambda: exporter.cursor == manager.last_seq)
+        assert exporter.received == list(range(1, 6))
+        assert exporter.last_error is None
+        await exporter.stop(1)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        manager.stop()
+        store.close()

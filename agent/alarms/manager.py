@@ -234,6 +234,16 @@ class AlarmManager:
         """``listener(last_seq)`` is called from the writer thread after each commit."""
         self._listeners.append(listener)
 
+    def check_writable(self) -> None:
+        """Ask the write guard whether this agent may write the store now; readers that
+        act for the agent (exporters) ask it before acting on what they read.
+
+        Raises:
+            StoreFencedError: the store is fenced (another agent owns it).
+        """
+        if self._write_guard is not None:
+            self._write_guard()
+
     def take_repeats(self) -> set[int]:
         """Ids of alarms repeated (count changed, nothing logged) since the last call."""
         with self._repeats_lock:

@@ -11,18 +11,27 @@ up. A slow or dead target only grows its own backlog: the alarm manager never wa
 Commits wake an idle exporter, never one waiting out its backoff (only stop() does), so a
 dead target is tried at the pace of the backoff whatever the commit rate. Every open is
 bounded by ``deliver_timeout``; a delivery is given up after ``deliver_timeout`` without
-progress (the deadline starts over at every acknowledged notification), and a failed batch
-that got part of it acknowledged keeps that part, starts the backoff over and does not
+progress (the deadline starts over at every acknowledged notification; a delivery given
+up on is awaited ``CANCEL_GRACE`` seconds so what it reports as it ends counts), and a
+failed batch that got part of it acknowledged keeps that part, starts the backoff over and does not
 count as the target going down. The log says when a target goes down, reminds every
 ``down_reminder_interval`` while it stays down, and says when it is back; each attempt is
 counted (status) but not logged above DEBUG.
 
-The store is not the target: when it refuses the cursor save (fenced, down) after a
-delivery, the delivered position is kept in memory and only the save is retried (with
-the backoff), so nothing is sent twice by this process; reads and saves that fail are
-logged as "export target X: cannot save its cursor: ..." (or "cannot read the
-notification log"), one line per kind per ``down_reminder_interval``. The backlog alarm's
-state changes only once the store took the raise or clear.
+While the store is fenced (the alarm manager's write guard refuses: another agent owns
+it), nothing is delivered: each round waits out the backoff and asks again, so a fenced
+agent never interleaves a batch with the new owner's resend; the connection stays open
+and a batch already read stays in memory. The store is not the target: when it refuses
+the cursor save (fenced, down) after a delivery, the delivered position is kept in
+memory and only the save is retried (with the backoff), so nothing is sent twice by this
+process; reads and saves that fail are logged as "export target X: cannot save its
+cursor: ..." (or "cannot read the notification log", "not delivering while the store is
+fenced"), one line per kind per ``down_reminder_interval``. The backlog alarm's state
+changes only once the store took the raise or clear.
+
+The rows a target has read and holds in memory (at most ``batch_size``) are announced to
+the alarm manager (its holding) before the read starts: retention keeps them until the
+cursor is saved past them, so a restart from the committed cursor still finds them.
 
 When retention purged entries the target had not received (past [retention]
 ``max_backlog``), the next batch starts above the cursor: the target is first sent an
@@ -50,7 +59,7 @@ from agent.alarms.records import Notification, NotificationKind
 from agent.alarms.retention import Holding
 from agent.alarms.severity import Severity
 from agent.config import ExporterSettings
-from agent.errors import AlarmNotFound, ExportError, ProvsyncError
+from agent.errors import AlarmNotFound, ExportError, ProvsyncError, StoreFencedError
 from agent.store.models import CURSORS as _CURSORS
 from agent.store.models import LOG as _LOG
 from agent.store.outage import ThrottledLog, describe, is_store_outage
@@ -264,6 +273,17 @@ class Exporter(ABC):
                     self.name, self.cursor + 1, target,
                 )  # fmt: skip
                 self.cursor = target
+                continue
+            try:
+                self.manager.check_writable()
+            except StoreFencedError as exc:
+                # Another agent owns the store and resends from the committed cursors: a
+                # batch sent now would interleave with its, and the save would be refused.
+                self._store_failed("not delivering while the store is fenced", exc)
+                if self._stopping:
+                    return
+                await self._backoff(delay)
+                delay = min(delay * 2, self.settings.retry_max)
                 continue
             wanted = [n for n in batch if self.accepts(n)]
             if batch[0].seq > self.cursor + 1:
