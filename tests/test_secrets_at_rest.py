@@ -11,7 +11,6 @@ import shutil
 import sqlite3
 import stat
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 
 from tests.conftest import AgentProcess
 from tests.simulated import SimulatedElement
+from tests.test_sync import wait_job
 
 PASSWORD = "s3cret-pass"
 
@@ -39,17 +39,6 @@ def start_with_umask(agent: AgentProcess, umask: int) -> AgentProcess:
     finally:
         os.umask(previous)
     return agent
-
-
-def wait_job(agent: AgentProcess, job_id: int, within: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + within
-    with agent.http() as http:
-        while time.monotonic() < deadline:
-            job: dict[str, Any] = http.get(f"/api/v1/jobs/{job_id}").json()
-            if job["state"] in ("done", "failed"):
-                return job
-            time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish")
 
 
 def add_element(agent: AgentProcess, element: SimulatedElement, tmp_path: Path) -> None:
