@@ -235,6 +235,11 @@ def test_a_dead_collector_is_retried_at_the_backoff_pace(agent_factory: Any) -> 
             status = client.get("/api/v1/status").json()
         allowed = allowed_attempts(elapsed + 1, 0.2, 1.0) + 1  # +1 s: attempts at start-up
         failures = {e["name"]: e["failures"] for e in status["exporters"]}
+        down_for = {e["name"]: e["down_for"] for e in status["exporters"]}
+        # The status says which targets fail now, and since when.
+        assert down_for["jsonl"] is None
+        assert down_for["dead-tcp"] is not None
+        assert 4 < down_for["dead-tcp"] < 60, down_for
         assert commits > 60, commits
         assert 2 <= failures["dead-tcp"] <= allowed, (failures, commits, allowed)
         assert 2 <= failures["dead-relp"] <= allowed, (failures, commits, allowed)

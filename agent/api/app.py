@@ -140,6 +140,10 @@ def _severities(values: list[str] | None) -> list[Severity] | None:
         raise InvalidRequest(f"severity must be one of: {allowed}") from None
 
 
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)
+
+
 def _snmp_status(snmp: Any) -> dict[str, Any] | None:
     if snmp is None:
         return None
@@ -184,6 +188,7 @@ def _router() -> APIRouter:
                     "delivered": e.delivered,
                     "failures": e.failures,
                     "last_error": e.last_error,
+                    "down_for": _rounded(e.down_for()),
                 }
                 for e in services.exporters
             ],

@@ -180,13 +180,23 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     if data["exporters"]:
         output.table(
             "Exporters",
-            ["name", "cursor", "backlog", "delivered", "failures", "last error"],
+            ["name", "cursor", "backlog", "delivered", "failures", "down for", "last error"],
             [
                 [e["name"], e["cursor"], e["backlog"], e["delivered"], e["failures"],
-                 e["last_error"]]
+                 _down_for(e.get("down_for")), e["last_error"]]
                 for e in data["exporters"]
             ],
         )  # fmt: skip
+
+
+def _down_for(seconds: float | None) -> str:
+    """How long a target has been failing, as a person reads it at a console."""
+    if seconds is None:
+        return ""
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
 
 
 @app.command()

@@ -445,6 +445,13 @@ class Exporter(ABC):
             },
         )
 
+    def down_for(self) -> float | None:
+        """Seconds since the target went down, None while it is up: what a NOC asks first
+        of a target with failures (is it failing now, and since when?)."""
+        if self._down_since is None:
+            return None
+        return time.monotonic() - self._down_since
+
     def _went_down(self, delay: float) -> None:
         """One warning when the target goes down, a reminder while it stays down."""
         now = time.monotonic()
