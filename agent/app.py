@@ -26,6 +26,7 @@ from agent.alarms.catalog import AlarmType, Catalog
 from agent.alarms.manager import AlarmManager
 from agent.alarms.operations import PurgeOp
 from agent.api.app import Services, create_app
+from agent.api.connections import guarded_protocol
 from agent.config import Settings, read_token_file
 from agent.errors import ProvsyncError, StoreError, StoreLockedError
 from agent.export.base import Exporter
@@ -256,8 +257,9 @@ class Agent:
         api = self.settings.api
         sock = bind_socket(api.host, api.port)
         config = uvicorn.Config(
-            create_app(services), log_config=None, access_log=False, lifespan="off"
-        )
+            create_app(services), log_config=None, access_log=False, lifespan="off",
+            http=guarded_protocol(api.header_timeout, api.max_connections),
+        )  # fmt: skip
         server = _ApiServer(config)
         task = asyncio.create_task(server.serve(sockets=[sock]), name="control-api")
         while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no started event

@@ -171,6 +171,10 @@ class ApiSettings(_Section):
     """Largest request body ("1MiB", "64KiB" or bytes); larger ones get 413."""
     max_pending_writes: int = Field(default=500, ge=1, le=1_000_000)
     """Alarm writes from the API waiting for the writer; past it, 503 with Retry-After."""
+    header_timeout: Annotated[Duration, within("100ms", "5m")] = 10.0
+    """A request's headers must arrive within this of its first byte; else closed."""
+    max_connections: int = Field(default=256, ge=1, le=65_536)
+    """Open connections to the control API; past it, new ones are closed at once."""
 
     @field_validator("listen")
     @classmethod

@@ -234,3 +234,67 @@ def test_the_guard_and_the_routes_agree_on_every_token(hostile_agent: AgentProce
     assert element_routes == {
         ("post", f"/api/v1/sharing/{name}") for name in ("start", "sync", "updates", "device-data")
     }
+
+
+def _closed_by_peer(sock: socket.socket, within: float) -> bool:
+    """True when the agent closes the connection within ``within`` seconds."""
+    sock.settimeout(within)
+    try:
+        while sock.recv(4096):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+    return True
+
+
+def test_connections_that_never_finish_their_headers_are_closed(agent_factory: Any) -> None:
+    # Before: uvicorn kept such connections for ever, so anyone who could reach the port
+    # could hold the agent's file descriptors by sending nothing, or a byte now and then.
+    agent: AgentProcess = agent_factory({"api": {"header_timeout": "1s"}}).start()
+    silent = socket.create_connection(("127.0.0.1", agent.port))
+    trickle = socket.create_connection(("127.0.0.1", agent.port))
+    started = time.monotonic()
+    trickle.sendall(b"GET /api/v1/health HTTP/1.1\r\n")
+    for _ in range(3):  # a byte every 0.3 s does not extend the deadline
+        time.sleep(0.3)  # the pace of the trickle is what is tested
+        trickle.sendall(b"X")
+    assert _closed_by_peer(trickle, 5)
+    assert _closed_by_peer(silent, 5)
+    assert time.monotonic() - started < 5
+    # A client that sends its headers in time, and keeps the connection, is served.
+    with httpx.Client(base_url=agent.url, timeout=5) as client:
+        for _ in range(3):
+            assert client.get("/api/v1/health").status_code == 200
+            time.sleep(1.2)  # past header_timeout between requests: keep-alive is not cut
+    silent.close()
+    trickle.close()
+
+
+def test_connections_past_the_cap_are_closed_at_once(agent_factory: Any) -> None:
+    agent: AgentProcess = agent_factory(
+        {"api": {"max_connections": 4, "header_timeout": "30s"}}
+    ).start()
+    held = [socket.create_connection(("127.0.0.1", agent.port)) for _ in range(4)]
+    try:
+        # Accepted in order: the fifth comes after the four held ones.
+        extra = socket.create_connection(("127.0.0.1", agent.port))
+        assert _closed_by_peer(extra, 5)
+        extra.close()
+    finally:
+        for sock in held:
+            sock.close()
+
+    # Once they are gone, the API serves again.
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{agent.url}/api/v1/health", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    deadline = time.monotonic() + 10
+    while not healthy():
+        assert time.monotonic() < deadline, "the API did not serve again"
+        time.sleep(0.1)
+    assert "connections refused at the cap of 4" in agent.log_text()

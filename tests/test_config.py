@@ -163,6 +163,7 @@ DURATION_KEYS = {
     "exporters.deliver_timeout": "[exporters]\ndeliver_timeout = {}\n",
     "exporters.down_reminder_interval": "[exporters]\ndown_reminder_interval = {}\n",
     "retention.max_backlog_age": "[retention]\nmax_backlog_age = {}\n",
+    "api.header_timeout": "[api]\nheader_timeout = {}\n",
 }
 # "0s" means "off" (no heartbeat, no recurring sync) or "not kept" for these alone.
 ZERO_ALLOWED = {"snmp.heartbeat_interval", "sync.incremental_interval", "sharing.keep_done"}
