@@ -20,6 +20,7 @@ from agent.errors import ExportError
 from agent.export.snmp.engine import add_user, create_engine
 from agent.export.snmp.notify import Syntax, Var
 from agent.export.snmp.targets import V3Sender
+from agent.export.snmp.v3auth import known_users
 from tests.conftest import AgentProcess
 from tests.test_snmp_traps import ENGINE_ID, USER, Trapd, targets
 
@@ -119,8 +120,9 @@ def _sender(port: int, *, timeout: float = 0.3, retries: int = 0) -> V3Sender:
     engine = create_engine(ENGINE_ID, 1)
     add_user(engine, user)
     service: Any = SimpleNamespace(
-        engine=engine, snmp=SimpleNamespace(users=[user]), client_domains=set(), counters={}
-    )
+        engine=engine, snmp=SimpleNamespace(users=[user]), client_domains=set(), counters={},
+        known_users=known_users([user]),
+    )  # fmt: skip
     target = SnmpTarget(
         address=f"127.0.0.1:{port}", version="v3", kind="inform", user="trapper",
         timeout=timeout, retries=retries,
