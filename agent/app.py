@@ -37,6 +37,7 @@ from agent.export.syslog.agentlog import SyslogSink
 from agent.export.syslog.exporter import SyslogExporter, make_formatter
 from agent.export.syslog.rfc5424 import FACILITIES
 from agent.file_modes import PRIVATE_UMASK, agent_files, secure_data_dir
+from agent.listen import bind_socket
 from agent.sharing.service import SharingService
 from agent.store.database import Store, redact_url
 from agent.store.encryption import KeyRing, open_key_ring
@@ -107,23 +108,6 @@ def build_exporters(
                 SnmpTargetExporter(manager, settings.exporters, snmp_target, snmp, index)
             )
     return exporters
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Accepted connections inherit this: without it a keep-alive response written in two
-    # parts waits for the client's delayed ACK (about 40 ms per request).
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ProvsyncError(f"control API cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.listen(128)
-    sock.set_inheritable(True)
-    return sock
 
 
 class _ApiServer(uvicorn.Server):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 from pathlib import Path
 
 # The path given is wrong: bad usage (exit 2). Anything else is a runtime failure (exit 1).
@@ -66,10 +65,6 @@ def prepare_directory(path: Path, mode: int = 0o700) -> str | None:
     if not os.access(path, os.W_OK | os.X_OK):
         return "not writable by this user"
     return None
-
-
-def address_family(host: str) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 def usage_line(message: str, command_path: str | None) -> str:

@@ -7,7 +7,6 @@ Exit status: 0 success; 1 the agent refused or could not be reached, or a runtim
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,6 +38,7 @@ from agent.config import (
     load_settings,
 )
 from agent.errors import ConfigError, ProvsyncError
+from agent.listen import bind_socket
 
 app = typer.Typer(
     name="provsync",
@@ -755,9 +755,9 @@ def simulate(
     simulator = Simulator(state, username, password, Faults(), hub.rstrip("/"), hub_token)
     # Bound here, not by uvicorn: a taken port is one line and exit 1, not uvicorn's exit 3.
     try:
-        sock = socket.create_server((host, port), family=failures.address_family(host))
-    except OSError as exc:
-        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+        sock = bind_socket(host, port, "simulator")
+    except ProvsyncError as exc:
+        _fail(str(exc))
     setup_logging("WARNING")
     output.errors.print(
         f"simulated {element_type} {state.element_id} on http://{host}:{port} "
