@@ -229,3 +229,14 @@ def agent_factory(tmp_path: Path) -> Iterator[Any]:
 def agent(agent_factory: Any) -> AgentProcess:
     started: AgentProcess = agent_factory().start()
     return started
+
+
+@pytest.fixture
+def trapd(tmp_path: Path) -> Iterator[Any]:
+    """A real snmptrapd on a free port, with the v3 user the SNMP tests send as."""
+    from tests.test_snmp_traps import Trapd  # not at the top: that module imports this one
+
+    receiver = Trapd(tmp_path)
+    receiver.start()
+    yield receiver
+    receiver.stop()

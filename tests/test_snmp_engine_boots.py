@@ -61,14 +61,6 @@ def test_a_generated_engine_id_is_kept_in_the_store(store: Store, tmp_path: Path
     assert load_engine_state(tmp_path / "second", "", PEN, store.engine) == (engine_id, 2)
 
 
-@pytest.fixture
-def trapd(tmp_path: Path) -> Any:
-    receiver = Trapd(tmp_path)
-    receiver.start()
-    yield receiver
-    receiver.stop()
-
-
 def _started(agent: AgentProcess) -> tuple[int, int]:
     """(engine boots, sequence number of this run's agent-started event)."""
     with agent.http() as http:

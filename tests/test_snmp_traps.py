@@ -92,14 +92,6 @@ class Trapd:
             time.sleep(0.1)
 
 
-@pytest.fixture
-def trapd(tmp_path: Path) -> Any:
-    receiver = Trapd(tmp_path)
-    receiver.start()
-    yield receiver
-    receiver.stop()
-
-
 def targets(port: int, *kinds: tuple[str, str]) -> list[dict[str, Any]]:
     made = []
     for version, kind in kinds:

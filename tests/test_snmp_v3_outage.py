@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -29,14 +28,6 @@ from tests.test_snmp_traps import ENGINE_ID, USER, Trapd, targets
 CACHE_EXPIRY = 300.0
 SECOND_BATCH_AT = 330.0
 OUTAGE_ENDS_AT = 400.0
-
-
-@pytest.fixture
-def trapd(tmp_path: Path) -> Any:
-    receiver = Trapd(tmp_path)
-    receiver.start()
-    yield receiver
-    receiver.stop()
 
 
 def _status(agent: AgentProcess) -> dict[str, Any]:
