@@ -49,26 +49,49 @@ class LogTail:
 
     Appended by the writer thread after each commit, read by exporters on the event loop
     (or in threads): a lock keeps the two consistent. Holds at least the newest ``size``
-    rows and at most twice that (trimmed in one slice, so appends stay amortized O(1)).
+    rows and at most an eighth more (trimmed in one slice every ``size / 8`` rows, so
+    appends stay amortized O(1) and the memory held stays close to ``size`` rows).
+
+    Every row it holds is still in the store: the writer drops the rows a purge deleted
+    (:meth:`discard_through`) in the commit that deleted them. It never has a hole: a
+    commit it did not see, or one whose rows are not contiguous, empties it, and readers
+    behind its oldest row read the store.
     """
 
     def __init__(self, size: int = 65_536) -> None:
-        self._size = size
+        self._size = max(1, size)
+        self._slack = max(1, self._size // 8)
         self._rows: list[Notification] = []
         self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._rows)
 
     def extend(self, notifications: tuple[Notification, ...]) -> None:
         if not notifications:
             return
+        first, last = notifications[0].seq, notifications[-1].seq
         with self._lock:
             rows = self._rows
-            if rows and notifications[0].seq != rows[-1].seq + 1:
+            if last - first != len(notifications) - 1:
+                # Not contiguous (cannot happen with one writer): offsets would be wrong.
+                rows.clear()
+                return
+            if rows and first != rows[-1].seq + 1:
                 # A commit this tail did not see (one writer cannot do that, but a tail
                 # with a hole would hand out a gap as if it were purged): start over.
                 rows.clear()
             rows.extend(notifications)
-            if len(rows) > 2 * self._size:
+            if len(rows) > self._size + self._slack:
                 del rows[: len(rows) - self._size]
+
+    def discard_through(self, seq: int) -> None:
+        """Forget the rows up to ``seq`` (a purge deleted rows up to there): a reader
+        behind it then reads the store, which shows what is gone."""
+        with self._lock:
+            rows = self._rows
+            if rows and rows[0].seq <= seq:
+                del rows[: seq - rows[0].seq + 1]
 
     def clear(self) -> None:
         with self._lock:

@@ -28,9 +28,19 @@ from loguru import logger
 from sqlalchemy import Connection, Engine, and_, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from agent.alarms.active import ActiveKeys
 from agent.alarms.catalog import AlarmType, Catalog, Kind
-from agent.alarms.operations import AckOp, ClearOp, EventOp, Operation, PurgeOp, RaiseOp
-from agent.alarms.records import ALARM_FIELDS, AlarmChange, NotificationKind
+from agent.alarms.feed import Commit, CommitFeedListener, LogTail
+from agent.alarms.operations import (
+    AckOp,
+    ClearOp,
+    CursorOp,
+    EventOp,
+    Operation,
+    PurgeOp,
+    RaiseOp,
+)
+from agent.alarms.records import ALARM_FIELDS, AlarmChange, Notification, NotificationKind
 from agent.alarms.retention import (
     Holding,
     Loss,
@@ -49,6 +59,7 @@ from agent.errors import (
     StoreFencedError,
 )
 from agent.store.models import ALARMS as _ALARMS
+from agent.store.models import CURSORS as _CURSORS
 from agent.store.models import EVENTS as _EVENTS
 from agent.store.models import HISTORY as _HISTORY
 from agent.store.models import LOG as _LOG
@@ -148,6 +159,13 @@ class _Batch:
     history: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     log: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[Notification] = field(default_factory=list)
+    """The log rows as exporters read them, for the commit feed and the log tail."""
+    cursors: dict[str, int] = field(default_factory=dict)
+    """Export target -> the newest position queued for it in this group commit."""
+    purged: set[int] = field(default_factory=set)
+    purged_through: int = 0
+    """The highest log seq a purge deleted (0: none): the tail drops rows up to it."""
 
     def track(self, row: dict[str, Any]) -> None:
         self.by_id[row["id"]] = row
@@ -168,6 +186,8 @@ class AlarmManager:
             0: no bound. Requests that are not bounded (the agent's own) always wait.
         write_guard: called before each group commit; raises (StoreFencedError) when the
             store must not be written now, so requests fail at once with its reason.
+        tail_size: log rows kept in memory after their commit (``tail``), for exporters
+            that are nearly caught up.
     """
 
     def __init__(
@@ -179,6 +199,7 @@ class AlarmManager:
         clock: Clock = utc_now,
         pending_max: int = 0,
         write_guard: Callable[[], None] | None = None,
+        tail_size: int = 65_536,
     ) -> None:
         self.engine = engine
         self.catalog = catalog
@@ -199,6 +220,9 @@ class AlarmManager:
         self._failures = ThrottledLog()
         self._thread: threading.Thread | None = None
         self._listeners: list[CommitListener] = []
+        self._feed: list[CommitFeedListener] = []
+        self.tail = LogTail(tail_size)
+        """The newest committed log rows: exporters read here, the store only past it."""
         self._last_seq = 0
         self._last_alarm_id = 0
         self._committed_seq = 0
@@ -207,13 +231,14 @@ class AlarmManager:
         lost, or the store was fenced; the next write reloads the counters first."""
         self._dialect = engine.dialect.name
         self._raw = RawWriter(engine.dialect)
-        self._payloads: dict[tuple[Any, ...], str] = {}
+        # Payload JSON and the same payload parsed (for the feed), memoized: few distinct.
+        self._payloads: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
         # Repeats change an alarm's count without a notification; a reader that shows
         # counts (the SNMP view) asks for them here.
         self.track_repeats = False
         self._repeats: set[int] = set()
         self._repeats_lock = threading.Lock()
-        self._active: dict[tuple[str, str, str], int] = {}
+        self._active = ActiveKeys()
         """Key -> id of every active alarm; the writer is the only one changing them."""
 
     # ----------------------------------------------------------------- lifecycle
@@ -231,8 +256,19 @@ class AlarmManager:
         self._thread = None
 
     def add_listener(self, listener: CommitListener) -> None:
-        """``listener(last_seq)`` is called from the writer thread after each commit."""
+        """``listener(last_seq)`` is called from the writer thread after each commit that
+        changed an alarm, the log or a purge (not after one that only saved cursors)."""
         self._listeners.append(listener)
+
+    def add_commit_listener(self, listener: CommitFeedListener) -> None:
+        """``listener(commit)`` is called from the writer thread after each group commit
+        that changed something (log rows, alarms, a purge), with what it changed.
+
+        It runs before the callers of that commit hear back, after ``last_seq`` and
+        ``tail`` include the commit: a client told its change is committed, and asking
+        next (over SNMP, say), finds it wherever the listener put it. It must not block.
+        """
+        self._feed.append(listener)
 
     def check_writable(self) -> None:
         """Ask the write guard whether this agent may write the store now; readers that
@@ -255,7 +291,7 @@ class AlarmManager:
 
     def active_keys(self, type_id: str) -> list[tuple[str, str, str]]:
         """Keys of the active alarms of one type (a copy: the writer thread changes them)."""
-        return [key for key in list(self._active) if key[0] == type_id]
+        return self._active.keys_of(type_id)
 
     @property
     def last_seq(self) -> int:
@@ -274,7 +310,7 @@ class AlarmManager:
                     _ALARMS.c.type_id, _ALARMS.c.resource, _ALARMS.c.qualifier, _ALARMS.c.id
                 ).where(_ALARMS.c.cleared.is_(False))
             )
-            self._active = {(t, r, q): i for t, r, q, i in active}
+            self._active = ActiveKeys((t, r, q, i) for t, r, q, i in active)
         self._last_seq = max(int(meta.get("last_seq", 0)), max_seq, max_event)
         self._last_alarm_id = max(int(meta.get("last_alarm_id", 0)), max_alarm)
         self._committed_seq = self._last_seq
@@ -440,6 +476,17 @@ class AlarmManager:
         counts: dict[str, int] = await self._call(op)
         return counts
 
+    async def save_cursor(self, name: str, seq: int) -> None:
+        """Commit export target ``name``'s delivered position in the writer's next group
+        commit, with whatever else is queued (one transaction, no second writer on the
+        store's lock); saves of one target queued together write only the newest.
+
+        Raises:
+            StoreFencedError: the store is fenced (nothing is written).
+            StoreError: the store could not commit it.
+        """
+        await self._call(CursorOp(name, seq))
+
     def _alarm_type(self, type_id: str, kind: Kind) -> AlarmType:
         alarm_type = self.catalog.get(type_id)
         if alarm_type.kind is not kind:
@@ -476,7 +523,7 @@ class AlarmManager:
         if not live:
             return
         try:
-            results = self._apply([op for op, _ in live])
+            results, work = self._apply([op for op, _ in live])
         except Exception as exc:
             if isinstance(exc, StoreFencedError):
                 # Nothing may be written until the lock is back (the loss is logged once,
@@ -499,19 +546,48 @@ class AlarmManager:
                 self._commit([(op, reply.reclaimed())])
             return
         # Published before the callers hear back, so whoever they tell sees it committed.
-        self._committed_seq = self._last_seq
+        changed = self._publish(work)
         _deliver([(reply, result) for (_, reply), result in zip(live, results, strict=True)])
-        self._notify()
+        if changed:
+            self._notify()
+
+    def _publish(self, work: _Batch) -> bool:
+        """The tail, ``last_seq``, then the commit feed; False if nothing but cursors
+        changed (no reader has anything new to look at)."""
+        notes = tuple(work.notes)
+        if work.purged_through:
+            # A row the store no longer has must not come from the tail: a target behind
+            # it reads the store, where the gap is visible (its gap notice).
+            self.tail.discard_through(work.purged_through)
+        self.tail.extend(notes)
+        # After the tail: an exporter that sees the new last_seq finds the rows there.
+        self._committed_seq = self._last_seq
+        changed_ids = work.new_ids | work.dirty_ids
+        if not (notes or changed_ids or work.purged or work.purged_through):
+            return False
+        if self._feed:
+            commit = Commit(
+                first_seq=notes[0].seq if notes else self._last_seq + 1,
+                last_seq=self._last_seq,
+                notifications=notes,
+                alarms=tuple(work.by_id[i] for i in sorted(changed_ids)),
+                purged=frozenset(work.purged),
+            )
+            for listener in self._feed:
+                try:
+                    listener(commit)
+                except Exception:
+                    logger.exception("commit feed listener failed")
+        return True
 
     def _notify(self) -> None:
-        self._committed_seq = self._last_seq
         for listener in self._listeners:
             try:
                 listener(self._committed_seq)
             except Exception:
                 logger.exception("commit listener failed")
 
-    def _apply(self, ops: list[Operation]) -> list[Any]:
+    def _apply(self, ops: list[Operation]) -> tuple[list[Any], _Batch]:
         if self._write_guard is not None:
             self._write_guard()
         if self._counters_stale:
@@ -534,7 +610,7 @@ class AlarmManager:
             if work.repeated and self.track_repeats:
                 with self._repeats_lock:
                     self._repeats.update(work.repeated)
-            return results
+            return results, work
         except BaseException:
             self._last_seq, self._last_alarm_id = saved
             self._counters_stale = True
@@ -564,12 +640,13 @@ class AlarmManager:
 
     def _remember_active(self, work: _Batch) -> None:
         """After a commit: keep the key -> id map of active alarms current."""
+        active = self._active
         for row in work.by_id.values():
             key = (row["type_id"], row["resource"], row["qualifier"])
             if not row["cleared"]:
-                self._active[key] = row["id"]
-            elif self._active.get(key) == row["id"]:
-                del self._active[key]
+                active.set(key, row["id"])
+            else:
+                active.discard(key, row["id"])
 
     def _dispatch(self, conn: Connection, work: _Batch, op: Operation) -> Any:
         if isinstance(op, RaiseOp):
@@ -580,6 +657,9 @@ class AlarmManager:
             return self._ack(work, op)
         if isinstance(op, EventOp):
             return self._event(work, op)
+        if isinstance(op, CursorOp):
+            work.cursors[op.name] = op.seq
+            return None
         return self._purge(conn, work, op)
 
     def _next_seq(self) -> int:
@@ -596,9 +676,11 @@ class AlarmManager:
         extra: dict[str, Any] | None = None,
     ) -> int:
         seq = self._next_seq()
-        payload = self._payload(row)
+        payload, parsed = self._payload(row)
         if extra:
             payload = payload[:-1] + "," + json.dumps(extra, separators=(",", ":"))[1:]
+            parsed = {**parsed, **extra}  # str and None values: what the JSON gives back
+        raise_seq = row["raise_seq"] if kind is not NotificationKind.ALARM_RAISED else 0
         work.log.append(
             {
                 "seq": seq,
@@ -610,19 +692,38 @@ class AlarmManager:
                 "qualifier": row["qualifier"],
                 "severity": severity,
                 "text": row["text"],
-                "raise_seq": row["raise_seq"] if kind is not NotificationKind.ALARM_RAISED else 0,
+                "raise_seq": raise_seq,
                 "payload": payload,
             }
         )
+        # The row as the store hands it back (Notification.from_row), without reading it:
+        # the payload dict is shared between notifications of one kind (readers never
+        # change it), the time is the UTC one the store returns.
+        work.notes.append(
+            Notification(
+                seq=seq,
+                at=_utc(at),
+                kind=kind,
+                alarm_id=row["id"],
+                type_id=row["type_id"],
+                resource=row["resource"],
+                qualifier=row["qualifier"],
+                severity=severity,
+                text=row["text"],
+                raise_seq=raise_seq,
+                payload=parsed,
+            )
+        )
         return seq
 
-    def _payload(self, row: dict[str, Any]) -> str:
-        """The JSON of what exporters need beyond the columns; memoized (few distinct)."""
+    def _payload(self, row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The JSON of what exporters need beyond the columns, and that JSON parsed;
+        memoized (few distinct)."""
         key = (row["type_id"], row["count"], row["operator_state"], row["resolution"])
         cached = self._payloads.get(key)
         if cached is None:
             alarm_type = self.catalog.describe(row["type_id"])
-            cached = json.dumps(
+            text = json.dumps(
                 {
                     "type_name": alarm_type.name,
                     "event_type": alarm_type.event_type.value,
@@ -633,6 +734,7 @@ class AlarmManager:
                 },
                 separators=(",", ":"),
             )
+            cached = (text, json.loads(text))
             if len(self._payloads) > 4096:
                 self._payloads.clear()
             self._payloads[key] = cached
@@ -782,8 +884,9 @@ class AlarmManager:
 
     def _event(self, work: _Batch, op: EventOp) -> int:
         now = self._clock()
-        seq = self._next_seq()
+        # The type first: an unknown one must not take a sequence number (a gap).
         event_type = self.catalog.get(op.type_id)
+        seq = self._next_seq()
         text = op.text or event_type.name
         work.events.append(
             {
@@ -803,6 +906,7 @@ class AlarmManager:
         }
         if op.details:
             payload["details"] = op.details
+        encoded = json.dumps(payload, separators=(",", ":"), default=str)
         work.log.append(
             {
                 "seq": seq,
@@ -815,8 +919,24 @@ class AlarmManager:
                 "severity": op.severity.value,
                 "text": text,
                 "raise_seq": 0,
-                "payload": json.dumps(payload, separators=(",", ":"), default=str),
+                "payload": encoded,
             }
+        )
+        work.notes.append(
+            Notification(
+                seq=seq,
+                at=_utc(now),
+                kind=NotificationKind.EVENT,
+                alarm_id=0,
+                type_id=op.type_id,
+                resource=op.resource,
+                qualifier="",
+                severity=op.severity.value,
+                text=text,
+                raise_seq=0,
+                # Parsed back: details may hold values the JSON only has as strings.
+                payload=json.loads(encoded),
+            )
         )
         return seq
 
@@ -827,6 +947,8 @@ class AlarmManager:
         old = select(_ALARMS.c.id).where(
             and_(_ALARMS.c.cleared.is_(True), _ALARMS.c.cleared_at < cutoff)
         )
+        # The ids first, for the commit feed (same criteria, same transaction, one writer).
+        work.purged.update(conn.execute(old).scalars())
         conn.execute(delete(_HISTORY).where(_HISTORY.c.alarm_id.in_(old)))
         counts["alarms"] = conn.execute(
             delete(_ALARMS).where(and_(_ALARMS.c.cleared.is_(True), _ALARMS.c.cleared_at < cutoff))
@@ -841,7 +963,10 @@ class AlarmManager:
         held = held_spans(conn, cursors, self.holdings)
         doomed = purgeable(op, self._last_seq, now, cursors, held)
         losses = find_losses(conn, doomed, cursors, op, self._last_seq)
+        highest = conn.execute(select(func.max(_LOG.c.seq)).where(doomed)).scalar()
         counts["notifications"] = conn.execute(delete(_LOG).where(doomed)).rowcount
+        if highest is not None:
+            work.purged_through = max(work.purged_through, int(highest))
         counts["undelivered"] = sum(loss.count for loss in losses)
         for loss in losses:
             self._record_loss(conn, work, loss)
@@ -881,6 +1006,24 @@ class AlarmManager:
         raw.insert(conn, _LOG, _LOG_FIELDS, work.log, _AT)
         if work.log or work.new_ids:
             self._save_counters(conn)
+        if work.cursors:
+            self._save_cursors(conn, work.cursors)
+
+    def _save_cursors(self, conn: Connection, cursors: dict[str, int]) -> None:
+        now = self._clock()
+        rows = [{"name": n, "last_seq": s, "updated_at": now} for n, s in cursors.items()]
+        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        statement = insert(_CURSORS)
+        conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=["name"],
+                set_={
+                    "last_seq": statement.excluded.last_seq,
+                    "updated_at": statement.excluded.updated_at,
+                },
+            ),
+            rows,
+        )
 
     def _save_counters(self, conn: Connection) -> None:
         rows = [
@@ -901,6 +1044,11 @@ class AlarmManager:
                 ),
                 rows,
             )
+
+
+def _utc(value: datetime) -> datetime:
+    """``value`` as the store returns it: in UTC (the same instant; iso() then says Z)."""
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
 def _field(name: str, value: str, *, allow_empty: bool = False) -> str:

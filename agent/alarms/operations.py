@@ -58,4 +58,14 @@ class PurgeOp:
     """Seconds; undelivered notifications older than this may be purged."""
 
 
-Operation = RaiseOp | ClearOp | AckOp | EventOp | PurgeOp
+@dataclass(frozen=True, slots=True)
+class CursorOp:
+    """An export target's delivered position, saved in the writer's group commit instead
+    of a write transaction of its own (which would compete with the writer for the
+    store's lock); several saves of one target in a group commit write only the newest."""
+
+    name: str
+    seq: int
+
+
+Operation = RaiseOp | ClearOp | AckOp | EventOp | PurgeOp | CursorOp

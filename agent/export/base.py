@@ -140,8 +140,11 @@ class Exporter(ABC):
         # attempt already given up on) must not count for the next connect or batch.
         self._delivering = False
         # The position last committed to the store; self.cursor (what was delivered) runs
-        # ahead of it while the store refuses the save.
+        # ahead of it while a save is in flight (at most one, see _run) or the store
+        # refuses the save.
         self._saved = 0
+        self._saving: asyncio.Task[bool] | None = None
+        self._save_refused = False
         # Store failures get one line per kind, then a reminder at the down-reminder pace.
         self._store_log = ThrottledLog(settings.down_reminder_interval)
         self._task: asyncio.Task[None] | None = None
@@ -205,6 +208,13 @@ class Exporter(ABC):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        # The final position is saved: a save may still be in flight, or the loop ended
+        # (a failure while stopping, a cancel) after a delivery it had not saved yet.
+        # Refused or timed out, it is logged, and the rows stay undelivered (resent).
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                self._final_save(), max(1.0, min(drain_seconds, self._timeout()))
+            )
         with contextlib.suppress(Exception):
             await self._bounded(self.close(), "close")
         # Stopped, it holds nothing: what it had not committed is undelivered again.
@@ -219,16 +229,22 @@ class Exporter(ABC):
         opened = False
         held: list[Notification] = []
         while True:
-            if self._saved != self.cursor and not await self._save_position():
+            if self._save_refused:
                 # The store refused the cursor, not the target: what was delivered stays
-                # delivered (self.cursor); only the save is retried, nothing is resent.
-                if self._stopping:
-                    return
-                await self._backoff(delay)
-                delay = min(delay * 2, self.settings.retry_max)
-                continue
+                # delivered (self.cursor); only the save is retried, nothing is resent,
+                # and nothing more is delivered until the store has it.
+                if not await self._save_position():
+                    if self._stopping:
+                        return
+                    await self._backoff(delay)
+                    delay = min(delay * 2, self.settings.retry_max)
+                    continue
+                self._save_refused = False
             target = self.manager.last_seq
             if self.cursor >= target:
+                # Idle: the delivered position is saved now, not with the next batch.
+                if not await self._settle_saves():
+                    continue  # refused: retried above, with the backoff
                 if self._stopping:
                     return
                 await self._check_backlog()  # a clear that failed is retried while idle
@@ -252,19 +268,29 @@ class Exporter(ABC):
             # past them, so a restart, which resumes from the saved cursor, finds them.
             batch = [n for n in held if n.seq > self.cursor]
             if not batch:
-                # Announced before the read: a purge while it runs already keeps them.
-                self.manager.holdings[self.name] = Holding(self.cursor, self.settings.batch_size)
-                try:
-                    batch = await asyncio.to_thread(
-                        queries.read_log, self.engine, self.cursor, self.settings.batch_size
-                    )
-                except Exception as exc:
-                    self._store_failed("cannot read the notification log", exc)
-                    if self._stopping:
-                        return
-                    await self._backoff(delay)
-                    delay = min(delay * 2, self.settings.retry_max)
-                    continue
+                # Announced before the read: a purge while it runs already keeps them. It
+                # reaches back to the saved position: what was delivered while its save is
+                # in flight is still undelivered for a restart, so it is kept too.
+                size = self.settings.batch_size
+                self.manager.holdings[self.name] = Holding(
+                    self._saved, self.cursor - self._saved + size
+                )
+                # Nearly caught up, the rows are in the manager's tail, committed and
+                # not purged: no store read. Behind it (a restart, a slow target), the
+                # store, which also shows what retention purged (the gap notice below).
+                batch = self.manager.tail.after(self.cursor, size) or []
+                if not batch:
+                    try:
+                        batch = await asyncio.to_thread(
+                            queries.read_log, self.engine, self.cursor, size
+                        )
+                    except Exception as exc:
+                        self._store_failed("cannot read the notification log", exc)
+                        if self._stopping:
+                            return
+                        await self._backoff(delay)
+                        delay = min(delay * 2, self.settings.retry_max)
+                        continue
                 held = batch
             if not batch:
                 # Nothing left above the cursor: purged before this target got it.
@@ -305,6 +331,14 @@ class Exporter(ABC):
             delay = self.settings.retry_initial
             self.last_error = None
             self._came_back()
+            # Saved in the background while the next batch goes out: one save in flight
+            # at a time (the previous one, normally long done, is awaited first), so the
+            # delivered-but-unsaved rows stay within two batches (a restart resends at
+            # most those). A refused save stops deliveries until it is retried above.
+            if await self._save_done() and self._saved != self.cursor:
+                self._saving = asyncio.create_task(
+                    self._save_position(), name=f"exporter:{self.name}:save"
+                )
             await self._check_backlog()
 
     async def _failed(
@@ -335,15 +369,46 @@ class Exporter(ABC):
         await self._backoff(delay)
         return delay if moved else min(delay * 2, self.settings.retry_max)
 
+    async def _save_done(self) -> bool:
+        """Wait for the save in flight, if any; False (and the save is to be retried)
+        when the store refused it."""
+        task, self._saving = self._saving, None
+        if task is not None and not await task:
+            self._save_refused = True
+            return False
+        return True
+
+    async def _settle_saves(self) -> bool:
+        """Wait for the save in flight, then save the delivered position if it is still
+        ahead of it; True when the store has the delivered position."""
+        if not await self._save_done():
+            return False
+        if self._saved != self.cursor and not await self._save_position():
+            self._save_refused = True
+            return False
+        return True
+
+    async def _final_save(self) -> None:
+        """At stop: the save in flight, then one more try if the position is still ahead
+        (its refusal, already logged, does not stop the retry here)."""
+        await self._save_done()
+        if self._saved != self.cursor:
+            await self._save_position()
+
     async def _save_position(self) -> bool:
-        """Commit the delivered position; False (logged, throttled) when the store refuses."""
+        """Commit the delivered position; False (logged, throttled) when the store refuses.
+
+        The save is a request to the alarm manager's writer, committed in its group
+        commit with whatever else is queued: no write transaction of its own competing
+        with the writer for the store's lock, and refused alike when the store is fenced.
+        """
         seq = self.cursor
         try:
-            await asyncio.to_thread(save_cursor, self.engine, self.name, seq)
+            await self.manager.save_cursor(self.name, seq)
         except Exception as exc:
             self._store_failed("cannot save its cursor", exc)
             return False
-        self._saved = seq
+        self._saved = max(self._saved, seq)
         if self.last_error is not None and self.last_error.startswith(_STORE_TROUBLE):
             self.last_error = None
         return True
