@@ -1,7 +1,9 @@
 """The built-in ``http`` connector: Element API v1 (docs/element-api.md) with httpx.
 
 Transport errors (no connection, timeouts) are retried with exponential backoff; an
-answer, even a 5xx, is not retried: it becomes the contract's error at once.
+answer, even a 5xx, is not retried: it becomes the contract's error at once. Each attempt
+is bounded as a whole by ``timeout`` (httpx bounds each phase, connect, every read, on its
+own: an element trickling its answer would otherwise hold a sync for ever).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class HttpConnector(Connector):
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         super().__init__(address, credentials)
+        self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
         auth = (credentials.username, credentials.password) if credentials else None
@@ -62,9 +65,12 @@ class HttpConnector(Connector):
         last: str = ""
         for attempt in range(self.retries + 1):
             try:
-                response = await self._client.request(method, path, **kwargs)
+                async with asyncio.timeout(self.timeout):
+                    response = await self._client.request(method, path, **kwargs)
             except httpx.TransportError as exc:
                 last = str(exc) or type(exc).__name__
+            except TimeoutError:
+                last = f"no complete answer within {self.timeout:g} s"
             else:
                 return self._answer(response)
             if attempt < self.retries:
@@ -120,7 +126,12 @@ class HttpConnector(Connector):
         body = await self._request("GET", f"/objects/{cls}", params=params)
         return ObjectPage(
             snapshot=str(body["snapshot"]),
-            objects=tuple(ObjectRecord(str(o["key"]), dict(o["data"])) for o in body["objects"]),
+            # A decoded object is a dict already: copying it (100,000 of them in an
+            # initialization) bought nothing.
+            objects=tuple(
+                ObjectRecord(str(o["key"]), d if type(d := o["data"]) is dict else dict(d))
+                for o in body["objects"]
+            ),
             next=body.get("next"),
         )
 

@@ -31,7 +31,7 @@ from agent import __version__
 from agent.alarms import queries
 from agent.alarms.manager import AlarmManager
 from agent.config import SyncSettings
-from agent.connectors.base import Connector
+from agent.connectors.base import Connector, ElementInfo, ObjectRecord
 from agent.connectors.registry import connect
 from agent.errors import (
     AuthIncorrect,
@@ -47,6 +47,41 @@ from agent.store.outage import ThrottledLog, is_store_outage
 from agent.sync import registry, store_ops
 
 KINDS = ("init", "incremental", "force")
+PAGES_AHEAD = 2
+"""Pages an initialization reads ahead of its writes (its memory bound: these pages plus
+the one batch being written)."""
+WRITE_BATCH = 5000
+"""Most objects in one write transaction of an initialization (pages already read wait
+for no more: a batch is what is there)."""
+
+_Fetched = tuple[str, tuple[ObjectRecord, ...]] | Exception | None
+"""From the fetcher to the writer: a page of a class, the error that ended the read, or
+None once every class is read."""
+
+
+async def _fetch_pages(
+    connector: Connector, classes: tuple[str, ...], page_size: int,
+    ahead: asyncio.Queue[_Fetched],
+) -> None:  # fmt: skip
+    """Read every page of ``classes`` into ``ahead``; errors go there too, for the writer."""
+    try:
+        for cls in classes:
+            pages = connector.pages(cls, limit=page_size)
+            try:
+                async for page in pages:
+                    await ahead.put((cls, page.objects))
+            finally:
+                # Cancelled between two pages: close the generator now, not when the
+                # loop's finalizer gets to it (a driver may return a plain iterator).
+                close = getattr(pages, "aclose", None)
+                if close is not None:
+                    await close()
+    except Exception as exc:  # the contract's errors and bugs alike: the writer raises it
+        await ahead.put(exc)
+        return
+    await ahead.put(None)
+
+
 _STRENGTH = {"incremental": 0, "init": 1, "force": 2}
 
 
@@ -323,20 +358,7 @@ class SyncEngine:
         # initialization whatever happens.
         generation = job_id
         await asyncio.to_thread(registry.set_state, self.db, element.id, last_init_ok=False)
-        counts: Counter[str] = Counter()
-        total = sum(info.counts.values())
-        for cls in info.classes:
-            async for page in connector.pages(cls, limit=self.settings.page_size):
-                counts[cls] += await asyncio.to_thread(
-                    store_ops.write_objects, self.db, element.id, cls, page.objects, generation
-                )
-                # Progress for `provsync sync ... --wait`: objects read so far, of how many.
-                await asyncio.to_thread(
-                    registry.update_job,
-                    self.db,
-                    job_id,
-                    counts={"progress": sum(counts.values()), "total": total},
-                )
+        counts = await self._read_objects(element.id, connector, info, job_id, generation)
         read_total: int = sum(counts.values())
         hub_total: int = sum(hub.values())
         if not force and read_total == 0 and hub_total > 0:
@@ -383,6 +405,67 @@ class SyncEngine:
                 element.name, f"upgraded from {previous} to {info.software_version}"
             )
         return {"objects": dict(counts), "replayed": replayed, "removed": removed}
+
+    async def _read_objects(
+        self, element_id: int, connector: Connector, info: ElementInfo, job_id: int,
+        generation: int,
+    ) -> Counter[str]:  # fmt: skip
+        """Every object of every class, written with ``generation``: objects per class.
+
+        A fetcher task reads pages while this one writes them: the element's answer (and
+        its JSON decoding) overlaps the store's work instead of alternating with it. At
+        most ``PAGES_AHEAD`` pages wait between the two, so memory stays bounded whatever
+        the element's size. Each transaction takes every page waiting (up to
+        ``WRITE_BATCH`` objects) with the job's progress. A failed fetch is raised once the
+        pages read before it are written, so the store is left as a one-page-at-a-time
+        read leaves it; a failed write (or a cancelled job) cancels the fetcher.
+        """
+        ahead: asyncio.Queue[_Fetched] = asyncio.Queue(maxsize=PAGES_AHEAD)
+        fetcher = asyncio.create_task(
+            _fetch_pages(connector, info.classes, self.settings.page_size, ahead),
+            name=f"sync-fetch:{job_id}",
+        )
+        counts: Counter[str] = Counter()
+        total = sum(info.counts.values())
+        try:
+            finished = False
+            while not finished:
+                batch: list[tuple[str, tuple[ObjectRecord, ...]]] = []
+                size, failure = 0, None
+                item = await ahead.get()
+                while True:
+                    if isinstance(item, BaseException):
+                        failure, finished = item, True
+                        break
+                    if item is None:
+                        finished = True
+                        break
+                    batch.append(item)
+                    size += len(item[1])
+                    if size >= WRITE_BATCH or ahead.empty():
+                        break
+                    item = ahead.get_nowait()
+                if batch:
+                    for cls, objects in batch:
+                        counts[cls] += len(objects)
+                    # Progress for `provsync sync ... --wait`: objects read so far, of how many.
+                    await asyncio.to_thread(
+                        store_ops.write_pages,
+                        self.db,
+                        element_id,
+                        batch,
+                        generation,
+                        job_id=job_id,
+                        progress={"progress": sum(counts.values()), "total": total},
+                    )
+                if failure is not None:
+                    raise failure
+        finally:
+            fetcher.cancel()
+            # wait(), not await: the fetcher's own cancellation is expected, ours is not
+            # to be swallowed.
+            await asyncio.wait([fetcher])
+        return counts
 
     async def _count_remote(self, connector: Connector, classes: tuple[str, ...]) -> dict[str, int]:
         """Objects per class, by paging (for elements whose info gives no counts)."""
