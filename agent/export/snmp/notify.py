@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
+from typing import Any
 
 from agent.alarms.catalog import EventType
 from agent.alarms.records import Notification, NotificationKind
@@ -120,6 +122,145 @@ def notification_vars(note: Notification, oids: MibOids, uptime: int) -> list[Va
         found.append(Var(oids.instance("provsyncNotifyResolution"), Syntax.OCTETS,
                          resolution[: values.MAX_STRING]))  # fmt: skip
     return found
+
+
+def _varbind(oid_tlv: bytes, value_tlv: bytes) -> bytes:
+    """One VarBind SEQUENCE from its encoded OID and value (what :meth:`Var.ber` gives)."""
+    size = len(oid_tlv) + len(value_tlv)
+    if size < 0x80:
+        return bytes((ber.SEQUENCE, size)) + oid_tlv + value_tlv
+    return bytes((ber.SEQUENCE,)) + ber.length(size) + oid_tlv + value_tlv
+
+
+CACHE_LIMIT = 4096
+"""Entries per cache of :class:`VarbindEncoder`: alarm types and their resolutions are
+few (the catalog), but they come from each notification's payload, so the caches are
+bounded whatever the log holds."""
+
+
+class VarbindEncoder:
+    """The BER VarBindList content of notifications, byte for byte what
+    :func:`notification_vars` and :meth:`Var.ber` give, built as a few concatenations.
+
+    Measured need (bench/snmp.py (b)): building the :class:`Var` objects and encoding
+    them took about 120 us per trap here, most of it on varbinds that are the same for
+    every notification of a type. Encoded once: every OID, snmpTrapOID per kind, the
+    severity varbind per severity, the type id / name and event type / probable cause
+    varbinds per alarm type, the resolution per text, the last DateAndTime. Per
+    notification only the sequence numbers, ids, uptime, resource and text are encoded.
+    Heartbeats (one every interval) take :func:`notification_vars` as they are.
+    """
+
+    def __init__(self, oids: MibOids) -> None:
+        self._oids = oids
+        self._uptime_oid = ber.oid(SYS_UPTIME)
+        self._trap_oid = {
+            kind: _varbind(ber.oid(SNMP_TRAP_OID), ber.oid(oids[name]))
+            for kind, name in TRAP_OF.items()
+        }
+        self._oid = {
+            name: ber.oid(oids.instance(name))
+            for name in (
+                "provsyncNotifySequence", "provsyncNotifyAlarmId", "provsyncNotifyResource",
+                "provsyncNotifyText", "provsyncNotifyTime", "provsyncNotifyRaiseSequence",
+            )
+        }  # fmt: skip
+        self._severity_oid = ber.oid(oids.instance("provsyncNotifySeverity"))
+        self._resolution_oid = ber.oid(oids.instance("provsyncNotifyResolution"))
+        self._severity: dict[str, bytes] = {}
+        # (type id, type name, event type, probable cause) -> (type id + type name
+        # varbinds, event type + probable cause varbinds): they sit on either side of the
+        # resource and severity.
+        self._types: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
+        self._resolutions: dict[str, bytes] = {}
+        self._at: datetime | None = None
+        self._at_varbind = b""
+
+    def encode(self, note: Notification, uptime: int) -> bytes:
+        """The concatenated VarBinds (the content of the VarBindList SEQUENCE).
+
+        Raises:
+            ValueError: what :func:`notification_vars` raises for the same notification
+                (an unknown severity or event type, a negative number).
+        """
+        kind = note.kind
+        if kind is NotificationKind.EVENT and note.type_id == HEARTBEAT_TYPE:
+            return b"".join(v.ber() for v in notification_vars(note, self._oids, uptime))
+        oid = self._oid
+        payload = note.payload
+        parts = [
+            _varbind(self._uptime_oid, ber.unsigned(uptime, ber.TIMETICKS)),
+            self._trap_oid[kind],
+            _varbind(oid["provsyncNotifySequence"], ber.unsigned(note.seq, ber.GAUGE32)),
+            _varbind(oid["provsyncNotifyAlarmId"], ber.unsigned(note.alarm_id, ber.GAUGE32)),
+        ]
+        # As text in the key: 1 and True are one dict key but "1" and "True" on the wire.
+        type_name = str(payload.get("type_name", note.type_id))
+        event_type = payload.get("event_type", "other")
+        cause = str(payload.get("probable_cause", ""))
+        key = (note.type_id, type_name, event_type, cause)
+        try:
+            before, after = self._types[key]
+        except KeyError:
+            before, after = self._type_varbinds(note.type_id, type_name, event_type, cause)
+            if len(self._types) >= CACHE_LIMIT:
+                self._types.clear()
+            self._types[key] = before, after
+        except TypeError:  # a payload value that is not hashable: encode, do not keep
+            before, after = self._type_varbinds(note.type_id, type_name, event_type, cause)
+        parts.append(before)
+        parts.append(
+            _varbind(oid["provsyncNotifyResource"], ber.octets(note.resource.encode("utf-8")))
+        )
+        parts.append(self._severity_varbind(note.severity))
+        parts.append(after)
+        text = note.text.encode("utf-8")[: values.MAX_STRING]
+        parts.append(_varbind(oid["provsyncNotifyText"], ber.octets(text)))
+        if note.at != self._at or self._at is None:
+            self._at_varbind = _varbind(oid["provsyncNotifyTime"], ber.octets(_date_and_time(note)))
+            self._at = note.at
+        parts.append(self._at_varbind)
+        if kind is NotificationKind.ALARM_CLEARED or kind is NotificationKind.ALARM_CHANGED:
+            parts.append(
+                _varbind(
+                    oid["provsyncNotifyRaiseSequence"], ber.unsigned(note.raise_seq, ber.GAUGE32)
+                )
+            )
+        if kind is NotificationKind.ALARM_RAISED or kind is NotificationKind.ALARM_CHANGED:
+            parts.append(self._resolution_varbind(str(payload.get("resolution", ""))))
+        return b"".join(parts)
+
+    def _type_varbinds(
+        self, type_id: str, type_name: str, event_type: Any, cause: str
+    ) -> tuple[bytes, bytes]:
+        instance = self._oids.instance
+        number = values.EVENT_TYPE_NUMBER[EventType(event_type)]
+        before = _varbind(
+            ber.oid(instance("provsyncNotifyTypeId")), ber.octets(type_id.encode())
+        ) + _varbind(
+            ber.oid(instance("provsyncNotifyTypeName")), ber.octets(type_name.encode("utf-8"))
+        )
+        after = _varbind(
+            ber.oid(instance("provsyncNotifyEventType")), ber.integer(number)
+        ) + _varbind(ber.oid(instance("provsyncNotifyProbableCause")), ber.octets(cause.encode()))
+        return before, after
+
+    def _severity_varbind(self, severity: str) -> bytes:
+        found = self._severity.get(severity)
+        if found is None:
+            found = _varbind(self._severity_oid, ber.integer(int(Severity(severity).itu)))
+            self._severity[severity] = found  # a handful of names: Severity() refuses others
+        return found
+
+    def _resolution_varbind(self, resolution: str) -> bytes:
+        found = self._resolutions.get(resolution)
+        if found is None:
+            data = resolution.encode("utf-8")[: values.MAX_STRING]
+            found = _varbind(self._resolution_oid, ber.octets(data))
+            if len(self._resolutions) >= CACHE_LIMIT:
+                self._resolutions.clear()
+            self._resolutions[resolution] = found
+        return found
 
 
 def v2c_message(community: bytes, pdu_tag: int, request_id: int, varbinds: Sequence[Var]) -> bytes:

@@ -1,17 +1,21 @@
 """Notification targets: one exporter (with its own cursor) per [[snmp.targets]] entry.
 
-SNMPv2c traps and informs go out on the BER fast path; SNMPv3 traps and informs go
-through pysnmp's NotificationOriginator (USM, engine discovery for informs). Traps are
-best effort: the cursor moves once they are sent. Informs move the cursor only when the
-receiver acknowledged them; an unacknowledged inform fails the batch, which is retried
-from the cursor with backoff, so a receiver that was down gets everything, in order.
-No inform waits longer than its deadline (:func:`inform_deadline`), whatever pysnmp does.
+SNMPv2c traps and informs and SNMPv3 traps go out on the BER fast path; SNMPv3 informs go
+through pysnmp's NotificationOriginator (USM, engine discovery). Traps are best effort:
+the cursor moves once they are sent. A batch of traps is encoded with what does not
+change between notifications encoded once (agent.export.snmp.notify.VarbindEncoder) and
+handed to the socket whole, :data:`CHUNK` at a time (agent.export.snmp.v2c.V2cSender.send_all:
+a full send buffer is waited out, never dropped). Informs move the cursor only when the
+receiver acknowledged them, one at a time; an unacknowledged inform fails the batch,
+which is retried from the cursor with backoff, so a receiver that was down gets
+everything, in order. No inform waits longer than its deadline (:func:`inform_deadline`),
+whatever pysnmp does.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from loguru import logger
@@ -23,15 +27,17 @@ from pysnmp.proto import rfc1902
 
 from agent.alarms.manager import AlarmManager
 from agent.alarms.records import Notification
-from agent.config import ExporterSettings, SnmpTarget, parse_address
+from agent.config import ExporterSettings, SnmpTarget, SnmpUser, parse_address
 from agent.errors import ExportError
 from agent.export.base import Exporter
+from agent.export.snmp import ber
 from agent.export.snmp.inform_bounds import v2c_inform_wait, v3_inform_deadline
 from agent.export.snmp.inform_socket import ScreenedClientTransport, ScreenedClientTransport6
-from agent.export.snmp.notify import Syntax, Var, kind_of, notification_vars
+from agent.export.snmp.notify import Syntax, Var, VarbindEncoder, kind_of, notification_vars
+from agent.export.snmp.oids import MibOids
 from agent.export.snmp.pysnmp_state import abandon_informs, forget_peer, keep_timer_running
 from agent.export.snmp.service import SnmpService
-from agent.export.snmp.v2c import V2cSender
+from agent.export.snmp.v2c import SendError, V2cSender
 from agent.export.snmp.v3trap import V3TrapEncoder
 
 CLIENT_DOMAIN = (*udp.DOMAIN_NAME, 1000)
@@ -52,6 +58,101 @@ def _pysnmp_value(var: Var) -> Any:
 
 inform_deadline = v3_inform_deadline
 """Seconds an SNMPv3 inform may take (agent.export.snmp.inform_bounds)."""
+
+CHUNK = 256
+"""Traps encoded and sent per turn of the event loop: the loop runs its other tasks (the
+control API, the SNMP responder) between chunks, not between traps."""
+
+
+class TrapPath:
+    """The trap side of a target on the fast path: v2c, or v3 built by the agent itself.
+
+    Args:
+        sender: the socket to the receiver.
+        varbinds: encodes each notification's varbinds.
+        v3: wraps them in an SNMPv3 message; None for v2c.
+    """
+
+    def __init__(
+        self, sender: V2cSender, varbinds: VarbindEncoder, v3: V3TrapEncoder | None = None
+    ) -> None:
+        self.sender = sender
+        self._varbinds = varbinds
+        self._v3 = v3
+
+    async def open(self) -> None:
+        await self.sender.open()
+
+    def close(self) -> None:
+        self.sender.close()
+
+    async def deliver(
+        self,
+        notifications: Sequence[Notification],
+        uptime: Callable[[], int],
+        progress: Callable[[int], None],
+    ) -> None:
+        """Send every notification in order, :data:`CHUNK` to a loop turn, and report
+        each chunk sent with ``progress(seq)``.
+
+        Raises:
+            ExportError: the socket failed; ``progress`` has what went out before.
+            ValueError: a notification cannot be encoded; the ones before it went out.
+        """
+        encode = self._varbinds.encode
+        wrap = self._v3.wrap if self._v3 is not None else self._v2c_trap
+        count = len(notifications)
+        for start in range(0, count, CHUNK):
+            chunk = notifications[start : start + CHUNK]
+            messages: list[bytes] = []
+            try:
+                for note in chunk:
+                    messages.append(wrap(encode(note, uptime())))
+            except Exception:
+                # As if sent one by one: the ones before the bad one still go out.
+                await self._send(chunk, messages, progress)
+                raise
+            await self._send(chunk, messages, progress)
+            if start + CHUNK < count:
+                await asyncio.sleep(0)
+
+    def _v2c_trap(self, varbinds: bytes) -> bytes:
+        return self.sender.message(ber.TRAP_V2, varbinds)
+
+    async def _send(
+        self,
+        chunk: Sequence[Notification],
+        messages: Sequence[bytes],
+        progress: Callable[[int], None],
+    ) -> None:
+        if not messages:
+            return
+        try:
+            await self.sender.send_all(messages)
+        except SendError as exc:
+            if exc.sent:
+                progress(chunk[exc.sent - 1].seq)
+            raise
+        progress(chunk[len(messages) - 1].seq)
+
+
+def trap_path(
+    target: SnmpTarget,
+    oids: MibOids,
+    *,
+    engine_id: bytes = b"",
+    boots: int = 0,
+    users: Sequence[SnmpUser] = (),
+) -> TrapPath:
+    """The fast trap path of a trap target (v2c, or v3 with the agent's engine ID and
+    boots and the target's user among ``users``)."""
+    if target.version == "v2c":
+        sender = V2cSender(target.address, target.community.get_secret_value().encode())
+        return TrapPath(sender, VarbindEncoder(oids))
+    # v3 traps: the agent is authoritative, so the fast path builds them itself.
+    user = {u.name: u for u in users}[target.user]
+    encoder = V3TrapEncoder(engine_id, boots, user)
+    return TrapPath(V2cSender(target.address, b""), VarbindEncoder(oids), encoder)
 
 
 class V3Sender:
@@ -175,16 +276,17 @@ class SnmpTargetExporter(Exporter):
         self.target = target
         self.service = service
         self._kinds = set(target.kinds)
-        self._v2c: V2cSender | None = None
-        self._v3: V3Sender | None = None
-        self._v3_traps: V3TrapEncoder | None = None
-        if target.version == "v2c":
+        self._varbinds = VarbindEncoder(service.oids)
+        self._traps: TrapPath | None = None
+        self._v2c: V2cSender | None = None  # v2c informs
+        self._v3: V3Sender | None = None  # v3 informs
+        if target.kind == "trap":
+            self._traps = trap_path(
+                target, service.oids, engine_id=bytes.fromhex(service.engine_id),
+                boots=service.boots, users=service.snmp.users,
+            )  # fmt: skip
+        elif target.version == "v2c":
             self._v2c = V2cSender(target.address, target.community.get_secret_value().encode())
-        elif target.kind == "trap":
-            # v3 traps: the agent is authoritative, so the fast path builds them itself.
-            user = {u.name: u for u in service.snmp.users}[target.user]
-            self._v2c = V2cSender(target.address, b"")
-            self._v3_traps = V3TrapEncoder(bytes.fromhex(service.engine_id), service.boots, user)
         else:
             self._v3 = V3Sender(service, target, index)
 
@@ -200,27 +302,38 @@ class SnmpTargetExporter(Exporter):
         # v2c: the first wait is the timeout, each retry waits twice as long.
         return v2c_inform_wait(target.timeout, target.retries) + 1.0
 
+    def send_counters(self) -> dict[str, int]:
+        """What the trap socket had to wait out or skip (agent.export.snmp.v2c)."""
+        sender = self._traps.sender if self._traps is not None else self._v2c
+        if sender is None:
+            return {}
+        return {"stalls": sender.stalls, "nobufs": sender.nobufs, "refused": sender.refused,
+                "oversized": sender.oversized}  # fmt: skip
+
     async def open(self) -> None:
-        if self._v2c is not None:
+        if self._traps is not None:
+            await self._traps.open()
+        elif self._v2c is not None:
             await self._v2c.open()
 
     async def close(self) -> None:
-        if self._v2c is not None:
+        if self._traps is not None:
+            self._traps.close()
+        elif self._v2c is not None:
             self._v2c.close()
 
     async def deliver(self, notifications: Sequence[Notification]) -> None:
+        if self._traps is not None:
+            await self._traps.deliver(notifications, self.service.uptime, self.progress)
+            return
         target = self.target
         for note in notifications:
-            varbinds = notification_vars(note, self.service.oids, self.service.uptime())
-            if self._v3_traps is not None:
-                assert self._v2c is not None
-                self._v2c.send(self._v3_traps.encode(varbinds))
-            elif self._v2c is not None:
-                if target.kind == "trap":
-                    self._v2c.trap(varbinds)
-                else:
-                    await self._v2c.inform(varbinds, target.timeout, target.retries)
+            if self._v2c is not None:
+                varbinds = self._varbinds.encode(note, self.service.uptime())
+                await self._v2c.inform(varbinds, target.timeout, target.retries)
             else:
                 assert self._v3 is not None
-                await self._v3.send(varbinds)
+                await self._v3.send(
+                    notification_vars(note, self.service.oids, self.service.uptime())
+                )
             self.progress(note.seq)

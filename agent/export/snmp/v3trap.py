@@ -68,6 +68,16 @@ class V3TrapEncoder:
                 user.priv_key.get_secret_value().encode(), OctetString(engine_id), digest
             )
             self._priv_key = bytes(localized)[:16]
+        # What every message repeats, encoded once.
+        self._mac = hmac.new(self._auth_key, digestmod=digest)
+        self._zero_mac = bytes(self._mac_length)
+        self._aes = algorithms.AES(self._priv_key) if self._priv_key is not None else None
+        self._boots_octets = boots.to_bytes(4, "big")
+        flags = FLAG_AUTH | (FLAG_PRIV if self._priv_key is not None else 0)
+        self._global_tail = ber.integer(MAX_SIZE) + ber.octets(bytes((flags,))) + ber.integer(3)
+        self._usm_head = ber.octets(engine_id) + ber.integer(boots)
+        self._usm_user = ber.octets(self.user) + bytes((ber.OCTET_STRING, self._mac_length))
+        self._context = ber.octets(engine_id) + ber.octets(b"")
         self._salt = secrets.randbits(64)
         self._message_id = secrets.randbelow(1 << 30)
         self._request_id = secrets.randbelow(1 << 30)
@@ -76,43 +86,58 @@ class V3TrapEncoder:
         return int(self._clock() - self._start) & 0x7FFFFFFF
 
     def encode(self, varbinds: Sequence[Var]) -> bytes:
+        """The message of ``varbinds`` (encoded one by one: for tests and tools)."""
+        return self.wrap(b"".join(v.ber() for v in varbinds))
+
+    def wrap(self, varbinds: bytes) -> bytes:
+        """The authenticated (and encrypted) Trap message around ``varbinds``, the
+        content of the VarBindList as agent.export.snmp.notify.VarbindEncoder builds it.
+
+        Per message only the ids, engine time, salt, cipher and MAC are new: the rest was
+        encoded in the constructor, and the HMAC starts from a copy of the keyed state.
+        """
         self._message_id = (self._message_id + 1) & 0x7FFFFFFF
         self._request_id = (self._request_id + 1) & 0x7FFFFFFF
-        pdu = ber.tlv(
+        pdu = _tlv(
             ber.TRAP_V2,
-            ber.integer(self._request_id) + ber.integer(0) + ber.integer(0)
-            + ber.tlv(ber.SEQUENCE, b"".join(v.ber() for v in varbinds)),
+            ber.integer(self._request_id) + b"\x02\x01\x00\x02\x01\x00"  # error status, index
+            + _tlv(ber.SEQUENCE, varbinds),
         )  # fmt: skip
-        scoped = ber.sequence(ber.octets(self.engine_id), ber.octets(b""), pdu)
+        scoped = _tlv(ber.SEQUENCE, self._context + pdu)
         engine_time = self.engine_time()
-        flags = FLAG_AUTH
-        if self._priv_key is not None:
-            flags |= FLAG_PRIV
+        if self._aes is not None:
             self._salt = (self._salt + 1) & 0xFFFFFFFFFFFFFFFF
             salt = self._salt.to_bytes(8, "big")
-            iv = self.boots.to_bytes(4, "big") + engine_time.to_bytes(4, "big") + salt
-            encryptor = Cipher(algorithms.AES(self._priv_key), CFB(iv)).encryptor()
+            iv = self._boots_octets + engine_time.to_bytes(4, "big") + salt
+            encryptor = Cipher(self._aes, CFB(iv)).encryptor()
             data = ber.octets(encryptor.update(scoped) + encryptor.finalize())
+            salt_tlv = b"\x04\x08" + salt
         else:
-            salt = b""
             data = scoped
-        usm_prefix = (
-            ber.octets(self.engine_id) + ber.integer(self.boots) + ber.integer(engine_time)
-            + ber.octets(self.user) + bytes((ber.OCTET_STRING, self._mac_length))
-        )  # fmt: skip
-        usm_body = usm_prefix + bytes(self._mac_length) + ber.octets(salt)
-        usm = ber.tlv(ber.SEQUENCE, usm_body)
-        header = ber.sequence(
-            ber.integer(self._message_id), ber.integer(MAX_SIZE), ber.octets(bytes((flags,))),
-            ber.integer(3),
-        )  # fmt: skip
-        head = ber.integer(3) + header
-        security = ber.octets(usm)
-        whole = ber.tlv(ber.SEQUENCE, head + security + data)
-        # Where the zeroed MAC sits: after the outer header, version, global data, the
-        # OCTET STRING and SEQUENCE headers around USM, and the fields before it.
-        outer = len(whole) - len(head) - len(security) - len(data)
-        usm_headers = (len(security) - len(usm)) + (len(usm) - len(usm_body))
-        at = outer + len(head) + usm_headers + len(usm_prefix)
-        mac = hmac.new(self._auth_key, whole, self._digest).digest()[: self._mac_length]
-        return whole[:at] + mac + whole[at + self._mac_length :]
+            salt_tlv = b"\x04\x00"
+        head = b"\x02\x01\x03" + _tlv(
+            ber.SEQUENCE, ber.integer(self._message_id) + self._global_tail
+        )
+        usm_prefix = self._usm_head + ber.integer(engine_time) + self._usm_user
+        usm_size = len(usm_prefix) + self._mac_length + len(salt_tlv)
+        usm_header = _header(ber.SEQUENCE, usm_size)
+        security_header = _header(ber.OCTET_STRING, len(usm_header) + usm_size)
+        size = len(head) + len(security_header) + len(usm_header) + usm_size + len(data)
+        before = _header(ber.SEQUENCE, size) + head + security_header + usm_header + usm_prefix
+        after = salt_tlv + data
+        # RFC 3414 6.3.1: the MAC covers the whole message with its own field zeroed.
+        mac = self._mac.copy()
+        mac.update(before)
+        mac.update(self._zero_mac)
+        mac.update(after)
+        return before + mac.digest()[: self._mac_length] + after
+
+
+def _header(tag: int, size: int) -> bytes:
+    if size < 0x80:
+        return bytes((tag, size))
+    return bytes((tag,)) + ber.length(size)
+
+
+def _tlv(tag: int, payload: bytes) -> bytes:
+    return _header(tag, len(payload)) + payload
