@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,3 +70,45 @@ def test_simulator_data_is_seeded_and_realistic(element: SimulatedElement) -> No
     assert counts["system-parameter"] == 1
     users = element.admin("GET", "/api/v1/objects/user?limit=3")["objects"]
     assert all("@example.com" in u["data"]["email"] for u in users)
+
+
+def test_an_element_trickling_its_answer_times_out() -> None:
+    """A byte every 50 ms keeps each of httpx's reads within its timeout for ever: the
+    attempt as a whole is bounded by the connector's timeout, then retried, then given up."""
+
+    handlers: list[asyncio.Task[Any]] = []
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 1000000\r\n\r\n{")  # fmt: skip
+            with contextlib.suppress(ConnectionError):
+                while True:
+                    writer.write(b" ")
+                    await writer.drain()
+                    await asyncio.sleep(0.05)
+        finally:
+            writer.close()
+
+    async def scenario() -> float:
+        server = await asyncio.start_server(trickle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        slow = HttpConnector(f"http://127.0.0.1:{port}", None, timeout=0.3, retries=1,
+                             backoff=0.01)  # fmt: skip
+        started = time.monotonic()
+        try:
+            async with slow:
+                with pytest.raises(ElementUnreachable, match=r"no complete answer within 0\.3 s"):
+                    await asyncio.wait_for(slow.info(), 10)
+        finally:
+            server.close()
+            for handler in handlers:
+                handler.cancel()
+            await asyncio.gather(*handlers, return_exceptions=True)
+            await server.wait_closed()
+        return time.monotonic() - started
+
+    # Two attempts of 0.3 s and the backoff; without the bound, wait_for's 10 s ran out.
+    assert asyncio.run(scenario()) < 3

@@ -23,7 +23,7 @@ import contextlib
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from loguru import logger
 
@@ -31,7 +31,7 @@ from agent import __version__
 from agent.alarms import queries
 from agent.alarms.manager import AlarmManager
 from agent.config import SyncSettings
-from agent.connectors.base import Connector, ElementInfo, ObjectRecord
+from agent.connectors.base import Connector, Credentials, ElementInfo, ObjectRecord
 from agent.connectors.registry import connect
 from agent.errors import (
     AuthIncorrect,
@@ -85,6 +85,14 @@ async def _fetch_pages(
 _STRENGTH = {"incremental": 0, "init": 1, "force": 2}
 
 
+class ConnectorFactory(Protocol):
+    """How the engine gets a connector for a stored element (agent.connectors.registry)."""
+
+    def __call__(
+        self, element: Any, credentials: Credentials | None, *, timeout: float, retries: int
+    ) -> Connector: ...
+
+
 def _report(remote: dict[str, int], hub: dict[str, int]) -> dict[str, int]:
     element_total, hub_total = sum(remote.values()), sum(hub.values())
     return {
@@ -135,8 +143,17 @@ class _Slot:
 
 
 class SyncEngine:
-    def __init__(self, settings: SyncSettings, manager: AlarmManager, ring: KeyRing) -> None:
+    def __init__(
+        self,
+        settings: SyncSettings,
+        manager: AlarmManager,
+        ring: KeyRing,
+        *,
+        connector_factory: ConnectorFactory = connect,
+    ) -> None:
         self.settings = settings
+        self._connect = connector_factory
+        """Makes an element's connector (its registered driver; tests pass their own)."""
         self.manager = manager
         self.db = manager.engine
         self.ring = ring
@@ -231,7 +248,7 @@ class SyncEngine:
 
     # ------------------------------------------------------------------ jobs
     def _connector(self, element: Any, credentials: Any) -> Connector:
-        return connect(
+        return self._connect(
             element, credentials, timeout=self.settings.timeout, retries=self.settings.retries
         )
 
