@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
+import logging
 import os
 import secrets
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import uvicorn
 from loguru import logger
@@ -26,9 +29,9 @@ from agent.alarms.catalog import AlarmType, Catalog
 from agent.alarms.manager import AlarmManager
 from agent.alarms.operations import PurgeOp
 from agent.api.app import Services, create_app
-from agent.api.connections import guarded_protocol
+from agent.api.connections import guarded_protocol, resolve_http
 from agent.config import Settings, read_token_file
-from agent.errors import ProvsyncError, StoreError, StoreLockedError
+from agent.errors import ConfigError, ProvsyncError, StoreError, StoreLockedError
 from agent.export.base import Exporter
 from agent.export.jsonfile import FileExporter
 from agent.export.snmp.service import SnmpService
@@ -110,6 +113,37 @@ def build_exporters(
     return exporters
 
 
+LoopChoice = Literal["auto", "uvloop", "asyncio"]
+
+
+def loop_factory(choice: LoopChoice) -> tuple[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The event loop ``[agent] event_loop`` names, and its factory.
+
+    ``auto``: uvloop when it is installed (it is not on every platform), else the
+    standard library's loop. Everything of the agent runs in that one loop: the control
+    API, the SNMP listeners, the exporters' sockets; the writer thread hands results to
+    it with ``call_soon_threadsafe``, which both loops provide.
+
+    Raises:
+        ConfigError: ``uvloop`` asked for and not installed.
+    """
+    if choice != "asyncio" and importlib.util.find_spec("uvloop") is not None:
+        import uvloop
+
+        return "uvloop", uvloop.new_event_loop
+    if choice == "uvloop":
+        raise ConfigError("[agent] event_loop is uvloop, which is not installed")
+    return "asyncio", asyncio.new_event_loop
+
+
+def run_agent(settings: Settings) -> None:
+    """Run the agent to its end in the event loop ``[agent] event_loop`` chooses."""
+    name, factory = loop_factory(settings.agent.event_loop)
+    agent = Agent(settings, loop_name=name)
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(agent.run())
+
+
 class _ApiServer(uvicorn.Server):
     """uvicorn inside our event loop: the agent, not uvicorn, owns the signals."""
 
@@ -119,8 +153,10 @@ class _ApiServer(uvicorn.Server):
 
 
 class Agent:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, loop_name: str = "asyncio") -> None:
         self.settings = settings
+        self.loop_name = loop_name
+        """Which event loop runs the agent, for the start-up line (run_agent chooses it)."""
         self.stop_event = asyncio.Event()
         self.store: Store | None = None
         self.manager: AlarmManager | None = None
@@ -240,9 +276,15 @@ class Agent:
     async def _api(self, services: Services) -> AsyncIterator[None]:
         api = self.settings.api
         sock = bind_socket(api.host, api.port)
+        # The agent routes stdlib logging into loguru at level 0, so uvicorn thinks TRACE
+        # is wanted: it would wrap the app in its message logger and build a log record
+        # for each ASGI message of every request, only for loguru to drop them.
+        uvicorn_log = logging.getLogger("uvicorn.error")
+        uvicorn_log.setLevel(max(uvicorn_log.getEffectiveLevel(), logging.DEBUG))
+        http = resolve_http(api.http)
         config = uvicorn.Config(
             create_app(services), log_config=None, access_log=False, lifespan="off",
-            http=guarded_protocol(api.header_timeout, api.max_connections),
+            http=guarded_protocol(api.header_timeout, api.max_connections, http),
         )  # fmt: skip
         server = _ApiServer(config)
         task = asyncio.create_task(server.serve(sockets=[sock]), name="control-api")
@@ -252,7 +294,7 @@ class Agent:
             sock.close()
             task.result()
             raise ProvsyncError("control API stopped while starting")
-        logger.info("control API on http://{}:{}", api.host, api.port)
+        logger.info("control API on http://{}:{} ({})", api.host, api.port, http)
         try:
             yield
         finally:
@@ -341,7 +383,10 @@ class Agent:
             purge = asyncio.create_task(self._purge_loop(manager), name="retention")
             try:
                 await stack.enter_async_context(self._api(services))
-                logger.info("provsync {} running (pid {})", __version__, os.getpid())
+                logger.info(
+                    "provsync {} running (pid {}, {} event loop)",
+                    __version__, os.getpid(), self.loop_name,
+                )  # fmt: skip
                 await self.stop_event.wait()
                 logger.info("stopping")
             finally:

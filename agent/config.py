@@ -138,6 +138,9 @@ class AgentSettings(_Section):
     log_format: Literal["text", "json"] = "text"
     hostname: str = ""
     shutdown_timeout: Annotated[Duration, within("100ms", "1h")] = 10.0
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    """The agent's event loop (API, SNMP, exporters): auto is uvloop when it is installed
+    (Linux, macOS), else the standard library's."""
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -169,8 +172,14 @@ class ApiSettings(_Section):
     """Empty: a token is generated on first start into ``<data_dir>/api.token`` (mode 0600)."""
     max_body: ByteSize = Field(default=ByteSize(1 << 20), ge=1024, le=1 << 30)
     """Largest request body ("1MiB", "64KiB" or bytes); larger ones get 413."""
-    max_pending_writes: int = Field(default=500, ge=1, le=1_000_000)
-    """Alarm writes from the API waiting for the writer; past it, 503 with Retry-After."""
+    max_pending_writes: int = Field(default=2000, ge=1, le=1_000_000)
+    """Alarm writes from the API waiting for the writer; past it, 503 with Retry-After.
+    Each operation of a batch counts."""
+    max_batch: int = Field(default=1000, ge=1, le=100_000)
+    """Operations in one request of the batch route at most; a batch is also refused (422)
+    when it is longer than max_pending_writes, which it could never fit in."""
+    http: Literal["auto", "httptools", "h11"] = "auto"
+    """HTTP/1.1 parser of the control API: auto is httptools when it is installed."""
     header_timeout: Annotated[Duration, within("100ms", "5m")] = 10.0
     """A request's headers must arrive within this of its first byte; else closed."""
     max_connections: int = Field(default=256, ge=1, le=65_536)

@@ -89,9 +89,23 @@ def _chunked(total: int, size: int = 64 * 1024) -> Iterator[bytes]:
     yield b"0\r\n\r\n"
 
 
+@pytest.fixture(params=["httptools", "h11"])
+def http_impl(request: pytest.FixtureRequest) -> str:
+    """Both HTTP/1.1 implementations the agent can serve with get the same guard."""
+    value: str = request.param
+    return value
+
+
 @pytest.fixture
-def hostile_agent(agent_factory: Any) -> AgentProcess:
-    started: AgentProcess = agent_factory({"sharing": {"element_token": ELEMENT_TOKEN}}).start()
+def hostile_agent(agent_factory: Any, http_impl: str) -> AgentProcess:
+    started: AgentProcess = agent_factory(
+        {"sharing": {"element_token": ELEMENT_TOKEN}, "api": {"http": http_impl}}
+    ).start()
+    # The line comes just after uvicorn starts serving: health may answer before it.
+    deadline = time.monotonic() + 10
+    while f"({http_impl})" not in started.log_text():
+        assert time.monotonic() < deadline, started.log_text()[-2000:]
+        time.sleep(0.05)
     return started
 
 
@@ -249,10 +263,14 @@ def _closed_by_peer(sock: socket.socket, within: float) -> bool:
     return True
 
 
-def test_connections_that_never_finish_their_headers_are_closed(agent_factory: Any) -> None:
+def test_connections_that_never_finish_their_headers_are_closed(
+    agent_factory: Any, http_impl: str
+) -> None:
     # Before: uvicorn kept such connections for ever, so anyone who could reach the port
     # could hold the agent's file descriptors by sending nothing, or a byte now and then.
-    agent: AgentProcess = agent_factory({"api": {"header_timeout": "1s"}}).start()
+    agent: AgentProcess = agent_factory(
+        {"api": {"header_timeout": "1s", "http": http_impl}}
+    ).start()
     silent = socket.create_connection(("127.0.0.1", agent.port))
     trickle = socket.create_connection(("127.0.0.1", agent.port))
     started = time.monotonic()
@@ -272,9 +290,42 @@ def test_connections_that_never_finish_their_headers_are_closed(agent_factory: A
     trickle.close()
 
 
-def test_connections_past_the_cap_are_closed_at_once(agent_factory: Any) -> None:
+def test_a_pipelined_request_trickling_its_headers_is_closed(
+    agent_factory: Any, http_impl: str
+) -> None:
+    # A whole request, then the start of a second one in the same packet: answering the
+    # first must not stop the second's clock (uvicorn's keep-alive timer is no help: every
+    # byte of the trickle cancels it).
     agent: AgentProcess = agent_factory(
-        {"api": {"max_connections": 4, "header_timeout": "30s"}}
+        {"api": {"header_timeout": "1s", "http": http_impl}}
+    ).start()
+    sock = socket.create_connection(("127.0.0.1", agent.port))
+    started = time.monotonic()
+    sock.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\nGET /api/v1/health HTTP/1.1\r\n")
+    sock.settimeout(0.3)
+    received = b""
+    closed = False
+    while not closed and time.monotonic() - started < 8:
+        try:
+            data = sock.recv(4096)
+            closed = not data
+            received += data
+        except TimeoutError:
+            try:
+                sock.sendall(b"X")  # a byte every 0.3 s
+            except OSError:
+                closed = True
+        except ConnectionResetError:
+            closed = True
+    sock.close()
+    assert received.startswith(b"HTTP/1.1 200"), received
+    assert closed, "the trickling connection was kept"
+    assert time.monotonic() - started < 4  # the 1 s deadline, not the 5 s keep-alive
+
+
+def test_connections_past_the_cap_are_closed_at_once(agent_factory: Any, http_impl: str) -> None:
+    agent: AgentProcess = agent_factory(
+        {"api": {"max_connections": 4, "header_timeout": "30s", "http": http_impl}}
     ).start()
     held = [socket.create_connection(("127.0.0.1", agent.port)) for _ in range(4)]
     try:

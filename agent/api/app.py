@@ -84,7 +84,9 @@ class Services:
 _bearer = HTTPBearer(auto_error=False, description="the token from [api] token or api.token")
 
 
-def _services(request: Request) -> Services:
+# The dependencies are coroutines although they never wait: FastAPI runs a plain def
+# dependency in a worker thread, two thread hops per request (most of its cost here).
+async def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -109,7 +111,7 @@ def _refuse() -> HTTPException:
     )
 
 
-def _authorize(
+async def _authorize(
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
@@ -117,7 +119,7 @@ def _authorize(
         raise _refuse()
 
 
-def _authorize_element(
+async def _authorize_element(
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:

@@ -81,7 +81,8 @@ class BatchBody(_Body):
     changes: list[UpdateItem] = Field(min_length=1, max_length=10_000)
 
 
-def _sharing(request: Request) -> Any:
+async def _sharing(request: Request) -> Any:
+    # async: FastAPI runs a plain def dependency in a worker thread, a hop per request.
     services = request.app.state.services
     if services.sharing is None:
         raise ProvsyncError("sharing is not running")

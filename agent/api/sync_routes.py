@@ -57,7 +57,8 @@ class SyncBody(_Body):
     yes: bool = False
 
 
-def _engine(request: Request) -> Any:
+async def _engine(request: Request) -> Any:
+    # async: FastAPI runs a plain def dependency in a worker thread, a hop per request.
     services = request.app.state.services
     if services.sync is None:
         raise ProvsyncError("synchronization is not running")

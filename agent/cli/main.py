@@ -118,9 +118,7 @@ def run(
     ] = None,
 ) -> None:
     """Run the agent in the foreground until SIGTERM / SIGINT or `provsync stop`."""
-    import asyncio
-
-    from agent.app import Agent
+    from agent.app import run_agent
     from agent.logs import setup_logging
 
     if config is not None:
@@ -136,7 +134,7 @@ def run(
         _fail(f"data directory {settings.data_dir}: {problem}", 2)
     setup_logging(settings.agent.log_level, settings.agent.log_format)
     try:
-        asyncio.run(Agent(settings).run())
+        run_agent(settings)
     except ConfigError as exc:
         _fail(str(exc), 2)
     except ProvsyncError as exc:
