@@ -347,6 +347,16 @@ class AlarmManager:
         return await future
 
     def _enqueue(self, op: Operation, reply: _Reply, bounded: bool) -> None:
+        if self._write_guard is not None:
+            # Fenced: refused at once, not after the writer gets to it. A group commit
+            # still in flight when the store hung (an exporter's cursor save, say) would
+            # otherwise hold it, and answer it only once the lock is back. The guard is
+            # asked again before each group commit.
+            try:
+                self._write_guard()
+            except StoreFencedError as exc:
+                _settle(reply.future, StoreFencedError(str(exc)))
+                return
         # Refused before it is queued, so a refusal costs nothing and changes nothing;
         # the count includes the batch being written, which is what a new request waits for.
         with self._pending_lock:
