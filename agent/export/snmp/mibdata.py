@@ -1,27 +1,38 @@
-"""PROVSYNC-MIB's data, kept current from the notification log.
+"""PROVSYNC-MIB's data, kept current from the alarm manager's commit feed.
 
-The first build reads the active alarms and the newest log entries. After that, every
-refresh reads only the log entries after the last one applied, fetches the alarms they
-touch, and updates those rows; a gap (retention purged entries it had not applied) or a
-very large backlog triggers a full rebuild. Reads run in a worker thread; the changes
-are applied on the event loop, where the responder reads the view.
+The view is built once from the store (:meth:`MibData.read_full`, in a worker thread and
+in chunks of rows, so the active alarms are never all held as row dicts at once) and
+installed on the event loop. After that each group commit the writer publishes
+(:class:`agent.alarms.feed.Commit`) is applied on the loop (:meth:`MibData.apply_commit`):
+the alarm rows it changed are set or removed, its log rows appended, the counts moved by
+what changed. Nothing is read from the store for it. The element table is read again only
+when a commit of this process changed elements or distributions (a
+:class:`agent.store.table_watch.TableWatch`); the sharing state it shows follows the
+active sync-required / sync-reconcile-required alarms, which the view has. A commit that
+does not follow the last one applied (one the view missed) is refused, and the owner
+builds again from the store.
+
+Memory: each active alarm is one bytes object of pre-encoded cells, its index in an
+array and its index's encoded sub-identifier; severities are read back from the cells
+(about 350 bytes an alarm in all, see docs/snmp.md).
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Row, RowMapping, func, select
 
 from agent import __version__
 from agent.alarms import queries
 from agent.alarms.catalog import Catalog
-from agent.alarms.records import ALARM_FIELDS, Notification
+from agent.alarms.feed import AlarmRow, Commit
+from agent.alarms.records import Notification
 from agent.alarms.severity import Severity
 from agent.export.snmp import ber, values
 from agent.export.snmp.oids import (
@@ -39,9 +50,13 @@ from agent.export.snmp.oids import (
     MibOids,
 )
 from agent.export.snmp.view import MibView, ScalarRegion, TableRegion
-from agent.store.models import ALARMS, DISTRIBUTIONS, ELEMENTS, LOG
+from agent.store.models import ALARMS, DISTRIBUTIONS, ELEMENTS, LOG, META
+from agent.store.table_watch import TableWatch
 
 FULL_REBUILD_AFTER = 20_000
+"""Without the feed: a view further behind than this is built again, not caught up."""
+BUILD_CHUNK = 2000
+"""Active alarms read and encoded per query while building: bounds the rows held."""
 _COUNTED = (
     Severity.CRITICAL,
     Severity.MAJOR,
@@ -49,6 +64,23 @@ _COUNTED = (
     Severity.WARNING,
     Severity.INDETERMINATE,
 )
+BLOCKING = ("sync-required", "sync-reconcile-required")
+"""Alarm types that set the sharing group's state (the element table's sharing column)."""
+ELEMENT_FIELDS = ("name", "type", "sync_state", "sharing", "last_sync_at")
+"""The columns of ``elements`` the element table shows: only their updates count."""
+DISTRIBUTION_FIELDS = ("element_id", "state", "rejected")
+"""The columns of ``distributions`` the distribution-error count depends on."""
+_VIEW_FIELDS = ("id", "type_id", "resource", "qualifier", "severity", "text", "cleared",
+                "raised_at", "changed_at", "count", "raise_seq", "operator_state", "ack_by",
+                "resolution")  # fmt: skip
+"""The ``alarms`` columns a row of the active alarm table is made of."""
+_SEVERITY_COLUMN = ACTIVE_ALARM_COLUMNS.index("provsyncAlarmSeverity") + 1
+_SEVERITY_OF_CELL = {values.severity(s): s.value for s in Severity}
+
+
+def watch_elements(engine: Engine) -> TableWatch:
+    """A watch of what the element table shows: elements and their distributions."""
+    return TableWatch(engine, {ELEMENTS: ELEMENT_FIELDS, DISTRIBUTIONS: DISTRIBUTION_FIELDS})
 
 
 @dataclass
@@ -60,21 +92,33 @@ class SystemInfo:
 
 
 @dataclass
-class _Changes:
-    """What one refresh read from the store, applied later on the event loop."""
+class ElementRows:
+    """The element table as read from the store, with the watch generation before it."""
+
+    generation: int
+    rows: list[tuple[Row[Any], int]]
+    """Each element (ordered by id) with its count of distribution errors."""
+
+
+@dataclass
+class Snapshot:
+    """A view built from the store in a worker thread, installed on the event loop."""
 
     seq: int
-    base: int = 0
-    full: bool = False
-    alarms: list[tuple[int, list[bytes] | None, str | None]] = field(default_factory=list)
-    log: list[tuple[int, list[bytes]]] = field(default_factory=list)
+    alarms: TableRegion
+    counts: Counter[str]
+    blocking: dict[str, set[int]]
+    log: list[tuple[int, list[bytes]]]
+    elements: ElementRows
     last_changed: datetime | None = None
-    elements: list[tuple[int, list[bytes]]] | None = None
-    extra: frozenset[int] = frozenset()
 
 
 class MibData:
-    """The view and the state needed to keep it current."""
+    """The view and the state needed to keep it current.
+
+    Only the event loop changes it (``install``, ``apply_commit``, ``set_elements``);
+    ``read_*`` methods only read the store and may run in a worker thread.
+    """
 
     def __init__(
         self,
@@ -86,6 +130,7 @@ class MibData:
         log_size: int = 1000,
         started_at: datetime | None = None,
         clock: Callable[[], float] = time.monotonic,
+        watch: TableWatch | None = None,
     ) -> None:
         self.engine = engine
         self.catalog = catalog
@@ -93,20 +138,26 @@ class MibData:
         self.system = system
         self.log_size = log_size
         self.started_at = started_at or datetime.now(UTC)
+        self.watch = watch
+        """Moves when elements or distributions changed; None: read them at builds only."""
         self._clock = clock
         self._boot = clock()
         self.seq = 0
+        """The last log row applied: the view shows every commit up to it."""
+        self.built = False
         self.last_changed = self.started_at
-        self.pending: set[int] = set()
-        """Repeated alarms still to re-read (only the event loop touches this)."""
-        self._severity_of: dict[int, str] = {}
         self.counts: Counter[str] = Counter()
+        self._blocking: dict[str, set[int]] = {t: set() for t in BLOCKING}
+        """Ids of the active alarms of each blocking type (a handful)."""
+        self.elements_generation = -1
+        """The watch generation the element rows were read at."""
+        self._element_rows: list[tuple[Row[Any], int]] = []
+        self._group = ""
+        """The sharing group's state the element rows were encoded with."""
         self.types = TableRegion(
             oids["provsyncAlarmTypeEntry"], range(2, len(ALARM_TYPE_COLUMNS) + 1)
         )
-        self.alarms = TableRegion(
-            oids["provsyncActiveAlarmEntry"], range(2, len(ACTIVE_ALARM_COLUMNS) + 1)
-        )
+        self.alarms = self._alarm_table()
         self.log = TableRegion(oids["provsyncNotificationLogEntry"], range(2, len(LOG_COLUMNS) + 1))
         self.elements = TableRegion(
             oids["provsyncElementEntry"], range(2, len(ELEMENT_COLUMNS) + 1)
@@ -116,6 +167,11 @@ class MibData:
         )
         self.view = MibView([self._system_region(), self._agent_region(), self.types,
                              self.alarms, self.log, self.elements])  # fmt: skip
+
+    def _alarm_table(self) -> TableRegion:
+        return TableRegion(
+            self.oids["provsyncActiveAlarmEntry"], range(2, len(ACTIVE_ALARM_COLUMNS) + 1)
+        )
 
     # ------------------------------------------------------------------ regions
     def uptime_ticks(self) -> int:
@@ -159,87 +215,180 @@ class MibData:
     def _count_of(self, severity: Severity) -> Callable[[], bytes]:
         return lambda: values.gauge(self.counts[severity])
 
-    # ------------------------------------------------------------------ refresh
-    def read_changes(self, last_seq: int, extra: frozenset[int] = frozenset()) -> _Changes:
-        """Runs in a worker thread: what changed between ``self.seq`` and ``last_seq``,
-        plus the alarms in ``extra`` (repeated: their count changed without a log row)."""
-        if self.seq == 0 or last_seq - self.seq > FULL_REBUILD_AFTER:
-            return self._read_full()
-        notes = queries.read_log(self.engine, self.seq, FULL_REBUILD_AFTER)
-        if notes and notes[0].seq != self.seq + 1:
-            return self._read_full()  # retention purged entries this view had not applied
-        changes = _Changes(seq=notes[-1].seq if notes else self.seq, base=self.seq, extra=extra)
-        changes.elements = self._element_rows()
-        touched: list[int] = []
-        for note in notes:
-            changes.log.append((note.seq, self._log_values(note)))
-            if note.alarm_id:
-                touched.append(note.alarm_id)
-                changes.last_changed = note.at
-        touched.extend(extra)
-        rows = self._alarm_rows(sorted(set(touched)))
-        for alarm_id in dict.fromkeys(touched):
-            row = rows.get(alarm_id)
-            if row is None or row["cleared"]:
-                changes.alarms.append((alarm_id, None, None))
-            else:
-                changes.alarms.append((alarm_id, self._alarm_values(row), row["severity"]))
-        return changes
+    # ------------------------------------------------------------------ store reads
+    def read_full(self) -> Snapshot:
+        """Worker thread: the whole view from the store.
 
-    def _read_full(self) -> _Changes:
+        The position is read first and everything else after it, in several short
+        queries: what commits in between is in the feed the caller replays after
+        installing (applying a commit again is harmless: it sets rows to its state,
+        and later commits set theirs after it).
+        """
         with self.engine.connect() as conn:
             last = conn.execute(select(func.max(LOG.c.seq))).scalar() or 0
-            rows = conn.execute(
-                select(*[ALARMS.c[f] for f in ALARM_FIELDS]).where(ALARMS.c.cleared.is_(False))
-            ).mappings()
-            alarms: list[tuple[int, list[bytes] | None, str | None]] = [
-                (r["id"], self._alarm_values(dict(r)), r["severity"]) for r in rows
-            ]
+            saved = conn.execute(select(META.c.value).where(META.c.key == "last_seq")).scalar()
+            # Retention may have purged the newest rows; the writer's counter remains.
+            seq = max(last, int(saved or 0))
             newest = conn.execute(select(func.max(ALARMS.c.changed_at))).scalar()
-        notes = queries.read_log(self.engine, max(0, last - self.log_size), self.log_size)
-        changes = _Changes(seq=max(last, self.seq), full=True, alarms=alarms)
-        changes.elements = self._element_rows()
-        changes.log = [(n.seq, self._log_values(n)) for n in notes]
+        table = self._alarm_table()
+        counts: Counter[str] = Counter()
+        blocking: dict[str, set[int]] = {t: set() for t in BLOCKING}
+        columns = [ALARMS.c[f] for f in _VIEW_FIELDS]
+        after = 0
+        while True:
+            with self.engine.connect() as conn:
+                chunk = conn.execute(
+                    select(*columns)
+                    .where(ALARMS.c.cleared.is_(False) & (ALARMS.c.id > after))
+                    .order_by(ALARMS.c.id)
+                    .limit(BUILD_CHUNK)
+                ).mappings().all()  # fmt: skip
+            for row in chunk:
+                table.append(row["id"], self._alarm_values(row))
+                counts[row["severity"]] += 1
+                if row["type_id"] in blocking:
+                    blocking[row["type_id"]].add(row["id"])
+            if len(chunk) < BUILD_CHUNK:
+                break
+            after = chunk[-1]["id"]
+        notes = queries.read_log(self.engine, max(0, seq - self.log_size), self.log_size)
+        snapshot = Snapshot(
+            seq=seq, alarms=table, counts=counts, blocking=blocking,
+            log=[(n.seq, self._log_values(n)) for n in notes if n.seq <= seq],
+            elements=self.read_elements(),
+        )  # fmt: skip
         if newest is not None:
-            changes.last_changed = newest.replace(tzinfo=UTC) if newest.tzinfo is None else newest
-        return changes
+            snapshot.last_changed = newest.replace(tzinfo=UTC) if newest.tzinfo is None else newest
+        return snapshot
 
-    def _element_rows(self) -> list[tuple[int, list[bytes]]]:
-        """The element table is small: read whole on every refresh (sync jobs commit events)."""
+    def read_elements(self) -> ElementRows:
+        """Worker thread (or the loop: the table is small): the element rows."""
+        generation = self.watch.generation if self.watch is not None else 0
         with self.engine.connect() as conn:
-            rows = conn.execute(select(ELEMENTS).order_by(ELEMENTS.c.id)).all()
-            blocking = set(conn.execute(
-                select(ALARMS.c.type_id).where(ALARMS.c.cleared.is_(False) & ALARMS.c.type_id.in_(
-                    ("sync-required", "sync-reconcile-required")))).scalars())  # fmt: skip
+            rows = conn.execute(select(*[ELEMENTS.c[f] for f in ("id", *ELEMENT_FIELDS)])
+                                .order_by(ELEMENTS.c.id)).all()  # fmt: skip
             errors: dict[int, int] = dict(conn.execute(
                 select(DISTRIBUTIONS.c.element_id, func.count())
                 .where(DISTRIBUTIONS.c.rejected.is_(True) & (DISTRIBUTIONS.c.state != "done"))
                 .group_by(DISTRIBUTIONS.c.element_id)
-            ).tuples().all())  # fmt: skip
-        # The sharing group's state, shown on every sharing element (DESIGN.md, Sharing).
-        if "sync-required" in blocking:
-            group = "syncRequired"
-        elif "sync-reconcile-required" in blocking:
-            group = "reconcileRequired"
-        else:
-            group = "sharing"
-        return [
-            (row.id, values.element_row(row, group if row.sharing else "notSharing",
-                                        errors.get(row.id, 0)))
-            for row in rows
-        ]  # fmt: skip
+            ).all())  # fmt: skip
+        return ElementRows(generation, [(row, errors.get(row.id, 0)) for row in rows])
 
-    def _alarm_rows(self, ids: list[int]) -> dict[int, dict[str, Any]]:
-        found: dict[int, dict[str, Any]] = {}
-        columns = [ALARMS.c[f] for f in ALARM_FIELDS]
+    def read_commit(self, extra: Iterable[int] = ()) -> Commit:
+        """Worker thread, for a manager without the commit feed: what was committed after
+        ``self.seq`` as a Commit read from the store, plus the alarms in ``extra``
+        (repeated: their count changed without a log row). A purged gap shows as a
+        ``first_seq`` past ``self.seq + 1``, which :meth:`apply_commit` refuses."""
+        base = self.seq
+        notes = queries.read_log(self.engine, base, FULL_REBUILD_AFTER)
+        touched = [n.alarm_id for n in notes if n.alarm_id]
+        ids = sorted({*touched, *extra})
+        found: dict[int, AlarmRow] = {}
+        columns = [ALARMS.c[f] for f in _VIEW_FIELDS]
         with self.engine.connect() as conn:
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 for row in conn.execute(select(*columns).where(ALARMS.c.id.in_(chunk))).mappings():
                     found[row["id"]] = dict(row)
-        return found
+        first = notes[0].seq if notes else base + 1
+        last = notes[-1].seq if notes else base
+        return Commit(first, last, tuple(notes), tuple(found[i] for i in ids if i in found))
 
-    def _alarm_values(self, row: dict[str, Any]) -> list[bytes]:
+    # ------------------------------------------------------------------ the event loop
+    def install(self, snapshot: Snapshot) -> None:
+        """Show ``snapshot`` (then replay the commits since it was started)."""
+        self.alarms.adopt(snapshot.alarms)
+        self.counts = snapshot.counts
+        self._blocking = snapshot.blocking
+        self.log.replace(snapshot.log)
+        self.seq = snapshot.seq
+        if snapshot.last_changed is not None:
+            self.last_changed = snapshot.last_changed
+        self.built = True
+        self.set_elements(snapshot.elements)
+        self._group = ""  # the blocking alarms are new: encode the rows again
+        self._encode_elements()
+
+    def apply_commit(self, commit: Commit) -> bool:
+        """Make the view show ``commit``; False (nothing changed) when the view missed
+        the commits before it, and must be built again from the store.
+
+        A commit the view already shows (in part or whole: replayed after a build) is
+        applied again harmlessly: its alarm rows are set to their state at that commit,
+        and the later commits, replayed after it, set theirs.
+        """
+        if commit.first_seq > self.seq + 1:
+            return False
+        group = self.group_state()
+        for row in commit.alarms:
+            self._set_alarm(row)
+        for alarm_id in commit.purged:
+            self._drop_alarm(alarm_id)
+        for note in commit.notifications:
+            if note.seq > self.seq:
+                self.log.set_row(note.seq, self._log_values(note))
+                if note.alarm_id:
+                    self.last_changed = note.at
+        self.log.trim_to(self.log_size)
+        self.seq = max(self.seq, commit.last_seq)
+        if self.group_state() != group:
+            self._encode_elements()
+        return True
+
+    def _set_alarm(self, row: AlarmRow) -> None:
+        alarm_id = row["id"]
+        if row["cleared"]:
+            self._drop_alarm(alarm_id)
+            return
+        old = self.alarms.cell(alarm_id, _SEVERITY_COLUMN)
+        if old is not None:
+            self.counts[_SEVERITY_OF_CELL[old]] -= 1
+        self.alarms.set_row(alarm_id, self._alarm_values(row))
+        self.counts[row["severity"]] += 1
+        if (ids := self._blocking.get(row["type_id"])) is not None:
+            ids.add(alarm_id)
+
+    def _drop_alarm(self, alarm_id: int) -> None:
+        old = self.alarms.cell(alarm_id, _SEVERITY_COLUMN)
+        if old is None:
+            return
+        self.counts[_SEVERITY_OF_CELL[old]] -= 1
+        self.alarms.remove(alarm_id)
+        for ids in self._blocking.values():
+            ids.discard(alarm_id)
+
+    def group_state(self) -> str:
+        """The sharing group's state, shown on every sharing element (DESIGN.md, Sharing)."""
+        if self._blocking["sync-required"]:
+            return "syncRequired"
+        if self._blocking["sync-reconcile-required"]:
+            return "reconcileRequired"
+        return "sharing"
+
+    def elements_stale(self) -> bool:
+        """A commit changed elements or distributions since the rows were read."""
+        return self.watch is not None and self.watch.generation != self.elements_generation
+
+    def set_elements(self, elements: ElementRows) -> None:
+        """Show element rows read at ``elements.generation`` (older reads are ignored)."""
+        if elements.generation < self.elements_generation:
+            return
+        self.elements_generation = elements.generation
+        self._element_rows = elements.rows
+        self._group = ""
+        self._encode_elements()
+
+    def _encode_elements(self) -> None:
+        group = self.group_state()
+        if group == self._group:
+            return
+        self._group = group
+        self.elements.replace([
+            (row.id, values.element_row(row, group if row.sharing else "notSharing", errors))
+            for row, errors in self._element_rows
+        ])  # fmt: skip
+
+    def _alarm_values(self, row: AlarmRow | RowMapping) -> list[bytes]:
         return values.active_alarm_row(row, self.catalog.describe(row["type_id"]))
 
     def _log_values(self, note: Notification) -> list[bytes]:
@@ -248,32 +397,5 @@ class MibData:
             note.text, note.raise_seq,
         )  # fmt: skip
 
-    def apply(self, changes: _Changes) -> bool:
-        """On the event loop: make the view show ``changes``; False if they are stale."""
-        if not changes.full and changes.base != self.seq:
-            return False  # another refresh applied in between; read again
-        if changes.full and changes.seq < self.seq:
-            return False
-        if changes.full:
-            self.alarms.replace([(i, v) for i, v, _ in changes.alarms if v is not None])
-            self._severity_of = {i: s for i, _, s in changes.alarms if s is not None}
-            self.log.replace(changes.log)
-        else:
-            for alarm_id, row_values, severity in changes.alarms:
-                if row_values is None:
-                    self.alarms.remove(alarm_id)
-                    self._severity_of.pop(alarm_id, None)
-                else:
-                    self.alarms.set_row(alarm_id, row_values)
-                    self._severity_of[alarm_id] = severity or ""
-            for seq, row_values in changes.log:
-                self.log.set_row(seq, row_values)
-            self.log.trim_to(self.log_size)
-        self.counts = Counter(self._severity_of.values())
-        if changes.elements is not None:
-            self.elements.replace(changes.elements)
-        if changes.last_changed is not None:
-            self.last_changed = changes.last_changed
-        self.seq = max(self.seq, changes.seq)
-        self.pending -= changes.extra
-        return True
+
+__all__ = ["BLOCKING", "ElementRows", "MibData", "Snapshot", "SystemInfo", "watch_elements"]

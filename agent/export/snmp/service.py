@@ -1,9 +1,13 @@
 """The SNMP component of the agent: engine, command responder, notification targets.
 
-Started after the alarm manager and stopped before it (see agent.app). The view is kept
-current by a refresher woken on every commit; a request that arrives before the
-refresher caught up brings the view up to date itself, so a poll right after an API
-call sees its change.
+Started after the alarm manager and stopped before it (see agent.app). The view follows
+the manager's commit feed: the writer thread hands each group commit over (an inbox and
+one wake-up of the event loop), and the loop applies it. The writer publishes a commit
+before the callers of that commit hear back and ``call_soon_threadsafe`` runs callbacks
+in order, so a poll right after an API call sees its change; a request that arrives
+while commits wait in the inbox applies them first. The view reads the store only to be
+built (at start, or after a commit it missed) and for the element table when a commit
+changed elements or distributions.
 """
 
 from __future__ import annotations
@@ -11,26 +15,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from datetime import datetime
 from typing import Any
 
 from loguru import logger
 
+from agent.alarms.feed import Commit
 from agent.alarms.manager import AlarmManager
 from agent.config import Settings
 from agent.errors import ProvsyncError
 from agent.export.snmp import responder, screen, vacm
 from agent.export.snmp.engine import add_user, create_engine, load_engine_state
 from agent.export.snmp.fastpath import FastResponder
-from agent.export.snmp.mibdata import MibData, SystemInfo
+from agent.export.snmp.mibdata import MibData, SystemInfo, watch_elements
 from agent.export.snmp.oids import MibOids
 from agent.export.snmp.v3auth import known_users
 from agent.export.snmp.view import MibView
 from agent.store.outage import ThrottledLog, is_store_outage
-
-# A request brings the view up to date itself only for a small gap; a larger one is the
-# refresher's (in a thread): a request must not stall the event loop for a rebuild.
-INLINE_REFRESH_MAX = 2000
+from agent.store.table_watch import TableWatch
 
 
 class SnmpService:
@@ -55,6 +58,17 @@ class SnmpService:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._outages = ThrottledLog()
+        self._inbox: deque[Commit] = deque()
+        """Commits the writer published and the loop has not applied yet."""
+        self._drain_queued = False
+        """A drain of the inbox is queued on the loop (set by the writer thread)."""
+        self._rebuild = True
+        """The view must be built from the store (at start, or it missed a commit)."""
+        self._building = False
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop
+        """The loop the view lives on (set by start)."""
+        self.watch: TableWatch | None = None
         self.data = MibData(
             manager.engine,
             manager.catalog,
@@ -70,22 +84,50 @@ class SnmpService:
         """sysUpTime in hundredths of a second."""
         return int((time.monotonic() - self._boot) * 100) & 0xFFFFFFFF
 
-    def _extra(self) -> frozenset[int]:
-        self.data.pending |= self.manager.take_repeats()
-        return frozenset(self.data.pending)
-
     def current_view(self) -> MibView:
-        behind = self.manager.last_seq - self.data.seq
-        extra = self._extra()
-        if behind <= INLINE_REFRESH_MAX and (behind > 0 or extra):
-            # Rarely more than a few rows: the refresher normally got here first.
-            for _ in range(3):
-                changes = self.data.read_changes(self.manager.last_seq, extra)
-                if self.data.apply(changes):
-                    break
-        elif behind > 0:
-            self._wake.set()
+        """The view, with every commit published so far applied."""
+        self._drain()
+        if self.data.elements_stale() and not self._building:
+            # Small table, read inline: a poll right after an element change (an API
+            # call) sees it; the refresher reads it too, in a thread, for the others.
+            try:
+                self.data.set_elements(self.data.read_elements())
+            except Exception as exc:
+                if not is_store_outage(exc):
+                    raise
+                self._outages.warning("SNMP view: element table read failed", exc)
+                self._wake.set()
         return self.data.view
+
+    def _on_commit(self, commit: Commit) -> None:
+        """Writer thread, after each group commit: hand it to the loop, never block."""
+        if self._closed:
+            return
+        self._inbox.append(commit)
+        if not self._drain_queued:
+            # One wake-up for however many commits arrive before the loop gets to them;
+            # the drain clears the flag before it reads the inbox, so none is left over.
+            self._drain_queued = True
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody polls
+                self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        """On the loop: apply the published commits, in order."""
+        self._drain_queued = False
+        if self._rebuild or self._building:
+            return  # the build replays the inbox once installed
+        inbox = self._inbox
+        while inbox:
+            commit = inbox[0]
+            if not self.data.apply_commit(commit):
+                logger.warning(
+                    "SNMP view missed commits {}..{}: building it again from the store",
+                    self.data.seq + 1, commit.first_seq - 1,
+                )  # fmt: skip
+                self._rebuild = True
+                self._wake.set()
+                return
+            inbox.popleft()
 
     async def start(self) -> None:
         data_dir = self.settings.data_dir
@@ -93,9 +135,14 @@ class SnmpService:
         self.engine_id, self.boots = await asyncio.to_thread(
             load_engine_state, data_dir, self.snmp.engine_id, pen, self.manager.engine
         )
-        self.manager.track_repeats = True
         self.engine = create_engine(self.engine_id, self.boots)
-        await self._refresh()
+        # Subscribe, then read: every commit after the read is in the inbox; the ones
+        # before it in there too are applied again harmlessly (see MibData.read_full).
+        self._loop = asyncio.get_running_loop()
+        self.manager.add_commit_listener(self._on_commit)
+        self.watch = self.data.watch = watch_elements(self.manager.engine)
+        self.watch.add_listener(self._on_elements)
+        await self._build()
         vacm.configure_views(self.engine, self.oids.root)
         for user in self.snmp.users:
             add_user(self.engine, user)
@@ -112,12 +159,6 @@ class SnmpService:
         except ProvsyncError:
             self.engine.close_dispatcher()
             raise
-        loop = asyncio.get_running_loop()
-
-        def _on_commit(_seq: int) -> None:
-            loop.call_soon_threadsafe(self._wake.set)
-
-        self.manager.add_listener(_on_commit)
         self._tasks.append(asyncio.create_task(self._refresher(), name="snmp-view"))
         if self.snmp.heartbeat_interval > 0:
             self._tasks.append(asyncio.create_task(self._heartbeat(), name="snmp-heartbeat"))
@@ -128,7 +169,16 @@ class SnmpService:
             self.boots,
         )
 
+    def _on_elements(self, _generation: int) -> None:
+        """Whichever thread committed an element change: wake the refresher."""
+        if not self._closed:
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._wake.set)
+
     async def stop(self) -> None:
+        self._closed = True
+        if self.watch is not None:
+            self.watch.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -137,29 +187,35 @@ class SnmpService:
         if self.engine is not None:
             self.engine.close_dispatcher()
 
-    async def _refresh(self) -> None:
-        for _ in range(3):
-            extra = self._extra()
-            changes = await asyncio.to_thread(self.data.read_changes, self.manager.last_seq, extra)
-            if self.data.apply(changes):
-                return
+    async def _build(self) -> None:
+        """Build the view from the store in a thread, install it, replay the inbox."""
+        self._building = True
+        try:
+            snapshot = await asyncio.to_thread(self.data.read_full)
+        finally:
+            self._building = False
+        self.data.install(snapshot)
+        self._rebuild = False
+        self._drain()
 
     async def _refresher(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            if self.data.seq < self.manager.last_seq or self.data.pending or self._extra():
-                try:
-                    await self._refresh()
-                except Exception as exc:
-                    # While the store is down every refresh fails alike: one line, not a
-                    # traceback each time. Anything else is a bug and keeps its traceback.
-                    if is_store_outage(exc):
-                        self._outages.warning("SNMP view refresh: store read failed", exc)
-                    else:
-                        logger.exception("SNMP view refresh failed")
-                    self._wake.set()  # still behind: try again after the pause
-                    await asyncio.sleep(1)
+            try:
+                if self._rebuild:
+                    await self._build()
+                if self.data.elements_stale():
+                    self.data.set_elements(await asyncio.to_thread(self.data.read_elements))
+            except Exception as exc:
+                # While the store is down every read fails alike: one line, not a
+                # traceback each time. Anything else is a bug and keeps its traceback.
+                if is_store_outage(exc):
+                    self._outages.warning("SNMP view refresh: store read failed", exc)
+                else:
+                    logger.exception("SNMP view refresh failed")
+                self._wake.set()  # still behind: try again after the pause
+                await asyncio.sleep(1)
 
     async def _heartbeat(self) -> None:
         while True:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+from sqlalchemy import RowMapping
 
 from agent.alarms.catalog import AlarmType, EventType, Kind
 from agent.alarms.records import NotificationKind
@@ -78,7 +81,7 @@ def alarm_type_row(alarm_type: AlarmType) -> list[bytes]:
     ]
 
 
-def active_alarm_row(row: dict[str, Any], alarm_type: AlarmType) -> list[bytes]:
+def active_alarm_row(row: Mapping[str, Any] | RowMapping, alarm_type: AlarmType) -> list[bytes]:
     return [
         text(row["type_id"]),
         text(alarm_type.name),

@@ -3,13 +3,15 @@
 A region is a group of scalars or one conceptual table. Table cells are kept per row as
 one bytes object (value TLVs of all columns behind a small offset header), so a walk
 encodes only the OID of each varbind and copies its value; 100,000 alarms stay compact.
-Rows are addressed by a single integer index, the shape of every PROVSYNC-MIB table.
+Rows are addressed by a single integer index, the shape of every PROVSYNC-MIB table;
+indexes are kept in an ``array`` (8 bytes each, not a list of int objects).
 """
 
 from __future__ import annotations
 
 import bisect
 import struct
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 
 from agent.export.snmp import ber
@@ -61,7 +63,7 @@ class TableRegion:
         self.columns = list(columns)
         self._column_at = {column: i for i, column in enumerate(self.columns)}
         self._prefix = {c: ber.oid_body((*entry, c)) for c in self.columns}
-        self.ids: list[int] = []
+        self.ids = array("q")
         self.rows: list[bytes] = []
         self.index_bodies: list[bytes] = []
         """subid(index) of each row, kept with the row: a walk encodes no integers."""
@@ -100,9 +102,23 @@ class TableRegion:
             del self.rows[at]
             del self.index_bodies[at]
 
+    def append(self, index: int, values: Sequence[bytes]) -> None:
+        """Add a row after every other (building a table in index order: no search)."""
+        if self.ids and index <= self.ids[-1]:
+            raise ValueError("rows must be appended in ascending index order")
+        self.ids.append(index)
+        self.rows.append(self.pack(values))
+        self.index_bodies.append(ber.subid(index))
+
+    def adopt(self, other: TableRegion) -> None:
+        """Show ``other``'s rows (built elsewhere, e.g. in a thread) instead of these."""
+        if other.entry != self.entry or other.columns != self.columns:
+            raise ValueError("not the same table")
+        self.ids, self.rows, self.index_bodies = other.ids, other.rows, other.index_bodies
+
     def replace(self, rows: Sequence[tuple[int, Sequence[bytes]]]) -> None:
         ordered = sorted(rows, key=lambda row: row[0])
-        self.ids = [index for index, _ in ordered]
+        self.ids = array("q", [index for index, _ in ordered])
         self.rows = [self.pack(values) for _, values in ordered]
         self.index_bodies = [ber.subid(index) for index in self.ids]
 
