@@ -379,6 +379,7 @@ class Agent:
                 sync=sync,
                 sharing=sharing,
                 max_body=self.settings.api.max_body,
+                max_batch=self.settings.api.max_batch,
             )
             purge = asyncio.create_task(self._purge_loop(manager), name="retention")
             try:

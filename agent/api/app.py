@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -27,12 +27,18 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from agent import __version__
 from agent.alarms import queries
+from agent.alarms.catalog import Kind
 from agent.alarms.manager import AlarmManager
+from agent.alarms.operations import AckOp, ClearOp, Operation
 from agent.alarms.records import AlarmChange, alarm_to_json, iso
 from agent.alarms.severity import Severity
 from agent.api.guard import UNAUTHORIZED, Policy, RequestGuard, Scope
 from agent.api.schemas import (
     AfterQuery,
+    BatchClear,
+    BatchOperation,
+    BatchRaise,
+    BatchRequest,
     ClearByKeyRequest,
     NoteRequest,
     RaiseRequest,
@@ -77,6 +83,8 @@ class Services:
     """The SharingService."""
     max_body: int = 1 << 20
     """``[api] max_body``: the largest request body, in bytes."""
+    max_batch: int = 1000
+    """``[api] max_batch``: the most operations in one request of the batch route."""
     store_state: Callable[[], str] = lambda: "owned"
     """owned, fenced (lock lost: writes refused until it is back) or lost (taken over)."""
 
@@ -156,6 +164,107 @@ def _snmp_status(snmp: Any) -> dict[str, Any] | None:
         "view_seq": snmp.data.seq,
         "requests": dict(snmp.fast.counters) | snmp.counters,
     }
+
+
+_BATCH_DESCRIPTION = """For gateways: a list of operations, applied in order, each answered.
+
+Each operation is `{"op": "raise", ...}` (the body of `POST /alarms`), `{"op": "clear",
+"id": N}` or `{"op": "clear", "type": ..., "resource": ..., "qualifier": ...}` (with an
+optional `note` and `by`), or `{"op": "ack" | "unack", "id": N}` (optional `note`, `by`).
+
+All are handed to the alarm writer at once, in request order: they commit in its group
+commits, and the answer comes when the last has committed. `results` holds one entry per
+operation, in request order: `{"ok": true, "change", "seq", "alarm"}` (what the single
+route answers) or `{"ok": false, "status": 404, "error": "..."}` (the status the single
+route would have had). Operations are not one transaction: each is applied or refused on
+its own, as if sent one by one on one connection.
+
+Refused whole, nothing applied: a malformed operation (422), more than `[api] max_batch`
+operations or more than `[api] max_pending_writes` (422), and a batch that does not fit
+in the writer's bound now, each operation counting (503 with `Retry-After`)."""
+
+
+def _status_of(exc: ProvsyncError) -> int:
+    return next((s for t, s in _STATUS_OF if isinstance(exc, t)), 503)
+
+
+def _batch_op(manager: AlarmManager, item: BatchOperation) -> Operation:
+    """The writer's operation for one item; ProvsyncError when the item is refused."""
+    if isinstance(item, BatchRaise):
+        return manager.make_raise(
+            item.type, item.resource, qualifier=item.qualifier, severity=item.severity,
+            text=item.text, by=item.by,
+        )  # fmt: skip
+    if isinstance(item, BatchClear):
+        if item.id is not None:
+            return ClearOp(item.id, None, item.note, item.by)
+        assert item.type is not None, "checked by the model"
+        assert item.resource is not None, "checked by the model"
+        if manager.catalog.get(item.type).kind is not Kind.ALARM:  # UnknownAlarmType
+            raise InvalidRequest(f"{item.type!r} is an event type; cannot clear")
+        return ClearOp(None, (item.type, item.resource, item.qualifier), item.note, item.by)
+    return AckOp(item.id, item.op == "ack", item.note, item.by)
+
+
+def _too_long(message: str) -> NoReturn:
+    # As pydantic's own refusals: 422 naming the field, through the same handler.
+    raise RequestValidationError(
+        [{"loc": ("body", "operations"), "msg": message, "type": "too_long"}]
+    )
+
+
+def _failed(exc: ProvsyncError) -> dict[str, Any]:
+    return {"ok": False, "status": _status_of(exc), "error": str(exc)}
+
+
+async def _run_batch(services: Services, items: list[BatchOperation]) -> dict[str, Any]:
+    manager = services.manager
+    if len(items) > services.max_batch:
+        _too_long(f"{len(items)} in one batch, at most {services.max_batch} ([api] max_batch)")
+    if manager.pending_max and len(items) > manager.pending_max:
+        _too_long(
+            f"{len(items)} in one batch can never fit in the writer's bound of "
+            f"{manager.pending_max} ([api] max_pending_writes)"
+        )
+    prepared: list[Operation | ProvsyncError] = []
+    for item in items:
+        try:
+            prepared.append(_batch_op(manager, item))
+        except ProvsyncError as exc:
+            prepared.append(exc)
+    ops = [op for op in prepared if not isinstance(op, ProvsyncError)]
+    # The bound counts every operation, and the whole batch is checked before any is
+    # queued: all bounded requests come from this event loop, so nothing else can take
+    # the room between the check and the submits below (the writer only frees room).
+    if manager.pending_max and manager.pending + len(ops) > manager.pending_max:
+        manager.refused += 1
+        raise OverloadedError(
+            f"the alarm writer has {manager.pending} requests waiting and this batch has "
+            f"{len(ops)} (bound {manager.pending_max}); retry later"
+        )
+    # Thread-safe futures, settled by the writer itself as each group commit ends: the
+    # loop is woken once, for the last one (the writer settles in queue order).
+    futures = [manager.submit(op) for op in ops]
+    if futures:
+        await asyncio.wrap_future(futures[-1])
+        for future in futures:
+            if not future.done():  # only if the writer's order ever changed
+                await asyncio.wrap_future(future)
+    results: list[dict[str, Any]] = []
+    answers = iter(futures)
+    for entry in prepared:
+        if isinstance(entry, ProvsyncError):
+            results.append(_failed(entry))
+            continue
+        future = next(answers)
+        error = future.exception()
+        if error is None:
+            results.append({"ok": True, **_change(future.result())})
+        elif isinstance(error, ProvsyncError):
+            results.append(_failed(error))
+        else:  # the writer turns everything into ProvsyncError; anything else is a bug
+            raise error
+    return {"results": results}
 
 
 def _router() -> APIRouter:
@@ -246,6 +355,14 @@ def _router() -> APIRouter:
             bounded=True,
         )
         return _change(result)
+
+    @router.post(
+        "/alarms/batch",
+        summary="Raise, clear, acknowledge many alarms in one request, each answered",
+        description=_BATCH_DESCRIPTION,
+    )
+    async def batch(services: ServicesDep, body: BatchRequest) -> dict[str, Any]:
+        return await _run_batch(services, body.operations)
 
     @router.get("/alarms/{alarm_id}", summary="One alarm with its history")
     async def show_alarm(services: ServicesDep, alarm_id: RowId) -> dict[str, Any]:
