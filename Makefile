@@ -24,6 +24,7 @@ lint:
 
 bench:
 	@VENV=$(VENV) scripts/bootstrap.sh --dev
+	$(BIN)/python bench/api.py
 	$(BIN)/python bench/alarms.py
 	$(BIN)/python bench/snmp.py
 	$(BIN)/python bench/syslog.py
