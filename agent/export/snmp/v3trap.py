@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from cryptography.hazmat.decrepit.ciphers.modes import CFB
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
@@ -23,7 +23,6 @@ from pysnmp.proto.secmod.rfc3414.localkey import password_to_key
 
 from agent.config import SnmpUser
 from agent.export.snmp import ber
-from agent.export.snmp.notify import Var
 
 # auth protocol -> (hash, length of the truncated HMAC in octets) per RFC 3414 / RFC 7860.
 AUTH = {
@@ -84,10 +83,6 @@ class V3TrapEncoder:
 
     def engine_time(self) -> int:
         return int(self._clock() - self._start) & 0x7FFFFFFF
-
-    def encode(self, varbinds: Sequence[Var]) -> bytes:
-        """The message of ``varbinds`` (encoded one by one: for tests and tools)."""
-        return self.wrap(b"".join(v.ber() for v in varbinds))
 
     def wrap(self, varbinds: bytes) -> bytes:
         """The authenticated (and encrypted) Trap message around ``varbinds``, the
