@@ -153,6 +153,8 @@ class Targets:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 # -- requests ----------------------------------------------------------------------------
@@ -342,9 +344,18 @@ def client_ceiling(sizes: Sizes) -> dict[str, float]:
             for clients in (1, 4)
         }
     finally:
-        assert proc.stdin is not None
+        assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.close()
         stop(proc)
+        proc.stdout.close()
+
+
+def all_answered(run: Run) -> Run:
+    """``run``, whose every request the anchor answered 200: else it measured nothing."""
+    for status, body in zip(run.status, run.body, strict=True):
+        if status != 200:
+            raise SystemExit(f"the anchor answered {status}: {body[:300]!r}")
+    return run
 
 
 def anchor_round(tmp: Path, sizes: Sizes, http: str, loop: str) -> dict[str, Phase]:
@@ -373,9 +384,9 @@ def anchor_round(tmp: Path, sizes: Sizes, http: str, loop: str) -> dict[str, Pha
         result = {}
 
         def closed(name: str, requests: list[bytes], clients: int) -> None:
-            result[name] = phase(run_loop(closed_loop(HOST, port, requests, clients)))
+            result[name] = phase(all_answered(run_loop(closed_loop(HOST, port, requests, clients))))
 
-        run_loop(closed_loop(HOST, port, raises("warm", 500), 4))
+        all_answered(run_loop(closed_loop(HOST, port, raises("warm", 500), 4)))
         closed("raises, 1 client", raises("one", n), 1)
         closed("raises, 4 clients", raises("four", n), 4)
         ids = list(range(1, n + 1))
@@ -384,7 +395,7 @@ def anchor_round(tmp: Path, sizes: Sizes, http: str, loop: str) -> dict[str, Pha
         closed("clears by key, 4 clients", clears_by_key("one", n), 4)
         offered = raises("open", int(sizes.rate * sizes.open_seconds))
         run = run_loop(open_loop(HOST, port, offered, sizes.rate, sizes.open_connections))
-        result["open loop"] = phase(run, latencies=True)
+        result["open loop"] = phase(all_answered(run), latencies=True)
         return result
     finally:
         stop(proc)
@@ -657,6 +668,9 @@ def main() -> int:
         help="a smoke run: 1,000 requests, 1 s open loop, 5 batches, 1 round",
     )
     args = parser.parse_args()
+    # SIGTERM (timeout, make interrupted) unwinds like Ctrl-C: the finally blocks stop the
+    # agent, the anchor and the targets instead of leaving them running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     # Each line as it is printed, also into a pipe or a file (make bench | tee).
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     if args.quick:

@@ -44,14 +44,17 @@ def agent_stack() -> tuple[str, str]:
     return resolve_http(settings.api.http), loop_factory(settings.agent.event_loop)[0]
 
 
+_bearer = HTTPBearer(auto_error=False)
+# At module level: FastAPI resolves the (postponed) annotations of a dependency in its
+# module's globals; a local HTTPBearer would make "credentials" a required query field.
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
 def create_app(token: str) -> FastAPI:
     app = FastAPI(title="bench anchor")
-    bearer = HTTPBearer(auto_error=False)
     expected = token.encode()
 
-    def authorize(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> None:
+    async def authorize(credentials: Credentials) -> None:
         if credentials is None or not secrets.compare_digest(
             credentials.credentials.encode(), expected
         ):

@@ -112,18 +112,26 @@ class TrapReceiver(asyncio.DatagramProtocol):
 
 
 async def tail(path: Path, seen: Seen) -> None:
-    """Follow ``path`` like ``tail -F``: to the end of a rotated file, then the new one."""
+    """Follow ``path`` like ``tail -F``, across rotations however fast they come.
+
+    The exporter rotates by renaming: path.k -> path.k+1 (highest first), then path ->
+    path.1. Our open file keeps its inode whatever its name, so after a rotation we read
+    it to its end, open the current ``path``, and read whole the backups between the two
+    (by inode, from a listing that held still for a moment: a cascade of renames in
+    progress shows gaps and shifted names).
+    """
     fd: int | None = None
-    inode = -1
     buffer = b""
+    while fd is None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            await asyncio.sleep(0.001)
+    inode = os.fstat(fd).st_ino
+    # Files rotated out before we first looked (the data directory is new, so they are
+    # this run's): read whole, oldest first, before ours.
+    await _catch_up(path, None, inode, seen)
     while True:
-        if fd is None:
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                await asyncio.sleep(0.001)
-                continue
-            inode = os.fstat(fd).st_ino
         data = os.read(fd, 1 << 20)
         if data:
             buffer = _lines(buffer + data, seen)
@@ -131,18 +139,62 @@ async def tail(path: Path, seen: Seen) -> None:
         try:
             current = os.stat(path).st_ino
         except FileNotFoundError:
-            current = -1
-        if current != inode:
-            # Rotated: what was written to the old file between our last read and the
-            # rename is still to read; then its last line is complete (the exporter
-            # writes whole lines) and the new file starts afresh.
-            while data := os.read(fd, 1 << 20):
-                buffer = _lines(buffer + data, seen)
-            os.close(fd)
-            fd = None
-            buffer = b""
+            current = inode
+        if current == inode:
+            await asyncio.sleep(0.001)
             continue
-        await asyncio.sleep(0.001)
+        # Rotated. What was written to ours between our last read and the rename is still
+        # to read; its last line is then complete (the exporter writes whole lines).
+        while data := os.read(fd, 1 << 20):
+            buffer = _lines(buffer + data, seen)
+        try:
+            new = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # between two renames: look again
+        os.close(fd)
+        fd, old, inode, buffer = new, inode, os.fstat(new).st_ino, b""
+        await _catch_up(path, old, inode, seen)
+
+
+def _backups(path: Path) -> list[int]:
+    """Inodes of path.1, path.2, ... in that order (newest first)."""
+    found = []
+    prefix = path.name + "."
+    with os.scandir(path.parent) as entries:
+        for entry in entries:
+            suffix = entry.name[len(prefix) :]
+            if entry.name.startswith(prefix) and suffix.isdigit():
+                found.append((int(suffix), entry.inode()))
+    return [inode for _, inode in sorted(found)]
+
+
+async def _catch_up(path: Path, old: int | None, new: int, seen: Seen) -> None:
+    """Read the backups newer than inode ``old`` (None: all) and older than ``new``."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        listing = _backups(path)
+        await asyncio.sleep(0.002)
+        if _backups(path) != listing:
+            continue  # renames in progress
+        # Newest first: skip down to the new file (it may have been rotated too), take
+        # what follows until ours.
+        chain = listing[listing.index(new) + 1 :] if new in listing else listing
+        if old in chain:
+            chain = chain[: chain.index(old)]
+        contents = []
+        for inode in reversed(chain):
+            index = listing.index(inode) + 1
+            try:
+                with path.with_name(f"{path.name}.{index}").open("rb") as handle:
+                    if os.fstat(handle.fileno()).st_ino != inode:
+                        break  # renamed since the listing
+                    contents.append(handle.read())
+            except FileNotFoundError:
+                break
+        else:
+            for content in contents:
+                _lines(content, seen)
+            return
 
 
 def _lines(buffer: bytes, seen: Seen) -> bytes:
