@@ -25,7 +25,7 @@ from agent.errors import ExportError
 from agent.export.snmp import ber
 from agent.export.snmp.notify import Var, VarbindEncoder, notification_vars, v2c_message
 from agent.export.snmp.oids import MibOids
-from agent.export.snmp.targets import CHUNK, TrapPath
+from agent.export.snmp.targets import CHUNK, Pace, TrapPath
 from agent.export.snmp.v2c import SendError, V2cSender
 from agent.export.snmp.v3trap import FLAG_AUTH, FLAG_PRIV, MAX_SIZE, V3TrapEncoder
 
@@ -417,5 +417,50 @@ def test_a_datagram_udp_cannot_carry_is_skipped_and_counted() -> None:
             assert got == [b"before", b"after"]
             assert sender.oversized == 1
             sender.close()
+
+    _run(scenario())
+
+
+# ---------------------------------------------------------------------------- pacing
+def test_a_pace_allows_its_burst_then_its_rate() -> None:
+    now = [100.0]
+    pace = Pace(1000.0, 50, clock=lambda: now[0])
+    assert pace.allowance() == 50
+    pace.spend(50)
+    assert pace.allowance() == 0
+    assert pace.wait() == pytest.approx(0.001)
+    now[0] += 0.010
+    assert pace.allowance() == 10
+    now[0] += 60
+    assert pace.allowance() == 50  # never more than the burst, however long it waited
+    with pytest.raises(ValueError):
+        Pace(0, 50)
+
+
+def test_a_paced_target_gets_everything_in_order_no_faster_than_its_rate() -> None:
+    async def scenario() -> None:
+        mine, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        peer.setblocking(False)
+        sender = V2cSender("127.0.0.1:162", b"public", sock=mine)
+        path = TrapPath(sender, VarbindEncoder(MibOids()), pace=Pace(2000.0, 50))
+        await path.open()
+        notes = [note(seq) for seq in range(1, 301)]
+        acked: list[int] = []
+        received: list[bytes] = []
+        start = time.monotonic()
+        task = asyncio.create_task(path.deliver(notes, lambda: 0, acked.append))
+        while not task.done():
+            received += _drain(peer)
+            await asyncio.sleep(0.001)
+        await task
+        elapsed = time.monotonic() - start
+        received += _drain(peer)
+        path.close()
+        mine.close()
+        peer.close()
+        assert [_decoded(m)[1][2][2] for m in received] == [str(n.seq) for n in notes]
+        assert elapsed >= (300 - 50) / 2000
+        assert acked[0] == 50  # the burst first, then what the rate allows
+        assert acked[-1] == 300
 
     _run(scenario())

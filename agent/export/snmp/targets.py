@@ -15,6 +15,7 @@ whatever pysnmp does.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -62,6 +63,44 @@ inform_deadline = v3_inform_deadline
 CHUNK = 256
 """Traps encoded and sent per turn of the event loop: the loop runs its other tasks (the
 control API, the SNMP responder) between chunks, not between traps."""
+PACE_BURST = 50
+"""Traps a paced target may get at once: snmptrapd with its default receive buffer took
+3,000 at 2,000/s in bursts of 50 without a loss here, and lost 15% in bursts of 200."""
+
+
+class Pace:
+    """A token bucket: at most ``rate`` traps a second on average, ``burst`` at once.
+
+    Measured need: the fast path sends a batch of 500 v2c traps in about 10 ms; snmptrapd
+    with its default receive buffer logged 167-250 of them here (the old path, slower,
+    got 490 through). A receiver that cannot keep up loses traps in its own buffer, where
+    the sender cannot see it; pacing is the only thing the sender can do about it.
+    """
+
+    def __init__(
+        self, rate: float, burst: int, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("a pace needs a positive rate and a burst of at least 1")
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._at = clock()
+
+    def allowance(self) -> int:
+        """How many traps may go now."""
+        now = self._clock()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        return int(self._tokens)
+
+    def spend(self, count: int) -> None:
+        self._tokens -= count
+
+    def wait(self) -> float:
+        """Seconds until the next trap may go."""
+        return max(0.0, (1.0 - self._tokens) / self.rate)
 
 
 class TrapPath:
@@ -71,14 +110,22 @@ class TrapPath:
         sender: the socket to the receiver.
         varbinds: encodes each notification's varbinds.
         v3: wraps them in an SNMPv3 message; None for v2c.
+        pace: at most that many traps a second (:class:`Pace`); None: as fast as the
+            socket takes them.
     """
 
     def __init__(
-        self, sender: V2cSender, varbinds: VarbindEncoder, v3: V3TrapEncoder | None = None
+        self,
+        sender: V2cSender,
+        varbinds: VarbindEncoder,
+        v3: V3TrapEncoder | None = None,
+        *,
+        pace: Pace | None = None,
     ) -> None:
         self.sender = sender
         self._varbinds = varbinds
         self._v3 = v3
+        self._pace = pace
 
     async def open(self) -> None:
         await self.sender.open()
@@ -101,9 +148,18 @@ class TrapPath:
         """
         encode = self._varbinds.encode
         wrap = self._v3.wrap if self._v3 is not None else self._v2c_trap
+        pace = self._pace
         count = len(notifications)
-        for start in range(0, count, CHUNK):
-            chunk = notifications[start : start + CHUNK]
+        start = 0
+        while start < count:
+            size = CHUNK
+            if pace is not None:
+                size = min(size, pace.allowance())
+                if size < 1:
+                    await asyncio.sleep(pace.wait())
+                    continue
+            # Encoded just before it is sent: sysUpTime is the time it went out.
+            chunk = notifications[start : start + size]
             messages: list[bytes] = []
             try:
                 for note in chunk:
@@ -113,7 +169,10 @@ class TrapPath:
                 await self._send(chunk, messages, progress)
                 raise
             await self._send(chunk, messages, progress)
-            if start + CHUNK < count:
+            if pace is not None:
+                pace.spend(len(messages))
+            start += len(chunk)
+            if start < count:
                 await asyncio.sleep(0)
 
     def _v2c_trap(self, varbinds: bytes) -> bytes:
@@ -143,16 +202,20 @@ def trap_path(
     engine_id: bytes = b"",
     boots: int = 0,
     users: Sequence[SnmpUser] = (),
+    max_rate: float | None = None,
+    burst: int = PACE_BURST,
 ) -> TrapPath:
     """The fast trap path of a trap target (v2c, or v3 with the agent's engine ID and
-    boots and the target's user among ``users``)."""
+    boots and the target's user among ``users``), paced to ``max_rate`` traps a second
+    when given."""
+    pace = Pace(max_rate, burst) if max_rate else None
     if target.version == "v2c":
         sender = V2cSender(target.address, target.community.get_secret_value().encode())
-        return TrapPath(sender, VarbindEncoder(oids))
+        return TrapPath(sender, VarbindEncoder(oids), pace=pace)
     # v3 traps: the agent is authoritative, so the fast path builds them itself.
     user = {u.name: u for u in users}[target.user]
     encoder = V3TrapEncoder(engine_id, boots, user)
-    return TrapPath(V2cSender(target.address, b""), VarbindEncoder(oids), encoder)
+    return TrapPath(V2cSender(target.address, b""), VarbindEncoder(oids), encoder, pace=pace)
 
 
 class V3Sender:
