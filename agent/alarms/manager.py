@@ -709,21 +709,10 @@ class AlarmManager:
         # The row as the store hands it back (Notification.from_row), without reading it:
         # the payload dict is shared between notifications of one kind (readers never
         # change it), the time is the UTC one the store returns.
-        work.notes.append(
-            Notification(
-                seq=seq,
-                at=_utc(at),
-                kind=kind,
-                alarm_id=row["id"],
-                type_id=row["type_id"],
-                resource=row["resource"],
-                qualifier=row["qualifier"],
-                severity=severity,
-                text=row["text"],
-                raise_seq=raise_seq,
-                payload=parsed,
-            )
-        )
+        # Positional: a quarter cheaper than keywords, and it runs once per log row.
+        note = Notification(seq, _utc(at), kind, row["id"], row["type_id"], row["resource"],
+                            row["qualifier"], severity, row["text"], raise_seq, parsed)  # fmt: skip
+        work.notes.append(note)
         return seq
 
     def _payload(self, row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -932,22 +921,10 @@ class AlarmManager:
                 "payload": encoded,
             }
         )
-        work.notes.append(
-            Notification(
-                seq=seq,
-                at=_utc(now),
-                kind=NotificationKind.EVENT,
-                alarm_id=0,
-                type_id=op.type_id,
-                resource=op.resource,
-                qualifier="",
-                severity=op.severity.value,
-                text=text,
-                raise_seq=0,
-                # Parsed back: details may hold values the JSON only has as strings.
-                payload=json.loads(encoded),
-            )
-        )
+        # The payload parsed back: details may hold values the JSON only has as strings.
+        note = Notification(seq, _utc(now), NotificationKind.EVENT, 0, op.type_id, op.resource,
+                            "", op.severity.value, text, 0, json.loads(encoded))  # fmt: skip
+        work.notes.append(note)
         return seq
 
     def _purge(self, conn: Connection, work: _Batch, op: PurgeOp) -> dict[str, int]:

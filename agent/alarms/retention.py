@@ -12,9 +12,9 @@ configured hold nothing.
 A target's committed cursor is its position for loss accounting: a row above it is
 undelivered until the cursor is saved past it, whatever the exporter holds in memory (a
 restart resumes from the committed cursor). The rows an exporter has read, or is reading,
-and will deliver from memory (its :class:`Holding`, at most its batch size) are never
-purged while it holds them, whatever the bounds: purging them would lose them on a
-restart without any record.
+and will deliver from memory, with those it delivered but whose cursor save is still in
+flight (its :class:`Holding`: at most two batches) are never purged while it holds them,
+whatever the bounds: purging them would lose them on a restart without any record.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ class Loss:
 @dataclass(frozen=True, slots=True)
 class Holding:
     """What an exporter has read, or is reading, to deliver from memory: the first
-    ``count`` log rows after ``after`` (its cursor when it started the read).
+    ``count`` log rows after ``after`` (its saved position when it started the read: what
+    it delivered since, while that save is in flight, is held too).
 
     Set before the read starts, so a purge that runs while the read is under way already
     protects the rows that read returns (the same rows: nothing is added below the newest

@@ -3,7 +3,15 @@
 An exporter owns a cursor (last sequence number delivered) in the store. Its task reads
 the notification log after the cursor, delivers what passes its filter, then commits the
 cursor. After a crash it resumes from the committed cursor, so a target sees every
-notification at least once, and a repeat only of entries after that cursor. Failed
+notification at least once, and a repeat only of entries after that cursor.
+
+Nearly caught up, it reads the rows from the alarm manager's log tail (committed rows in
+memory), not from the store; behind the tail (after a restart, a slow target) it reads the
+store. Each round takes everything there is up to ``batch_size``. The cursor is committed
+by the alarm manager's writer, in its group commit with whatever else is queued (no
+write transaction of its own competing for the store's lock): in the background while
+the next batch goes out, one save in flight at a time, so what is delivered and not yet
+saved stays within two batches; at once when idle; and at stop(). Failed
 deliveries are retried with exponential backoff; a target that falls more than
 ``backlog_threshold`` behind raises the exporter-backlog alarm, cleared when it has caught
 up. A slow or dead target only grows its own backlog: the alarm manager never waits for it.
@@ -29,9 +37,10 @@ cursor: ..." (or "cannot read the notification log", "not delivering while the s
 fenced"), one line per kind per ``down_reminder_interval``. The backlog alarm's state
 changes only once the store took the raise or clear.
 
-The rows a target has read and holds in memory (at most ``batch_size``) are announced to
-the alarm manager (its holding) before the read starts: retention keeps them until the
-cursor is saved past them, so a restart from the committed cursor still finds them.
+The rows a target has read and holds in memory (at most ``batch_size``), with those it
+delivered while their save is in flight, are announced to the alarm manager (its holding)
+before the read starts: retention keeps them until the cursor is saved past them, so a
+restart from the committed cursor still finds them.
 
 When retention purged entries the target had not received (past [retention]
 ``max_backlog``), the next batch starts above the cursor: the target is first sent an
