@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import RowMapping
@@ -81,15 +82,26 @@ def alarm_type_row(alarm_type: AlarmType) -> list[bytes]:
     ]
 
 
+@lru_cache(maxsize=4096)
+def _by_type(type_id: str, alarm_type: AlarmType) -> tuple[bytes, bytes, bytes, bytes]:
+    """The cells an alarm's type decides, encoded once per type (not per alarm)."""
+    return (text(type_id), text(alarm_type.name), enum(EVENT_TYPE_NUMBER[alarm_type.event_type]),
+            text(alarm_type.probable_cause))  # fmt: skip
+
+
+_SEVERITY = {s.value: ber.integer(int(s.itu)) for s in Severity}
+
+
 def active_alarm_row(row: Mapping[str, Any] | RowMapping, alarm_type: AlarmType) -> list[bytes]:
+    type_ref, name, event_type, probable_cause = _by_type(row["type_id"], alarm_type)
     return [
-        text(row["type_id"]),
-        text(alarm_type.name),
+        type_ref,
+        name,
         text(row["resource"]),
         text(row["qualifier"]),
-        severity(row["severity"]),
-        enum(EVENT_TYPE_NUMBER[alarm_type.event_type]),
-        text(alarm_type.probable_cause),
+        _SEVERITY.get(row["severity"]) or severity(row["severity"]),
+        event_type,
+        probable_cause,
         text(row["text"]),
         date_and_time(row["raised_at"]),
         date_and_time(row["changed_at"]),
