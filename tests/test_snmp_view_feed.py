@@ -1,4 +1,4 @@
-"""The SNMP view follows the alarm manager's commit feed: in-process, real SQLite store.
+"""The SNMP view follows the alarm manager's commit feed: in-process, real stores.
 
 The view a running SnmpService shows after commits applied from the feed must be the
 view built from the store, region by region; applying them must read nothing; elements
@@ -61,7 +61,10 @@ class Agent:
 
 @asynccontextmanager
 async def running(
-    tmp_path: Path, log_size: int = 1000, setup: Callable[[Engine], None] | None = None
+    tmp_path: Path,
+    log_size: int = 1000,
+    setup: Callable[[Engine], None] | None = None,
+    url: str | None = None,
 ) -> AsyncIterator[Agent]:
     settings = settings_from_dict({
         "agent": {"data_dir": str(tmp_path / "var")},
@@ -69,7 +72,7 @@ async def running(
                  "communities": [{"name": "public"}], "notification_log_size": log_size},
     })  # fmt: skip
     (tmp_path / "var").mkdir(exist_ok=True)
-    store = Store(f"sqlite:///{tmp_path / 'var' / 'provsync.db'}")
+    store = Store(url or f"sqlite:///{tmp_path / 'var' / 'provsync.db'}")
     store.open()
     if setup is not None:
         setup(store.engine)
@@ -114,9 +117,9 @@ def assert_same_view(agent: Agent) -> None:
     assert walk(agent.service.data) == walk(fresh)
 
 
-def test_the_view_from_the_feed_is_the_view_from_the_store(tmp_path: Path) -> None:
+def test_the_view_from_the_feed_is_the_view_from_the_store(tmp_path: Path, store_url: str) -> None:
     async def scenario() -> None:
-        async with running(tmp_path, log_size=25) as agent:
+        async with running(tmp_path, log_size=25, url=store_url) as agent:
             manager = agent.manager
             raised = await asyncio.gather(
                 *[

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -53,8 +53,6 @@ from agent.export.snmp.view import MibView, ScalarRegion, TableRegion
 from agent.store.models import ALARMS, DISTRIBUTIONS, ELEMENTS, LOG, META
 from agent.store.table_watch import TableWatch
 
-FULL_REBUILD_AFTER = 20_000
-"""Without the feed: a view further behind than this is built again, not caught up."""
 BUILD_CHUNK = 2000
 """Active alarms read and encoded per query while building: bounds the rows held."""
 _COUNTED = (
@@ -147,7 +145,6 @@ class MibData:
         self._boot = clock()
         self.seq = 0
         """The last log row applied: the view shows every commit up to it."""
-        self.built = False
         self.last_changed = self.started_at
         self.counts: Counter[str] = Counter()
         self._blocking: dict[str, set[int]] = {t: set() for t in BLOCKING}
@@ -274,26 +271,6 @@ class MibData:
             ).all())  # fmt: skip
         return ElementRows(generation, [(row, errors.get(row.id, 0)) for row in rows])
 
-    def read_commit(self, extra: Iterable[int] = ()) -> Commit:
-        """Worker thread, for a manager without the commit feed: what was committed after
-        ``self.seq`` as a Commit read from the store, plus the alarms in ``extra``
-        (repeated: their count changed without a log row). A purged gap shows as a
-        ``first_seq`` past ``self.seq + 1``, which :meth:`apply_commit` refuses."""
-        base = self.seq
-        notes = queries.read_log(self.engine, base, FULL_REBUILD_AFTER)
-        touched = [n.alarm_id for n in notes if n.alarm_id]
-        ids = sorted({*touched, *extra})
-        found: dict[int, AlarmRow] = {}
-        columns = [ALARMS.c[f] for f in _VIEW_FIELDS]
-        with self.engine.connect() as conn:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                for row in conn.execute(select(*columns).where(ALARMS.c.id.in_(chunk))).mappings():
-                    found[row["id"]] = dict(row)
-        first = notes[0].seq if notes else base + 1
-        last = notes[-1].seq if notes else base
-        return Commit(first, last, tuple(notes), tuple(found[i] for i in ids if i in found))
-
     # ------------------------------------------------------------------ the event loop
     def install(self, snapshot: Snapshot) -> None:
         """Show ``snapshot`` (then replay the commits since it was started)."""
@@ -304,7 +281,6 @@ class MibData:
         self.seq = snapshot.seq
         if snapshot.last_changed is not None:
             self.last_changed = snapshot.last_changed
-        self.built = True
         self.set_elements(snapshot.elements)
         self._group = ""  # the blocking alarms are new: encode the rows again
         self._encode_elements()
