@@ -43,6 +43,7 @@ class PagedElement(Connector):
         version: written into every object's data (tells two reads apart).
         fail_at: the page (counted from 1 across classes) answered with ElementUnreachable.
         hold_at: the page whose request never answers (until cancelled).
+        cancel_at: the page whose request raises CancelledError of its own.
         latency: seconds each page takes.
         after_page: called after each page is answered, with the pages answered so far.
     """
@@ -54,6 +55,7 @@ class PagedElement(Connector):
         version: int = 1,
         fail_at: int | None = None,
         hold_at: int | None = None,
+        cancel_at: int | None = None,
         latency: float = 0.0,
         after_page: Callable[[int], None] | None = None,
     ) -> None:
@@ -62,6 +64,7 @@ class PagedElement(Connector):
         self.version = version
         self.fail_at = fail_at
         self.hold_at = hold_at
+        self.cancel_at = cancel_at
         self.latency = latency
         self.after_page = after_page
         self.calls = 0
@@ -83,6 +86,8 @@ class PagedElement(Connector):
         try:
             if self.calls == self.fail_at:
                 raise ElementUnreachable(f"page {self.calls} failed")
+            if self.calls == self.cancel_at:
+                raise asyncio.CancelledError  # a driver's own cancel scope leaking out
             if self.calls == self.hold_at:
                 await asyncio.Event().wait()
             if self.latency:
@@ -246,8 +251,9 @@ def test_the_fetcher_reads_at_most_pages_ahead_of_the_writes(
     element = PagedElement({"user": 400, "station": 200})
 
     def overrun(calls: int) -> None:
-        # Past the bound: no need to wait any longer to know the test fails.
-        if calls - writes.pages > PAGES_AHEAD + 1:
+        # Past any bound (pages the writer took count once its write starts, so up to
+        # PAGES_AHEAD + 1 more): no need to wait any longer to know the test fails.
+        if calls - writes.pages > 2 * (PAGES_AHEAD + 1):
             release.set()
 
     element.after_page = overrun
@@ -296,6 +302,23 @@ def test_stopping_the_engine_cancels_a_fetch_in_flight(
         await asyncio.wait_for(harness.engine.stop(), 5)
         assert element.active == 0, "the held page request was cancelled"
         assert not fetch_tasks()
+
+    asyncio.run(scenario())
+
+
+def test_a_fetcher_dying_without_a_word_fails_the_job(
+    store: Store, manager: AlarmManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes = Writes(monkeypatch)
+
+    async def scenario() -> None:
+        harness = Harness(store, manager)
+        job = await harness.init(PagedElement({"user": 100}, cancel_at=3), within=10)
+        assert job.state == "failed"
+        assert "ended without a last item" in job.error
+        assert writes.pages == 2, "the pages before it were written"
+        assert not fetch_tasks()
+        await harness.engine.stop()
 
     asyncio.run(scenario())
 

@@ -82,6 +82,24 @@ async def _fetch_pages(
     await ahead.put(None)
 
 
+async def _next_page(ahead: asyncio.Queue[_Fetched], fetcher: asyncio.Task[None]) -> _Fetched:
+    """The fetcher's next item; it always ends with one (None or its error), but should it
+    die without (cancelled from inside its driver), the writer is not left waiting."""
+    if not ahead.empty():
+        return ahead.get_nowait()
+    getter = asyncio.ensure_future(ahead.get())
+    try:
+        await asyncio.wait([getter, fetcher], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not getter.done():
+            getter.cancel()
+    if getter.done() and not getter.cancelled():
+        return getter.result()
+    if not ahead.empty():
+        return ahead.get_nowait()
+    return RuntimeError(f"the page fetcher {fetcher.get_name()} ended without a last item")
+
+
 _STRENGTH = {"incremental": 0, "init": 1, "force": 2}
 
 
@@ -449,7 +467,7 @@ class SyncEngine:
             while not finished:
                 batch: list[tuple[str, tuple[ObjectRecord, ...]]] = []
                 size, failure = 0, None
-                item = await ahead.get()
+                item = await _next_page(ahead, fetcher)
                 while True:
                     if isinstance(item, BaseException):
                         failure, finished = item, True
