@@ -344,7 +344,8 @@ def client_ceiling(sizes: Sizes) -> dict[str, float]:
             for clients in (1, 4)
         }
     finally:
-        assert proc.stdin is not None and proc.stdout is not None
+        assert proc.stdin is not None
+        assert proc.stdout is not None
         proc.stdin.close()
         stop(proc)
         proc.stdout.close()
