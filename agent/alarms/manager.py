@@ -716,24 +716,24 @@ class AlarmManager:
         return seq
 
     def _payload(self, row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        """The JSON of what exporters need beyond the columns, and that JSON parsed;
-        memoized (few distinct)."""
+        """The JSON of what exporters need beyond the columns, and the same as a dict;
+        memoized (few distinct, unless the resolution names the resource)."""
         key = (row["type_id"], row["count"], row["operator_state"], row["resolution"])
         cached = self._payloads.get(key)
         if cached is None:
             alarm_type = self.catalog.describe(row["type_id"])
-            text = json.dumps(
-                {
-                    "type_name": alarm_type.name,
-                    "event_type": alarm_type.event_type.value,
-                    "probable_cause": alarm_type.probable_cause,
-                    "count": row["count"],
-                    "operator_state": row["operator_state"],
-                    "resolution": row["resolution"],
-                },
-                separators=(",", ":"),
-            )
-            cached = (text, json.loads(text))
+            # Built from the values, not parsed back from the JSON (str and int values:
+            # equal either way): the strings are shared with the catalog and the row
+            # instead of a fresh copy each, which the log tail keeps for many rows.
+            parsed = {
+                "type_name": alarm_type.name,
+                "event_type": alarm_type.event_type.value,
+                "probable_cause": alarm_type.probable_cause,
+                "count": row["count"],
+                "operator_state": row["operator_state"],
+                "resolution": row["resolution"],
+            }
+            cached = (json.dumps(parsed, separators=(",", ":")), parsed)
             if len(self._payloads) > 4096:
                 self._payloads.clear()
             self._payloads[key] = cached
