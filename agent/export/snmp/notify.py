@@ -132,6 +132,25 @@ def _varbind(oid_tlv: bytes, value_tlv: bytes) -> bytes:
     return bytes((ber.SEQUENCE,)) + ber.length(size) + oid_tlv + value_tlv
 
 
+def _number_varbind(oid_tlv: bytes, tag: int, value: int) -> bytes:
+    """``_varbind(oid_tlv, ber.unsigned(value, tag))`` in one step (the per-trap numbers)."""
+    if value < 0:
+        raise ber.BerError(f"unsigned value {value} is negative")
+    body = value.to_bytes(value.bit_length() // 8 + 1, "big")
+    size = len(oid_tlv) + 2 + len(body)
+    if size < 0x80:
+        return bytes((ber.SEQUENCE, size)) + oid_tlv + bytes((tag, len(body))) + body
+    return _varbind(oid_tlv, ber.unsigned(value, tag))
+
+
+def _text_varbind(oid_tlv: bytes, data: bytes) -> bytes:
+    """``_varbind(oid_tlv, ber.octets(data))`` in one step when both lengths are short."""
+    size = len(oid_tlv) + 2 + len(data)
+    if size < 0x80:
+        return bytes((ber.SEQUENCE, size)) + oid_tlv + bytes((ber.OCTET_STRING, len(data))) + data
+    return _varbind(oid_tlv, ber.octets(data))
+
+
 CACHE_LIMIT = 4096
 """Entries per cache of :class:`VarbindEncoder`: alarm types and their resolutions are
 few (the catalog), but they come from each notification's payload, so the caches are
@@ -189,12 +208,6 @@ class VarbindEncoder:
             return b"".join(v.ber() for v in notification_vars(note, self._oids, uptime))
         oid = self._oid
         payload = note.payload
-        parts = [
-            _varbind(self._uptime_oid, ber.unsigned(uptime, ber.TIMETICKS)),
-            self._trap_oid[kind],
-            _varbind(oid["provsyncNotifySequence"], ber.unsigned(note.seq, ber.GAUGE32)),
-            _varbind(oid["provsyncNotifyAlarmId"], ber.unsigned(note.alarm_id, ber.GAUGE32)),
-        ]
         # As text in the key: 1 and True are one dict key but "1" and "True" on the wire.
         type_name = str(payload.get("type_name", note.type_id))
         event_type = payload.get("event_type", "other")
@@ -209,26 +222,35 @@ class VarbindEncoder:
             self._types[key] = before, after
         except TypeError:  # a payload value that is not hashable: encode, do not keep
             before, after = self._type_varbinds(note.type_id, type_name, event_type, cause)
-        parts.append(before)
-        parts.append(
-            _varbind(oid["provsyncNotifyResource"], ber.octets(note.resource.encode("utf-8")))
-        )
-        parts.append(self._severity_varbind(note.severity))
-        parts.append(after)
-        text = note.text.encode("utf-8")[: values.MAX_STRING]
-        parts.append(_varbind(oid["provsyncNotifyText"], ber.octets(text)))
-        if note.at != self._at or self._at is None:
+        severity = self._severity.get(note.severity)
+        if severity is None:
+            severity = self._severity_varbind(note.severity)
+        at = note.at
+        if at != self._at or self._at is None:
             self._at_varbind = _varbind(oid["provsyncNotifyTime"], ber.octets(_date_and_time(note)))
-            self._at = note.at
-        parts.append(self._at_varbind)
+            self._at = at
+        parts = [
+            _number_varbind(self._uptime_oid, ber.TIMETICKS, uptime),
+            self._trap_oid[kind],
+            _number_varbind(oid["provsyncNotifySequence"], ber.GAUGE32, note.seq),
+            _number_varbind(oid["provsyncNotifyAlarmId"], ber.GAUGE32, note.alarm_id),
+            before,
+            _text_varbind(oid["provsyncNotifyResource"], note.resource.encode("utf-8")),
+            severity,
+            after,
+            _text_varbind(
+                oid["provsyncNotifyText"], note.text.encode("utf-8")[: values.MAX_STRING]
+            ),
+            self._at_varbind,
+        ]
         if kind is NotificationKind.ALARM_CLEARED or kind is NotificationKind.ALARM_CHANGED:
             parts.append(
-                _varbind(
-                    oid["provsyncNotifyRaiseSequence"], ber.unsigned(note.raise_seq, ber.GAUGE32)
-                )
+                _number_varbind(oid["provsyncNotifyRaiseSequence"], ber.GAUGE32, note.raise_seq)
             )
         if kind is NotificationKind.ALARM_RAISED or kind is NotificationKind.ALARM_CHANGED:
-            parts.append(self._resolution_varbind(str(payload.get("resolution", ""))))
+            resolution = str(payload.get("resolution", ""))
+            found = self._resolutions.get(resolution)
+            parts.append(found if found is not None else self._resolution_varbind(resolution))
         return b"".join(parts)
 
     def _type_varbinds(
