@@ -131,6 +131,33 @@ def test_saves_queued_together_write_only_the_newest_per_target(lite: Store) -> 
     assert sum(rows) == 2, f"one row per target, not per save: {rows}"
 
 
+def test_saves_take_nothing_from_the_bound_on_waiting_requests(lite: Store) -> None:
+    """The API's bound counts requests: a save in the writer does not refuse one."""
+    manager = AlarmManager(lite.engine, Catalog(), pending_max=1)
+    manager.start()
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold_first(_conn: Any) -> None:
+        if not held.is_set():
+            held.set()
+            assert release.wait(10)
+
+    event.listen(lite.engine, "commit", hold_first)
+    try:
+        save = manager.submit(CursorOp("a", 1))
+        assert held.wait(10)
+        assert manager.pending == 0
+        raised = manager.submit(manager.make_raise("sync-failed", "cm1"), bounded=True)
+        release.set()
+        save.result(10)
+        assert raised.result(10).seq == 1
+    finally:
+        event.remove(lite.engine, "commit", hold_first)
+        manager.stop()
+    assert manager.refused == 0
+
+
 class FencedOnDelivery(Target):
     """The target takes the first batch, and the store is fenced as it does."""
 

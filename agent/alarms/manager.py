@@ -317,7 +317,8 @@ class AlarmManager:
 
     @property
     def pending(self) -> int:
-        """Requests queued or being written (not yet answered)."""
+        """Requests queued or being written (not yet answered); exporters' cursor saves
+        are not counted."""
         return self._pending
 
     @property
@@ -357,6 +358,11 @@ class AlarmManager:
             except StoreFencedError as exc:
                 _settle(reply.future, StoreFencedError(str(exc)))
                 return
+        if isinstance(op, CursorOp):
+            # Not counted as a request waiting: at most one per export target, and one
+            # row per target in the group commit, it takes nothing from the API's bound.
+            self._queue.put((op, reply))
+            return
         # Refused before it is queued, so a refusal costs nothing and changes nothing;
         # the count includes the batch being written, which is what a new request waits for.
         with self._pending_lock:
@@ -524,7 +530,7 @@ class AlarmManager:
             try:
                 self._commit(batch)
             finally:
-                self._answered(len(batch))
+                self._answered(sum(1 for op, _ in batch if not isinstance(op, CursorOp)))
             if stop_after:
                 return
 
