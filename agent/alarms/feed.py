@@ -58,7 +58,7 @@ class LogTail:
     behind its oldest row read the store.
     """
 
-    def __init__(self, size: int = 65_536) -> None:
+    def __init__(self, size: int = 16_384) -> None:
         self._size = max(1, size)
         self._slack = max(1, self._size // 8)
         self._rows: list[Notification] = []

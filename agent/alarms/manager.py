@@ -187,7 +187,9 @@ class AlarmManager:
         write_guard: called before each group commit; raises (StoreFencedError) when the
             store must not be written now, so requests fail at once with its reason.
         tail_size: log rows kept in memory after their commit (``tail``), for exporters
-            that are nearly caught up.
+            that are nearly caught up; about 600 bytes a row, so 16,384 (some 10 MB, a
+            few seconds of the fastest commit rate, many batches) rather than more: a
+            target further behind reads the store, as after a restart.
     """
 
     def __init__(
@@ -199,7 +201,7 @@ class AlarmManager:
         clock: Clock = utc_now,
         pending_max: int = 0,
         write_guard: Callable[[], None] | None = None,
-        tail_size: int = 65_536,
+        tail_size: int = 16_384,
     ) -> None:
         self.engine = engine
         self.catalog = catalog
