@@ -48,8 +48,8 @@ from agent.sync import registry, store_ops
 
 KINDS = ("init", "incremental", "force")
 PAGES_AHEAD = 2
-"""Pages an initialization reads ahead of its writes (its memory bound: these pages plus
-the one batch being written)."""
+"""Pages an initialization reads ahead of its writes (its memory bound: these pages, the
+one the fetcher holds and the batch being written)."""
 WRITE_BATCH = 5000
 """Most objects in one write transaction of an initialization (pages already read wait
 for no more: a batch is what is there)."""
