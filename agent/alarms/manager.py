@@ -235,11 +235,6 @@ class AlarmManager:
         self._raw = RawWriter(engine.dialect)
         # Payload JSON and the same payload parsed (for the feed), memoized: few distinct.
         self._payloads: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
-        # Repeats change an alarm's count without a notification; a reader that shows
-        # counts (the SNMP view) asks for them here.
-        self.track_repeats = False
-        self._repeats: set[int] = set()
-        self._repeats_lock = threading.Lock()
         self._active = ActiveKeys()
         """Key -> id of every active alarm; the writer is the only one changing them."""
 
@@ -281,12 +276,6 @@ class AlarmManager:
         """
         if self._write_guard is not None:
             self._write_guard()
-
-    def take_repeats(self) -> set[int]:
-        """Ids of alarms repeated (count changed, nothing logged) since the last call."""
-        with self._repeats_lock:
-            taken, self._repeats = self._repeats, set()
-        return taken
 
     def is_active(self, type_id: str, resource: str, qualifier: str = "") -> bool:
         return (type_id, resource, qualifier) in self._active
@@ -625,9 +614,6 @@ class AlarmManager:
                         results.append(exc)
                 self._flush(conn, work)
             self._remember_active(work)
-            if work.repeated and self.track_repeats:
-                with self._repeats_lock:
-                    self._repeats.update(work.repeated)
             return results, work
         except BaseException:
             self._last_seq, self._last_alarm_id = saved
