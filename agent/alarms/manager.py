@@ -25,8 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from loguru import logger
-from sqlalchemy import Connection, Engine, and_, delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, select
 
 from agent.alarms.active import ActiveKeys
 from agent.alarms.catalog import AlarmType, Catalog, Kind
@@ -79,6 +78,13 @@ _LOG_FIELDS = (
     "seq", "at", "kind", "alarm_id", "type_id", "resource", "qualifier", "severity", "text",
     "raise_seq", "payload",
 )  # fmt: skip
+_CURSOR_FIELDS = ("name", "last_seq", "updated_at")
+_UPDATED_AT = frozenset({"updated_at"})
+_META_FIELDS = ("key", "value")
+# Built once: constructing a select per group commit cost more than running it.
+_BY_IDS = select(*[_ALARMS.c[f] for f in ALARM_FIELDS]).where(
+    _ALARMS.c.id.in_(bindparam("ids", expanding=True))
+)
 _STOP = object()
 MAX_FIELD = 255
 MAX_TEXT = 4096
@@ -635,11 +641,10 @@ class AlarmManager:
                     ids.add(found)
             elif isinstance(op, AckOp):
                 ids.add(op.alarm_id)
-        columns = [_ALARMS.c[f] for f in ALARM_FIELDS]
         id_list = sorted(ids)
         for start in range(0, len(id_list), 500):
             chunk = id_list[start : start + 500]
-            for row in conn.execute(select(*columns).where(_ALARMS.c.id.in_(chunk))).mappings():
+            for row in conn.execute(_BY_IDS, {"ids": chunk}).mappings():
                 work.track(dict(row))
 
     def _remember_active(self, work: _Batch) -> None:
@@ -993,38 +998,16 @@ class AlarmManager:
     def _save_cursors(self, conn: Connection, cursors: dict[str, int]) -> None:
         now = self._clock()
         rows = [{"name": n, "last_seq": s, "updated_at": now} for n, s in cursors.items()]
-        insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
-        statement = insert(_CURSORS)
-        conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=["name"],
-                set_={
-                    "last_seq": statement.excluded.last_seq,
-                    "updated_at": statement.excluded.updated_at,
-                },
-            ),
-            rows,
-        )
+        self._raw.upsert(conn, _CURSORS, _CURSOR_FIELDS, "name", rows, _UPDATED_AT)
 
     def _save_counters(self, conn: Connection) -> None:
+        # Through the driver: building SQLAlchemy's upsert construct each commit cost
+        # about as much as the rest of a single raise's commit.
         rows = [
             {"key": "last_seq", "value": str(self._last_seq)},
             {"key": "last_alarm_id", "value": str(self._last_alarm_id)},
         ]
-        if self._dialect == "postgresql":
-            pg = postgresql.insert(_META)
-            conn.execute(
-                pg.on_conflict_do_update(index_elements=["key"], set_={"value": pg.excluded.value}),
-                rows,
-            )
-        else:
-            lite = sqlite.insert(_META)
-            conn.execute(
-                lite.on_conflict_do_update(
-                    index_elements=["key"], set_={"value": lite.excluded.value}
-                ),
-                rows,
-            )
+        self._raw.upsert(conn, _META, _META_FIELDS, "key", rows)
 
 
 def _utc(value: datetime) -> datetime:

@@ -48,6 +48,12 @@ class RawWriter:
         return f'INSERT INTO "{table}" ({names}) VALUES ({marks})'  # noqa: S608
 
     @cache  # noqa: B019
+    def _upsert_sql(self, table: str, columns: tuple[str, ...], key: str) -> str:
+        # ON CONFLICT ... DO UPDATE: SQLite 3.24+ and PostgreSQL 9.5+ spell it alike.
+        sets = ", ".join(f'"{c}" = excluded."{c}"' for c in columns if c != key)
+        return f'{self._insert_sql(table, columns)} ON CONFLICT ("{key}") DO UPDATE SET {sets}'
+
+    @cache  # noqa: B019
     def _update_sql(self, table: str, columns: tuple[str, ...], key: str) -> str:
         sets = ", ".join(f'"{c}" = {self.placeholder}' for c in columns)
         return f'UPDATE "{table}" SET {sets} WHERE "{key}" = {self.placeholder}'  # noqa: S608
@@ -63,6 +69,20 @@ class RawWriter:
         params = [self._values(row, columns, stamps) for row in rows]
         if params:
             conn.exec_driver_sql(self._insert_sql(table.name, tuple(columns)), params)
+
+    def upsert(
+        self,
+        conn: Connection,
+        table: Table,
+        columns: Sequence[str],
+        key: str,
+        rows: Iterable[dict[str, Any]],
+        stamps: frozenset[str] = frozenset(),
+    ) -> None:
+        """Insert each row, or update the row with the same ``key``."""
+        params = [self._values(row, columns, stamps) for row in rows]
+        if params:
+            conn.exec_driver_sql(self._upsert_sql(table.name, tuple(columns), key), params)
 
     def update(
         self,
