@@ -312,6 +312,8 @@ class SnmpTarget(_Section):
     kinds: tuple[Literal[NOTIFICATION_KINDS], ...] = NOTIFICATION_KINDS  # type: ignore[valid-type]
     timeout: Annotated[Duration, within("10ms", "10m")] = 1.0
     retries: int = Field(default=3, ge=0, le=20)
+    max_rate: float = Field(default=0, ge=0, le=1_000_000)
+    """Traps a second at most (bursts of 50 above it); 0: as fast as the batch goes."""
 
     @field_validator("address")
     @classmethod

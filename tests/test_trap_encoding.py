@@ -464,3 +464,20 @@ def test_a_paced_target_gets_everything_in_order_no_faster_than_its_rate() -> No
         assert acked[-1] == 300
 
     _run(scenario())
+
+
+def test_max_rate_of_a_trap_target_paces_its_path_and_is_checked() -> None:
+    from agent.config import ConfigError
+    from agent.export.snmp.targets import trap_path
+
+    def target(extra: dict[str, Any]) -> Any:
+        snmp = {"targets": [{"address": "127.0.0.1:162", "community": "public", **extra}]}
+        return settings_from_dict({"snmp": snmp}).snmp.targets[0]
+
+    unpaced = trap_path(target({}), MibOids())
+    paced = trap_path(target({"max_rate": 2000}), MibOids())
+    assert unpaced._pace is None
+    assert paced._pace is not None
+    assert paced._pace.rate == 2000
+    with pytest.raises(ConfigError, match="max_rate"):
+        target({"max_rate": -1})

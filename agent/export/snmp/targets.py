@@ -207,8 +207,9 @@ def trap_path(
 ) -> TrapPath:
     """The fast trap path of a trap target (v2c, or v3 with the agent's engine ID and
     boots and the target's user among ``users``), paced to ``max_rate`` traps a second
-    when given."""
-    pace = Pace(max_rate, burst) if max_rate else None
+    (default: the target's own ``max_rate``; 0: unpaced)."""
+    rate = target.max_rate if max_rate is None else max_rate
+    pace = Pace(rate, burst) if rate else None
     if target.version == "v2c":
         sender = V2cSender(target.address, target.community.get_secret_value().encode())
         return TrapPath(sender, VarbindEncoder(oids), pace=pace)
