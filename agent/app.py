@@ -28,8 +28,9 @@ from agent import __version__
 from agent.alarms.catalog import AlarmType, Catalog
 from agent.alarms.manager import AlarmManager
 from agent.alarms.operations import PurgeOp
-from agent.api.app import Services, create_app
+from agent.api.app import Services
 from agent.api.connections import guarded_protocol, resolve_http
+from agent.api.fast_routes import create_asgi
 from agent.config import Settings, read_token_file
 from agent.errors import ConfigError, ProvsyncError, StoreError, StoreLockedError
 from agent.export.base import Exporter
@@ -283,7 +284,7 @@ class Agent:
         uvicorn_log.setLevel(max(uvicorn_log.getEffectiveLevel(), logging.DEBUG))
         http = resolve_http(api.http)
         config = uvicorn.Config(
-            create_app(services), log_config=None, access_log=False, lifespan="off",
+            create_asgi(services), log_config=None, access_log=False, lifespan="off",
             http=guarded_protocol(api.header_timeout, api.max_connections, http),
         )  # fmt: skip
         server = _ApiServer(config)

@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
@@ -109,6 +110,16 @@ def _matches(credentials: HTTPAuthorizationCredentials | None, *tokens: str) -> 
     # Every token compared, in constant time, whichever matches.
     results = [secrets.compare_digest(given, t.encode()) for t in tokens if t]
     return any(results)
+
+
+def route_authorized(authorization: str | None, *tokens: str) -> bool:
+    """What ``_authorize`` decides for an ``Authorization`` header (decoded as Starlette
+    decodes headers, latin-1): HTTPBearer's parsing, then ``_matches``. For the routes
+    served without FastAPI's stack (:mod:`agent.api.fast_routes`)."""
+    scheme, credentials = get_authorization_scheme_param(authorization)
+    if not (authorization and scheme and credentials) or scheme.lower() != "bearer":
+        return False
+    return _matches(HTTPAuthorizationCredentials(scheme=scheme, credentials=credentials), *tokens)
 
 
 def _refuse() -> HTTPException:
@@ -267,6 +278,60 @@ async def _run_batch(services: Services, items: list[BatchOperation]) -> dict[st
     return {"results": results}
 
 
+# ------------------------------------------------------------------ the write routes
+# What each write route does, called by its FastAPI route and by the fast routes
+# (agent.api.fast_routes): the same manager calls and answers whichever serves it.
+async def do_raise(services: Services, body: RaiseRequest) -> dict[str, Any]:
+    result = await services.manager.raise_alarm(
+        body.type,
+        body.resource,
+        qualifier=body.qualifier,
+        severity=body.severity,
+        text=body.text,
+        by=body.by,
+        bounded=True,
+    )
+    return _change(result)
+
+
+async def do_clear_by_key(services: Services, body: ClearByKeyRequest) -> dict[str, Any]:
+    result = await services.manager.clear(
+        type_id=body.type,
+        resource=body.resource,
+        qualifier=body.qualifier,
+        note=body.note,
+        by=body.by,
+        bounded=True,
+    )
+    return _change(result)
+
+
+async def do_clear_by_id(
+    services: Services, alarm_id: int, body: NoteRequest | None
+) -> dict[str, Any]:
+    body = body or NoteRequest()
+    result = await services.manager.clear(alarm_id, note=body.note, by=body.by, bounded=True)
+    return _change(result)
+
+
+async def do_ack(services: Services, alarm_id: int, body: NoteRequest | None) -> dict[str, Any]:
+    body = body or NoteRequest()
+    result = await services.manager.acknowledge(alarm_id, note=body.note, by=body.by, bounded=True)
+    return _change(result)
+
+
+async def do_unack(services: Services, alarm_id: int, body: NoteRequest | None) -> dict[str, Any]:
+    body = body or NoteRequest()
+    result = await services.manager.acknowledge(
+        alarm_id, acknowledge=False, note=body.note, by=body.by, bounded=True
+    )
+    return _change(result)
+
+
+async def do_batch(services: Services, body: BatchRequest) -> dict[str, Any]:
+    return await _run_batch(services, body.operations)
+
+
 def _router() -> APIRouter:
     router = APIRouter(prefix="/api/v1", dependencies=[Depends(_authorize)])
 
@@ -333,28 +398,11 @@ def _router() -> APIRouter:
 
     @router.post("/alarms", summary="Raise an alarm (or repeat / change the active one)")
     async def raise_alarm(services: ServicesDep, body: RaiseRequest) -> dict[str, Any]:
-        result = await services.manager.raise_alarm(
-            body.type,
-            body.resource,
-            qualifier=body.qualifier,
-            severity=body.severity,
-            text=body.text,
-            by=body.by,
-            bounded=True,
-        )
-        return _change(result)
+        return await do_raise(services, body)
 
     @router.post("/alarms/clear", summary="Clear the active alarm with this key")
     async def clear_by_key(services: ServicesDep, body: ClearByKeyRequest) -> dict[str, Any]:
-        result = await services.manager.clear(
-            type_id=body.type,
-            resource=body.resource,
-            qualifier=body.qualifier,
-            note=body.note,
-            by=body.by,
-            bounded=True,
-        )
-        return _change(result)
+        return await do_clear_by_key(services, body)
 
     @router.post(
         "/alarms/batch",
@@ -362,7 +410,7 @@ def _router() -> APIRouter:
         description=_BATCH_DESCRIPTION,
     )
     async def batch(services: ServicesDep, body: BatchRequest) -> dict[str, Any]:
-        return await _run_batch(services, body.operations)
+        return await do_batch(services, body)
 
     @router.get("/alarms/{alarm_id}", summary="One alarm with its history")
     async def show_alarm(services: ServicesDep, alarm_id: RowId) -> dict[str, Any]:
@@ -375,29 +423,19 @@ def _router() -> APIRouter:
     async def clear_by_id(
         services: ServicesDep, alarm_id: RowId, body: NoteRequest | None = None
     ) -> dict[str, Any]:
-        body = body or NoteRequest()
-        result = await services.manager.clear(alarm_id, note=body.note, by=body.by, bounded=True)
-        return _change(result)
+        return await do_clear_by_id(services, alarm_id, body)
 
     @router.post("/alarms/{alarm_id}/ack", summary="Acknowledge an alarm")
     async def ack(
         services: ServicesDep, alarm_id: RowId, body: NoteRequest | None = None
     ) -> dict[str, Any]:
-        body = body or NoteRequest()
-        result = await services.manager.acknowledge(
-            alarm_id, note=body.note, by=body.by, bounded=True
-        )
-        return _change(result)
+        return await do_ack(services, alarm_id, body)
 
     @router.post("/alarms/{alarm_id}/unack", summary="Withdraw an acknowledgement")
     async def unack(
         services: ServicesDep, alarm_id: RowId, body: NoteRequest | None = None
     ) -> dict[str, Any]:
-        body = body or NoteRequest()
-        result = await services.manager.acknowledge(
-            alarm_id, acknowledge=False, note=body.note, by=body.by, bounded=True
-        )
-        return _change(result)
+        return await do_unack(services, alarm_id, body)
 
     @router.get("/events", summary="List events, oldest first")
     async def list_events(
@@ -451,7 +489,7 @@ _STATUS_OF: tuple[tuple[type[ProvsyncError], int], ...] = (
 HEALTH = "/api/v1/health"
 
 
-def _token_policy(services: Services) -> Policy:
+def token_policy(services: Services) -> Policy:
     """The tokens a request needs, from its method and path alone (no body read yet).
 
     Public: the health route, and what is not under ``/api/`` (OpenAPI, docs). The
@@ -473,7 +511,12 @@ def _token_policy(services: Services) -> Policy:
     return policy
 
 
-def create_app(services: Services) -> FastAPI:
+def create_app(services: Services, *, guard: bool = True) -> FastAPI:
+    """The FastAPI application: every route, the OpenAPI document, the error answers.
+
+    ``guard``: with the RequestGuard as its outermost middleware. False when the caller
+    puts the guard in front itself (:func:`agent.api.fast_routes.create_asgi`).
+    """
     app = FastAPI(
         title="provsync control API",
         version=__version__,
@@ -484,13 +527,17 @@ def create_app(services: Services) -> FastAPI:
     # The last added is the outermost: the guard answers from the headers (token, then a
     # declared length) before the limiter, behind it, counts what a route reads.
     app.add_middleware(RequestBodyLimitMiddleware, max_body_size=services.max_body)
-    app.add_middleware(RequestGuard, policy=_token_policy(services), max_body=services.max_body)
+    if guard:
+        app.add_middleware(RequestGuard, policy=token_policy(services), max_body=services.max_body)
 
     @app.get(HEALTH, summary="Liveness (no token needed)")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.include_router(_router())
+    alarms = _router()
+    app.include_router(alarms)
+    # For agent.api.fast_routes: these routes' own declarations (fields, dependencies).
+    app.state.alarm_router = alarms
     app.include_router(sync_router(_authorize))
     app.include_router(sharing_router(_authorize, _authorize_element))
 
