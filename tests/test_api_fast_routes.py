@@ -232,6 +232,15 @@ def _cases() -> list[tuple[str, tuple[str, bytes]]]:
         ("not UTF-8", _post(RAISE, b'{"type": "sync-failed", "resource": "\xff\xfe"}')),
         ("UTF-16", _post(RAISE, json.dumps({"type": SF, "resource": "u16"}).encode("utf-16"))),
         ("NaN", _post(RAISE, b'{"type": "sync-failed", "resource": "n", "text": NaN}')),
+        # Where pydantic's JSON parser and json.loads differ: FastAPI's answer wins.
+        ("UTF-8 BOM", _post(RAISE, b"\xef\xbb\xbf" + json.dumps(GOOD).encode())),
+        ("trailing data", _post(RAISE, json.dumps(GOOD).encode() + b" x")),
+        ("lone surrogate", _post(RAISE, b'{"type": "sync-failed", "resource": "\\ud800"}')),
+        (
+            "duplicate keys",
+            _post(RAISE, b'{"type": "sync-failed", "resource": "a", "resource": "d"}'),
+        ),
+        ("white space", _post(RAISE, b' \n{"type": "sync-failed", "resource": "ws"}\n ')),
         ("too deep", _post(RAISE, b"[" * 20_000 + b"]" * 20_000)),
         ("no token", _post(RAISE, GOOD, token=None)),
         ("wrong token", _post(RAISE, GOOD, token="wrong")),
@@ -265,6 +274,23 @@ def _cases() -> list[tuple[str, tuple[str, bytes]]]:
         ("clear, id 'clear'", _post("/api/v1/alarms/clear/clear")),
         ("percent-encoded id", _post("/api/v1/alarms/%33/clear")),
         ("batch", _post(BATCH, {"operations": ops})),
+        (
+            "batch, ids as text, float, bool",
+            _post(
+                BATCH,
+                {
+                    "operations": [
+                        {"op": "ack", "id": "2"},
+                        {"op": "unack", "id": 2.0},
+                        {"op": "ack", "id": True},
+                    ]
+                },
+            ),
+        ),
+        (
+            "batch, bad ids",
+            _post(BATCH, {"operations": [{"op": "ack", "id": 2.5}, {"op": "ack", "id": "0x2"}]}),
+        ),
         ("batch, too many", _post(BATCH, {"operations": [{"op": "clear", "id": 1}] * 6})),
         ("batch, empty", _post(BATCH, {"operations": []})),
         ("batch, malformed op", _post(BATCH, {"operations": [{"op": "explode"}]})),

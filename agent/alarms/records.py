@@ -47,6 +47,17 @@ ALARM_FIELDS = (
 
 def alarm_to_json(row: dict[str, Any]) -> dict[str, Any]:
     """A store row of ``alarms`` as the API and CLI show it."""
+    # The writer stamps a change's times with one datetime object (raised_at,
+    # last_raised_at and changed_at of a new alarm are the same one): formatted once.
+    raised = row["raised_at"]
+    raised_at = iso(raised)
+    last = row["last_raised_at"]
+    last_raised_at = raised_at if last is raised else iso(last)
+    changed = row["changed_at"]
+    if changed is last:
+        changed_at = last_raised_at
+    else:
+        changed_at = raised_at if changed is raised else iso(changed)
     return {
         "id": row["id"],
         "type": row["type_id"],
@@ -56,9 +67,9 @@ def alarm_to_json(row: dict[str, Any]) -> dict[str, Any]:
         "state": "cleared" if row["cleared"] else "active",
         "text": row["text"],
         "count": row["count"],
-        "raised_at": iso(row["raised_at"]),
-        "last_raised_at": iso(row["last_raised_at"]),
-        "changed_at": iso(row["changed_at"]),
+        "raised_at": raised_at,
+        "last_raised_at": last_raised_at,
+        "changed_at": changed_at,
         "cleared_at": iso(row["cleared_at"]),
         "raise_seq": row["raise_seq"],
         "operator_state": row["operator_state"],
