@@ -111,6 +111,22 @@ def test_mixed_operations_are_answered_in_order_with_their_own_errors(
     assert _logged(agent, {seq for seq, _ in answered}) == answered
 
 
+def test_a_refused_last_operation_is_answered_in_its_place(agent: AgentProcess) -> None:
+    # Before: the batch waited for its last operation by awaiting it, so its refusal
+    # became the whole request's answer (404) although the others had committed.
+    with agent.http() as http:
+        response = http.post(BATCH, json={"operations": [
+            {"op": "raise", "type": "sync-failed", "resource": "l1"},
+            {"op": "clear", "id": 999_999},
+        ]})  # fmt: skip
+        assert response.status_code == 200, response.text
+        first, last = response.json()["results"]
+        assert first["ok"] is True
+        assert first["alarm"]["resource"] == "l1"
+        assert last == {"ok": False, "status": 404, "error": "no alarm with id 999999"}
+        assert set(_active(http)) == {"l1"}
+
+
 def test_malformed_or_too_long_batches_are_refused_whole(agent_factory: Any) -> None:
     agent: AgentProcess = agent_factory({"api": {"max_batch": 5}}).start()
     good = {"op": "raise", "type": "sync-failed", "resource": "m1"}

@@ -202,6 +202,7 @@ def _cases() -> list[tuple[str, tuple[str, bytes]]]:
         {"op": "clear", "id": 424242},
         {"op": "raise", "type": "nope", "resource": "x"},
         {"op": "ack", "id": 1, "note": "seen"},
+        {"op": "clear", "id": 424243},  # a refused last one is answered in its place
     ]
     bearer = f"Authorization: bearer {TOKEN}\n"
     spaced = f"Authorization: Bearer  {TOKEN} \n"

@@ -48,6 +48,7 @@ from agent.api.schemas import (
 )
 from agent.api.sharing_routes import ELEMENT_ROUTES, sharing_router
 from agent.api.sync_routes import sync_router
+from agent.api.writer import submit_many
 from agent.errors import (
     AlarmNotFound,
     ConfigError,
@@ -253,14 +254,16 @@ async def _run_batch(services: Services, items: list[BatchOperation]) -> dict[st
             f"the alarm writer has {manager.pending} requests waiting and this batch has "
             f"{len(ops)} (bound {manager.pending_max}); retry later"
         )
-    # Thread-safe futures, settled by the writer itself as each group commit ends: the
-    # loop is woken once, for the last one (the writer settles in queue order).
-    futures = [manager.submit(op) for op in ops]
+    # Asyncio futures, settled on this loop once per group commit (not a thread-safe
+    # Future each); the writer settles in queue order, so the last one is awaited.
+    futures = submit_many(manager, ops)
     if futures:
-        await asyncio.wrap_future(futures[-1])
-        for future in futures:
-            if not future.done():  # only if the writer's order ever changed
-                await asyncio.wrap_future(future)
+        # Waited for, not awaited: a refused operation is answered in its place below
+        # (awaiting the last one raised its refusal as the whole batch's answer).
+        await asyncio.wait(futures[-1:])
+        unsettled = [f for f in futures if not f.done()]  # only if the order ever changed
+        if unsettled:
+            await asyncio.wait(unsettled)
     results: list[dict[str, Any]] = []
     answers = iter(futures)
     for entry in prepared:
@@ -270,7 +273,11 @@ async def _run_batch(services: Services, items: list[BatchOperation]) -> dict[st
         future = next(answers)
         error = future.exception()
         if error is None:
-            results.append({"ok": True, **_change(future.result())})
+            change: AlarmChange = future.result()
+            results.append(
+                {"ok": True, "change": change.change, "seq": change.seq,
+                 "alarm": alarm_to_json(change.alarm)}
+            )  # fmt: skip
         elif isinstance(error, ProvsyncError):
             results.append(_failed(error))
         else:  # the writer turns everything into ProvsyncError; anything else is a bug
