@@ -107,7 +107,11 @@ ServicesDep = Annotated[Services, Depends(_services)]
 def _matches(credentials: HTTPAuthorizationCredentials | None, *tokens: str) -> bool:
     if credentials is None:
         return False
-    given = credentials.credentials.encode()
+    return _given_matches(credentials.credentials, tokens)
+
+
+def _given_matches(credentials: str, tokens: tuple[str, ...]) -> bool:
+    given = credentials.encode()
     # Every token compared, in constant time, whichever matches.
     results = [secrets.compare_digest(given, t.encode()) for t in tokens if t]
     return any(results)
@@ -120,7 +124,7 @@ def route_authorized(authorization: str | None, *tokens: str) -> bool:
     scheme, credentials = get_authorization_scheme_param(authorization)
     if not (authorization and scheme and credentials) or scheme.lower() != "bearer":
         return False
-    return _matches(HTTPAuthorizationCredentials(scheme=scheme, credentials=credentials), *tokens)
+    return _given_matches(credentials, tokens)
 
 
 def _refuse() -> HTTPException:
