@@ -104,14 +104,20 @@ def test_saves_queued_together_write_only_the_newest_per_target(lite: Store) -> 
             held.set()
             assert release.wait(10)
 
-    def count_cursor_rows(
-        _conn: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any, many: bool
-    ) -> None:
+    traced: list[Any] = []
+
+    def count_cursor_rows(statement: str) -> None:
         if "exporter_cursors" in statement:
-            rows.append(len(parameters) if many else 1)
+            rows.append(1)  # the driver traces each row an executemany writes
+
+    def trace(dbapi_connection: Any, *_args: Any) -> None:
+        # At the driver: the writer hands its rows to the DBAPI cursor, not through
+        # SQLAlchemy's statement events.
+        dbapi_connection.set_trace_callback(count_cursor_rows)
+        traced.append(dbapi_connection)
 
     event.listen(lite.engine, "commit", hold_first)
-    event.listen(lite.engine, "before_cursor_execute", count_cursor_rows)
+    event.listen(lite.engine, "checkout", trace)
     try:
         blocker = manager.submit(manager.make_event("test", "hold"))
         assert held.wait(10)
@@ -124,8 +130,10 @@ def test_saves_queued_together_write_only_the_newest_per_target(lite: Store) -> 
             save.result(10)
     finally:
         event.remove(lite.engine, "commit", hold_first)
-        event.remove(lite.engine, "before_cursor_execute", count_cursor_rows)
+        event.remove(lite.engine, "checkout", trace)
         manager.stop()
+        for dbapi_connection in traced:
+            dbapi_connection.set_trace_callback(None)
     assert load_cursor(lite.engine, "a") == 100
     assert load_cursor(lite.engine, "b") == 100
     assert sum(rows) == 2, f"one row per target, not per save: {rows}"

@@ -238,3 +238,18 @@ def test_payload_carries_what_exporters_need(manager: AlarmManager) -> None:
     assert payload["event_type"] == "communicationsAlarm"
     assert payload["probable_cause"] == "communicationsSubsystemFailure"
     assert payload["resolution"] == "provsync elements show cm9 | GET /api/v1/elements/cm9"
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_payload_json_is_what_json_dumps_gives(manager: AlarmManager) -> None:
+    """The payload's JSON is built from a per-type head: the same text as json.dumps."""
+    for resource in ("cm1", 'quote " and \\ back', "é€ unicode", "\u2028"):
+        for count, state in ((1, "none"), (12345678901, "acknowledged")):
+            row = {"type_id": "element-unreachable", "count": count, "operator_state": state,
+                   "resolution": f"show {resource}"}  # fmt: skip
+            encoded, parsed = manager._payload(row)
+            assert encoded == json.dumps(parsed, separators=(",", ":"))
+            assert json.loads(encoded) == parsed
+    odd = {"type_id": "sync-failed", "count": 2, "operator_state": "none", "resolution": None}
+    encoded, parsed = manager._payload(odd)
+    assert encoded == json.dumps(parsed, separators=(",", ":"))

@@ -100,3 +100,29 @@ def test_closed_watch_sees_nothing(store: Store, watch: TableWatch) -> None:
     add(store, "cm1")
     assert watch.generation == 0
     assert calls == []
+
+
+class _Failed(Exception):
+    pass
+
+
+def test_a_transaction_whose_connection_was_invalidated_rolls_back_quietly(
+    store: Store, watch: TableWatch
+) -> None:
+    """A disconnect mid-transaction invalidates the connection; the rollback that follows
+    must not fail in the watch (it did: PendingRollbackError from conn.info, hiding the
+    outage from the caller's error handling) nor move the generation."""
+    element_id = add(store, "cm1")
+    before = watch.generation
+
+    def disconnected_midway() -> None:
+        with store.engine.begin() as conn:
+            conn.execute(update(ELEMENTS).values(sync_state="failed"))
+            conn.invalidate()
+            raise _Failed
+
+    with pytest.raises(_Failed):
+        disconnected_midway()
+    assert watch.generation == before
+    registry.set_state(store.engine, element_id, sync_state="running")
+    assert watch.generation == before + 1  # the next transaction is seen as before

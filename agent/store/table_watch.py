@@ -19,7 +19,10 @@ Limits, all on the side of moving too often, except the first: only writes throu
 engine in this process are seen (the agent's writers all are; the CLI goes through the
 API); an UPDATE whose SET clause names none of a table's watched columns does not count;
 a statement given as SQL text is matched by the table name after ``INSERT INTO``,
-``UPDATE`` or ``DELETE FROM``; a change rolled back to a savepoint still counts.
+``UPDATE`` or ``DELETE FROM``; a change rolled back to a savepoint still counts;
+statements run on the DBAPI cursor itself, without SQLAlchemy's execution, are not seen
+(the alarm writer's bulk writes, ``agent.store.rawsql``: it writes none of the tables
+watched here, tests/test_writer_driver.py checks that).
 """
 
 from __future__ import annotations
@@ -130,6 +133,11 @@ class TableWatch:
             info[self._key] = _COMMITTED
 
     def _rollback(self, conn: Connection) -> None:
+        if conn.invalidated:
+            # A disconnect mid-transaction: the connection (and its ``info``, which the
+            # pool clears before it connects again) is gone, and asking for ``info``
+            # would raise PendingRollbackError over the caller's real error.
+            return
         info = conn.info
         if info.get(self._key) == _DIRTY:
             del info[self._key]
