@@ -300,11 +300,14 @@ class MibData:
             self._set_alarm(row)
         for alarm_id in commit.purged:
             self._drop_alarm(alarm_id)
+        # Only the rows the log table keeps are encoded: a commit larger than the table
+        # (a batch of thousands) would encode rows the trim below drops at once.
+        kept_from = max(self.seq, commit.last_seq - self.log_size)
         for note in commit.notifications:
-            if note.seq > self.seq:
+            if note.alarm_id and note.seq > self.seq:
+                self.last_changed = note.at
+            if note.seq > kept_from:
                 self.log.set_row(note.seq, self._log_values(note))
-                if note.alarm_id:
-                    self.last_changed = note.at
         self.log.trim_to(self.log_size)
         self.seq = max(self.seq, commit.last_seq)
         if self.group_state() != group:

@@ -1,4 +1,11 @@
-"""Store values -> BER value TLVs of PROVSYNC-MIB's syntaxes."""
+"""Store values -> BER value TLVs of PROVSYNC-MIB's syntaxes.
+
+These run for every cell of every changed row after each group commit (the SNMP view
+applies the commit feed on the event loop, which the control API shares), so the common
+cases are spelled out here instead of going through ``ber``'s general helpers: a string
+under 128 octets, an unsigned number (whose TLV never needs a long length), a DateAndTime
+packed with its header. ``tests/test_snmp_values.py`` checks every one against ``ber``.
+"""
 
 from __future__ import annotations
 
@@ -28,16 +35,29 @@ MAX_STRING = 65535
 
 
 def text(value: str | None) -> bytes:
-    data = (value or "").encode("utf-8")[:MAX_STRING]
-    return ber.octets(data)
+    if not value:
+        return _EMPTY_TEXT
+    data = value.encode("utf-8")
+    if len(data) < 0x80:
+        return bytes((ber.OCTET_STRING, len(data))) + data
+    return ber.octets(data[:MAX_STRING])
+
+
+_EMPTY_TEXT = ber.octets(b"")
+
+
+def _unsigned32(value: int, tag: int) -> bytes:
+    # At most 5 content octets (a leading zero before a set top bit): a short length.
+    size = value.bit_length() // 8 + 1
+    return bytes((tag, size)) + value.to_bytes(size, "big")
 
 
 def gauge(value: int) -> bytes:
-    return ber.unsigned(min(max(value, 0), 0xFFFFFFFF), ber.GAUGE32)
+    return _unsigned32(min(max(value, 0), 0xFFFFFFFF), ber.GAUGE32)
 
 
 def counter(value: int) -> bytes:
-    return ber.unsigned(value & 0xFFFFFFFF, ber.COUNTER32)
+    return _unsigned32(value & 0xFFFFFFFF, ber.COUNTER32)
 
 
 def enum(value: int) -> bytes:
@@ -48,13 +68,18 @@ def severity(value: str) -> bytes:
     return ber.integer(int(Severity(value).itu))
 
 
+# The OCTET STRING header (tag, length 11) and the 11 octets in one pack.
+_DATE_AND_TIME = struct.Struct(">BBHBBBBBBcBB")
+
+
 def date_and_time(value: datetime | None) -> bytes:
     """SNMPv2-TC DateAndTime with its UTC offset (11 octets); empty when unknown."""
     if value is None:
-        return ber.octets(b"")
-    utc = value.astimezone(UTC)
-    packed = struct.pack(
-        ">HBBBBBBcBB",
+        return _EMPTY_TEXT
+    utc = value if value.tzinfo is UTC else value.astimezone(UTC)
+    return _DATE_AND_TIME.pack(
+        ber.OCTET_STRING,
+        11,
         utc.year,
         utc.month,
         utc.day,
@@ -66,7 +91,6 @@ def date_and_time(value: datetime | None) -> bytes:
         0,
         0,
     )
-    return ber.octets(packed)
 
 
 def alarm_type_row(alarm_type: AlarmType) -> list[bytes]:
@@ -90,6 +114,13 @@ def _by_type(type_id: str, alarm_type: AlarmType) -> tuple[bytes, bytes, bytes, 
 
 
 _SEVERITY = {s.value: ber.integer(int(s.itu)) for s in Severity}
+_OPERATOR_STATE = {name: enum(number) for name, number in OPERATOR_STATE_NUMBER.items()}
+_NOTIFICATION_KIND = {kind: enum(number) for kind, number in NOTIFICATION_KIND_NUMBER.items()}
+
+
+@lru_cache(maxsize=4096)
+def _type_text(type_id: str) -> bytes:
+    return text(type_id)
 
 
 def active_alarm_row(row: Mapping[str, Any] | RowMapping, alarm_type: AlarmType) -> list[bytes]:
@@ -106,7 +137,7 @@ def active_alarm_row(row: Mapping[str, Any] | RowMapping, alarm_type: AlarmType)
         date_and_time(row["raised_at"]),
         date_and_time(row["changed_at"]),
         counter(row["count"]),
-        enum(OPERATOR_STATE_NUMBER.get(row["operator_state"], 1)),
+        _OPERATOR_STATE.get(row["operator_state"]) or enum(1),
         text(row["ack_by"]),
         gauge(row["raise_seq"]),
         text(row["resolution"]),
@@ -143,11 +174,11 @@ def log_row(
 ) -> list[bytes]:
     return [
         date_and_time(at),
-        enum(NOTIFICATION_KIND_NUMBER[kind]),
+        _NOTIFICATION_KIND[kind],
         gauge(alarm_id),
-        text(type_id),
+        _type_text(type_id),
         text(resource),
-        severity(severity_name),
+        _SEVERITY.get(severity_name) or severity(severity_name),
         text(message),
         gauge(raise_seq),
     ]
