@@ -308,3 +308,20 @@ async def wait_for(condition: Callable[[], bool], within: float = 10.0) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
+
+
+def test_a_commit_larger_than_the_log_table_shows_its_newest_rows(tmp_path: Path) -> None:
+    """Only the log rows the table keeps are encoded: the view still equals the store's."""
+
+    async def scenario() -> None:
+        async with running(tmp_path, log_size=5) as agent:
+            manager = agent.manager
+            commits: list[int] = []
+            manager.add_commit_listener(lambda c: commits.append(len(c.notifications)))
+            await asyncio.gather(*[manager.raise_alarm("sync-failed", f"cm{i}") for i in range(60)])
+            agent.service.current_view()
+            assert max(commits) > 5, commits  # some commit had more rows than the table
+            assert list(agent.service.data.log.ids) == list(range(56, 61))
+            assert_same_view(agent)
+
+    asyncio.run(scenario())
