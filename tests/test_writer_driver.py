@@ -176,3 +176,35 @@ def test_the_writer_never_writes_a_table_the_snmp_view_watches(store: Store) -> 
     assert "exporter_cursors" in written
     assert written.isdisjoint(watched), written & watched
     assert watched == {"elements", "distributions"}
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_a_connection_lost_at_commit_is_not_written_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A COMMIT whose answer was lost may have committed: the group commit must not be
+    written a second time (an event would be logged twice), only reported."""
+    manager = AlarmManager(store.engine, Catalog())
+    manager.start()
+    dialect = store.engine.dialect
+    real_commit = dialect.do_commit
+    lose: list[bool] = []
+
+    def commit_then_disconnect(dbapi_connection: Any) -> None:
+        real_commit(dbapi_connection)
+        if lose.pop() if lose else False:
+            dbapi_connection.close()
+            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+
+    try:
+        run(manager.emit_event("test", "warm-up"))  # the connection is kept from here
+        lose.append(True)
+        monkeypatch.setattr(dialect, "do_commit", commit_then_disconnect)
+        with pytest.raises(Exception, match=r"retry later|refused"):
+            run(manager.emit_event("test", "once"))
+        assert run(manager.emit_event("test", "after")) == 3
+    finally:
+        manager.stop()
+    with store.engine.connect() as conn:
+        resources = list(conn.execute(text("SELECT resource FROM events ORDER BY seq")).scalars())
+    assert resources == ["warm-up", "once", "after"]

@@ -638,6 +638,7 @@ class AlarmManager:
             self._load_counters()
             self._counters_stale = False
         saved = (self._last_seq, self._last_alarm_id)
+        # Stays set after a failed COMMIT, for _apply to see: no second try then.
         self._committing = False
         conn = self._connection()
         try:
@@ -663,8 +664,6 @@ class AlarmManager:
                 # (a DBAPIError that is no outage) leaves it as good as new.
                 self._release_connection()
             raise
-        finally:
-            self._committing = False
 
     def _connection(self) -> Connection:
         """The writer's connection, checked out once and kept between group commits.
