@@ -253,3 +253,14 @@ def test_payload_json_is_what_json_dumps_gives(manager: AlarmManager) -> None:
     odd = {"type_id": "sync-failed", "count": 2, "operator_state": "none", "resolution": None}
     encoded, parsed = manager._payload(odd)
     assert encoded == json.dumps(parsed, separators=(",", ":"))
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_control_characters_are_refused_and_nothing_else(manager: AlarmManager) -> None:
+    for code in range(32):
+        with pytest.raises(InvalidRequest, match="control"):
+            manager.make_raise("sync-failed", f"a{chr(code)}b")
+        with pytest.raises(InvalidRequest, match="control"):
+            manager.make_raise("sync-failed", "a", qualifier=f"q{chr(code)}q")
+    for fine in ("a b", "a\x7fb", "é€ 漢字", "x" * 255):
+        assert manager.make_raise("sync-failed", fine, qualifier=fine).resource == fine
