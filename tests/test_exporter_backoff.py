@@ -584,3 +584,39 @@ def test_a_fenced_agent_delivers_nothing_until_unfenced(
     finally:
         manager.stop()
         store.close()
+
+
+def test_a_commit_while_an_idle_target_looks_is_not_missed(
+    lite_manager: AlarmManager,
+) -> None:
+    """The wake-up of a commit that lands between "nothing to do" and the wait must not be
+    cleared unseen (it was: the target then slept a whole poll_interval)."""
+
+    async def scenario() -> None:
+        settings = ExporterSettings(poll_interval=60)
+        exporter = FlakyExporter(lite_manager, settings)
+        exporter.down = False
+        checked = asyncio.Event()
+        original = exporter._check_backlog
+
+        async def commit_while_checking() -> None:
+            await original()
+            if not checked.is_set():
+                checked.set()
+                # A commit, its wake-up delivered to the loop, all before the wait starts.
+                await lite_manager.emit_event("test", "between")
+                for _ in range(5):
+                    await asyncio.sleep(0)
+
+        exporter._check_backlog = commit_while_checking  # type: ignore[method-assign]
+        await exporter.start()
+        try:
+            await asyncio.wait_for(checked.wait(), 10)
+            deadline = time.monotonic() + 10
+            while lite_manager.last_seq not in exporter.received:
+                assert time.monotonic() < deadline, "the commit waited for the poll interval"
+                await asyncio.sleep(0.01)
+        finally:
+            await exporter.stop(5)
+
+    asyncio.run(scenario())

@@ -582,6 +582,10 @@ class Exporter(ABC):
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
+        if self._stopping or self.manager.last_seq > self.cursor:
+            # A commit (or stop) after the loop found nothing to do set the event just
+            # cleared: waiting now would miss it for a whole poll_interval.
+            return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
 
