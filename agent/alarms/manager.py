@@ -19,7 +19,7 @@ import json
 import queue
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -349,6 +349,25 @@ class AlarmManager:
         future: Future[Any] = Future()
         self._enqueue(op, _Reply(future), bounded)
         return future
+
+    def submit_many(self, ops: Sequence[Operation]) -> list[asyncio.Future[Any]]:
+        """Queue ``ops`` in order from the event loop (not bounded: the caller checked the
+        writer's bound for all of them); each future resolves after its operation's
+        commit. Asyncio futures, not ``submit``'s thread-safe ones (a lock and a condition
+        each): the writer settles all those of a group commit with one wake-up of the loop.
+
+        Raises:
+            StoreError: the manager is not running.
+        """
+        if self._thread is None:
+            raise StoreError("the alarm manager is not running")
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Any]] = []
+        for op in ops:
+            future: asyncio.Future[Any] = loop.create_future()
+            self._enqueue(op, _Reply(future, loop), False)
+            futures.append(future)
+        return futures
 
     async def _call(self, op: Operation, bounded: bool = False) -> Any:
         if self._thread is None:

@@ -48,7 +48,6 @@ from agent.api.schemas import (
 )
 from agent.api.sharing_routes import ELEMENT_ROUTES, sharing_router
 from agent.api.sync_routes import sync_router
-from agent.api.writer import submit_many
 from agent.errors import (
     AlarmNotFound,
     ConfigError,
@@ -260,7 +259,7 @@ async def _run_batch(services: Services, items: list[BatchOperation]) -> dict[st
         )
     # Asyncio futures, settled on this loop once per group commit (not a thread-safe
     # Future each); the writer settles in queue order, so the last one is awaited.
-    futures = submit_many(manager, ops)
+    futures = manager.submit_many(ops)
     if futures:
         # Waited for, not awaited: a refused operation is answered in its place below
         # (awaiting the last one raised its refusal as the whole batch's answer).
