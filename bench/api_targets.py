@@ -36,6 +36,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from syslog_receiver import octet_frames
 
 from agent.export.snmp import ber
 from agent.export.snmp.oids import MibOids
@@ -77,23 +80,14 @@ class SyslogServer:
         while chunk := await reader.read(1 << 20):
             at = time.monotonic()
             buffer += chunk
-            position = 0
-            while True:
-                space = buffer.find(b" ", position)
-                if space < 0:
-                    break
-                size = int(buffer[position:space])
-                if space + 1 + size > len(buffer):
-                    break
-                message = buffer[space + 1 : space + 1 + size]
-                position = space + 1 + size
+            messages, buffer = octet_frames(buffer)
+            for message in messages:
                 start = message.find(SEQUENCE_ID)
                 if start < 0:
                     self.seen.unidentified += 1
                     continue
                 start += len(SEQUENCE_ID)
                 self.seen.add(int(message[start : message.index(b'"', start)]), at)
-            buffer = buffer[position:]
         writer.close()
 
 

@@ -14,6 +14,23 @@ import sys
 import time
 
 
+def octet_frames(buffer: bytes) -> tuple[list[bytes], bytes]:
+    """The complete RFC 6587 octet-counted messages at the start of ``buffer``, and the
+    bytes left for the next read."""
+    messages = []
+    position = 0
+    while True:
+        space = buffer.find(b" ", position)
+        if space < 0:
+            break
+        size = int(buffer[position:space])
+        if space + 1 + size > len(buffer):
+            break
+        messages.append(buffer[space + 1 : space + 1 + size])
+        position = space + 1 + size
+    return messages, buffer[position:]
+
+
 async def main(mode: str, port: int, count: int) -> None:
     done = asyncio.Event()
     state = {"seen": 0, "first": 0.0}
@@ -31,17 +48,8 @@ async def main(mode: str, port: int, count: int) -> None:
                 state["seen"] += buffer.count(b"\x00")
                 buffer = buffer[buffer.rfind(b"\x00") + 1 :]
             elif mode == "octets":
-                position = 0
-                while True:
-                    space = buffer.find(b" ", position)
-                    if space < 0:
-                        break
-                    size = int(buffer[position:space])
-                    if space + 1 + size > len(buffer):
-                        break
-                    position = space + 1 + size
-                    state["seen"] += 1
-                buffer = buffer[position:]
+                messages, buffer = octet_frames(buffer)
+                state["seen"] += len(messages)
             else:
                 position = 0
                 answers = []
