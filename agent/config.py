@@ -7,6 +7,7 @@ and what was expected; the CLI turns that into exit status 2.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -25,11 +26,13 @@ from pydantic import (
     PlainSerializer,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from agent.alarms.catalog import BUILTIN_TYPES, EventType, Kind
+from agent.alarms.probable_cause import PROBABLE_CAUSES
 from agent.alarms.severity import Severity
 from agent.errors import ConfigError
 
@@ -442,6 +445,7 @@ class SyslogCollector(_Section):
     transport: Literal["udp", "tcp", "tls", "relp"] = "udp"
     name: str = ""
     framing: Literal["octet-counting", "lf"] = "octet-counting"
+    """tcp: "lf" for collectors that split on newlines (RFC 6587 3.4.2); never for tls."""
     min_severity: Severity = Severity.INDETERMINATE
     kinds: tuple[Literal[NOTIFICATION_KINDS], ...] = NOTIFICATION_KINDS  # type: ignore[valid-type]
     timeout: Annotated[Duration, within("10ms", "10m")] = 5.0
@@ -457,6 +461,18 @@ class SyslogCollector(_Section):
     @classmethod
     def _address(cls, value: str) -> str:
         parse_address(value, default_port=514)
+        return value
+
+    @field_validator("framing")
+    @classmethod
+    def _framing(cls, value: str, info: ValidationInfo) -> str:
+        # RFC 5425 section 4.3: syslog over TLS is octet-counted; an LF-framed message
+        # would be misread by every conforming receiver. Plain TCP keeps the choice
+        # (RFC 6587 3.4.2, rsyslog's default framing).
+        if value == "lf" and info.data.get("transport") == "tls":
+            raise ValueError(
+                'TLS requires octet-counting framing (RFC 5425 section 4.3); "lf" is for tcp only'
+            )
         return value
 
     @field_validator("fingerprint")
@@ -500,6 +516,10 @@ class AgentLogSyslog(_Section):
         return value
 
 
+UDP_MIN_MESSAGE = 480
+UDP_MAX_MESSAGE = 65000
+
+
 class SyslogSettings(_Section):
     facility: Literal[
         "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
@@ -509,8 +529,22 @@ class SyslogSettings(_Section):
     hostname: str = ""
     """HOSTNAME of the messages; empty: [agent] hostname, else this machine's FQDN."""
     max_message_size: int = Field(default=8192, ge=480, le=65000)
+    """Longest message over tcp, tls and relp (octets)."""
+    udp_max_message_size: int = 2048
+    """Longest datagram over udp (octets): RFC 5426 section 3.2 only guarantees 480 (IPv4)
+    and 1180 (IPv6), and recommends that every receiver accept 2048."""
     collectors: tuple[SyslogCollector, ...] = ()
     agent_log: AgentLogSyslog = AgentLogSyslog()
+
+    @field_validator("udp_max_message_size")
+    @classmethod
+    def _udp_size(cls, value: int) -> int:
+        if not UDP_MIN_MESSAGE <= value <= UDP_MAX_MESSAGE:
+            raise ValueError(
+                f"must be from {UDP_MIN_MESSAGE} (what RFC 5426 section 3.2 guarantees over "
+                f"IPv4) to {UDP_MAX_MESSAGE} octets; 2048 is what every receiver should accept"
+            )
+        return value
 
     @model_validator(mode="after")
     def _unique(self) -> SyslogSettings:
@@ -570,7 +604,8 @@ class AlarmTypeSettings(_Section):
     kind: Kind = Kind.ALARM
     severity: Severity = Severity.MINOR
     event_type: EventType = EventType.OTHER
-    probable_cause: str = Field(default="other", pattern=r"^[A-Za-z][A-Za-z0-9]*$")
+    probable_cause: str = "other"
+    """An IANAItuProbableCause label (agent.alarms.probable_cause), as RFC 5674 3.2 requires."""
     description: str = ""
     clear_instructions: str = ""
     resolution: str = ""
@@ -580,6 +615,20 @@ class AlarmTypeSettings(_Section):
     def _not_builtin(cls, value: str) -> str:
         if value in _BUILTIN_IDS:
             raise ValueError(f"{value!r} is a built-in alarm type; choose another id")
+        return value
+
+    @field_validator("probable_cause")
+    @classmethod
+    def _iana_label(cls, value: str) -> str:
+        # Syslog's alarm element carries the label as it is (RFC 5674 section 3.2) and the
+        # MIB its IANA number: a label outside the registry would be misread by both.
+        if value not in PROBABLE_CAUSES:
+            near = difflib.get_close_matches(value, PROBABLE_CAUSES, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise ValueError(
+                "not an IANAItuProbableCause label (RFC 5674 section 3.2 requires one; "
+                f"'other' if none fits){hint}"
+            )
         return value
 
     @field_validator("severity")

@@ -425,3 +425,65 @@ def test_cli_init_to_stdout_parses() -> None:
 def test_cli_bad_arguments_exit_2() -> None:
     result = run_cli("alarms", "list", "--limit", "zero")
     assert result.returncode == 2
+
+
+# ---------------------------------------------------------------- syslog conformance
+def test_probable_cause_outside_the_iana_list_is_named_one_line_each(tmp_path: Path) -> None:
+    # RFC 5674 section 3.2: probableCause is an IANAItuProbableCause label.
+    path = tmp_path / "causes.toml"
+    path.write_text(
+        '[[alarm_types]]\nid = "a"\nname = "A"\nprobable_cause = "powerProblem"\n'
+        '[[alarm_types]]\nid = "b"\nname = "B"\n'
+        '[[alarm_types]]\nid = "c"\nname = "C"\nprobable_cause = "cabinetDoorOpen"\n'
+        '[[alarm_types]]\nid = "d"\nname = "D"\nprobable_cause = "powerproblem"\n'
+    )
+    result = run_cli("config", "check", str(path))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2, lines
+    assert f"{path}: alarm_types[2].probable_cause: not an IANAItuProbableCause" in lines[0]
+    assert "(got 'cabinetDoorOpen')" in lines[0]
+    assert "alarm_types[3].probable_cause" in lines[1]
+    assert "did you mean 'powerProblem'?" in lines[1]
+    # The agent refuses to start on it, the same way.
+    started = run_cli("run", "--config", str(path))
+    assert started.returncode == 2
+    assert "alarm_types[2].probable_cause" in started.stderr
+
+
+def test_builtin_and_example_types_use_iana_labels() -> None:
+    from agent.alarms.catalog import BUILTIN_TYPES
+    from agent.alarms.probable_cause import PROBABLE_CAUSES
+
+    assert {t.probable_cause for t in BUILTIN_TYPES} <= PROBABLE_CAUSES.keys()
+    assert load_settings(EXAMPLE).alarm_types[0].probable_cause in PROBABLE_CAUSES
+
+
+def test_lf_framing_is_refused_for_tls_and_kept_for_tcp(tmp_path: Path) -> None:
+    tls = ('[[syslog.collectors]]\naddress = "127.0.0.1:6514"\ntransport = "tls"\n'
+           'ca_file = "ca.pem"\nframing = "lf"\n')  # fmt: skip
+    message = _check(tmp_path, tls)
+    assert ": syslog.collectors[0].framing: TLS requires octet-counting framing" in message
+    assert "RFC 5425 section 4.3" in message
+    tcp = settings_from_dict(
+        {
+            "syslog": {
+                "collectors": [{"address": "127.0.0.1:514", "transport": "tcp", "framing": "lf"}]
+            }
+        }
+    )
+    assert tcp.syslog.collectors[0].framing == "lf"
+
+
+def test_udp_message_limit_is_its_own_setting() -> None:
+    defaults = Settings().syslog
+    assert (defaults.udp_max_message_size, defaults.max_message_size) == (2048, 8192)
+    assert load_settings(EXAMPLE).syslog.udp_max_message_size == 2048
+    for good in (480, 1180, 65000):
+        assert settings_from_dict({"syslog": {"udp_max_message_size": good}})
+    for bad in (479, 0, 65001):
+        with pytest.raises(ConfigError) as info:
+            settings_from_dict({"syslog": {"udp_max_message_size": bad}})
+        text = str(info.value)
+        assert "syslog.udp_max_message_size: must be from 480" in text
+        assert f"(got {bad})" in text

@@ -19,7 +19,7 @@ from agent.config import ExporterSettings, SyslogCollector
 from agent.export.syslog.exporter import SyslogExporter
 from agent.export.syslog.relp import frame as relp_frame
 from agent.export.syslog.relp import read_frame
-from agent.export.syslog.rfc5424 import BOM, Formatter, sd_value
+from agent.export.syslog.rfc5424 import BOM, Formatter, Oversized, sd_value
 from tests.conftest import AgentProcess, free_port
 from tests.rsyslog import Rsyslog
 
@@ -75,6 +75,115 @@ def test_clear_and_trend() -> None:
     worse = FORMATTER.format(note(kind=NotificationKind.ALARM_CHANGED, severity="critical",
                                   payload={"previous_severity": "minor"}))  # fmt: skip
     assert b'trendIndication="moreSevere"' in worse
+
+
+def test_events_and_heartbeats_carry_no_alarm_element() -> None:
+    # RFC 5674 section 3 defines [alarm] for alarms; its consumers keep each message
+    # with one as an alarm state, so an event that carried it stayed "active" for ever.
+    event = note(kind=NotificationKind.EVENT, alarm_id=0, type_id="test", severity="warning",
+                 payload={"type_name": "Test", "event_type": "other",
+                          "probable_cause": "other"})  # fmt: skip
+    heartbeat = note(kind=NotificationKind.EVENT, alarm_id=0, type_id="heartbeat",
+                     severity="indeterminate", text="",
+                     payload={"type_name": "Heartbeat", "event_type": "other",
+                              "probable_cause": "other"})  # fmt: skip
+    for message, msgid in ((FORMATTER.format(event), b" EVENT "),
+                           (FORMATTER.format(heartbeat), b" HEARTBEAT ")):  # fmt: skip
+        assert msgid + b'[meta sequenceId="7"][provsync@32473 typeId=' in message
+        assert b"[alarm" not in message
+        assert b"alarmId=" not in message
+        assert b'eventType="other" probableCause="other"' in message
+    assert b'severity="warning"' in FORMATTER.format(event)
+    assert FORMATTER.format(heartbeat).endswith(b"]"), "no text: no MSG"
+    alarm = FORMATTER.format(note())
+    assert alarm.count(b"[alarm ") == 1
+    assert b' eventType="processingErrorAlarm"' in alarm.split(b"[meta")[0]
+    assert b"severity=" not in alarm.split(b"[provsync@")[1], "the alarm element has it"
+
+
+def test_labels_outside_the_iana_registries_go_out_as_other() -> None:
+    logged = note(payload={"type_name": "Door", "event_type": "doorAlarm",
+                           "probable_cause": "cabinetDoorOpen"})  # fmt: skip
+    message = FORMATTER.format(logged)
+    assert b'probableCause="other"' in message
+    assert b'eventType="other"' in message
+
+
+def test_sequence_id_wraps_as_rfc_5424_says() -> None:
+    assert b'[meta sequenceId="2147483647"]' in FORMATTER.format(note(seq=2_147_483_647))
+    wrapped = FORMATTER.format(note(seq=2_147_483_648))
+    assert b'[meta sequenceId="1"]' in wrapped
+    assert b'seq="2147483648"' in wrapped, "the full number stays in the private element"
+
+
+def test_a_message_that_cannot_fit_drops_link_and_type_name_then_is_refused() -> None:
+    long_link = note(text="x" * 100, payload={"type_name": "N" * 200, "event_type": "other",
+                                               "probable_cause": "other",
+                                               "resolution": "L" * 1500})  # fmt: skip
+    message = FORMATTER.format(long_link, 480)
+    assert len(message) <= 480
+    assert b"link=" not in message
+    assert b"typeName=" not in message
+    assert b'[alarm resource="cm1"' in message
+    assert b"x" in message.partition(BOM)[2], "room left for some of the text"
+    assert b"link=" in FORMATTER.format(long_link, 2048), "kept where it fits"
+    hostile = note(resource='"' * 255, qualifier="]" * 255)
+    with pytest.raises(Oversized) as info:
+        FORMATTER.format(hostile, 480)
+    assert "notification 7" in str(info.value)
+    assert len(FORMATTER.format(hostile, 2048)) <= 2048
+
+
+def test_udp_collectors_get_the_udp_limit(manager: AlarmManager) -> None:
+    formatter = Formatter(hostname="h", pen=32473, procid="1", max_size=8192, udp_max_size=600)
+    settings = ExporterSettings()
+    udp = SyslogExporter(
+        manager, settings, SyslogCollector(address="127.0.0.1:514", transport="udp"), formatter
+    )
+    tcp = SyslogExporter(
+        manager, settings, SyslogCollector(address="127.0.0.1:514", transport="tcp"), formatter
+    )
+    relp = SyslogExporter(
+        manager, settings, SyslogCollector(address="127.0.0.1:514", transport="relp"), formatter
+    )
+    assert (udp.max_size, tcp.max_size, relp.max_size) == (600, 8192, 8192)  # fmt: skip
+
+
+def test_an_oversized_message_is_skipped_and_counted(manager: AlarmManager) -> None:
+    """Over UDP at 480 octets: the alarm whose SD alone is too long is not sent; the
+    messages around it are, in order, and the cursor moves past all three."""
+    import socket
+
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(5)
+    port = receiver.getsockname()[1]
+
+    async def scenario() -> SyslogExporter:
+        await manager.emit_event("test", "before", text="a")
+        await manager.raise_alarm("sync-failed", '"' * 255, qualifier="]" * 255)
+        await manager.emit_event("test", "after", text="b")
+        formatter = Formatter(hostname="h", pen=32473, procid="1", udp_max_size=480)
+        collector = SyslogCollector(name="u", transport="udp", address=f"127.0.0.1:{port}")
+        exporter = SyslogExporter(
+            manager, ExporterSettings(poll_interval=0.05), collector, formatter
+        )
+        await exporter.start()
+        deadline = time.monotonic() + 10
+        while exporter.cursor < manager.last_seq and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        await exporter.stop(5)
+        return exporter
+
+    try:
+        exporter = asyncio.run(scenario())
+        got = [receiver.recv(65536) for _ in range(2)]
+    finally:
+        receiver.close()
+    assert exporter.cursor == 3
+    assert exporter.oversized == 1
+    assert [SEQ.findall(m.decode()) for m in got] == [["1"], ["3"]]
+    assert all(len(m) <= 480 for m in got)
 
 
 # ------------------------------------------------------------------ with rsyslogd

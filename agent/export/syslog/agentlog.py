@@ -2,6 +2,8 @@
 
 APP-NAME ``provsync-agent`` and MSGID ``LOG`` tell these lines from notifications
 (APP-NAME ``provsync``). UDP, best effort: logging must never block or fail the agent.
+Each datagram is at most ``max_size`` octets (``[syslog] udp_max_message_size``: RFC 5426
+section 3.2), its MSG cut on a character boundary.
 """
 
 from __future__ import annotations
@@ -40,7 +42,11 @@ class SyslogSink:
             f"{self._hostname} provsync-agent {self._procid} LOG - "
         ).encode()
         text = f"{record['name']}:{record['line']} {record['message']}".encode()
-        data = (head + BOM + text)[: self._max_size]
+        room = self._max_size - len(head) - len(BOM)
+        if len(text) > room:
+            # Cut on a character boundary: MSG after the BOM must stay valid UTF-8.
+            text = text[: max(room, 0)].decode("utf-8", errors="ignore").encode()
+        data = head + BOM + text
         # A missing collector must not disturb the agent.
         with contextlib.suppress(OSError):
             self._socket.sendto(data, self._target)

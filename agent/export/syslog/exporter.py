@@ -6,13 +6,15 @@ import os
 import ssl
 from collections.abc import Sequence
 
+from loguru import logger
+
 from agent.alarms.manager import AlarmManager
 from agent.alarms.records import Notification
 from agent.config import ExporterSettings, Settings, SyslogCollector
 from agent.export.base import Exporter
 from agent.export.snmp.notify import kind_of
 from agent.export.syslog.relp import RelpTransport
-from agent.export.syslog.rfc5424 import FACILITIES, Formatter
+from agent.export.syslog.rfc5424 import FACILITIES, Formatter, Oversized
 from agent.export.syslog.transports import StreamTransport, Transport, UdpTransport, tls_context
 
 
@@ -26,6 +28,7 @@ def make_formatter(settings: Settings, host: str) -> Formatter:
         procid=str(os.getpid()),
         facility=FACILITIES[settings.syslog.facility],
         max_size=settings.syslog.max_message_size,
+        udp_max_size=settings.syslog.udp_max_message_size,
     )
 
 
@@ -50,7 +53,8 @@ def make_transport(collector: SyslogCollector) -> Transport:
         host,
         port,
         collector.timeout,
-        lf_framing=collector.framing == "lf",
+        # The config refuses "lf" for TLS (RFC 5425 section 4.3); never framed so here.
+        lf_framing=collector.framing == "lf" and collector.transport == "tcp",
         context_factory=context_factory,
         server_name=collector.server_name or None,
         fingerprint=collector.fingerprint or None,
@@ -64,6 +68,7 @@ class SyslogExporter(Exporter):
         settings: ExporterSettings,
         collector: SyslogCollector,
         formatter: Formatter,
+        max_size: int | None = None,
     ) -> None:
         super().__init__(
             collector.target_name, manager, settings, min_severity=collector.min_severity
@@ -72,6 +77,12 @@ class SyslogExporter(Exporter):
         self.formatter = formatter
         self.transport = make_transport(collector)
         self._kinds = set(collector.kinds)
+        # UDP has its own, smaller limit (RFC 5426 section 3.2); the stream transports
+        # share max_message_size.
+        default = formatter.udp_max_size if collector.transport == "udp" else formatter.max_size
+        self.max_size = max_size or default
+        self.oversized = 0
+        """Messages not sent because their header and structured data exceed max_size."""
 
     def accepts(self, notification: Notification) -> bool:
         return kind_of(notification) in self._kinds and super().accepts(notification)
@@ -83,9 +94,23 @@ class SyslogExporter(Exporter):
         await self.transport.close()
 
     async def deliver(self, notifications: Sequence[Notification]) -> None:
+        messages: list[bytes] = []
+        seqs: list[int] = []
+        for note in notifications:
+            try:
+                messages.append(self.formatter.format(note, self.max_size))
+            except Oversized as exc:
+                # Sending it again cannot make it fit: skipped, counted, and the
+                # receiver sees the sequenceId gap.
+                self.oversized += 1
+                logger.warning("syslog collector {}: {}; not sent", self.name, exc)
+                continue
+            seqs.append(note.seq)
+
         def acknowledged(count: int) -> None:
             # RELP acknowledges message by message: each one is progress, kept if the
             # batch then fails, and it restarts the delivery's deadline.
-            self.progress(notifications[count - 1].seq)
+            self.progress(seqs[count - 1])
 
-        await self.transport.send([self.formatter.format(n) for n in notifications], acknowledged)
+        if messages:
+            await self.transport.send(messages, acknowledged)

@@ -7,15 +7,26 @@
 
 PRI = facility x 8 + the severity of RFC 5674 section 2 (agent.alarms.severity).
 Header fields are cut to their RFC lengths and to printable US-ASCII; SD values escape
-``"``, ``\\`` and ``]``; MSG is UTF-8 behind a BOM. A message longer than the configured
-maximum loses the end of its MSG (on a character boundary), never its header or
-structured data.
+``"``, ``\\`` and ``]``; MSG is UTF-8 behind a BOM.
+
+Only alarm notifications (raised, changed, cleared) carry ``[alarm ...]``: RFC 5674
+section 3 defines it for alarms, and its consumers keep every message that has one as
+an alarm state until a ``cleared`` one for the same resource arrives. An event or a
+heartbeat carries what it needs in the private element instead.
+
+A message longer than its collector's limit loses the end of its MSG (on a character
+boundary). If the header and structured data alone do not fit, the private element
+drops ``link`` and ``typeName`` (both in the catalog); if it still does not fit,
+:class:`Oversized` is raised and the message is not sent.
 """
 
 from __future__ import annotations
 
+from agent.alarms.catalog import EventType
+from agent.alarms.probable_cause import PROBABLE_CAUSES
 from agent.alarms.records import Notification, NotificationKind
 from agent.alarms.severity import Severity
+from agent.errors import ProvsyncError
 
 FACILITIES = {
     "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6,
@@ -29,8 +40,25 @@ MSGID = {
     NotificationKind.ALARM_CLEARED: "ALARM-CLEARED",
     NotificationKind.EVENT: "EVENT",
 }
+ALARM_KINDS = frozenset(
+    {NotificationKind.ALARM_RAISED, NotificationKind.ALARM_CHANGED, NotificationKind.ALARM_CLEARED}
+)
+EVENT_TYPES = frozenset(e.value for e in EventType)
 BOM = b"\xef\xbb\xbf"
 NIL = "-"
+SEQUENCE_ID_MAX = 2_147_483_647
+"""RFC 5424 section 7.3.1: sequenceId runs from 1 to 2147483647, then starts at 1 again."""
+
+
+class Oversized(ProvsyncError):
+    """The header and structured data of a message alone exceed the collector's limit.
+
+    Not an ExportError: sending it again cannot help, so the exporter skips the message.
+    """
+
+
+def sequence_id(seq: int) -> int:
+    return (seq - 1) % SEQUENCE_ID_MAX + 1
 
 
 def header_field(value: str, limit: int) -> str:
@@ -77,6 +105,7 @@ class Formatter:
         facility: int = FACILITIES["local0"],
         app_name: str = "provsync",
         max_size: int = 8192,
+        udp_max_size: int = 2048,
     ) -> None:
         self.hostname = hostname
         self.pen = pen
@@ -84,6 +113,9 @@ class Formatter:
         self.facility = facility
         self.app_name = app_name
         self.max_size = max_size
+        """Limit of a message to a stream collector (TCP, TLS, RELP), and the default."""
+        self.udp_max_size = udp_max_size
+        """Limit of a message to a UDP collector (RFC 5426 section 3.2)."""
         self._fields = (
             f" {header_field(hostname, 255)} {header_field(app_name, 48)} "
             f"{header_field(procid, 128)} "
@@ -95,31 +127,54 @@ class Formatter:
     def priority(self, severity: str) -> int:
         return self.facility * 8 + int(Severity(severity).syslog)
 
-    def structured_data(self, note: Notification) -> str:
+    def structured_data(self, note: Notification, *, whole: bool = True) -> str:
+        """``[alarm ...]`` (alarms only), ``[meta ...]`` and the private element;
+        ``whole=False``: the private element without ``link`` and ``typeName``."""
         payload = note.payload
-        parts = [
-            '[alarm resource="', sd_value(note.resource),
-            '" probableCause="', sd_value(str(payload.get("probable_cause", "other"))),
-            '" perceivedSeverity="', note.severity,
-            '" eventType="', sd_value(str(payload.get("event_type", "other"))), '"',
-        ]  # fmt: skip
-        indication = trend(note)
-        if indication:
-            parts += [' trendIndication="', indication, '"']
-        parts += [
-            '][meta sequenceId="', str(note.seq), '"]',
-            self._private, ' alarmId="', str(note.alarm_id),
-            '" typeId="', sd_value(note.type_id),
-            '" typeName="', sd_value(str(payload.get("type_name", note.type_id))),
-            '" element="', sd_value(note.resource), '"',
-        ]  # fmt: skip
+        cause = str(payload.get("probable_cause", "other"))
+        event_type = str(payload.get("event_type", "other"))
+        # Labels outside the registries (a notification logged before the config checked
+        # them) become "other": RFC 5674 3.2 and 3.4 allow IANA labels only.
+        if cause not in PROBABLE_CAUSES:
+            cause = "other"
+        if event_type not in EVENT_TYPES:
+            event_type = "other"
+        alarm = note.kind in ALARM_KINDS
+        parts = []
+        if alarm:
+            parts += [
+                '[alarm resource="', sd_value(note.resource),
+                '" probableCause="', cause,
+                '" perceivedSeverity="', note.severity,
+                '" eventType="', event_type, '"',
+            ]  # fmt: skip
+            indication = trend(note)
+            if indication:
+                parts += [' trendIndication="', indication, '"']
+            parts.append("]")
+        sequence = sequence_id(note.seq)
+        parts += ['[meta sequenceId="', str(sequence), '"]', self._private]
+        if sequence != note.seq:
+            parts += [' seq="', str(note.seq), '"']
+        if alarm:
+            parts += [' alarmId="', str(note.alarm_id), '"']
+        parts += [' typeId="', sd_value(note.type_id), '"']
+        if whole:
+            parts += [' typeName="', sd_value(str(payload.get("type_name", note.type_id))), '"']
+        parts += [' element="', sd_value(note.resource), '"']
+        if not alarm:
+            # An event has no alarm element: its X.733 fields and severity live here.
+            parts += [
+                ' eventType="', event_type, '" probableCause="', cause,
+                '" severity="', note.severity, '"',
+            ]  # fmt: skip
         if note.qualifier:
             parts += [' qualifier="', sd_value(note.qualifier), '"']
         if note.raise_seq:
             parts += [' raiseSeq="', str(note.raise_seq), '"']
-        if payload.get("resolution"):
+        if whole and alarm and payload.get("resolution"):
             parts += [' link="', sd_value(str(payload["resolution"])), '"']
-        if payload.get("operator_state") and note.alarm_id:
+        if alarm and payload.get("operator_state"):
             parts += [' operatorState="', sd_value(str(payload["operator_state"])), '"']
         parts.append("]")
         return "".join(parts)
@@ -133,21 +188,35 @@ class Formatter:
         self._last_time = (at, text)
         return text
 
-    def format(self, note: Notification) -> bytes:
-        msgid = MSGID[note.kind]
+    def msgid(self, note: Notification) -> str:
         if note.kind is NotificationKind.EVENT and note.type_id == "heartbeat":
-            msgid = "HEARTBEAT"
-        head = (
-            self._pri[note.severity] + self._timestamp(note.at) + self._fields + msgid + " "
-            + self.structured_data(note)
-        ).encode()  # fmt: skip
-        return self.with_message(head, note.text)
+            return "HEARTBEAT"
+        return MSGID[note.kind]
 
-    def with_message(self, head: bytes, text: str) -> bytes:
+    def format(self, note: Notification, max_size: int | None = None) -> bytes:
+        """The message, at most ``max_size`` octets (default: the formatter's).
+
+        Raises:
+            Oversized: the header and structured data alone do not fit.
+        """
+        limit = max_size or self.max_size
+        start = self._pri[note.severity] + self._timestamp(note.at) + self._fields
+        start += self.msgid(note) + " "
+        head = (start + self.structured_data(note)).encode()
+        if len(head) > limit:
+            head = (start + self.structured_data(note, whole=False)).encode()
+            if len(head) > limit:
+                raise Oversized(
+                    f"notification {note.seq}: header and structured data take {len(head)} "
+                    f"octets, more than the limit of {limit}"
+                )
+        return self.with_message(head, note.text, limit)
+
+    def with_message(self, head: bytes, text: str, limit: int | None = None) -> bytes:
         message = text.encode()
-        room = self.max_size - len(head) - 1 - len(BOM)
-        if room <= 0:
-            return head  # header and structured data are kept whole, MSG dropped
+        room = (limit or self.max_size) - len(head) - 1 - len(BOM)
+        if not message or room <= 0:
+            return head  # MSG is optional (RFC 5424 section 6); header and SD stay whole
         if len(message) > room:
             message = message[:room].decode("utf-8", errors="ignore").encode()
         return head + b" " + BOM + message
