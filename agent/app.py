@@ -36,6 +36,7 @@ from agent.config import Settings, read_token_file
 from agent.errors import ConfigError, ProvsyncError, StoreError, StoreLockedError
 from agent.export.base import Exporter
 from agent.export.jsonfile import FileExporter
+from agent.export.snmp import start_traps
 from agent.export.snmp.service import SnmpService
 from agent.export.snmp.targets import SnmpTargetExporter
 from agent.export.syslog.agentlog import SyslogSink
@@ -337,6 +338,34 @@ class Agent:
                 logger.warning("retention purge failed: {}", exc)
             await asyncio.sleep(retention.purge_interval)
 
+    async def _started(
+        self, manager: AlarmManager, store: Store, host: str, snmp: SnmpService | None
+    ) -> None:
+        """Commit the agent-started event, saying whether this start is cold or warm
+        (RFC 3418; agent.export.snmp.start_traps): the SNMP targets send coldStart or
+        warmStart before it."""
+        assert self.ring is not None, "the store step opens the key ring"
+        digest = start_traps.config_digest(self.settings, host, self.ring.primary.line().encode())
+        previous = await asyncio.to_thread(start_traps.recorded_digest, store.engine)
+        kind = start_traps.start_kind(previous, digest)
+        details: dict[str, object] = {"pid": os.getpid(), "store_id": store.identity}
+        if snmp is not None:
+            details.update(start_traps.ThisStart.of(snmp.engine_id, snmp.boots).details())
+        details["start"] = kind
+        await manager.emit_event(
+            start_traps.STARTED_EVENT,
+            host,
+            text=f"provsync {__version__} started ({kind} start)",
+            details=details,
+        )
+        # Recorded once the event is committed: a start that fails before it leaves the
+        # previous digest, so the next start still compares with the last one announced.
+        try:
+            await asyncio.to_thread(start_traps.record_digest, store.engine, digest)
+        except StoreError as exc:
+            logger.warning("{}; the next start will be a cold start", exc)
+        logger.info("{} start", kind)
+
     async def run(self) -> None:
         """Run until a signal or a shutdown request; raises ProvsyncError on start-up errors."""
         loop = asyncio.get_running_loop()
@@ -370,12 +399,7 @@ class Agent:
             await stack.enter_async_context(self._exporters(manager, host, snmp))
             sync = await stack.enter_async_context(self._sync(manager))
             sharing = await stack.enter_async_context(self._sharing(manager, sync, store))
-            await manager.emit_event(
-                "agent-started",
-                host,
-                text=f"provsync {__version__} started",
-                details={"pid": os.getpid(), "store_id": store.identity},
-            )
+            await self._started(manager, store, host, snmp)
             services = Services(
                 manager=manager,
                 token=token,

@@ -38,6 +38,7 @@ from agent.export.snmp.notify import Syntax, Var, VarbindEncoder, kind_of, notif
 from agent.export.snmp.oids import MibOids
 from agent.export.snmp.pysnmp_state import abandon_informs, forget_peer, keep_timer_running
 from agent.export.snmp.service import SnmpService
+from agent.export.snmp.start_traps import StartKind, ThisStart, start_vars
 from agent.export.snmp.v2c import SendError, V2cSender
 from agent.export.snmp.v3trap import V3TrapEncoder
 
@@ -174,6 +175,21 @@ class TrapPath:
             start += len(chunk)
             if start < count:
                 await asyncio.sleep(0)
+
+    async def send_one(self, varbinds: Sequence[Var]) -> None:
+        """Send one notification that is not a log entry (a start trap), paced as the
+        others.
+
+        Raises:
+            ExportError: the socket failed.
+        """
+        pace = self._pace
+        if pace is not None:
+            if pace.allowance() < 1:
+                await asyncio.sleep(pace.wait())  # then one token is there again
+            pace.spend(1)
+        wrap = self._v3.wrap if self._v3 is not None else self._v2c_trap
+        await self.sender.send_all([wrap(b"".join(v.ber() for v in varbinds))])
 
     def _v2c_trap(self, varbinds: bytes) -> bytes:
         return self.sender.message(ber.TRAP_V2, varbinds)
@@ -340,6 +356,9 @@ class SnmpTargetExporter(Exporter):
         self.target = target
         self.service = service
         self._kinds = set(target.kinds)
+        self._this_start = ThisStart.of(service.engine_id, service.boots)
+        self._start_sent = False
+        """This process's start trap went out (a retried batch does not send it again)."""
         self._varbinds = VarbindEncoder(service.oids)
         self._traps: TrapPath | None = None
         self._v2c: V2cSender | None = None  # v2c informs
@@ -355,6 +374,14 @@ class SnmpTargetExporter(Exporter):
             self._v3 = V3Sender(service, target, index)
 
     def accepts(self, notification: Notification) -> bool:
+        # This start's agent-started event always goes: it carries the start trap, which
+        # follows no filter (agent.export.snmp.start_traps); its provsyncEvent does.
+        if not self._start_sent and self._this_start.kind_of(notification) is not None:
+            return True
+        return self._wanted(notification)
+
+    def _wanted(self, notification: Notification) -> bool:
+        """The target's filter of provsync notifications (kinds, min_severity)."""
         return kind_of(notification) in self._kinds and super().accepts(notification)
 
     def least_deliver_timeout(self) -> float:
@@ -387,6 +414,39 @@ class SnmpTargetExporter(Exporter):
             self._v2c.close()
 
     async def deliver(self, notifications: Sequence[Notification]) -> None:
+        if not self._start_sent:
+            for index, note in enumerate(notifications):
+                kind = self._this_start.kind_of(note)
+                if kind is None:
+                    continue
+                # In the log's order: what came before, the start trap, then the event.
+                await self._deliver_notes(notifications[:index])
+                await self._send_start(kind)
+                if not self._wanted(note):
+                    self.progress(note.seq)
+                    index += 1
+                await self._deliver_notes(notifications[index:])
+                return
+        await self._deliver_notes(notifications)
+
+    async def _send_start(self, kind: StartKind) -> None:
+        """coldStart or warmStart, as this target's other notifications go (an inform
+        waits for its acknowledgement)."""
+        varbinds = start_vars(kind, self.service.uptime())
+        if self._traps is not None:
+            await self._traps.send_one(varbinds)
+        elif self._v2c is not None:
+            body = b"".join(v.ber() for v in varbinds)
+            await self._v2c.inform(body, self.target.timeout, self.target.retries)
+        else:
+            assert self._v3 is not None
+            await self._v3.send(varbinds)
+        self._start_sent = True
+        logger.debug("export target {}: {}Start sent", self.name, kind)
+
+    async def _deliver_notes(self, notifications: Sequence[Notification]) -> None:
+        if not notifications:
+            return
         if self._traps is not None:
             await self._traps.deliver(notifications, self.service.uptime, self.progress)
             return
