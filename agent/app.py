@@ -363,7 +363,9 @@ class Agent:
         try:
             await asyncio.to_thread(start_traps.record_digest, store.engine, digest)
         except StoreError as exc:
-            logger.warning("{}; the next start will be a cold start", exc)
+            # Not worth failing the start for: the next one compares with an earlier start's
+            # settings instead of this one's.
+            logger.warning("{}", exc)
         logger.info("{} start", kind)
 
     async def run(self) -> None:
