@@ -263,8 +263,8 @@ def test_v3_messages_of_known_users_and_discovery_pass_the_screen() -> None:
         (_v3(value=ber.tlv(ber.OBJECT_IDENTIFIER, b"\x2b" + b"\x01" * 400)), Drop.V3_PARSE_ERROR),
         (_v3(value=ber.sequence(ber.sequence(ber.NULL_VALUE))), Drop.V3_PARSE_ERROR),
         (_v3()[:-3], Drop.V3_PARSE_ERROR),
-        (_v3().replace(ber.integer(3), ber.integer(2), 2), Drop.V3_PARSE_ERROR),
-        (_v3(flags=0x02), Drop.V3_PARSE_ERROR),
+        (_v3().replace(ber.integer(3), ber.integer(2), 2), Drop.V3_UNKNOWN_SECURITY_MODEL),
+        (_v3(flags=0x02), Drop.V3_INVALID_MSG),
         # A known user's name, and a plaintext PDU pysnmp would decode in full (1.9 KB,
         # ~5 ms) before authenticating anything:
         (_v3(user=b"ops256", varbinds=128), Drop.V3_UNSUPPORTED_SEC_LEVEL),
@@ -390,7 +390,15 @@ def _hostile_datagrams(engine: bytes) -> list[bytes]:
         _v3(varbinds=128),
         _v3(user=b"", varbinds=0),  # discovery: answered, at most DISCOVERY_RATE a second
         bytes(range(256)) * 30,  # not SNMP
+        _v3(flags=0x06, engine=engine),  # privacy without authentication: invalid
+        _not_usm(_v3(engine=engine)),  # another security model
     ]
+
+
+def _not_usm(message: bytes) -> bytes:
+    """``message`` with msgSecurityModel 2 (the INTEGER 3 after msgVersion's)."""
+    at = message.index(ber.integer(3), message.index(ber.integer(3)) + 3)
+    return message[:at] + ber.integer(2) + message[at + 3 :]
 
 
 def _cpu_seconds(pid: int) -> float:

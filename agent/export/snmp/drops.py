@@ -1,11 +1,12 @@
 """Counting the SNMP datagrams the agent drops, by reason, with rate-limited log lines.
 
 The counts live in the mapping the owner exposes (the responder's or the service's
-counters, shown under ``snmp.requests`` in ``GET /api/v1/status``), so the RFC 3418 /
-RFC 3414 counters can be served from them later: ``parse_errors`` and
-``v3_parse_errors`` are snmpInASNParseErrs, ``bad_community_names``
-snmpInBadCommunityNames, ``bad_versions`` snmpInBadVersions, ``v3_unknown_user_names``
-usmStatsUnknownUserNames (the ones dropped; those answered are pysnmp's to count).
+counters, shown under ``snmp.requests`` in ``GET /api/v1/status``), and the RFC 3418 /
+RFC 3412 / RFC 3414 counters are served from them (agent.export.snmp.standard):
+``parse_errors`` and ``v3_parse_errors`` count in snmpInASNParseErrs,
+``bad_community_names`` in snmpInBadCommunityNames, ``bad_versions`` in snmpInBadVersions,
+``v3_unknown_user_names`` in usmStatsUnknownUserNames (the ones dropped; those answered
+are pysnmp's to count), and so on.
 
 A flood must not become a flood of log lines: each reason logs its first drop at once,
 then at most one line per interval with the count since the previous line.
@@ -33,6 +34,10 @@ class Drop(StrEnum):
     BAD_COMMUNITY = "bad_community_names"
     UNEXPECTED_PDU = "unexpected_pdus"
     V3_PARSE_ERROR = "v3_parse_errors"
+    V3_UNKNOWN_SECURITY_MODEL = "v3_unknown_security_models"
+    """A security model other than USM (snmpUnknownSecurityModels, RFC 3412 7.2)."""
+    V3_INVALID_MSG = "v3_invalid_msgs"
+    """msgFlags asking for privacy without authentication (snmpInvalidMsgs, RFC 3412 7.2)."""
     V3_UNKNOWN_USER = "v3_unknown_user_names"
     V3_TOO_MANY_VARBINDS = "v3_too_many_varbinds"
     V3_DISCOVERY_TOO_BIG = "v3_discovery_too_big"

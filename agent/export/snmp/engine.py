@@ -86,6 +86,12 @@ def load_engine_state(
     return engine_id, boots
 
 
+MAX_MESSAGE_SIZE = 8192
+"""Octets: snmpEngineMaxMessageSize (RFC 3411), the largest message the agent receives
+(larger datagrams are dropped unread, agent.export.snmp.screen) or sends (the fast path
+cuts GETBULK answers to fit, pysnmp's v3 path is given the same figure)."""
+
+
 def create_engine(engine_id: str, boots: int) -> Any:
     with warnings.catch_warnings():
         # pysnmp reads its own boots file (under the temp directory) without closing it;
@@ -93,8 +99,12 @@ def create_engine(engine_id: str, boots: int) -> Any:
         warnings.simplefilter("ignore", ResourceWarning)
         snmp_engine = pysnmp_engine.SnmpEngine(rfc1902.OctetString(hexValue=engine_id))
     builder = snmp_engine.get_mib_builder()
-    (engine_boots,) = builder.import_symbols("__SNMP-FRAMEWORK-MIB", "snmpEngineBoots")
+    engine_boots, max_size = builder.import_symbols(
+        "__SNMP-FRAMEWORK-MIB", "snmpEngineBoots", "snmpEngineMaxMessageSize"
+    )
     engine_boots.syntax = engine_boots.syntax.clone(boots)
+    # The same figure on every path (pysnmp's default is 4096).
+    max_size.syntax = max_size.syntax.clone(MAX_MESSAGE_SIZE)
     return snmp_engine
 
 

@@ -14,11 +14,13 @@ from collections.abc import Callable, Iterator
 
 from agent.export.snmp import ber
 from agent.export.snmp.drops import Drop, DropCounter
-from agent.export.snmp.screen import MAX_VARBINDS
+from agent.export.snmp.screen import MAX_MESSAGE_SIZE, MAX_VARBINDS
 from agent.export.snmp.view import MibView, Varbind, varbind
 
 V1, V2C = 0, 1
-MAX_RESPONSE = 65000  # fits a UDP datagram; larger GETBULK answers are cut short
+MAX_RESPONSE = MAX_MESSAGE_SIZE
+"""Octets: snmpEngineMaxMessageSize, the largest message the agent receives or sends
+(RFC 3411); GETBULK answers are cut short to fit, larger GET answers get tooBig."""
 MAX_REPETITIONS = 2000
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -49,7 +49,8 @@ from agent.export.snmp.oids import (
     SYS_UPTIME,
     MibOids,
 )
-from agent.export.snmp.view import MibView, ScalarRegion, TableRegion
+from agent.export.snmp.standard import display_string
+from agent.export.snmp.view import MibView, Region, ScalarRegion, TableRegion
 from agent.store.models import ALARMS, DISTRIBUTIONS, ELEMENTS, LOG, META
 from agent.store.table_watch import TableWatch
 
@@ -132,6 +133,7 @@ class MibData:
         started_at: datetime | None = None,
         clock: Callable[[], float] = time.monotonic,
         watch: TableWatch | None = None,
+        standard: Sequence[Region] = (),
     ) -> None:
         self.engine = engine
         self.catalog = catalog
@@ -165,8 +167,10 @@ class MibData:
         self.types.replace(
             [(i, values.alarm_type_row(t)) for i, t in enumerate(self.catalog, start=1)]
         )
+        # The standard objects (agent.export.snmp.standard) sort before and after
+        # PROVSYNC-MIB's regions: the view orders all of them by OID.
         self.view = MibView([self._system_region(), self._agent_region(), self.types,
-                             self.alarms, self.log, self.elements])  # fmt: skip
+                             self.alarms, self.log, self.elements, *standard])  # fmt: skip
 
     def _alarm_table(self) -> TableRegion:
         return TableRegion(
@@ -181,10 +185,11 @@ class MibData:
 
     def _system_region(self) -> ScalarRegion:
         system = self.system
-        description = values.text(system.description)
+        # DisplayString (SIZE (0..255)): a long configured contact or location is cut.
+        description = display_string(system.description)
         object_id = ber.oid(self.oids.root)
-        contact, name = values.text(system.contact), values.text(system.name)
-        location, services = values.text(system.location), ber.integer(72)
+        contact, name = display_string(system.contact), display_string(system.name)
+        location, services = display_string(system.location), ber.integer(72)
         return ScalarRegion(
             [
                 (SYS_DESCR[:-1], lambda: description),

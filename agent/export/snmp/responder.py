@@ -28,6 +28,7 @@ from agent.config import parse_address
 from agent.errors import ProvsyncError
 from agent.export.snmp import ber, screen
 from agent.export.snmp.drops import Drop, DropCounter
+from agent.export.snmp.standard import DATAGRAMS, TO_ENGINE
 from agent.export.snmp.v3auth import KnownUser
 from agent.export.snmp.view import MibView
 
@@ -72,11 +73,19 @@ def _value_of(encoded_varbind: bytes) -> bytes:
     return encoded_varbind[oid_end:]
 
 
-class ViewInstrumentation(AbstractMibInstrumController):  # type: ignore[misc]
-    """pysnmp's MIB instrumentation interface over our view (SNMPv3 path)."""
+V3_SET_REFUSED = "v3_set_refused"
 
-    def __init__(self, view: Callable[[], MibView]) -> None:
+
+class ViewInstrumentation(AbstractMibInstrumController):  # type: ignore[misc]
+    """pysnmp's MIB instrumentation interface over our view (SNMPv3 path).
+
+    Args:
+        counters: where refused SETs are counted (``v3_set_refused``).
+    """
+
+    def __init__(self, view: Callable[[], MibView], counters: dict[str, int] | None = None) -> None:
         self._view = view
+        self._counters = counters if counters is not None else {}
 
     def read_variables(self, *var_binds: Any, **ctx: Any) -> list[tuple[Any, Any]]:
         view = self._view()
@@ -109,7 +118,15 @@ class ViewInstrumentation(AbstractMibInstrumController):  # type: ignore[misc]
         return answer
 
     def write_variables(self, *var_binds: Any, **ctx: Any) -> Any:
-        raise smi_error.NotWritableError(idx=0)
+        """Refuses every SET with noAccess at the first variable binding.
+
+        The agent is read-only: no user has a write view, so every variable is outside
+        the view a SET is checked against, and RFC 3416 4.2.5 (1) answers noAccess with
+        the index of the first one (as the v1/v2c fast path does; notWritable, step 2,
+        is for variables inside the view).
+        """
+        self._counters[V3_SET_REFUSED] = self._counters.get(V3_SET_REFUSED, 0) + 1
+        raise smi_error.NoAccessError(idx=0)
 
 
 class BulkResponder(cmdrsp.BulkCommandResponder):  # type: ignore[misc]
@@ -163,6 +180,8 @@ class SplitTransport(udp.UdpAsyncioTransport):  # type: ignore[misc]
         self._v3 = v3
 
     def datagram_received(self, datagram: bytes, address: Any) -> None:
+        counters = self._counters
+        counters[DATAGRAMS] = counters.get(DATAGRAMS, 0) + 1  # snmpInPkts: every one
         source = _peer(address)
         if len(datagram) > screen.MAX_MESSAGE_SIZE:
             self._drops.drop(Drop.OVERSIZED, source, f"{len(datagram)} octets")
@@ -175,13 +194,14 @@ class SplitTransport(udp.UdpAsyncioTransport):  # type: ignore[misc]
             if refused is not None:
                 self._drops.drop(refused[0], source, refused[1])
                 return
+            counters[TO_ENGINE] = counters.get(TO_ENGINE, 0) + 1  # pysnmp counts it on
             super().datagram_received(datagram, address)
             return
         try:
             answer = self._handler(datagram, source)
         except Exception:
             logger.exception("SNMP request handling failed")
-            self._counters["handler_errors"] = self._counters.get("handler_errors", 0) + 1
+            counters["handler_errors"] = counters.get("handler_errors", 0) + 1
             return
         if answer is not None:
             self.transport.sendto(answer, address)
@@ -236,10 +256,16 @@ def open_listener(
     return transport
 
 
-def register_view(snmp_engine: Any, view: Callable[[], MibView]) -> None:
+def register_view(
+    snmp_engine: Any, view: Callable[[], MibView], counters: dict[str, int] | None = None
+) -> None:
     snmp_context = context.SnmpContext(snmp_engine)
     snmp_context.unregister_context_name(b"")
-    snmp_context.register_context_name(b"", ViewInstrumentation(view))
+    snmp_context.register_context_name(b"", ViewInstrumentation(view, counters))
     cmdrsp.GetCommandResponder(snmp_engine, snmp_context)
     cmdrsp.NextCommandResponder(snmp_engine, snmp_context)
     BulkResponder(snmp_engine, snmp_context)
+    # Without a SET responder pysnmp answers an authenticated SET with an
+    # unauthenticated snmpUnknownPDUHandlers report (RFC 3412 4.2.2.1.2) instead of
+    # the error-status Response RFC 3416 4.2.5 asks for.
+    cmdrsp.SetCommandResponder(snmp_engine, snmp_context)

@@ -16,11 +16,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from agent.export.snmp import ber
+from agent.export.snmp import ber, engine
 from agent.export.snmp.drops import Drop
 from agent.export.snmp.v3auth import FLAG_AUTH, FLAG_PRIV, KnownUser
 
-MAX_MESSAGE_SIZE = 8192
+MAX_MESSAGE_SIZE = engine.MAX_MESSAGE_SIZE
 """Octets. SNMP requests are small (net-snmp's are well under 1,500); every engine must
 accept 484 (RFC 3412 msgMaxSize). Larger datagrams are dropped unread."""
 MAX_VARBINDS = 128
@@ -112,6 +112,18 @@ class SenderBudget:
         if not self.overall.allow():
             return f"more than {self.overall.rate:g} a second in all"
         return ""
+
+
+class Refused(ber.BerError):
+    """Well-formed BER, but a message RFC 3412 7.2 discards with a counter of its own."""
+
+    def __init__(self, message: str, reason: Drop) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _reason(exc: ber.BerError) -> Drop:
+    return exc.reason if isinstance(exc, Refused) else Drop.V3_PARSE_ERROR
 
 
 def message_version(data: bytes) -> int | None:
@@ -236,7 +248,7 @@ def screen_v3(
     try:
         head = _read_headers(data)
     except ber.BerError as exc:
-        return Drop.V3_PARSE_ERROR, str(exc)
+        return _reason(exc), str(exc)
     known = users.get(head.user) if head.user else None
     level = head.flags & (FLAG_AUTH | FLAG_PRIV)
     refused: tuple[Drop, str] | None = None
@@ -276,7 +288,7 @@ def screen_v3_reply(
     try:
         head = _read_headers(data)
     except ber.BerError as exc:
-        return Drop.V3_PARSE_ERROR, str(exc)
+        return _reason(exc), str(exc)
     known = users.get(head.user) if head.user else None
     if head.user and known is None:
         return Drop.V3_UNKNOWN_USER, f"{len(data)} octets"
@@ -332,10 +344,10 @@ def _read_headers(data: bytes) -> Headers:
         raise ber.BerError("msgFlags is not one octet")
     flags = data[f_start]
     if flags & FLAG_PRIV and not flags & FLAG_AUTH:
-        raise ber.BerError("msgFlags asks for privacy without authentication")  # RFC 3412 7.2
+        raise Refused("msgFlags asks for privacy without authentication", Drop.V3_INVALID_MSG)
     m_start, m_end = _expect(data, position, ber.INTEGER, "msgSecurityModel")
     if m_end > g_end or ber.decode_int(data, m_start, m_end) != USM:
-        raise ber.BerError("security model is not USM")
+        raise Refused("security model is not USM", Drop.V3_UNKNOWN_SECURITY_MODEL)
     s_start, s_end = _expect(data, g_end, ber.OCTET_STRING, "msgSecurityParameters")
     u_start, u_end = _expect(data, s_start, ber.SEQUENCE, "UsmSecurityParameters")
     if u_end > s_end:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import deque
 from datetime import datetime
 from typing import Any
@@ -25,7 +24,7 @@ from agent.alarms.feed import Commit
 from agent.alarms.manager import AlarmManager
 from agent.config import Settings
 from agent.errors import ProvsyncError
-from agent.export.snmp import responder, screen, vacm
+from agent.export.snmp import responder, screen, standard, vacm
 from agent.export.snmp.engine import add_user, create_engine, load_engine_state
 from agent.export.snmp.fastpath import FastResponder
 from agent.export.snmp.mibdata import MibData, SystemInfo, watch_elements
@@ -54,7 +53,6 @@ class SnmpService:
         """pysnmp client transports opened for notification targets."""
         self.known_users = known_users(self.snmp.users)
         """The USM users with their authenticators, for the screens of both sockets."""
-        self._boot = time.monotonic()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._outages = ThrottledLog()
@@ -69,6 +67,11 @@ class SnmpService:
         self._loop: asyncio.AbstractEventLoop
         """The loop the view lives on (set by start)."""
         self.watch: TableWatch | None = None
+        communities = {c.name.get_secret_value().encode() for c in self.snmp.communities}
+        self.fast = FastResponder(self.current_view, communities, allow_v1=self.snmp.allow_v1)
+        self.counts = standard.Counts([self.fast.counters, self.counters])
+        """The standard counters (snmpInPkts ...), from every stage's counts."""
+        self.sys_or = standard.SysOr(standard.capabilities(self.oids))
         self.data = MibData(
             manager.engine,
             manager.catalog,
@@ -76,13 +79,17 @@ class SnmpService:
             SystemInfo(name=host, contact=self.snmp.sys_contact, location=self.snmp.sys_location),
             log_size=self.snmp.notification_log_size,
             started_at=started_at,
-        )
-        communities = {c.name.get_secret_value().encode() for c in self.snmp.communities}
-        self.fast = FastResponder(self.current_view, communities, allow_v1=self.snmp.allow_v1)
+            standard=[
+                self.sys_or.last_change, self.sys_or.table, standard.snmp_region(self.counts),
+                standard.set_region(), standard.engine_region(self.counts),
+                standard.mpd_region(self.counts), standard.usm_region(self.counts),
+            ],
+        )  # fmt: skip
 
     def uptime(self) -> int:
-        """sysUpTime in hundredths of a second."""
-        return int((time.monotonic() - self._boot) * 100) & 0xFFFFFFFF
+        """sysUpTime in hundredths of a second: the view's, so that notifications and
+        polls (and sysORUpTime) share one clock."""
+        return self.data.uptime_ticks()
 
     def current_view(self) -> MibView:
         """The view, with every commit published so far applied."""
@@ -136,6 +143,9 @@ class SnmpService:
             load_engine_state, data_dir, self.snmp.engine_id, pen, self.manager.engine
         )
         self.engine = create_engine(self.engine_id, self.boots)
+        self.counts.attach(self.engine)
+        # Every capability is registered once, now (sysORUpTime, sysORLastChange).
+        self.sys_or.register(self.uptime())
         # Subscribe, then read: every commit after the read is in the inbox; the ones
         # before it in there too are applied again harmlessly (see MibData.read_full).
         self._loop = asyncio.get_running_loop()
@@ -144,10 +154,11 @@ class SnmpService:
         self.watch.add_listener(self._on_elements)
         await self._build()
         vacm.configure_views(self.engine, self.oids.root)
+        standard.add_read_views(self.engine, vacm.READ_VIEW)
         for user in self.snmp.users:
             add_user(self.engine, user)
             vacm.grant(self.engine, user.name, user.level)
-        responder.register_view(self.engine, self.current_view)
+        responder.register_view(self.engine, self.current_view, self.counters)
         v3 = responder.V3Screen(
             self.known_users, bytes.fromhex(self.engine_id), screen.SenderBudget()
         )
