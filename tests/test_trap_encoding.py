@@ -24,14 +24,17 @@ from agent.config import SnmpUser, settings_from_dict
 from agent.errors import ExportError
 from agent.export.snmp import ber
 from agent.export.snmp.notify import Var, VarbindEncoder, notification_vars, v2c_message
-from agent.export.snmp.oids import MibOids
+from agent.export.snmp.oids import NOTIFY_OBJECTS, MibOids
 from agent.export.snmp.targets import CHUNK, Pace, TrapPath
 from agent.export.snmp.v2c import SendError, V2cSender
 from agent.export.snmp.v3trap import FLAG_AUTH, FLAG_PRIV, MAX_SIZE, V3TrapEncoder
+from tests import mib_syntax
 
 T0 = datetime(2024, 5, 17, 8, 30, 15, 420_000, tzinfo=UTC)
 PAYLOAD = {"type_name": "Element Unreachable", "event_type": "communicationsAlarm",
            "probable_cause": "communicationsSubsystemFailure"}  # fmt: skip
+ACKED = {**PAYLOAD, "count": 1, "operator_state": "acknowledged",
+         "resolution": "provsync elements show cm1 | GET /api/v1/elements/cm1"}  # fmt: skip
 
 
 def note(
@@ -64,7 +67,7 @@ def every_kind() -> list[Notification]:
         note(6, text="x" * 127),  # the longest one-octet length
         note(7, text="y" * 128, at=T0 + timedelta(milliseconds=50)),  # same tenth of a second
         note(8, text="z" * 300, resource="r" * 200),
-        note(9, text="é" * 40_000),  # truncated at 65,535 octets, inside a character
+        note(9, text="é" * 40_000),  # cut to 255 octets, inside a character: 252 + marker
         note(10, text="Störung der Vermittlung — 呼叫服务器无应答 🚨", resource="Zürich-交换机",
              payload={**PAYLOAD, "type_name": "Élément injoignable"}),
         note(11, payload={}),  # defaults: type id as name, event type other, no cause
@@ -81,6 +84,27 @@ def every_kind() -> list[Notification]:
         note(2**31 + 17, NotificationKind.EVENT, alarm_id=0, type_id="export-gap",
              severity="warning", payload={"type_name": "Export Gap", "event_type": "other",
              "probable_cause": "", "details": {"target": "t", "first_lost": 1}}),
+        # What revision 202612020000Z appends: qualifiers, cause codes, operator states.
+        note(18, qualifier="primary", payload={**ACKED, "change": "acknowledged",
+                                               "operator": "alice"}),
+        note(19, NotificationKind.ALARM_CHANGED, raise_seq=18, qualifier="q" * 300,
+             payload={**ACKED, "change": "acknowledged", "operator": "é" * 100}),
+        note(20, NotificationKind.ALARM_CHANGED, raise_seq=18,
+             payload={**ACKED, "change": "unacknowledged", "operator": "bob",
+                      "operator_state": "none"}),
+        note(21, NotificationKind.ALARM_CHANGED, raise_seq=18,
+             payload={**ACKED, "ack_by": "carol"}),  # a later change that names the acker
+        note(22, NotificationKind.ALARM_CLEARED, severity="cleared", raise_seq=18,
+             qualifier="Zürich-交换机", payload=ACKED),
+        note(23, text="x" * 8400, resource="é" * 255, type_id="",
+             payload={**PAYLOAD, "type_name": "n" * 300, "probable_cause": "cabinetDoorOpen",
+                      "resolution": "→" * 2800, "operator_state": ["odd"]}),
+        note(24, NotificationKind.ALARM_CHANGED, raise_seq=1, qualifier="🚨" * 100,
+             payload={**PAYLOAD, "probable_cause": "c" * 100, "operator_state": "acknowledged",
+                      "change": "acknowledged", "operator": None}),
+        note(25, NotificationKind.EVENT, alarm_id=0, type_id="agent-started", qualifier="",
+             severity="indeterminate", payload={"type_name": "Agent Started",
+                                                "event_type": "other", "probable_cause": "other"}),
     ]  # fmt: skip
 
 
@@ -136,6 +160,132 @@ def test_what_the_varbind_encoder_refuses_it_still_refuses() -> None:
             b"".join(v.ber() for v in notification_vars(bad, oids, 0))
         with pytest.raises(ValueError):
             encoder.encode(bad, 0)
+
+
+def _name_of(oids: MibOids) -> dict[tuple[int, ...], str]:
+    names = (*NOTIFY_OBJECTS, "provsyncLastSequence", "provsyncActiveAlarms")
+    return {oids.instance(name): name for name in names}
+
+
+def _wire(var: Var) -> tuple[tuple[int, ...], bytes]:
+    """(OID, value TLV) of the VarBind as it goes out."""
+    encoded = var.ber()
+    _, start, _ = ber.header(encoded, 0)
+    _, oid_start, oid_end = ber.header(encoded, start)
+    return ber.decode_oid(encoded[oid_start:oid_end]), encoded[oid_end:]
+
+
+@pytest.mark.parametrize("root", [(1, 3, 6, 1, 4, 1, 32473, 1), (1, 3, 6, 1, 4, 1, 99999, 7, 300)])
+def test_every_varbind_sent_fits_its_mib_syntax(root: tuple[int, ...]) -> None:
+    oids = MibOids(root)
+    name_of = _name_of(oids)
+    for item in every_kind():
+        for var in notification_vars(item, oids, 5)[2:]:
+            oid, value = _wire(var)
+            mib_syntax.check(name_of[oid], value)
+
+
+def _names(item: Notification) -> list[str]:
+    oids = MibOids()
+    name_of = _name_of(oids)
+    return [name_of[var.oid] for var in notification_vars(item, oids, 0)[2:]]
+
+
+def test_appended_varbinds_follow_the_objects_clause_in_a_fixed_order() -> None:
+    objects = list(NOTIFY_OBJECTS[:10])
+    first, cause = ["provsyncNotifyQualifier", "provsyncNotifyProbableCauseCode"], []
+    ack = ["provsyncNotifyOperatorState", "provsyncNotifyAckBy"]
+    raise_seq, resolution = ["provsyncNotifyRaiseSequence"], ["provsyncNotifyResolution"]
+    assert _names(note(1)) == objects + resolution + first + cause + ack
+    assert _names(note(2, NotificationKind.ALARM_CHANGED, raise_seq=1)) == (
+        objects + raise_seq + resolution + first + ack
+    )
+    assert _names(note(3, NotificationKind.ALARM_CLEARED, raise_seq=1)) == (
+        objects + raise_seq + first
+    )
+    assert _names(note(4, NotificationKind.EVENT, alarm_id=0)) == objects + first
+
+
+def _values(item: Notification) -> dict[str, bytes | int | tuple[int, ...]]:
+    oids = MibOids()
+    name_of = _name_of(oids)
+    return {name_of[var.oid]: var.value for var in notification_vars(item, oids, 0)[2:]}
+
+
+def test_appended_values() -> None:
+    acked = _values(note(19, NotificationKind.ALARM_CHANGED, raise_seq=18, qualifier="primary",
+                         payload={**ACKED, "change": "acknowledged",
+                                  "operator": "alice"}))  # fmt: skip
+    assert acked["provsyncNotifyQualifier"] == b"primary"
+    assert acked["provsyncNotifyProbableCauseCode"] == 505  # communicationsSubsystemFailure
+    assert acked["provsyncNotifyOperatorState"] == 2
+    assert acked["provsyncNotifyAckBy"] == b"alice"
+    withdrawn = _values(note(20, NotificationKind.ALARM_CHANGED, raise_seq=18,
+                             payload={**ACKED, "change": "unacknowledged", "operator": "alice",
+                                      "operator_state": "none"}))  # fmt: skip
+    assert (withdrawn["provsyncNotifyOperatorState"], withdrawn["provsyncNotifyAckBy"]) == (1, b"")
+    odd = _values(note(23, text="x" * 8400, type_id="", qualifier="é" * 200,
+                       payload={**PAYLOAD, "probable_cause": "cabinetDoorOpen",
+                                "resolution": "r" * 8400}))  # fmt: skip
+    assert odd["provsyncNotifyTypeId"] == b"-"
+    assert odd["provsyncNotifyText"] == b"x" * 252 + "…".encode()
+    assert odd["provsyncNotifyResolution"] == b"r" * 252 + "…".encode()
+    assert odd["provsyncNotifyQualifier"] == "é".encode() * 126 + "…".encode()
+    assert odd["provsyncNotifyProbableCauseCode"] == 1024  # not IANA's: other
+    assert odd["provsyncNotifyOperatorState"] == 1  # not said: none
+    assert odd["provsyncNotifyAckBy"] == b""
+
+
+def test_an_acknowledgement_is_not_the_change_before_it(tmp_path: Any) -> None:
+    """Raised, changed (severity), acknowledged, unacknowledged through the real manager:
+    each provsyncAlarmChanged differs from the one before it in what it says, not only in
+    its sequence number and time, and both encoders agree on each."""
+    from agent.alarms import queries
+    from agent.alarms.catalog import Catalog
+    from agent.alarms.manager import AlarmManager
+    from agent.store.database import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'p.db'}")
+    store.open()
+    manager = AlarmManager(store.engine, Catalog())
+    manager.start()
+    try:
+
+        async def scenario() -> None:
+            raised = await manager.raise_alarm("element-unreachable", "cm1", qualifier="primary")
+            await manager.raise_alarm("element-unreachable", "cm1", qualifier="primary",
+                                      severity="critical")  # fmt: skip
+            await manager.acknowledge(raised.alarm["id"], by="alice")
+            await manager.acknowledge(raised.alarm["id"], acknowledge=False, by="alice")
+
+        _run(scenario())
+        notes = queries.read_log(manager.engine, 0, 100)
+    finally:
+        manager.stop()
+        store.close()
+    assert [n.kind for n in notes] == [NotificationKind.ALARM_RAISED] + [
+        NotificationKind.ALARM_CHANGED
+    ] * 3
+    oids = MibOids()
+    encoder = VarbindEncoder(oids)
+    said = []
+    for item in notes:
+        assert encoder.encode(item, 9) == b"".join(
+            v.ber() for v in notification_vars(item, oids, 9)
+        )
+        values = _values(item)
+        del values["provsyncNotifySequence"], values["provsyncNotifyTime"]
+        said.append(values)
+    raised, changed, acked, unacked = said
+    assert raised["provsyncNotifyQualifier"] == b"primary"
+    assert changed != acked != unacked
+    assert (changed["provsyncNotifyOperatorState"], changed["provsyncNotifyAckBy"]) == (1, b"")
+    assert (acked["provsyncNotifyOperatorState"], acked["provsyncNotifyAckBy"]) == (2, b"alice")
+    assert (unacked["provsyncNotifyOperatorState"], unacked["provsyncNotifyAckBy"]) == (1, b"")
+    # Everything else is the alarm's, the same in all three.
+    same = {k: v for k, v in acked.items() if k not in ("provsyncNotifyOperatorState",
+                                                        "provsyncNotifyAckBy")}  # fmt: skip
+    assert same == {k: v for k, v in changed.items() if k in same}
 
 
 # ------------------------------------------------------------------------------- SNMPv3

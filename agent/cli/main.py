@@ -776,20 +776,34 @@ def mib_export(
         str | None,
         typer.Option(help="Enterprise OID to root the module at (default: [snmp] enterprise_oid)."),
     ] = None,
+    module: Annotated[
+        str | None,
+        typer.Option(
+            help="Module name (default: PROVSYNC-MIB at the default root, "
+            "PROVSYNC-<arcs below enterprises>-MIB elsewhere)."
+        ),
+    ] = None,
 ) -> None:
-    """Write PROVSYNC-MIB.txt rooted where the agent serves it."""
-    from agent.export.snmp.mibtext import export
+    """Write the PROVSYNC-MIB module rooted where the agent serves it, as <module>.txt."""
+    from agent.export.snmp.mibtext import default_module_name, export
     from agent.export.snmp.oids import parse_oid
 
     text_root = root or _ctx(ctx).settings().snmp.enterprise_oid
     try:
         arcs = parse_oid(text_root)
-        path = export(out, arcs)
+        name = module if module is not None else default_module_name(arcs)
+        path = export(out, arcs, name)
     except ValueError as exc:
         _fail(str(exc), 2)
     except OSError as exc:
         _fail(f"cannot write to {out}: {exc.strerror}")
-    output.console.print(f"wrote {path} (root {text_root})", highlight=False, markup=False)
+    # soft_wrap: a long path stays one line a script can read back.
+    output.console.print(
+        f"wrote {path} (module {name}, root {text_root})",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 def main() -> None:

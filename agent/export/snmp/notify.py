@@ -3,8 +3,15 @@
 Varbind order (DESIGN.md): sysUpTime.0, snmpTrapOID.0, then provsyncNotifySequence,
 alarm id (0 for events), type id, type name, resource, severity (ITU enum), event type,
 probable cause, text, time (DateAndTime with UTC offset); changes and clears add the
-sequence number of the raise. The heartbeat carries provsyncLastSequence,
+sequence number of the raise, raises and changes the resolution: the OBJECTS clause of
+each NOTIFICATION-TYPE, in its order. After those come the variables PROVSYNC-MIB's
+revision 202612020000Z added, appended (RFC 3416 section 4.2.6 lets the originator add
+variables after the OBJECTS ones) so that receivers mapping varbinds by position keep
+working: the qualifier and the probable cause code, then on raises and changes the
+operator state and who acknowledged. The heartbeat carries provsyncLastSequence,
 provsyncActiveAlarms and the time.
+
+Texts are cut to their object's SIZE as the SNMP view's cells are (values.fit).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from enum import Enum
 from typing import Any
 
 from agent.alarms.catalog import EventType
+from agent.alarms.probable_cause import probable_cause_number
 from agent.alarms.records import Notification, NotificationKind
 from agent.alarms.severity import Severity
 from agent.export.snmp import ber, values
@@ -78,9 +86,24 @@ def _date_and_time(note: Notification) -> bytes:
     return tlv[start:]
 
 
+def operator_state(payload: dict[str, Any]) -> int:
+    """ProvsyncOperatorState of the alarm after the change (none(1) when not said)."""
+    return values.OPERATOR_STATE_NUMBER.get(str(payload.get("operator_state", "none")), 1)
+
+
+def ack_by(payload: dict[str, Any]) -> str:
+    """Who acknowledged the alarm, if the notification says: its ``ack_by``, or the
+    ``operator`` of the acknowledgement itself; empty for an alarm not acknowledged."""
+    if str(payload.get("operator_state", "none")) != "acknowledged":
+        return ""
+    by = payload.get("ack_by")
+    if by is None and payload.get("change") == "acknowledged":
+        by = payload.get("operator")
+    return "" if by is None else str(by)
+
+
 def notification_vars(note: Notification, oids: MibOids, uptime: int) -> list[Var]:
     """sysUpTime.0, snmpTrapOID.0 and the objects of the notification, in order."""
-    text = note.text.encode("utf-8")[: values.MAX_STRING]
     if kind_of(note) == "heartbeat":
         active = int(note.payload.get("details", {}).get("active_alarms", 0))
         return [
@@ -90,37 +113,50 @@ def notification_vars(note: Notification, oids: MibOids, uptime: int) -> list[Va
             Var(oids.instance("provsyncActiveAlarms"), Syntax.UNSIGNED, active),
             Var(oids.instance("provsyncNotifyTime"), Syntax.OCTETS, _date_and_time(note)),
         ]
-    event_type = EventType(note.payload.get("event_type", "other"))
+    payload = note.payload
+    event_type = EventType(payload.get("event_type", "other"))
+    cause = str(payload.get("probable_cause", ""))
     found: list[Var] = [
         Var(SYS_UPTIME, Syntax.TIMETICKS, uptime),
         Var(SNMP_TRAP_OID, Syntax.OID, oids[TRAP_OF[note.kind]]),
         Var(oids.instance("provsyncNotifySequence"), Syntax.UNSIGNED, note.seq),
         Var(oids.instance("provsyncNotifyAlarmId"), Syntax.UNSIGNED, note.alarm_id),
-        Var(oids.instance("provsyncNotifyTypeId"), Syntax.OCTETS, note.type_id.encode()),
-        Var(
-            oids.instance("provsyncNotifyTypeName"),
-            Syntax.OCTETS,
-            str(note.payload.get("type_name", note.type_id)).encode("utf-8"),
-        ),
-        Var(oids.instance("provsyncNotifyResource"), Syntax.OCTETS, note.resource.encode("utf-8")),
+        Var(oids.instance("provsyncNotifyTypeId"), Syntax.OCTETS,
+            values.identifier_octets(note.type_id)),
+        Var(oids.instance("provsyncNotifyTypeName"), Syntax.OCTETS,
+            values.octets(str(payload.get("type_name", note.type_id)))),
+        Var(oids.instance("provsyncNotifyResource"), Syntax.OCTETS, values.octets(note.resource)),
         Var(oids.instance("provsyncNotifySeverity"), Syntax.INTEGER,
             int(Severity(note.severity).itu)),
         Var(oids.instance("provsyncNotifyEventType"), Syntax.INTEGER,
             values.EVENT_TYPE_NUMBER[event_type]),
         Var(oids.instance("provsyncNotifyProbableCause"), Syntax.OCTETS,
-            str(note.payload.get("probable_cause", "")).encode()),
-        Var(oids.instance("provsyncNotifyText"), Syntax.OCTETS, text),
+            values.octets(cause, values.SHORT_TEXT)),
+        Var(oids.instance("provsyncNotifyText"), Syntax.OCTETS, values.octets(note.text)),
         Var(oids.instance("provsyncNotifyTime"), Syntax.OCTETS, _date_and_time(note)),
     ]  # fmt: skip
     if note.kind in (NotificationKind.ALARM_CLEARED, NotificationKind.ALARM_CHANGED):
         found.append(
             Var(oids.instance("provsyncNotifyRaiseSequence"), Syntax.UNSIGNED, note.raise_seq)
         )
-    if note.kind in (NotificationKind.ALARM_RAISED, NotificationKind.ALARM_CHANGED):
+    raised_or_changed = note.kind in (NotificationKind.ALARM_RAISED, NotificationKind.ALARM_CHANGED)
+    if raised_or_changed:
         # What fixes it travels with the alarm, so an NMS shows it without polling the table.
-        resolution = str(note.payload.get("resolution", "")).encode("utf-8")
-        found.append(Var(oids.instance("provsyncNotifyResolution"), Syntax.OCTETS,
-                         resolution[: values.MAX_STRING]))  # fmt: skip
+        resolution = values.octets(str(payload.get("resolution", "")))
+        found.append(Var(oids.instance("provsyncNotifyResolution"), Syntax.OCTETS, resolution))
+    # Beyond the OBJECTS clause, appended (module docstring).
+    found += [
+        Var(oids.instance("provsyncNotifyQualifier"), Syntax.OCTETS, values.octets(note.qualifier)),
+        Var(oids.instance("provsyncNotifyProbableCauseCode"), Syntax.INTEGER,
+            probable_cause_number(cause)),
+    ]  # fmt: skip
+    if raised_or_changed:
+        found += [
+            Var(oids.instance("provsyncNotifyOperatorState"), Syntax.INTEGER,
+                operator_state(payload)),
+            Var(oids.instance("provsyncNotifyAckBy"), Syntax.OCTETS,
+                values.octets(ack_by(payload), values.ACK_BY)),
+        ]  # fmt: skip
     return found
 
 
@@ -165,9 +201,10 @@ class VarbindEncoder:
     them took 70-120 us per trap here (this takes 6-9 us), most of it on varbinds that
     are the same for every notification of a type. Encoded once: every OID, snmpTrapOID
     per kind, the severity varbind per severity, the type id / name and event type /
-    probable cause varbinds per alarm type, the resolution per text, the last
-    DateAndTime. Per notification only the sequence numbers, ids, uptime, resource and
-    text are encoded.
+    probable cause varbinds (label and code) per alarm type, the resolution per text,
+    the operator state per state, an empty qualifier and ack-by, the last DateAndTime.
+    Per notification only the sequence numbers, ids, uptime, resource, text and a
+    non-empty qualifier or ack-by are encoded.
     Heartbeats (one every interval) take :func:`notification_vars` as they are.
     """
 
@@ -183,15 +220,23 @@ class VarbindEncoder:
             for name in (
                 "provsyncNotifySequence", "provsyncNotifyAlarmId", "provsyncNotifyResource",
                 "provsyncNotifyText", "provsyncNotifyTime", "provsyncNotifyRaiseSequence",
+                "provsyncNotifyQualifier", "provsyncNotifyAckBy",
             )
         }  # fmt: skip
+        self._no_qualifier = _varbind(self._oid["provsyncNotifyQualifier"], ber.octets(b""))
+        self._no_ack_by = _varbind(self._oid["provsyncNotifyAckBy"], ber.octets(b""))
+        state_oid = ber.oid(oids.instance("provsyncNotifyOperatorState"))
+        self._states = {
+            number: _varbind(state_oid, ber.integer(number))
+            for number in values.OPERATOR_STATE_NUMBER.values()
+        }
         self._severity_oid = ber.oid(oids.instance("provsyncNotifySeverity"))
         self._resolution_oid = ber.oid(oids.instance("provsyncNotifyResolution"))
         self._severity: dict[str, bytes] = {}
         # (type id, type name, event type, probable cause) -> (type id + type name
-        # varbinds, event type + probable cause varbinds): they sit on either side of the
-        # resource and severity.
-        self._types: dict[tuple[Any, ...], tuple[bytes, bytes]] = {}
+        # varbinds, event type + probable cause varbinds, probable cause code varbind):
+        # they sit on either side of the resource and severity, and after the OBJECTS.
+        self._types: dict[tuple[Any, ...], tuple[bytes, bytes, bytes]] = {}
         self._resolutions: dict[str, bytes] = {}
         self._at: datetime | None = None
         self._at_varbind = b""
@@ -214,14 +259,14 @@ class VarbindEncoder:
         cause = str(payload.get("probable_cause", ""))
         key = (note.type_id, type_name, event_type, cause)
         try:
-            before, after = self._types[key]
+            before, after, code = self._types[key]
         except KeyError:
-            before, after = self._type_varbinds(note.type_id, type_name, event_type, cause)
+            before, after, code = self._type_varbinds(note.type_id, type_name, event_type, cause)
             if len(self._types) >= CACHE_LIMIT:
                 self._types.clear()
-            self._types[key] = before, after
+            self._types[key] = before, after, code
         except TypeError:  # a payload value that is not hashable: encode, do not keep
-            before, after = self._type_varbinds(note.type_id, type_name, event_type, cause)
+            before, after, code = self._type_varbinds(note.type_id, type_name, event_type, cause)
         severity = self._severity.get(note.severity)
         if severity is None:
             severity = self._severity_varbind(note.severity)
@@ -235,38 +280,63 @@ class VarbindEncoder:
             _number_varbind(oid["provsyncNotifySequence"], ber.GAUGE32, note.seq),
             _number_varbind(oid["provsyncNotifyAlarmId"], ber.GAUGE32, note.alarm_id),
             before,
-            _text_varbind(oid["provsyncNotifyResource"], note.resource.encode("utf-8")),
+            _text_varbind(oid["provsyncNotifyResource"], values.octets(note.resource)),
             severity,
             after,
-            _text_varbind(
-                oid["provsyncNotifyText"], note.text.encode("utf-8")[: values.MAX_STRING]
-            ),
+            _text_varbind(oid["provsyncNotifyText"], values.octets(note.text)),
             self._at_varbind,
         ]
         if kind is NotificationKind.ALARM_CLEARED or kind is NotificationKind.ALARM_CHANGED:
             parts.append(
                 _number_varbind(oid["provsyncNotifyRaiseSequence"], ber.GAUGE32, note.raise_seq)
             )
-        if kind is NotificationKind.ALARM_RAISED or kind is NotificationKind.ALARM_CHANGED:
+        raised_or_changed = (
+            kind is NotificationKind.ALARM_RAISED or kind is NotificationKind.ALARM_CHANGED
+        )
+        if raised_or_changed:
             resolution = str(payload.get("resolution", ""))
             found = self._resolutions.get(resolution)
             parts.append(found if found is not None else self._resolution_varbind(resolution))
+        # Beyond the OBJECTS clause, appended in notification_vars' order.
+        qualifier = note.qualifier
+        parts.append(
+            _text_varbind(oid["provsyncNotifyQualifier"], values.octets(qualifier))
+            if qualifier
+            else self._no_qualifier
+        )
+        parts.append(code)
+        if raised_or_changed:
+            parts.append(self._states[operator_state(payload)])
+            by = ack_by(payload)
+            parts.append(
+                _text_varbind(oid["provsyncNotifyAckBy"], values.octets(by, values.ACK_BY))
+                if by
+                else self._no_ack_by
+            )
         return b"".join(parts)
 
     def _type_varbinds(
         self, type_id: str, type_name: str, event_type: Any, cause: str
-    ) -> tuple[bytes, bytes]:
+    ) -> tuple[bytes, bytes, bytes]:
         instance = self._oids.instance
         number = values.EVENT_TYPE_NUMBER[EventType(event_type)]
         before = _varbind(
-            ber.oid(instance("provsyncNotifyTypeId")), ber.octets(type_id.encode())
+            ber.oid(instance("provsyncNotifyTypeId")),
+            ber.octets(values.identifier_octets(type_id)),
         ) + _varbind(
-            ber.oid(instance("provsyncNotifyTypeName")), ber.octets(type_name.encode("utf-8"))
+            ber.oid(instance("provsyncNotifyTypeName")), ber.octets(values.octets(type_name))
         )
         after = _varbind(
             ber.oid(instance("provsyncNotifyEventType")), ber.integer(number)
-        ) + _varbind(ber.oid(instance("provsyncNotifyProbableCause")), ber.octets(cause.encode()))
-        return before, after
+        ) + _varbind(
+            ber.oid(instance("provsyncNotifyProbableCause")),
+            ber.octets(values.octets(cause, values.SHORT_TEXT)),
+        )
+        code = _varbind(
+            ber.oid(instance("provsyncNotifyProbableCauseCode")),
+            ber.integer(probable_cause_number(cause)),
+        )
+        return before, after, code
 
     def _severity_varbind(self, severity: str) -> bytes:
         found = self._severity.get(severity)
@@ -278,8 +348,7 @@ class VarbindEncoder:
     def _resolution_varbind(self, resolution: str) -> bytes:
         found = self._resolutions.get(resolution)
         if found is None:
-            data = resolution.encode("utf-8")[: values.MAX_STRING]
-            found = _varbind(self._resolution_oid, ber.octets(data))
+            found = _varbind(self._resolution_oid, ber.octets(values.octets(resolution)))
             if len(self._resolutions) >= CACHE_LIMIT:
                 self._resolutions.clear()
             self._resolutions[resolution] = found

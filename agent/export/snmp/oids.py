@@ -40,6 +40,7 @@ ALARM_TYPE_COLUMNS = (
     "provsyncAlarmTypeProbableCause",
     "provsyncAlarmTypeDescription",
     "provsyncAlarmTypeClearInstructions",
+    "provsyncAlarmTypeProbableCauseCode",
 )
 ACTIVE_ALARM_COLUMNS = (
     "provsyncAlarmId",
@@ -53,11 +54,13 @@ ACTIVE_ALARM_COLUMNS = (
     "provsyncAlarmText",
     "provsyncAlarmRaisedTime",
     "provsyncAlarmChangedTime",
-    "provsyncAlarmCount",
+    "provsyncAlarmCount",  # deprecated (a Counter32 used as a count), still served
     "provsyncAlarmOperatorState",
     "provsyncAlarmAckBy",
     "provsyncAlarmRaiseSequence",
     "provsyncAlarmResolution",
+    "provsyncAlarmProbableCauseCode",
+    "provsyncAlarmOccurrences",
 )
 LOG_COLUMNS = (
     "provsyncLogSequence",
@@ -92,6 +95,10 @@ NOTIFY_OBJECTS = (
     "provsyncNotifyTime",
     "provsyncNotifyRaiseSequence",
     "provsyncNotifyResolution",
+    "provsyncNotifyQualifier",
+    "provsyncNotifyProbableCauseCode",
+    "provsyncNotifyOperatorState",
+    "provsyncNotifyAckBy",
 )
 NOTIFICATIONS = (
     "provsyncAlarmRaised",
