@@ -26,6 +26,9 @@ TEMPLATE = SEPARATOR.join(
      "%structured-data%", "%msg%"]
 ) + "\\n"  # fmt: skip
 INPUTS = ("udp", "tcp", "tls", "relp")
+# raw=True: each message also as it arrived, byte for byte, ended by this marker (the
+# messages may hold newlines and any other octet).
+RAW_END = b"<<<RAW-MESSAGE-END>>>\n"
 
 
 def make_certificates(directory: Path) -> dict[str, Path]:
@@ -75,7 +78,14 @@ def make_certificates(directory: Path) -> dict[str, Path]:
 
 
 class Rsyslog:
-    def __init__(self, root: Path) -> None:
+    """rsyslogd with one input per transport.
+
+    ``raw``: also writes every message as received (``%rawmsg%``) to ``<input>.raw``, with
+    control characters kept (``parser.escapeControlCharactersOnReceive="off"``) and
+    messages up to 64 KiB accepted on every input, so that a test sees what was sent.
+    """
+
+    def __init__(self, root: Path, *, raw: bool = False) -> None:
         if shutil.which("rsyslogd") is None and not Path("/usr/sbin/rsyslogd").exists():
             pytest.fail("rsyslogd is not installed; `make test` installs Debian rsyslog")
         self.root = root
@@ -90,15 +100,26 @@ class Rsyslog:
             f'global(workDirectory="{work}"',
             f'       defaultNetstreamDriverCAFile="{self.certs["ca"]}"',
             f'       defaultNetstreamDriverCertFile="{self.certs["cert"]}"',
-            f'       defaultNetstreamDriverKeyFile="{self.certs["key"]}")',
+            f'       defaultNetstreamDriverKeyFile="{self.certs["key"]}"',
+            '       maxMessageSize="64k" parser.escapeControlCharactersOnReceive="off"'
+            if raw
+            else "",
+            ")",
             'module(load="imudp")',
             'module(load="imtcp" maxSessions="100")',
             'module(load="imrelp")',
             f'template(name="fields" type="string" string="{TEMPLATE}")',
+            f'template(name="raw" type="string" string="%rawmsg%{RAW_END.decode()[:-1]}\\n")',
         ]
         for name in INPUTS:
+            raw_action = (
+                f'action(type="omfile" file="{self.raw_output(name)}" template="raw")'
+                if raw
+                else ""
+            )
             lines.append(f'ruleset(name="r_{name}") {{ action(type="omfile" '
-                         f'file="{self.output(name)}" template="fields") }}')  # fmt: skip
+                         f'file="{self.output(name)}" template="fields") '
+                         f'{raw_action} }}')  # fmt: skip
         lines += [
             f'input(type="imudp" address="127.0.0.1" port="{self.ports["udp"]}" ruleset="r_udp")',
             f'input(type="imtcp" address="127.0.0.1" port="{self.ports["tcp"]}" ruleset="r_tcp")',
@@ -112,6 +133,24 @@ class Rsyslog:
 
     def output(self, name: str) -> Path:
         return self.root / f"{name}.log"
+
+    def raw_output(self, name: str) -> Path:
+        return self.root / f"{name}.raw"
+
+    def raw_messages(self, name: str) -> list[bytes]:
+        """The messages ``name`` received, as received (``raw=True``)."""
+        path = self.raw_output(name)
+        if not path.exists():
+            return []
+        return path.read_bytes().split(RAW_END)[:-1]
+
+    def wait_for_raw(self, name: str, count: int, within: float = 30) -> list[bytes]:
+        deadline = time.monotonic() + within
+        while True:
+            got = self.raw_messages(name)
+            if len(got) >= count or time.monotonic() > deadline:
+                return got
+            time.sleep(0.05)
 
     def start(self) -> None:
         handle = (self.root / "rsyslogd.out").open("ab")

@@ -482,3 +482,27 @@ def test_a_slow_relp_collector_is_not_cut_mid_batch(manager: AlarmManager) -> No
 
 
 SEQ = re.compile(r'sequenceId="(\d+)"')
+
+
+def test_agent_log_datagrams_are_cut_on_a_character_boundary() -> None:
+    import socket
+
+    from agent.export.syslog.agentlog import SyslogSink
+
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(5)
+    sink = SyslogSink(f"127.0.0.1:{receiver.getsockname()[1]}", "h", 16, max_size=480)
+    handler = logger.add(sink, format="{message}")
+    try:
+        # Four offsets: one of them puts the limit inside a four-octet character.
+        for pad in range(4):
+            logger.info("a" * pad + "\U0001f600" * 200)
+        datagrams = [receiver.recv(65536) for _ in range(4)]
+    finally:
+        logger.remove(handler)
+        sink.close()
+        receiver.close()
+    for datagram in datagrams:
+        assert 480 - 4 < len(datagram) <= 480, "cut only as far as the character needs"
+        datagram.partition(BOM)[2].decode("utf-8")
