@@ -130,54 +130,52 @@ class Formatter:
     def structured_data(self, note: Notification, *, whole: bool = True) -> str:
         """``[alarm ...]`` (alarms only), ``[meta ...]`` and the private element;
         ``whole=False``: the private element without ``link`` and ``typeName``."""
+        # f-strings rather than a list of parts: this runs for every message sent.
         payload = note.payload
-        cause = str(payload.get("probable_cause", "other"))
-        event_type = str(payload.get("event_type", "other"))
+        cause = payload.get("probable_cause", "other")
+        event_type = payload.get("event_type", "other")
         # Labels outside the registries (a notification logged before the config checked
         # them) become "other": RFC 5674 3.2 and 3.4 allow IANA labels only.
         if cause not in PROBABLE_CAUSES:
             cause = "other"
         if event_type not in EVENT_TYPES:
             event_type = "other"
+        resource = sd_value(note.resource)
+        seq = note.seq
+        if seq > SEQUENCE_ID_MAX:
+            sd = f'[meta sequenceId="{sequence_id(seq)}"]{self._private} seq="{seq}"'
+        else:
+            sd = f'[meta sequenceId="{seq}"]{self._private}'
         alarm = note.kind in ALARM_KINDS
-        parts = []
         if alarm:
-            parts += [
-                '[alarm resource="', sd_value(note.resource),
-                '" probableCause="', cause,
-                '" perceivedSeverity="', note.severity,
-                '" eventType="', event_type, '"',
-            ]  # fmt: skip
             indication = trend(note)
-            if indication:
-                parts += [' trendIndication="', indication, '"']
-            parts.append("]")
-        sequence = sequence_id(note.seq)
-        parts += ['[meta sequenceId="', str(sequence), '"]', self._private]
-        if sequence != note.seq:
-            parts += [' seq="', str(note.seq), '"']
-        if alarm:
-            parts += [' alarmId="', str(note.alarm_id), '"']
-        parts += [' typeId="', sd_value(note.type_id), '"']
+            sd = (
+                f'[alarm resource="{resource}" probableCause="{cause}" '
+                f'perceivedSeverity="{note.severity}" eventType="{event_type}"'
+                + (f' trendIndication="{indication}"]' if indication else "]")
+                + sd
+                + f' alarmId="{note.alarm_id}" typeId="{sd_value(note.type_id)}"'
+            )
+        else:
+            sd += f' typeId="{sd_value(note.type_id)}"'
         if whole:
-            parts += [' typeName="', sd_value(str(payload.get("type_name", note.type_id))), '"']
-        parts += [' element="', sd_value(note.resource), '"']
+            sd += f' typeName="{sd_value(str(payload.get("type_name", note.type_id)))}"'
+        sd += f' element="{resource}"'
         if not alarm:
             # An event has no alarm element: its X.733 fields and severity live here.
-            parts += [
-                ' eventType="', event_type, '" probableCause="', cause,
-                '" severity="', note.severity, '"',
-            ]  # fmt: skip
+            sd += f' eventType="{event_type}" probableCause="{cause}" severity="{note.severity}"'
         if note.qualifier:
-            parts += [' qualifier="', sd_value(note.qualifier), '"']
+            sd += f' qualifier="{sd_value(note.qualifier)}"'
         if note.raise_seq:
-            parts += [' raiseSeq="', str(note.raise_seq), '"']
-        if whole and alarm and payload.get("resolution"):
-            parts += [' link="', sd_value(str(payload["resolution"])), '"']
-        if alarm and payload.get("operator_state"):
-            parts += [' operatorState="', sd_value(str(payload["operator_state"])), '"']
-        parts.append("]")
-        return "".join(parts)
+            sd += f' raiseSeq="{note.raise_seq}"'
+        if alarm:
+            resolution = payload.get("resolution")
+            if whole and resolution:
+                sd += f' link="{sd_value(str(resolution))}"'
+            operator_state = payload.get("operator_state")
+            if operator_state:
+                sd += f' operatorState="{sd_value(str(operator_state))}"'
+        return sd + "]"
 
     def _timestamp(self, at: object) -> str:
         # A group commit gives many notifications the same time object.
@@ -188,11 +186,6 @@ class Formatter:
         self._last_time = (at, text)
         return text
 
-    def msgid(self, note: Notification) -> str:
-        if note.kind is NotificationKind.EVENT and note.type_id == "heartbeat":
-            return "HEARTBEAT"
-        return MSGID[note.kind]
-
     def format(self, note: Notification, max_size: int | None = None) -> bytes:
         """The message, at most ``max_size`` octets (default: the formatter's).
 
@@ -200,8 +193,10 @@ class Formatter:
             Oversized: the header and structured data alone do not fit.
         """
         limit = max_size or self.max_size
-        start = self._pri[note.severity] + self._timestamp(note.at) + self._fields
-        start += self.msgid(note) + " "
+        msgid = MSGID[note.kind]
+        if msgid == "EVENT" and note.type_id == "heartbeat":
+            msgid = "HEARTBEAT"
+        start = f"{self._pri[note.severity]}{self._timestamp(note.at)}{self._fields}{msgid} "
         head = (start + self.structured_data(note)).encode()
         if len(head) > limit:
             head = (start + self.structured_data(note, whole=False)).encode()
