@@ -137,9 +137,10 @@ def parse(raw: bytes) -> Message:
     if not match:
         raise Violation("no PRI VERSION SP at the start (section 6.2)")
     prival_text, version = match.groups()
-    # PRIVAL 0-191; a leading zero would give one value two spellings (6.2.1).
+    # PRIVAL 0-191 (6.2.1); no leading zeros either (RFC 3164 4.1.1 spells that out):
+    # one value, one spelling.
     if int(prival_text) > 191 or (len(prival_text) > 1 and prival_text.startswith(b"0")):
-        raise Violation(f"PRIVAL {prival_text!r} is not 0-191 without leading zeros (6.2.1)")
+        raise Violation(f"PRIVAL {prival_text!r} is not 0-191 without leading zeros")
     if version != b"1":
         raise Violation(f"VERSION {version!r} is not 1 (section 6.2.2)")
     pos = match.end()
