@@ -301,8 +301,12 @@ def test_walk_every_value_fits_the_compiled_mib(agent_factory: Any, mib: Compile
     # The hard cases are really in what was walked.
     values = dict(plain)
     alarm_text = mib.oid(MODULE, "provsyncAlarmText")
-    for role in ("text300", "text8400"):
+    for role, full in (("text300", TEXT_300), ("text8400", TEXT_8400)):
         assert (*alarm_text, ids[role]) in values, f"no provsyncAlarmText for {role}"
+        # As the MIB says: cut on a character boundary, ending with the marker U+2026.
+        served_text = bytes(values[(*alarm_text, ids[role])].asOctets()).decode()
+        assert served_text.endswith("\u2026"), served_text[-10:]
+        assert full.startswith(served_text[:-1]), role
     severity = mib.oid(MODULE, "provsyncAlarmSeverity")
     served = {int(values[(*severity, ids[s])]) for s in SEVERITIES}
     assert served == {2, 3, 4, 5, 6}, served  # ProvsyncSeverity, RFC 3877's numbering
