@@ -139,9 +139,14 @@ def test_only_this_start_agent_started_names_a_start_kind() -> None:
     ]  # fmt: skip
 
 
+OIDS = MibOids()
+NAMES = {COLD_START: "coldStart", WARM_START: "warmStart",
+         OIDS["provsyncEvent"]: "event", OIDS["provsyncAlarmRaised"]: "raised"}  # fmt: skip
+
+
 def _trap_oids(datagrams: list[bytes]) -> list[str]:
-    """snmpTrapOID.0 of each v2c trap, as pysnmp decodes it; "+N" after the ones that
-    carry N varbinds beyond sysUpTime.0 and snmpTrapOID.0."""
+    """snmpTrapOID.0 of each v2c trap, as pysnmp decodes it (named by NAMES); a start
+    trap carries nothing beyond sysUpTime.0 and snmpTrapOID.0, the others more."""
     pmod = api.PROTOCOL_MODULES[api.SNMP_VERSION_2C]
     found = []
     for data in datagrams:
@@ -149,7 +154,9 @@ def _trap_oids(datagrams: list[bytes]) -> list[str]:
         varbinds = pmod.apiPDU.get_varbinds(pmod.apiMessage.get_pdu(message))
         assert str(varbinds[0][0]) == "1.3.6.1.2.1.1.3.0"
         assert str(varbinds[1][0]) == "1.3.6.1.6.3.1.1.4.1.0"
-        found.append(f"{varbinds[1][1].prettyPrint()}+{len(varbinds) - 2}")
+        name = NAMES[tuple(varbinds[1][1])]
+        assert (len(varbinds) == 2) == name.endswith("Start"), (name, len(varbinds))
+        found.append(name)
     return found
 
 
@@ -168,7 +175,7 @@ async def _deliver_batches(
         {"snmp": {"targets": [{"address": address, "community": "public", **target}]}}
     )
     service = SimpleNamespace(
-        oids=MibOids(), engine_id=ENGINE_ID, boots=7, snmp=settings.snmp, uptime=lambda: 500
+        oids=OIDS, engine_id=ENGINE_ID, boots=7, snmp=settings.snmp, uptime=lambda: 500
     )
     manager = SimpleNamespace(engine=None)
     exporter = SnmpTargetExporter(
@@ -192,10 +199,7 @@ async def _deliver_batches(
     return _trap_oids(datagrams), exporter
 
 
-COLD = ".".join(map(str, COLD_START)) + "+0"
-WARM = ".".join(map(str, WARM_START)) + "+0"
-EVENT = "1.3.6.1.4.1.32473.1.0.4+10"
-RAISED = "1.3.6.1.4.1.32473.1.0.1+11"
+COLD, WARM, EVENT, RAISED = "coldStart", "warmStart", "event", "raised"
 
 
 def test_this_start_sends_the_start_trap_before_its_event_an_older_one_does_not() -> None:
