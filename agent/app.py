@@ -391,6 +391,7 @@ class Agent:
                 agent_log.address,
                 self.settings.syslog.hostname or host,
                 FACILITIES[self.settings.syslog.facility],
+                max_size=self.settings.syslog.udp_max_message_size,
             )
             logger.add(sink, level=agent_log.level, format="{message}")
         async with contextlib.AsyncExitStack() as stack:

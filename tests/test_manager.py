@@ -253,6 +253,28 @@ def test_payload_json_is_what_json_dumps_gives(manager: AlarmManager) -> None:
     odd = {"type_id": "sync-failed", "count": 2, "operator_state": "none", "resolution": None}
     encoded, parsed = manager._payload(odd)
     assert encoded == json.dumps(parsed, separators=(",", ":"))
+    acked = {**odd, "operator_state": "acknowledged", "ack_by": "noc-anna"}
+    encoded, parsed = manager._payload(acked)
+    assert json.loads(encoded)["ack_by"] == "noc-anna"
+    assert "ack_by" not in manager._payload({**acked, "operator_state": "none"})[1]
+
+
+@pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
+def test_a_change_after_an_ack_still_says_who_acknowledged(manager: AlarmManager) -> None:
+    """An acknowledged alarm's later notifications carry ack_by (SNMP provsyncNotifyAckBy)."""
+
+    async def go() -> list[dict[str, object]]:
+        alarm = await manager.raise_alarm("sync-failed", "cm7", severity="minor", text="a")
+        await manager.acknowledge(alarm.alarm["id"], by="noc-anna")
+        await manager.raise_alarm("sync-failed", "cm7", severity="major", text="b")
+        with manager.engine.connect() as conn:
+            rows = conn.execute(select(LOG.c.payload).order_by(LOG.c.seq)).scalars().all()
+        return [json.loads(r) for r in rows]
+
+    payloads = run(go())
+    assert payloads[-1]["operator_state"] == "acknowledged"
+    assert payloads[-1]["ack_by"] == "noc-anna"
+    assert "ack_by" not in payloads[0]
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)

@@ -412,7 +412,7 @@ def test_element_routes_need_the_token(group: SharingGroup) -> None:
 def _element_table(agent: AgentProcess) -> dict[str, dict[str, str]]:
     from tests.netsnmp import run
 
-    table = run("snmptable", "-v2c", "-c", "public", "-Cf", "|",
+    table = run("snmptable", "-v2c", "-c", "public", "-OU", "-Cf", "|",
                 f"127.0.0.1:{agent.snmp_port}", "PROVSYNC-MIB::provsyncElementTable")  # fmt: skip
     assert table.returncode == 0, table.stderr
     rows = [line.split("|") for line in table.stdout.splitlines() if line.count("|") >= 5]

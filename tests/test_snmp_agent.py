@@ -156,7 +156,7 @@ def test_get_answers_current_data_and_exceptions(agent_factory: Any) -> None:
 def test_scalars_count_by_severity(agent_factory: Any) -> None:
     agent = start(agent_factory)
     raise_three(agent)
-    walk = v2c(agent, "snmpwalk", "-OQs", "PROVSYNC-MIB::provsyncAgent")
+    walk = v2c(agent, "snmpwalk", "-OQsU", "PROVSYNC-MIB::provsyncAgent")
     values = dict(line.split(" = ", 1) for line in walk.stdout.splitlines())
     assert values["provsyncActiveAlarms.0"] == "3"
     assert values["provsyncActiveMajor.0"] == "2"

@@ -23,7 +23,7 @@ from agent.alarms.manager import AlarmManager
 from agent.alarms.operations import PurgeOp
 from agent.config import settings_from_dict
 from agent.export.snmp.mibdata import MibData, SystemInfo
-from agent.export.snmp.oids import SYS_UPTIME
+from agent.export.snmp.oids import SYS_DESCR, SYS_SERVICES, SYS_UPTIME
 from agent.export.snmp.service import SnmpService
 from agent.export.snmp.values import SHARING_STATE_NUMBER, SYNC_STATE_NUMBER, counter, gauge
 from agent.sharing import records
@@ -90,8 +90,16 @@ async def running(
 
 
 def walk(data: MibData) -> list[tuple[tuple[int, ...], bytes]]:
-    """Every varbind of the view but sysUpTime (a clock)."""
-    return [(oid, vb) for oid, vb in data.view.iter_from((1, 3)) if oid != SYS_UPTIME]
+    """Every varbind of the view the store decides: PROVSYNC-MIB and the system group
+    but sysUpTime (a clock); the standard regions (counters, engine, sysORTable) are the
+    service's, which a MibData built from the store alone does not have."""
+    root = data.oids.root
+
+    def decided(oid: tuple[int, ...]) -> bool:
+        return oid[: len(root)] == root or (SYS_DESCR[:-2] < oid < (*SYS_SERVICES[:-1], 1)
+                                            and oid != SYS_UPTIME)  # fmt: skip
+
+    return [(oid, vb) for oid, vb in data.view.iter_from((1, 3)) if decided(oid)]
 
 
 def from_store(agent: Agent) -> MibData:

@@ -804,7 +804,10 @@ class AlarmManager:
     def _payload(self, row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """The JSON of what exporters need beyond the columns, and the same as a dict;
         memoized (few distinct, unless the resolution names the resource)."""
-        key = (row["type_id"], row["count"], row["operator_state"], row["resolution"])
+        # Who acknowledged travels with every later notification of the alarm (SNMP's
+        # provsyncNotifyAckBy, syslog), not only with the acknowledgement itself.
+        ack_by = row.get("ack_by") if row["operator_state"] == "acknowledged" else None
+        key = (row["type_id"], row["count"], row["operator_state"], row["resolution"], ack_by)
         cached = self._payloads.get(key)
         if cached is None:
             alarm_type = self.catalog.describe(row["type_id"])
@@ -819,6 +822,8 @@ class AlarmManager:
                 "operator_state": row["operator_state"],
                 "resolution": row["resolution"],
             }
+            if ack_by is not None:
+                parsed["ack_by"] = ack_by
             cached = (self._payload_json(row["type_id"], parsed), parsed)
             if len(self._payloads) > 4096:
                 self._payloads.clear()
@@ -831,7 +836,8 @@ class AlarmManager:
         miss the memo, and json.dumps (a new encoder each call) cost more per raise than
         the rest of its log row."""
         count, state, resolution = parsed["count"], parsed["operator_state"], parsed["resolution"]
-        if type(count) is not int or type(state) is not str or type(resolution) is not str:
+        if (type(count) is not int or type(state) is not str or type(resolution) is not str
+                or "ack_by" in parsed):  # fmt: skip
             return json.dumps(parsed, separators=(",", ":"))
         head = self._payload_heads.get(type_id)
         if head is None:

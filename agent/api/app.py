@@ -373,6 +373,8 @@ def _router() -> APIRouter:
                     "backlog": e.backlog(),
                     "delivered": e.delivered,
                     "failures": e.failures,
+                    # Messages a collector's size limit cannot hold (syslog only): skipped.
+                    "oversized": getattr(e, "oversized", 0),
                     "last_error": e.last_error,
                     "down_for": _rounded(e.down_for()),
                 }

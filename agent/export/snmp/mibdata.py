@@ -74,7 +74,7 @@ _VIEW_FIELDS = ("id", "type_id", "resource", "qualifier", "severity", "text", "c
                 "resolution")  # fmt: skip
 """The ``alarms`` columns a row of the active alarm table is made of."""
 _BY_TYPE = ("provsyncAlarmTypeRef", "provsyncAlarmName", "provsyncAlarmEventType",
-            "provsyncAlarmProbableCause")  # fmt: skip
+            "provsyncAlarmProbableCause", "provsyncAlarmProbableCauseCode")  # fmt: skip
 """Active alarm columns the alarm's type decides: kept once per value, not per row."""
 _SEVERITY_COLUMN = ACTIVE_ALARM_COLUMNS.index("provsyncAlarmSeverity") + 1
 _SEVERITY_OF_CELL = {values.severity(s): s.value for s in Severity}
@@ -204,7 +204,7 @@ class MibData:
 
     def _agent_region(self) -> ScalarRegion:
         oids = self.oids
-        version = values.text(__version__)
+        version = values.text(__version__, values.SHORT_TEXT)  # SIZE (0..64)
         started = values.date_and_time(self.started_at)
         items: list[tuple[tuple[int, ...], Callable[[], bytes]]] = [
             (oids["provsyncAgentVersion"], lambda: version),
