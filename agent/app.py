@@ -1,7 +1,10 @@
 """Agent lifecycle: components start in order and stop in reverse.
 
-Order: store (lock, migrate, key ring) -> alarm manager -> SNMP -> exporters -> sync engine ->
-sharing (identity check, distribution senders) -> agent-started event -> control API.
+Order: store (lock, migrate, key ring) -> alarm manager -> SNMP -> exporters ->
+agent-started event -> sync engine -> sharing (identity check, distribution senders) ->
+control API. The agent-started event (the SNMP targets' coldStart / warmStart) comes
+before anything sync or sharing raise at start, so an NMS that resets its view of the
+agent on coldStart keeps those alarms.
 Stop: agent-stopping event -> control API -> sharing -> sync -> exporters drain -> alarm
 manager -> store. Signal handlers only set an event; shutdown has a timeout.
 """
@@ -400,9 +403,9 @@ class Agent:
             started_at = datetime.now(UTC)
             snmp = await stack.enter_async_context(self._snmp(manager, host, started_at))
             await stack.enter_async_context(self._exporters(manager, host, snmp))
+            await self._started(manager, store, host, snmp)
             sync = await stack.enter_async_context(self._sync(manager))
             sharing = await stack.enter_async_context(self._sharing(manager, sync, store))
-            await self._started(manager, store, host, snmp)
             services = Services(
                 manager=manager,
                 token=token,

@@ -536,6 +536,17 @@ class SyslogSettings(_Section):
     collectors: tuple[SyslogCollector, ...] = ()
     agent_log: AgentLogSyslog = AgentLogSyslog()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _udp_size_default(cls, data: object) -> object:
+        # A site that lowered max_message_size (to stay under its MTU) before the UDP
+        # limit had its own key keeps that lower limit for UDP.
+        if isinstance(data, dict) and "udp_max_message_size" not in data:
+            size = data.get("max_message_size")
+            if type(size) is int and UDP_MIN_MESSAGE <= size < 2048:
+                return {**data, "udp_max_message_size": size}
+        return data
+
     @field_validator("udp_max_message_size")
     @classmethod
     def _udp_size(cls, value: int) -> int:

@@ -487,3 +487,16 @@ def test_udp_message_limit_is_its_own_setting() -> None:
         text = str(info.value)
         assert "syslog.udp_max_message_size: must be from 480" in text
         assert f"(got {bad})" in text
+
+
+def test_a_lowered_max_message_size_still_bounds_udp() -> None:
+    """Configs from before udp_max_message_size kept UDP under their MTU with
+    max_message_size: that lower limit still holds for UDP unless the new key is set."""
+    lowered = settings_from_dict({"syslog": {"max_message_size": 1180}}).syslog
+    assert lowered.udp_max_message_size == 1180
+    both = {"max_message_size": 1180, "udp_max_message_size": 2048}
+    assert settings_from_dict({"syslog": both}).syslog.udp_max_message_size == 2048
+    assert (
+        settings_from_dict({"syslog": {"max_message_size": 4096}}).syslog.udp_max_message_size
+        == 2048
+    )

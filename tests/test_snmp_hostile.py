@@ -523,3 +523,24 @@ def test_a_varbind_must_lie_inside_its_list() -> None:
     pdu = ber.tlv(ber.GET, body + b"\x30\x02" + varbind)
     assert fast.handle(_v2c(b"public", pdu)) is None
     assert fast.counters["parse_errors"] == 1
+
+
+def test_a_refused_set_echoes_the_requests_varbinds_with_their_values() -> None:
+    """RFC 3416 4.2.5: the error Response to a SET carries the variable-bindings as
+    received (values included), as pysnmp's v3 answer does; it used to send NULLs."""
+    value = ber.octets(b"new description")
+    varbinds = ber.sequence(ber.sequence(ber.oid(SYS_DESCR), value))
+    set_pdu = ber.tlv(ber.SET, ber.integer(7) + ber.integer(0) + ber.integer(0) + varbinds)
+    answer = _responder().handle(_v2c(b"public", set_pdu))
+    assert answer is not None
+    _, start, _ = ber.header(answer, 0)
+    _, _, version_end = ber.header(answer, start)
+    _, _, community_end = ber.header(answer, version_end)
+    tag, pdu_start, pdu_end = ber.header(answer, community_end)
+    assert tag == ber.RESPONSE
+    _, _, id_end = ber.header(answer, pdu_start)
+    _, s_start, s_end = ber.header(answer, id_end)
+    assert ber.decode_int(answer, s_start, s_end) == ber.NO_ACCESS
+    _, i_start, i_end = ber.header(answer, s_end)
+    assert ber.decode_int(answer, i_start, i_end) == 1
+    assert answer[i_end:pdu_end] == varbinds

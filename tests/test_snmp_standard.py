@@ -16,7 +16,7 @@ from tests.conftest import AgentProcess
 from tests.netsnmp import run
 from tests.test_snmp_agent import start, v2c, v3
 
-LONG_CONTACT = "é" * 200  # 400 octets of UTF-8: cut to 254 (127 whole characters)
+LONG_CONTACT = "é" * 200 + "x" * 100  # not NVT ASCII, and longer than 255
 COUNTERS = ("snmpInPkts", "snmpInBadVersions", "snmpInBadCommunityNames",
             "snmpInBadCommunityUses", "snmpInASNParseErrs", "snmpSilentDrops", "snmpProxyDrops",
             "snmpUnknownSecurityModels", "snmpInvalidMsgs", "snmpUnknownPDUHandlers",
@@ -69,14 +69,14 @@ def test_standard_objects_agree_over_v2c_and_v3(agent_factory: Any) -> None:
     assert 0 <= int(plain["snmpSetSerialNo.0"]) <= 2**31 - 1
     # sysORTable: one row per capability, all registered at start.
     ids = [plain[f"sysORID.{i}"] for i in range(1, 5)]
-    assert ids == ["provsyncCompliance", "snmpMIB", "snmpFrameworkMIBCompliance",
+    assert ids == ["provsyncCompliance2", "snmpMIB", "snmpFrameworkMIBCompliance",
                    "snmpMPDCompliance"]  # fmt: skip
     assert "sysORID.5" not in plain
     stamps = {plain[f"sysORUpTime.{i}"] for i in range(1, 5)}
     assert stamps == {plain["sysORLastChange.0"]}
-    # DisplayString is at most 255 octets: the contact is cut between two characters.
+    # DisplayString is NVT ASCII of at most 255 octets (RFC 2579): "?" for what is not.
     contact = plain["sysContact.0"].strip('"')
-    assert contact == "é" * 127
+    assert contact == "?" * 200 + "x" * 55
 
 
 def test_values_are_the_engines_and_time_matches_v3_timeliness(agent_factory: Any) -> None:
@@ -196,10 +196,11 @@ def test_the_whole_view_walks_in_order(agent_factory: Any) -> None:
     assert v3_oids == [line.split(" ", 1)[0] for line in walk.stdout.splitlines()]
 
 
-def test_display_string_is_cut_between_characters() -> None:
+def test_display_string_is_nvt_ascii_within_255_octets() -> None:
     assert standard.display_string("a" * 300) == ber.octets(b"a" * 255)
-    assert standard.display_string("€" * 100) == ber.octets("€".encode() * 85)  # 255
-    assert standard.display_string("a" + "€" * 100) == ber.octets(b"a" + "€".encode() * 84)
+    assert standard.display_string("€" * 100) == ber.octets(b"?" * 100)
+    assert standard.display_string("Zürich\track 1") == ber.octets(b"Z?rich?rack 1")
+    assert standard.display_string("a" + "€" * 300) == ber.octets(b"a" + b"?" * 254)
     assert standard.display_string("") == ber.octets(b"")
 
 

@@ -127,11 +127,17 @@ def test_a_message_that_cannot_fit_drops_link_and_type_name_then_is_refused() ->
     assert b'[alarm resource="cm1"' in message
     assert b"x" in message.partition(BOM)[2], "room left for some of the text"
     assert b"link=" in FORMATTER.format(long_link, 2048), "kept where it fits"
+    # A hostile resource and qualifier are shortened, not a reason to skip the alarm.
     hostile = note(resource='"' * 255, qualifier="]" * 255)
-    with pytest.raises(Oversized) as info:
-        FORMATTER.format(hostile, 480)
-    assert "notification 7" in str(info.value)
+    cut = FORMATTER.format(hostile, 480)
+    assert len(cut) <= 480
+    assert ('resource="' + '\\"' * 15 + '\u2026"').encode() in cut
+    assert ('qualifier="' + "\\]" * 15 + '\u2026"').encode() in cut
     assert len(FORMATTER.format(hostile, 2048)) <= 2048
+    # Only a header that cannot fit at all is refused.
+    with pytest.raises(Oversized) as info:
+        Formatter(hostname="h" * 200, pen=32473, procid="1").format(hostile, 480)
+    assert "notification 7" in str(info.value)
 
 
 def test_udp_collectors_get_the_udp_limit(manager: AlarmManager) -> None:
@@ -163,7 +169,8 @@ def test_an_oversized_message_is_skipped_and_counted(manager: AlarmManager) -> N
         await manager.emit_event("test", "before", text="a")
         await manager.raise_alarm("sync-failed", '"' * 255, qualifier="]" * 255)
         await manager.emit_event("test", "after", text="b")
-        formatter = Formatter(hostname="h", pen=32473, procid="1", udp_max_size=480)
+        # A 200-character HOSTNAME leaves room for an event's SD, not for an alarm's.
+        formatter = Formatter(hostname="h" * 200, pen=32473, procid="1", udp_max_size=480)
         collector = SyslogCollector(name="u", transport="udp", address=f"127.0.0.1:{port}")
         exporter = SyslogExporter(
             manager, ExporterSettings(poll_interval=0.05), collector, formatter

@@ -29,7 +29,7 @@ class _Request:
     the PDU is read (an unknown community costs a few header reads, whatever follows)."""
 
     __slots__ = ("community", "error_index", "error_status", "oids", "pdu_start",
-                 "raw_community", "raw_id", "raw_version", "tag", "too_many",
+                 "raw_community", "raw_id", "raw_varbinds", "raw_version", "tag", "too_many",
                  "version")  # fmt: skip
 
     def __init__(self, data: bytes) -> None:
@@ -64,6 +64,7 @@ class _Request:
         tag, l_start, l_end = ber.header(data, i_end)
         if tag != ber.SEQUENCE or l_end > p_end:
             raise ber.BerError("varbind list is not a SEQUENCE")
+        self.raw_varbinds = data[l_start:l_end]
         position = l_start
         while position < l_end:
             if len(self.oids) == MAX_VARBINDS:
@@ -145,7 +146,10 @@ class FastResponder:
         if request.tag == ber.SET:
             self.counters["set_refused"] += 1
             status = ber.NO_SUCH_NAME if request.version == V1 else ber.NO_ACCESS
-            return self._error(request, status, 1)
+            # RFC 3416 4.2.5 (and RFC 1157 4.1.5): an error answer to a SET carries the
+            # request's variable-bindings as received, values included (pysnmp's v3
+            # answer does the same).
+            return self._respond_raw(request, request.raw_varbinds, status, 1)
         self.drops.drop(Drop.UNEXPECTED_PDU, source)
         return None
 
@@ -161,6 +165,9 @@ class FastResponder:
         )
         self.counters["out_responses"] += 1
         return ber.tlv(ber.SEQUENCE, request.raw_version + request.raw_community + pdu)
+
+    def _respond_raw(self, request: _Request, varbinds: bytes, status: int, index: int) -> bytes:
+        return self._respond(request, [varbinds], status, index)
 
     def _error(self, request: _Request, status: int, index: int) -> bytes:
         echoed = [varbind(ber.oid_body(oid), ber.NULL_VALUE) for oid in request.oids]

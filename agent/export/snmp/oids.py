@@ -125,6 +125,8 @@ RELATIVE: dict[str, tuple[int, ...]] = {
     "provsyncElementEntry": (1, 5, 1),
     "provsyncNotifyObjects": (1, 6),
     "provsyncCompliances": (2, 1),
+    "provsyncCompliance": (2, 1, 1),
+    "provsyncCompliance2": (2, 1, 2),
     "provsyncGroups": (2, 2),
     **_numbered((0,), NOTIFICATIONS),
     **_numbered((1, 1), AGENT_SCALARS),

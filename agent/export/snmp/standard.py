@@ -96,11 +96,10 @@ _ENGINE = ("__SNMP-FRAMEWORK-MIB", ("snmpEngineID", "snmpEngineBoots", "snmpEngi
 
 
 def display_string(value: str, limit: int = DISPLAY_STRING_MAX) -> bytes:
-    """An OCTET STRING of at most ``limit`` octets of ``value``'s UTF-8, cut between
-    characters (a cut inside a character would make the rest undecodable)."""
-    raw = value.encode()
-    if len(raw) > limit:
-        raw = raw[:limit].decode(errors="ignore").encode()
+    """An OCTET STRING of at most ``limit`` characters of ``value`` as NVT ASCII (RFC
+    2579 DisplayString): a character outside printable US-ASCII (a configured
+    ``sys_location = "Zürich"``, a tab) is sent as ``?``, so a strict decoder reads it."""
+    raw = "".join(c if " " <= c <= "~" else "?" for c in value[:limit]).encode("ascii")
     return ber.octets(raw)
 
 

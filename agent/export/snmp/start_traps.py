@@ -97,7 +97,10 @@ def config_digest(settings: Settings, host: str, key: bytes, version: str = __ve
         "alarm_types": _plain(settings.alarm_types),
     }
     data = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
-    return hmac.new(key, data.encode(), hashlib.sha256).hexdigest()
+    # A key of its own, derived from the store key: the store key's secret is not used
+    # directly for a second purpose.
+    own_key = hmac.new(key, b"provsync start-config digest", hashlib.sha256).digest()
+    return hmac.new(own_key, data.encode(), hashlib.sha256).hexdigest()
 
 
 def start_kind(previous: str | None, current: str) -> StartKind:

@@ -90,6 +90,13 @@ def trend(note: Notification) -> str | None:
     return "lessSevere"
 
 
+def _cut(value: str, limit: int | None) -> str:
+    """``value`` at most ``limit`` characters, the last one "…" when it was longer."""
+    if limit is None or len(value) <= limit:
+        return value
+    return value[: limit - 1] + "\u2026"
+
+
 class Formatter:
     """Turns notifications into RFC 5424 messages for one agent.
 
@@ -127,9 +134,13 @@ class Formatter:
     def priority(self, severity: str) -> int:
         return self.facility * 8 + int(Severity(severity).syslog)
 
-    def structured_data(self, note: Notification, *, whole: bool = True) -> str:
+    def structured_data(
+        self, note: Notification, *, whole: bool = True, cut: int | None = None
+    ) -> str:
         """``[alarm ...]`` (alarms only), ``[meta ...]`` and the private element;
-        ``whole=False``: the private element without ``link`` and ``typeName``."""
+        ``whole=False``: the private element without ``link`` and ``typeName``;
+        ``cut``: the resource and the qualifier at most that many characters (the
+        last one "…")."""
         # f-strings rather than a list of parts: this runs for every message sent.
         payload = note.payload
         cause = payload.get("probable_cause", "other")
@@ -140,7 +151,7 @@ class Formatter:
             cause = "other"
         if event_type not in EVENT_TYPES:
             event_type = "other"
-        resource = sd_value(note.resource)
+        resource = sd_value(_cut(note.resource, cut))
         seq = note.seq
         if seq > SEQUENCE_ID_MAX:
             sd = f'[meta sequenceId="{sequence_id(seq)}"]{self._private} seq="{seq}"'
@@ -165,7 +176,7 @@ class Formatter:
             # An event has no alarm element: its X.733 fields and severity live here.
             sd += f' eventType="{event_type}" probableCause="{cause}" severity="{note.severity}"'
         if note.qualifier:
-            sd += f' qualifier="{sd_value(note.qualifier)}"'
+            sd += f' qualifier="{sd_value(_cut(note.qualifier, cut))}"'
         if note.raise_seq:
             sd += f' raiseSeq="{note.raise_seq}"'
         if alarm:
@@ -198,8 +209,14 @@ class Formatter:
             msgid = "HEARTBEAT"
         start = f"{self._pri[note.severity]}{self._timestamp(note.at)}{self._fields}{msgid} "
         head = (start + self.structured_data(note)).encode()
-        if len(head) > limit:
-            head = (start + self.structured_data(note, whole=False)).encode()
+        # Past the limit: drop what the catalog has (link, typeName), then shorten the
+        # resource and qualifier (a hostile or long name must not keep its alarms off a
+        # collector); only a header that cannot fit at all skips the message.
+        for cut in (None, 64, 16):
+            if len(head) <= limit:
+                break
+            head = (start + self.structured_data(note, whole=False, cut=cut)).encode()
+        else:
             if len(head) > limit:
                 raise Oversized(
                     f"notification {note.seq}: header and structured data take {len(head)} "
