@@ -1,30 +1,54 @@
 """The exceptions provsync raises.
 
 Library exceptions are translated at the boundary (``raise ... from exc``); only the CLI
-turns these into messages and exit codes, and the control API into HTTP statuses.
+turns these into messages and exit codes, and the control API into HTTP statuses
+(``agent.api.app``: any ProvsyncError it does not map is 503, the store could not do it).
+Every error a caller may see is defined here, so that one import names them all and no
+layer imports another's module only for an exception class.
 
 ::
 
     ProvsyncError
-     +-- ConfigError            bad configuration file, key or value
-     +-- StoreError             the store cannot be opened, migrated or written
-     |    +-- StoreLockedError  another agent owns this store
-     |    +-- StoreFencedError  this agent lost the store's lock: no writes until it is back
-     |    +-- StoreKeyError     the store key file is missing, wrong or unwritable
-     +-- OverloadedError        too many writes wait for the store's writer (retry later)
-     +-- AlarmError             a request the alarm manager refuses
-     |    +-- UnknownAlarmType  no such type in the catalog or the site's config
-     |    +-- AlarmNotFound     no such alarm (id or key)
-     |    +-- InvalidRequest    the request is well formed but not allowed
-     +-- ExportError            an exporter could not deliver (retried)
- +-- ConnectorError         talking to a network element failed
- |    +-- AuthError         the element refused the credentials
- |    |    +-- AuthMissing  ... because none were given
- |    |    +-- AuthIncorrect ... because they are wrong
- |    +-- ElementUnreachable no answer (after retries)
- |    +-- CursorGone        the change log no longer reaches the cursor, or the epoch changed
- |    +-- UpdateRejected    the element rejected a shared update (with its reason)
-     +-- AgentUnavailable       the CLI could not reach the control API
+     +-- ConfigError             bad configuration file, key or value
+     +-- StoreError              the store cannot be opened, migrated or written
+     |    +-- StoreLockedError   another agent owns this store
+     |    +-- StoreFencedError   this agent lost the store's lock: no writes until it is back
+     |    +-- StoreKeyError      the store key file is missing, wrong or unwritable
+     +-- OverloadedError         too many writes wait for the store's writer (retry later)
+     +-- AlarmError              a request the alarm manager refuses
+     |    +-- UnknownAlarmType   no such type in the catalog or the site's config
+     |    +-- AlarmNotFound      no such alarm (id or key)
+     |    +-- InvalidRequest     the request is well formed but not allowed
+     +-- ElementNotFound         no element with that name (HTTP 404)
+     +-- JobNotFound             no sync job with that id (HTTP 404)
+     +-- SyncStopped             an incremental sync that must not go on (init-sync-required)
+     +-- ObjectNotFound          no shared object with that class and key (HTTP 404)
+     +-- SharingError            a sharing operation refused in the current state (HTTP 409)
+     +-- ExportError             an exporter could not deliver (retried)
+     |    +-- SendError          a trap sender's socket failed after some datagrams went out
+     +-- Oversized               a syslog message cannot fit its collector (skipped)
+     +-- ConnectorError          talking to a network element failed
+     |    +-- AuthError          the element refused the credentials
+     |    |    +-- AuthMissing   ... because none were given
+     |    |    +-- AuthIncorrect ... because they are wrong
+     |    +-- ElementUnreachable no answer (after retries)
+     |    +-- CursorGone         the change log no longer reaches the cursor, or the epoch changed
+     |    +-- UpdateRejected     the element rejected a shared update (with its reason)
+     |    +-- MalformedAnswer    the element answered, but not as its API says
+     +-- SimulatorError          the simulated element refuses a request (with an HTTP status)
+     +-- AgentUnavailable        the CLI could not reach the control API
+     +-- ApiError                the control API answered the CLI with an error status
+
+Not here, on purpose: signals that never leave the module that raises them, so no caller
+can see them.
+
+- ``agent.sync.engine.Escalate``: an incremental sync that must become an initialization;
+  the engine catches it around the incremental sync and runs the initialization instead.
+  It is a decision, not a failure, hence not a ProvsyncError.
+- ``agent.export.snmp.ber.BerError`` and ``agent.export.snmp.screen.Refused`` (a
+  BerError): an incoming SNMP message is not the BER expected, or is one RFC 3412 7.2
+  discards with a counter of its own. They are ValueError subclasses because they come
+  from decoding; the SNMP package catches them, counts the message and drops it.
 """
 
 from __future__ import annotations
@@ -78,8 +102,47 @@ class InvalidRequest(AlarmError):
     """The request is well formed but not allowed (for example raising an event type)."""
 
 
+class ElementNotFound(ProvsyncError):
+    """No element with that name (nor one that calls itself so); HTTP 404."""
+
+
+class JobNotFound(ProvsyncError):
+    """No sync job with that id; HTTP 404."""
+
+
+class SyncStopped(ProvsyncError):
+    """An incremental sync that must not go on; the message says why.
+
+    The element's state becomes init-required: only an initialization sync can go on.
+    """
+
+
+class ObjectNotFound(ProvsyncError):
+    """No shared object with that class and key (HTTP 404)."""
+
+
+class SharingError(ProvsyncError):
+    """A sharing operation refused in the current state (HTTP 409): the message says why."""
+
+
 class ExportError(ProvsyncError):
     """An exporter failed to deliver; the exporter retries from its cursor."""
+
+
+class SendError(ExportError):
+    """A trap sender stopped at ``messages[sent]``: the ones before it went out."""
+
+    def __init__(self, message: str, sent: int) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+class Oversized(ProvsyncError):
+    """The header and structured data of a syslog message alone exceed the collector's
+    limit.
+
+    Not an ExportError: sending it again cannot help, so the exporter skips the message.
+    """
 
 
 class ConnectorError(ProvsyncError):
@@ -113,13 +176,31 @@ class UpdateRejected(ConnectorError):
     """The element rejected a shared update; the message is its reason."""
 
 
-class ObjectNotFound(ProvsyncError):
-    """No shared object with that class and key (HTTP 404)."""
+class MalformedAnswer(ConnectorError):
+    """The element answered with success, but the body is not what its API promises
+    (not JSON, a field missing or of the wrong type); the message names the request."""
 
 
-class SharingError(ProvsyncError):
-    """A sharing operation refused in the current state (HTTP 409): the message says why."""
+class SimulatorError(ProvsyncError):
+    """A request the simulated element (``provsync simulate``) refuses.
+
+    ``status`` is the HTTP status to answer and ``error`` the Element API error code; the
+    simulator's exception handler turns it into that answer.
+    """
+
+    def __init__(self, status: int, error: str, message: str = "") -> None:
+        super().__init__(message or error)
+        self.status = status
+        self.error = error
 
 
 class AgentUnavailable(ProvsyncError):
     """The control API did not answer."""
+
+
+class ApiError(ProvsyncError):
+    """The control API answered the CLI with an error status (``status``)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status

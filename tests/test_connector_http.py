@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from agent.connectors.http import HttpConnector
 from agent.connectors.registry import load
-from agent.errors import ConfigError, ConnectorError, ElementUnreachable
+from agent.errors import ConfigError, ConnectorError, ElementUnreachable, MalformedAnswer
 from tests.conftest import free_port
 from tests.connector_conformance import ConnectorConformance
 from tests.simulated import SimulatedElement
@@ -112,3 +114,129 @@ def test_an_element_trickling_its_answer_times_out() -> None:
 
     # Two attempts of 0.3 s and the backoff; without the bound, wait_for's 10 s ran out.
     assert asyncio.run(scenario()) < 3
+
+
+GOOD_INFO = {
+    "element_id": "cs-1",
+    "type": "call-server",
+    "software_version": "2.1",
+    "epoch": "e1",
+    "classes": ["user"],
+    "last_seq": 4,
+    "counts": {"user": 3},
+}
+GOOD_CHANGE = {
+    "seq": 5,
+    "time": "2026-01-02T03:04:05Z",
+    "user": "admin",
+    "op": "update",
+    "class": "user",
+    "key": "u1",
+    "data": {"name": "Ada"},
+}
+
+
+def _answering(content: bytes) -> HttpConnector:
+    """A connector whose element answers every request with 200 and these bytes."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=content, headers={"Content-Type": "application/json"})
+
+    return HttpConnector("http://element.test", None, transport=httpx.MockTransport(handler))
+
+
+def _json(body: object) -> bytes:
+    return json.dumps(body).encode()
+
+
+@pytest.mark.parametrize(
+    ("call", "content", "message"),
+    [
+        ("info", b"<html>busy</html>", r"answered GET /info with a body that is not JSON"),
+        ("info", _json(["cs-1"]), r"answered GET /info with JSON that is not an object"),
+        (
+            "info",
+            _json({k: v for k, v in GOOD_INFO.items() if k != "epoch"}),
+            r"answered GET /info with no field 'epoch'",
+        ),
+        ("info", _json({**GOOD_INFO, "last_seq": "four"}), r"GET /info with a malformed answer"),
+        ("info", _json({**GOOD_INFO, "counts": [1, 2]}), r"GET /info with a malformed answer"),
+        (
+            "objects",
+            _json({"snapshot": "s", "objects": [{"key": "u1"}], "next": None}),
+            r"answered GET /objects/user with no field 'data'",
+        ),
+        (
+            "objects",
+            _json({"snapshot": "s", "objects": [{"key": "u1", "data": 7}]}),
+            r"GET /objects/user with a malformed answer",
+        ),
+        (
+            "objects",
+            _json({"snapshot": "s", "objects": ["u1"]}),
+            r"GET /objects/user with a malformed answer",
+        ),
+        (
+            "changes",
+            _json({"epoch": "e1", "changes": [GOOD_CHANGE]}),
+            r"answered GET /changes with no field 'last_seq'",
+        ),
+        (
+            "changes",
+            _json(
+                {"epoch": "e1", "last_seq": 5, "changes": [{**GOOD_CHANGE, "time": "yesterday"}]}
+            ),
+            r"GET /changes with a malformed answer: .*yesterday",
+        ),
+        (
+            "changes",
+            _json({"epoch": "e1", "last_seq": 5, "changes": [{**GOOD_CHANGE, "data": ["Ada"]}]}),
+            r"GET /changes with a malformed answer: a change's data is list",
+        ),
+        ("apply", _json({"status": "accepted"}), r"answered POST /updates with no field 'seq'"),
+        ("apply", _json({"seq": "next"}), r"POST /updates with a malformed answer"),
+    ],
+)
+def test_a_malformed_answer_is_the_contracts_error(call: str, content: bytes, message: str) -> None:
+    """KeyError, TypeError and ValueError of reading a success answer do not escape the
+    contract: the engine gets a ConnectorError (MalformedAnswer) naming the request."""
+
+    async def scenario() -> None:
+        async with _answering(content) as connector:
+            requests: dict[str, Callable[[], Awaitable[object]]] = {
+                "info": connector.info,
+                "objects": lambda: connector.objects("user"),
+                "changes": lambda: connector.changes(0, epoch=None),
+                "apply": lambda: connector.apply("user", "u1", "update", {}, user="hub"),
+            }
+            with pytest.raises(MalformedAnswer, match=message) as info:
+                await requests[call]()
+            assert isinstance(info.value, ConnectorError)
+            assert "element at http://element.test answered" in str(info.value)
+            assert info.value.__cause__ is None  # no KeyError chained into the sync's log
+
+    asyncio.run(scenario())
+
+
+def test_well_formed_answers_still_decode() -> None:
+    """The same decoding, fed what Element API v1 promises, returns the contract's models."""
+
+    async def scenario() -> None:
+        async with _answering(_json(GOOD_INFO)) as connector:
+            info = await connector.info()
+            assert (info.element_id, info.epoch, info.last_seq) == ("cs-1", "e1", 4)
+            assert info.counts == {"user": 3}
+        page = {
+            "epoch": "e1",
+            "last_seq": 5,
+            "changes": [GOOD_CHANGE, {**GOOD_CHANGE, "seq": 6, "op": "delete", "data": None}],
+        }
+        async with _answering(_json(page)) as connector:
+            changes = await connector.changes(4, epoch="e1")
+            assert [(c.seq, c.op, c.data) for c in changes.changes] == [
+                (5, "update", {"name": "Ada"}),
+                (6, "delete", None),
+            ]
+            assert changes.changes[0].time.utcoffset() is not None
+
+    asyncio.run(scenario())

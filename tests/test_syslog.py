@@ -16,10 +16,11 @@ from loguru import logger
 from agent.alarms.manager import AlarmManager
 from agent.alarms.records import Notification, NotificationKind
 from agent.config import ExporterSettings, SyslogCollector
+from agent.errors import Oversized
 from agent.export.syslog.exporter import SyslogExporter
 from agent.export.syslog.relp import frame as relp_frame
 from agent.export.syslog.relp import read_frame
-from agent.export.syslog.rfc5424 import BOM, Formatter, Oversized, sd_value
+from agent.export.syslog.rfc5424 import BOM, Formatter, sd_value
 from tests.conftest import AgentProcess, free_port
 from tests.rsyslog import Rsyslog
 

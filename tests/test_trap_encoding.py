@@ -21,12 +21,12 @@ from pysnmp.proto import api
 
 from agent.alarms.records import Notification, NotificationKind
 from agent.config import SnmpUser, settings_from_dict
-from agent.errors import ExportError
+from agent.errors import ExportError, SendError
 from agent.export.snmp import ber
 from agent.export.snmp.notify import Var, VarbindEncoder, notification_vars, v2c_message
 from agent.export.snmp.oids import NOTIFY_OBJECTS, MibOids
 from agent.export.snmp.targets import CHUNK, Pace, TrapPath
-from agent.export.snmp.v2c import SendError, V2cSender
+from agent.export.snmp.v2c import V2cSender
 from agent.export.snmp.v3trap import FLAG_AUTH, FLAG_PRIV, MAX_SIZE, V3TrapEncoder
 from tests import mib_syntax
 

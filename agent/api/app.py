@@ -51,7 +51,9 @@ from agent.api.sync_routes import sync_router
 from agent.errors import (
     AlarmNotFound,
     ConfigError,
+    ElementNotFound,
     InvalidRequest,
+    JobNotFound,
     ObjectNotFound,
     OverloadedError,
     ProvsyncError,
@@ -60,7 +62,6 @@ from agent.errors import (
 )
 from agent.export.base import Exporter
 from agent.store.outage import ThrottledLog, is_store_outage
-from agent.sync.registry import ElementNotFound
 
 
 @dataclass
@@ -491,6 +492,7 @@ _STATUS_OF: tuple[tuple[type[ProvsyncError], int], ...] = (
     (UnknownAlarmType, 400),
     (AlarmNotFound, 404),
     (ElementNotFound, 404),
+    (JobNotFound, 404),
     (InvalidRequest, 400),
     (ConfigError, 400),
     (SharingError, 409),

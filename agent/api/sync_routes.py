@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.api.schemas import RowId
 from agent.connectors.base import Credentials
-from agent.errors import AlarmNotFound, ProvsyncError
+from agent.errors import JobNotFound, ProvsyncError
 from agent.sync import registry
 
 MAX_INTERVAL = 366 * 86400
@@ -153,7 +153,7 @@ def sync_router(authorize: Any) -> APIRouter:
     async def job(sync: EngineDep, job_id: RowId) -> dict[str, Any]:
         row = await asyncio.to_thread(registry.get_job, sync.db, job_id)
         if row is None:
-            raise AlarmNotFound(f"no job with id {job_id}")
+            raise JobNotFound(f"no job with id {job_id}")
         return registry.job_json(row)
 
     return router

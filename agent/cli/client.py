@@ -7,15 +7,7 @@ from typing import Any
 import httpx
 
 from agent.config import Settings, parse_address, read_token_file
-from agent.errors import AgentUnavailable, ProvsyncError
-
-
-class ApiError(ProvsyncError):
-    """The agent answered with an error status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+from agent.errors import AgentUnavailable, ApiError
 
 
 def api_url_for(settings: Settings) -> str:

@@ -11,9 +11,9 @@ import httpx
 import typer
 
 from agent.cli import output
-from agent.cli.client import ApiError, Client, api_url_for, token_for
+from agent.cli.client import Client, api_url_for, token_for
 from agent.config import Settings, find_config, load_settings
-from agent.errors import ProvsyncError
+from agent.errors import ApiError, ProvsyncError
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 NoteOpt = Annotated[str | None, typer.Option("--note", "-n", help="Operator note.")]

@@ -4,11 +4,17 @@ Transport errors (no connection, timeouts) are retried with exponential backoff;
 answer, even a 5xx, is not retried: it becomes the contract's error at once. Each attempt
 is bounded as a whole by ``timeout`` (httpx bounds each phase, connect, every read, on its
 own: an element trickling its answer would otherwise hold a sync for ever).
+
+A success answer that is not what Element API v1 promises (not a JSON object, a field
+missing or of the wrong type) is :class:`~agent.errors.MalformedAnswer`, a ConnectorError:
+the engine sees only the contract's errors, never the KeyError or ValueError of reading it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -30,8 +36,19 @@ from agent.errors import (
     ConnectorError,
     CursorGone,
     ElementUnreachable,
+    MalformedAnswer,
     UpdateRejected,
 )
+
+_NOT_JSON: Any = object()
+"""The body of an answer that is not JSON (an error answer's text is then its message)."""
+
+
+def _data_or_none(data: Any) -> dict[str, Any] | None:
+    """A change's data: an object, or null for a delete (TypeError for anything else)."""
+    if data is None or type(data) is dict:
+        return data
+    raise TypeError(f"a change's data is {type(data).__name__}, not an object or null")
 
 
 class HttpConnector(Connector):
@@ -61,6 +78,7 @@ class HttpConnector(Connector):
         await self._client.aclose()
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The decoded body of a success answer; the contract's error for anything else."""
         delay = self.backoff
         last: str = ""
         for attempt in range(self.retries + 1):
@@ -82,7 +100,7 @@ class HttpConnector(Connector):
         try:
             body = response.json()
         except ValueError:
-            body = {}
+            body = _NOT_JSON
         error = body.get("error") if isinstance(body, dict) else None
         if response.status_code == 401:
             if error == "credentials-required":
@@ -102,17 +120,37 @@ class HttpConnector(Connector):
             raise refused
         return body
 
+    @contextlib.contextmanager
+    def _reading(self, request: str, body: Any) -> Iterator[dict[str, Any]]:
+        """``body`` as a JSON object; what goes wrong reading it is MalformedAnswer.
+
+        Reading an answer field by field raises KeyError, TypeError, ValueError or
+        AttributeError when the element sends something else; those belong to no contract.
+        """
+        where = f"element at {self.address} answered {request} with"
+        if body is _NOT_JSON:
+            raise MalformedAnswer(f"{where} a body that is not JSON")
+        if not isinstance(body, dict):
+            raise MalformedAnswer(f"{where} JSON that is not an object")
+        try:
+            yield body
+        except KeyError as exc:
+            raise MalformedAnswer(f"{where} no field {exc}") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise MalformedAnswer(f"{where} a malformed answer: {exc}") from None
+
     async def info(self) -> ElementInfo:
-        body = await self._request("GET", "/info")
-        return ElementInfo(
-            element_id=str(body["element_id"]),
-            type=str(body["type"]),
-            software_version=str(body["software_version"]),
-            epoch=str(body["epoch"]),
-            classes=tuple(body.get("classes", ())),
-            last_seq=int(body.get("last_seq", 0)),
-            counts={str(k): int(v) for k, v in (body.get("counts") or {}).items()},
-        )
+        answer = await self._request("GET", "/info")
+        with self._reading("GET /info", answer) as body:
+            return ElementInfo(
+                element_id=str(body["element_id"]),
+                type=str(body["type"]),
+                software_version=str(body["software_version"]),
+                epoch=str(body["epoch"]),
+                classes=tuple(body.get("classes", ())),
+                last_seq=int(body.get("last_seq", 0)),
+                counts={str(k): int(v) for k, v in (body.get("counts") or {}).items()},
+            )
 
     async def objects(
         self, cls: str, *, after: str | None = None, snapshot: str | None = None,
@@ -123,39 +161,41 @@ class HttpConnector(Connector):
             params["after"] = after
         if snapshot is not None:
             params["snapshot"] = snapshot
-        body = await self._request("GET", f"/objects/{cls}", params=params)
-        return ObjectPage(
-            snapshot=str(body["snapshot"]),
-            # A decoded object is a dict already: copying it (100,000 of them in an
-            # initialization) bought nothing.
-            objects=tuple(
-                ObjectRecord(str(o["key"]), d if type(d := o["data"]) is dict else dict(d))
-                for o in body["objects"]
-            ),
-            next=body.get("next"),
-        )
+        answer = await self._request("GET", f"/objects/{cls}", params=params)
+        with self._reading(f"GET /objects/{cls}", answer) as body:
+            return ObjectPage(
+                snapshot=str(body["snapshot"]),
+                # A decoded object is a dict already: copying it (100,000 of them in an
+                # initialization) bought nothing.
+                objects=tuple(
+                    ObjectRecord(str(o["key"]), d if type(d := o["data"]) is dict else dict(d))
+                    for o in body["objects"]
+                ),
+                next=body.get("next"),
+            )
 
     async def changes(self, after: int, *, epoch: str | None, limit: int = 1000) -> ChangePage:
         params: dict[str, Any] = {"after": after, "limit": limit}
         if epoch is not None:
             params["epoch"] = epoch
-        body = await self._request("GET", "/changes", params=params)
-        return ChangePage(
-            epoch=str(body["epoch"]),
-            changes=tuple(
-                ChangeRecord(
-                    seq=int(c["seq"]),
-                    time=datetime.fromisoformat(str(c["time"]).replace("Z", "+00:00")),
-                    user=str(c["user"]),
-                    op=str(c["op"]),
-                    cls=str(c["class"]),
-                    key=str(c["key"]),
-                    data=c.get("data"),
-                )
-                for c in body["changes"]
-            ),
-            last_seq=int(body["last_seq"]),
-        )
+        answer = await self._request("GET", "/changes", params=params)
+        with self._reading("GET /changes", answer) as body:
+            return ChangePage(
+                epoch=str(body["epoch"]),
+                changes=tuple(
+                    ChangeRecord(
+                        seq=int(c["seq"]),
+                        time=datetime.fromisoformat(str(c["time"]).replace("Z", "+00:00")),
+                        user=str(c["user"]),
+                        op=str(c["op"]),
+                        cls=str(c["class"]),
+                        key=str(c["key"]),
+                        data=_data_or_none(c.get("data")),
+                    )
+                    for c in body["changes"]
+                ),
+                last_seq=int(body["last_seq"]),
+            )
 
     async def apply(
         self, cls: str, key: str, op: str, data: dict[str, Any] | None, *, user: str
@@ -174,7 +214,8 @@ class HttpConnector(Connector):
             if 400 <= exc.status < 500:
                 raise UpdateRejected(str(exc)) from None
             raise
-        return int(body["seq"])
+        with self._reading("POST /updates", body) as answer:
+            return int(answer["seq"])
 
     async def register_device_data(self) -> None:
         await self._request("POST", "/device-data", json={"enabled": True})

@@ -14,7 +14,8 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent import __version__
-from agent.simulator.state import CLASSES, ElementState, RejectRule, SimulatorError
+from agent.errors import SimulatorError
+from agent.simulator.state import CLASSES, ElementState, RejectRule
 
 _basic = HTTPBasic(auto_error=False)
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from agent.errors import SimulatorError
+
 INCREMENTAL_CLASSES = ("user", "station", "directory-number", "group", "mailbox")
 FULL_SYNC_CLASSES = ("system-parameter", "dial-plan", "cabinet", "board")
 CLASSES = INCREMENTAL_CLASSES + FULL_SYNC_CLASSES
@@ -34,15 +36,6 @@ FIRST_NAMES = (
 )
 LAST_NAMES = ("Lovelace", "Turing", "Hopper", "Dijkstra", "Liskov", "Knuth", "Perlman",
               "Thompson", "Allen", "Ritchie", "Hamilton", "McCarthy", "Wilson", "Cerf")  # fmt: skip
-
-
-class SimulatorError(Exception):
-    """A request the simulated element refuses; ``status`` is the HTTP status to answer."""
-
-    def __init__(self, status: int, error: str, message: str = "") -> None:
-        super().__init__(message or error)
-        self.status = status
-        self.error = error
 
 
 @dataclass

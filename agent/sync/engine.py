@@ -41,6 +41,7 @@ from agent.errors import (
     ElementUnreachable,
     InvalidRequest,
     ProvsyncError,
+    SyncStopped,
 )
 from agent.store.encryption import KeyRing
 from agent.store.outage import ThrottledLog, is_store_outage
@@ -137,11 +138,13 @@ def auth_alarm(exc: BaseException, address: str) -> tuple[str, str] | None:
     return None
 
 
-class SyncStopped(ProvsyncError):
-    """An incremental sync that must not go on; the message says why."""
-
-
 class Escalate(Exception):
+    """An incremental sync that must become an initialization (``reason``: why).
+
+    Internal to this module, raised and caught within one job, so not a ProvsyncError
+    (agent.errors says why it is not there).
+    """
+
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason

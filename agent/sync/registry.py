@@ -11,15 +11,11 @@ from sqlalchemy.exc import IntegrityError
 
 from agent.alarms.records import iso
 from agent.connectors.base import Credentials
-from agent.errors import InvalidRequest, ProvsyncError
+from agent.errors import ElementNotFound, InvalidRequest
 from agent.store.encryption import KeyRing
 from agent.store.models import CREDENTIALS, ELEMENTS, JOBS, OBJECTS
 
 ELEMENT_TYPES = ("call-server", "small-office", "messaging")
-
-
-class ElementNotFound(ProvsyncError):
-    """No element with that name."""
 
 
 def now() -> datetime:

@@ -29,7 +29,7 @@ from pysnmp.proto import rfc1902
 from agent.alarms.manager import AlarmManager
 from agent.alarms.records import Notification
 from agent.config import ExporterSettings, SnmpTarget, SnmpUser, parse_address
-from agent.errors import ExportError
+from agent.errors import ExportError, SendError
 from agent.export.base import Exporter
 from agent.export.snmp import ber
 from agent.export.snmp.inform_bounds import v2c_inform_wait, v3_inform_deadline
@@ -39,7 +39,7 @@ from agent.export.snmp.oids import MibOids
 from agent.export.snmp.pysnmp_state import abandon_informs, forget_peer, keep_timer_running
 from agent.export.snmp.service import SnmpService
 from agent.export.snmp.start_traps import StartKind, ThisStart, start_vars
-from agent.export.snmp.v2c import SendError, V2cSender
+from agent.export.snmp.v2c import V2cSender
 from agent.export.snmp.v3trap import V3TrapEncoder
 
 CLIENT_DOMAIN = (*udp.DOMAIN_NAME, 1000)

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from loguru import logger
 
 from agent.config import parse_address
-from agent.errors import ExportError
+from agent.errors import ExportError, SendError
 from agent.export.snmp import ber
 from agent.export.snmp.notify import response_request_id
 
@@ -42,14 +42,6 @@ MAX_REFUSED = 16
 reports an earlier datagram, so more than a few means the peer refuses everything."""
 READS_PER_WAKE = 16
 """Datagrams read per readable event: the loop is not monopolised by a flood."""
-
-
-class SendError(ExportError):
-    """Sending stopped at ``messages[sent]``: the ones before it went out."""
-
-    def __init__(self, message: str, sent: int) -> None:
-        super().__init__(message)
-        self.sent = sent
 
 
 class V2cSender:

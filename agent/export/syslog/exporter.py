@@ -11,10 +11,11 @@ from loguru import logger
 from agent.alarms.manager import AlarmManager
 from agent.alarms.records import Notification
 from agent.config import ExporterSettings, Settings, SyslogCollector
+from agent.errors import Oversized
 from agent.export.base import Exporter
 from agent.export.snmp.notify import kind_of
 from agent.export.syslog.relp import RelpTransport
-from agent.export.syslog.rfc5424 import FACILITIES, Formatter, Oversized
+from agent.export.syslog.rfc5424 import FACILITIES, Formatter
 from agent.export.syslog.transports import StreamTransport, Transport, UdpTransport, tls_context
 
 

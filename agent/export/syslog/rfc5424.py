@@ -26,7 +26,7 @@ from agent.alarms.catalog import EventType
 from agent.alarms.probable_cause import PROBABLE_CAUSES
 from agent.alarms.records import Notification, NotificationKind
 from agent.alarms.severity import Severity
-from agent.errors import ProvsyncError
+from agent.errors import Oversized
 
 FACILITIES = {
     "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6,
@@ -48,13 +48,6 @@ BOM = b"\xef\xbb\xbf"
 NIL = "-"
 SEQUENCE_ID_MAX = 2_147_483_647
 """RFC 5424 section 7.3.1: sequenceId runs from 1 to 2147483647, then starts at 1 again."""
-
-
-class Oversized(ProvsyncError):
-    """The header and structured data of a message alone exceed the collector's limit.
-
-    Not an ExportError: sending it again cannot help, so the exporter skips the message.
-    """
 
 
 def sequence_id(seq: int) -> int:
