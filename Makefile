@@ -1,4 +1,6 @@
 # The two commands of the README: `make run` and `make test`.
+# lint-imports checks the layer contract of pyproject.toml ([tool.importlinter]); no cache
+# directory is left in the checkout (the check takes well under a second).
 VENV ?= .venv
 CONFIG ?= etc/provsync.toml
 BIN := $(VENV)/bin
@@ -14,6 +16,7 @@ test:
 	$(BIN)/ruff check agent tests bench
 	$(BIN)/ruff format --check agent tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest
 
 lint:
@@ -21,6 +24,7 @@ lint:
 	$(BIN)/ruff check agent tests bench
 	$(BIN)/ruff format --check agent tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 # Every bench runs and prints its figures even when an earlier one misses a target;
 # the exit status says whether all targets were met.

@@ -45,7 +45,8 @@ from agent.export.snmp.targets import SnmpTargetExporter
 from agent.export.syslog.agentlog import SyslogSink
 from agent.export.syslog.exporter import SyslogExporter, make_formatter
 from agent.export.syslog.rfc5424 import FACILITIES
-from agent.file_modes import PRIVATE_UMASK, agent_files, secure_data_dir
+from agent.file_modes import PRIVATE_UMASK, secure_data_dir
+from agent.kept_files import agent_files
 from agent.listen import bind_socket
 from agent.sharing.service import SharingService
 from agent.store.database import Store, redact_url

@@ -8,11 +8,13 @@ and what was expected; the CLI turns that into exit status 2.
 from __future__ import annotations
 
 import difflib
-import math
+import itertools
 import os
 import re
 import secrets
 import tomllib
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -34,38 +36,17 @@ from pydantic import (
 from agent.alarms.catalog import BUILTIN_TYPES, EventType, Kind
 from agent.alarms.probable_cause import PROBABLE_CAUSES
 from agent.alarms.severity import Severity
+from agent.durations import format_duration, parse_duration
 from agent.errors import ConfigError
+from agent.inform_bounds import MAX_INFORM_WAIT, v2c_inform_wait, v3_inform_deadline
+from agent.oids import check_enterprise_root, parse_oid
 
 ENV_CONFIG = "PROVSYNC_CONFIG"
 ENV_DATA_DIR = "PROVSYNC_DATA_DIR"
 SEARCH_PATHS = (Path("etc/provsync.toml"), Path("/etc/provsync/provsync.toml"))
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-DURATION_MAX = 3650 * 86400.0
-"""No duration anywhere may be longer (ten years): past it timers overflow or never fire."""
 CONFIG_MAX_BYTES = 1 << 20
 """A configuration file larger than this is refused before it is parsed."""
-
-
-def parse_duration(value: Any) -> float:
-    """``"90s"``, ``"5m"``, ``"24h"``, ``"7d"`` or a number of seconds -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as '30s', '5m' or '24h'")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    else:
-        raise ValueError(f"expected a duration such as '30s', '5m' or '24h', got {value!r}")
-    # TOML has nan and inf floats; either would make a timer fire at once or never.
-    if not math.isfinite(seconds):
-        raise ValueError("a duration must be a finite number of seconds")
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    if seconds > DURATION_MAX:
-        raise ValueError(f"a duration cannot be longer than {format_duration(DURATION_MAX)}")
-    return seconds
 
 
 def parse_address(value: str, default_port: int | None = None) -> tuple[str, int]:
@@ -83,13 +64,6 @@ def parse_address(value: str, default_port: int | None = None) -> tuple[str, int
     if not 0 < port < 65536:
         raise ValueError(f"port {port} is out of range 1-65535")
     return host, port
-
-
-def format_duration(seconds: float) -> str:
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{round(seconds * 1000)}ms"
 
 
 Duration = Annotated[
@@ -121,6 +95,16 @@ def within(minimum: str, maximum: str, *, off: bool = False) -> AfterValidator:
         return seconds
 
     return AfterValidator(check)
+
+
+def check_unique(what: str, names: Iterable[str]) -> None:
+    """ValueError naming every name of ``names`` that occurs more than once.
+
+    ``what`` is the plural the message starts with ("SNMP target names").
+    """
+    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise ValueError(f"{what} must be unique, repeated: {', '.join(repeated)}")
 
 
 def check_backoff(initial: float, most: float) -> None:
@@ -250,10 +234,7 @@ class ExporterSettings(_Section):
 
     @model_validator(mode="after")
     def _unique_names(self) -> ExporterSettings:
-        names = [f.target_name for f in self.file]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"exporter names must be unique, repeated: {', '.join(dupes)}")
+        check_unique("exporter names", (f.target_name for f in self.file))
         return self
 
 
@@ -336,12 +317,6 @@ class SnmpTarget(_Section):
     def _bounded_inform_wait(self) -> SnmpTarget:
         # Each key has its own range, but together they can make one inform wait for
         # decades (v2c doubles the timeout on every retry): bound the total.
-        from agent.export.snmp.inform_bounds import (
-            MAX_INFORM_WAIT,
-            v2c_inform_wait,
-            v3_inform_deadline,
-        )
-
         if self.kind != "inform":
             return self
         wait = (v2c_inform_wait if self.version == "v2c" else v3_inform_deadline)(
@@ -379,9 +354,7 @@ class SnmpSettings(_Section):
     @field_validator("enterprise_oid")
     @classmethod
     def _oid(cls, value: str) -> str:
-        from agent.export.snmp.oids import MibOids, parse_oid
-
-        MibOids(parse_oid(value))
+        check_enterprise_root(parse_oid(value))
         return value
 
     @field_validator("listen")
@@ -405,9 +378,8 @@ class SnmpSettings(_Section):
 
     @model_validator(mode="after")
     def _references(self) -> SnmpSettings:
+        check_unique("SNMP user names", (u.name for u in self.users))
         users = {u.name: u for u in self.users}
-        if len(users) != len(self.users):
-            raise ValueError("SNMP user names must be unique")
         for user in self.users:
             if user.level == "noAuthNoPriv" and not self.allow_noauth:
                 raise ValueError(
@@ -423,15 +395,11 @@ class SnmpSettings(_Section):
                     f"target {target.address}: user {target.user} has no authentication; "
                     "v3 notifications need at least authNoPriv"
                 )
-        names = [t.target_name for t in self.targets]
-        if len(set(names)) != len(names):
-            raise ValueError("SNMP target names must be unique")
+        check_unique("SNMP target names", (t.target_name for t in self.targets))
         return self
 
     @property
     def root(self) -> tuple[int, ...]:
-        from agent.export.snmp.oids import parse_oid
-
         return parse_oid(self.enterprise_oid)
 
 
@@ -559,9 +527,7 @@ class SyslogSettings(_Section):
 
     @model_validator(mode="after")
     def _unique(self) -> SyslogSettings:
-        names = [c.target_name for c in self.collectors]
-        if len(set(names)) != len(names):
-            raise ValueError("syslog collector names must be unique")
+        check_unique("syslog collector names", (c.target_name for c in self.collectors))
         return self
 
 
@@ -667,20 +633,19 @@ class Settings(_Section):
     @model_validator(mode="after")
     def _unique_targets(self) -> Settings:
         # Every export target keeps its cursor under its name: names must not collide.
-        names = [f.target_name for f in self.exporters.file]
-        names += [t.target_name for t in self.snmp.targets]
-        names += [c.target_name for c in self.syslog.collectors]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"export target names must be unique, repeated: {', '.join(dupes)}")
+        check_unique(
+            "export target names",
+            itertools.chain(
+                (f.target_name for f in self.exporters.file),
+                (t.target_name for t in self.snmp.targets),
+                (c.target_name for c in self.syslog.collectors),
+            ),
+        )
         return self
 
     @model_validator(mode="after")
     def _unique_types(self) -> Settings:
-        ids = [t.id for t in self.alarm_types]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"alarm type ids must be unique, repeated: {', '.join(dupes)}")
+        check_unique("alarm type ids", (t.id for t in self.alarm_types))
         return self
 
     @property

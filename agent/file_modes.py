@@ -6,8 +6,9 @@ wide umask left behind is tightened on start, with one warning naming it.
 
 Tightening only clears group and other bits; owner bits are never added or removed. It
 touches the data directory itself and the files the agent keeps there, named one by one
-(:func:`agent_files`), never anything else in it and never a subdirectory: a data_dir
-set by mistake to an install directory or a home keeps its scripts and their exec bits.
+(agent.kept_files, above the components that name them), never anything else in it and
+never a subdirectory: a data_dir set by mistake to an install directory or a home keeps
+its scripts and their exec bits.
 """
 
 from __future__ import annotations
@@ -17,12 +18,8 @@ import os
 import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from loguru import logger
-
-if TYPE_CHECKING:
-    from agent.config import Settings
 
 PRIVATE_UMASK = 0o077
 DIR_MODE = 0o700
@@ -60,29 +57,6 @@ def tighten(path: Path) -> bool:
         return False
     path.chmod(current & ~0o077)
     return True
-
-
-def agent_files(settings: Settings) -> list[Path]:
-    """Every file the agent itself keeps, wherever configured (outside the data dir too)."""
-    # Imported here: the SNMP and sharing modules are heavy for the CLI's short commands.
-    from sqlalchemy.engine import make_url
-
-    from agent.export.snmp.engine import STATE_FILE
-    from agent.sharing.service import IDENTITY_FILE
-
-    data_dir = settings.data_dir
-    files = [settings.token_file, settings.element_token_file, settings.store_key_file,
-             data_dir / STATE_FILE, data_dir / IDENTITY_FILE]  # fmt: skip
-    url = make_url(settings.store_url)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        database = Path(url.database)
-        files += [database.with_name(database.name + suffix)
-                  for suffix in ("", "-wal", "-shm", "-journal", ".lock")]  # fmt: skip
-    for exporter in settings.exporters.file:
-        path = settings.exporter_path(exporter.path)
-        files += [path] + [path.with_name(f"{path.name}.{n}")
-                           for n in range(1, exporter.backups + 1)]  # fmt: skip
-    return files
 
 
 def secure_data_dir(data_dir: Path, files: Iterable[Path] = ()) -> None:

@@ -500,3 +500,35 @@ def test_a_lowered_max_message_size_still_bounds_udp() -> None:
         settings_from_dict({"syslog": {"max_message_size": 4096}}).syslog.udp_max_message_size
         == 2048
     )
+
+
+_TARGET = {"address": "127.0.0.1:162", "community": "public", "name": "noc"}
+_USER = {"name": "ops", "auth_key": "k" * 12, "priv_key": "p" * 12}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"exporters": {"file": [{"path": "a", "name": "noc"}] * 2}}, "exporter names"),
+        ({"snmp": {"targets": [_TARGET, _TARGET]}}, "SNMP target names"),
+        (
+            {"syslog": {"collectors": [{"address": "127.0.0.1:514", "name": "noc"}] * 2}},
+            "syslog collector names",
+        ),
+        (
+            {
+                "exporters": {"file": [{"path": "a", "name": "noc"}]},
+                "snmp": {"targets": [_TARGET]},
+            },
+            "export target names",
+        ),
+        ({"snmp": {"users": [{**_USER, "name": "noc"}] * 2}}, "SNMP user names"),
+        ({"alarm_types": [{"id": "noc", "name": "x"}] * 2}, "alarm type ids"),
+    ],
+)
+def test_a_repeated_name_is_refused_naming_it(data: dict[str, Any], message: str) -> None:
+    # One check for every list whose names must differ (a target's cursor is kept under
+    # its name): each refusal says which name is repeated.
+    with pytest.raises(ConfigError) as info:
+        settings_from_dict(data)
+    assert f"{message} must be unique, repeated: noc" in str(info.value)

@@ -241,7 +241,7 @@ def test_an_inform_that_could_wait_past_the_bound_is_a_config_error(
     tmp_path: Path, target: dict[str, Any]
 ) -> None:
     from agent.config import ConfigError, settings_from_dict
-    from agent.export.snmp.inform_bounds import MAX_INFORM_WAIT
+    from agent.inform_bounds import MAX_INFORM_WAIT
     from tests.test_config import run_cli
 
     with pytest.raises(ConfigError) as info:
@@ -264,8 +264,8 @@ def test_an_inform_that_could_wait_past_the_bound_is_a_config_error(
 
 def test_inform_waits_within_the_bound_are_accepted() -> None:
     from agent.config import settings_from_dict
-    from agent.export.snmp.inform_bounds import MAX_INFORM_WAIT, v2c_inform_wait
     from agent.export.snmp.targets import inform_deadline
+    from agent.inform_bounds import MAX_INFORM_WAIT, v2c_inform_wait
 
     targets = [
         _inform_target(name="a", community="public", timeout="1s", retries=8),  # 511 s

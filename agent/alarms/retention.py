@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, and_, func, not_, or_, select
 
 from agent.alarms.operations import PurgeOp
-from agent.config import format_duration
+from agent.durations import format_duration
 from agent.store.models import CURSORS as _CURSORS
 from agent.store.models import LOG as _LOG
 

@@ -469,7 +469,7 @@ def elements_add(
     as_json: JsonOpt = False,
 ) -> None:
     """Add an element; an initialization sync is queued at once."""
-    from agent.config import parse_duration
+    from agent.durations import parse_duration
 
     seconds = None
     if interval is not None:
@@ -526,7 +526,7 @@ def elements_set_schedule(
     as_json: JsonOpt = False,
 ) -> None:
     """Change when the element's recurring incremental sync runs."""
-    from agent.config import parse_duration
+    from agent.durations import parse_duration
 
     body: dict[str, Any] = {}
     if interval is not None:
@@ -786,7 +786,7 @@ def mib_export(
 ) -> None:
     """Write the PROVSYNC-MIB module rooted where the agent serves it, as <module>.txt."""
     from agent.export.snmp.mibtext import default_module_name, export
-    from agent.export.snmp.oids import parse_oid
+    from agent.oids import parse_oid
 
     text_root = root or _ctx(ctx).settings().snmp.enterprise_oid
     try:

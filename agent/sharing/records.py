@@ -15,10 +15,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, or_, select, update
 
 from agent.alarms.records import iso
+from agent.clock import now
 from agent.errors import InvalidRequest
 from agent.store.models import BASE, CONFLICTS, DEVICES, DISTRIBUTIONS, META, SHARED
 from agent.store.upsert import upsert
-from agent.sync.registry import now
 
 Key = tuple[str, str]
 Data = dict[str, Any]

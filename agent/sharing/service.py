@@ -22,7 +22,8 @@ from typing import Any
 from loguru import logger
 from packaging.version import InvalidVersion, Version
 
-from agent import __version__
+from agent import __version__, clock
+from agent.alarms.contact import CONTACT_ALARMS, auth_alarm
 from agent.alarms.manager import AlarmManager
 from agent.config import SharingSettings, SyncSettings
 from agent.connectors.base import Connector
@@ -41,7 +42,6 @@ from agent.store.encryption import KeyRing
 from agent.store.models import ELEMENTS
 from agent.store.outage import ThrottledLog, is_store_outage
 from agent.sync import registry
-from agent.sync.engine import CONTACT_ALARMS, auth_alarm
 
 HUB = "hub"
 """Resource of hub-wide alarms and events (ftp-inactive, device data)."""
@@ -325,7 +325,7 @@ class SharingService:
     async def _user_sync_held(self, element: Any, job: int) -> None:
         try:
             await asyncio.to_thread(registry.update_job, self.db, job, state="running",
-                                    started_at=registry.now())  # fmt: skip
+                                    started_at=clock.now())  # fmt: skip
             await self.manager.emit_event(
                 "user-sync-started", element.name, text=f"sync from {element.name} started"
             )
@@ -360,7 +360,7 @@ class SharingService:
 
     async def _synced(self, element: Any, job: int, counts: dict[str, int]) -> None:
         await asyncio.to_thread(registry.update_job, self.db, job, state="done",
-                                ended_at=registry.now(), counts=counts)  # fmt: skip
+                                ended_at=clock.now(), counts=counts)  # fmt: skip
         await self._clear("sync-failed", element.name, "user-sync")
         await self.manager.emit_event(
             "user-sync-completed", element.name, details=counts,

@@ -17,7 +17,8 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from agent.export.snmp.oids import DEFAULT_ROOT, ENTERPRISES
+from agent.export.snmp.oids import DEFAULT_ROOT
+from agent.oids import ENTERPRISES, check_enterprise_root
 
 MODULE = "PROVSYNC-MIB"
 _HEADER = f"{MODULE} DEFINITIONS ::= BEGIN\n"
@@ -47,9 +48,7 @@ def check_module_name(name: str) -> str:
 
 
 def _check_root(root: tuple[int, ...]) -> tuple[int, ...]:
-    if root[: len(ENTERPRISES)] != ENTERPRISES or len(root) <= len(ENTERPRISES):
-        raise ValueError("the MIB root must be below enterprises (1.3.6.1.4.1.N...)")
-    return root[len(ENTERPRISES) :]
+    return check_enterprise_root(root)[len(ENTERPRISES) :]
 
 
 def default_module_name(root: tuple[int, ...] = DEFAULT_ROOT) -> str:

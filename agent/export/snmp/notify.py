@@ -26,6 +26,7 @@ from agent.alarms.catalog import EventType
 from agent.alarms.probable_cause import probable_cause_number
 from agent.alarms.records import Notification, NotificationKind
 from agent.alarms.severity import Severity
+from agent.export.kinds import HEARTBEAT_TYPE, kind_of
 from agent.export.snmp import ber, values
 from agent.export.snmp.oids import SNMP_TRAP_OID, SYS_UPTIME, MibOids
 
@@ -69,14 +70,6 @@ TRAP_OF = {
     NotificationKind.ALARM_CHANGED: "provsyncAlarmChanged",
     NotificationKind.EVENT: "provsyncEvent",
 }
-HEARTBEAT_TYPE = "heartbeat"
-
-
-def kind_of(note: Notification) -> str:
-    """The target filter name of a notification (``kinds`` in [[snmp.targets]])."""
-    if note.kind is NotificationKind.EVENT and note.type_id == HEARTBEAT_TYPE:
-        return "heartbeat"
-    return note.kind.value
 
 
 def _date_and_time(note: Notification) -> bytes:

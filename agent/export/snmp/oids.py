@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-DEFAULT_ROOT: tuple[int, ...] = (1, 3, 6, 1, 4, 1, 32473, 1)
-ENTERPRISES: tuple[int, ...] = (1, 3, 6, 1, 4, 1)
+# The enterprise root and OID parsing live below the configuration, which checks
+# [snmp] enterprise_oid with them (agent.oids).
+from agent.oids import ENTERPRISES, check_enterprise_root
+
+DEFAULT_ROOT: tuple[int, ...] = (*ENTERPRISES, 32473, 1)
 
 
 def _numbered(
@@ -148,24 +151,11 @@ SYS_SERVICES = (1, 3, 6, 1, 2, 1, 1, 7, 0)
 SNMP_TRAP_OID = (1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0)
 
 
-def parse_oid(text: str) -> tuple[int, ...]:
-    """``"1.3.6.1.4.1.32473.1"`` (a leading dot is allowed) -> a tuple of arcs."""
-    try:
-        arcs = tuple(int(part) for part in text.strip().lstrip(".").split("."))
-    except ValueError:
-        raise ValueError(f"expected a dotted numeric OID, got {text!r}") from None
-    if len(arcs) < 2 or any(arc < 0 or arc > 0xFFFFFFFF for arc in arcs):
-        raise ValueError(f"{text!r} is not a valid OID")
-    return arcs
-
-
 class MibOids:
     """Absolute OIDs of PROVSYNC-MIB under ``root``."""
 
     def __init__(self, root: tuple[int, ...] = DEFAULT_ROOT) -> None:
-        if root[: len(ENTERPRISES)] != ENTERPRISES or len(root) <= len(ENTERPRISES):
-            raise ValueError("the MIB root must be below enterprises (1.3.6.1.4.1.N...)")
-        self.root = root
+        self.root = check_enterprise_root(root)
 
     def __getitem__(self, name: str) -> tuple[int, ...]:
         return self.root + RELATIVE[name]

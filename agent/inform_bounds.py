@@ -1,7 +1,7 @@
 """How long one inform may wait for its acknowledgement, with all its retries.
 
-Kept apart from the senders so that the configuration can check the bound
-(agent.config.SnmpTarget) without importing pysnmp.
+Kept below the configuration and the SNMP exporter so that the configuration can check
+the bound (agent.config.SnmpTarget) without importing the exporter or pysnmp.
 """
 
 from __future__ import annotations
