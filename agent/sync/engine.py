@@ -29,6 +29,7 @@ from loguru import logger
 
 from agent import __version__
 from agent.alarms import queries
+from agent.alarms.contact import CONTACT_ALARMS, auth_alarm
 from agent.alarms.manager import AlarmManager
 from agent.config import SyncSettings
 from agent.connectors.base import Connector, Credentials, ElementInfo, ObjectRecord
@@ -119,23 +120,6 @@ def _report(remote: dict[str, int], hub: dict[str, int]) -> dict[str, int]:
         "hub_objects": hub_total,
         "would_delete": hub_total if element_total == 0 else 0,
     }
-
-
-CONTACT_ALARMS = ("element-unreachable", "auth-failed-incorrect", "auth-failed-missing")
-"""Alarms about reaching an element: any contact that gets through clears them."""
-
-
-def auth_alarm(exc: BaseException, address: str) -> tuple[str, str] | None:
-    """The alarm type and text for a refused login, None for any other error."""
-    if isinstance(exc, AuthMissing):
-        return "auth-failed-missing", (
-            f"Authentication Failed for {address} - username/password not provided"
-        )
-    if isinstance(exc, AuthIncorrect):
-        return "auth-failed-incorrect", (
-            f"Authentication Failed for {address} - incorrect username/password"
-        )
-    return None
 
 
 class Escalate(Exception):

@@ -31,16 +31,17 @@ from agent.alarms.records import Notification
 from agent.config import ExporterSettings, SnmpTarget, SnmpUser, parse_address
 from agent.errors import ExportError, SendError
 from agent.export.base import Exporter
+from agent.export.kinds import kind_of
 from agent.export.snmp import ber
-from agent.export.snmp.inform_bounds import v2c_inform_wait, v3_inform_deadline
 from agent.export.snmp.inform_socket import ScreenedClientTransport, ScreenedClientTransport6
-from agent.export.snmp.notify import Syntax, Var, VarbindEncoder, kind_of, notification_vars
+from agent.export.snmp.notify import Syntax, Var, VarbindEncoder, notification_vars
 from agent.export.snmp.oids import MibOids
 from agent.export.snmp.pysnmp_state import abandon_informs, forget_peer, keep_timer_running
 from agent.export.snmp.service import SnmpService
 from agent.export.snmp.start_traps import StartKind, ThisStart, start_vars
 from agent.export.snmp.v2c import V2cSender
 from agent.export.snmp.v3trap import V3TrapEncoder
+from agent.inform_bounds import v2c_inform_wait, v3_inform_deadline
 
 CLIENT_DOMAIN = (*udp.DOMAIN_NAME, 1000)
 CLIENT_DOMAIN6 = (*udp6.DOMAIN_NAME, 1000)
@@ -59,7 +60,7 @@ def _pysnmp_value(var: Var) -> Any:
 
 
 inform_deadline = v3_inform_deadline
-"""Seconds an SNMPv3 inform may take (agent.export.snmp.inform_bounds)."""
+"""Seconds an SNMPv3 inform may take (agent.inform_bounds)."""
 
 CHUNK = 256
 """Traps encoded and sent per turn of the event loop: the loop runs its other tasks (the

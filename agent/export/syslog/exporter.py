@@ -13,16 +13,15 @@ from agent.alarms.records import Notification
 from agent.config import ExporterSettings, Settings, SyslogCollector
 from agent.errors import Oversized
 from agent.export.base import Exporter
-from agent.export.snmp.notify import kind_of
+from agent.export.kinds import kind_of
 from agent.export.syslog.relp import RelpTransport
 from agent.export.syslog.rfc5424 import FACILITIES, Formatter
 from agent.export.syslog.transports import StreamTransport, Transport, UdpTransport, tls_context
+from agent.oids import enterprise_number
 
 
 def make_formatter(settings: Settings, host: str) -> Formatter:
-    from agent.export.snmp.oids import ENTERPRISES
-
-    pen = settings.snmp.root[len(ENTERPRISES)]
+    pen = enterprise_number(settings.snmp.root)
     return Formatter(
         hostname=settings.syslog.hostname or host,
         pen=pen,
