@@ -53,24 +53,17 @@ import httpx
 import tomli_w
 from api_anchor import agent_stack
 from http_client import Run, closed_loop, open_loop, percentile, request_bytes, run_loop
+from ports import HOST, free_port
 
 BENCH = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 TOKEN = "bench-token"
-HOST = "127.0.0.1"
 TYPE = "element-unreachable"
 TARGETS = ("file", "syslog", "trap")
 WAIT = 180.0
 """Longest wait for a process to come up or a notification to reach every target."""
 STALL = 15.0
 """A target without it that receives nothing for this long is reported as not delivering."""
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_health(port: int, proc: subprocess.Popen[bytes], what: str, stderr: Path) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,8 @@ from typing import Any
 
 import httpx
 import tomli_w
+from ports import free_port
+from waits import wait_http, wait_job
 
 BIN = Path(sys.executable).parent
 PASSWORD = "bench-pass"
@@ -42,27 +43,6 @@ POLL = 0.2
 """Seconds between two looks at GET /api/v1/sharing."""
 FIRST_KEY = 30000
 """Station keys of the bench: 30000 up (a simulator with --objects 0 holds station 20000)."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"{proc.args!r} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"{url} did not come up")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -106,18 +86,6 @@ def admin(url: str, method: str, path: str, body: Any = None) -> Any:
         raise SystemExit(f"{method} {url}{path} answered {response.status_code}: "
                          f"{response.text[:300]}")  # fmt: skip
     return response.json()
-
-
-def wait_job(api: httpx.Client, job_id: int, within: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = api.get(f"/api/v1/jobs/{job_id}").json()
-        if job["state"] == "done":
-            return job
-        if job["state"] == "failed":
-            raise SystemExit(f"job {job_id} failed: {job['error']}")
-        time.sleep(0.1)
-    raise SystemExit(f"job {job_id} did not finish in {within:.0f} s")
 
 
 def sharing_status(api: httpx.Client) -> dict[str, Any]:
@@ -198,7 +166,9 @@ def setup(api: httpx.Client, names: list[str], urls: list[str]) -> None:
             "interval": 0})  # fmt: skip
         if added.status_code != 200:
             raise SystemExit(f"adding {name} answered {added.status_code}: {added.text[:300]}")
-        wait_job(api, added.json()["job"])
+        job = wait_job(api, added.json()["job"], within=120)
+        if job["state"] == "failed":
+            raise SystemExit(f"job {job['id']} failed: {job['error']}")
     for url in urls:
         admin(url, "POST", "/admin/sharing/start")
     admin(urls[0], "POST", "/admin/sharing/sync")

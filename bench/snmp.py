@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 import tomli_w
 from loguru import logger
+from ports import free_port
 
 from agent.alarms.catalog import Catalog
 from agent.alarms.manager import AlarmManager
@@ -51,13 +52,6 @@ TABLE = "1.3.6.1.4.1.32473.1.1.3"
 EXTEND_LINES = "1.3.6.1.4.1.8072.1.3.2.4.1.2"  # NET-SNMP-EXTEND-MIB::nsExtendOutLine
 LINES_PER_EXTEND = 2000  # snmpd keeps only about 128 KB of one command's output
 ENGINE_ID = "80007ed9050a0b0c0d0e0f1011"
-
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def fill_store(data_dir: Path, count: int) -> None:
@@ -81,8 +75,8 @@ def fill_store(data_dir: Path, count: int) -> None:
 class AgentRun:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.snmp_port = free_port()
-        self.api_port = free_port(socket.SOCK_STREAM)
+        self.snmp_port = free_port(socket.SOCK_DGRAM)
+        self.api_port = free_port()
         config = {
             "agent": {"data_dir": str(root / "var"), "log_level": "WARNING"},
             "api": {"listen": f"127.0.0.1:{self.api_port}", "token": "bench"},
@@ -144,7 +138,7 @@ def snmpd_anchor(tmp: Path, lines: int) -> tuple[float, int]:
             "".join(f"no answer from call-server-{i:06d}\n" for i in range(first, last))
         )
         config.append(f"extend bench{part:03d} /bin/cat {payload}")
-    port = free_port()
+    port = free_port(socket.SOCK_DGRAM)
     conf = tmp / "snmpd.conf"
     conf.write_text("\n".join(config) + "\n")
     proc = subprocess.Popen(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,34 +29,23 @@ from typing import Any
 
 import httpx
 import tomli_w
+from ports import free_port
 from sqlalchemy import Column, Integer, MetaData, String, Table, Text, create_engine
+from waits import wait_http, wait_job
 
 BIN = Path(sys.executable).parent
 PASSWORD = "bench-pass"
 RATIO_TARGET = 0.8
 RSS_TARGET_MB = 300
+JOB_WAIT = 3600.0
+"""Seconds a sync job may take before the bench gives up on it."""
+JOB_POLL = 0.5
+"""Seconds between two looks at a job. Its own start and end times are measured, not when
+this sees them: a slower poll only takes less of the agent's time from the sync it measures."""
 
 
 def met(ok: bool) -> str:
     return "met" if ok else "NOT met"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_http(url: str, within: float = 300) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise SystemExit(f"{url} did not come up")
 
 
 def anchor(url: str) -> tuple[float, int]:
@@ -100,16 +88,6 @@ def job_seconds(job: dict[str, Any]) -> float:
     return (ended - started).total_seconds()
 
 
-def wait_job(api: httpx.Client, job_id: int) -> dict[str, Any]:
-    while True:
-        job: dict[str, Any] = api.get(f"/api/v1/jobs/{job_id}").json()
-        if job["state"] in ("done", "failed"):
-            return job
-        # The job's own start and end times are measured, not when this sees them: a
-        # slower poll only takes less of the agent's time from the sync it measures.
-        time.sleep(0.5)
-
-
 def peak_rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -149,8 +127,8 @@ def main() -> int:
             stderr=subprocess.DEVNULL,
         )
         try:
-            wait_http(f"{sim_url}/api/v1/health")
-            wait_http(f"http://127.0.0.1:{api_port}/api/v1/health")
+            wait_http(f"{sim_url}/api/v1/health", simulator, within=300)
+            wait_http(f"http://127.0.0.1:{api_port}/api/v1/health", agent, within=300)
             headers = {"Authorization": "Bearer bench"}
             with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", headers=headers,
                               timeout=60) as api:  # fmt: skip
@@ -163,7 +141,7 @@ def main() -> int:
                         "name": f"big{index}" if index else "big", "url": sim_url,
                         "username": "admin", "password": PASSWORD, "interval": 0,
                     }).json()  # fmt: skip
-                    init = wait_job(api, added["job"])
+                    init = wait_job(api, added["job"], within=JOB_WAIT, poll=JOB_POLL)
                     objects = sum(init["counts"]["objects"].values())
                     anchor_rate, anchor_objects = anchor(sim_url)
                     rounds.append((objects / job_seconds(init), anchor_rate,
@@ -176,7 +154,7 @@ def main() -> int:
                             "key": f"9{index:06d}", "data": {"n": index}})  # fmt: skip
                 job_id = api.post("/api/v1/elements/big/sync",
                                   json={"kind": "incremental"}).json()["job"]  # fmt: skip
-                incremental = wait_job(api, job_id)
+                incremental = wait_job(api, job_id, within=JOB_WAIT, poll=JOB_POLL)
         finally:
             agent.send_signal(signal.SIGTERM)
             agent.wait(60)

@@ -22,6 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from ports import free_port
+
 from agent.alarms.records import Notification, NotificationKind
 from agent.export.syslog.relp import RelpTransport
 from agent.export.syslog.rfc5424 import Formatter
@@ -29,13 +31,6 @@ from agent.export.syslog.transports import StreamTransport, Transport
 
 HERE = Path(__file__).resolve().parent
 BATCH = 500  # the exporter's default batch_size
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Receiver:

@@ -27,18 +27,17 @@ BIN = Path(sys.executable).parent
 TOKEN = "test-token-" + uuid.uuid4().hex
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A loopback port nothing is bound to (of ``kind``: TCP unless told), as the kernel
+    picks one: free when this returns, not reserved afterwards."""
+    with socket.socket(socket.AF_INET, kind) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return free_port(socket.SOCK_DGRAM)
 
 
 # ------------------------------------------------------------------ PostgreSQL
@@ -163,6 +162,18 @@ class AgentProcess:
                 pass
             time.sleep(0.05)
         raise AssertionError(f"agent not ready in {timeout}s:\n{self.log_text()}")
+
+    def wait_job(self, job_id: int, within: float = 60.0) -> dict[str, Any]:
+        """The job as ``GET /api/v1/jobs/{id}`` shows it once it has ended (done or failed:
+        the caller asserts which it expects)."""
+        deadline = time.monotonic() + within
+        with self.http() as http:
+            while time.monotonic() < deadline:
+                job: dict[str, Any] = http.get(f"/api/v1/jobs/{job_id}").json()
+                if job["state"] in ("done", "failed"):
+                    return job
+                time.sleep(0.05)
+        raise AssertionError(f"job {job_id} did not finish in {within}s:\n{self.log_text()}")
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

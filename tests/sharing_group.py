@@ -44,7 +44,7 @@ class SharingGroup:
             response = http.post("/api/v1/elements", json=body)
             assert response.status_code == 200, response.text
             job = response.json()["job"]
-        wait_for(f"initialization of {name}", lambda: self.job(job)["state"] in ("done", "failed"))
+        self.agent.wait_job(job, within=30)
         return element
 
     def stop(self) -> None:
@@ -57,10 +57,6 @@ class SharingGroup:
             response = http.get(f"/api/v1{path}", params=params)
             assert response.status_code == 200, response.text
             return response.json()
-
-    def job(self, job_id: int) -> dict[str, Any]:
-        found: dict[str, Any] = self.get(f"/jobs/{job_id}")
-        return found
 
     def alarms(self, type_id: str, resource: str | None = None) -> list[dict[str, Any]]:
         params = {"type": type_id, **({"resource": resource} if resource else {})}
@@ -104,9 +100,7 @@ class SharingGroup:
         """The element's Sync to the hub, waited for."""
         response = self.elements[name].call("POST", "/admin/sharing/sync")
         assert response.status_code == 202, response.text
-        job = response.json()["job"]
-        return dict(wait_for(f"sync from {name}", lambda: self.job(job)["state"] in
-                             ("done", "failed") and self.job(job)))  # fmt: skip
+        return self.agent.wait_job(response.json()["job"], within=30)
 
     def local_change(self, name: str, op: str, cls: str, key: str, data: Any,
                      share: bool | None = None) -> dict[str, Any]:  # fmt: skip

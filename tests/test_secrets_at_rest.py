@@ -19,7 +19,6 @@ import pytest
 
 from tests.conftest import AgentProcess
 from tests.simulated import SimulatedElement
-from tests.test_sync import wait_job
 
 PASSWORD = "s3cret-pass"
 
@@ -49,7 +48,7 @@ def add_element(agent: AgentProcess, element: SimulatedElement, tmp_path: Path) 
               "--password-file", str(password_file))  # fmt: skip
     with agent.http() as http:
         jobs = http.get("/api/v1/jobs", params={"element": "cm1"}).json()
-    job = wait_job(agent, jobs[-1]["id"])
+    job = agent.wait_job(jobs[-1]["id"])
     assert job["state"] == "done", job
 
 
@@ -58,7 +57,7 @@ def incremental_works(agent: AgentProcess) -> None:
     with agent.http() as http:
         response = http.post("/api/v1/elements/cm1/sync", json={"kind": "incremental"})
         assert response.status_code == 200, response.text
-    job = wait_job(agent, response.json()["job"])
+    job = agent.wait_job(response.json()["job"])
     assert job["state"] == "done", job
 
 

@@ -325,7 +325,7 @@ def test_messaging_element_needs_activation_after_updates(group: SharingGroup) -
     group.elements["cs1"].admin("POST", "/admin/version", {"software_version": "10.3.0"})
     with hub.http() as http:
         job = http.post("/api/v1/elements/cs1/sync", json={"kind": "init"}).json()["job"]
-    wait_for("init", lambda: group.job(job)["state"] == "done")
+    assert hub.wait_job(job, within=30)["state"] == "done"
     (alarm,) = group.alarms("element-updated-activation-required", "vm1")
     assert "upgraded from 10.2.1 to 10.3.0" in alarm["text"]
 

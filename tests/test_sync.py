@@ -52,22 +52,11 @@ def add(agent: AgentProcess, element: SimulatedElement, name: str = "cm1", **ext
         return int(response.json()["job"])
 
 
-def wait_job(agent: AgentProcess, job_id: int, within: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + within
-    with agent.http() as http:
-        while time.monotonic() < deadline:
-            job: dict[str, Any] = http.get(f"/api/v1/jobs/{job_id}").json()
-            if job["state"] in ("done", "failed"):
-                return job
-            time.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish")
-
-
 def sync(agent: AgentProcess, kind: str, name: str = "cm1", **options: Any) -> dict[str, Any]:
     with agent.http() as http:
         response = http.post(f"/api/v1/elements/{name}/sync", json={"kind": kind, **options})
         assert response.status_code == 200, response.text
-    return wait_job(agent, response.json()["job"])
+    return agent.wait_job(response.json()["job"])
 
 
 def active(agent: AgentProcess, type_id: str) -> list[dict[str, Any]]:
@@ -85,7 +74,7 @@ def events(agent: AgentProcess, type_id: str) -> list[dict[str, Any]]:
 def test_adding_an_element_runs_an_initialization(
     sync_agent: AgentProcess, element: SimulatedElement
 ) -> None:
-    job = wait_job(sync_agent, add(sync_agent, element))
+    job = sync_agent.wait_job(add(sync_agent, element))
     assert (job["kind"], job["trigger"], job["state"]) == ("init", "add", "done")
     assert hub_objects(sync_agent, "cm1") == element.objects()
     shown = json.loads(sync_agent.cli("elements", "show", "cm1", "--json").stdout)
@@ -98,7 +87,7 @@ def test_adding_an_element_runs_an_initialization(
 def test_incremental_applies_others_and_skips_its_own(
     sync_agent: AgentProcess, element: SimulatedElement
 ) -> None:
-    wait_job(sync_agent, add(sync_agent, element))
+    sync_agent.wait_job(add(sync_agent, element))
     element.change("tech", "create", "station", "77001", {"number": "77001"})
     element.change("tech", "update", "user", element.first_key("user"), {"name": "Renamed"})
     element.admin(
@@ -121,7 +110,7 @@ def test_incremental_applies_others_and_skips_its_own(
 def test_escalation_to_initialization(
     sync_agent: AgentProcess, element: SimulatedElement, cause: str
 ) -> None:
-    wait_job(sync_agent, add(sync_agent, element))
+    sync_agent.wait_job(add(sync_agent, element))
     reason = {
         "pending": "6 changes are pending",
         "epoch": "epoch changed",
@@ -154,7 +143,7 @@ def test_upgrade_stops_incremental_with_init_required(agent_factory: Any, tmp_pa
     element = SimulatedElement(tmp_path / "sim", objects=50)
     try:
         agent: AgentProcess = agent_factory().start()
-        wait_job(agent, add(agent, element))
+        agent.wait_job(add(agent, element))
         element.admin("POST", "/admin/version", {"software_version": "10.2.2"})
         element.change("tech", "create", "station", "71001", {"n": 1})
         job = sync(agent, "incremental")
@@ -173,7 +162,7 @@ def test_upgrade_stops_incremental_with_init_required(agent_factory: Any, tmp_pa
 def test_full_sync_only_class_raises_init_required(
     sync_agent: AgentProcess, element: SimulatedElement
 ) -> None:
-    wait_job(sync_agent, add(sync_agent, element))
+    sync_agent.wait_job(add(sync_agent, element))
     element.change("tech", "create", "station", "72001", {"n": 1})
     element.change("tech", "update", "dial-plan", "main", {"prefixes": {"3": "extension"}})
     element.change("tech", "create", "station", "72002", {"n": 2})
@@ -193,7 +182,7 @@ def test_full_sync_only_class_raises_init_required(
 def test_force_initialization_needs_confirmation_to_delete(
     sync_agent: AgentProcess, element: SimulatedElement
 ) -> None:
-    wait_job(sync_agent, add(sync_agent, element))
+    sync_agent.wait_job(add(sync_agent, element))
     element.admin("POST", "/admin/wipe")
     report = sync(sync_agent, "force", dry_run=True)
     assert report["state"] == "done"
@@ -215,14 +204,14 @@ def test_credentials_and_reachability_alarms(
 ) -> None:
     with sync_agent.http() as http:
         response = http.post("/api/v1/elements", json={"name": "nocreds", "url": element.url})
-        assert wait_job(sync_agent, response.json()["job"])["state"] == "failed"
+        assert sync_agent.wait_job(response.json()["job"])["state"] == "failed"
         (missing,) = active(sync_agent, "auth-failed-missing")
         assert missing["resource"] == "nocreds"
         response = http.post(
             "/api/v1/elements",
             json={"name": "wrong", "url": element.url, "username": "admin", "password": "x"},
         )
-        wait_job(sync_agent, response.json()["job"])
+        sync_agent.wait_job(response.json()["job"])
         assert active(sync_agent, "auth-failed-incorrect")[0]["resource"] == "wrong"
         http.put(
             "/api/v1/elements/wrong/credentials",
@@ -239,7 +228,7 @@ def test_credentials_and_reachability_alarms(
     }
     with sync_agent.http() as http:
         response = http.post("/api/v1/elements", json=dead)
-        job = wait_job(sync_agent, response.json()["job"])
+        job = sync_agent.wait_job(response.json()["job"])
     assert job["state"] == "failed"
     assert active(sync_agent, "element-unreachable")[0]["resource"] == "gone"
     listing = sync_agent.cli("elements", "list", "--json").stdout
@@ -248,7 +237,7 @@ def test_credentials_and_reachability_alarms(
 
 def test_duplicates_collapse_and_schedule(agent_factory: Any, element: SimulatedElement) -> None:
     agent: AgentProcess = agent_factory().start()
-    wait_job(agent, add(agent, element, interval=1))
+    agent.wait_job(add(agent, element, interval=1))
     element.admin("POST", "/admin/faults", {"latency_ms": 300})
     with agent.http() as http:
         ids = [
@@ -258,7 +247,7 @@ def test_duplicates_collapse_and_schedule(agent_factory: Any, element: Simulated
     assert len(set(ids)) <= 2, "one running, the rest collapse into the queued one"
     element.admin("POST", "/admin/faults", {"latency_ms": 0})
     for job_id in set(ids):
-        wait_job(agent, job_id)
+        agent.wait_job(job_id)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         jobs = json.loads(agent.cli("jobs", "list", "--json").stdout)
@@ -286,7 +275,7 @@ def test_ten_elements_at_most_nine_initializations_at_once(
     agent: AgentProcess = agent_factory().start()
     element.admin("POST", "/admin/faults", {"latency_ms": 150})
     job_ids = [add(agent, element, name=f"cm{i}") for i in range(10)]
-    jobs = [wait_job(agent, job_id, within=120) for job_id in job_ids]
+    jobs = [agent.wait_job(job_id, within=120) for job_id in job_ids]
     assert all(j["state"] == "done" for j in jobs)
     moments = []
     for job in jobs:
@@ -304,7 +293,7 @@ def test_elements_appear_in_the_snmp_element_table(
 ) -> None:
     from tests.netsnmp import run
 
-    wait_job(sync_agent, add(sync_agent, element))
+    sync_agent.wait_job(add(sync_agent, element))
     table = run(
         "snmptable",
         "-v2c",
@@ -340,7 +329,7 @@ def test_schedule_interval_or_cron_editable(
     row.cron, row.interval = "", 0
     assert next_due(row) is None
 
-    wait_job(sync_agent, add(sync_agent, element))
+    sync_agent.wait_job(add(sync_agent, element))
     shown = sync_agent.cli("elements", "set-schedule", "cm1", "--cron", "*/5 * * * *", "--json")
     assert json.loads(shown.stdout)["cron"] == "*/5 * * * *"
     bad = sync_agent.cli("elements", "set-schedule", "cm1", "--cron", "every day", check=False)
@@ -355,7 +344,7 @@ def test_schedule_interval_or_cron_editable(
 def test_agent_upgrade_stops_incremental(
     sync_agent: AgentProcess, element: SimulatedElement
 ) -> None:
-    wait_job(sync_agent, add(sync_agent, element))
+    sync_agent.wait_job(add(sync_agent, element))
     with sqlite3.connect(sync_agent.data_dir / "provsync.db") as conn:
         conn.execute("UPDATE elements SET agent_version='0.0.9' WHERE name='cm1'")
     job = sync(sync_agent, "incremental")
@@ -367,7 +356,7 @@ def test_agent_upgrade_stops_incremental(
 def test_plain_init_never_empties_the_hub(
     sync_agent: AgentProcess, element: SimulatedElement
 ) -> None:
-    wait_job(sync_agent, add(sync_agent, element))
+    sync_agent.wait_job(add(sync_agent, element))
     element.admin("POST", "/admin/wipe")  # restored from an empty backup, say
     job = sync(sync_agent, "incremental")  # the epoch changed: it escalates
     assert job["state"] == "failed"

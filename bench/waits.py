@@ -1,0 +1,36 @@
+"""Waits of the benches on the processes they start: a health URL, an agent's job."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from typing import Any
+
+import httpx
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, within: float = 60) -> None:
+    """Until ``url`` answers 200; a ``proc`` that exits first ends the bench at once."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"{proc.args!r} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise SystemExit(f"{url} did not come up")
+
+
+def wait_job(api: httpx.Client, job_id: int, within: float, poll: float = 0.1) -> dict[str, Any]:
+    """The agent's job once it has ended, done or failed (the caller decides what a failed
+    one means). ``api`` is a client on the agent with its token."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = api.get(f"/api/v1/jobs/{job_id}").json()
+        if job["state"] in ("done", "failed"):
+            return job
+        time.sleep(poll)
+    raise SystemExit(f"job {job_id} did not finish in {within:.0f} s")
