@@ -60,7 +60,6 @@ from typing import Any
 
 from loguru import logger
 from sqlalchemy import Engine, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from agent.alarms import queries
 from agent.alarms.manager import AlarmManager
@@ -72,6 +71,7 @@ from agent.errors import AlarmNotFound, ExportError, ProvsyncError, StoreFencedE
 from agent.store.models import CURSORS as _CURSORS
 from agent.store.models import LOG as _LOG
 from agent.store.outage import ThrottledLog, describe, is_store_outage
+from agent.store.upsert import upsert
 
 BACKLOG_ALARM = "exporter-backlog"
 GAP_EVENT = "export-gap"
@@ -102,14 +102,8 @@ def first_cursor(engine: Engine, name: str, last_seq: int) -> int:
 
 def save_cursor(engine: Engine, name: str, seq: int) -> None:
     values = {"name": name, "last_seq": seq, "updated_at": datetime.now(UTC)}
-    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-    statement = insert(_CURSORS).values(values)
-    statement = statement.on_conflict_do_update(
-        index_elements=["name"],
-        set_={"last_seq": statement.excluded.last_seq, "updated_at": statement.excluded.updated_at},
-    )
     with engine.begin() as conn:
-        conn.execute(statement)
+        upsert(conn, _CURSORS, [values], ["name"])
 
 
 class Exporter(ABC):

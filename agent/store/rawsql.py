@@ -37,6 +37,8 @@ from sqlalchemy import Connection, Dialect, Table
 from sqlalchemy.engine.interfaces import DBAPIModule
 from sqlalchemy.exc import DBAPIError
 
+from agent.store.upsert import insert_sql, placeholder, upsert_sql
+
 Row = dict[str, Any]
 _Plan = tuple[Callable[[Row], Any], tuple[int, ...], bool]
 """How to turn a row into parameters: a getter of the columns' values, the positions of
@@ -49,7 +51,7 @@ class RawWriter:
 
     def __init__(self, dialect: Dialect) -> None:
         self.sqlite = dialect.name == "sqlite"
-        self.placeholder = "?" if dialect.paramstyle == "qmark" else "%s"
+        self.placeholder = placeholder(dialect)
         self._dialect = dialect
         self._dbapi_error: type[DBAPIModule.Error] = dialect.loaded_dbapi.Error
         # Timestamps converted in this group commit, by identity: a raise puts the same
@@ -79,19 +81,6 @@ class RawWriter:
         return stored
 
     @cache  # noqa: B019 - one writer per engine, a handful of statements
-    def _insert_sql(self, table: str, columns: tuple[str, ...]) -> str:
-        names = ", ".join(f'"{c}"' for c in columns)
-        marks = ", ".join([self.placeholder] * len(columns))
-        # Names come from our own table definitions, never from input.
-        return f'INSERT INTO "{table}" ({names}) VALUES ({marks})'  # noqa: S608
-
-    @cache  # noqa: B019
-    def _upsert_sql(self, table: str, columns: tuple[str, ...], key: str) -> str:
-        # ON CONFLICT ... DO UPDATE: SQLite 3.24+ and PostgreSQL 9.5+ spell it alike.
-        sets = ", ".join(f'"{c}" = excluded."{c}"' for c in columns if c != key)
-        return f'{self._insert_sql(table, columns)} ON CONFLICT ("{key}") DO UPDATE SET {sets}'
-
-    @cache  # noqa: B019
     def _update_sql(self, table: str, columns: tuple[str, ...], key: str) -> str:
         sets = ", ".join(f'"{c}" = {self.placeholder}' for c in columns)
         return f'UPDATE "{table}" SET {sets} WHERE "{key}" = {self.placeholder}'  # noqa: S608
@@ -112,7 +101,7 @@ class RawWriter:
         columns = tuple(columns)
         params = self._params(rows, columns, stamps)
         if params:
-            self._execute(conn, self._insert_sql(table.name, columns), params)
+            self._execute(conn, insert_sql(table.name, columns, self.placeholder), params)
 
     def upsert(
         self,
@@ -127,7 +116,8 @@ class RawWriter:
         columns = tuple(columns)
         params = self._params(rows, columns, stamps)
         if params:
-            self._execute(conn, self._upsert_sql(table.name, columns, key), params)
+            sql = upsert_sql(table.name, columns, (key,), self.placeholder)
+            self._execute(conn, sql, params)
 
     def update(
         self,

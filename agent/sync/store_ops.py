@@ -4,34 +4,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, delete, update
 
 from agent.connectors.base import ChangeRecord, ObjectRecord
 from agent.store.models import ELEMENTS, JOBS, OBJECTS
-from agent.store.upsert import upsert
+from agent.store.upsert import placeholder, upsert, upsert_sql
 
 _encode = json.JSONEncoder(sort_keys=True).encode
 """The text ``json.dumps(data, sort_keys=True)`` gives, without building an encoder per
 call (json.dumps does whenever an option is passed): one per object of an init sync."""
 
 
+_OBJECT_COLUMNS = ("element_id", "cls", "key", "data", "generation")
+_OBJECT_KEY = ("element_id", "cls", "key")
+
+
 def _upsert(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    upsert(conn, OBJECTS, rows, ["element_id", "cls", "key"])
-
-
-@cache
-def _upsert_objects_sql(placeholder: str) -> str:
-    marks = ", ".join([placeholder] * 5)
-    # The same statement as upsert() builds for OBJECTS, as text: the same on SQLite and
-    # PostgreSQL. Names are our own table's, never input.
-    return (
-        f'INSERT INTO "{OBJECTS.name}" ("element_id", "cls", "key", "data", "generation") '  # noqa: S608
-        f'VALUES ({marks}) ON CONFLICT ("element_id", "cls", "key") DO UPDATE SET '
-        '"data" = excluded."data", "generation" = excluded."generation"'
-    )
+    upsert(conn, OBJECTS, rows, list(_OBJECT_KEY))
 
 
 def write_pages(
@@ -57,8 +48,9 @@ def write_pages(
     ]
     with engine.begin() as conn:
         if params:
-            placeholder = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-            conn.exec_driver_sql(_upsert_objects_sql(placeholder), params)
+            # The text of upsert()'s statement: the driver's executemany takes the tuples.
+            sql = upsert_sql(OBJECTS.name, _OBJECT_COLUMNS, _OBJECT_KEY, placeholder(conn.dialect))
+            conn.exec_driver_sql(sql, params)
         if job_id is not None and progress is not None:
             conn.execute(
                 update(JOBS).where(JOBS.c.id == job_id).values(counts=json.dumps(progress))
