@@ -29,6 +29,7 @@ from agent.export.snmp.targets import CHUNK, Pace, TrapPath
 from agent.export.snmp.v2c import V2cSender
 from agent.export.snmp.v3trap import FLAG_AUTH, FLAG_PRIV, MAX_SIZE, V3TrapEncoder
 from tests import mib_syntax
+from tests.conftest import free_udp_port
 
 T0 = datetime(2024, 5, 17, 8, 30, 15, 420_000, tzinfo=UTC)
 PAYLOAD = {"type_name": "Element Unreachable", "event_type": "communicationsAlarm",
@@ -519,19 +520,12 @@ def test_a_notification_that_cannot_be_encoded_stops_the_batch_after_the_ones_be
     _run(scenario())
 
 
-def _closed_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 def test_an_icmp_refusal_does_not_cost_the_next_trap() -> None:
     """Linux reports an earlier datagram's port unreachable on the next send, and does not
     send that one: it is sent again."""
 
     async def scenario() -> None:
-        port = _closed_udp_port()
+        port = free_udp_port()  # closed: nothing listens there
         sender = V2cSender(f"127.0.0.1:{port}", b"public")
         await sender.open()
         await sender.send_all([b"lost: nobody listens"])
