@@ -45,6 +45,16 @@ def test_the_tree_keeps_every_contract() -> None:
     assert "0 broken" in result.stdout
 
 
+def test_a_module_in_no_layer_breaks_the_contract(tmp_path: Path) -> None:
+    # Exhaustive: a new module directly in agent/ must be given its place in the layers.
+    copy = copy_with_import(tmp_path, "agent.clock", "")
+    (copy / "agent" / "unplaced.py").write_text('"""Not in any layer."""\n', encoding="utf-8")
+    result = lint_imports(copy)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "not listed as layers" in result.stdout
+    assert "- agent.unplaced" in result.stdout
+
+
 @pytest.mark.parametrize(
     ("module", "statement", "contract", "named"),
     [
