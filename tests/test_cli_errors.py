@@ -172,6 +172,11 @@ def test_run_with_the_api_port_taken_fails_in_one_line(agent_config: Path) -> No
 
 
 # ---------------------------------------------------------------- simulate
+def test_simulate_of_an_unknown_type_names_the_types() -> None:
+    result = provsync("simulate", "--type", "router", "--objects", "1")
+    assert_one_line(result, 2, "--type must be call-server, small-office or messaging")
+
+
 def test_simulate_on_a_taken_port_fails_in_one_line() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
