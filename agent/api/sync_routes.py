@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.api.schemas import RowId
 from agent.connectors.base import Credentials
 from agent.errors import JobNotFound, ProvsyncError
+from agent.store.element_types import DEFAULT_ELEMENT_TYPE
 from agent.sync import registry
 
 MAX_INTERVAL = 366 * 86400
@@ -23,7 +24,7 @@ class _Body(BaseModel):
 
 class ElementBody(_Body):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-    type: str = "call-server"
+    type: str = DEFAULT_ELEMENT_TYPE
     url: str = Field(min_length=1, max_length=255)
     connector: str = "http"
     username: str | None = Field(default=None, max_length=128)

@@ -17,8 +17,9 @@ import httpx
 import tomli_w
 
 from agent.errors import ProvsyncError
+from agent.store.element_types import CALL_SERVER, MESSAGING, SMALL_OFFICE
 
-ELEMENTS = (("cm1", "call-server", 2000), ("ipo1", "small-office", 300), ("msg1", "messaging", 500))
+ELEMENTS = (("cm1", CALL_SERVER, 2000), ("ipo1", SMALL_OFFICE, 300), ("msg1", MESSAGING, 500))
 TOKEN_BYTES = 24
 
 

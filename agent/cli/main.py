@@ -39,6 +39,7 @@ from agent.config import (
 )
 from agent.errors import ConfigError, ProvsyncError
 from agent.listen import bind_socket
+from agent.store.element_types import DEFAULT_ELEMENT_TYPE, ELEMENT_TYPES, ELEMENT_TYPES_TEXT
 
 app = typer.Typer(
     name="provsync",
@@ -455,7 +456,7 @@ def elements_add(
     ctx: typer.Context,
     name: str,
     url: Annotated[str, typer.Option("--url", help="Element API v1 base URL.")],
-    element_type: Annotated[str, typer.Option("--type")] = "call-server",
+    element_type: Annotated[str, typer.Option("--type")] = DEFAULT_ELEMENT_TYPE,
     connector: Annotated[str, typer.Option(help="Connector driver.")] = "http",
     username: Annotated[str | None, typer.Option()] = None,
     password_file: Annotated[Path | None, typer.Option(help="File holding the password.")] = None,
@@ -710,8 +711,8 @@ def simulate(
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port to serve on.")] = 9001,
     host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
     element_type: Annotated[
-        str, typer.Option("--type", help="call-server, small-office or messaging.")
-    ] = "call-server",
+        str, typer.Option("--type", help=f"{ELEMENT_TYPES_TEXT}.")
+    ] = DEFAULT_ELEMENT_TYPE,
     objects: Annotated[int, typer.Option(min=0, help="Objects to generate.")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the generated data.")] = 1,
     element_id: Annotated[str | None, typer.Option(help="Default: sim-PORT.")] = None,
@@ -732,8 +733,8 @@ def simulate(
     from agent.simulator.app import Faults, Simulator, create_simulator_app
     from agent.simulator.state import ElementState
 
-    if element_type not in {"call-server", "small-office", "messaging"}:
-        _fail("--type must be call-server, small-office or messaging", 2)
+    if element_type not in ELEMENT_TYPES:
+        _fail(f"--type must be {ELEMENT_TYPES_TEXT}", 2)
     password = ""
     if password_file is not None:
         try:

@@ -38,6 +38,7 @@ from agent.sharing import records
 from agent.sharing.distribution import Dispatcher
 from agent.sharing.merge import Found, Plan, compare, element_op
 from agent.sharing.records import Change, Data, Key
+from agent.store.element_types import MESSAGING
 from agent.store.encryption import KeyRing
 from agent.store.models import ELEMENTS
 from agent.store.outage import ThrottledLog, is_store_outage
@@ -761,7 +762,7 @@ class SharingService:
         self._spawn(self._device_sync(), "device-data-sync")
 
     async def _device_sync(self) -> None:
-        elements = [e for e in await self._elements() if e.type != "messaging"]
+        elements = [e for e in await self._elements() if e.type != MESSAGING]
         await self.manager.emit_event(
             "device-data-sync-started", HUB, details={"elements": [e.name for e in elements]},
             text=f"device-data sync with {len(elements)} elements started",
@@ -799,7 +800,7 @@ class SharingService:
     async def element_updated(self, name: str, how: str) -> None:
         """A network element changed: messaging elements programmed with it need activation."""
         for element in await self._elements():
-            if element.type == "messaging" and name in json.loads(element.uses or "[]"):
+            if element.type == MESSAGING and name in json.loads(element.uses or "[]"):
                 await self.manager.raise_alarm(
                     "element-updated-activation-required", element.name, qualifier=name,
                     text=f"network element {name}, which {element.name} is programmed with, "
@@ -808,7 +809,7 @@ class SharingService:
 
     async def activate(self, name: str) -> dict[str, Any]:
         element = await asyncio.to_thread(registry.get_element, self.db, name)
-        if element.type != "messaging":
+        if element.type != MESSAGING:
             raise InvalidRequest(f"{name} is a {element.type}; only messaging elements are "
                                  "activated")  # fmt: skip
         known = {e.name: e for e in await self._elements()}
