@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,17 +10,6 @@ from tests.simulated import SimulatedElement
 
 SHARED = ("user", "station", "directory-number", "group", "mailbox")
 FAST = {"sharing": {"retry_initial": "100ms", "retry_max": "500ms"}}
-
-
-def wait_for(what: str, check: Callable[[], Any], within: float = 30.0) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 class SharingGroup:

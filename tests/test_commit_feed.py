@@ -23,6 +23,7 @@ from agent.config import ExporterSettings
 from agent.export.base import Exporter, load_cursor
 from agent.store.database import Store
 from agent.store.models import ALARMS
+from tests.waiting import until
 
 FAST = ExporterSettings(poll_interval=0.05, retry_initial=0.05, retry_max=0.2)
 
@@ -58,14 +59,6 @@ def store_alarms(manager: AlarmManager) -> dict[int, dict[str, Any]]:
     with manager.engine.connect() as conn:
         rows = conn.execute(select(*[ALARMS.c[f] for f in ALARM_FIELDS])).mappings()
         return {row["id"]: dict(row) for row in rows}
-
-
-async def until(check: Any, within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 def test_each_commit_is_what_the_store_has(store: Store) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from agent.config import ExporterSettings
 from agent.errors import ExportError, StoreFencedError
 from agent.export.base import Exporter, load_cursor
 from agent.store.database import Store
+from tests.waiting import until
 
 FAST = ExporterSettings(
     poll_interval=0.05, retry_initial=0.02, retry_max=0.05, backlog_threshold=10**6
@@ -55,14 +55,6 @@ def lite(tmp_path: Path) -> Iterator[Store]:
     store.open()
     yield store
     store.close()
-
-
-async def until(check: Any, within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 def test_saves_commit_in_the_writers_transactions(lite: Store) -> None:

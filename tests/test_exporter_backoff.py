@@ -25,6 +25,7 @@ from agent.errors import ExportError, StoreError, StoreFencedError
 from agent.export.base import Exporter, load_cursor, save_cursor
 from agent.store.database import Store
 from tests.conftest import AgentProcess, free_port
+from tests.waiting import until
 
 
 class FlakyExporter(Exporter):
@@ -89,14 +90,6 @@ async def commit_for(manager: AlarmManager, seconds: float) -> int:
     return commits
 
 
-async def wait_until(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.02)
-
-
 def warnings_about(lines: list[tuple[str, str]], name: str) -> list[str]:
     return [m for level, m in lines if level in {"WARNING", "ERROR"} and name in m]
 
@@ -124,7 +117,7 @@ def test_commits_do_not_cut_the_backoff_short(
         assert "refused the connection" in down[0]
 
         exporter.down = False
-        await wait_until(lambda: exporter.cursor == lite_manager.last_seq)
+        await until(lambda: exporter.cursor == lite_manager.last_seq, within=10)
         back = [m for level, m in log_lines if level == "INFO" and "fake" in m]
         assert len(back) == 1, back
         assert "back" in back[0], back
@@ -147,7 +140,7 @@ def test_a_target_that_stays_down_gets_a_rate_limited_reminder(
         await exporter.start()
         await lite_manager.emit_event("test", "load")
         started = time.monotonic()
-        await wait_until(lambda: time.monotonic() - started > 1.6)
+        await until(lambda: time.monotonic() - started > 1.6, within=10)
         lines = warnings_about(log_lines, "fake")
         assert exporter.attempts >= 15, exporter.attempts
         # The first line, then one reminder per 0.5 s: never one per attempt.
@@ -169,13 +162,13 @@ def test_a_stuck_delivery_is_timed_out_logged_once_and_retried(
         exporter.hang = True
         await exporter.start()
         await lite_manager.emit_event("test", "load")
-        await wait_until(lambda: exporter.attempts >= 3, timeout=5)
+        await until(lambda: exporter.attempts >= 3, within=5)
         assert exporter.last_error is not None
         assert "timed out" in exporter.last_error
         assert len(warnings_about(log_lines, "fake")) == 1
         exporter.hang = False
         exporter.down = False
-        await wait_until(lambda: exporter.cursor == lite_manager.last_seq)
+        await until(lambda: exporter.cursor == lite_manager.last_seq, within=10)
         assert exporter.received == [lite_manager.last_seq]
         await exporter.stop(1)
 
@@ -272,7 +265,7 @@ def test_deliver_timeout_never_cuts_one_notification_short(lite_manager: AlarmMa
         exporter = SlowInformExporter(lite_manager, settings)
         await exporter.start()
         await lite_manager.emit_event("test", "load")
-        await wait_until(lambda: exporter.cursor == lite_manager.last_seq, timeout=5)
+        await until(lambda: exporter.cursor == lite_manager.last_seq, within=5)
         assert exporter.failures == 0
         assert exporter.received == [lite_manager.last_seq]
         await exporter.stop(1)
@@ -307,7 +300,7 @@ def test_deliver_timeout_bounds_lack_of_progress_not_the_batch(
             await lite_manager.emit_event("test", "load", text=f"n{index}")
         exporter = AckingInformExporter(lite_manager, settings)
         await exporter.start()
-        await wait_until(lambda: exporter.cursor == lite_manager.last_seq, timeout=10)
+        await until(lambda: exporter.cursor == lite_manager.last_seq, within=10)
         assert exporter.received == list(range(1, 41))
         assert exporter.failures == 0, exporter.last_error
         assert exporter.attempts == 1
@@ -347,12 +340,12 @@ def test_a_timed_out_batch_that_made_progress_is_not_a_down_target(
         # Each attempt moves 3 on, then stalls: the backoff never grows (it would reach
         # 0.05 * 2**3 = 0.4 s by the fourth round), and the target is never "down".
         started = time.monotonic()
-        await wait_until(lambda: exporter.cursor >= 9, timeout=5)
+        await until(lambda: exporter.cursor >= 9, within=5)
         assert time.monotonic() - started < 3.0  # about 0.5 s; a grown backoff adds more
         assert exporter.received == list(range(1, 10))
         assert not warnings_about(log_lines, "fake")
         exporter.hang = False
-        await wait_until(lambda: exporter.cursor == lite_manager.last_seq)
+        await until(lambda: exporter.cursor == lite_manager.last_seq, within=10)
         await exporter.stop(1)
 
     asyncio.run(scenario())
@@ -391,10 +384,10 @@ def test_the_backlog_alarm_is_raised_and_cleared_after_a_failed_write(
         def backlog_alarms() -> list[dict[str, Any]]:
             return queries.list_alarms(lite_manager.engine, type_id="exporter-backlog")
 
-        await wait_until(lambda: bool(backlog_alarms()), timeout=5)
+        await until(lambda: bool(backlog_alarms()), within=5)
         assert raise_once.calls >= 2
         exporter.down = False
-        await wait_until(lambda: not backlog_alarms(), timeout=5)
+        await until(lambda: not backlog_alarms(), within=5)
         assert clear_once.calls >= 2
         await exporter.stop(1)
 
@@ -426,7 +419,7 @@ def test_a_refused_cursor_save_is_retried_without_resending(
             exporter = FlakyExporter(lite_manager, settings)
             exporter.down = False
             await exporter.start()
-            await wait_until(lambda: load_cursor(lite_manager.engine, "fake") == 10)
+            await until(lambda: load_cursor(lite_manager.engine, "fake") == 10, within=10)
             assert refusals["left"] == 0
             assert exporter.received == list(range(1, 11)), "each notification once"
             assert exporter.failures == 0
@@ -472,7 +465,7 @@ def test_progress_reported_as_a_timed_out_delivery_ends_is_kept(
             await lite_manager.emit_event("test", "load", text=f"n{index}")
         exporter = FinallyAckExporter(lite_manager, settings)
         await exporter.start()
-        await wait_until(lambda: exporter.cursor == lite_manager.last_seq, timeout=5)
+        await until(lambda: exporter.cursor == lite_manager.last_seq, within=5)
         await exporter.stop(1)
         # What the cut attempt got acknowledged is not sent again, and the target that
         # acknowledged it is not "down".
@@ -517,7 +510,7 @@ def test_a_late_acknowledgement_does_not_count_for_the_next_attempt(
         await exporter.start()
         started = time.monotonic()
         # Connect failures go on past the moment the late acknowledgement comes in.
-        await wait_until(lambda: time.monotonic() - started > 2.2, timeout=10)
+        await until(lambda: time.monotonic() - started > 2.2, within=10)
         assert exporter.connects >= 8
         await exporter.stop(1)
         # Only an acknowledgement within the attempt moves the cursor: the connect
@@ -565,7 +558,7 @@ def test_a_fenced_agent_delivers_nothing_until_unfenced(
         exporter.down = False
         await exporter.start()
         # It asks the guard before it delivers, round after round, and sends nothing.
-        await wait_until(lambda: fence.calls >= 5 or bool(exporter.received), timeout=5)
+        await until(lambda: fence.calls >= 5 or bool(exporter.received), within=5)
         assert exporter.received == []
         assert exporter.attempts == 0
         assert "fenced" in (exporter.last_error or "")
@@ -574,7 +567,7 @@ def test_a_fenced_agent_delivers_nothing_until_unfenced(
         assert "fenced" in warnings[0]
         assert "down" not in warnings[0]
         fence.fenced = False
-        await wait_until(lambda: exporter.cursor == manager.last_seq)
+        await until(lambda: exporter.cursor == manager.last_seq, within=10)
         assert exporter.received == list(range(1, 6))
         assert exporter.last_error is None
         await exporter.stop(1)

@@ -16,6 +16,7 @@ from agent.config import ExporterSettings, FileExporterSettings
 from agent.export.base import load_cursor
 from agent.export.jsonfile import FileExporter, JsonLinesFile
 from agent.store.database import Store
+from tests.waiting import until
 
 FAST = ExporterSettings(
     poll_interval=0.05, retry_initial=0.05, retry_max=0.2, batch_size=50, backlog_threshold=1000
@@ -25,14 +26,6 @@ TIGHT = FAST.model_copy(update={"backlog_threshold": 20})
 
 def read_lines(path: Path) -> list[dict]:  # type: ignore[type-arg]
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-async def until(check: Callable[[], bool], within: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 def with_exporter(

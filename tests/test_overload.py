@@ -23,6 +23,7 @@ from agent.errors import OverloadedError, StoreError
 from agent.store.database import Store
 from agent.store.outage import ThrottledLog, is_store_outage
 from tests.conftest import TOKEN
+from tests.waiting import wait_for
 
 
 @pytest.fixture
@@ -43,13 +44,6 @@ def log_lines() -> Iterator[list[str]]:
     logger.remove(sink)
 
 
-def _wait(condition: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
 # ------------------------------------------------------------------ the bound
 def test_bounded_requests_are_refused_at_once_past_the_bound(sqlite_store: Store) -> None:
     manager = AlarmManager(sqlite_store.engine, Catalog(), pending_max=3)
@@ -58,7 +52,8 @@ def test_bounded_requests_are_refused_at_once_past_the_bound(sqlite_store: Store
     manager.start()
     try:
         first = manager.submit(manager.make_event("test", "a"), bounded=True)
-        _wait(first.done)  # committed; the writer now hangs in the listener, still counted
+        # Committed; the writer now hangs in the listener, still counted.
+        wait_for("the first commit", first.done, within=10, every=0.01)
         queued = [manager.submit(manager.make_event("test", f"q{i}"), bounded=True) for i in (1, 2)]
         assert manager.pending == 3
         started = time.monotonic()
@@ -77,7 +72,7 @@ def test_bounded_requests_are_refused_at_once_past_the_bound(sqlite_store: Store
         gate.set()
         for future in [*queued, own]:
             assert isinstance(future.result(10), int)
-        _wait(lambda: manager.pending == 0)
+        wait_for("nothing pending", lambda: manager.pending == 0, within=10, every=0.01)
         # Room again: the refused requests changed nothing, the next is accepted.
         assert isinstance(
             manager.submit(manager.make_event("test", "b"), bounded=True).result(10), int

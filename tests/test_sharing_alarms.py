@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from tests.conftest import AgentProcess
-from tests.sharing_group import FAST, SHARED, SharingGroup, wait_for
+from tests.sharing_group import FAST, SHARED, SharingGroup
+from tests.waiting import wait_for
 
 
 def _settings(**sharing: Any) -> dict[str, Any]:

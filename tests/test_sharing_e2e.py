@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.sharing_group import FAST, SHARED, SharingGroup, wait_for
+from tests.sharing_group import FAST, SHARED, SharingGroup
+from tests.waiting import wait_for
 
 
 def _json(agent: Any, *args: str) -> Any:

@@ -32,6 +32,7 @@ from agent.store.encryption import KeyRing, StoreKey
 from agent.store.models import DISTRIBUTIONS
 from agent.sync import registry, store_ops
 from tests.conftest import free_udp_port
+from tests.waiting import until
 
 STARTED = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -228,7 +229,7 @@ def test_a_missed_commit_makes_the_view_read_the_store_again(tmp_path: Path) -> 
             await agent.manager.raise_alarm("sync-failed", "cm2")  # a repeat, missed too
             agent.service._closed = False
             await agent.manager.raise_alarm("element-unreachable", "cm3")
-            await wait_for(lambda: agent.service.data.seq == agent.manager.last_seq)
+            await until(lambda: agent.service.data.seq == agent.manager.last_seq, within=10)
             count = agent.service.data.alarms.cell(missed.alarm["id"], 12)
             assert count == counter(2)
             assert_same_view(agent)
@@ -260,7 +261,9 @@ def test_element_and_distribution_changes_show_without_an_alarm_commit(tmp_path:
 
             # Refresher, not a poll: the table follows a change without any request.
             await asyncio.to_thread(registry.set_state, engine, cs1.id, sharing=True)
-            await wait_for(lambda: sharing_state(agent, cs1.id) == SHARING_STATE_NUMBER["sharing"])
+            await until(
+                lambda: sharing_state(agent, cs1.id) == SHARING_STATE_NUMBER["sharing"], within=10
+            )
 
             with engine.begin() as conn:
                 records.add_distributions(conn, [(cs1.id, "cs1")],
@@ -309,13 +312,6 @@ def _enum(cell: bytes | None) -> int:
     assert cell is not None
     assert cell[0] == 0x02  # INTEGER
     return int.from_bytes(cell[2:], "big")
-
-
-async def wait_for(condition: Callable[[], bool], within: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 def test_a_commit_larger_than_the_log_table_shows_its_newest_rows(tmp_path: Path) -> None:
