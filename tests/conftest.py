@@ -81,6 +81,15 @@ def store(store_url: str) -> Iterator[Store]:
 
 
 @pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    """A store on SQLite only, for rules that do not depend on the database."""
+    opened = Store(f"sqlite:///{tmp_path / 'provsync.db'}")
+    opened.open()
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
 def manager(store: Store) -> Iterator[AlarmManager]:
     started = AlarmManager(store.engine, Catalog())
     started.start()

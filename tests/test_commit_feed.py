@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -45,14 +44,6 @@ class Target(Exporter):
 
     async def deliver(self, notifications: Sequence[Notification]) -> None:
         self.received.extend(notifications)
-
-
-@pytest.fixture
-def lite(tmp_path: Path) -> Iterator[Store]:
-    store = Store(f"sqlite:///{tmp_path / 'provsync.db'}")
-    store.open()
-    yield store
-    store.close()
 
 
 def store_alarms(manager: AlarmManager) -> dict[int, dict[str, Any]]:
@@ -109,9 +100,9 @@ def test_each_commit_is_what_the_store_has(store: Store) -> None:
         manager.stop()
 
 
-def test_a_purge_names_the_alarms_it_deleted(lite: Store) -> None:
+def test_a_purge_names_the_alarms_it_deleted(sqlite_store: Store) -> None:
     clock = Clock()
-    manager = AlarmManager(lite.engine, Catalog(), clock=clock)
+    manager = AlarmManager(sqlite_store.engine, Catalog(), clock=clock)
     commits: list[Commit] = []
     manager.add_commit_listener(commits.append)
     manager.start()
@@ -133,8 +124,8 @@ def test_a_purge_names_the_alarms_it_deleted(lite: Store) -> None:
         manager.stop()
 
 
-def test_listeners_run_before_the_caller_hears_back(lite: Store) -> None:
-    manager = AlarmManager(lite.engine, Catalog())
+def test_listeners_run_before_the_caller_hears_back(sqlite_store: Store) -> None:
+    manager = AlarmManager(sqlite_store.engine, Catalog())
     seen: list[tuple[int, int, int]] = []
 
     def slow_listener(commit: Commit) -> None:
@@ -183,7 +174,9 @@ def test_the_tail_never_has_a_hole() -> None:
     assert [n.seq for n in tail.after(50, 20) or []] == list(range(51, 61))
 
 
-def test_a_caught_up_exporter_reads_no_store(lite: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_caught_up_exporter_reads_no_store(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Many concurrent raises and clears: every notification reaches the target once, in
     order, all of it from the tail."""
     reads: list[int] = []
@@ -194,7 +187,7 @@ def test_a_caught_up_exporter_reads_no_store(lite: Store, monkeypatch: pytest.Mo
         return real_read(engine, after_seq, limit)
 
     monkeypatch.setattr(queries, "read_log", counted)
-    manager = AlarmManager(lite.engine, Catalog())
+    manager = AlarmManager(sqlite_store.engine, Catalog())
     manager.start()
 
     async def scenario() -> None:
@@ -220,7 +213,7 @@ def test_a_caught_up_exporter_reads_no_store(lite: Store, monkeypatch: pytest.Mo
 
 
 def test_past_the_tail_the_exporter_reads_the_store_then_the_tail(
-    lite: Store, monkeypatch: pytest.MonkeyPatch
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     reads: list[int] = []
     real_read = queries.read_log
@@ -230,7 +223,7 @@ def test_past_the_tail_the_exporter_reads_the_store_then_the_tail(
         return real_read(engine, after_seq, limit)
 
     monkeypatch.setattr(queries, "read_log", counted)
-    manager = AlarmManager(lite.engine, Catalog(), tail_size=16)
+    manager = AlarmManager(sqlite_store.engine, Catalog(), tail_size=16)
     manager.start()
     settings = FAST.model_copy(update={"batch_size": 10})
 

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-import pytest
 from sqlalchemy import event
 
 from agent.alarms.catalog import Catalog
@@ -49,16 +47,8 @@ class Fence:
             raise StoreFencedError("the store is fenced: this agent lost its lock")
 
 
-@pytest.fixture
-def lite(tmp_path: Path) -> Iterator[Store]:
-    store = Store(f"sqlite:///{tmp_path / 'provsync.db'}")
-    store.open()
-    yield store
-    store.close()
-
-
-def test_saves_commit_in_the_writers_transactions(lite: Store) -> None:
-    manager = AlarmManager(lite.engine, Catalog())
+def test_saves_commit_in_the_writers_transactions(sqlite_store: Store) -> None:
+    manager = AlarmManager(sqlite_store.engine, Catalog())
     manager.start()
     committers: list[str] = []
 
@@ -68,7 +58,7 @@ def test_saves_commit_in_the_writers_transactions(lite: Store) -> None:
     async def scenario() -> None:
         target = Target(manager, FAST.model_copy(update={"batch_size": 7}))
         await target.start()  # its first cursor is written directly, once
-        event.listen(lite.engine, "commit", on_commit)
+        event.listen(sqlite_store.engine, "commit", on_commit)
         for index in range(50):
             await manager.emit_event("test", "load", text=f"n{index}")
         await until(lambda: load_cursor(manager.engine, "fake") == 50)
@@ -78,14 +68,14 @@ def test_saves_commit_in_the_writers_transactions(lite: Store) -> None:
     try:
         asyncio.run(scenario())
     finally:
-        event.remove(lite.engine, "commit", on_commit)
+        event.remove(sqlite_store.engine, "commit", on_commit)
         manager.stop()
     assert committers, "commits were seen"
     assert set(committers) == {"alarm-writer"}, "no save of its own outside the writer"
 
 
-def test_saves_queued_together_write_only_the_newest_per_target(lite: Store) -> None:
-    manager = AlarmManager(lite.engine, Catalog())
+def test_saves_queued_together_write_only_the_newest_per_target(sqlite_store: Store) -> None:
+    manager = AlarmManager(sqlite_store.engine, Catalog())
     manager.start()
     held = threading.Event()
     release = threading.Event()
@@ -108,8 +98,8 @@ def test_saves_queued_together_write_only_the_newest_per_target(lite: Store) -> 
         dbapi_connection.set_trace_callback(count_cursor_rows)
         traced.append(dbapi_connection)
 
-    event.listen(lite.engine, "commit", hold_first)
-    event.listen(lite.engine, "checkout", trace)
+    event.listen(sqlite_store.engine, "commit", hold_first)
+    event.listen(sqlite_store.engine, "checkout", trace)
     try:
         blocker = manager.submit(manager.make_event("test", "hold"))
         assert held.wait(10)
@@ -121,19 +111,19 @@ def test_saves_queued_together_write_only_the_newest_per_target(lite: Store) -> 
         for save in saves:
             save.result(10)
     finally:
-        event.remove(lite.engine, "commit", hold_first)
-        event.remove(lite.engine, "checkout", trace)
+        event.remove(sqlite_store.engine, "commit", hold_first)
+        event.remove(sqlite_store.engine, "checkout", trace)
         manager.stop()
         for dbapi_connection in traced:
             dbapi_connection.set_trace_callback(None)
-    assert load_cursor(lite.engine, "a") == 100
-    assert load_cursor(lite.engine, "b") == 100
+    assert load_cursor(sqlite_store.engine, "a") == 100
+    assert load_cursor(sqlite_store.engine, "b") == 100
     assert sum(rows) == 2, f"one row per target, not per save: {rows}"
 
 
-def test_saves_take_nothing_from_the_bound_on_waiting_requests(lite: Store) -> None:
+def test_saves_take_nothing_from_the_bound_on_waiting_requests(sqlite_store: Store) -> None:
     """The API's bound counts requests: a save in the writer does not refuse one."""
-    manager = AlarmManager(lite.engine, Catalog(), pending_max=1)
+    manager = AlarmManager(sqlite_store.engine, Catalog(), pending_max=1)
     manager.start()
     held = threading.Event()
     release = threading.Event()
@@ -143,7 +133,7 @@ def test_saves_take_nothing_from_the_bound_on_waiting_requests(lite: Store) -> N
             held.set()
             assert release.wait(10)
 
-    event.listen(lite.engine, "commit", hold_first)
+    event.listen(sqlite_store.engine, "commit", hold_first)
     try:
         save = manager.submit(CursorOp("a", 1))
         assert held.wait(10)
@@ -153,7 +143,7 @@ def test_saves_take_nothing_from_the_bound_on_waiting_requests(lite: Store) -> N
         save.result(10)
         assert raised.result(10).seq == 1
     finally:
-        event.remove(lite.engine, "commit", hold_first)
+        event.remove(sqlite_store.engine, "commit", hold_first)
         manager.stop()
     assert manager.refused == 0
 
@@ -172,9 +162,9 @@ class FencedOnDelivery(Target):
             self.fence.fenced = True
 
 
-def test_a_fenced_store_refuses_the_save_and_the_position_is_kept(lite: Store) -> None:
+def test_a_fenced_store_refuses_the_save_and_the_position_is_kept(sqlite_store: Store) -> None:
     fence = Fence()
-    manager = AlarmManager(lite.engine, Catalog(), write_guard=fence)
+    manager = AlarmManager(sqlite_store.engine, Catalog(), write_guard=fence)
     manager.start()
 
     async def scenario() -> None:
@@ -209,9 +199,9 @@ class FailsAfterFirst(Target):
         await super().deliver(notifications)
 
 
-def test_stop_saves_the_final_position(lite: Store) -> None:
+def test_stop_saves_the_final_position(sqlite_store: Store) -> None:
     """Stopped during a backoff after a delivery: what was delivered is saved."""
-    manager = AlarmManager(lite.engine, Catalog())
+    manager = AlarmManager(sqlite_store.engine, Catalog())
     manager.start()
 
     async def scenario() -> None:

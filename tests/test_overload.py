@@ -8,7 +8,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,14 +23,6 @@ from agent.store.database import Store
 from agent.store.outage import ThrottledLog, is_store_outage
 from tests.conftest import TOKEN
 from tests.waiting import wait_for
-
-
-@pytest.fixture
-def sqlite_store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store(f"sqlite:///{tmp_path / 'provsync.db'}")
-    opened.open()
-    yield opened
-    opened.close()
 
 
 @pytest.fixture

@@ -288,16 +288,6 @@ def test_rotate_key_offline_then_old_key_no_longer_decrypts_and_missing_key_is_o
 
 
 # ------------------------------------------------------------------ rules, in-process
-@pytest.fixture
-def sqlite_store(tmp_path: Path) -> Iterator[Any]:
-    from agent.store.database import Store
-
-    store = Store(f"sqlite:///{tmp_path / 'provsync.db'}")
-    store.open()
-    yield store
-    store.close()
-
-
 def _credentials(store: Any, ring: Any) -> Any:
     from agent.sync import registry
 

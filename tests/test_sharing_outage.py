@@ -56,11 +56,9 @@ class Outage:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store(f"sqlite:///{tmp_path / 'provsync.db'}")
-    opened.open()
-    yield opened
-    opened.close()
+def store(sqlite_store: Store) -> Store:
+    """SQLite only here (conftest's ``store`` runs each test on PostgreSQL as well)."""
+    return sqlite_store
 
 
 @pytest.fixture
