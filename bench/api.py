@@ -54,6 +54,7 @@ import tomli_w
 from api_anchor import agent_stack
 from http_client import Run, closed_loop, open_loop, percentile, request_bytes, run_loop
 from ports import HOST, free_port
+from waits import stop
 
 BENCH = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -81,16 +82,6 @@ def wait_health(port: int, proc: subprocess.Popen[bytes], what: str, stderr: Pat
     raise SystemExit(
         f"{what} did not start (exit {proc.returncode}); its stderr ends:\n" + "\n".join(tail)
     )
-
-
-def stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def _readline(proc: subprocess.Popen[str], within: float) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from typing import Any
 import httpx
 import tomli_w
 from ports import free_port
-from waits import wait_http, wait_job
+from waits import stop, wait_http, wait_job
 
 BIN = Path(sys.executable).parent
 PASSWORD = "bench-pass"
@@ -43,16 +42,6 @@ POLL = 0.2
 """Seconds between two looks at GET /api/v1/sharing."""
 FIRST_KEY = 30000
 """Station keys of the bench: 30000 up (a simulator with --objects 0 holds station 20000)."""
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def simulate(tmp: Path, element_id: str, hub: str = "") -> tuple[subprocess.Popen[bytes], str]:
@@ -254,9 +243,9 @@ def main() -> int:
                 drain_seconds = time.perf_counter() - start
                 for url in urls:
                     check_stations(url, updates)
-            stop(agent)
+            stop(agent, within=60)
             for proc, _ in started:
-                stop(proc)
+                stop(proc, within=60)
 
             # -------------------------------------------------------------- anchor
             fresh = [simulate(tmp, f"a{n}") for n in range(1, args.elements + 1)]
@@ -272,7 +261,7 @@ def main() -> int:
             failed = False
         finally:
             for proc in procs:
-                stop(proc)
+                stop(proc, within=60)
             if failed and log.exists():
                 print("agent log (tail):", *log.read_text(errors="replace").splitlines()[-30:],
                       sep="\n", file=sys.stderr)  # fmt: skip

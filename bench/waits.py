@@ -1,7 +1,9 @@
-"""Waits of the benches on the processes they start: a health URL, an agent's job."""
+"""Waits of the benches on the processes they start: a health URL, an agent's job, the
+process's own end."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from typing import Any
@@ -34,3 +36,14 @@ def wait_job(api: httpx.Client, job_id: int, within: float, poll: float = 0.1) -
             return job
         time.sleep(poll)
     raise SystemExit(f"job {job_id} did not finish in {within:.0f} s")
+
+
+def stop(proc: subprocess.Popen[Any], within: float = 30) -> None:
+    """SIGTERM, and SIGKILL if it has not ended ``within`` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(within)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
