@@ -10,16 +10,14 @@ from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from agent.alarms.records import iso
+from agent.clock import now
 from agent.connectors.base import Credentials
 from agent.errors import ElementNotFound, InvalidRequest
+from agent.store.element_types import ELEMENT_TYPES, MESSAGING
 from agent.store.encryption import KeyRing
 from agent.store.models import CREDENTIALS, ELEMENTS, JOBS, OBJECTS
 
-ELEMENT_TYPES = ("call-server", "small-office", "messaging")
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
+__all__ = ["ELEMENT_TYPES", "now"]  # callers take both from here (registry.now())
 
 
 def _new_id(result: Any) -> int:
@@ -113,7 +111,7 @@ def next_due(element: Any, last_attempt: datetime | None = None) -> datetime | N
 
 def check_uses(engine: Engine, element_type: str, uses: list[str]) -> str:
     """JSON list of the network elements a messaging element is programmed with."""
-    if uses and element_type != "messaging":
+    if uses and element_type != MESSAGING:
         raise InvalidRequest("only messaging elements use other network elements")
     known = {row.name for row in list_elements(engine)}
     missing = [name for name in uses if name not in known]
