@@ -299,8 +299,10 @@ class Exporter(ABC):
                 # Nothing left above the cursor: purged before this target got it.
                 logger.warning(
                     "export target {} skips notifications {}-{}: purged before delivery",
-                    self.name, self.cursor + 1, target,
-                )  # fmt: skip
+                    self.name,
+                    self.cursor + 1,
+                    target,
+                )
                 self.cursor = target
                 continue
             try:
@@ -359,8 +361,12 @@ class Exporter(ABC):
             # The backoff starts over and it is not logged as down.
             delay = self.settings.retry_initial
             self._came_back()
-            logger.debug("export target {} failed after notification {}: {}",
-                         self.name, self.cursor, self.last_error)  # fmt: skip
+            logger.debug(
+                "export target {} failed after notification {}: {}",
+                self.name,
+                self.cursor,
+                self.last_error,
+            )
         else:
             self._went_down(delay)
         if opened:
@@ -491,8 +497,9 @@ class Exporter(ABC):
         )
         if self._gap_logged != (first, last):  # once, not once per retry
             self._gap_logged = (first, last)
-            logger.warning("export target {} skips notifications {}: purged before delivery",
-                           self.name, lost)  # fmt: skip
+            logger.warning(
+                "export target {} skips notifications {}: purged before delivery", self.name, lost
+            )
         gap_type = self.manager.catalog.get(GAP_EVENT)
         return Notification(
             seq=last,
@@ -529,17 +536,27 @@ class Exporter(ABC):
             self._reminded_at = now
             logger.warning(
                 "export target {} is down: {}; retrying with backoff ({:g}s up to {:g}s)",
-                self.name, self.last_error, delay, self.settings.retry_max,
-            )  # fmt: skip
+                self.name,
+                self.last_error,
+                delay,
+                self.settings.retry_max,
+            )
         elif now - self._reminded_at >= self.settings.down_reminder_interval:
             self._reminded_at = now
             logger.warning(
                 "export target {} still down after {:.0f}s and {} failed attempts: {}",
-                self.name, now - self._down_since, self._down_attempts, self.last_error,
-            )  # fmt: skip
+                self.name,
+                now - self._down_since,
+                self._down_attempts,
+                self.last_error,
+            )
         else:
-            logger.debug("export target {} attempt failed (retry in {:g}s): {}",
-                         self.name, delay, self.last_error)  # fmt: skip
+            logger.debug(
+                "export target {} attempt failed (retry in {:g}s): {}",
+                self.name,
+                delay,
+                self.last_error,
+            )
 
     def _came_back(self) -> None:
         if self._down_since is None:
@@ -547,8 +564,11 @@ class Exporter(ABC):
         logger.info(
             "export target {} is back after {:.1f}s down and {} failed attempts; "
             "delivered up to notification {}",
-            self.name, time.monotonic() - self._down_since, self._down_attempts, self.cursor,
-        )  # fmt: skip
+            self.name,
+            time.monotonic() - self._down_since,
+            self._down_attempts,
+            self.cursor,
+        )
         self._down_since = None
         self._down_attempts = 0
 

@@ -28,9 +28,20 @@ class _Request:
     """A v1/v2c request, decoded in two steps so the community is checked before any of
     the PDU is read (an unknown community costs a few header reads, whatever follows)."""
 
-    __slots__ = ("community", "error_index", "error_status", "oids", "pdu_start",
-                 "raw_community", "raw_id", "raw_varbinds", "raw_version", "tag", "too_many",
-                 "version")  # fmt: skip
+    __slots__ = (
+        "community",
+        "error_index",
+        "error_status",
+        "oids",
+        "pdu_start",
+        "raw_community",
+        "raw_id",
+        "raw_varbinds",
+        "raw_version",
+        "tag",
+        "too_many",
+        "version",
+    )
 
     def __init__(self, data: bytes) -> None:
         tag, start, _end = ber.header(data, 0)
@@ -154,8 +165,9 @@ class FastResponder:
         return None
 
     # ------------------------------------------------------------------ PDUs
-    def _respond(self, request: _Request, varbinds: list[bytes], status: int = 0,
-                 index: int = 0) -> bytes:  # fmt: skip
+    def _respond(
+        self, request: _Request, varbinds: list[bytes], status: int = 0, index: int = 0
+    ) -> bytes:
         pdu = ber.tlv(
             ber.RESPONSE,
             request.raw_id
@@ -204,8 +216,15 @@ class FastResponder:
             return self._respond(request, [], ber.TOO_BIG, 0)
         return self._respond(request, varbinds)
 
-    def _walk_one(self, request: _Request, view: MibView, oid: tuple[int, ...],
-                  repetitions: int, varbinds: list[bytes], size: int) -> bytes:  # fmt: skip
+    def _walk_one(
+        self,
+        request: _Request,
+        view: MibView,
+        oid: tuple[int, ...],
+        repetitions: int,
+        varbinds: list[bytes],
+        size: int,
+    ) -> bytes:
         """GETBULK with one repeater (what snmpbulkwalk sends): the hot path."""
         limit = self._max_response - len(request.raw_community) - 64
         taken = 0

@@ -69,12 +69,30 @@ ELEMENT_FIELDS = ("name", "type", "sync_state", "sharing", "last_sync_at")
 """The columns of ``elements`` the element table shows: only their updates count."""
 DISTRIBUTION_FIELDS = ("element_id", "state", "rejected")
 """The columns of ``distributions`` the distribution-error count depends on."""
-_VIEW_FIELDS = ("id", "type_id", "resource", "qualifier", "severity", "text", "cleared",
-                "raised_at", "changed_at", "count", "raise_seq", "operator_state", "ack_by",
-                "resolution")  # fmt: skip
+_VIEW_FIELDS = (
+    "id",
+    "type_id",
+    "resource",
+    "qualifier",
+    "severity",
+    "text",
+    "cleared",
+    "raised_at",
+    "changed_at",
+    "count",
+    "raise_seq",
+    "operator_state",
+    "ack_by",
+    "resolution",
+)
 """The ``alarms`` columns a row of the active alarm table is made of."""
-_BY_TYPE = ("provsyncAlarmTypeRef", "provsyncAlarmName", "provsyncAlarmEventType",
-            "provsyncAlarmProbableCause", "provsyncAlarmProbableCauseCode")  # fmt: skip
+_BY_TYPE = (
+    "provsyncAlarmTypeRef",
+    "provsyncAlarmName",
+    "provsyncAlarmEventType",
+    "provsyncAlarmProbableCause",
+    "provsyncAlarmProbableCauseCode",
+)
 """Active alarm columns the alarm's type decides: kept once per value, not per row."""
 _SEVERITY_COLUMN = ACTIVE_ALARM_COLUMNS.index("provsyncAlarmSeverity") + 1
 _SEVERITY_OF_CELL = {values.severity(s): s.value for s in Severity}
@@ -169,8 +187,17 @@ class MibData:
         )
         # The standard objects (agent.export.snmp.standard) sort before and after
         # PROVSYNC-MIB's regions: the view orders all of them by OID.
-        self.view = MibView([self._system_region(), self._agent_region(), self.types,
-                             self.alarms, self.log, self.elements, *standard])  # fmt: skip
+        self.view = MibView(
+            [
+                self._system_region(),
+                self._agent_region(),
+                self.types,
+                self.alarms,
+                self.log,
+                self.elements,
+                *standard,
+            ]
+        )
 
     def _alarm_table(self) -> TableRegion:
         return TableRegion(
@@ -211,9 +238,11 @@ class MibData:
             (oids["provsyncAgentStartTime"], lambda: started),
             (oids["provsyncLastSequence"], lambda: values.gauge(self.seq)),
             (oids["provsyncActiveAlarms"], lambda: values.gauge(len(self.alarms))),
-            (oids["provsyncActiveAlarmsLastChanged"],
-             lambda: values.date_and_time(self.last_changed)),
-        ]  # fmt: skip
+            (
+                oids["provsyncActiveAlarmsLastChanged"],
+                lambda: values.date_and_time(self.last_changed),
+            ),
+        ]
         names = ("Critical", "Major", "Minor", "Warning", "Indeterminate")
         for name, severity in zip(names, _COUNTED, strict=True):
             items.append((oids[f"provsyncActive{name}"], self._count_of(severity)))
@@ -247,7 +276,7 @@ class MibData:
             rows = conn.execute(
                 select(*columns).where(ALARMS.c.cleared.is_(False)).order_by(ALARMS.c.id),
                 execution_options={"yield_per": BUILD_CHUNK},
-            ).mappings()  # fmt: skip
+            ).mappings()
             for row in rows:
                 table.append(row["id"], self._alarm_values(row))
                 counts[row["severity"]] += 1
@@ -255,10 +284,13 @@ class MibData:
                     blocking[row["type_id"]].add(row["id"])
         notes = queries.read_log(self.engine, max(0, seq - self.log_size), self.log_size)
         snapshot = Snapshot(
-            seq=seq, alarms=table, counts=counts, blocking=blocking,
+            seq=seq,
+            alarms=table,
+            counts=counts,
+            blocking=blocking,
             log=[(n.seq, self._log_values(n)) for n in notes if n.seq <= seq],
             elements=self.read_elements(),
-        )  # fmt: skip
+        )
         if newest is not None:
             snapshot.last_changed = newest.replace(tzinfo=UTC) if newest.tzinfo is None else newest
         return snapshot
@@ -267,13 +299,16 @@ class MibData:
         """Worker thread (or the loop: the table is small): the element rows."""
         generation = self.watch.generation if self.watch is not None else 0
         with self.engine.connect() as conn:
-            rows = conn.execute(select(*[ELEMENTS.c[f] for f in ("id", *ELEMENT_FIELDS)])
-                                .order_by(ELEMENTS.c.id)).all()  # fmt: skip
-            errors: dict[int, int] = dict(conn.execute(
-                select(DISTRIBUTIONS.c.element_id, func.count())
-                .where(DISTRIBUTIONS.c.rejected.is_(True) & (DISTRIBUTIONS.c.state != "done"))
-                .group_by(DISTRIBUTIONS.c.element_id)
-            ).all())  # fmt: skip
+            rows = conn.execute(
+                select(*[ELEMENTS.c[f] for f in ("id", *ELEMENT_FIELDS)]).order_by(ELEMENTS.c.id)
+            ).all()
+            errors: dict[int, int] = dict(
+                conn.execute(
+                    select(DISTRIBUTIONS.c.element_id, func.count())
+                    .where(DISTRIBUTIONS.c.rejected.is_(True) & (DISTRIBUTIONS.c.state != "done"))
+                    .group_by(DISTRIBUTIONS.c.element_id)
+                ).all()
+            )
         return ElementRows(generation, [(row, errors.get(row.id, 0)) for row in rows])
 
     # ------------------------------------------------------------------ the event loop
@@ -367,19 +402,27 @@ class MibData:
         if group == self._group:
             return
         self._group = group
-        self.elements.replace([
-            (row.id, values.element_row(row, group if row.sharing else "notSharing", errors))
-            for row, errors in self._element_rows
-        ])  # fmt: skip
+        self.elements.replace(
+            [
+                (row.id, values.element_row(row, group if row.sharing else "notSharing", errors))
+                for row, errors in self._element_rows
+            ]
+        )
 
     def _alarm_values(self, row: AlarmRow | RowMapping) -> list[bytes]:
         return values.active_alarm_row(row, self.catalog.describe(row["type_id"]))
 
     def _log_values(self, note: Notification) -> list[bytes]:
         return values.log_row(
-            note.at, note.kind, note.alarm_id, note.type_id, note.resource, note.severity,
-            note.text, note.raise_seq,
-        )  # fmt: skip
+            note.at,
+            note.kind,
+            note.alarm_id,
+            note.type_id,
+            note.resource,
+            note.severity,
+            note.text,
+            note.raise_seq,
+        )
 
 
 __all__ = ["BLOCKING", "ElementRows", "MibData", "Snapshot", "SystemInfo", "watch_elements"]

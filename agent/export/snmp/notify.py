@@ -114,20 +114,35 @@ def notification_vars(note: Notification, oids: MibOids, uptime: int) -> list[Va
         Var(SNMP_TRAP_OID, Syntax.OID, oids[TRAP_OF[note.kind]]),
         Var(oids.instance("provsyncNotifySequence"), Syntax.UNSIGNED, note.seq),
         Var(oids.instance("provsyncNotifyAlarmId"), Syntax.UNSIGNED, note.alarm_id),
-        Var(oids.instance("provsyncNotifyTypeId"), Syntax.OCTETS,
-            values.identifier_octets(note.type_id)),
-        Var(oids.instance("provsyncNotifyTypeName"), Syntax.OCTETS,
-            values.octets(str(payload.get("type_name", note.type_id)))),
+        Var(
+            oids.instance("provsyncNotifyTypeId"),
+            Syntax.OCTETS,
+            values.identifier_octets(note.type_id),
+        ),
+        Var(
+            oids.instance("provsyncNotifyTypeName"),
+            Syntax.OCTETS,
+            values.octets(str(payload.get("type_name", note.type_id))),
+        ),
         Var(oids.instance("provsyncNotifyResource"), Syntax.OCTETS, values.octets(note.resource)),
-        Var(oids.instance("provsyncNotifySeverity"), Syntax.INTEGER,
-            int(Severity(note.severity).itu)),
-        Var(oids.instance("provsyncNotifyEventType"), Syntax.INTEGER,
-            values.EVENT_TYPE_NUMBER[event_type]),
-        Var(oids.instance("provsyncNotifyProbableCause"), Syntax.OCTETS,
-            values.octets(cause, values.SHORT_TEXT)),
+        Var(
+            oids.instance("provsyncNotifySeverity"),
+            Syntax.INTEGER,
+            int(Severity(note.severity).itu),
+        ),
+        Var(
+            oids.instance("provsyncNotifyEventType"),
+            Syntax.INTEGER,
+            values.EVENT_TYPE_NUMBER[event_type],
+        ),
+        Var(
+            oids.instance("provsyncNotifyProbableCause"),
+            Syntax.OCTETS,
+            values.octets(cause, values.SHORT_TEXT),
+        ),
         Var(oids.instance("provsyncNotifyText"), Syntax.OCTETS, values.octets(note.text)),
         Var(oids.instance("provsyncNotifyTime"), Syntax.OCTETS, _date_and_time(note)),
-    ]  # fmt: skip
+    ]
     if note.kind in (NotificationKind.ALARM_CLEARED, NotificationKind.ALARM_CHANGED):
         found.append(
             Var(oids.instance("provsyncNotifyRaiseSequence"), Syntax.UNSIGNED, note.raise_seq)
@@ -140,16 +155,25 @@ def notification_vars(note: Notification, oids: MibOids, uptime: int) -> list[Va
     # Beyond the OBJECTS clause, appended (module docstring).
     found += [
         Var(oids.instance("provsyncNotifyQualifier"), Syntax.OCTETS, values.octets(note.qualifier)),
-        Var(oids.instance("provsyncNotifyProbableCauseCode"), Syntax.INTEGER,
-            probable_cause_number(cause)),
-    ]  # fmt: skip
+        Var(
+            oids.instance("provsyncNotifyProbableCauseCode"),
+            Syntax.INTEGER,
+            probable_cause_number(cause),
+        ),
+    ]
     if raised_or_changed:
         found += [
-            Var(oids.instance("provsyncNotifyOperatorState"), Syntax.INTEGER,
-                operator_state(payload)),
-            Var(oids.instance("provsyncNotifyAckBy"), Syntax.OCTETS,
-                values.octets(ack_by(payload), values.ACK_BY)),
-        ]  # fmt: skip
+            Var(
+                oids.instance("provsyncNotifyOperatorState"),
+                Syntax.INTEGER,
+                operator_state(payload),
+            ),
+            Var(
+                oids.instance("provsyncNotifyAckBy"),
+                Syntax.OCTETS,
+                values.octets(ack_by(payload), values.ACK_BY),
+            ),
+        ]
     return found
 
 
@@ -211,11 +235,16 @@ class VarbindEncoder:
         self._oid = {
             name: ber.oid(oids.instance(name))
             for name in (
-                "provsyncNotifySequence", "provsyncNotifyAlarmId", "provsyncNotifyResource",
-                "provsyncNotifyText", "provsyncNotifyTime", "provsyncNotifyRaiseSequence",
-                "provsyncNotifyQualifier", "provsyncNotifyAckBy",
+                "provsyncNotifySequence",
+                "provsyncNotifyAlarmId",
+                "provsyncNotifyResource",
+                "provsyncNotifyText",
+                "provsyncNotifyTime",
+                "provsyncNotifyRaiseSequence",
+                "provsyncNotifyQualifier",
+                "provsyncNotifyAckBy",
             )
-        }  # fmt: skip
+        }
         self._no_qualifier = _varbind(self._oid["provsyncNotifyQualifier"], ber.octets(b""))
         self._no_ack_by = _varbind(self._oid["provsyncNotifyAckBy"], ber.octets(b""))
         state_oid = ber.oid(oids.instance("provsyncNotifyOperatorState"))

@@ -80,11 +80,15 @@ class SnmpService:
             log_size=self.snmp.notification_log_size,
             started_at=started_at,
             standard=[
-                self.sys_or.last_change, self.sys_or.table, standard.snmp_region(self.counts),
-                standard.set_region(), standard.engine_region(self.counts),
-                standard.mpd_region(self.counts), standard.usm_region(self.counts),
+                self.sys_or.last_change,
+                self.sys_or.table,
+                standard.snmp_region(self.counts),
+                standard.set_region(),
+                standard.engine_region(self.counts),
+                standard.mpd_region(self.counts),
+                standard.usm_region(self.counts),
             ],
-        )  # fmt: skip
+        )
 
     def uptime(self) -> int:
         """sysUpTime in hundredths of a second: the view's, so that notifications and
@@ -129,8 +133,9 @@ class SnmpService:
             if not self.data.apply_commit(commit):
                 logger.warning(
                     "SNMP view missed commits {}..{}: building it again from the store",
-                    self.data.seq + 1, commit.first_seq - 1,
-                )  # fmt: skip
+                    self.data.seq + 1,
+                    commit.first_seq - 1,
+                )
                 self._rebuild = True
                 self._wake.set()
                 return

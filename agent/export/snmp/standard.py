@@ -91,8 +91,10 @@ _PYSNMP = {
     "wrong_digests": ("__SNMP-USER-BASED-SM-MIB", "usmStatsWrongDigests"),
     "decryption_errors": ("__SNMP-USER-BASED-SM-MIB", "usmStatsDecryptionErrors"),
 }
-_ENGINE = ("__SNMP-FRAMEWORK-MIB", ("snmpEngineID", "snmpEngineBoots", "snmpEngineTime",
-                                    "snmpEngineMaxMessageSize"))  # fmt: skip
+_ENGINE = (
+    "__SNMP-FRAMEWORK-MIB",
+    ("snmpEngineID", "snmpEngineBoots", "snmpEngineTime", "snmpEngineMaxMessageSize"),
+)
 
 
 def display_string(value: str, limit: int = DISPLAY_STRING_MAX) -> bytes:
@@ -127,14 +129,20 @@ def capabilities(oids: MibOids) -> list[Capability]:
     does not serve, so they are not claimed.
     """
     return [
-        Capability(provsync_compliance(oids), "PROVSYNC-MIB: provsync alarms, alarm "
-                   "inventory, notification log and network elements (read-only)"),
+        Capability(
+            provsync_compliance(oids),
+            "PROVSYNC-MIB: provsync alarms, alarm "
+            "inventory, notification log and network elements (read-only)",
+        ),
         Capability(SNMP_MIB, "SNMPv2-MIB (RFC 3418): system and snmp groups, read-only"),
-        Capability(SNMP_FRAMEWORK_COMPLIANCE,
-                   "SNMP-FRAMEWORK-MIB (RFC 3411): the snmpEngine group"),
-        Capability(SNMP_MPD_COMPLIANCE,
-                   "SNMP-MPD-MIB (RFC 3412): message processing for SNMPv1, v2c and v3"),
-    ]  # fmt: skip
+        Capability(
+            SNMP_FRAMEWORK_COMPLIANCE, "SNMP-FRAMEWORK-MIB (RFC 3411): the snmpEngine group"
+        ),
+        Capability(
+            SNMP_MPD_COMPLIANCE,
+            "SNMP-MPD-MIB (RFC 3412): message processing for SNMPv1, v2c and v3",
+        ),
+    ]
 
 
 class Counts:
@@ -172,9 +180,11 @@ class Counts:
     def in_packets(self) -> int:
         """snmpInPkts: every datagram at the listeners and the inform socket."""
         inform_drops = sum(
-            value for counts in self._own for key, value in counts.items()
+            value
+            for counts in self._own
+            for key, value in counts.items()
             if key.startswith(INFORM_SOCKET)
-        )  # fmt: skip
+        )
         # pysnmp counts the v3 ones the listeners handed over, and the inform socket's
         # that passed its screen; the listeners counted the former already.
         from_inform_socket = max(0, self.pysnmp("in") - self.own(TO_ENGINE))
@@ -184,8 +194,11 @@ class Counts:
         return self._both(Drop.BAD_VERSION) + self.pysnmp("bad_versions")
 
     def parse_errors(self) -> int:
-        return (self.own(Drop.PARSE_ERROR.value) + self._both(Drop.V3_PARSE_ERROR)
-                + self.pysnmp("parse_errors"))  # fmt: skip
+        return (
+            self.own(Drop.PARSE_ERROR.value)
+            + self._both(Drop.V3_PARSE_ERROR)
+            + self.pysnmp("parse_errors")
+        )
 
     def unknown_pdu_handlers(self) -> int:
         return self._both(Drop.UNEXPECTED_PDU) + self.pysnmp("unknown_pdu_handlers")
@@ -258,13 +271,19 @@ def mpd_region(counts: Counts) -> ScalarRegion:
     """snmpMPDStats (RFC 3412 5): the screen's refusals and pysnmp's."""
     return ScalarRegion(
         [
-            ((*SNMP_MPD_STATS, 1), _counter(
-                lambda: counts.usm(Drop.V3_UNKNOWN_SECURITY_MODEL, "unknown_security_models"))),
-            ((*SNMP_MPD_STATS, 2), _counter(
-                lambda: counts.usm(Drop.V3_INVALID_MSG, "invalid_msgs"))),
+            (
+                (*SNMP_MPD_STATS, 1),
+                _counter(
+                    lambda: counts.usm(Drop.V3_UNKNOWN_SECURITY_MODEL, "unknown_security_models")
+                ),
+            ),
+            (
+                (*SNMP_MPD_STATS, 2),
+                _counter(lambda: counts.usm(Drop.V3_INVALID_MSG, "invalid_msgs")),
+            ),
             ((*SNMP_MPD_STATS, 3), _counter(counts.unknown_pdu_handlers)),
         ]
-    )  # fmt: skip
+    )
 
 
 def _usm_stat(counts: Counts, drop: Drop | None, key: str) -> Callable[[], int]:
@@ -307,10 +326,12 @@ class SysOr:
         """Every row registered at ``uptime`` (the agent registers all at start)."""
         self.registered_at = uptime
         stamp = ber.unsigned(uptime, ber.TIMETICKS)
-        self.table.replace([
-            (index, [ber.oid(row.oid), display_string(row.description), stamp])
-            for index, row in enumerate(self.rows, start=1)
-        ])  # fmt: skip
+        self.table.replace(
+            [
+                (index, [ber.oid(row.oid), display_string(row.description), stamp])
+                for index, row in enumerate(self.rows, start=1)
+            ]
+        )
 
 
 def add_read_views(snmp_engine: Any, view_name: str) -> None:

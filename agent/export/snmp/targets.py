@@ -265,17 +265,24 @@ class V3Sender:
             known = self.service.known_users
             counters = self.service.counters
             transport = (
-                ScreenedClientTransport6(known, counters) if domain == CLIENT_DOMAIN6
+                ScreenedClientTransport6(known, counters)
+                if domain == CLIENT_DOMAIN6
                 else ScreenedClientTransport(known, counters)
-            )  # fmt: skip
+            )
             pysnmp_config.add_transport(engine, domain, transport.open_client_mode())
             domains.add(domain)
         params, tag = f"{self.name}-params", f"{self.name}-tag"
         pysnmp_config.add_target_parameters(engine, params, user.name, user.level, mpModel=3)
         pysnmp_config.add_target_address(
-            engine, self.name, domain, self._address, params,
-            timeout=int(target.timeout * 100), retryCount=target.retries, tagList=tag,
-        )  # fmt: skip
+            engine,
+            self.name,
+            domain,
+            self._address,
+            params,
+            timeout=int(target.timeout * 100),
+            retryCount=target.retries,
+            tagList=tag,
+        )
         pysnmp_config.add_notification_target(engine, self.name, params, tag, target.kind)
         self._configured = True
 
@@ -294,9 +301,14 @@ class V3Sender:
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         def _answer(
-            snmp_engine: Any, handle: Any, indication: Any, status: Any, index: Any,
-            var_binds: Any, future: asyncio.Future[Any],
-        ) -> None:  # fmt: skip
+            snmp_engine: Any,
+            handle: Any,
+            indication: Any,
+            status: Any,
+            index: Any,
+            var_binds: Any,
+            future: asyncio.Future[Any],
+        ) -> None:
             if not future.done():
                 future.set_result(indication)
 
@@ -366,9 +378,12 @@ class SnmpTargetExporter(Exporter):
         self._v3: V3Sender | None = None  # v3 informs
         if target.kind == "trap":
             self._traps = trap_path(
-                target, service.oids, engine_id=bytes.fromhex(service.engine_id),
-                boots=service.boots, users=service.snmp.users,
-            )  # fmt: skip
+                target,
+                service.oids,
+                engine_id=bytes.fromhex(service.engine_id),
+                boots=service.boots,
+                users=service.snmp.users,
+            )
         elif target.version == "v2c":
             self._v2c = V2cSender(target.address, target.community.get_secret_value().encode())
         else:
@@ -399,8 +414,12 @@ class SnmpTargetExporter(Exporter):
         sender = self._traps.sender if self._traps is not None else self._v2c
         if sender is None:
             return {}
-        return {"stalls": sender.stalls, "nobufs": sender.nobufs, "refused": sender.refused,
-                "oversized": sender.oversized}  # fmt: skip
+        return {
+            "stalls": sender.stalls,
+            "nobufs": sender.nobufs,
+            "refused": sender.refused,
+            "oversized": sender.oversized,
+        }
 
     async def open(self) -> None:
         if self._traps is not None:

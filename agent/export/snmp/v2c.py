@@ -141,9 +141,10 @@ class V2cSender:
             request_id = self._request_id()
         pdu = ber.tlv(
             pdu_tag,
-            ber.integer(request_id) + b"\x02\x01\x00\x02\x01\x00"  # error status, index
+            ber.integer(request_id)
+            + b"\x02\x01\x00\x02\x01\x00"  # error status, index
             + ber.tlv(ber.SEQUENCE, varbinds),
-        )  # fmt: skip
+        )
         return ber.tlv(ber.SEQUENCE, self._head + pdu)
 
     async def send_all(self, messages: Sequence[bytes]) -> None:
@@ -179,8 +180,10 @@ class V2cSender:
                     self.oversized += 1
                     logger.warning(
                         "notification to {}:{} skipped: {} octets is more than UDP carries",
-                        self.host, self.port, len(messages[index]),
-                    )  # fmt: skip
+                        self.host,
+                        self.port,
+                        len(messages[index]),
+                    )
                 else:
                     reason = exc.strerror or str(exc)
                     raise SendError(f"send to {self.host}:{self.port}: {reason}", index) from exc

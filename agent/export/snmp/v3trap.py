@@ -95,9 +95,10 @@ class V3TrapEncoder:
         self._request_id = (self._request_id + 1) & 0x7FFFFFFF
         pdu = _tlv(
             ber.TRAP_V2,
-            ber.integer(self._request_id) + b"\x02\x01\x00\x02\x01\x00"  # error status, index
+            ber.integer(self._request_id)
+            + b"\x02\x01\x00\x02\x01\x00"  # error status, index
             + _tlv(ber.SEQUENCE, varbinds),
-        )  # fmt: skip
+        )
         scoped = _tlv(ber.SEQUENCE, self._context + pdu)
         engine_time = self.engine_time()
         if self._aes is not None:

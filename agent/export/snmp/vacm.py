@@ -30,6 +30,13 @@ def grant(snmp_engine: Any, user: str, level: str) -> None:
     group = f"provsync-{user}"
     pysnmp_config.add_vacm_group(snmp_engine, group, USM, user)
     pysnmp_config.add_vacm_access(
-        snmp_engine, group, b"", USM, security_level_type(level), "exact",
-        READ_VIEW, "", NOTIFY_VIEW,
-    )  # fmt: skip
+        snmp_engine,
+        group,
+        b"",
+        USM,
+        security_level_type(level),
+        "exact",
+        READ_VIEW,
+        "",
+        NOTIFY_VIEW,
+    )

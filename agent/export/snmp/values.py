@@ -175,10 +175,13 @@ def alarm_type_row(alarm_type: AlarmType) -> list[bytes]:
 @lru_cache(maxsize=4096)
 def _by_type(type_id: str, alarm_type: AlarmType) -> tuple[bytes, bytes, bytes, bytes, bytes]:
     """The cells an alarm's type decides, encoded once per type (not per alarm)."""
-    return (identifier(type_id), text(alarm_type.name),
-            enum(EVENT_TYPE_NUMBER[alarm_type.event_type]),
-            text(alarm_type.probable_cause, SHORT_TEXT),
-            probable_cause(alarm_type.probable_cause))  # fmt: skip
+    return (
+        identifier(type_id),
+        text(alarm_type.name),
+        enum(EVENT_TYPE_NUMBER[alarm_type.event_type]),
+        text(alarm_type.probable_cause, SHORT_TEXT),
+        probable_cause(alarm_type.probable_cause),
+    )
 
 
 _SEVERITY = {s.value: ber.integer(int(s.itu)) for s in Severity}
@@ -217,8 +220,7 @@ def active_alarm_row(row: Mapping[str, Any] | RowMapping, alarm_type: AlarmType)
 SYNC_STATE_NUMBER = {"never": 1, "idle": 2, "running": 3, "failed": 4, "init-required": 5}
 
 
-SHARING_STATE_NUMBER = {"notSharing": 1, "syncRequired": 2, "reconcileRequired": 3,
-                        "sharing": 4}  # fmt: skip
+SHARING_STATE_NUMBER = {"notSharing": 1, "syncRequired": 2, "reconcileRequired": 3, "sharing": 4}
 
 
 def element_row(row: Any, sharing: str = "notSharing", errors: int = 0) -> list[bytes]:

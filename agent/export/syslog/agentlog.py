@@ -17,8 +17,7 @@ from typing import Any
 from agent.config import parse_address
 from agent.export.syslog.rfc5424 import BOM, header_field
 
-LEVELS = {"TRACE": 7, "DEBUG": 7, "INFO": 6, "SUCCESS": 5, "WARNING": 4, "ERROR": 3,
-          "CRITICAL": 2}  # fmt: skip
+LEVELS = {"TRACE": 7, "DEBUG": 7, "INFO": 6, "SUCCESS": 5, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
 
 
 class SyslogSink:
