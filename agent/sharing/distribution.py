@@ -44,10 +44,16 @@ class Dispatcher:
     """
 
     def __init__(
-        self, db: Any, settings: SharingSettings, sync: SyncSettings,
-        blocked: Callable[[], str], on_settled: Callable[[int, str], Any],
-        on_contact: Callable[[Any, ConnectorError | None, int], Any], *, ring: KeyRing,
-    ) -> None:  # fmt: skip
+        self,
+        db: Any,
+        settings: SharingSettings,
+        sync: SyncSettings,
+        blocked: Callable[[], str],
+        on_settled: Callable[[int, str], Any],
+        on_contact: Callable[[Any, ConnectorError | None, int], Any],
+        *,
+        ring: KeyRing,
+    ) -> None:
         self.db = db
         self.ring = ring
         self.settings = settings
@@ -160,8 +166,9 @@ class Dispatcher:
     ) -> tuple[float, Connector | None]:
         stranded = self._stranded.get(element_id)
         if stranded:
-            untried = records.Outcome([], [], stranded, "the store failed before the outcome "
-                                      "was recorded; sent again")  # fmt: skip
+            untried = records.Outcome(
+                [], [], stranded, "the store failed before the outcome was recorded; sent again"
+            )
             await asyncio.to_thread(records.settle, self.db, element_id, untried, 0.0)
             del self._stranded[element_id]
         element = await asyncio.to_thread(registry.get_element_by_id, self.db, element_id)
@@ -197,8 +204,9 @@ class Dispatcher:
         failure: ConnectorError | None = None
         for index, row in enumerate(batch):
             try:
-                await connector.apply(row.cls, row.key, row.op, records.loads(row.data),
-                                      user=self.sync.service_user)  # fmt: skip
+                await connector.apply(
+                    row.cls, row.key, row.op, records.loads(row.data), user=self.sync.service_user
+                )
             except UpdateRejected as exc:
                 outcome.rejected.append((row, str(exc) or "rejected"))
             except ConnectorError as exc:
@@ -218,8 +226,12 @@ class Dispatcher:
         await self._on_contact(element, failure, failures)
         self._failures[element_id] = failures
         if outcome.untried:
-            logger.warning("distribution to {}: {} (next try in {:.1f} s)", element.name,
-                           outcome.transport_error, backoff)  # fmt: skip
+            logger.warning(
+                "distribution to {}: {} (next try in {:.1f} s)",
+                element.name,
+                outcome.transport_error,
+                backoff,
+            )
             await connector.close()
             return min(backoff * 2, self.settings.retry_max), None
         return self.settings.retry_initial, connector

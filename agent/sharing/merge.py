@@ -51,8 +51,12 @@ class Plan:
         categories = {"automatic": 0, "review": 0, "unresolved": 0}
         for item in self.found:
             categories[item.category] += 1
-        return {"to_hub": len(self.to_hub), "to_element": len(self.to_element),
-                "agreed": len(self.agreed), **categories}  # fmt: skip
+        return {
+            "to_hub": len(self.to_hub),
+            "to_element": len(self.to_element),
+            "agreed": len(self.agreed),
+            **categories,
+        }
 
 
 def element_op(element: Data | None, value: Data | None) -> str:
@@ -86,10 +90,20 @@ def _both_changed(cls: str, key: str, h: Data | None, e: Data | None, b: Data | 
     if h is not None and e is not None and b is not None:
         merged = field_merge(h, e, b)
         if merged is not None:
-            return Found(cls, key, key, "automatic", h, e, b,
-                         "both sides changed different fields; merged", merged)  # fmt: skip
-        return Found(cls, key, key, "unresolved", h, e, b,
-                     "both sides changed the same field differently")  # fmt: skip
+            return Found(
+                cls,
+                key,
+                key,
+                "automatic",
+                h,
+                e,
+                b,
+                "both sides changed different fields; merged",
+                merged,
+            )
+        return Found(
+            cls, key, key, "unresolved", h, e, b, "both sides changed the same field differently"
+        )
     if b is None:
         reason = "created on both sides with different data"
     elif e is None:
@@ -124,9 +138,11 @@ def _pairs(element: dict[Key, Data], hub: dict[Key, Data], base: dict[Key, Data]
 
 
 def compare(
-    element: dict[Key, Data], hub: dict[Key, Data], base: dict[Key, Data],
+    element: dict[Key, Data],
+    hub: dict[Key, Data],
+    base: dict[Key, Data],
     classes: Iterable[str],
-) -> Plan:  # fmt: skip
+) -> Plan:
     shared = set(classes)
     plan = Plan()
     pairs = _pairs(element, hub, base)
@@ -138,9 +154,19 @@ def compare(
             for name, value in pairing_fields(cls, key, mine).items()
             if value is not None and value == pairing_fields(*hub_key, theirs).get(name)
         )
-        plan.found.append(Found(cls, key, hub_key[1], "review", theirs, mine, None,
-                                f"{cls} {key} on the element and {hub_key[1]} on the hub "
-                                f"look like one record ({reason})"))  # fmt: skip
+        plan.found.append(
+            Found(
+                cls,
+                key,
+                hub_key[1],
+                "review",
+                theirs,
+                mine,
+                None,
+                f"{cls} {key} on the element and {hub_key[1]} on the hub "
+                f"look like one record ({reason})",
+            )
+        )
     for item in sorted(set(element) | set(hub) | set(base)):
         cls, key = item
         if cls not in shared or item in pairs or item in paired_hub:

@@ -63,15 +63,17 @@ def set_meta(engine: Engine, key: str, value: str) -> None:
 # --------------------------------------------------------------------------- shared data
 def load_shared(engine: Engine, classes: Sequence[str]) -> dict[Key, Data]:
     with engine.connect() as conn:
-        rows = conn.execute(select(SHARED.c.cls, SHARED.c.key, SHARED.c.data)
-                            .where(SHARED.c.cls.in_(classes)))  # fmt: skip
+        rows = conn.execute(
+            select(SHARED.c.cls, SHARED.c.key, SHARED.c.data).where(SHARED.c.cls.in_(classes))
+        )
         return {(cls, key): json.loads(data) for cls, key, data in rows}
 
 
 def load_base(engine: Engine, element_id: int) -> dict[Key, Data]:
     with engine.connect() as conn:
-        rows = conn.execute(select(BASE.c.cls, BASE.c.key, BASE.c.data)
-                            .where(BASE.c.element_id == element_id))  # fmt: skip
+        rows = conn.execute(
+            select(BASE.c.cls, BASE.c.key, BASE.c.data).where(BASE.c.element_id == element_id)
+        )
         return {(cls, key): json.loads(data) for cls, key, data in rows}
 
 
@@ -91,10 +93,15 @@ def list_shared(
         query = query.where(SHARED.c.key > after)
     with engine.connect() as conn:
         return [
-            {"class": r.cls, "key": r.key, "data": json.loads(r.data), "origin": r.origin,
-             "changed": iso(r.changed_at)}
+            {
+                "class": r.cls,
+                "key": r.key,
+                "data": json.loads(r.data),
+                "origin": r.origin,
+                "changed": iso(r.changed_at),
+            }
             for r in conn.execute(query)
-        ]  # fmt: skip
+        ]
 
 
 @dataclass(frozen=True)
@@ -117,9 +124,12 @@ def check_unique(conn: Connection, change: Change) -> None:
         if value is None:
             continue
         other = conn.execute(
-            select(SHARED.c.key).where(and_(SHARED.c.cls == "user", SHARED.c.key != change.key,
-                                            SHARED.c[name] == value)).limit(1)
-        ).scalar()  # fmt: skip
+            select(SHARED.c.key)
+            .where(
+                and_(SHARED.c.cls == "user", SHARED.c.key != change.key, SHARED.c[name] == value)
+            )
+            .limit(1)
+        ).scalar()
         if other is not None:
             what = "directory number" if name == "number" else "e-mail address"
             raise InvalidRequest(f"{what} {value} already belongs to user {other}")
@@ -131,9 +141,14 @@ def write_shared(conn: Connection, changes: Iterable[Change], origin: str, at: d
         if change.data is None:
             conn.execute(delete(SHARED).where(where))
             continue
-        row = {"cls": change.cls, "key": change.key, "data": dumps(change.data),
-               "origin": origin, "changed_at": at,
-               **pairing_fields(change.cls, change.key, change.data)}  # fmt: skip
+        row = {
+            "cls": change.cls,
+            "key": change.key,
+            "data": dumps(change.data),
+            "origin": origin,
+            "changed_at": at,
+            **pairing_fields(change.cls, change.key, change.data),
+        }
         upsert(conn, SHARED, [row], ["cls", "key"])
 
 
@@ -147,8 +162,11 @@ def set_base(
         else:
             rows.append({"element_id": element_id, "cls": cls, "key": key, "data": dumps(data)})
     for cls, key in gone:
-        conn.execute(delete(BASE).where(and_(BASE.c.element_id == element_id, BASE.c.cls == cls,
-                                             BASE.c.key == key)))  # fmt: skip
+        conn.execute(
+            delete(BASE).where(
+                and_(BASE.c.element_id == element_id, BASE.c.cls == cls, BASE.c.key == key)
+            )
+        )
     upsert(conn, BASE, rows, ["element_id", "cls", "key"])
 
 
@@ -157,16 +175,32 @@ def drop_base(conn: Connection, element_id: int) -> None:
 
 
 def add_distributions(
-    conn: Connection, targets: Sequence[tuple[int, str]], changes: Sequence[Change],
-    origin: str, at: datetime,
-) -> int:  # fmt: skip
+    conn: Connection,
+    targets: Sequence[tuple[int, str]],
+    changes: Sequence[Change],
+    origin: str,
+    at: datetime,
+) -> int:
     rows = [
-        {"element_id": element_id, "element": name, "cls": c.cls, "key": c.key, "op": c.op,
-         "data": dumps(c.data), "origin": origin, "state": "pending", "attempts": 0,
-         "rejected": False,
-         "error": None, "created_at": at, "updated_at": at, "next_attempt_at": at}
-        for element_id, name in targets for c in changes
-    ]  # fmt: skip
+        {
+            "element_id": element_id,
+            "element": name,
+            "cls": c.cls,
+            "key": c.key,
+            "op": c.op,
+            "data": dumps(c.data),
+            "origin": origin,
+            "state": "pending",
+            "attempts": 0,
+            "rejected": False,
+            "error": None,
+            "created_at": at,
+            "updated_at": at,
+            "next_attempt_at": at,
+        }
+        for element_id, name in targets
+        for c in changes
+    ]
     if rows:
         conn.execute(insert(DISTRIBUTIONS), rows)
     return len(rows)
@@ -175,10 +209,18 @@ def add_distributions(
 # --------------------------------------------------------------------------- distributions
 def waiting(conn: Connection, element_id: int, cls: str, key: str) -> Any:
     """A hub update of this object still on its way to the element (or failed), if any."""
-    return conn.execute(select(DISTRIBUTIONS).where(and_(
-        DISTRIBUTIONS.c.element_id == element_id, DISTRIBUTIONS.c.cls == cls,
-        DISTRIBUTIONS.c.key == key, DISTRIBUTIONS.c.state.in_(OPEN_STATES))).limit(1)
-    ).first()  # fmt: skip
+    return conn.execute(
+        select(DISTRIBUTIONS)
+        .where(
+            and_(
+                DISTRIBUTIONS.c.element_id == element_id,
+                DISTRIBUTIONS.c.cls == cls,
+                DISTRIBUTIONS.c.key == key,
+                DISTRIBUTIONS.c.state.in_(OPEN_STATES),
+            )
+        )
+        .limit(1)
+    ).first()
 
 
 def current(conn: Connection, cls: str, key: str) -> Data | None:
@@ -213,12 +255,15 @@ def open_counts(engine: Engine) -> dict[int, dict[str, int]]:
     found: dict[int, dict[str, int]] = {}
     with engine.connect() as conn:
         rows = conn.execute(
-            select(DISTRIBUTIONS.c.element_id, DISTRIBUTIONS.c.state, DISTRIBUTIONS.c.rejected,
-                   func.count())
+            select(
+                DISTRIBUTIONS.c.element_id,
+                DISTRIBUTIONS.c.state,
+                DISTRIBUTIONS.c.rejected,
+                func.count(),
+            )
             .where(DISTRIBUTIONS.c.state.in_(OPEN_STATES))
-            .group_by(DISTRIBUTIONS.c.element_id, DISTRIBUTIONS.c.state,
-                      DISTRIBUTIONS.c.rejected)
-        )  # fmt: skip
+            .group_by(DISTRIBUTIONS.c.element_id, DISTRIBUTIONS.c.state, DISTRIBUTIONS.c.rejected)
+        )
         for element_id, state, rejected, count in rows:
             counts = found.setdefault(element_id, {"failed": 0})
             counts[state] = counts.get(state, 0) + count
@@ -235,16 +280,26 @@ def take_batch(engine: Engine, element_id: int, limit: int) -> list[Any]:
     """
     due = now()
     with engine.begin() as conn:
-        rows = list(conn.execute(
-            select(DISTRIBUTIONS).where(and_(
-                DISTRIBUTIONS.c.element_id == element_id, DISTRIBUTIONS.c.state == "pending"))
-            .order_by(DISTRIBUTIONS.c.id).limit(limit)
-        ))  # fmt: skip
+        rows = list(
+            conn.execute(
+                select(DISTRIBUTIONS)
+                .where(
+                    and_(
+                        DISTRIBUTIONS.c.element_id == element_id, DISTRIBUTIONS.c.state == "pending"
+                    )
+                )
+                .order_by(DISTRIBUTIONS.c.id)
+                .limit(limit)
+            )
+        )
         waiting = next((i for i, r in enumerate(rows) if r.next_attempt_at > due), len(rows))
         rows = rows[:waiting]
         if rows:
-            conn.execute(update(DISTRIBUTIONS).where(DISTRIBUTIONS.c.id.in_([r.id for r in rows]))
-                         .values(state="inflight"))  # fmt: skip
+            conn.execute(
+                update(DISTRIBUTIONS)
+                .where(DISTRIBUTIONS.c.id.in_([r.id for r in rows]))
+                .values(state="inflight")
+            )
     return rows
 
 
@@ -252,10 +307,13 @@ def next_due(engine: Engine, element_id: int) -> datetime | None:
     """When the element's oldest pending distribution may go (the others wait for it)."""
     with engine.connect() as conn:
         value: datetime | None = conn.execute(
-            select(DISTRIBUTIONS.c.next_attempt_at).where(and_(
-                DISTRIBUTIONS.c.element_id == element_id, DISTRIBUTIONS.c.state == "pending"))
-            .order_by(DISTRIBUTIONS.c.id).limit(1)
-        ).scalar()  # fmt: skip
+            select(DISTRIBUTIONS.c.next_attempt_at)
+            .where(
+                and_(DISTRIBUTIONS.c.element_id == element_id, DISTRIBUTIONS.c.state == "pending")
+            )
+            .order_by(DISTRIBUTIONS.c.id)
+            .limit(1)
+        ).scalar()
     return value
 
 
@@ -277,14 +335,23 @@ def settle(engine: Engine, element_id: int, outcome: Outcome, retry_in: float) -
         # Rejections first: one rejected in this very batch before a newer update of the same
         # object was applied is superseded below like any older failure.
         for row, reason in outcome.rejected:
-            conn.execute(update(DISTRIBUTIONS).where(DISTRIBUTIONS.c.id == row.id).values(
-                state="error", error=reason, attempts=row.attempts + 1, updated_at=at,
-                rejected=True))  # fmt: skip
+            conn.execute(
+                update(DISTRIBUTIONS)
+                .where(DISTRIBUTIONS.c.id == row.id)
+                .values(
+                    state="error",
+                    error=reason,
+                    attempts=row.attempts + 1,
+                    updated_at=at,
+                    rejected=True,
+                )
+            )
         if outcome.done:
-            conn.execute(update(DISTRIBUTIONS)
-                         .where(DISTRIBUTIONS.c.id.in_([r.id for r in outcome.done]))
-                         .values(state="done", updated_at=at, error=None,
-                                 rejected=False))  # fmt: skip
+            conn.execute(
+                update(DISTRIBUTIONS)
+                .where(DISTRIBUTIONS.c.id.in_([r.id for r in outcome.done]))
+                .values(state="done", updated_at=at, error=None, rejected=False)
+            )
             set_base(conn, element_id, [(r.cls, r.key, loads(r.data)) for r in outcome.done])
             # An older failed update of an object a newer one just set is obsolete: retrying
             # it would put old data back.
@@ -293,28 +360,45 @@ def settle(engine: Engine, element_id: int, outcome: Outcome, retry_in: float) -
                 newest[(r.cls, r.key)] = max(newest.get((r.cls, r.key), 0), r.id)
             for (cls, key), newest_id in newest.items():
                 note = f"superseded by distribution {newest_id}"
-                superseded += int(conn.execute(update(DISTRIBUTIONS).where(and_(
-                    DISTRIBUTIONS.c.element_id == element_id, DISTRIBUTIONS.c.state == "error",
-                    DISTRIBUTIONS.c.cls == cls, DISTRIBUTIONS.c.key == key,
-                    DISTRIBUTIONS.c.id < newest_id,
-                )).values(state="done", updated_at=at, error=note, rejected=False)
-                ).rowcount or 0)  # fmt: skip
+                superseded += int(
+                    conn.execute(
+                        update(DISTRIBUTIONS)
+                        .where(
+                            and_(
+                                DISTRIBUTIONS.c.element_id == element_id,
+                                DISTRIBUTIONS.c.state == "error",
+                                DISTRIBUTIONS.c.cls == cls,
+                                DISTRIBUTIONS.c.key == key,
+                                DISTRIBUTIONS.c.id < newest_id,
+                            )
+                        )
+                        .values(state="done", updated_at=at, error=note, rejected=False)
+                    ).rowcount
+                    or 0
+                )
         if outcome.untried:
             first = outcome.untried[0]
-            conn.execute(update(DISTRIBUTIONS)
-                         .where(DISTRIBUTIONS.c.id.in_([r.id for r in outcome.untried]))
-                         .values(state="pending", next_attempt_at=at + timedelta(seconds=retry_in),
-                                 updated_at=at))  # fmt: skip
-            conn.execute(update(DISTRIBUTIONS).where(DISTRIBUTIONS.c.id == first.id).values(
-                attempts=first.attempts + 1, error=outcome.transport_error))  # fmt: skip
+            conn.execute(
+                update(DISTRIBUTIONS)
+                .where(DISTRIBUTIONS.c.id.in_([r.id for r in outcome.untried]))
+                .values(
+                    state="pending", next_attempt_at=at + timedelta(seconds=retry_in), updated_at=at
+                )
+            )
+            conn.execute(
+                update(DISTRIBUTIONS)
+                .where(DISTRIBUTIONS.c.id == first.id)
+                .values(attempts=first.attempts + 1, error=outcome.transport_error)
+            )
     return superseded
 
 
 def requeue_inflight(engine: Engine) -> int:
     """Distributions left in flight by a stop or crash go out again (updates are idempotent)."""
     with engine.begin() as conn:
-        result = conn.execute(update(DISTRIBUTIONS).where(DISTRIBUTIONS.c.state == "inflight")
-                              .values(state="pending"))  # fmt: skip
+        result = conn.execute(
+            update(DISTRIBUTIONS).where(DISTRIBUTIONS.c.state == "inflight").values(state="pending")
+        )
     return int(result.rowcount or 0)
 
 
@@ -328,11 +412,18 @@ def _selection(ids: Sequence[int] | None, element_id: int | None, states: Sequen
 
 
 def list_distributions(
-    engine: Engine, *, element_id: int | None = None, states: Sequence[str] = OPEN_STATES,
+    engine: Engine,
+    *,
+    element_id: int | None = None,
+    states: Sequence[str] = OPEN_STATES,
     limit: int = 1000,
-) -> list[dict[str, Any]]:  # fmt: skip
-    query = (select(DISTRIBUTIONS).where(_selection(None, element_id, states))
-             .order_by(DISTRIBUTIONS.c.id).limit(limit))  # fmt: skip
+) -> list[dict[str, Any]]:
+    query = (
+        select(DISTRIBUTIONS)
+        .where(_selection(None, element_id, states))
+        .order_by(DISTRIBUTIONS.c.id)
+        .limit(limit)
+    )
     with engine.connect() as conn:
         return [distribution_json(r) for r in conn.execute(query)]
 
@@ -350,8 +441,11 @@ def retry(engine: Engine, ids: Sequence[int] | None, element_id: int | None) -> 
     with engine.begin() as conn:
         where = _selection(ids, element_id, ("error",))
         found = _per_element(conn, where)
-        conn.execute(update(DISTRIBUTIONS).where(where).values(
-            state="pending", next_attempt_at=at, updated_at=at))  # fmt: skip
+        conn.execute(
+            update(DISTRIBUTIONS)
+            .where(where)
+            .values(state="pending", next_attempt_at=at, updated_at=at)
+        )
     return found
 
 
@@ -365,28 +459,44 @@ def remove(engine: Engine, ids: Sequence[int] | None, element_id: int | None) ->
 
 
 def _per_element(conn: Connection, where: Any) -> dict[str, int]:
-    rows = conn.execute(select(DISTRIBUTIONS.c.element, func.count()).where(where)
-                        .group_by(DISTRIBUTIONS.c.element))  # fmt: skip
+    rows = conn.execute(
+        select(DISTRIBUTIONS.c.element, func.count()).where(where).group_by(DISTRIBUTIONS.c.element)
+    )
     return {name: count for name, count in rows}  # noqa: C416 - rows have .keys()
 
 
 def failed_count(engine: Engine, element_id: int) -> int:
     """Updates the element rejected and that were neither applied since nor deleted."""
     with engine.connect() as conn:
-        return int(conn.execute(select(func.count()).where(and_(
-            DISTRIBUTIONS.c.element_id == element_id, DISTRIBUTIONS.c.rejected.is_(True),
-            DISTRIBUTIONS.c.state != "done"))).scalar() or 0)  # fmt: skip
+        return int(
+            conn.execute(
+                select(func.count()).where(
+                    and_(
+                        DISTRIBUTIONS.c.element_id == element_id,
+                        DISTRIBUTIONS.c.rejected.is_(True),
+                        DISTRIBUTIONS.c.state != "done",
+                    )
+                )
+            ).scalar()
+            or 0
+        )
 
 
 def last_error(engine: Engine, element_id: int) -> Any:
     """The newest rejected update of the element not applied since (failed or retried)."""
     with engine.connect() as conn:
         return conn.execute(
-            select(DISTRIBUTIONS).where(and_(DISTRIBUTIONS.c.element_id == element_id,
-                                             DISTRIBUTIONS.c.rejected.is_(True),
-                                             DISTRIBUTIONS.c.state != "done"))
-            .order_by(DISTRIBUTIONS.c.id.desc()).limit(1)
-        ).first()  # fmt: skip
+            select(DISTRIBUTIONS)
+            .where(
+                and_(
+                    DISTRIBUTIONS.c.element_id == element_id,
+                    DISTRIBUTIONS.c.rejected.is_(True),
+                    DISTRIBUTIONS.c.state != "done",
+                )
+            )
+            .order_by(DISTRIBUTIONS.c.id.desc())
+            .limit(1)
+        ).first()
 
 
 def open_for(engine: Engine, element_id: int, keys: Iterable[Key]) -> set[Key]:
@@ -395,11 +505,20 @@ def open_for(engine: Engine, element_id: int, keys: Iterable[Key]) -> set[Key]:
     if not wanted:
         return set()
     with engine.connect() as conn:
-        rows = conn.execute(select(DISTRIBUTIONS.c.cls, DISTRIBUTIONS.c.key).where(and_(
-            DISTRIBUTIONS.c.element_id == element_id,
-            DISTRIBUTIONS.c.state.in_(OPEN_STATES),
-            or_(*[and_(DISTRIBUTIONS.c.cls == c, DISTRIBUTIONS.c.key == k) for c, k in wanted]),
-        )))  # fmt: skip
+        rows = conn.execute(
+            select(DISTRIBUTIONS.c.cls, DISTRIBUTIONS.c.key).where(
+                and_(
+                    DISTRIBUTIONS.c.element_id == element_id,
+                    DISTRIBUTIONS.c.state.in_(OPEN_STATES),
+                    or_(
+                        *[
+                            and_(DISTRIBUTIONS.c.cls == c, DISTRIBUTIONS.c.key == k)
+                            for c, k in wanted
+                        ]
+                    ),
+                )
+            )
+        )
         return {(c, k) for c, k in rows}
 
 
@@ -412,17 +531,22 @@ def purge_done(engine: Engine, older_than: float) -> int:
                 and_(DISTRIBUTIONS.c.state == "done", DISTRIBUTIONS.c.updated_at < before)
             )
         )
-        conn.execute(delete(CONFLICTS).where(and_(
-            CONFLICTS.c.state == "resolved", CONFLICTS.c.resolved_at < before)))  # fmt: skip
+        conn.execute(
+            delete(CONFLICTS).where(
+                and_(CONFLICTS.c.state == "resolved", CONFLICTS.c.resolved_at < before)
+            )
+        )
     return int(result.rowcount or 0)
 
 
 def drop_element(conn: Connection, element_id: int) -> None:
     for table in (BASE, DISTRIBUTIONS, DEVICES):
         conn.execute(delete(table).where(table.c.element_id == element_id))
-    conn.execute(update(CONFLICTS).where(and_(CONFLICTS.c.element_id == element_id,
-                                              CONFLICTS.c.state == "open"))
-                 .values(state="resolved", resolution="removed", resolved_at=now()))  # fmt: skip
+    conn.execute(
+        update(CONFLICTS)
+        .where(and_(CONFLICTS.c.element_id == element_id, CONFLICTS.c.state == "open"))
+        .values(state="resolved", resolution="removed", resolved_at=now())
+    )
 
 
 # --------------------------------------------------------------------------- conflicts
@@ -457,8 +581,11 @@ def list_conflicts(engine: Engine, *, open_only: bool = True, limit: int = 10_00
 def conflict_counts(engine: Engine) -> dict[str, int]:
     """Open conflicts per category, plus automatic ones of the last syncs."""
     with engine.connect() as conn:
-        rows = conn.execute(select(CONFLICTS.c.category, CONFLICTS.c.state, func.count())
-                            .group_by(CONFLICTS.c.category, CONFLICTS.c.state))  # fmt: skip
+        rows = conn.execute(
+            select(CONFLICTS.c.category, CONFLICTS.c.state, func.count()).group_by(
+                CONFLICTS.c.category, CONFLICTS.c.state
+            )
+        )
         counts = {"automatic": 0, "review": 0, "unresolved": 0, "resolved": 0}
         for category, state, count in rows:
             if state == "open":
@@ -472,8 +599,11 @@ def conflict_counts(engine: Engine) -> dict[str, int]:
 
 def unresolved_elements(engine: Engine) -> set[str]:
     with engine.connect() as conn:
-        rows = conn.execute(select(CONFLICTS.c.element).distinct().where(and_(
-            CONFLICTS.c.state == "open", CONFLICTS.c.category == "unresolved")))  # fmt: skip
+        rows = conn.execute(
+            select(CONFLICTS.c.element)
+            .distinct()
+            .where(and_(CONFLICTS.c.state == "open", CONFLICTS.c.category == "unresolved"))
+        )
         return {name for (name,) in rows}
 
 
@@ -488,29 +618,44 @@ def add_conflicts(conn: Connection, rows: list[dict[str, Any]]) -> None:
 
 
 def close_conflict(conn: Connection, conflict_id: int, resolution: str, by: str | None) -> None:
-    conn.execute(update(CONFLICTS).where(CONFLICTS.c.id == conflict_id).values(
-        state="resolved", resolution=resolution, resolved_by=by, resolved_at=now()))  # fmt: skip
+    conn.execute(
+        update(CONFLICTS)
+        .where(CONFLICTS.c.id == conflict_id)
+        .values(state="resolved", resolution=resolution, resolved_by=by, resolved_at=now())
+    )
 
 
 def withdraw_open_for(conn: Connection, element_id: int) -> None:
     """A new sync from the element replaces what the previous one left open."""
-    conn.execute(update(CONFLICTS).where(and_(CONFLICTS.c.element_id == element_id,
-                                              CONFLICTS.c.state == "open"))
-                 .values(state="resolved", resolution="superseded", resolved_at=now()))  # fmt: skip
+    conn.execute(
+        update(CONFLICTS)
+        .where(and_(CONFLICTS.c.element_id == element_id, CONFLICTS.c.state == "open"))
+        .values(state="resolved", resolution="superseded", resolved_at=now())
+    )
 
 
 def cancel_open(conn: Connection, element_id: int, cls: str, key: str) -> None:
     """Drop hub updates of an object still waiting for the element (a decision replaced them)."""
-    conn.execute(delete(DISTRIBUTIONS).where(and_(
-        DISTRIBUTIONS.c.element_id == element_id, DISTRIBUTIONS.c.cls == cls,
-        DISTRIBUTIONS.c.key == key, DISTRIBUTIONS.c.state.in_(("pending", "error")))))  # fmt: skip
+    conn.execute(
+        delete(DISTRIBUTIONS).where(
+            and_(
+                DISTRIBUTIONS.c.element_id == element_id,
+                DISTRIBUTIONS.c.cls == cls,
+                DISTRIBUTIONS.c.key == key,
+                DISTRIBUTIONS.c.state.in_(("pending", "error")),
+            )
+        )
+    )
 
 
 # --------------------------------------------------------------------------- device data
 def store_devices(
-    engine: Engine, element_id: int, devices: Iterable[tuple[str, Data | None]],
-    *, replace: bool = False,
-) -> int:  # fmt: skip
+    engine: Engine,
+    element_id: int,
+    devices: Iterable[tuple[str, Data | None]],
+    *,
+    replace: bool = False,
+) -> int:
     at = now()
     count = 0
     with engine.begin() as conn:
@@ -520,11 +665,20 @@ def store_devices(
         for number, data in devices:
             count += 1
             if data is None:
-                conn.execute(delete(DEVICES).where(and_(DEVICES.c.element_id == element_id,
-                                                        DEVICES.c.number == number)))  # fmt: skip
+                conn.execute(
+                    delete(DEVICES).where(
+                        and_(DEVICES.c.element_id == element_id, DEVICES.c.number == number)
+                    )
+                )
             else:
-                rows.append({"element_id": element_id, "number": number, "data": dumps(data),
-                             "updated_at": at})  # fmt: skip
+                rows.append(
+                    {
+                        "element_id": element_id,
+                        "number": number,
+                        "data": dumps(data),
+                        "updated_at": at,
+                    }
+                )
         upsert(conn, DEVICES, rows, ["element_id", "number"])
     return count
 

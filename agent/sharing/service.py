@@ -61,9 +61,14 @@ def _version(text: str) -> Version:
 
 class SharingService:
     def __init__(
-        self, settings: SharingSettings, sync: SyncSettings, manager: AlarmManager,
-        data_dir: Path, store_id: str, ring: KeyRing,
-    ) -> None:  # fmt: skip
+        self,
+        settings: SharingSettings,
+        sync: SyncSettings,
+        manager: AlarmManager,
+        data_dir: Path,
+        store_id: str,
+        ring: KeyRing,
+    ) -> None:
         self.settings = settings
         self.sync = sync
         self.manager = manager
@@ -155,8 +160,9 @@ class SharingService:
     ) -> None:
         if self.manager.is_active(type_id, resource, qualifier):
             with contextlib.suppress(ProvsyncError):
-                await self.manager.clear(type_id=type_id, resource=resource,
-                                         qualifier=qualifier, note=note or None)  # fmt: skip
+                await self.manager.clear(
+                    type_id=type_id, resource=resource, qualifier=qualifier, note=note or None
+                )
 
     # ------------------------------------------------------------------ identity (ftp-inactive)
     def _identity_path(self) -> Path:
@@ -188,13 +194,17 @@ class SharingService:
         marker = await asyncio.to_thread(records.get_meta, self.db, "sharing_release")
         reasons = []
         if recorded.get("store_id") not in (None, self.store_id):
-            reasons.append(f"the store's identity is {self.store_id}, not the "
-                           f"{recorded['store_id']} this agent recorded: it was restored "
-                           "or replaced")  # fmt: skip
+            reasons.append(
+                f"the store's identity is {self.store_id}, not the "
+                f"{recorded['store_id']} this agent recorded: it was restored "
+                "or replaced"
+            )
         elif int(recorded.get("last_seq", 0)) > self.manager.last_seq:
-            reasons.append(f"the store's notification sequence is at "
-                           f"{self.manager.last_seq}, behind the {recorded['last_seq']} this "
-                           "agent recorded: it was restored from a backup")  # fmt: skip
+            reasons.append(
+                f"the store's notification sequence is at "
+                f"{self.manager.last_seq}, behind the {recorded['last_seq']} this "
+                "agent recorded: it was restored from a backup"
+            )
         if marker and marker != __version__:
             reasons.append(f"the agent was upgraded from {marker} to {__version__}")
         sharing = [e.name for e in elements if e.sharing]
@@ -228,11 +238,17 @@ class SharingService:
     def blocked(self) -> str:
         """Why hub changes may not be shared now ("" when they may)."""
         for type_id, why in (
-            ("sync-reconcile-required", "conflicts found by a sync wait for reconcile "
-             "(provsync sharing reconcile; GET /api/v1/sharing/conflicts)"),
-            ("sync-required", "an element started sharing and no sync to the hub has completed "
-             "since (provsync sharing sync ELEMENT; POST /api/v1/sharing/sync)"),
-        ):  # fmt: skip
+            (
+                "sync-reconcile-required",
+                "conflicts found by a sync wait for reconcile "
+                "(provsync sharing reconcile; GET /api/v1/sharing/conflicts)",
+            ),
+            (
+                "sync-required",
+                "an element started sharing and no sync to the hub has completed "
+                "since (provsync sharing sync ELEMENT; POST /api/v1/sharing/sync)",
+            ),
+        ):
             keys = self.manager.active_keys(type_id)
             if keys:
                 names = ", ".join(sorted({resource for _, resource, _ in keys}))
@@ -259,19 +275,25 @@ class SharingService:
                 software_version = (await connector.info()).software_version
         minimum = self.settings.min_element_version
         if _version(software_version) < _version(minimum):
-            text = (f"Sharing could not be started: {element.name} runs {software_version}, "
-                    f"older than the minimum {minimum}; the attempt was reverted")  # fmt: skip
+            text = (
+                f"Sharing could not be started: {element.name} runs {software_version}, "
+                f"older than the minimum {minimum}; the attempt was reverted"
+            )
             await self.manager.emit_event(
-                "sharing-refused", element.name, text=text,
+                "sharing-refused",
+                element.name,
+                text=text,
                 details={"software_version": software_version, "minimum": minimum},
-            )  # fmt: skip
+            )
             raise SharingError(text)
         await asyncio.to_thread(registry.set_state, self.db, element.id, sharing=True)
         await asyncio.to_thread(records.set_meta, self.db, "sharing_release", __version__)
         await self.manager.emit_event(
-            "sharing-started", element.name, text=f"{element.name} started sharing with the hub",
+            "sharing-started",
+            element.name,
+            text=f"{element.name} started sharing with the hub",
             details={"software_version": software_version},
-        )  # fmt: skip
+        )
         await self.manager.raise_alarm(
             "sync-required",
             element.name,
@@ -287,11 +309,14 @@ class SharingService:
         if not element.sharing:
             raise SharingError(f"{element.name} does not share with the hub: start sharing first")
         if self._reconcile_running():
-            raise SharingError("a reconcile is in progress: resolve the open conflicts first "
-                               "(provsync sharing reconcile)")  # fmt: skip
+            raise SharingError(
+                "a reconcile is in progress: resolve the open conflicts first "
+                "(provsync sharing reconcile)"
+            )
         if self._sync_running is not None:
-            raise SharingError(f"a sync from {self._sync_running} is running; try again when "
-                               "it completes")  # fmt: skip
+            raise SharingError(
+                f"a sync from {self._sync_running} is running; try again when it completes"
+            )
         self._sync_running = element.name
         try:
             job = await asyncio.to_thread(
@@ -315,8 +340,9 @@ class SharingService:
                 async for page in connector.pages(cls, limit=self.sync.page_size):
                     for item in page.objects:
                         found[(cls, item.key)] = item.data
-                    await asyncio.to_thread(registry.update_job, self.db, job,
-                                            counts={"progress": len(found)})  # fmt: skip
+                    await asyncio.to_thread(
+                        registry.update_job, self.db, job, counts={"progress": len(found)}
+                    )
         return found, offered, info.epoch
 
     async def _user_sync(self, element: Any, job: int) -> None:
@@ -325,8 +351,9 @@ class SharingService:
 
     async def _user_sync_held(self, element: Any, job: int) -> None:
         try:
-            await asyncio.to_thread(registry.update_job, self.db, job, state="running",
-                                    started_at=clock.now())  # fmt: skip
+            await asyncio.to_thread(
+                registry.update_job, self.db, job, state="running", started_at=clock.now()
+            )
             await self.manager.emit_event(
                 "user-sync-started", element.name, text=f"sync from {element.name} started"
             )
@@ -334,14 +361,17 @@ class SharingService:
                 # Only classes the element has are compared: the others are not deletions.
                 data, offered, epoch = await self._read_element(element, job)
                 async with self._hub_lock:
-                    hub = await asyncio.to_thread(records.load_shared, self.db,
-                                                  self.settings.classes)  # fmt: skip
+                    hub = await asyncio.to_thread(
+                        records.load_shared, self.db, self.settings.classes
+                    )
                     base = await asyncio.to_thread(records.load_base, self.db, element.id)
                     if element.sharing_epoch and epoch != element.sharing_epoch:
                         # Restored or reinstalled since the last sync: what it lacks now was
                         # not deleted there. Without a base, nothing is taken as a deletion.
-                        logger.warning("{}'s data epoch changed since its last sync: its "
-                                       "base is dropped", element.name)  # fmt: skip
+                        logger.warning(
+                            "{}'s data epoch changed since its last sync: its base is dropped",
+                            element.name,
+                        )
                         base = {}
                     plan = compare(data, hub, base, offered)
                     await asyncio.to_thread(self._apply_plan, element, plan, hub, base, epoch)
@@ -360,38 +390,51 @@ class SharingService:
             self._sync_running = None
 
     async def _synced(self, element: Any, job: int, counts: dict[str, int]) -> None:
-        await asyncio.to_thread(registry.update_job, self.db, job, state="done",
-                                ended_at=clock.now(), counts=counts)  # fmt: skip
+        await asyncio.to_thread(
+            registry.update_job, self.db, job, state="done", ended_at=clock.now(), counts=counts
+        )
         await self._clear("sync-failed", element.name, "user-sync")
         await self.manager.emit_event(
-            "user-sync-completed", element.name, details=counts,
+            "user-sync-completed",
+            element.name,
+            details=counts,
             text=f"sync from {element.name} completed: {counts['to_hub']} to the hub, "
             f"{counts['to_element']} to the element, {counts['automatic']} merged, "
             f"{counts['review']} for review, {counts['unresolved']} unresolved",
-        )  # fmt: skip
+        )
         # Raised before sync-required clears, so sharing is never unblocked in between.
         if counts["unresolved"]:
             await self.manager.raise_alarm(
-                "sync-reconcile-required", element.name,
+                "sync-reconcile-required",
+                element.name,
                 text=f"sync from {element.name} found {counts['unresolved']} unresolved "
                 f"conflicts ({counts['review']} more for review)",
-            )  # fmt: skip
+            )
         else:
-            await self._clear("sync-reconcile-required", element.name,
-                              note="a new sync replaced its conflicts")  # fmt: skip
+            await self._clear(
+                "sync-reconcile-required", element.name, note="a new sync replaced its conflicts"
+            )
         for _, resource, qualifier in self.manager.active_keys("sync-required"):
-            await self._clear("sync-required", resource, qualifier,
-                              f"sync from {element.name} completed")  # fmt: skip
+            await self._clear(
+                "sync-required", resource, qualifier, f"sync from {element.name} completed"
+            )
         if not await asyncio.to_thread(records.unresolved_elements, self.db):
             # Sharing is back: started again, synced, nothing left to reconcile.
             await self._clear("ftp-inactive", HUB, note=f"{element.name} shares again")
 
     async def _sync_failed(self, element: Any, job: int, message: str) -> None:
-        await asyncio.to_thread(registry.update_job, self.db, job, state="failed",
-                                ended_at=registry.now(), error=message)  # fmt: skip
+        await asyncio.to_thread(
+            registry.update_job,
+            self.db,
+            job,
+            state="failed",
+            ended_at=registry.now(),
+            error=message,
+        )
         text = f"sync from {element.name} failed: {message}"
-        await self.manager.raise_alarm("sync-failed", element.name, qualifier="user-sync",
-                                       text=text)  # fmt: skip
+        await self.manager.raise_alarm(
+            "sync-failed", element.name, qualifier="user-sync", text=text
+        )
 
     def _apply_plan(
         self, element: Any, plan: Plan, hub: dict[Key, Data], base: dict[Key, Data], epoch: str
@@ -408,8 +451,9 @@ class SharingService:
             if epoch != element.sharing_epoch:
                 if element.sharing_epoch:  # the old base was not used: it goes
                     records.drop_base(conn, element.id)
-                conn.execute(ELEMENTS.update().where(ELEMENTS.c.id == element.id)
-                             .values(sharing_epoch=epoch))  # fmt: skip
+                conn.execute(
+                    ELEMENTS.update().where(ELEMENTS.c.id == element.id).values(sharing_epoch=epoch)
+                )
             changes, taken = [], []
             for cls, key, data in plan.to_hub:
                 change = Change(cls, key, element_op(hub.get((cls, key)), data), data)
@@ -421,9 +465,18 @@ class SharingService:
                     plan.found = [f for f in plan.found if f not in merged]
                     plan.to_element = [t for t in plan.to_element if t[:2] != (cls, key)]
                     element_value = merged[0].element if merged else data
-                    plan.found.append(Found(cls, key, key, "unresolved", hub.get((cls, key)),
-                                            element_value, base.get((cls, key)),
-                                            str(exc)))  # fmt: skip
+                    plan.found.append(
+                        Found(
+                            cls,
+                            key,
+                            key,
+                            "unresolved",
+                            hub.get((cls, key)),
+                            element_value,
+                            base.get((cls, key)),
+                            str(exc),
+                        )
+                    )
                     continue
                 records.write_shared(conn, [change], element.name, at)
                 changes.append(change)
@@ -433,15 +486,28 @@ class SharingService:
             records.set_base(conn, element.id, plan.to_hub + plan.agreed)
             to_element = [Change(cls, key, op, data) for cls, key, op, data in plan.to_element]
             records.add_distributions(conn, [(element.id, element.name)], to_element, HUB, at)
-            records.add_conflicts(conn, [
-                {"element_id": element.id, "element": element.name, "cls": f.cls, "key": f.key,
-                 "hub_key": f.hub_key, "category": f.category, "hub_data": records.dumps(f.hub),
-                 "element_data": records.dumps(f.element), "base_data": records.dumps(f.base),
-                 "reason": f.reason, "state": "resolved" if f.merged is not None else "open",
-                 "resolution": "merged" if f.merged is not None else None,
-                 "created_at": at, "resolved_at": at if f.merged is not None else None}
-                for f in plan.found
-            ])  # fmt: skip
+            records.add_conflicts(
+                conn,
+                [
+                    {
+                        "element_id": element.id,
+                        "element": element.name,
+                        "cls": f.cls,
+                        "key": f.key,
+                        "hub_key": f.hub_key,
+                        "category": f.category,
+                        "hub_data": records.dumps(f.hub),
+                        "element_data": records.dumps(f.element),
+                        "base_data": records.dumps(f.base),
+                        "reason": f.reason,
+                        "state": "resolved" if f.merged is not None else "open",
+                        "resolution": "merged" if f.merged is not None else None,
+                        "created_at": at,
+                        "resolved_at": at if f.merged is not None else None,
+                    }
+                    for f in plan.found
+                ],
+            )
 
     # ------------------------------------------------------------------ pushed updates
     async def push(self, ident: str, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -456,11 +522,16 @@ class SharingService:
                 what = f"{first.get('class', '')} {first.get('key', '')} ({first.get('op', '')})"
                 more = f" and {len(updates) - 1} more" if len(updates) > 1 else ""
                 await self.manager.emit_event(
-                    "update-rejected", element.name,
+                    "update-rejected",
+                    element.name,
                     text=f"update of {what}{more} from {element.name} rejected: {refusal}",
-                    details={"element": element.name, "count": len(updates),
-                             "updates": updates[:20], "reason": refusal},
-                )  # fmt: skip
+                    details={
+                        "element": element.name,
+                        "count": len(updates),
+                        "updates": updates[:20],
+                        "reason": refusal,
+                    },
+                )
                 return [{"status": "rejected", "reason": refusal} for _ in updates]
             for update in updates:
                 cls, key = str(update.get("class", "")), str(update.get("key", ""))
@@ -471,12 +542,17 @@ class SharingService:
                     reason = str(exc)
                     results.append({"status": "rejected", "reason": reason})
                     await self.manager.emit_event(
-                        "update-rejected", element.name,
-                        text=f"update of {cls} {key} ({op}) from {element.name} rejected: "
-                        f"{reason}",
-                        details={"element": element.name, "class": cls, "key": key, "op": op,
-                                 "reason": reason},
-                    )  # fmt: skip
+                        "update-rejected",
+                        element.name,
+                        text=f"update of {cls} {key} ({op}) from {element.name} rejected: {reason}",
+                        details={
+                            "element": element.name,
+                            "class": cls,
+                            "key": key,
+                            "op": op,
+                            "reason": reason,
+                        },
+                    )
                 else:
                     results.append({"status": "accepted"})
         await self.dispatcher.recount()
@@ -498,8 +574,10 @@ class SharingService:
         with self.db.begin() as conn:
             waiting = records.waiting(conn, element.id, cls, key)
             if waiting is not None:
-                raise SharingError(f"it conflicts with a pending hub change of {cls} {key} "
-                                   f"(distribution {waiting.id}, {waiting.state})")  # fmt: skip
+                raise SharingError(
+                    f"it conflicts with a pending hub change of {cls} {key} "
+                    f"(distribution {waiting.id}, {waiting.state})"
+                )
             current = records.current(conn, cls, key)
             if op == "create" and current is not None and current != data:
                 raise InvalidRequest(f"{cls} {key} exists on the hub with other data")
@@ -510,15 +588,19 @@ class SharingService:
             change = Change(cls, key, element_op(current, change.data), change.data)
             records.write_shared(conn, [change], element.name, at)
             records.set_base(conn, element.id, [(cls, key, change.data)])
-            records.add_distributions(conn, _targets(conn, exclude=element.id), [change],
-                                      element.name, at)  # fmt: skip
+            records.add_distributions(
+                conn, _targets(conn, exclude=element.id), [change], element.name, at
+            )
 
     # ------------------------------------------------------------------ reconcile
     async def conflicts(self, open_only: bool = True) -> dict[str, Any]:
         rows = await asyncio.to_thread(records.list_conflicts, self.db, open_only=open_only)
         counts = await asyncio.to_thread(records.conflict_counts, self.db)
-        return {"running": self._reconcile_running(), "summary": counts,
-                "conflicts": [records.conflict_json(r) for r in rows]}  # fmt: skip
+        return {
+            "running": self._reconcile_running(),
+            "summary": counts,
+            "conflicts": [records.conflict_json(r) for r in rows],
+        }
 
     async def resolve(
         self, conflict_id: int | None, take: str, by: str | None, element: str | None = None
@@ -531,12 +613,16 @@ class SharingService:
                 if row is None:
                     raise InvalidRequest(f"no conflict with id {conflict_id}")
                 if row.state != "open":
-                    raise InvalidRequest(f"conflict {conflict_id} is already resolved "
-                                         f"({row.resolution})")  # fmt: skip
+                    raise InvalidRequest(
+                        f"conflict {conflict_id} is already resolved ({row.resolution})"
+                    )
                 rows = [row]
             else:
-                rows = [r for r in await asyncio.to_thread(records.list_conflicts, self.db)
-                        if element is None or r.element == element]  # fmt: skip
+                rows = [
+                    r
+                    for r in await asyncio.to_thread(records.list_conflicts, self.db)
+                    if element is None or r.element == element
+                ]
                 if not rows:
                     raise InvalidRequest("no open conflict to resolve")
             done: list[Any] = []
@@ -566,7 +652,7 @@ class SharingService:
                 for key in {row.key, row.hub_key}:
                     records.cancel_open(conn, row.element_id, row.cls, key)
                 changes = _overwrite(row.cls, row.hub_key, row.key, element_value, hub_value)
-                records.add_distributions(conn, mine, changes, HUB, at)  # fmt: skip
+                records.add_distributions(conn, mine, changes, HUB, at)
             elif take == "element":
                 changes = _overwrite(row.cls, row.key, row.hub_key, hub_value, element_value)
                 for change in changes:
@@ -575,8 +661,9 @@ class SharingService:
                 records.set_base(conn, row.element_id, [(c.cls, c.key, c.data) for c in changes])
                 for change in changes:
                     records.cancel_open(conn, row.element_id, change.cls, change.key)
-                records.add_distributions(conn, _targets(conn, exclude=row.element_id), changes,
-                                          row.element, at)  # fmt: skip
+                records.add_distributions(
+                    conn, _targets(conn, exclude=row.element_id), changes, row.element, at
+                )
             records.close_conflict(conn, row.id, take, by)
 
     async def _after_reconcile(self, elements: set[str]) -> None:
@@ -586,9 +673,11 @@ class SharingService:
                 await self._clear("sync-reconcile-required", name, note="reconcile completed")
                 counts = await asyncio.to_thread(records.conflict_counts, self.db)
                 await self.manager.emit_event(
-                    "reconcile-completed", name, details=counts,
+                    "reconcile-completed",
+                    name,
+                    details=counts,
                     text=f"reconcile of the conflicts found in the sync from {name} completed",
-                )  # fmt: skip
+                )
         if not unresolved and any(e.sharing for e in await self._elements()):
             await self._clear("ftp-inactive", HUB, note="reconcile completed")
 
@@ -596,10 +685,15 @@ class SharingService:
     async def hub_changes(self, changes: list[dict[str, Any]], by: str | None) -> dict[str, Any]:
         """Flow-through provisioning: change the hub's shared data and distribute it."""
         checked = [
-            _checked(self.settings.classes, str(c.get("class", "")), str(c.get("key", "")),
-                     str(c.get("op", "")), c.get("data"))
+            _checked(
+                self.settings.classes,
+                str(c.get("class", "")),
+                str(c.get("key", "")),
+                str(c.get("op", "")),
+                c.get("data"),
+            )
             for c in changes
-        ]  # fmt: skip
+        ]
         async with self._hub_lock:
             reason = self.blocked()  # under the lock: syncs raise their alarms holding it
             if reason:
@@ -619,9 +713,12 @@ class SharingService:
                     written
                 )
         self.dispatcher.wake()
-        return {"changes": [{"class": c.cls, "key": c.key, "op": c.op, "data": c.data}
-                            for c in written],
-                "distributions": len(written) * len(targets)}  # fmt: skip
+        return {
+            "changes": [
+                {"class": c.cls, "key": c.key, "op": c.op, "data": c.data} for c in written
+            ],
+            "distributions": len(written) * len(targets),
+        }
 
     def _write_hub(self, checked: list[Change], targets: list[tuple[int, str]]) -> list[Change]:
         at = registry.now()
@@ -659,15 +756,17 @@ class SharingService:
             "element-unreachable", name
         ):
             await self.manager.raise_alarm(
-                "element-unreachable", name,
+                "element-unreachable",
+                name,
                 text=f"distribution to {name} failed {failures} times in a row: {error}",
-            )  # fmt: skip
+            )
 
     async def _refresh_errors(self, element_id: int, name: str) -> None:
         errors = await asyncio.to_thread(records.failed_count, self.db, element_id)
         if errors == 0:
-            await self._clear("distribution-errors", name,
-                              note="every failed distribution was retried or deleted")  # fmt: skip
+            await self._clear(
+                "distribution-errors", name, note="every failed distribution was retried or deleted"
+            )
         elif errors != self._errors.get(element_id) or not self.manager.is_active(
             "distribution-errors", name
         ):
@@ -675,19 +774,23 @@ class SharingService:
             latest = f"{last.op} {last.cls} {last.key}: {last.error}" if last is not None else ""
             severity = "major" if errors >= self.settings.errors_major_at else "minor"
             await self.manager.raise_alarm(
-                "distribution-errors", name, severity=severity,
+                "distribution-errors",
+                name,
+                severity=severity,
                 text=f"{errors} shared updates to {name} were rejected; latest: {latest}",
-            )  # fmt: skip
+            )
         self._errors[element_id] = errors
 
-    async def retry_distributions(self, ids: list[int] | None, element: str | None,
-                                  by: str | None) -> dict[str, int]:  # fmt: skip
+    async def retry_distributions(
+        self, ids: list[int] | None, element: str | None, by: str | None
+    ) -> dict[str, int]:
         element_id = await self._element_id(element)
         found = await asyncio.to_thread(records.retry, self.db, ids, element_id)
         return await self._operated("distribution-retried", "retried", found, by)
 
-    async def delete_distributions(self, ids: list[int] | None, element: str | None,
-                                   by: str | None) -> dict[str, int]:  # fmt: skip
+    async def delete_distributions(
+        self, ids: list[int] | None, element: str | None, by: str | None
+    ) -> dict[str, int]:
         element_id = await self._element_id(element)
         found = await asyncio.to_thread(records.remove, self.db, ids, element_id)
         return await self._operated("distribution-deleted", "deleted", found, by)
@@ -697,15 +800,18 @@ class SharingService:
             return None
         return int((await asyncio.to_thread(registry.get_element, self.db, name)).id)
 
-    async def _operated(self, event: str, verb: str, found: dict[str, int],
-                        by: str | None) -> dict[str, int]:  # fmt: skip
+    async def _operated(
+        self, event: str, verb: str, found: dict[str, int], by: str | None
+    ) -> dict[str, int]:
         if not found:
             raise InvalidRequest(f"no distribution to be {verb} matched")
         for name, count in found.items():
             await self.manager.emit_event(
-                event, name, details={"count": count, "by": by},
+                event,
+                name,
+                details={"count": count, "by": by},
                 text=f"{count} failed distributions to {name} {verb}" + (f" by {by}" if by else ""),
-            )  # fmt: skip
+            )
         await self.dispatcher.recount()
         for element in await self._elements():
             if element.name in found:
@@ -740,11 +846,13 @@ class SharingService:
     async def _announce_device_data(self) -> None:
         names = [e.name for e in await self._elements() if e.sharing and e.device_data]
         await self.manager.emit_event(
-            "device-data-notification", HUB, details={"elements": names},
+            "device-data-notification",
+            HUB,
+            details={"elements": names},
             text="the hub is registered for device data with "
             + (", ".join(names) if names else "no element")
             + ": phones on them have full details, others only a directory number",
-        )  # fmt: skip
+        )
 
     async def device_notification(self, ident: str, devices: list[dict[str, Any]]) -> int:
         element = await asyncio.to_thread(registry.find_element, self.db, ident)
@@ -764,9 +872,11 @@ class SharingService:
     async def _device_sync(self) -> None:
         elements = [e for e in await self._elements() if e.type != MESSAGING]
         await self.manager.emit_event(
-            "device-data-sync-started", HUB, details={"elements": [e.name for e in elements]},
+            "device-data-sync-started",
+            HUB,
+            details={"elements": [e.name for e in elements]},
             text=f"device-data sync with {len(elements)} elements started",
-        )  # fmt: skip
+        )
         counts: dict[str, Any] = {}
         for element in elements:
             try:
@@ -777,10 +887,12 @@ class SharingService:
             except ProvsyncError as exc:
                 counts[element.name] = f"failed: {exc}"
         await self.manager.emit_event(
-            "device-data-sync-completed", HUB, details=counts,
+            "device-data-sync-completed",
+            HUB,
+            details=counts,
             text="device-data sync completed: "
             + ", ".join(f"{name} {count}" for name, count in counts.items()),
-        )  # fmt: skip
+        )
 
     async def devices(self) -> list[dict[str, Any]]:
         numbers = await asyncio.to_thread(records.load_shared, self.db, ["directory-number"])
@@ -792,8 +904,14 @@ class SharingService:
             if found is None:
                 listed.append({"number": number, "full": False})
             else:
-                listed.append({"number": number, "full": True, "element": names.get(found[0], ""),
-                               "details": found[1]})  # fmt: skip
+                listed.append(
+                    {
+                        "number": number,
+                        "full": True,
+                        "element": names.get(found[0], ""),
+                        "details": found[1],
+                    }
+                )
         return listed
 
     # ------------------------------------------------------------------ messaging elements
@@ -802,30 +920,39 @@ class SharingService:
         for element in await self._elements():
             if element.type == MESSAGING and name in json.loads(element.uses or "[]"):
                 await self.manager.raise_alarm(
-                    "element-updated-activation-required", element.name, qualifier=name,
+                    "element-updated-activation-required",
+                    element.name,
+                    qualifier=name,
                     text=f"network element {name}, which {element.name} is programmed with, "
                     f"was {how}; activate {element.name}",
-                )  # fmt: skip
+                )
 
     async def activate(self, name: str) -> dict[str, Any]:
         element = await asyncio.to_thread(registry.get_element, self.db, name)
         if element.type != MESSAGING:
-            raise InvalidRequest(f"{name} is a {element.type}; only messaging elements are "
-                                 "activated")  # fmt: skip
+            raise InvalidRequest(
+                f"{name} is a {element.type}; only messaging elements are activated"
+            )
         known = {e.name: e for e in await self._elements()}
         programming = [
-            {"name": n, "address": known[n].address, "type": known[n].type,
-             "software_version": known[n].software_version}
-            for n in json.loads(element.uses or "[]") if n in known
-        ]  # fmt: skip
+            {
+                "name": n,
+                "address": known[n].address,
+                "type": known[n].type,
+                "software_version": known[n].software_version,
+            }
+            for n in json.loads(element.uses or "[]")
+            if n in known
+        ]
         async with await self._open(element) as connector:
             await connector.activate(programming)
         for _, resource, qualifier in self.manager.active_keys(
             "element-updated-activation-required"
         ):
             if resource == name:
-                await self._clear("element-updated-activation-required", name, qualifier,
-                                  "activation performed")  # fmt: skip
+                await self._clear(
+                    "element-updated-activation-required", name, qualifier, "activation performed"
+                )
         return {"activated": name, "elements": programming}
 
     async def forget(self, element: Any) -> None:
@@ -837,9 +964,13 @@ class SharingService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await asyncio.to_thread(
-                registry.update_job, self.db, job, state="failed", ended_at=registry.now(),
+                registry.update_job,
+                self.db,
+                job,
+                state="failed",
+                ended_at=registry.now(),
                 error="the element was removed",
-            )  # fmt: skip
+            )
         await self.dispatcher.forget(element.id)
 
         def work() -> None:
@@ -863,19 +994,23 @@ class SharingService:
             "sync_running": self._sync_running,
             "conflicts": await asyncio.to_thread(records.conflict_counts, self.db),
             "elements": [
-                {"name": e.name, "type": e.type,
-                 "sharing": state if e.sharing else "notSharing",
-                 "device_data": e.device_data,
-                 "pending": counts.get(e.id, {}).get("pending", 0)
-                 + counts.get(e.id, {}).get("inflight", 0),
-                 "errors": counts.get(e.id, {}).get("failed", 0)}
+                {
+                    "name": e.name,
+                    "type": e.type,
+                    "sharing": state if e.sharing else "notSharing",
+                    "device_data": e.device_data,
+                    "pending": counts.get(e.id, {}).get("pending", 0)
+                    + counts.get(e.id, {}).get("inflight", 0),
+                    "errors": counts.get(e.id, {}).get("failed", 0),
+                }
                 for e in elements
             ],
-        }  # fmt: skip
+        }
 
 
-def _overwrite(cls: str, key: str, other_key: str, before: Data | None,
-               after: Data | None) -> list[Change]:  # fmt: skip
+def _overwrite(
+    cls: str, key: str, other_key: str, before: Data | None, after: Data | None
+) -> list[Change]:
     """The changes that give one side ``after`` under ``key`` where it held ``before``; for a
     pair (two keys, one record) its record under ``other_key`` goes first."""
     if key == other_key:
@@ -901,8 +1036,12 @@ def _checked(classes: tuple[str, ...], cls: str, key: str, op: str, data: Any) -
 
 
 def _targets(conn: Any, exclude: int | None = None) -> list[tuple[int, str]]:
-    rows = conn.execute(ELEMENTS.select().with_only_columns(ELEMENTS.c.id, ELEMENTS.c.name)
-                        .where(ELEMENTS.c.sharing.is_(True)).order_by(ELEMENTS.c.id))  # fmt: skip
+    rows = conn.execute(
+        ELEMENTS.select()
+        .with_only_columns(ELEMENTS.c.id, ELEMENTS.c.name)
+        .where(ELEMENTS.c.sharing.is_(True))
+        .order_by(ELEMENTS.c.id)
+    )
     return [(i, n) for i, n in rows if i != exclude]
 
 
