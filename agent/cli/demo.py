@@ -75,50 +75,99 @@ def run_demo(say: Any, *, stay: bool = True, root: Path | None = None) -> dict[s
         (where / "element-password").write_text(password)
         api_port, snmp_port = _port(8163), _port(1161, socket.SOCK_DGRAM)
         config = where / "provsync.toml"
-        config.write_text(tomli_w.dumps({
-            "agent": {"data_dir": str(where / "var"), "log_level": "WARNING"},
-            "api": {"listen": f"127.0.0.1:{api_port}",
-                    "token": secrets.token_urlsafe(TOKEN_BYTES)},
-            "snmp": {"listen": [f"127.0.0.1:{snmp_port}"], "communities": [{"name": "public"}]},
-            "exporters": {"file": [{"path": "notifications.jsonl", "name": "jsonl"}]},
-        }))  # fmt: skip
+        config.write_text(
+            tomli_w.dumps(
+                {
+                    "agent": {"data_dir": str(where / "var"), "log_level": "WARNING"},
+                    "api": {
+                        "listen": f"127.0.0.1:{api_port}",
+                        "token": secrets.token_urlsafe(TOKEN_BYTES),
+                    },
+                    "snmp": {
+                        "listen": [f"127.0.0.1:{snmp_port}"],
+                        "communities": [{"name": "public"}],
+                    },
+                    "exporters": {"file": [{"path": "notifications.jsonl", "name": "jsonl"}]},
+                }
+            )
+        )
         urls = {}
         for index, (name, element_type, objects) in enumerate(ELEMENTS):
             port = _port(9001 + index)
-            procs.append(subprocess.Popen(
-                [provsync, "simulate", "--port", str(port), "--type", element_type,
-                 "--objects", str(objects), "--seed", str(index + 1), "--element-id", name,
-                 "--password-file", str(where / "element-password")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+            procs.append(
+                subprocess.Popen(
+                    [
+                        provsync,
+                        "simulate",
+                        "--port",
+                        str(port),
+                        "--type",
+                        element_type,
+                        "--objects",
+                        str(objects),
+                        "--seed",
+                        str(index + 1),
+                        "--element-id",
+                        name,
+                        "--password-file",
+                        str(where / "element-password"),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
             urls[name] = f"http://127.0.0.1:{port}"
         with (where / "agent.log").open("ab") as log:
-            procs.append(subprocess.Popen([provsync, "--config", str(config), "run"],
-                                          stdout=subprocess.DEVNULL, stderr=log))  # fmt: skip
+            procs.append(
+                subprocess.Popen(
+                    [provsync, "--config", str(config), "run"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                )
+            )
         for url in urls.values():
             _wait(f"{url}/api/v1/health")
         _wait(f"http://127.0.0.1:{api_port}/api/v1/health")
         token = tomli_w_token(config)
-        api = httpx.Client(base_url=f"http://127.0.0.1:{api_port}/api/v1",
-                           headers={"Authorization": f"Bearer {token}"}, timeout=60)  # fmt: skip
+        api = httpx.Client(
+            base_url=f"http://127.0.0.1:{api_port}/api/v1",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
         stack.callback(api.close)
         say("adding three simulated elements; each gets an initialization sync")
         jobs = {}
         for name, element_type, _ in ELEMENTS:
-            jobs[name] = api.post("/elements", json={
-                "name": name, "type": element_type, "url": urls[name], "username": "admin",
-                "password": password}).json()["job"]  # fmt: skip
+            jobs[name] = api.post(
+                "/elements",
+                json={
+                    "name": name,
+                    "type": element_type,
+                    "url": urls[name],
+                    "username": "admin",
+                    "password": password,
+                },
+            ).json()["job"]
         results = {name: _job(api, job) for name, job in jobs.items()}
         say("making changes on the elements as their own administrators, then syncing")
         for name, url in urls.items():
             with httpx.Client(base_url=url, auth=("admin", password)) as element:
                 for index in range(5):
-                    element.post("/admin/changes", json={
-                        "user": "tech", "op": "create", "class": "station",
-                        "key": f"8{index:04d}", "data": {"number": f"8{index:04d}"}})  # fmt: skip
+                    element.post(
+                        "/admin/changes",
+                        json={
+                            "user": "tech",
+                            "op": "create",
+                            "class": "station",
+                            "key": f"8{index:04d}",
+                            "data": {"number": f"8{index:04d}"},
+                        },
+                    )
             job = api.post(f"/elements/{name}/sync", json={"kind": "incremental"}).json()["job"]
             results[f"{name}-incremental"] = _job(api, job)
         env = f"PROVSYNC_CONFIG={config}"
-        say("\nprovsync is running with three simulated elements. Look around:\n"
+        say(
+            "\nprovsync is running with three simulated elements. Look around:\n"
             f"  {env} provsync elements list\n"
             f"  {env} provsync jobs list\n"
             f"  {env} provsync events list\n"
@@ -126,7 +175,8 @@ def run_demo(say: Any, *, stay: bool = True, root: Path | None = None) -> dict[s
             f"  {env} provsync alarms list\n"
             f"  snmptable -v2c -c public 127.0.0.1:{snmp_port} "
             "PROVSYNC-MIB::provsyncActiveAlarmTable   (after `provsync mib export`)\n"
-            f"  tail -f {where / 'var' / 'notifications.jsonl'}\n")  # fmt: skip
+            f"  tail -f {where / 'var' / 'notifications.jsonl'}\n"
+        )
         if stay:
             say("Ctrl-C stops the demo and removes its files.")
             with contextlib.suppress(KeyboardInterrupt):

@@ -14,10 +14,18 @@ from pathlib import Path
 # The path given is wrong: bad usage (exit 2). Anything else is a runtime failure (exit 1).
 _USAGE_ERRNOS = frozenset(
     {
-        errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EACCES, errno.EPERM,
-        errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL,
+        errno.ENOENT,
+        errno.ENOTDIR,
+        errno.EISDIR,
+        errno.EEXIST,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENAMETOOLONG,
+        errno.ELOOP,
+        errno.EINVAL,
     }
-)  # fmt: skip
+)
 
 
 def exit_code(exc: OSError) -> int:

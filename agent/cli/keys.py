@@ -19,8 +19,9 @@ from agent.errors import ProvsyncError
 if TYPE_CHECKING:  # the store (SQLAlchemy, Alembic) loads only for these commands
     from agent.store.database import Store
 
-keys_app = typer.Typer(help="The key that encrypts element credentials in the store.",
-                       no_args_is_help=True)  # fmt: skip
+keys_app = typer.Typer(
+    help="The key that encrypts element credentials in the store.", no_args_is_help=True
+)
 
 
 def _say(text: str) -> None:
@@ -62,8 +63,10 @@ def rotate(ctx: typer.Context) -> None:
             result = rotate_key(key_file, store.engine)
         except ProvsyncError as exc:
             _fail(str(exc))
-    _say(f"store key rotated to {result.new_key} in {key_file}: {result.resealed} element "
-         f"credential(s) re-encrypted; old key {', '.join(result.dropped)} dropped")  # fmt: skip
+    _say(
+        f"store key rotated to {result.new_key} in {key_file}: {result.resealed} element "
+        f"credential(s) re-encrypted; old key {', '.join(result.dropped)} dropped"
+    )
 
 
 @keys_app.command("reset")
@@ -75,8 +78,11 @@ def reset(
     from agent.store.encryption import reset_key
 
     if not yes:
-        _fail("keys reset forgets every stored credential that no key of the key file "
-              "decrypts; add --yes to go ahead", 2)  # fmt: skip
+        _fail(
+            "keys reset forgets every stored credential that no key of the key file "
+            "decrypts; add --yes to go ahead",
+            2,
+        )
     settings = _ctx(ctx).settings()
     with _owned_store(ctx) as store:
         try:
@@ -84,7 +90,9 @@ def reset(
         except ProvsyncError as exc:
             _fail(str(exc))
     if names:
-        _say(f"forgot the credentials of {', '.join(names)}: set them again with "
-             "`provsync elements set-credentials NAME`")  # fmt: skip
+        _say(
+            f"forgot the credentials of {', '.join(names)}: set them again with "
+            "`provsync elements set-credentials NAME`"
+        )
     else:
         _say(f"every stored credential decrypts with {settings.store_key_file}: nothing forgotten")

@@ -181,11 +181,18 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
             "Exporters",
             ["name", "cursor", "backlog", "delivered", "failures", "down for", "last error"],
             [
-                [e["name"], e["cursor"], e["backlog"], e["delivered"], e["failures"],
-                 _down_for(e.get("down_for")), e["last_error"]]
+                [
+                    e["name"],
+                    e["cursor"],
+                    e["backlog"],
+                    e["delivered"],
+                    e["failures"],
+                    _down_for(e.get("down_for")),
+                    e["last_error"],
+                ]
                 for e in data["exporters"]
             ],
-        )  # fmt: skip
+        )
 
 
 def _down_for(seconds: float | None) -> str:
@@ -209,11 +216,17 @@ def catalog(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         "Alarm inventory",
         ["id", "kind", "severity", "name", "event type", "probable cause"],
         [
-            [t["id"], t["kind"], output.severity(t["severity"]), t["name"], t["event_type"],
-             t["probable_cause"]]
+            [
+                t["id"],
+                t["kind"],
+                output.severity(t["severity"]),
+                t["name"],
+                t["event_type"],
+                t["probable_cause"],
+            ]
             for t in data
         ],
-    )  # fmt: skip
+    )
 
 
 # --------------------------------------------------------------------------- alarms
@@ -252,9 +265,15 @@ def alarms_list(
     """List active alarms (--all adds cleared ones)."""
     state = "all" if show_all else "cleared" if cleared else "active"
     data = _call(
-        ctx, "GET", "/alarms", state=state, severity=severity, type=type_id,
-        resource=resource, limit=limit,
-    )  # fmt: skip
+        ctx,
+        "GET",
+        "/alarms",
+        state=state,
+        severity=severity,
+        type=type_id,
+        resource=resource,
+        limit=limit,
+    )
     if as_json:
         output.print_json(data)
         return
@@ -262,12 +281,20 @@ def alarms_list(
         f"Alarms ({state}): {len(data)}",
         ["id", "severity", "state", "type", "resource", "count", "ack", "changed", "text"],
         [
-            [a["id"], output.severity(a["severity"]), a["state"], a["type"],
-             a["resource"] + (f" / {a['qualifier']}" if a["qualifier"] else ""), a["count"],
-             a["ack_by"] or "", output.when(a["changed_at"]), a["text"]]
+            [
+                a["id"],
+                output.severity(a["severity"]),
+                a["state"],
+                a["type"],
+                a["resource"] + (f" / {a['qualifier']}" if a["qualifier"] else ""),
+                a["count"],
+                a["ack_by"] or "",
+                output.when(a["changed_at"]),
+                a["text"],
+            ]
             for a in data
         ],
-    )  # fmt: skip
+    )
 
 
 @alarms_app.command("show")
@@ -281,9 +308,18 @@ def alarms_show(ctx: typer.Context, alarm_id: int, as_json: JsonOpt = False) -> 
     output.table(
         "History",
         ["time", "seq", "change", "severity", "by", "note"],
-        [[output.when(h["at"]), h["seq"], h["change"], output.severity(h["severity"]), h["by"],
-          h["note"]] for h in data["history"]],
-    )  # fmt: skip
+        [
+            [
+                output.when(h["at"]),
+                h["seq"],
+                h["change"],
+                output.severity(h["severity"]),
+                h["by"],
+                h["note"],
+            ]
+            for h in data["history"]
+        ],
+    )
 
 
 @alarms_app.command("raise")
@@ -301,9 +337,13 @@ def alarms_raise(
 ) -> None:
     """Raise an alarm; raising an active one again counts it and updates it in place."""
     body = {
-        "type": type_id, "resource": resource, "qualifier": qualifier, "severity": severity,
-        "text": text, "by": _who(user),
-    }  # fmt: skip
+        "type": type_id,
+        "resource": resource,
+        "qualifier": qualifier,
+        "severity": severity,
+        "text": text,
+        "by": _who(user),
+    }
     _print_change(_call(ctx, "POST", "/alarms", body), as_json)
 
 
@@ -328,18 +368,24 @@ def alarms_clear(
         if resource is None:
             _fail(f"clearing by type needs --resource (provsync alarms clear {target} -r R)", 2)
         body = {
-            "type": target, "resource": resource, "qualifier": qualifier, "note": note,
+            "type": target,
+            "resource": resource,
+            "qualifier": qualifier,
+            "note": note,
             "by": _who(user),
-        }  # fmt: skip
+        }
         data = _call(ctx, "POST", "/alarms/clear", body)
     _print_change(data, as_json)
 
 
 def _operator_command(action: str, summary: str) -> None:
     def command(
-        ctx: typer.Context, alarm_id: int, note: NoteOpt = None, user: UserOpt = None,
+        ctx: typer.Context,
+        alarm_id: int,
+        note: NoteOpt = None,
+        user: UserOpt = None,
         as_json: JsonOpt = False,
-    ) -> None:  # fmt: skip
+    ) -> None:
         body = {"note": note, "by": _who(user)}
         _print_change(_call(ctx, "POST", f"/alarms/{alarm_id}/{action}", body), as_json)
 
@@ -382,18 +428,33 @@ def events_list(
 ) -> None:
     """List the newest events, oldest first."""
     data = _call(
-        ctx, "GET", "/events", type=type_id, resource=resource, severity=severity, after=after,
+        ctx,
+        "GET",
+        "/events",
+        type=type_id,
+        resource=resource,
+        severity=severity,
+        after=after,
         limit=limit,
-    )  # fmt: skip
+    )
     if as_json:
         output.print_json(data)
         return
     output.table(
         f"Events: {len(data)}",
         ["seq", "time", "severity", "type", "resource", "text"],
-        [[e["seq"], output.when(e["time"]), output.severity(e["severity"]), e["type"],
-          e["resource"], e["text"]] for e in data],
-    )  # fmt: skip
+        [
+            [
+                e["seq"],
+                output.when(e["time"]),
+                output.severity(e["severity"]),
+                e["type"],
+                e["resource"],
+                e["text"],
+            ]
+            for e in data
+        ],
+    )
 
 
 # --------------------------------------------------------------------------- config
@@ -478,16 +539,26 @@ def elements_add(
             seconds = int(parse_duration(interval))
         except ValueError as exc:
             _fail(str(exc), 2)
-    body = {"name": name, "type": element_type, "url": url, "connector": connector,
-            "username": username, "password": _read_password(password_file),
-            "interval": seconds, "cron": cron,
-            "uses": [n.strip() for n in uses.split(",") if n.strip()]}  # fmt: skip
+    body = {
+        "name": name,
+        "type": element_type,
+        "url": url,
+        "connector": connector,
+        "username": username,
+        "password": _read_password(password_file),
+        "interval": seconds,
+        "cron": cron,
+        "uses": [n.strip() for n in uses.split(",") if n.strip()],
+    }
     data = _call(ctx, "POST", "/elements", body)
     if as_json:
         output.print_json(data)
         return
-    output.console.print(f"added {name}; initialization sync queued as job {data['job']}",
-                         highlight=False, markup=False)  # fmt: skip
+    output.console.print(
+        f"added {name}; initialization sync queued as job {data['job']}",
+        highlight=False,
+        markup=False,
+    )
 
 
 @elements_app.command("list")
@@ -500,9 +571,19 @@ def elements_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     output.table(
         f"Elements: {len(data)}",
         ["name", "type", "state", "version", "cursor", "last sync", "address"],
-        [[e["name"], e["type"], e["sync_state"], e["software_version"], e["cursor"],
-          output.when(e["last_sync_at"]), e["address"]] for e in data],
-    )  # fmt: skip
+        [
+            [
+                e["name"],
+                e["type"],
+                e["sync_state"],
+                e["software_version"],
+                e["cursor"],
+                output.when(e["last_sync_at"]),
+                e["address"],
+            ]
+            for e in data
+        ],
+    )
 
 
 @elements_app.command("show")
@@ -598,9 +679,15 @@ def _wait_for(ctx: typer.Context, job_id: int) -> dict[str, Any]:
         TimeElapsedColumn,
     )
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  MofNCompleteColumn(), TimeElapsedColumn(), console=output.errors,
-                  transient=True) as progress:  # fmt: skip
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=output.errors,
+        transient=True,
+    ) as progress:
         task = progress.add_task(f"job {job_id}", total=None)
         while True:
             job = _call(ctx, "GET", f"/jobs/{job_id}")
@@ -631,16 +718,20 @@ def _sync_command(kind: str, summary: str) -> None:
             if as_json:
                 output.print_json({"job": job_id})
             else:
-                output.console.print(f"{kind} sync of {name} queued as job {job_id}",
-                                     highlight=False, markup=False)  # fmt: skip
+                output.console.print(
+                    f"{kind} sync of {name} queued as job {job_id}", highlight=False, markup=False
+                )
             return
         job = _wait_for(ctx, job_id)
         if as_json:
             output.print_json(job)
         else:
             detail = job["error"] or output.json_line(job["counts"])
-            output.console.print(f"job {job_id} {job['kind']} {job['state']}: {detail}",
-                                 highlight=False, markup=False)  # fmt: skip
+            output.console.print(
+                f"job {job_id} {job['kind']} {job['state']}: {detail}",
+                highlight=False,
+                markup=False,
+            )
         if job["state"] == "failed":
             raise typer.Exit(1)
 
@@ -668,9 +759,20 @@ def jobs_list(
     output.table(
         f"Jobs: {len(data)}",
         ["id", "element", "kind", "trigger", "state", "started", "ended", "error"],
-        [[j["id"], j["element"], j["kind"], j["trigger"], j["state"], output.when(j["started"]),
-          output.when(j["ended"]), j["error"] or ""] for j in data],
-    )  # fmt: skip
+        [
+            [
+                j["id"],
+                j["element"],
+                j["kind"],
+                j["trigger"],
+                j["state"],
+                output.when(j["started"]),
+                output.when(j["ended"]),
+                j["error"] or "",
+            ]
+            for j in data
+        ],
+    )
 
 
 @jobs_app.command("show")

@@ -11,12 +11,15 @@ import typer
 from agent.cli import output
 from agent.cli.common import JsonOpt, UserOpt, _call, _fail, _who
 
-sharing_app = typer.Typer(help="Sharing with the elements: state, sync, reconcile.",
-                          no_args_is_help=True)  # fmt: skip
-distribution_app = typer.Typer(help="Hub updates on their way to the elements.",
-                               no_args_is_help=True)  # fmt: skip
-objects_app = typer.Typer(help="The hub's shared data; changes flow through to the elements.",
-                          no_args_is_help=True)  # fmt: skip
+sharing_app = typer.Typer(
+    help="Sharing with the elements: state, sync, reconcile.", no_args_is_help=True
+)
+distribution_app = typer.Typer(
+    help="Hub updates on their way to the elements.", no_args_is_help=True
+)
+objects_app = typer.Typer(
+    help="The hub's shared data; changes flow through to the elements.", no_args_is_help=True
+)
 
 ElementOpt = Annotated[str | None, typer.Option("--element", "-e", help="Only this element.")]
 
@@ -33,25 +36,39 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     if as_json:
         output.print_json(data)
         return
-    _say(f"sharing: {data['state']}" + (" (Flow Through Provisioning Inactive)"
-                                        if data["ftp_inactive"] else ""))  # fmt: skip
+    _say(
+        f"sharing: {data['state']}"
+        + (" (Flow Through Provisioning Inactive)" if data["ftp_inactive"] else "")
+    )
     if data["blocked"]:
         _say(f"blocked: {data['blocked']}")
     conflicts = data["conflicts"]
     _say(f"conflicts: {conflicts['unresolved']} unresolved, {conflicts['review']} for review")
     output.table(
-        "Elements", ["name", "type", "sharing", "device data", "pending", "errors"],
-        [[e["name"], e["type"], e["sharing"], "yes" if e["device_data"] else "no", e["pending"],
-          e["errors"]] for e in data["elements"]],
-    )  # fmt: skip
+        "Elements",
+        ["name", "type", "sharing", "device data", "pending", "errors"],
+        [
+            [
+                e["name"],
+                e["type"],
+                e["sharing"],
+                "yes" if e["device_data"] else "no",
+                e["pending"],
+                e["errors"],
+            ]
+            for e in data["elements"]
+        ],
+    )
 
 
 @sharing_app.command("start")
 def start(ctx: typer.Context, element: str) -> None:
     """Start sharing with an element from the hub (its version is checked as when it asks)."""
     data = _call(ctx, "POST", "/sharing/start", {"element": element})
-    _say(f"{data['element']} shares with the hub; sharing: {data['state']} "
-         f"(provsync sharing sync {data['element']})")  # fmt: skip
+    _say(
+        f"{data['element']} shares with the hub; sharing: {data['state']} "
+        f"(provsync sharing sync {data['element']})"
+    )
 
 
 @sharing_app.command("sync")
@@ -77,19 +94,33 @@ def reconcile(
         output.print_json(data)
         return
     summary = data["summary"]
-    _say(f"automatic: {summary['automatic']}  for review: {summary['review']}  "
-         f"unresolved: {summary['unresolved']}  resolved: {summary['resolved']}")  # fmt: skip
+    _say(
+        f"automatic: {summary['automatic']}  for review: {summary['review']}  "
+        f"unresolved: {summary['unresolved']}  resolved: {summary['resolved']}"
+    )
     output.table(
         f"Conflicts: {len(data['conflicts'])}",
         ["id", "category", "element", "object", "hub", "element value", "base", "state"],
-        [[c["id"], c["category"], c["element"], f"{c['class']} {c['key']}"
-          + (f" ~ {c['hub_key']}" if c["hub_key"] != c["key"] else ""), _value(c["hub"]),
-          _value(c["element_value"]), _value(c["base"]), c["resolution"] or c["state"]]
-         for c in data["conflicts"]],
-    )  # fmt: skip
+        [
+            [
+                c["id"],
+                c["category"],
+                c["element"],
+                f"{c['class']} {c['key']}"
+                + (f" ~ {c['hub_key']}" if c["hub_key"] != c["key"] else ""),
+                _value(c["hub"]),
+                _value(c["element_value"]),
+                _value(c["base"]),
+                c["resolution"] or c["state"],
+            ]
+            for c in data["conflicts"]
+        ],
+    )
     if summary["unresolved"] or summary["review"]:
-        _say("resolve with: provsync sharing resolve ID --take hub|element|skip "
-             "(or --all --take hub)")  # fmt: skip
+        _say(
+            "resolve with: provsync sharing resolve ID --take hub|element|skip "
+            "(or --all --take hub)"
+        )
 
 
 @sharing_app.command("resolve")
@@ -126,9 +157,10 @@ def devices(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         output.print_json(data)
         return
     output.table(
-        f"Phone services: {len(data)}", ["number", "element", "details"],
+        f"Phone services: {len(data)}",
+        ["number", "element", "details"],
         [[d["number"], d.get("element", ""), _value(d.get("details"))] for d in data],
-    )  # fmt: skip
+    )
 
 
 @sharing_app.command("device-sync")
@@ -162,13 +194,30 @@ def distribution_list(
     output.table(
         f"Distributions: {len(data)}",
         ["id", "element", "state", "op", "object", "attempts", "error", "updated"],
-        [[d["id"], d["element"], d["state"], d["op"], f"{d['class']} {d['key']}", d["attempts"],
-          d["error"] or "", output.when(d["updated"])] for d in data],
-    )  # fmt: skip
+        [
+            [
+                d["id"],
+                d["element"],
+                d["state"],
+                d["op"],
+                f"{d['class']} {d['key']}",
+                d["attempts"],
+                d["error"] or "",
+                output.when(d["updated"]),
+            ]
+            for d in data
+        ],
+    )
 
 
-def _operate(ctx: typer.Context, verb: str, ident: int | None, every: bool,
-             element: str | None, user: str | None) -> None:  # fmt: skip
+def _operate(
+    ctx: typer.Context,
+    verb: str,
+    ident: int | None,
+    every: bool,
+    element: str | None,
+    user: str | None,
+) -> None:
     if (ident is None) == (not every):
         _fail("give a distribution id or --all", 2)
     by = _who(user)
@@ -238,13 +287,16 @@ def _changed(data: dict[str, Any], as_json: bool) -> None:
         output.print_json(data)
         return
     for change in data["changes"]:
-        _say(f"{change['op']} {change['class']} {change['key']}: "
-             f"{data['distributions']} distributions queued")  # fmt: skip
+        _say(
+            f"{change['op']} {change['class']} {change['key']}: "
+            f"{data['distributions']} distributions queued"
+        )
 
 
 @objects_app.command("add")
-def objects_add(ctx: typer.Context, cls: str, key: str, fields: FieldsArg = None,
-                as_json: JsonOpt = False) -> None:  # fmt: skip
+def objects_add(
+    ctx: typer.Context, cls: str, key: str, fields: FieldsArg = None, as_json: JsonOpt = False
+) -> None:
     """Add a shared object on the hub; it flows to every sharing element."""
     _changed(
         _call(
@@ -255,8 +307,9 @@ def objects_add(ctx: typer.Context, cls: str, key: str, fields: FieldsArg = None
 
 
 @objects_app.command("set")
-def objects_set(ctx: typer.Context, cls: str, key: str, fields: FieldsArg = None,
-                as_json: JsonOpt = False) -> None:  # fmt: skip
+def objects_set(
+    ctx: typer.Context, cls: str, key: str, fields: FieldsArg = None, as_json: JsonOpt = False
+) -> None:
     """Change fields of a shared object (others are kept)."""
     data = _fields(fields)
     if not data:
@@ -277,11 +330,13 @@ def objects_delete(ctx: typer.Context, cls: str, key: str, as_json: JsonOpt = Fa
 
 @objects_app.command("list")
 def objects_list(
-    ctx: typer.Context, cls: str,
-    limit: Annotated[int | None, typer.Option(min=1, help="At most this many (default: all).")]
-    = None,
+    ctx: typer.Context,
+    cls: str,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="At most this many (default: all).")
+    ] = None,
     as_json: JsonOpt = False,
-) -> None:  # fmt: skip
+) -> None:
     """The hub's shared objects of a class, in key order."""
     data: list[dict[str, Any]] = []
     after: str | None = None
@@ -295,9 +350,11 @@ def objects_list(
     if as_json:
         output.print_json(data)
         return
-    output.table(f"{cls}: {len(data)}", ["key", "data", "origin", "changed"],
-                 [[o["key"], _value(o["data"]), o["origin"], output.when(o["changed"])]
-                  for o in data])  # fmt: skip
+    output.table(
+        f"{cls}: {len(data)}",
+        ["key", "data", "origin", "changed"],
+        [[o["key"], _value(o["data"]), o["origin"], output.when(o["changed"])] for o in data],
+    )
 
 
 @objects_app.command("show")

@@ -62,9 +62,11 @@ None once every class is read."""
 
 
 async def _fetch_pages(
-    connector: Connector, classes: tuple[str, ...], page_size: int,
+    connector: Connector,
+    classes: tuple[str, ...],
+    page_size: int,
     ahead: asyncio.Queue[_Fetched],
-) -> None:  # fmt: skip
+) -> None:
     """Read every page of ``classes`` into ``ahead``; errors go there too, for the writer."""
     try:
         for cls in classes:
@@ -429,9 +431,13 @@ class SyncEngine:
         return {"objects": dict(counts), "replayed": replayed, "removed": removed}
 
     async def _read_objects(
-        self, element_id: int, connector: Connector, info: ElementInfo, job_id: int,
+        self,
+        element_id: int,
+        connector: Connector,
+        info: ElementInfo,
+        job_id: int,
         generation: int,
-    ) -> Counter[str]:  # fmt: skip
+    ) -> Counter[str]:
         """Every object of every class, written with ``generation``: objects per class.
 
         A fetcher task reads pages while this one writes them: the element's answer (and

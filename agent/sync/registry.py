@@ -83,8 +83,9 @@ def check_cron(expression: str) -> str:
 def last_attempts(engine: Engine) -> dict[int, datetime]:
     """When each element's last job ended, whatever its outcome."""
     with engine.connect() as conn:
-        rows = conn.execute(select(JOBS.c.element_id, func.max(JOBS.c.ended_at))
-                            .group_by(JOBS.c.element_id))  # fmt: skip
+        rows = conn.execute(
+            select(JOBS.c.element_id, func.max(JOBS.c.ended_at)).group_by(JOBS.c.element_id)
+        )
         return {element_id: ended for element_id, ended in rows if ended is not None}
 
 
@@ -121,9 +122,13 @@ def check_uses(engine: Engine, element_type: str, uses: list[str]) -> str:
 
 
 def set_schedule(
-    engine: Engine, name: str, interval: int | None, cron: str | None,
-    url: str | None = None, uses: list[str] | None = None,
-) -> Any:  # fmt: skip
+    engine: Engine,
+    name: str,
+    interval: int | None,
+    cron: str | None,
+    url: str | None = None,
+    uses: list[str] | None = None,
+) -> Any:
     element = get_element(engine, name)
     values: dict[str, Any] = {}
     if url is not None:
@@ -144,10 +149,18 @@ def set_schedule(
 
 
 def add_element(
-    engine: Engine, name: str, element_type: str, address: str, connector: str,
-    interval: int, credentials: Credentials | None, cron: str = "", uses: list[str] | None = None,
-    *, ring: KeyRing,
-) -> Any:  # fmt: skip
+    engine: Engine,
+    name: str,
+    element_type: str,
+    address: str,
+    connector: str,
+    interval: int,
+    credentials: Credentials | None,
+    cron: str = "",
+    uses: list[str] | None = None,
+    *,
+    ring: KeyRing,
+) -> Any:
     if element_type not in ELEMENT_TYPES:
         raise InvalidRequest(f"type must be one of {', '.join(ELEMENT_TYPES)}")
     used = check_uses(engine, element_type, uses or [])
@@ -155,18 +168,31 @@ def add_element(
         raise InvalidRequest("the http connector needs a URL such as http://host:port")
     try:
         with engine.begin() as conn:
-            element_id = _new_id(conn.execute(
-                insert(ELEMENTS).values(
-                    name=name, type=element_type, address=address, connector=connector,
-                    interval=interval, cron=check_cron(cron), sync_state="never", cursor=0,
-                    epoch="", software_version="", agent_version="", last_init_ok=False,
-                    generation=0, uses=used,
-                    created_at=now(),
+            element_id = _new_id(
+                conn.execute(
+                    insert(ELEMENTS).values(
+                        name=name,
+                        type=element_type,
+                        address=address,
+                        connector=connector,
+                        interval=interval,
+                        cron=check_cron(cron),
+                        sync_state="never",
+                        cursor=0,
+                        epoch="",
+                        software_version="",
+                        agent_version="",
+                        last_init_ok=False,
+                        generation=0,
+                        uses=used,
+                        created_at=now(),
+                    )
                 )
-            ))  # fmt: skip
+            )
             if credentials is not None:
-                conn.execute(insert(CREDENTIALS).values(
-                    element_id=element_id, **_sealed(ring, credentials)))  # fmt: skip
+                conn.execute(
+                    insert(CREDENTIALS).values(element_id=element_id, **_sealed(ring, credentials))
+                )
     except IntegrityError:
         raise InvalidRequest(f"an element named {name!r} exists") from None
     return get_element(engine, name)
@@ -228,23 +254,25 @@ def credentials_of(engine: Engine, element_id: int, ring: KeyRing) -> Credential
         ).first()
     if row is None:
         return None
-    return Credentials(ring.unseal(row.username, row.key_id),
-                       ring.unseal(row.password, row.key_id))  # fmt: skip
+    return Credentials(ring.unseal(row.username, row.key_id), ring.unseal(row.password, row.key_id))
 
 
 def set_credentials(engine: Engine, name: str, credentials: Credentials, ring: KeyRing) -> None:
     element = get_element(engine, name)
     with engine.begin() as conn:
         conn.execute(delete(CREDENTIALS).where(CREDENTIALS.c.element_id == element.id))
-        conn.execute(insert(CREDENTIALS).values(
-            element_id=element.id, **_sealed(ring, credentials)))  # fmt: skip
+        conn.execute(
+            insert(CREDENTIALS).values(element_id=element.id, **_sealed(ring, credentials))
+        )
 
 
 def remove_element(engine: Engine, name: str) -> None:
     element = get_element(engine, name)
     with engine.begin() as conn:
-        for table, column in ((OBJECTS, OBJECTS.c.element_id),
-                              (CREDENTIALS, CREDENTIALS.c.element_id)):  # fmt: skip
+        for table, column in (
+            (OBJECTS, OBJECTS.c.element_id),
+            (CREDENTIALS, CREDENTIALS.c.element_id),
+        ):
             conn.execute(delete(table).where(column == element.id))
         conn.execute(delete(ELEMENTS).where(ELEMENTS.c.id == element.id))
 
@@ -256,10 +284,20 @@ def set_state(engine: Engine, element_id: int, **values: Any) -> None:
 
 def create_job(engine: Engine, element: Any, kind: str, trigger: str, reason: str | None) -> int:
     with engine.begin() as conn:
-        return _new_id(conn.execute(insert(JOBS).values(
-            element_id=element.id, element=element.name, kind=kind, trigger=trigger,
-            state="queued", created_at=now(), counts="{}", reason=reason,
-        )))  # fmt: skip
+        return _new_id(
+            conn.execute(
+                insert(JOBS).values(
+                    element_id=element.id,
+                    element=element.name,
+                    kind=kind,
+                    trigger=trigger,
+                    state="queued",
+                    created_at=now(),
+                    counts="{}",
+                    reason=reason,
+                )
+            )
+        )
 
 
 def update_job(engine: Engine, job_id: int, **values: Any) -> None:
@@ -286,9 +324,13 @@ def fail_interrupted_jobs(engine: Engine) -> int:
     """Jobs left running or queued by a crash: failed, so the next sync escalates."""
     with engine.begin() as conn:
         result = conn.execute(
-            update(JOBS).where(JOBS.c.state.in_(["queued", "running"]))
+            update(JOBS)
+            .where(JOBS.c.state.in_(["queued", "running"]))
             .values(state="failed", ended_at=now(), error="interrupted by an agent restart")
-        )  # fmt: skip
-        conn.execute(update(ELEMENTS).where(ELEMENTS.c.sync_state == "running")
-                     .values(sync_state="failed", last_init_ok=False))  # fmt: skip
+        )
+        conn.execute(
+            update(ELEMENTS)
+            .where(ELEMENTS.c.sync_state == "running")
+            .values(sync_state="failed", last_init_ok=False)
+        )
     return int(result.rowcount or 0)

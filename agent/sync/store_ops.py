@@ -75,14 +75,28 @@ def apply_changes(
                 skipped += 1  # the agent's own write coming back: the hub has it already
                 continue
             if change.op == "delete" or change.data is None:
-                conn.execute(delete(OBJECTS).where(and_(
-                    OBJECTS.c.element_id == element_id, OBJECTS.c.cls == change.cls,
-                    OBJECTS.c.key == change.key)))  # fmt: skip
+                conn.execute(
+                    delete(OBJECTS).where(
+                        and_(
+                            OBJECTS.c.element_id == element_id,
+                            OBJECTS.c.cls == change.cls,
+                            OBJECTS.c.key == change.key,
+                        )
+                    )
+                )
             else:
-                _upsert(conn, [{
-                    "element_id": element_id, "cls": change.cls, "key": change.key,
-                    "data": _encode(change.data), "generation": generation,
-                }])  # fmt: skip
+                _upsert(
+                    conn,
+                    [
+                        {
+                            "element_id": element_id,
+                            "cls": change.cls,
+                            "key": change.key,
+                            "data": _encode(change.data),
+                            "generation": generation,
+                        }
+                    ],
+                )
             applied += 1
         conn.execute(update(ELEMENTS).where(ELEMENTS.c.id == element_id).values(cursor=cursor))
     return applied, skipped
@@ -91,9 +105,17 @@ def apply_changes(
 def finish_init(engine: Engine, element_id: int, generation: int, **element: Any) -> int:
     """Drop what the element no longer has and record the new cursor and epoch, together."""
     with engine.begin() as conn:
-        removed = conn.execute(delete(OBJECTS).where(and_(
-            OBJECTS.c.element_id == element_id, OBJECTS.c.generation != generation,
-        ))).rowcount  # fmt: skip
-        conn.execute(update(ELEMENTS).where(ELEMENTS.c.id == element_id).values(
-            generation=generation, **element))  # fmt: skip
+        removed = conn.execute(
+            delete(OBJECTS).where(
+                and_(
+                    OBJECTS.c.element_id == element_id,
+                    OBJECTS.c.generation != generation,
+                )
+            )
+        ).rowcount
+        conn.execute(
+            update(ELEMENTS)
+            .where(ELEMENTS.c.id == element_id)
+            .values(generation=generation, **element)
+        )
     return int(removed or 0)
