@@ -265,9 +265,13 @@ class Agent:
     ) -> AsyncIterator[SharingService]:
         assert self.ring is not None, "the store step opens the key ring"
         service = SharingService(
-            self.settings.sharing, self.settings.sync, manager, self.settings.data_dir,
-            store.identity, self.ring,
-        )  # fmt: skip
+            self.settings.sharing,
+            self.settings.sync,
+            manager,
+            self.settings.data_dir,
+            store.identity,
+            self.ring,
+        )
         await service.start()
         sync.element_updated = service.element_updated
         try:
@@ -299,9 +303,12 @@ class Agent:
         uvicorn_log.setLevel(max(uvicorn_log.getEffectiveLevel(), logging.DEBUG))
         http = resolve_http(api.http)
         config = uvicorn.Config(
-            create_asgi(services), log_config=None, access_log=False, lifespan="off",
+            create_asgi(services),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
             http=guarded_protocol(api.header_timeout, api.max_connections, http),
-        )  # fmt: skip
+        )
         server = _ApiServer(config)
         task = asyncio.create_task(server.serve(sockets=[sock]), name="control-api")
         while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no started event
@@ -428,8 +435,10 @@ class Agent:
                 await stack.enter_async_context(self._api(services))
                 logger.info(
                     "provsync {} running (pid {}, {} event loop)",
-                    __version__, os.getpid(), self.loop_name,
-                )  # fmt: skip
+                    __version__,
+                    os.getpid(),
+                    self.loop_name,
+                )
                 gc.freeze()
                 await self.stop_event.wait()
                 logger.info("stopping")

@@ -78,9 +78,18 @@ _AT = frozenset({"at"})
 _HISTORY_FIELDS = ("alarm_id", "seq", "at", "change", "severity", "text", "by", "note")
 _EVENT_FIELDS = ("seq", "at", "type_id", "resource", "severity", "text", "details")
 _LOG_FIELDS = (
-    "seq", "at", "kind", "alarm_id", "type_id", "resource", "qualifier", "severity", "text",
-    "raise_seq", "payload",
-)  # fmt: skip
+    "seq",
+    "at",
+    "kind",
+    "alarm_id",
+    "type_id",
+    "resource",
+    "qualifier",
+    "severity",
+    "text",
+    "raise_seq",
+    "payload",
+)
 _CURSOR_FIELDS = ("name", "last_seq", "updated_at")
 _UPDATED_AT = frozenset({"updated_at"})
 _META_FIELDS = ("key", "value")
@@ -796,8 +805,19 @@ class AlarmManager:
         # the payload dict is shared between notifications of one kind (readers never
         # change it), the time is the UTC one the store returns.
         # Positional: a quarter cheaper than keywords, and it runs once per log row.
-        note = Notification(seq, _utc(at), kind, row["id"], row["type_id"], row["resource"],
-                            row["qualifier"], severity, row["text"], raise_seq, parsed)  # fmt: skip
+        note = Notification(
+            seq,
+            _utc(at),
+            kind,
+            row["id"],
+            row["type_id"],
+            row["resource"],
+            row["qualifier"],
+            severity,
+            row["text"],
+            raise_seq,
+            parsed,
+        )
         work.notes.append(note)
         return seq
 
@@ -836,8 +856,12 @@ class AlarmManager:
         miss the memo, and json.dumps (a new encoder each call) cost more per raise than
         the rest of its log row."""
         count, state, resolution = parsed["count"], parsed["operator_state"], parsed["resolution"]
-        if (type(count) is not int or type(state) is not str or type(resolution) is not str
-                or "ack_by" in parsed):  # fmt: skip
+        if (
+            type(count) is not int
+            or type(state) is not str
+            or type(resolution) is not str
+            or "ack_by" in parsed
+        ):
             return json.dumps(parsed, separators=(",", ":"))
         head = self._payload_heads.get(type_id)
         if head is None:
@@ -1032,8 +1056,19 @@ class AlarmManager:
             }
         )
         # The payload parsed back: details may hold values the JSON only has as strings.
-        note = Notification(seq, _utc(now), NotificationKind.EVENT, 0, op.type_id, op.resource,
-                            "", op.severity.value, text, 0, json.loads(encoded))  # fmt: skip
+        note = Notification(
+            seq,
+            _utc(now),
+            NotificationKind.EVENT,
+            0,
+            op.type_id,
+            op.resource,
+            "",
+            op.severity.value,
+            text,
+            0,
+            json.loads(encoded),
+        )
         work.notes.append(note)
         return seq
 
@@ -1075,8 +1110,12 @@ class AlarmManager:
         logger.warning(
             "retention purged notifications {} that export target {} had not received "
             "({} of them; past [retention] {} = {})",
-            loss.lost, loss.target, loss.count, loss.bound, loss.limit,
-        )  # fmt: skip
+            loss.lost,
+            loss.target,
+            loss.count,
+            loss.bound,
+            loss.limit,
+        )
         resource = loss.target[:MAX_FIELD]
         gap = self.catalog.get("export-gap")
         self._event(work, EventOp(gap.id, resource, gap.severity, loss.text, loss.details()))

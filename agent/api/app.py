@@ -208,9 +208,13 @@ def _batch_op(manager: AlarmManager, item: BatchOperation) -> Operation:
     """The writer's operation for one item; ProvsyncError when the item is refused."""
     if isinstance(item, BatchRaise):
         return manager.make_raise(
-            item.type, item.resource, qualifier=item.qualifier, severity=item.severity,
-            text=item.text, by=item.by,
-        )  # fmt: skip
+            item.type,
+            item.resource,
+            qualifier=item.qualifier,
+            severity=item.severity,
+            text=item.text,
+            by=item.by,
+        )
     if isinstance(item, BatchClear):
         if item.id is not None:
             return ClearOp(item.id, None, item.note, item.by)
@@ -279,9 +283,13 @@ async def _run_batch(services: Services, items: list[BatchOperation]) -> dict[st
         if error is None:
             change: AlarmChange = future.result()
             results.append(
-                {"ok": True, "change": change.change, "seq": change.seq,
-                 "alarm": alarm_to_json(change.alarm)}
-            )  # fmt: skip
+                {
+                    "ok": True,
+                    "change": change.change,
+                    "seq": change.seq,
+                    "alarm": alarm_to_json(change.alarm),
+                }
+            )
         elif isinstance(error, ProvsyncError):
             results.append(_failed(error))
         else:  # the writer turns everything into ProvsyncError; anything else is a bug

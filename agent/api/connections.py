@@ -51,8 +51,9 @@ class _Refusals:
         if self.count in (1, 100) or self.count % 10_000 == 0:
             logger.warning(
                 "control API: {} connections refused at the cap of {} ([api] max_connections)",
-                self.count, self.max_connections,
-            )  # fmt: skip
+                self.count,
+                self.max_connections,
+            )
         transport.abort()
 
 

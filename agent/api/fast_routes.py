@@ -267,10 +267,17 @@ class FastRoutes:
             return json.loads(body)
         except json.JSONDecodeError as exc:
             raise RequestValidationError(
-                [{"type": "json_invalid", "loc": ("body", exc.pos),
-                  "msg": "JSON decode error", "input": {}, "ctx": {"error": exc.msg}}],
+                [
+                    {
+                        "type": "json_invalid",
+                        "loc": ("body", exc.pos),
+                        "msg": "JSON decode error",
+                        "input": {},
+                        "ctx": {"error": exc.msg},
+                    }
+                ],
                 body=exc.doc,
-            ) from exc  # fmt: skip
+            ) from exc
         except Exception as exc:  # as FastAPI: bad encoding, too deep, ...
             raise StarletteHTTPException(400, "There was an error parsing the body") from exc
 
@@ -297,10 +304,13 @@ class FastRoutes:
         """The app's exception handler's answer; none, or a failing one: 500 and raise,
         as FastAPI's outermost middleware does (uvicorn logs the traceback)."""
         handler = next(
-            (self.app.exception_handlers[t] for t in type(exc).__mro__
-             if t in self.app.exception_handlers),
+            (
+                self.app.exception_handlers[t]
+                for t in type(exc).__mro__
+                if t in self.app.exception_handlers
+            ),
             None,
-        )  # fmt: skip
+        )
         try:
             if handler is None:
                 raise exc

@@ -156,8 +156,11 @@ def sharing_router(authorize: Any, authorize_element: Any) -> APIRouter:
         result: list[dict[str, Any]] = await sharing.devices()
         return result
 
-    @router.post("/sharing/device-data/sync", status_code=202,
-                 summary="Run a device-data sync with all elements")  # fmt: skip
+    @router.post(
+        "/sharing/device-data/sync",
+        status_code=202,
+        summary="Run a device-data sync with all elements",
+    )
     async def device_sync(sharing: SharingDep) -> dict[str, str]:
         await sharing.device_sync()
         return {"status": "started"}
@@ -175,9 +178,12 @@ def sharing_router(authorize: Any, authorize_element: Any) -> APIRouter:
         if bad:
             raise InvalidRequest(f"state must be pending, inflight, done or error, not {bad}")
         return await asyncio.to_thread(
-            records.list_distributions, sharing.db, element_id=element_id, states=states,
+            records.list_distributions,
+            sharing.db,
+            element_id=element_id,
+            states=states,
             limit=limit,
-        )  # fmt: skip
+        )
 
     @router.post("/distributions/{distribution_id}/retry", summary="Retry a failed distribution")
     async def retry_one(
@@ -192,9 +198,10 @@ def sharing_router(authorize: Any, authorize_element: Any) -> APIRouter:
 
     @router.delete("/distributions/{distribution_id}", summary="Delete a failed distribution")
     async def delete_one(
-        sharing: SharingDep, distribution_id: RowId,
+        sharing: SharingDep,
+        distribution_id: RowId,
         by: Annotated[str | None, Query(max_length=128)] = None,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> dict[str, Any]:
         return {"deleted": await sharing.delete_distributions([distribution_id], None, by)}
 
     @router.post("/distributions/delete", summary="Delete failed distributions (filter)")
@@ -204,11 +211,14 @@ def sharing_router(authorize: Any, authorize_element: Any) -> APIRouter:
     # -------------------------------------------------------------- hub data (flow-through)
     @router.get("/objects/{cls}", summary="The hub's shared objects of a class")
     async def objects(
-        sharing: SharingDep, cls: str, after: str | None = None,
+        sharing: SharingDep,
+        cls: str,
+        after: str | None = None,
         limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
-    ) -> list[dict[str, Any]]:  # fmt: skip
-        return await asyncio.to_thread(records.list_shared, sharing.db, cls, after=after,
-                                       limit=limit)  # fmt: skip
+    ) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(
+            records.list_shared, sharing.db, cls, after=after, limit=limit
+        )
 
     @router.get("/objects/{cls}/{key:path}", summary="One shared object")
     async def object_one(sharing: SharingDep, cls: str, key: str) -> dict[str, Any]:

@@ -91,9 +91,18 @@ def sync_router(authorize: Any) -> APIRouter:
         if interval is None:
             interval = int(sync.settings.incremental_interval)
         row = await asyncio.to_thread(
-            registry.add_element, sync.db, body.name, body.type, body.url, body.connector,
-            interval, credentials, body.cron, body.uses, ring=sync.ring,
-        )  # fmt: skip
+            registry.add_element,
+            sync.db,
+            body.name,
+            body.type,
+            body.url,
+            body.connector,
+            interval,
+            credentials,
+            body.cron,
+            body.uses,
+            ring=sync.ring,
+        )
         job = await sync.request(row.name, "init", "add")
         return {"element": registry.element_json(row), "job": job}
 
@@ -107,8 +116,9 @@ def sync_router(authorize: Any) -> APIRouter:
     async def schedule(
         sync: EngineDep, request: Request, name: str, body: ScheduleBody
     ) -> dict[str, Any]:
-        row = await asyncio.to_thread(registry.set_schedule, sync.db, name, body.interval,
-                                      body.cron, body.url, body.uses)  # fmt: skip
+        row = await asyncio.to_thread(
+            registry.set_schedule, sync.db, name, body.interval, body.cron, body.url, body.uses
+        )
         if body.url is not None:
             await _updated(request, name, f"given the address {body.url}")
         return registry.element_json(row)

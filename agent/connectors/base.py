@@ -98,9 +98,13 @@ class Connector(ABC):
 
     @abstractmethod
     async def objects(
-        self, cls: str, *, after: str | None = None, snapshot: str | None = None,
+        self,
+        cls: str,
+        *,
+        after: str | None = None,
+        snapshot: str | None = None,
         limit: int = 1000,
-    ) -> ObjectPage:  # fmt: skip
+    ) -> ObjectPage:
         """One page of a class in key order; the first call opens a snapshot.
 
         Raises:

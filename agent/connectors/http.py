@@ -153,9 +153,13 @@ class HttpConnector(Connector):
             )
 
     async def objects(
-        self, cls: str, *, after: str | None = None, snapshot: str | None = None,
+        self,
+        cls: str,
+        *,
+        after: str | None = None,
+        snapshot: str | None = None,
         limit: int = 1000,
-    ) -> ObjectPage:  # fmt: skip
+    ) -> ObjectPage:
         params: dict[str, Any] = {"limit": limit}
         if after is not None:
             params["after"] = after

@@ -38,8 +38,9 @@ def load(name: str) -> type[Connector]:
     raise ConfigError(f"no connector {name!r} in group {GROUP} (installed: {known})")
 
 
-def connect(element: Any, credentials: Credentials | None, *, timeout: float,
-            retries: int) -> Connector:  # fmt: skip
+def connect(
+    element: Any, credentials: Credentials | None, *, timeout: float, retries: int
+) -> Connector:
     """A connector for a stored element (its driver, address and credentials)."""
     driver = load(element.connector)
     return driver(element.address, credentials, timeout=timeout, retries=retries)

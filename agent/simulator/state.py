@@ -34,8 +34,22 @@ FIRST_NAMES = (
     "Vint",
     "Leslie",
 )
-LAST_NAMES = ("Lovelace", "Turing", "Hopper", "Dijkstra", "Liskov", "Knuth", "Perlman",
-              "Thompson", "Allen", "Ritchie", "Hamilton", "McCarthy", "Wilson", "Cerf")  # fmt: skip
+LAST_NAMES = (
+    "Lovelace",
+    "Turing",
+    "Hopper",
+    "Dijkstra",
+    "Liskov",
+    "Knuth",
+    "Perlman",
+    "Thompson",
+    "Allen",
+    "Ritchie",
+    "Hamilton",
+    "McCarthy",
+    "Wilson",
+    "Cerf",
+)
 
 
 @dataclass
@@ -142,7 +156,7 @@ class ElementState:
         self._put("system-parameter", "features", {"trunk_to_trunk": False})
         self._put("dial-plan", "main", {"prefixes": {"2": "extension", "9": "trunk"}})
         self._put("cabinet", "1", {"location": "main site"})
-        self._put("board", "1A01", {"type": "TN2602AP"})  # fmt: skip
+        self._put("board", "1A01", {"type": "TN2602AP"})
 
     def _put(self, cls: str, key: str, data: dict[str, Any]) -> None:
         if key not in self.objects[cls]:
@@ -182,8 +196,9 @@ class ElementState:
             self.log.popleft()
         return entry
 
-    def apply_update(self, user: str, op: str, cls: str, key: str,
-                     data: dict[str, Any] | None) -> Change:  # fmt: skip
+    def apply_update(
+        self, user: str, op: str, cls: str, key: str, data: dict[str, Any] | None
+    ) -> Change:
         for rule in self.reject_rules:
             if rule.cls in (cls, "*") and key.startswith(rule.key_prefix):
                 raise SimulatorError(409, "rejected", rule.reason)

@@ -390,8 +390,9 @@ def reset_key(path: Path, engine: Engine) -> list[str]:
         ring = KeyRing([StoreKey.generate()], path)
         write_key_file(path, ring.keys)
         logger.info("generated the store key {} in {}", ring.primary.id, path)
-    lost = {key_id: names for key_id, names in sealed_key_ids(engine).items()
-            if key_id not in ring.ids}  # fmt: skip
+    lost = {
+        key_id: names for key_id, names in sealed_key_ids(engine).items() if key_id not in ring.ids
+    }
     if lost:
         with engine.begin() as conn:
             conn.execute(delete(CREDENTIALS).where(CREDENTIALS.c.key_id.in_(sorted(lost))))

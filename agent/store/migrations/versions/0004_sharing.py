@@ -21,12 +21,15 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("elements") as batch:
         batch.add_column(sa.Column("remote_id", sa.String(64), nullable=False, server_default=""))
-        batch.add_column(sa.Column("sharing", sa.Boolean(), nullable=False,
-                                   server_default=sa.false()))  # fmt: skip
-        batch.add_column(sa.Column("sharing_epoch", sa.String(64), nullable=False,
-                                   server_default=""))  # fmt: skip
-        batch.add_column(sa.Column("device_data", sa.Boolean(), nullable=False,
-                                   server_default=sa.false()))  # fmt: skip
+        batch.add_column(
+            sa.Column("sharing", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
+        batch.add_column(
+            sa.Column("sharing_epoch", sa.String(64), nullable=False, server_default="")
+        )
+        batch.add_column(
+            sa.Column("device_data", sa.Boolean(), nullable=False, server_default=sa.false())
+        )
         batch.add_column(sa.Column("uses", sa.Text(), nullable=False, server_default="[]"))
     op.create_table(
         "shared_objects",

@@ -26,8 +26,9 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("element_credentials") as batch:
-        batch.alter_column("username", type_=sa.Text(), existing_type=sa.String(128),
-                           existing_nullable=False)  # fmt: skip
+        batch.alter_column(
+            "username", type_=sa.Text(), existing_type=sa.String(128), existing_nullable=False
+        )
         batch.add_column(sa.Column("key_id", sa.String(32), nullable=False, server_default=""))
     # The key is the literal of agent.store.encryption.SCRUB_PENDING: a migration does not
     # import code that may change after it.
