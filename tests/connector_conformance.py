@@ -78,9 +78,10 @@ class ConnectorConformance:
                 element.change("tech1", "delete", "station", "77001", None)
                 page = await connector.changes(info.last_seq, epoch=info.epoch)
                 assert [(c.op, c.user, c.key) for c in page.changes] == [
-                    ("create", "tech1", "77001"), ("update", "tech2", "77001"),
+                    ("create", "tech1", "77001"),
+                    ("update", "tech2", "77001"),
                     ("delete", "tech1", "77001"),
-                ]  # fmt: skip
+                ]
                 assert page.changes[1].data == {"number": "77001", "type": "J179"}
                 assert page.last_seq == page.changes[-1].seq
                 element.new_epoch()
@@ -92,13 +93,15 @@ class ConnectorConformance:
     def test_apply_accepts_and_rejects(self, element: Any) -> None:
         async def scenario() -> None:
             async with element.connect(element.credentials) as connector:
-                seq = await connector.apply("station", "88001", "create", {"number": "88001"},
-                                            user="provsync")  # fmt: skip
+                seq = await connector.apply(
+                    "station", "88001", "create", {"number": "88001"}, user="provsync"
+                )
                 page = await connector.changes(seq - 1, epoch=None)
                 assert page.changes[0].user == "provsync"
                 element.reject("station", "881", "number range not allowed")
                 with pytest.raises(UpdateRejected, match="number range not allowed"):
-                    await connector.apply("station", "88101", "create", {"number": "88101"},
-                                          user="provsync")  # fmt: skip
+                    await connector.apply(
+                        "station", "88101", "create", {"number": "88101"}, user="provsync"
+                    )
 
         run(scenario())

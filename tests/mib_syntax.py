@@ -31,8 +31,10 @@ def syntaxes() -> dict[str, str]:
 def enumerations() -> dict[str, frozenset[int]]:
     """INTEGER textual convention -> its numbers."""
     text = (MIBS / "PROVSYNC-MIB.txt").read_text()
-    return {name: frozenset(int(n) for n in re.findall(r"\((\d+)\)", body))
-            for name, body in _ENUM_TC.findall(text)}  # fmt: skip
+    return {
+        name: frozenset(int(n) for n in re.findall(r"\((\d+)\)", body))
+        for name, body in _ENUM_TC.findall(text)
+    }
 
 
 def check(name: str, value: bytes) -> None:

@@ -71,8 +71,11 @@ def compile_mib(out: Path, source_dir: Path = MIBS) -> Path:
     )
     # rebuild: the module under test always comes from today's source, never a cache.
     results = compiler.compile(MODULE, rebuild=True)
-    failed = {name: getattr(status, "error", status) for name, status in results.items()
-              if status in ("failed", "missing")}  # fmt: skip
+    failed = {
+        name: getattr(status, "error", status)
+        for name, status in results.items()
+        if status in ("failed", "missing")
+    }
     if results.get(MODULE) != "compiled" or failed:
         raise AssertionError(f"pysmi could not compile {MODULE}: {results} {failed}")
     return out
@@ -166,8 +169,10 @@ class CompiledMib:
         try:
             checked = syntax.clone(raw)
         except Exception:  # pyasn1's ValueConstraintError (its text repeats the value)
-            return [f"{_describe(value)} outside {type(syntax).__name__} "
-                    f"{_constraints(syntax.subtypeSpec)}"]  # fmt: skip
+            return [
+                f"{_describe(value)} outside {type(syntax).__name__} "
+                f"{_constraints(syntax.subtypeSpec)}"
+            ]
         named = getattr(syntax, "namedValues", None)
         if named and int(checked) not in named.values():
             return [f"{int(checked)} is not one of {dict(named.items())}"]
@@ -187,8 +192,14 @@ class CompiledMib:
         pairs = [(tuple(int(a) for a in oid), value) for oid, value in varbinds]
         if len(pairs) < 2 or pairs[0][0] != SYS_UPTIME or pairs[1][0] != SNMP_TRAP_OID:
             oids = [".".join(map(str, oid)) for oid, _ in pairs[:2]]
-            found.append(Violation((), "notification", "", f"starts {oids}, not "
-                                   "sysUpTime.0, snmpTrapOID.0 (RFC 3416 4.2.6)"))  # fmt: skip
+            found.append(
+                Violation(
+                    (),
+                    "notification",
+                    "",
+                    f"starts {oids}, not sysUpTime.0, snmpTrapOID.0 (RFC 3416 4.2.6)",
+                )
+            )
             return Notification("?", found + self._check_all(pairs, notify=True))
         trap_value = pairs[1][1]
         try:
@@ -267,13 +278,21 @@ def _date_and_time(octets: bytes) -> list[str]:
         # that PROVSYNC-MIB adopts for what never happened.
         return []
     year = int.from_bytes(octets[0:2], "big")
-    fields = [("month", octets[2], 1, 12), ("day", octets[3], 1, 31),
-              ("hour", octets[4], 0, 23), ("minutes", octets[5], 0, 59),
-              ("seconds", octets[6], 0, 60), ("deci-seconds", octets[7], 0, 9)]  # fmt: skip
+    fields = [
+        ("month", octets[2], 1, 12),
+        ("day", octets[3], 1, 31),
+        ("hour", octets[4], 0, 23),
+        ("minutes", octets[5], 0, 59),
+        ("seconds", octets[6], 0, 60),
+        ("deci-seconds", octets[7], 0, 9),
+    ]
     if len(octets) == 11:
         fields += [("hours from UTC", octets[9], 0, 13), ("minutes from UTC", octets[10], 0, 59)]
-    problems = [f"DateAndTime {field} {got} outside {low}..{high}"
-                for field, got, low, high in fields if not low <= got <= high]  # fmt: skip
+    problems = [
+        f"DateAndTime {field} {got} outside {low}..{high}"
+        for field, got, low, high in fields
+        if not low <= got <= high
+    ]
     if len(octets) == 11 and octets[8:9] not in (b"+", b"-"):
         problems.append(f"DateAndTime direction {octets[8:9]!r} is not '+' or '-'")
     if year == 0:

@@ -21,10 +21,20 @@ from tests.conftest import free_port, free_udp_port
 # One line per message: the fields rsyslog parsed from it, apart by a separator that
 # messages do not hold (resolution hints contain "|").
 SEPARATOR = "#~#"
-TEMPLATE = SEPARATOR.join(
-    ["%syslogseverity%", "%syslogfacility-text%", "%app-name%", "%procid%", "%msgid%",
-     "%structured-data%", "%msg%"]
-) + "\\n"  # fmt: skip
+TEMPLATE = (
+    SEPARATOR.join(
+        [
+            "%syslogseverity%",
+            "%syslogfacility-text%",
+            "%app-name%",
+            "%procid%",
+            "%msgid%",
+            "%structured-data%",
+            "%msg%",
+        ]
+    )
+    + "\\n"
+)
 INPUTS = ("udp", "tcp", "tls", "relp")
 # raw=True: each message also as it arrived, byte for byte, ended by this marker (the
 # messages may hold newlines and any other octet).
@@ -38,40 +48,65 @@ def make_certificates(directory: Path) -> dict[str, Path]:
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "provsync test CA")])
     ca_cert = (
         x509.CertificateBuilder()
-        .subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=2))
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=2))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
         .sign(ca_key, hashes.SHA256())
-    )  # fmt: skip
+    )
     key = ec.generate_private_key(ec.SECP256R1())
     import ipaddress
 
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_name).public_key(key.public_key())
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
-                       critical=False)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
-    )  # fmt: skip
-    paths = {"ca": directory / "ca.pem", "cert": directory / "server.pem",
-             "key": directory / "server.key"}  # fmt: skip
+    )
+    paths = {
+        "ca": directory / "ca.pem",
+        "cert": directory / "server.pem",
+        "key": directory / "server.key",
+    }
     paths["ca"].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     paths["key"].write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                          serialization.NoEncryption())
-    )  # fmt: skip
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     paths["fingerprint"] = directory / "server.sha256"
     paths["fingerprint"].write_text(cert.fingerprint(hashes.SHA256()).hex())
     return paths
@@ -90,8 +125,12 @@ class Rsyslog:
             pytest.fail("rsyslogd is not installed; `make test` installs Debian rsyslog")
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
-        self.ports = {"udp": free_udp_port(), "tcp": free_port(), "tls": free_port(),
-                      "relp": free_port()}  # fmt: skip
+        self.ports = {
+            "udp": free_udp_port(),
+            "tcp": free_port(),
+            "tls": free_port(),
+            "relp": free_port(),
+        }
         self.certs = make_certificates(root)
         self.proc: subprocess.Popen[bytes] | None = None
         work = root / "work"
@@ -117,9 +156,11 @@ class Rsyslog:
                 if raw
                 else ""
             )
-            lines.append(f'ruleset(name="r_{name}") {{ action(type="omfile" '
-                         f'file="{self.output(name)}" template="fields") '
-                         f'{raw_action} }}')  # fmt: skip
+            lines.append(
+                f'ruleset(name="r_{name}") {{ action(type="omfile" '
+                f'file="{self.output(name)}" template="fields") '
+                f"{raw_action} }}"
+            )
         lines += [
             f'input(type="imudp" address="127.0.0.1" port="{self.ports["udp"]}" ruleset="r_udp")',
             f'input(type="imtcp" address="127.0.0.1" port="{self.ports["tcp"]}" ruleset="r_tcp")',
@@ -155,11 +196,18 @@ class Rsyslog:
     def start(self) -> None:
         handle = (self.root / "rsyslogd.out").open("ab")
         self.proc = subprocess.Popen(
-            [shutil.which("rsyslogd") or "/usr/sbin/rsyslogd", "-n", "-f", str(self.config),
-             "-i", str(self.root / "rsyslogd.pid")],
-            stdout=handle, stderr=subprocess.STDOUT,
+            [
+                shutil.which("rsyslogd") or "/usr/sbin/rsyslogd",
+                "-n",
+                "-f",
+                str(self.config),
+                "-i",
+                str(self.root / "rsyslogd.pid"),
+            ],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
             env={k: v for k, v in os.environ.items() if not k.startswith("RSYSLOG_DEBUG")},
-        )  # fmt: skip
+        )
         handle.close()
         import socket
 
@@ -190,9 +238,17 @@ class Rsyslog:
             if len(parts) < 7:
                 continue
             severity, facility, app, procid, msgid, sd, msg = parts
-            parsed.append({"severity": severity, "facility": facility, "app": app,
-                           "procid": procid, "msgid": msgid, "sd": sd,
-                           "msg": msg.removeprefix("\ufeff")})  # fmt: skip
+            parsed.append(
+                {
+                    "severity": severity,
+                    "facility": facility,
+                    "app": app,
+                    "procid": procid,
+                    "msgid": msgid,
+                    "sd": sd,
+                    "msg": msg.removeprefix("\ufeff"),
+                }
+            )
         return parsed
 
     def wait_for(self, name: str, count: int, within: float = 30) -> list[dict[str, str]]:

@@ -18,15 +18,33 @@ class SharingGroup:
         self.root = root
         self.elements: dict[str, SimulatedElement] = {}
 
-    def add(self, name: str, version: str = "10.2.1", objects: int = 40, seed_type: str = "",
-            element_type: str = "call-server", **extra: Any) -> SimulatedElement:  # fmt: skip
+    def add(
+        self,
+        name: str,
+        version: str = "10.2.1",
+        objects: int = 40,
+        seed_type: str = "",
+        element_type: str = "call-server",
+        **extra: Any,
+    ) -> SimulatedElement:
         element = SimulatedElement(
-            self.root / name, objects=objects, version=version, hub=self.agent.url,
-            hub_token=TOKEN, element_id=name, element_type=element_type,
-        )  # fmt: skip
+            self.root / name,
+            objects=objects,
+            version=version,
+            hub=self.agent.url,
+            hub_token=TOKEN,
+            element_id=name,
+            element_type=element_type,
+        )
         self.elements[name] = element
-        body = {"name": name, "url": element.url, "username": "admin",
-                "password": "s3cret-pass", "type": element_type, **extra}  # fmt: skip
+        body = {
+            "name": name,
+            "url": element.url,
+            "username": "admin",
+            "password": "s3cret-pass",
+            "type": element_type,
+            **extra,
+        }
         with self.agent.http() as http:
             response = http.post("/api/v1/elements", json=body)
             assert response.status_code == 200, response.text
@@ -71,8 +89,9 @@ class SharingGroup:
     def hub_data(self) -> dict[tuple[str, str], Any]:
         data: dict[tuple[str, str], Any] = {}
         for cls in SHARED:
-            data.update({(cls, o["key"]): o["data"]
-                         for o in self.get(f"/objects/{cls}", limit=100_000)})  # fmt: skip
+            data.update(
+                {(cls, o["key"]): o["data"] for o in self.get(f"/objects/{cls}", limit=100_000)}
+            )
         return data
 
     def settled(self) -> bool:
@@ -89,8 +108,9 @@ class SharingGroup:
         assert response.status_code == 202, response.text
         return self.agent.wait_job(response.json()["job"], within=30)
 
-    def local_change(self, name: str, op: str, cls: str, key: str, data: Any,
-                     share: bool | None = None) -> dict[str, Any]:  # fmt: skip
+    def local_change(
+        self, name: str, op: str, cls: str, key: str, data: Any, share: bool | None = None
+    ) -> dict[str, Any]:
         body = {"op": op, "class": cls, "key": key, "data": data, "user": "admin"}
         if share is not None:
             body["share"] = share

@@ -16,10 +16,16 @@ from tests.conftest import BIN, free_port
 
 class SimulatedElement:
     def __init__(
-        self, root: Path, objects: int = 300, version: str = "10.2.1", *,
-        hub: str = "", hub_token: str = "", element_id: str | None = None,
+        self,
+        root: Path,
+        objects: int = 300,
+        version: str = "10.2.1",
+        *,
+        hub: str = "",
+        hub_token: str = "",
+        element_id: str | None = None,
         element_type: str = "call-server",
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         root.mkdir(parents=True, exist_ok=True)
@@ -27,14 +33,33 @@ class SimulatedElement:
         password_file.write_text("s3cret-pass\n")
         self.credentials = Credentials("admin", "s3cret-pass")
         self.proc = subprocess.Popen(
-            [str(BIN / "provsync"), "simulate", "--port", str(self.port), "--objects",
-             str(objects), "--seed", "7", "--username", "admin", "--password-file",
-             str(password_file), "--software-version", version, "--type", element_type,
-             *(["--element-id", element_id] if element_id else []),
-             *(["--hub", hub, "--hub-token-file", str(self._token_file(root, hub_token))]
-               if hub else [])],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                str(BIN / "provsync"),
+                "simulate",
+                "--port",
+                str(self.port),
+                "--objects",
+                str(objects),
+                "--seed",
+                "7",
+                "--username",
+                "admin",
+                "--password-file",
+                str(password_file),
+                "--software-version",
+                version,
+                "--type",
+                element_type,
+                *(["--element-id", element_id] if element_id else []),
+                *(
+                    ["--hub", hub, "--hub-token-file", str(self._token_file(root, hub_token))]
+                    if hub
+                    else []
+                ),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -68,8 +93,11 @@ class SimulatedElement:
         return response.json()
 
     def change(self, user: str, op: str, cls: str, key: str, data: Any) -> None:
-        self.admin("POST", "/admin/changes",
-                   {"user": user, "op": op, "class": cls, "key": key, "data": data})  # fmt: skip
+        self.admin(
+            "POST",
+            "/admin/changes",
+            {"user": user, "op": op, "class": cls, "key": key, "data": data},
+        )
 
     def new_epoch(self) -> None:
         self.admin("POST", "/admin/epoch")

@@ -46,11 +46,21 @@ def test_mixed_operations_are_answered_in_order_with_their_own_errors(
     agent: AgentProcess,
 ) -> None:
     with agent.http() as http:
-        first = http.post(BATCH, json={"operations": [
-            {"op": "raise", "type": "sync-failed", "resource": "b1", "text": "one"},
-            {"op": "raise", "type": "sync-failed", "resource": "b2", "severity": "critical"},
-            {"op": "raise", "type": "element-unreachable", "resource": "b3"},
-        ]})  # fmt: skip
+        first = http.post(
+            BATCH,
+            json={
+                "operations": [
+                    {"op": "raise", "type": "sync-failed", "resource": "b1", "text": "one"},
+                    {
+                        "op": "raise",
+                        "type": "sync-failed",
+                        "resource": "b2",
+                        "severity": "critical",
+                    },
+                    {"op": "raise", "type": "element-unreachable", "resource": "b3"},
+                ]
+            },
+        )
         assert first.status_code == 200, first.text
         results = first.json()["results"]
         assert [r["ok"] for r in results] == [True, True, True]
@@ -64,16 +74,21 @@ def test_mixed_operations_are_answered_in_order_with_their_own_errors(
         assert seqs == sorted(seqs)
         id1, id2, id3 = (r["alarm"]["id"] for r in results)
 
-        second = http.post(BATCH, json={"operations": [
-            {"op": "ack", "id": id1, "note": "seen", "by": "gw"},
-            {"op": "clear", "type": "sync-failed", "resource": "b2", "note": "fixed"},
-            {"op": "clear", "id": 999_999},
-            {"op": "raise", "type": "no-such-type", "resource": "x"},
-            {"op": "unack", "id": id1},
-            {"op": "clear", "id": id3, "by": "gw"},
-            {"op": "clear", "type": "sync-failed", "resource": "never-raised"},
-            {"op": "raise", "type": "sync-failed", "resource": "b4"},
-        ]})  # fmt: skip
+        second = http.post(
+            BATCH,
+            json={
+                "operations": [
+                    {"op": "ack", "id": id1, "note": "seen", "by": "gw"},
+                    {"op": "clear", "type": "sync-failed", "resource": "b2", "note": "fixed"},
+                    {"op": "clear", "id": 999_999},
+                    {"op": "raise", "type": "no-such-type", "resource": "x"},
+                    {"op": "unack", "id": id1},
+                    {"op": "clear", "id": id3, "by": "gw"},
+                    {"op": "clear", "type": "sync-failed", "resource": "never-raised"},
+                    {"op": "raise", "type": "sync-failed", "resource": "b4"},
+                ]
+            },
+        )
         assert second.status_code == 200, second.text
         results = second.json()["results"]
         assert len(results) == 8
@@ -115,10 +130,15 @@ def test_a_refused_last_operation_is_answered_in_its_place(agent: AgentProcess) 
     # Before: the batch waited for its last operation by awaiting it, so its refusal
     # became the whole request's answer (404) although the others had committed.
     with agent.http() as http:
-        response = http.post(BATCH, json={"operations": [
-            {"op": "raise", "type": "sync-failed", "resource": "l1"},
-            {"op": "clear", "id": 999_999},
-        ]})  # fmt: skip
+        response = http.post(
+            BATCH,
+            json={
+                "operations": [
+                    {"op": "raise", "type": "sync-failed", "resource": "l1"},
+                    {"op": "clear", "id": 999_999},
+                ]
+            },
+        )
         assert response.status_code == 200, response.text
         first, last = response.json()["results"]
         assert first["ok"] is True
@@ -175,9 +195,10 @@ def test_no_token_is_refused_before_the_body_is_read(agent: AgentProcess) -> Non
     assert answer.startswith(b"HTTP/1.1 401"), answer
     assert time.monotonic() - started < 2
     wrong = httpx.post(
-        agent.url + BATCH, json={"operations": [{"op": "clear", "id": 1}]},
+        agent.url + BATCH,
+        json={"operations": [{"op": "clear", "id": 1}]},
         headers={"Authorization": "Bearer wrong"},
-    )  # fmt: skip
+    )
     assert wrong.status_code == 401
 
 
@@ -209,16 +230,21 @@ def test_a_batch_that_does_not_fit_the_writer_bound_is_refused_whole(
 ) -> None:
     manager, gate = stalled
     services = Services(
-        manager=manager, token=TOKEN, started_at=datetime.now(UTC), store_url="sqlite://",
+        manager=manager,
+        token=TOKEN,
+        started_at=datetime.now(UTC),
+        store_url="sqlite://",
         store_id="test",
-    )  # fmt: skip
+    )
     app = create_app(services)
     headers = {"Authorization": f"Bearer {TOKEN}"}
 
     def ops(prefix: str, n: int) -> dict[str, Any]:
-        return {"operations": [
-            {"op": "raise", "type": "sync-failed", "resource": f"{prefix}{i}"} for i in range(n)
-        ]}  # fmt: skip
+        return {
+            "operations": [
+                {"op": "raise", "type": "sync-failed", "resource": f"{prefix}{i}"} for i in range(n)
+            ]
+        }
 
     async def scenario() -> tuple[httpx.Response, httpx.Response]:
         transport = httpx.ASGITransport(app=app)
@@ -249,6 +275,10 @@ def test_a_batch_that_does_not_fit_the_writer_bound_is_refused_whole(
         f"fits{i}" for i in range(9)
     ]
     assert manager.refused == 2
-    resources = [r for (r,) in manager.engine.connect().exec_driver_sql(
-        "SELECT resource FROM alarms ORDER BY id")]  # fmt: skip
+    resources = [
+        r
+        for (r,) in manager.engine.connect().exec_driver_sql(
+            "SELECT resource FROM alarms ORDER BY id"
+        )
+    ]
     assert resources == [f"fits{i}" for i in range(9)]  # nothing of the refused batch

@@ -82,9 +82,14 @@ async def _exchange(
 
 
 def _request(
-    method: str, path: str, body: bytes | None = None, *, token: str | None = TOKEN,
-    content_type: str | None = "application/json", extra: str = "",
-) -> tuple[str, bytes]:  # fmt: skip
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    *,
+    token: str | None = TOKEN,
+    content_type: str | None = "application/json",
+    extra: str = "",
+) -> tuple[str, bytes]:
     head = f"{method} {path} HTTP/1.1\nHost: agent\n"
     if token is not None:
         head += f"Authorization: Bearer {token}\n"
@@ -154,9 +159,14 @@ async def _pair(
         manager.start()
         managers.append(manager)
         services = Services(
-            manager=manager, token=TOKEN, started_at=datetime(2024, 1, 1, tzinfo=UTC),
-            store_url="sqlite://", store_id="same", max_body=MAX_BODY, max_batch=5,
-        )  # fmt: skip
+            manager=manager,
+            token=TOKEN,
+            started_at=datetime(2024, 1, 1, tzinfo=UTC),
+            store_url="sqlite://",
+            store_id="same",
+            max_body=MAX_BODY,
+            max_batch=5,
+        )
         app = create_asgi(services) if name == "fast" else create_app(services)
         sides.append((manager, app, fenced, gate))
     try:
@@ -386,9 +396,12 @@ def test_overload_is_answered_alike(stores: Callable[[str], Store]) -> None:
 def test_only_the_hot_routes_are_taken() -> None:
     """Built from the FastAPI routes themselves: each hot route found, with its fields."""
     services = Services(
-        manager=None, token=TOKEN, started_at=datetime.now(UTC),  # type: ignore[arg-type]
-        store_url="", store_id="",
-    )  # fmt: skip
+        manager=None,
+        token=TOKEN,
+        started_at=datetime.now(UTC),  # type: ignore[arg-type]
+        store_url="",
+        store_id="",
+    )
     routes = FastRoutes(create_app(services, guard=False), services)
     assert set(routes._exact) == {"/api/v1/alarms", "/api/v1/alarms/clear", "/api/v1/alarms/batch"}
     assert set(routes._by_id) == {"clear", "ack", "unack"}

@@ -203,10 +203,9 @@ def test_numbers_out_of_range_are_4xx_naming_the_field(hostile_agent: AgentProce
         ("POST", f"/api/v1/sharing/conflicts/{BIG}/resolve", {"take": "hub"}, "conflict_id"),
         ("POST", f"/api/v1/distributions/{BIG}/retry", {}, "distribution_id"),
         ("DELETE", f"/api/v1/distributions/{BIG}", None, "distribution_id"),
-        ("POST", "/api/v1/elements", {"name": "e", "url": "http://x", "interval": BIG},
-         "interval"),
+        ("POST", "/api/v1/elements", {"name": "e", "url": "http://x", "interval": BIG}, "interval"),
         ("PATCH", "/api/v1/elements/e", {"interval": BIG}, "interval"),
-    ]  # fmt: skip
+    ]
     with hostile_agent.http() as http:
         for method, path, body, field in cases:
             response = http.request(method, path, json=body)

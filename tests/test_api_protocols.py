@@ -53,8 +53,18 @@ def test_the_agent_says_which_loop_and_parser_it_runs_and_all_of_it_works(
     # The SNMP agent answers on the same loop, with the alarm the API raised.
     deadline = time.monotonic() + 10
     while True:
-        walk = run("snmpwalk", "-v2c", "-c", "public", "-t", "2", "-r", "1",
-                   f"127.0.0.1:{agent.snmp_port}", TABLE)  # fmt: skip
+        walk = run(
+            "snmpwalk",
+            "-v2c",
+            "-c",
+            "public",
+            "-t",
+            "2",
+            "-r",
+            "1",
+            f"127.0.0.1:{agent.snmp_port}",
+            TABLE,
+        )
         if "alarmCleared(3)" in walk.stdout or time.monotonic() > deadline:
             break
         time.sleep(0.1)

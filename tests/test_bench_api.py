@@ -36,12 +36,22 @@ TOKEN = api.TOKEN  # the token the bench's prebuilt requests carry
 
 def note(seq: int) -> Notification:
     return Notification(
-        seq=seq, at=datetime.now(UTC), kind=NotificationKind.ALARM_RAISED, alarm_id=seq,
-        type_id="element-unreachable", resource=f"cs-{seq:05d}", qualifier="",
-        severity="major", text="no answer from the call server", raise_seq=0,
-        payload={"type_name": "Element Unreachable", "event_type": "communicationsAlarm",
-                 "probable_cause": "communicationsSubsystemFailure"},
-    )  # fmt: skip
+        seq=seq,
+        at=datetime.now(UTC),
+        kind=NotificationKind.ALARM_RAISED,
+        alarm_id=seq,
+        type_id="element-unreachable",
+        resource=f"cs-{seq:05d}",
+        qualifier="",
+        severity="major",
+        text="no answer from the call server",
+        raise_seq=0,
+        payload={
+            "type_name": "Element Unreachable",
+            "event_type": "communicationsAlarm",
+            "probable_cause": "communicationsSubsystemFailure",
+        },
+    )
 
 
 @pytest.fixture(scope="module", params=[("h11", "asyncio"), ("httptools", "uvloop")])
@@ -49,10 +59,21 @@ def anchor(request: pytest.FixtureRequest) -> Iterator[int]:
     http, loop = request.param
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, str(BENCH / "api_anchor.py"), "--port", str(port), "--token", TOKEN,
-         "--http", http, "--loop", loop],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(BENCH / "api_anchor.py"),
+            "--port",
+            str(port),
+            "--token",
+            TOKEN,
+            "--http",
+            http,
+            "--loop",
+            loop,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -146,8 +167,10 @@ def test_targets_read_the_agents_own_encodings(tmp_path: Path) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             for n in notes:
                 varbinds = notification_vars(n, oids, 100)
-                sock.sendto(v2c_message(b"public", ber.TRAP_V2, n.seq, varbinds),
-                            ("127.0.0.1", targets.trap_port))  # fmt: skip
+                sock.sendto(
+                    v2c_message(b"public", ber.TRAP_V2, n.seq, varbinds),
+                    ("127.0.0.1", targets.trap_port),
+                )
         for start in range(0, 60, 7):
             file.write([encode(n, "bench-host") for n in notes[start : start + 7]])
         file.close()

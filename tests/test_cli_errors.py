@@ -101,17 +101,25 @@ def test_a_missing_password_file_is_bad_usage(tmp_path: Path) -> None:
     config = tmp_path / "ok.toml"
     config.write_text("")
     result = provsync(
-        "--config", str(config), "elements", "add", "cs1", "--url", "http://127.0.0.1:9",
-        "--password-file", str(tmp_path / "nope"),
-    )  # fmt: skip
+        "--config",
+        str(config),
+        "elements",
+        "add",
+        "cs1",
+        "--url",
+        "http://127.0.0.1:9",
+        "--password-file",
+        str(tmp_path / "nope"),
+    )
     assert_one_line(result, 2, f"cannot read {tmp_path / 'nope'}")
 
 
 def test_the_cli_tolerates_a_token_path_that_is_a_directory(tmp_path: Path) -> None:
     (tmp_path / "var" / "api.token").mkdir(parents=True)
     config = tmp_path / "c.toml"
-    config.write_text(f'[agent]\ndata_dir = "{tmp_path / "var"}"\n[api]\nlisten = '
-                      f'"127.0.0.1:{free_port()}"\n')  # fmt: skip
+    config.write_text(
+        f'[agent]\ndata_dir = "{tmp_path / "var"}"\n[api]\nlisten = "127.0.0.1:{free_port()}"\n'
+    )
     assert_one_line(provsync("--config", str(config), "status"), 1, "not running")
 
 

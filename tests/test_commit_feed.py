@@ -113,8 +113,9 @@ def test_a_purge_names_the_alarms_it_deleted(sqlite_store: Store) -> None:
         await manager.clear(type_id="sync-failed", resource="cm0")
         await manager.clear(type_id="sync-failed", resource="cm1")
         clock.now += timedelta(days=40)
-        await manager.purge(PurgeOp(cleared_alarm_days=30, event_days=30, log_max=10**6,
-                                    log_days=3650))  # fmt: skip
+        await manager.purge(
+            PurgeOp(cleared_alarm_days=30, event_days=30, log_max=10**6, log_days=3650)
+        )
 
     try:
         asyncio.run(scenario())

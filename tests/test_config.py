@@ -460,8 +460,10 @@ def test_builtin_and_example_types_use_iana_labels() -> None:
 
 
 def test_lf_framing_is_refused_for_tls_and_kept_for_tcp(tmp_path: Path) -> None:
-    tls = ('[[syslog.collectors]]\naddress = "127.0.0.1:6514"\ntransport = "tls"\n'
-           'ca_file = "ca.pem"\nframing = "lf"\n')  # fmt: skip
+    tls = (
+        '[[syslog.collectors]]\naddress = "127.0.0.1:6514"\ntransport = "tls"\n'
+        'ca_file = "ca.pem"\nframing = "lf"\n'
+    )
     message = _check(tmp_path, tls)
     assert ": syslog.collectors[0].framing: TLS requires octet-counting framing" in message
     assert "RFC 5425 section 4.3" in message

@@ -41,8 +41,9 @@ def test_registry_finds_the_builtin_driver() -> None:
 
 def test_unreachable_after_retries_and_faults(element: SimulatedElement) -> None:
     async def scenario() -> None:
-        dead = HttpConnector(f"http://127.0.0.1:{free_port()}", element.credentials,
-                             retries=2, backoff=0.01)  # fmt: skip
+        dead = HttpConnector(
+            f"http://127.0.0.1:{free_port()}", element.credentials, retries=2, backoff=0.01
+        )
         async with dead:
             with pytest.raises(ElementUnreachable):
                 await dead.info()
@@ -84,8 +85,10 @@ def test_an_element_trickling_its_answer_times_out() -> None:
         handlers.append(asyncio.current_task())  # type: ignore[arg-type]
         try:
             await reader.readuntil(b"\r\n\r\n")
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 1000000\r\n\r\n{")  # fmt: skip
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 1000000\r\n\r\n{"
+            )
             with contextlib.suppress(ConnectionError):
                 while True:
                     writer.write(b" ")
@@ -97,8 +100,7 @@ def test_an_element_trickling_its_answer_times_out() -> None:
     async def scenario() -> float:
         server = await asyncio.start_server(trickle, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
-        slow = HttpConnector(f"http://127.0.0.1:{port}", None, timeout=0.3, retries=1,
-                             backoff=0.01)  # fmt: skip
+        slow = HttpConnector(f"http://127.0.0.1:{port}", None, timeout=0.3, retries=1, backoff=0.01)
         started = time.monotonic()
         try:
             async with slow:

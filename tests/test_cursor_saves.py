@@ -104,8 +104,9 @@ def test_saves_queued_together_write_only_the_newest_per_target(sqlite_store: St
         blocker = manager.submit(manager.make_event("test", "hold"))
         assert held.wait(10)
         # The writer is inside a commit: these queue and go in its next group commit.
-        saves = [manager.submit(CursorOp(name, seq)) for seq in range(1, 101)
-                 for name in ("a", "b")]  # fmt: skip
+        saves = [
+            manager.submit(CursorOp(name, seq)) for seq in range(1, 101) for name in ("a", "b")
+        ]
         release.set()
         blocker.result(10)
         for save in saves:
@@ -207,8 +208,9 @@ def test_stop_saves_the_final_position(sqlite_store: Store) -> None:
     async def scenario() -> None:
         for index in range(10):
             await manager.emit_event("test", "load", text=f"n{index}")
-        settings = FAST.model_copy(update={"batch_size": 5, "retry_initial": 30.0,
-                                           "retry_max": 60.0})  # fmt: skip
+        settings = FAST.model_copy(
+            update={"batch_size": 5, "retry_initial": 30.0, "retry_max": 60.0}
+        )
         target = FailsAfterFirst(manager, settings)
         await target.start()
         await until(lambda: target.failures >= 1)

@@ -399,9 +399,12 @@ def test_a_refused_cursor_save_is_retried_without_resending(
 ) -> None:
     async def scenario() -> None:
         settings = ExporterSettings(
-            retry_initial=0.02, retry_max=0.05, poll_interval=0.05, batch_size=4,
+            retry_initial=0.02,
+            retry_max=0.05,
+            poll_interval=0.05,
+            batch_size=4,
             backlog_threshold=10**6,
-        )  # fmt: skip
+        )
         for index in range(10):
             await lite_manager.emit_event("test", "load", text=f"n{index}")
         save_cursor(lite_manager.engine, "fake", 0)

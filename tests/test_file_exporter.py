@@ -194,8 +194,9 @@ def test_a_stuck_write_does_not_starve_the_agents_threads(store: Store, tmp_path
         loop.set_default_executor(shared)
         manager = AlarmManager(store.engine, Catalog())
         manager.start()
-        exporter = FileExporter(manager, settings, FileExporterSettings(path=path, name="t"),
-                                path, "h1")  # fmt: skip
+        exporter = FileExporter(
+            manager, settings, FileExporterSettings(path=path, name="t"), path, "h1"
+        )
         stuck = StuckFile(path)
         exporter.writer = stuck
         await exporter.start()

@@ -245,8 +245,12 @@ def test_payload_json_is_what_json_dumps_gives(manager: AlarmManager) -> None:
     """The payload's JSON is built from a per-type head: the same text as json.dumps."""
     for resource in ("cm1", 'quote " and \\ back', "é€ unicode", "\u2028"):
         for count, state in ((1, "none"), (12345678901, "acknowledged")):
-            row = {"type_id": "element-unreachable", "count": count, "operator_state": state,
-                   "resolution": f"show {resource}"}  # fmt: skip
+            row = {
+                "type_id": "element-unreachable",
+                "count": count,
+                "operator_state": state,
+                "resolution": f"show {resource}",
+            }
             encoded, parsed = manager._payload(row)
             assert encoded == json.dumps(parsed, separators=(",", ":"))
             assert json.loads(encoded) == parsed

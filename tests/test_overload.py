@@ -71,8 +71,12 @@ def test_bounded_requests_are_refused_at_once_past_the_bound(sqlite_store: Store
     finally:
         gate.set()
         manager.stop()
-    resources = [r for (r,) in sqlite_store.engine.connect().exec_driver_sql(
-        "SELECT resource FROM events ORDER BY seq")]  # fmt: skip
+    resources = [
+        r
+        for (r,) in sqlite_store.engine.connect().exec_driver_sql(
+            "SELECT resource FROM events ORDER BY seq"
+        )
+    ]
     assert "refused" not in resources
     assert "api" not in resources
     assert resources == ["a", "q1", "q2", "internal", "b"]

@@ -42,9 +42,11 @@ def test_console_script_and_module_agree() -> None:
         [str(BIN / "provsync"), "--version"], capture_output=True, text=True, timeout=60
     )
     by_module = subprocess.run(
-        [str(BIN / "python"), "-m", "agent", "--version"], capture_output=True, text=True,
+        [str(BIN / "python"), "-m", "agent", "--version"],
+        capture_output=True,
+        text=True,
         timeout=60,
-    )  # fmt: skip
+    )
     assert by_script.returncode == by_module.returncode == 0
     assert by_script.stdout == by_module.stdout
     assert by_script.stdout.startswith("provsync ")
@@ -107,10 +109,18 @@ def test_demo_sets_up_three_elements() -> None:
 
     result = subprocess.run(
         [str(BIN / "provsync"), "demo", "--exit-after-setup", "--json"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     jobs = json.loads(result.stdout)["jobs"]
-    assert set(jobs) == {"cm1", "ipo1", "msg1", "cm1-incremental", "ipo1-incremental",
-                         "msg1-incremental"}  # fmt: skip
+    assert set(jobs) == {
+        "cm1",
+        "ipo1",
+        "msg1",
+        "cm1-incremental",
+        "ipo1-incremental",
+        "msg1-incremental",
+    }
     assert set(jobs.values()) == {"done"}

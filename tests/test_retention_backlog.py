@@ -55,8 +55,9 @@ def clocked(store: Store, clock: Clock) -> Iterator[AlarmManager]:
     manager.stop()
 
 
-def purge_op(*targets: str, log_max: int = 100, max_backlog: int = 10**6,
-             max_backlog_age: float = 30 * DAY) -> PurgeOp:  # fmt: skip
+def purge_op(
+    *targets: str, log_max: int = 100, max_backlog: int = 10**6, max_backlog_age: float = 30 * DAY
+) -> PurgeOp:
     return PurgeOp(
         cleared_alarm_days=30,
         event_days=30,

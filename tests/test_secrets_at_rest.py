@@ -44,8 +44,17 @@ def add_element(agent: AgentProcess, element: SimulatedElement, tmp_path: Path) 
     """``provsync elements add --password-file``, then its initialization sync must succeed."""
     password_file = tmp_path / "cm1.password"
     password_file.write_text(PASSWORD + "\n")
-    agent.cli("elements", "add", "cm1", "--url", element.url, "--username", "admin",
-              "--password-file", str(password_file))  # fmt: skip
+    agent.cli(
+        "elements",
+        "add",
+        "cm1",
+        "--url",
+        element.url,
+        "--username",
+        "admin",
+        "--password-file",
+        str(password_file),
+    )
     with agent.http() as http:
         jobs = http.get("/api/v1/jobs", params={"element": "cm1"}).json()
     job = agent.wait_job(jobs[-1]["id"])
@@ -97,8 +106,15 @@ def test_data_dir_is_0700_and_every_file_in_it_0600_whatever_the_umask(
     files = {p.name: mode(p) for p in agent.data_dir.rglob("*") if p.is_file()}
     # The store with its WAL companions and lock, the elements' token, the key file, the
     # SNMP engine state and the JSON-lines exporter file all exist at this point.
-    for name in ("provsync.db", "provsync.db-wal", "provsync.db-shm", "provsync.db.lock",
-                 "element.token", "secret.key", "notifications.jsonl"):  # fmt: skip
+    for name in (
+        "provsync.db",
+        "provsync.db-wal",
+        "provsync.db-shm",
+        "provsync.db.lock",
+        "element.token",
+        "secret.key",
+        "notifications.jsonl",
+    ):
         assert name in files, sorted(files)
     assert {n: oct(m) for n, m in files.items() if m != 0o600} == {}
 
@@ -184,8 +200,9 @@ def test_clear_text_credentials_of_an_older_store_are_encrypted_in_place_on_star
     assert agent.stop() == 0
     # A store from before encryption: the migration leaves its rows in the clear (no key id).
     with sqlite3.connect(agent.data_dir / "provsync.db") as conn:
-        conn.execute("UPDATE element_credentials SET username='admin', password=?, key_id=''",
-                     (PASSWORD,))  # fmt: skip
+        conn.execute(
+            "UPDATE element_credentials SET username='admin', password=?, key_id=''", (PASSWORD,)
+        )
     assert files_holding(agent.data_dir, PASSWORD.encode()) != []
     agent.start()
     assert "encrypted 1 element credential" in agent.log_text()
@@ -282,8 +299,15 @@ def test_rotate_key_offline_then_old_key_no_longer_decrypts_and_missing_key_is_o
     assert key_lines(key_file)
     agent.start()
     password_file = tmp_path / "cm1.password"
-    agent.cli("elements", "set-credentials", "cm1", "--username", "admin",
-              "--password-file", str(password_file))  # fmt: skip
+    agent.cli(
+        "elements",
+        "set-credentials",
+        "cm1",
+        "--username",
+        "admin",
+        "--password-file",
+        str(password_file),
+    )
     incremental_works(agent)
 
 
@@ -299,8 +323,16 @@ def _add(store: Any, ring: Any) -> None:
     from agent.connectors.base import Credentials
     from agent.sync import registry
 
-    registry.add_element(store.engine, "cm1", "call-server", "http://127.0.0.1:9", "http", 0,
-                         Credentials("admin", PASSWORD), ring=ring)  # fmt: skip
+    registry.add_element(
+        store.engine,
+        "cm1",
+        "call-server",
+        "http://127.0.0.1:9",
+        "http",
+        0,
+        Credentials("admin", PASSWORD),
+        ring=ring,
+    )
 
 
 def test_a_bad_key_file_line_is_named_by_number_and_never_shown(tmp_path: Path) -> None:
@@ -377,8 +409,16 @@ def test_reset_forgets_only_the_credentials_no_key_decrypts(
     key_file = tmp_path / "secret.key"
     ring = encryption.KeyRing([encryption.StoreKey.generate()], key_file)
     encryption.write_key_file(key_file, ring.keys)
-    registry.add_element(sqlite_store.engine, "cm2", "call-server", "http://127.0.0.1:9",
-                         "http", 0, Credentials("admin", "other"), ring=ring)  # fmt: skip
+    registry.add_element(
+        sqlite_store.engine,
+        "cm2",
+        "call-server",
+        "http://127.0.0.1:9",
+        "http",
+        0,
+        Credentials("admin", "other"),
+        ring=ring,
+    )
     assert encryption.reset_key(key_file, sqlite_store.engine) == ["cm1"]
     kept = registry.get_element(sqlite_store.engine, "cm2")
     assert registry.credentials_of(sqlite_store.engine, kept.id, ring) == Credentials(
@@ -447,10 +487,12 @@ def _store_at_0004_with_clear_credentials(url: str, secure_delete: str = "") -> 
         )
         # 0004 kept credentials in the clear.
         conn.execute(
-            text("INSERT INTO element_credentials (element_id, username, password) "
-                 "VALUES (1, :username, :password)"),
+            text(
+                "INSERT INTO element_credentials (element_id, username, password) "
+                "VALUES (1, :username, :password)"
+            ),
             {"username": LEGACY_USERNAME, "password": PASSWORD},
-        )  # fmt: skip
+        )
     if secure_delete:
         with store.engine.connect() as conn:
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")

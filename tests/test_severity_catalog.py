@@ -124,9 +124,16 @@ def test_catalog_to_dict_is_plain_json() -> None:
 
 def test_site_types_join_but_cannot_shadow() -> None:
     site = AlarmType(
-        "site-door", "Door Open", Kind.ALARM, Severity.MINOR, EventType.ENVIRONMENTAL_ALARM,
-        "enclosureDoorOpen", "d", "c", builtin=False,
-    )  # fmt: skip
+        "site-door",
+        "Door Open",
+        Kind.ALARM,
+        Severity.MINOR,
+        EventType.ENVIRONMENTAL_ALARM,
+        "enclosureDoorOpen",
+        "d",
+        "c",
+        builtin=False,
+    )
     catalog = Catalog([site])
     assert catalog.get("site-door") is site
     assert len(catalog) == len(BUILTIN_TYPES) + 1

@@ -93,8 +93,9 @@ def test_gating_refuses_hub_changes_and_holds_element_updates(group: SharingGrou
     hub = group.agent
     sharing(group, "cs1", "cs2")
     assert group.start_sharing("cs2").status_code == 200  # again: sync required again
-    refused = hub.cli("objects", "delete", "group", group.elements["cs1"].first_key("group"),
-                      check=False)  # fmt: skip
+    refused = hub.cli(
+        "objects", "delete", "group", group.elements["cs1"].first_key("group"), check=False
+    )
     assert refused.returncode == 1
     assert "sync-required is active" in refused.stderr
     # An element's update during sync-required is taken but not shared until it clears.
@@ -106,8 +107,10 @@ def test_gating_refuses_hub_changes_and_holds_element_updates(group: SharingGrou
     assert group.elements["cs2"].shared(SHARED)[("user", user)]["name"] != "Held Back"
     assert group.status()["elements"][1]["pending"] == 1
     group.sync("cs1")
-    wait_for("the held update", lambda: group.elements["cs2"].shared(SHARED)[("user", user)]
-             ["name"] == "Held Back")  # fmt: skip
+    wait_for(
+        "the held update",
+        lambda: group.elements["cs2"].shared(SHARED)[("user", user)]["name"] == "Held Back",
+    )
 
 
 def test_conflicts_raise_reconcile_required_until_resolved(group: SharingGroup) -> None:
@@ -119,12 +122,14 @@ def test_conflicts_raise_reconcile_required_until_resolved(group: SharingGroup) 
     cs1.reject("*", "", "element offline for maintenance")
     # automatic: the two sides changed different fields of one user
     hub.cli("objects", "set", "user", users[0], "name=Hub Side")
-    group.local_change("cs1", "update", "user", users[0], {**data[users[0]], "email": "x@e.org"},
-                       share=False)  # fmt: skip
+    group.local_change(
+        "cs1", "update", "user", users[0], {**data[users[0]], "email": "x@e.org"}, share=False
+    )
     # unresolved: the same field, differently
     hub.cli("objects", "set", "user", users[1], "name=Hub Name")
-    group.local_change("cs1", "update", "user", users[1], {**data[users[1]], "name": "Elem Name"},
-                       share=False)  # fmt: skip
+    group.local_change(
+        "cs1", "update", "user", users[1], {**data[users[1]], "name": "Elem Name"}, share=False
+    )
     # for review: the element renamed a user (new key, same directory number)
     moved = {**data[users[2]], "login": "renamed"}
     group.local_change("cs1", "delete", "user", users[2], None, share=False)
@@ -154,8 +159,9 @@ def test_conflicts_raise_reconcile_required_until_resolved(group: SharingGroup) 
     assert not group.alarms("sync-reconcile-required")
     (completed,) = group.events("reconcile-completed", "cs1")
     assert "cs1" in completed["text"]
-    twice = hub.cli("sharing", "resolve", str(by_category["unresolved"]["id"]), "--take", "hub",
-                    check=False)  # fmt: skip
+    twice = hub.cli(
+        "sharing", "resolve", str(by_category["unresolved"]["id"]), "--take", "hub", check=False
+    )
     assert twice.returncode == 1
     assert "already resolved" in twice.stderr
     wait_for("settled", group.settled)
@@ -166,8 +172,9 @@ def test_conflicts_raise_reconcile_required_until_resolved(group: SharingGroup) 
     assert cs1.shared(SHARED) == hub_data
 
 
-def test_distribution_errors_minor_then_major_cleared_by_retry(agent_factory: Any,
-                                                               tmp_path: Path) -> None:  # fmt: skip
+def test_distribution_errors_minor_then_major_cleared_by_retry(
+    agent_factory: Any, tmp_path: Path
+) -> None:
     hub = agent_factory(_settings(errors_major_at=3)).start()
     group = SharingGroup(hub, tmp_path)
     try:
@@ -177,17 +184,26 @@ def test_distribution_errors_minor_then_major_cleared_by_retry(agent_factory: An
         for index in range(3):
             hub.cli("objects", "add", "mailbox", f"mb{index}", "number=2000{index}", "cos:=2")
             expected = "minor" if index < 2 else "major"
-            wait_for(f"{index + 1} errors", lambda i=index, s=expected: (a := group.alarms(
-                "distribution-errors", "cs1")) and a[0]["severity"] == s and
-                f"{i + 1} shared updates" in a[0]["text"])  # fmt: skip
+            wait_for(
+                f"{index + 1} errors",
+                lambda i=index, s=expected: (
+                    (a := group.alarms("distribution-errors", "cs1"))
+                    and a[0]["severity"] == s
+                    and f"{i + 1} shared updates" in a[0]["text"]
+                ),
+            )
         (alarm,) = group.alarms("distribution-errors", "cs1")
         assert "voicemail is full" in alarm["text"]
         assert "provsync distribution list --element cs1" in alarm["resolution"]
         # Retried while the cause is still there: rejected again, the same alarm stays.
         hub.cli("distribution", "retry", "--all")
-        wait_for("rejected again", lambda: all(
-            d["attempts"] == 2 and d["state"] == "error"
-            for d in cli_json(hub, "distribution", "list")))  # fmt: skip
+        wait_for(
+            "rejected again",
+            lambda: all(
+                d["attempts"] == 2 and d["state"] == "error"
+                for d in cli_json(hub, "distribution", "list")
+            ),
+        )
         assert [a["id"] for a in group.alarms("distribution-errors", "cs1")] == [alarm["id"]]
         cs1.admin("DELETE", "/admin/reject")
         hub.cli("distribution", "retry", "--all")
@@ -218,8 +234,10 @@ def test_distribution_delete_clears_and_transport_failures_retry(group: SharingG
     cs1.admin("DELETE", "/admin/reject")
     cs1.admin("POST", "/admin/faults", {"down": True})
     hub.cli("objects", "add", "station", "39501", "number=39501", "type=9611")
-    waiting = wait_for("retries", lambda: (d := cli_json(hub, "distribution", "list"))
-                       and d[0]["attempts"] >= 2 and d)  # fmt: skip
+    waiting = wait_for(
+        "retries",
+        lambda: (d := cli_json(hub, "distribution", "list")) and d[0]["attempts"] >= 2 and d,
+    )
     assert waiting[0]["state"] in ("pending", "inflight")
     assert not group.alarms("distribution-errors")
     (unreachable,) = wait_for("unreachable", lambda: group.alarms("element-unreachable", "cs1"))
@@ -252,8 +270,9 @@ def test_update_rejected_for_validation_and_pending_hub_change(group: SharingGro
     users = {k: v for (c, k), v in cs1.shared(SHARED).items() if c == "user"}
     first, second = sorted(users)[:2]
     # validation: a second user with the same directory number
-    answer = group.local_change("cs1", "create", "user", "dup",
-                                {"login": "dup", "number": users[first]["number"]})  # fmt: skip
+    answer = group.local_change(
+        "cs1", "create", "user", "dup", {"login": "dup", "number": users[first]["number"]}
+    )
     assert answer["hub"]["status"] == "rejected"
     assert f"already belongs to user {first}" in answer["hub"]["reason"]
     # conflict with a pending hub change: the hub's update waits for cs1 (which rejects it)
@@ -289,8 +308,15 @@ def test_device_data_registration_notifications_and_sync(group: SharingGroup) ->
     # A phone changed on cs1: cs1 notifies the hub.
     data = group.elements["cs1"].shared(SHARED)[("station", station)]
     group.local_change("cs1", "update", "station", station, {**data, "type": "J189"})
-    wait_for("notification", lambda: {d["number"]: d for d in cli_json(hub, "sharing", "devices")}
-             [station]["details"]["type"] == "J189")  # fmt: skip
+    wait_for(
+        "notification",
+        lambda: (
+            {d["number"]: d for d in cli_json(hub, "sharing", "devices")}[station]["details"][
+                "type"
+            ]
+            == "J189"
+        ),
+    )
     # A device-data sync reads the phones of every element.
     hub.cli("sharing", "device-sync")
     (done,) = wait_for("device sync", lambda: group.events("device-data-sync-completed"))
@@ -307,8 +333,15 @@ def test_messaging_element_needs_activation_after_updates(group: SharingGroup) -
     assert not group.alarms("element-updated-activation-required")
     password = group.root / "new-password"
     password.write_text("s3cret-pass\n")
-    hub.cli("elements", "set-credentials", "cs1", "--username", "admin",
-            "--password-file", str(password))  # fmt: skip
+    hub.cli(
+        "elements",
+        "set-credentials",
+        "cs1",
+        "--username",
+        "admin",
+        "--password-file",
+        str(password),
+    )
     hub.cli("elements", "remove", "cs2")
     alarms = group.alarms("element-updated-activation-required", "vm1")
     assert {a["qualifier"] for a in alarms} == {"cs1", "cs2"}
@@ -354,8 +387,9 @@ def test_ftp_inactive_after_a_restore_cleared_by_start_sharing(group: SharingGro
     status = cli_json(hub, "sharing", "status")
     assert status["ftp_inactive"] is True
     assert status["state"] == "notSharing"
-    refused = group.local_change("cs1", "update", "user", group.elements["cs1"].first_key("user"),
-                                 {"login": "x"})  # fmt: skip
+    refused = group.local_change(
+        "cs1", "update", "user", group.elements["cs1"].first_key("user"), {"login": "x"}
+    )
     assert refused["hub"]["status"] == "rejected"
     assert group.start_sharing("cs1").status_code == 200
     assert group.alarms("ftp-inactive"), "sharing is back only once a sync completed"
@@ -396,8 +430,10 @@ def test_ftp_inactive_after_an_upgrade_cleared_after_reconcile(group: SharingGro
 
 def test_element_routes_need_the_token(group: SharingGroup) -> None:
     group.add("cs1")
-    answer = httpx.post(f"{group.agent.url}/api/v1/sharing/start",
-                        json={"element": "cs1", "software_version": "10.2.1"})  # fmt: skip
+    answer = httpx.post(
+        f"{group.agent.url}/api/v1/sharing/start",
+        json={"element": "cs1", "software_version": "10.2.1"},
+    )
     assert answer.status_code == 401
     assert not group.events("sharing-started")
     with group.agent.http() as http:
@@ -413,13 +449,24 @@ def test_element_routes_need_the_token(group: SharingGroup) -> None:
 def _element_table(agent: AgentProcess) -> dict[str, dict[str, str]]:
     from tests.netsnmp import run
 
-    table = run("snmptable", "-v2c", "-c", "public", "-OU", "-Cf", "|",
-                f"127.0.0.1:{agent.snmp_port}", "PROVSYNC-MIB::provsyncElementTable")  # fmt: skip
+    table = run(
+        "snmptable",
+        "-v2c",
+        "-c",
+        "public",
+        "-OU",
+        "-Cf",
+        "|",
+        f"127.0.0.1:{agent.snmp_port}",
+        "PROVSYNC-MIB::provsyncElementTable",
+    )
     assert table.returncode == 0, table.stderr
     rows = [line.split("|") for line in table.stdout.splitlines() if line.count("|") >= 5]
     header, data = rows[0], rows[1:]
-    return {row[header.index("provsyncElementName")]: dict(zip(header, row, strict=True))
-            for row in data}  # fmt: skip
+    return {
+        row[header.index("provsyncElementName")]: dict(zip(header, row, strict=True))
+        for row in data
+    }
 
 
 def test_snmp_element_table_shows_sharing_state_and_errors(group: SharingGroup) -> None:
@@ -427,14 +474,20 @@ def test_snmp_element_table_shows_sharing_state_and_errors(group: SharingGroup) 
     group.add("cs1")
     group.add("cs2")
     assert group.start_sharing("cs1").status_code == 200
-    rows = wait_for("syncRequired", lambda: (t := _element_table(hub))["cs1"][
-        "provsyncElementSharingState"] == "syncRequired" and t)  # fmt: skip
+    rows = wait_for(
+        "syncRequired",
+        lambda: (
+            (t := _element_table(hub))["cs1"]["provsyncElementSharingState"] == "syncRequired" and t
+        ),
+    )
     assert rows["cs2"]["provsyncElementSharingState"] == "notSharing"
     group.sync("cs1")
     group.elements["cs1"].reject("*", "", "no")
     hub.cli("objects", "add", "group", "g9", "name=nine")
-    rows = wait_for("errors", lambda: (t := _element_table(hub))["cs1"][
-        "provsyncElementDistributionErrors"] == "1" and t)  # fmt: skip
+    rows = wait_for(
+        "errors",
+        lambda: (t := _element_table(hub))["cs1"]["provsyncElementDistributionErrors"] == "1" and t,
+    )
     assert rows["cs1"]["provsyncElementSharingState"] == "sharing"
 
 
@@ -444,8 +497,10 @@ def test_distributions_survive_a_crash(group: SharingGroup) -> None:
     cs1 = group.elements["cs1"]
     cs1.admin("POST", "/admin/faults", {"down": True})
     with hub.http() as http:
-        changes = [{"class": "group", "key": f"crash{i}", "op": "create", "data": {"n": i}}
-                   for i in range(50)]  # fmt: skip
+        changes = [
+            {"class": "group", "key": f"crash{i}", "op": "create", "data": {"n": i}}
+            for i in range(50)
+        ]
         assert http.post("/api/v1/objects", json={"changes": changes}).status_code == 200
     hub.kill()
     hub.start()
@@ -465,8 +520,9 @@ def test_element_refusing_an_update_outright_is_a_distribution_error(
     try:
         sharing(group, "cs1")
         hub.cli("objects", "add", "speed-dial", "sd1", "number=911")
-        (failed,) = wait_for("error", lambda: cli_json(hub, "distribution", "list", "--state",
-                                                       "error"))  # fmt: skip
+        (failed,) = wait_for(
+            "error", lambda: cli_json(hub, "distribution", "list", "--state", "error")
+        )
         assert "422" in failed["error"]
         assert "speed-dial" in failed["error"]
         assert group.alarms("distribution-errors", "cs1")
@@ -479,16 +535,18 @@ def test_a_sync_never_gives_two_users_one_number(group: SharingGroup) -> None:
     cs1 = group.elements["cs1"]
     users = {k: v for (c, k), v in cs1.shared(SHARED).items() if c == "user"}
     taken = users[sorted(users)[0]]["number"]
-    group.local_change("cs1", "create", "user", "twin", {"login": "twin", "number": taken},
-                       share=False)  # fmt: skip
+    group.local_change(
+        "cs1", "create", "user", "twin", {"login": "twin", "number": taken}, share=False
+    )
     counts = group.sync("cs1")["counts"]
     assert counts["unresolved"] == 1
     (conflict,) = cli_json(group.agent, "sharing", "reconcile")["conflicts"]
     assert conflict["key"] == "twin"
     assert "already belongs" in conflict["reason"]
     assert ("user", "twin") not in group.hub_data()
-    refused = group.agent.cli("sharing", "resolve", str(conflict["id"]), "--take", "element",
-                              check=False)  # fmt: skip
+    refused = group.agent.cli(
+        "sharing", "resolve", str(conflict["id"]), "--take", "element", check=False
+    )
     assert refused.returncode == 1
     assert "already belongs" in refused.stderr
     group.agent.cli("sharing", "resolve", str(conflict["id"]), "--take", "hub")
@@ -523,8 +581,10 @@ def test_updates_stay_in_order_through_failed_sends(agent_factory: Any, tmp_path
         cs1 = group.elements["cs1"]
         station = cs1.first_key("station")
         cs1.admin("POST", "/admin/faults", {"fail_every": 2})  # every second request: a 500
-        changes = [{"class": "station", "key": station, "op": "update", "data": {"v": v}}
-                   for v in range(1, 7)]  # fmt: skip
+        changes = [
+            {"class": "station", "key": station, "op": "update", "data": {"v": v}}
+            for v in range(1, 7)
+        ]
         with hub.http() as http:
             assert http.post("/api/v1/objects", json={"changes": changes}).status_code == 200
         wait_for("settled", group.settled)
@@ -542,12 +602,16 @@ def test_elements_token_opens_element_routes_only(group: SharingGroup) -> None:
     assert (hub.data_dir / "element.token").stat().st_mode & 0o077 == 0
     headers = {"Authorization": f"Bearer {element_token}"}
     with httpx.Client(base_url=hub.url, headers=headers) as http:
-        started = http.post("/api/v1/sharing/start",
-                            json={"element": "cs1", "software_version": "10.2.1"})  # fmt: skip
+        started = http.post(
+            "/api/v1/sharing/start", json={"element": "cs1", "software_version": "10.2.1"}
+        )
         assert started.status_code == 200
-        for method, path in (("GET", "/api/v1/alarms"), ("GET", "/api/v1/distributions"),
-                             ("POST", "/api/v1/sharing/conflicts/resolve"),
-                             ("DELETE", "/api/v1/elements/cs1")):  # fmt: skip
+        for method, path in (
+            ("GET", "/api/v1/alarms"),
+            ("GET", "/api/v1/distributions"),
+            ("POST", "/api/v1/sharing/conflicts/resolve"),
+            ("DELETE", "/api/v1/elements/cs1"),
+        ):
             assert http.request(method, path, json={"take": "hub"}).status_code == 401, path
     assert group.status()["elements"][0]["sharing"] == "syncRequired"
 
@@ -565,8 +629,13 @@ def test_operator_starts_sharing_from_the_hub_and_keys_may_hold_slashes(
     hub.cli("objects", "set", "group", "sales/emea", "name=Sales Europe")
     shown = json.loads(hub.cli("objects", "show", "group", "sales/emea").stdout)
     assert shown["data"] == {"name": "Sales Europe"}
-    wait_for("on cs1", lambda: group.elements["cs1"].shared(SHARED).get(
-        ("group", "sales/emea")) == {"name": "Sales Europe"})  # fmt: skip
+    wait_for(
+        "on cs1",
+        lambda: (
+            group.elements["cs1"].shared(SHARED).get(("group", "sales/emea"))
+            == {"name": "Sales Europe"}
+        ),
+    )
     listed = cli_json(hub, "objects", "list", "group")
     assert "sales/emea" in {o["key"] for o in listed}
     assert len(listed) == len([k for c, k in group.hub_data() if c == "group"])

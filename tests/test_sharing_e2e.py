@@ -54,10 +54,21 @@ def _run(agent: Any, group: SharingGroup) -> None:
     group.sync("cs2")
 
     # --- hub changes flow through to every sharing element
-    agent.cli("objects", "add", "user", "newhire", "name=New Hire", "number=29001",
-              "email=newhire@example.com")  # fmt: skip
-    wait_for("newhire everywhere", lambda: group.settled() and all(
-        ("user", "newhire") in e.shared(SHARED) for e in (cs1, cs2)))  # fmt: skip
+    agent.cli(
+        "objects",
+        "add",
+        "user",
+        "newhire",
+        "name=New Hire",
+        "number=29001",
+        "email=newhire@example.com",
+    )
+    wait_for(
+        "newhire everywhere",
+        lambda: (
+            group.settled() and all(("user", "newhire") in e.shared(SHARED) for e in (cs1, cs2))
+        ),
+    )
 
     # --- conflicting edits on cs1 (while it refuses the hub's update) and on the hub
     user = cs1.first_key("user")
@@ -65,8 +76,9 @@ def _run(agent: Any, group: SharingGroup) -> None:
     cs1.reject("user", user, "locked on the element")
     agent.cli("objects", "set", "user", user, "name=Hub Name")
     wait_for("the rejection", lambda: group.alarms("distribution-errors", "cs1"))
-    group.local_change("cs1", "update", "user", user, {**before, "name": "Element Name"},
-                       share=False)  # fmt: skip
+    group.local_change(
+        "cs1", "update", "user", user, {**before, "name": "Element Name"}, share=False
+    )
     cs1.admin("DELETE", "/admin/reject")
     assert group.sync("cs1")["counts"]["unresolved"] == 1
     reconcile = _json(agent, "sharing", "reconcile")
@@ -84,8 +96,9 @@ def _run(agent: Any, group: SharingGroup) -> None:
     assert "sync-reconcile-required" in blocked.stderr
     station = cs2.first_key("station")
     station_data = cs2.shared(SHARED)[("station", station)]
-    pushed = group.local_change("cs2", "update", "station", station,
-                                {**station_data, "type": "J179"})  # fmt: skip
+    pushed = group.local_change(
+        "cs2", "update", "station", station, {**station_data, "type": "J179"}
+    )
     assert pushed["hub"]["status"] == "rejected"
     assert "reconcile" in pushed["hub"]["reason"]
     (rejected,) = group.events("update-rejected", "cs2")

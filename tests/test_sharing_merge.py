@@ -19,8 +19,10 @@ def test_one_sided_changes_go_to_the_other_side() -> None:
     hub = {("user", "ada"): A, ("station", "2001"): {"type": "J179"}, ("group", "g1"): {"n": 1}}
     plan = compare(element, hub, base, CLASSES)
     assert plan.to_hub == [("user", "ada", {**A, "name": "Ada L."})]
-    assert plan.to_element == [("group", "g1", "create", {"n": 1}),
-                               ("station", "2001", "update", {"type": "J179"})]  # fmt: skip
+    assert plan.to_element == [
+        ("group", "g1", "create", {"n": 1}),
+        ("station", "2001", "update", {"type": "J179"}),
+    ]
     assert plan.found == []
 
 
@@ -59,9 +61,11 @@ def test_both_sides_changing_different_fields_merge_automatically() -> None:
     ],
 )
 def test_true_conflicts_are_unresolved_and_nothing_is_applied(
-    element: dict[str, str] | None, hub: dict[str, str] | None, base: dict[str, str] | None,
+    element: dict[str, str] | None,
+    hub: dict[str, str] | None,
+    base: dict[str, str] | None,
     reason: str,
-) -> None:  # fmt: skip
+) -> None:
     def of(value: dict[str, str] | None) -> dict[tuple[str, str], dict[str, str]]:
         return {} if value is None else {("user", "ada"): value}
 
@@ -92,7 +96,11 @@ def test_field_merge_refuses_overlapping_changes() -> None:
 
 def test_cli_fields_are_strings_unless_json_is_asked_for() -> None:
     assert parse_fields(["number=20001", "cos:=2", "tags:=[1,2]", "name=a=b"]) == {
-        "number": "20001", "cos": 2, "tags": [1, 2], "name": "a=b"}  # fmt: skip
+        "number": "20001",
+        "cos": 2,
+        "tags": [1, 2],
+        "name": "a=b",
+    }
     assert parse_fields(["note=a:=b"]) == {"note": "a:=b"}
     with pytest.raises(ValueError, match="not FIELD=VALUE"):
         parse_fields(["oops"])
@@ -101,8 +109,15 @@ def test_cli_fields_are_strings_unless_json_is_asked_for() -> None:
 
 
 def test_every_alarm_names_a_cli_command_and_an_existing_api_route() -> None:
-    app = create_app(Services(manager=None, token="t", started_at=None, store_url="",  # type: ignore[arg-type]
-                              store_id=""))  # fmt: skip
+    app = create_app(
+        Services(
+            manager=None,
+            token="t",
+            started_at=None,
+            store_url="",  # type: ignore[arg-type]
+            store_id="",
+        )
+    )
     routes = {(method, path) for path, item in app.openapi()["paths"].items() for method in item}
     for alarm_type in BUILTIN_TYPES:
         if alarm_type.kind is not Kind.ALARM:

@@ -70,8 +70,16 @@ def lines() -> Iterator[list[str]]:
 
 
 def _element(store: Store, ring: KeyRing) -> Any:
-    element = registry.add_element(store.engine, "cs1", "call-server", "http://127.0.0.1:9",
-                                   "http", 0, Credentials("admin", "pw"), ring=ring)  # fmt: skip
+    element = registry.add_element(
+        store.engine,
+        "cs1",
+        "call-server",
+        "http://127.0.0.1:9",
+        "http",
+        0,
+        Credentials("admin", "pw"),
+        ring=ring,
+    )
     with store.engine.begin() as conn:
         conn.execute(update(ELEMENTS).where(ELEMENTS.c.id == element.id).values(sharing=True))
     return element
@@ -80,14 +88,16 @@ def _element(store: Store, ring: KeyRing) -> Any:
 def _distribute(store: Store, element: Any, *keys: str) -> None:
     changes = [Change("user", key, "create", {"name": key}) for key in keys]
     with store.engine.begin() as conn:
-        records.add_distributions(conn, [(element.id, element.name)], changes, "hub",
-                                  registry.now())  # fmt: skip
+        records.add_distributions(
+            conn, [(element.id, element.name)], changes, "hub", registry.now()
+        )
 
 
 def _states(store: Store) -> dict[str, str]:
     with store.engine.connect() as conn:
-        rows = conn.execute(DISTRIBUTIONS.select().with_only_columns(
-            DISTRIBUTIONS.c.key, DISTRIBUTIONS.c.state))  # fmt: skip
+        rows = conn.execute(
+            DISTRIBUTIONS.select().with_only_columns(DISTRIBUTIONS.c.key, DISTRIBUTIONS.c.state)
+        )
         return {str(row.key): str(row.state) for row in rows}
 
 
@@ -106,9 +116,14 @@ def _dispatcher(store: Store, ring: KeyRing, **sharing: Any) -> distribution.Dis
         pass
 
     return distribution.Dispatcher(
-        store.engine, SharingSettings(**sharing), SyncSettings(), lambda: "", settled, contact,
+        store.engine,
+        SharingSettings(**sharing),
+        SyncSettings(),
+        lambda: "",
+        settled,
+        contact,
         ring=ring,
-    )  # fmt: skip
+    )
 
 
 def test_store_outage_is_one_line_with_a_doubling_wait_then_distribution_resumes(
@@ -172,8 +187,11 @@ def test_outage_while_recording_a_batch_sends_it_again_afterwards(
             dispatcher.wake(element.id)
             await _until(lambda: bool(settle.calls), 5, "the outcome cannot be recorded")
             settle.down = False
-            await _until(lambda: _states(store) == {"one": "done", "two": "done"}, 5,
-                         "the batch is sent again and recorded")  # fmt: skip
+            await _until(
+                lambda: _states(store) == {"one": "done", "two": "done"},
+                5,
+                "the batch is sent again and recorded",
+            )
         finally:
             await dispatcher.stop()
 

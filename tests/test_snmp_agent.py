@@ -12,11 +12,21 @@ from tests.conftest import AgentProcess, free_udp_port
 from tests.netsnmp import run
 
 USERS = [
-    {"name": "ops256", "auth_protocol": "SHA-256", "auth_key": "authpass256",
-     "priv_protocol": "AES-128", "priv_key": "privpass256"},
-    {"name": "ops512", "auth_protocol": "SHA-512", "auth_key": "authpass512",
-     "priv_protocol": "AES-128", "priv_key": "privpass512"},
-]  # fmt: skip
+    {
+        "name": "ops256",
+        "auth_protocol": "SHA-256",
+        "auth_key": "authpass256",
+        "priv_protocol": "AES-128",
+        "priv_key": "privpass256",
+    },
+    {
+        "name": "ops512",
+        "auth_protocol": "SHA-512",
+        "auth_key": "authpass512",
+        "priv_protocol": "AES-128",
+        "priv_key": "privpass512",
+    },
+]
 
 
 def start(agent_factory: Any, **snmp: Any) -> AgentProcess:
@@ -26,15 +36,51 @@ def start(agent_factory: Any, **snmp: Any) -> AgentProcess:
 
 
 def v2c(agent: AgentProcess, command: str, *args: str, community: str = "public") -> Any:
-    return run(command, "-v2c", "-c", community, "-t", "2", "-r", "1",
-               f"127.0.0.1:{agent.snmp_port}", *args)  # fmt: skip
+    return run(
+        command,
+        "-v2c",
+        "-c",
+        community,
+        "-t",
+        "2",
+        "-r",
+        "1",
+        f"127.0.0.1:{agent.snmp_port}",
+        *args,
+    )
 
 
-def v3(agent: AgentProcess, command: str, *args: str, user: str = "ops256", auth: str = "SHA-256",
-       auth_key: str = "authpass256", priv_key: str = "privpass256") -> Any:  # fmt: skip
-    return run(command, "-v3", "-l", "authPriv", "-u", user, "-a", auth, "-A", auth_key,
-               "-x", "AES", "-X", priv_key, "-t", "2", "-r", "1",
-               f"127.0.0.1:{agent.snmp_port}", *args)  # fmt: skip
+def v3(
+    agent: AgentProcess,
+    command: str,
+    *args: str,
+    user: str = "ops256",
+    auth: str = "SHA-256",
+    auth_key: str = "authpass256",
+    priv_key: str = "privpass256",
+) -> Any:
+    return run(
+        command,
+        "-v3",
+        "-l",
+        "authPriv",
+        "-u",
+        user,
+        "-a",
+        auth,
+        "-A",
+        auth_key,
+        "-x",
+        "AES",
+        "-X",
+        priv_key,
+        "-t",
+        "2",
+        "-r",
+        "1",
+        f"127.0.0.1:{agent.snmp_port}",
+        *args,
+    )
 
 
 def raise_three(agent: AgentProcess) -> None:
@@ -50,8 +96,9 @@ def raise_three(agent: AgentProcess) -> None:
 def test_snmptable_shows_active_alarms(agent_factory: Any) -> None:
     agent = start(agent_factory)
     raise_three(agent)
-    table = v2c(agent, "snmptable", "-Cf", "|", "-Cw", "400",
-                "PROVSYNC-MIB::provsyncActiveAlarmTable")  # fmt: skip
+    table = v2c(
+        agent, "snmptable", "-Cf", "|", "-Cw", "400", "PROVSYNC-MIB::provsyncActiveAlarmTable"
+    )
     assert table.returncode == 0, table.stderr
     rows = [line.split("|") for line in table.stdout.splitlines() if line.count("|") > 5]
     header, data = rows[0], rows[1:]
@@ -70,23 +117,41 @@ def test_snmptable_shows_active_alarms(agent_factory: Any) -> None:
 
 @pytest.mark.parametrize(
     ("user", "auth", "key", "priv"),
-    [("ops256", "SHA-256", "authpass256", "privpass256"),
-     ("ops512", "SHA-512", "authpass512", "privpass512")],
-)  # fmt: skip
+    [
+        ("ops256", "SHA-256", "authpass256", "privpass256"),
+        ("ops512", "SHA-512", "authpass512", "privpass512"),
+    ],
+)
 def test_v3_authpriv_walk_equals_v2c(
     agent_factory: Any, user: str, auth: str, key: str, priv: str
 ) -> None:
     agent = start(agent_factory)
     raise_three(agent)
     plain = v2c(agent, "snmpbulkwalk", "-On", "PROVSYNC-MIB::provsyncObjects")
-    secure = v3(agent, "snmpbulkwalk", "-On", "PROVSYNC-MIB::provsyncObjects",
-                user=user, auth=auth, auth_key=key, priv_key=priv)  # fmt: skip
+    secure = v3(
+        agent,
+        "snmpbulkwalk",
+        "-On",
+        "PROVSYNC-MIB::provsyncObjects",
+        user=user,
+        auth=auth,
+        auth_key=key,
+        priv_key=priv,
+    )
     assert secure.returncode == 0, secure.stderr
     uptime = re.compile(r"^\.1\.3\.6\.1\.2\.1\.1\.3\.0.*$", re.MULTILINE)
     assert uptime.sub("", secure.stdout) == uptime.sub("", plain.stdout)
     assert ".1.3.6.1.4.1.32473.1.1.3.1.6.3 = INTEGER: critical(3)" in secure.stdout
-    system = v3(agent, "snmpget", "-Ov", "SNMPv2-MIB::sysName.0", user=user, auth=auth,
-                auth_key=key, priv_key=priv)  # fmt: skip
+    system = v3(
+        agent,
+        "snmpget",
+        "-Ov",
+        "SNMPv2-MIB::sysName.0",
+        user=user,
+        auth=auth,
+        auth_key=key,
+        priv_key=priv,
+    )
     assert system.returncode == 0, system.stderr
 
 
@@ -100,8 +165,14 @@ def test_bad_credentials_get_no_answer_and_the_agent_keeps_serving(agent_factory
     unknown_user = v3(agent, "snmpget", "SNMPv2-MIB::sysDescr.0", user="nobody")
     assert unknown_user.returncode != 0
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        for junk in (b"", b"\x30", b"\x30\x03\x02\x01\x01", b"\x30\x82\xff\xff" + b"\x00" * 10,
-                     bytes(range(256)), b"\x30\x0b\x02\x01\x01\x04\x06public"):  # fmt: skip
+        for junk in (
+            b"",
+            b"\x30",
+            b"\x30\x03\x02\x01\x01",
+            b"\x30\x82\xff\xff" + b"\x00" * 10,
+            bytes(range(256)),
+            b"\x30\x0b\x02\x01\x01\x04\x06public",
+        ):
             sock.sendto(junk, ("127.0.0.1", agent.snmp_port))
     good = v2c(agent, "snmpget", "-Ov", "SNMPv2-MIB::sysDescr.0")
     assert good.returncode == 0
@@ -117,12 +188,25 @@ def test_read_only_and_v1(agent_factory: Any) -> None:
     denied = v2c(agent, "snmpset", "SNMPv2-MIB::sysName.0", "s", "evil")
     assert denied.returncode != 0
     assert "noAccess" in denied.stderr or "noAccess" in denied.stdout
-    v1 = run("snmpget", "-v1", "-c", "public", f"127.0.0.1:{agent.snmp_port}",
-             "PROVSYNC-MIB::provsyncActiveAlarms.0", "SNMPv2-MIB::sysUpTime.0")  # fmt: skip
+    v1 = run(
+        "snmpget",
+        "-v1",
+        "-c",
+        "public",
+        f"127.0.0.1:{agent.snmp_port}",
+        "PROVSYNC-MIB::provsyncActiveAlarms.0",
+        "SNMPv2-MIB::sysUpTime.0",
+    )
     assert v1.returncode == 0, v1.stderr
     assert "Gauge32: 0" in v1.stdout
-    missing = run("snmpget", "-v1", "-c", "public", f"127.0.0.1:{agent.snmp_port}",
-                  "PROVSYNC-MIB::provsyncAlarmSeverity.999")  # fmt: skip
+    missing = run(
+        "snmpget",
+        "-v1",
+        "-c",
+        "public",
+        f"127.0.0.1:{agent.snmp_port}",
+        "PROVSYNC-MIB::provsyncAlarmSeverity.999",
+    )
     assert "noSuchName" in missing.stdout + missing.stderr
 
 
@@ -194,8 +278,9 @@ def test_ipv6_listener(agent_factory: Any) -> None:
         {"snmp": {"listen": [f"127.0.0.1:{free_udp_port()}", f"[::1]:{port}"], "users": USERS}}
     )
     agent.start()
-    got = run("snmpget", "-v2c", "-c", "public", "-Ov", f"udp6:[::1]:{port}",
-              "SNMPv2-MIB::sysDescr.0")  # fmt: skip
+    got = run(
+        "snmpget", "-v2c", "-c", "public", "-Ov", f"udp6:[::1]:{port}", "SNMPv2-MIB::sysDescr.0"
+    )
     assert got.returncode == 0, got.stderr
     assert "provsync" in got.stdout
 

@@ -49,10 +49,20 @@ from tests.mibcheck import (
 )
 from tests.netsnmp import MIBS, base_mibs, tool
 
-WALK_USER = {"name": "ops256", "auth_protocol": "SHA-256", "auth_key": "authpass256",
-             "priv_protocol": "AES-128", "priv_key": "privpass256"}  # fmt: skip
-TRAP_USER = {"name": "trapper", "auth_protocol": "SHA-256", "auth_key": "trapauth123",
-             "priv_protocol": "AES-128", "priv_key": "trappriv123"}  # fmt: skip
+WALK_USER = {
+    "name": "ops256",
+    "auth_protocol": "SHA-256",
+    "auth_key": "authpass256",
+    "priv_protocol": "AES-128",
+    "priv_key": "privpass256",
+}
+TRAP_USER = {
+    "name": "trapper",
+    "auth_protocol": "SHA-256",
+    "auth_key": "trapauth123",
+    "priv_protocol": "AES-128",
+    "priv_key": "trappriv123",
+}
 ENGINE_ID = "80007ed9050102030405060709"
 
 # Multi-byte texts: octets, not characters, are what SIZE constrains.
@@ -76,14 +86,35 @@ SEVERITIES = ("critical", "major", "minor", "warning", "indeterminate")
 # What issue 12 lists as mandatory (RFC 3411 snmpEngine group, RFC 3418 snmp group,
 # snmpEnableAuthenTraps, sysORLastChange and sysORTable), beside the system group.
 STANDARD_OBJECTS = (
-    ("SNMP-FRAMEWORK-MIB", ("snmpEngineID", "snmpEngineBoots", "snmpEngineTime",
-                            "snmpEngineMaxMessageSize")),
-    ("SNMPv2-MIB", ("sysDescr", "sysObjectID", "sysUpTime", "sysContact", "sysName",
-                    "sysLocation", "sysServices", "sysORLastChange", "sysORID", "sysORDescr",
-                    "sysORUpTime", "snmpInPkts", "snmpInBadVersions", "snmpInBadCommunityNames",
-                    "snmpInBadCommunityUses", "snmpInASNParseErrs", "snmpEnableAuthenTraps",
-                    "snmpSilentDrops", "snmpProxyDrops")),
-)  # fmt: skip
+    (
+        "SNMP-FRAMEWORK-MIB",
+        ("snmpEngineID", "snmpEngineBoots", "snmpEngineTime", "snmpEngineMaxMessageSize"),
+    ),
+    (
+        "SNMPv2-MIB",
+        (
+            "sysDescr",
+            "sysObjectID",
+            "sysUpTime",
+            "sysContact",
+            "sysName",
+            "sysLocation",
+            "sysServices",
+            "sysORLastChange",
+            "sysORID",
+            "sysORDescr",
+            "sysORUpTime",
+            "snmpInPkts",
+            "snmpInBadVersions",
+            "snmpInBadCommunityNames",
+            "snmpInBadCommunityUses",
+            "snmpInASNParseErrs",
+            "snmpEnableAuthenTraps",
+            "snmpSilentDrops",
+            "snmpProxyDrops",
+        ),
+    ),
+)
 
 
 @pytest.fixture(scope="module")
@@ -159,9 +190,10 @@ def populate(agent: AgentProcess) -> dict[str, int]:
                     "text": f"{severity} test",
                 },
             )
-            ids[severity] = raised["alarm"]["id"]  # fmt: skip
-        ids["text300"] = post("/api/v1/alarms", {"type": "sync-failed", "resource": "cm-300",
-                                                 "text": TEXT_300})["alarm"]["id"]  # fmt: skip
+            ids[severity] = raised["alarm"]["id"]
+        ids["text300"] = post(
+            "/api/v1/alarms", {"type": "sync-failed", "resource": "cm-300", "text": TEXT_300}
+        )["alarm"]["id"]
         long_one = post(
             "/api/v1/alarms",
             {
@@ -171,12 +203,15 @@ def populate(agent: AgentProcess) -> dict[str, int]:
                 "text": TEXT_8400,
             },
         )
-        ids["text8400"] = long_one["alarm"]["id"]  # fmt: skip
+        ids["text8400"] = long_one["alarm"]["id"]
         # A change: the same key raised again at another severity, then a text change.
-        post("/api/v1/alarms", {"type": "sync-failed", "resource": "cm-change",
-                                "severity": "minor"})  # fmt: skip
-        post("/api/v1/alarms", {"type": "sync-failed", "resource": "cm-change",
-                                "severity": "major", "text": TEXT_300})  # fmt: skip
+        post(
+            "/api/v1/alarms", {"type": "sync-failed", "resource": "cm-change", "severity": "minor"}
+        )
+        post(
+            "/api/v1/alarms",
+            {"type": "sync-failed", "resource": "cm-change", "severity": "major", "text": TEXT_300},
+        )
         post(f"/api/v1/alarms/{ids['critical']}/ack", {"note": "on it", "by": "ö" * 128})
         post(f"/api/v1/alarms/{ids['text8400']}/ack", {"by": "operator"})
         post(f"/api/v1/alarms/{ids['text8400']}/unack", {"by": "operator"})
@@ -190,7 +225,7 @@ def populate(agent: AgentProcess) -> dict[str, int]:
                 "text": TEXT_8400,
             },
         )
-        post(f"/api/v1/alarms/{cleared['alarm']['id']}/clear", {"note": TEXT_300})  # fmt: skip
+        post(f"/api/v1/alarms/{cleared['alarm']['id']}/clear", {"note": TEXT_300})
         post("/api/v1/alarms", {"type": "sync-failed", "resource": "cm-clear"})
         post("/api/v1/alarms/clear", {"type": "sync-failed", "resource": "cm-clear"})
         ids["last_seq"] = post("/api/v1/test", {"text": TEXT_8400, "by": "tests"})["seq"]
@@ -201,10 +236,16 @@ def never_synced_element(agent: AgentProcess) -> None:
     """An element whose initialization sync cannot reach it: it never synced. Returns once
     the failure's alarms and event are in (the walks must not race them)."""
     with agent.http() as http:
-        added = http.post("/api/v1/elements", json={
-            "name": "never-synced", "url": f"http://127.0.0.1:{free_port()}",
-            "username": "admin", "password": "x", "interval": 0,
-        })  # fmt: skip
+        added = http.post(
+            "/api/v1/elements",
+            json={
+                "name": "never-synced",
+                "url": f"http://127.0.0.1:{free_port()}",
+                "username": "admin",
+                "password": "x",
+                "interval": 0,
+            },
+        )
         assert added.status_code == 200, added.text
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -228,9 +269,16 @@ async def _walk(port: int, auth: CommunityData | UsmUserData) -> Varbinds:
         target = await UdpTransportTarget.create(("127.0.0.1", port), timeout=2, retries=1)
         found: Varbinds = []
         async for error, status, index, varbinds in bulk_walk_cmd(
-            snmp, auth, target, ContextData(), 0, 25, ObjectType(ObjectIdentity("1.3.6.1")),
-            lookupMib=False, lexicographicMode=True,
-        ):  # fmt: skip
+            snmp,
+            auth,
+            target,
+            ContextData(),
+            0,
+            25,
+            ObjectType(ObjectIdentity("1.3.6.1")),
+            lookupMib=False,
+            lexicographicMode=True,
+        ):
             assert not error, f"walk stopped: {error}"
             assert not status, f"walk stopped: {status.prettyPrint()} at {index}"
             found.extend((tuple(name), value) for name, value in varbinds)
@@ -245,9 +293,12 @@ def walk(agent: AgentProcess, auth: CommunityData | UsmUserData) -> Varbinds:
 
 def v3_walker() -> UsmUserData:
     return UsmUserData(
-        WALK_USER["name"], WALK_USER["auth_key"], WALK_USER["priv_key"],
-        authProtocol=usmHMAC192SHA256AuthProtocol, privProtocol=usmAesCfb128Protocol,
-    )  # fmt: skip
+        WALK_USER["name"],
+        WALK_USER["auth_key"],
+        WALK_USER["priv_key"],
+        authProtocol=usmHMAC192SHA256AuthProtocol,
+        privProtocol=usmAesCfb128Protocol,
+    )
 
 
 def served_objects(mib: CompiledMib, varbinds: Varbinds) -> dict[tuple[str, str], int]:
@@ -283,8 +334,12 @@ def test_walk_every_value_fits_the_compiled_mib(agent_factory: Any, mib: Compile
     # all reported at once.
     violations = [v for oid, value in plain + secure for v in mib.check(oid, value)]
     counts = served_objects(mib, plain)
-    missing_standard = [f"{module}::{name}" for module, names in STANDARD_OBJECTS
-                        for name in names if (module, name) not in counts]  # fmt: skip
+    missing_standard = [
+        f"{module}::{name}"
+        for module, names in STANDARD_OBJECTS
+        for name in names
+        if (module, name) not in counts
+    ]
     missing_own = [name for name in readable_objects(mib, MODULE) if (MODULE, name) not in counts]
     failures = []
     if violations:
@@ -373,13 +428,18 @@ class PysnmpReceiver:
         )
         config.add_v1_system(snmp, "receiver", "public")
         config.add_v3_user(
-            snmp, TRAP_USER["name"], usmHMAC192SHA256AuthProtocol, TRAP_USER["auth_key"],
-            usmAesCfb128Protocol, TRAP_USER["priv_key"],
+            snmp,
+            TRAP_USER["name"],
+            usmHMAC192SHA256AuthProtocol,
+            TRAP_USER["auth_key"],
+            usmAesCfb128Protocol,
+            TRAP_USER["priv_key"],
             securityEngineId=univ.OctetString(hexValue=ENGINE_ID),
-        )  # fmt: skip
+        )
 
-        def on_notification(snmp_engine: Any, state: Any, _engine_id: Any, _context: Any,
-                            varbinds: Any, _ctx: Any) -> None:  # fmt: skip
+        def on_notification(
+            snmp_engine: Any, state: Any, _engine_id: Any, _context: Any, varbinds: Any, _ctx: Any
+        ) -> None:
             context = snmp_engine.observer.get_execution_context("rfc3412.receiveMessage:request")
             version = "v3" if int(context["securityModel"]) == 3 else "v2c"
             pairs = [(tuple(name), value) for name, value in varbinds]
@@ -426,12 +486,30 @@ class RawTrapd:
 
     def start(self) -> RawTrapd:
         self.proc = subprocess.Popen(
-            [tool("snmptrapd"), "-f", "-C", "-c", str(self.config),
-             "-M", f"{base_mibs()}:{MIBS}", "-m", f"+{MODULE}", "-On", "-Ox", "-Oe", "-OU",
-             "-Lf", str(self.log), "-F", f"{RECORD}%P{FIELD}%V{VARBIND}%v{END}\n",
-             f"--persistentDir={self.log.parent / 'trapd-persist'}", f"udp:127.0.0.1:{self.port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                tool("snmptrapd"),
+                "-f",
+                "-C",
+                "-c",
+                str(self.config),
+                "-M",
+                f"{base_mibs()}:{MIBS}",
+                "-m",
+                f"+{MODULE}",
+                "-On",
+                "-Ox",
+                "-Oe",
+                "-OU",
+                "-Lf",
+                str(self.log),
+                "-F",
+                f"{RECORD}%P{FIELD}%V{VARBIND}%v{END}\n",
+                f"--persistentDir={self.log.parent / 'trapd-persist'}",
+                f"udp:127.0.0.1:{self.port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and b"NET-SNMP version" not in self._bytes():
             time.sleep(0.05)
@@ -465,13 +543,13 @@ class RawTrapd:
         return found
 
 
-_DATE_AND_TIME = re.compile(
-    r"(\d+)-(\d+)-(\d+),(\d+):(\d+):(\d+)\.(\d+)(?:,([+-])(\d+):(\d+))?"
-)  # fmt: skip
+_DATE_AND_TIME = re.compile(r"(\d+)-(\d+)-(\d+),(\d+):(\d+):(\d+)\.(\d+)(?:,([+-])(\d+):(\d+))?")
 _NETSNMP_INTEGERS = {
-    "INTEGER": univ.Integer, "Gauge32": rfc1902.Gauge32, "Counter32": rfc1902.Counter32,
+    "INTEGER": univ.Integer,
+    "Gauge32": rfc1902.Gauge32,
+    "Counter32": rfc1902.Counter32,
     "Counter64": rfc1902.Counter64,
-}  # fmt: skip
+}
 
 
 def parse_netsnmp(mib: CompiledMib, oid: tuple[int, ...], shown: str) -> Any:
@@ -520,8 +598,12 @@ def raw_trapd(tmp_path: Path) -> Iterator[RawTrapd]:
 
 
 def target(name: str, port: int, version: str) -> dict[str, Any]:
-    made: dict[str, Any] = {"name": name, "address": f"127.0.0.1:{port}", "version": version,
-                            "kind": "trap"}  # fmt: skip
+    made: dict[str, Any] = {
+        "name": name,
+        "address": f"127.0.0.1:{port}",
+        "version": version,
+        "kind": "trap",
+    }
     made.update({"community": "public"} if version == "v2c" else {"user": TRAP_USER["name"]})
     return made
 
@@ -562,13 +644,17 @@ def comparable(received: Received) -> list[tuple[tuple[int, ...], str, str]]:
 def test_every_notification_fits_the_compiled_mib_at_both_receivers(
     agent_factory: Any, mib: CompiledMib, raw_trapd: RawTrapd, pysnmp_receiver: PysnmpReceiver
 ) -> None:
-    targets = [target("trapd-v2c", raw_trapd.port, "v2c"),
-               target("pysnmp-v2c", pysnmp_receiver.port, "v2c"),
-               target("pysnmp-v3", pysnmp_receiver.port, "v3")]  # fmt: skip
-    agent: AgentProcess = agent_factory({
-        "snmp": {"engine_id": ENGINE_ID, "users": [TRAP_USER], "targets": targets},
-        "alarm_types": [SITE_TYPE],
-    }).start()  # fmt: skip
+    targets = [
+        target("trapd-v2c", raw_trapd.port, "v2c"),
+        target("pysnmp-v2c", pysnmp_receiver.port, "v2c"),
+        target("pysnmp-v3", pysnmp_receiver.port, "v3"),
+    ]
+    agent: AgentProcess = agent_factory(
+        {
+            "snmp": {"engine_id": ENGINE_ID, "users": [TRAP_USER], "targets": targets},
+            "alarm_types": [SITE_TYPE],
+        }
+    ).start()
     last = populate(agent)["last_seq"]
 
     at: dict[str, list[Received]] = {
@@ -586,8 +672,10 @@ def test_every_notification_fits_the_compiled_mib_at_both_receivers(
         for received in got:
             unreadable += [f"{receiver}: {p}" for p in received.problems]
             checked = mib.check_notification(received.varbinds)
-            violations += [Violation(v.oid, f"{receiver} {checked.trap} {v.name}", v.index,
-                                     v.why) for v in checked.violations]  # fmt: skip
+            violations += [
+                Violation(v.oid, f"{receiver} {checked.trap} {v.name}", v.index, v.why)
+                for v in checked.violations
+            ]
     assert not unreadable, "\n".join(unreadable)
     assert not violations, report(violations, "the notifications")
 
@@ -601,5 +689,9 @@ def test_every_notification_fits_the_compiled_mib_at_both_receivers(
     for left, right in zip(at["pysnmp v3"], at["pysnmp v2c"], strict=True):
         assert comparable(left) == comparable(right)
     kinds = {mib.locate(trap)[1] for trap, _ in traps["pysnmp v2c"]}
-    assert {"provsyncAlarmRaised", "provsyncAlarmChanged", "provsyncAlarmCleared",
-            "provsyncEvent"} <= kinds, kinds  # fmt: skip
+    assert {
+        "provsyncAlarmRaised",
+        "provsyncAlarmChanged",
+        "provsyncAlarmCleared",
+        "provsyncEvent",
+    } <= kinds, kinds

@@ -192,10 +192,19 @@ def test_drops_log_one_line_per_reason_per_interval() -> None:
 # ------------------------------------------------------------------ v3 screen
 ENGINE = b"\x80\x00\x1f\x88\x04\x01\x02\x03\x04"
 """The agent's engine ID in the in-process screen tests."""
-V3_USER = {"name": "ops256", "auth_protocol": "SHA-256", "auth_key": "authpass256",
-           "priv_protocol": "AES-128", "priv_key": "privpass256"}  # fmt: skip
-AUTH_USER = {"name": "opsauth", "auth_protocol": "SHA-256", "auth_key": "authonly256",
-             "priv_protocol": "none"}  # fmt: skip
+V3_USER = {
+    "name": "ops256",
+    "auth_protocol": "SHA-256",
+    "auth_key": "authpass256",
+    "priv_protocol": "AES-128",
+    "priv_key": "privpass256",
+}
+AUTH_USER = {
+    "name": "opsauth",
+    "auth_protocol": "SHA-256",
+    "auth_key": "authonly256",
+    "priv_protocol": "none",
+}
 USERS = known_users([SnmpUser.model_validate(V3_USER), SnmpUser.model_validate(AUTH_USER)])
 SHA256 = SnmpUSMSecurityModel.AUTH_SERVICES[AUTH["SHA-256"]]
 NO_AUTH, AUTH_NO_PRIV, AUTH_PRIV = 0x04, 0x05, 0x07  # msgFlags, reportable
@@ -228,11 +237,18 @@ def _v3(
     scoped = ber.sequence(ber.octets(b""), ber.octets(b""), pdu)
     if flags is None:
         flags = AUTH_PRIV if encrypted else AUTH_NO_PRIV if user == b"opsauth" else NO_AUTH
-    glob = ber.sequence(ber.integer(7), ber.integer(65507), ber.octets(bytes([flags])),
-                        ber.integer(3))  # fmt: skip
+    glob = ber.sequence(
+        ber.integer(7), ber.integer(65507), ber.octets(bytes([flags])), ber.integer(3)
+    )
     digest = b"\x00" * 24 if flags & 1 else b""
-    usm = ber.sequence(ber.octets(engine), ber.integer(1), ber.integer(9),
-                       ber.octets(user), ber.octets(digest), ber.octets(b""))  # fmt: skip
+    usm = ber.sequence(
+        ber.octets(engine),
+        ber.integer(1),
+        ber.integer(9),
+        ber.octets(user),
+        ber.octets(digest),
+        ber.octets(b""),
+    )
     data = ber.octets(b"\x5a" * 64) if encrypted else scoped
     message = ber.sequence(ber.integer(3), glob, ber.octets(usm), data)
     if not flags & 1:
@@ -440,8 +456,19 @@ def _p99(samples: list[float]) -> float:
 
 
 def _snmpget_v2c(agent: AgentProcess) -> Any:
-    return run("snmpget", "-v2c", "-c", "public", "-t", "2", "-r", "1", "-Ov",
-               f"127.0.0.1:{agent.snmp_port}", "SNMPv2-MIB::sysDescr.0")  # fmt: skip
+    return run(
+        "snmpget",
+        "-v2c",
+        "-c",
+        "public",
+        "-t",
+        "2",
+        "-r",
+        "1",
+        "-Ov",
+        f"127.0.0.1:{agent.snmp_port}",
+        "SNMPv2-MIB::sysDescr.0",
+    )
 
 
 def test_a_flood_of_hostile_datagrams_leaves_the_agent_responsive(agent_factory: Any) -> None:
@@ -486,25 +513,91 @@ def test_a_flood_of_hostile_datagrams_leaves_the_agent_responsive(agent_factory:
     good = _snmpget_v2c(agent)
     assert good.returncode == 0, good.stderr
     assert "provsync" in good.stdout
-    v3 = run("snmpget", "-v3", "-l", "authPriv", "-u", "ops256", "-a", "SHA-256", "-A",
-             "authpass256", "-x", "AES", "-X", "privpass256", "-t", "2", "-r", "1", "-Ov",
-             f"127.0.0.1:{agent.snmp_port}", "SNMPv2-MIB::sysDescr.0")  # fmt: skip
+    v3 = run(
+        "snmpget",
+        "-v3",
+        "-l",
+        "authPriv",
+        "-u",
+        "ops256",
+        "-a",
+        "SHA-256",
+        "-A",
+        "authpass256",
+        "-x",
+        "AES",
+        "-X",
+        "privpass256",
+        "-t",
+        "2",
+        "-r",
+        "1",
+        "-Ov",
+        f"127.0.0.1:{agent.snmp_port}",
+        "SNMPv2-MIB::sysDescr.0",
+    )
     assert v3.returncode == 0, v3.stderr
     # A manager with a mistyped user name still learns why (the RFC 3414 report).
-    stranger = run("snmpget", "-v3", "-l", "authNoPriv", "-u", "nobody", "-a", "SHA-256",
-                   "-A", "whatever123", "-t", "2", "-r", "2",
-                   f"127.0.0.1:{agent.snmp_port}", "SNMPv2-MIB::sysDescr.0")  # fmt: skip
+    stranger = run(
+        "snmpget",
+        "-v3",
+        "-l",
+        "authNoPriv",
+        "-u",
+        "nobody",
+        "-a",
+        "SHA-256",
+        "-A",
+        "whatever123",
+        "-t",
+        "2",
+        "-r",
+        "2",
+        f"127.0.0.1:{agent.snmp_port}",
+        "SNMPv2-MIB::sysDescr.0",
+    )
     assert stranger.returncode != 0
     assert "Unknown user name" in stranger.stderr, stranger.stderr
     # And one with a mistyped key, why it failed (the wrongDigests report, within budget).
-    mistyped = run("snmpget", "-v3", "-l", "authNoPriv", "-u", "opsauth", "-a", "SHA-256",
-                   "-A", "wrongkey123", "-t", "2", "-r", "2",
-                   f"127.0.0.1:{agent.snmp_port}", "SNMPv2-MIB::sysDescr.0")  # fmt: skip
+    mistyped = run(
+        "snmpget",
+        "-v3",
+        "-l",
+        "authNoPriv",
+        "-u",
+        "opsauth",
+        "-a",
+        "SHA-256",
+        "-A",
+        "wrongkey123",
+        "-t",
+        "2",
+        "-r",
+        "2",
+        f"127.0.0.1:{agent.snmp_port}",
+        "SNMPv2-MIB::sysDescr.0",
+    )
     assert mistyped.returncode != 0
     assert "Authentication failure" in mistyped.stderr, mistyped.stderr
-    right = run("snmpget", "-v3", "-l", "authNoPriv", "-u", "opsauth", "-a", "SHA-256",
-                "-A", "authonly256", "-t", "2", "-r", "1", "-Ov",
-                f"127.0.0.1:{agent.snmp_port}", "SNMPv2-MIB::sysDescr.0")  # fmt: skip
+    right = run(
+        "snmpget",
+        "-v3",
+        "-l",
+        "authNoPriv",
+        "-u",
+        "opsauth",
+        "-a",
+        "SHA-256",
+        "-A",
+        "authonly256",
+        "-t",
+        "2",
+        "-r",
+        "1",
+        "-Ov",
+        f"127.0.0.1:{agent.snmp_port}",
+        "SNMPv2-MIB::sysDescr.0",
+    )
     assert right.returncode == 0, right.stderr
     with agent.http() as http:
         counts = http.get("/api/v1/status").json()["snmp"]["requests"]

@@ -58,8 +58,13 @@ def test_active_alarm_columns_resolve() -> None:
     assert "ProvsyncSeverity" in result.stdout
     assert "read-only" in result.stdout
     table = run("snmptranslate", "-Tp", "PROVSYNC-MIB::provsyncActiveAlarmTable")
-    for column in ("provsyncAlarmResource", "provsyncAlarmText", "provsyncAlarmRaisedTime",
-                   "provsyncAlarmProbableCauseCode", "provsyncAlarmOccurrences"):  # fmt: skip
+    for column in (
+        "provsyncAlarmResource",
+        "provsyncAlarmText",
+        "provsyncAlarmRaisedTime",
+        "provsyncAlarmProbableCauseCode",
+        "provsyncAlarmOccurrences",
+    ):
         assert column in table.stdout
 
 
@@ -71,10 +76,13 @@ def _described(name: str) -> str:
 
 @pytest.mark.parametrize(
     ("name", "units"),
-    [("provsyncActiveAlarms", "alarms"), ("provsyncActiveCritical", "alarms"),
-     ("provsyncAlarmOccurrences", "occurrences"),
-     ("provsyncElementDistributionErrors", "rejected updates")],
-)  # fmt: skip
+    [
+        ("provsyncActiveAlarms", "alarms"),
+        ("provsyncActiveCritical", "alarms"),
+        ("provsyncAlarmOccurrences", "occurrences"),
+        ("provsyncElementDistributionErrors", "rejected updates"),
+    ],
+)
 def test_counts_have_units(name: str, units: str) -> None:
     assert f'UNITS\t\t"{units}"' in _described(name)
 
@@ -102,8 +110,11 @@ def test_probable_cause_tc_is_ianas_list() -> None:
     assert dict(re.findall(r"(\w+)\((\d+)\)", body)) == {
         label: str(number) for label, number in PROBABLE_CAUSES.items()
     }
-    for name in ("provsyncAlarmTypeProbableCauseCode", "provsyncAlarmProbableCauseCode",
-                 "provsyncNotifyProbableCauseCode"):  # fmt: skip
+    for name in (
+        "provsyncAlarmTypeProbableCauseCode",
+        "provsyncAlarmProbableCauseCode",
+        "provsyncNotifyProbableCauseCode",
+    ):
         assert "ProvsyncProbableCause" in _described(name)
     code = run("snmptranslate", "-On", "PROVSYNC-MIB::provsyncAlarmTypeProbableCauseCode")
     assert code.stdout.strip() == ".1.3.6.1.4.1.32473.1.1.2.1.10"
@@ -115,17 +126,21 @@ def test_notifications_keep_their_objects_and_name_the_appended_ones() -> None:
     text = MIB.read_text()
     raised = _described("provsyncAlarmRaised")
     objects = raised[raised.index("OBJECTS") : raised.index("}")]
-    assert re.findall(r"provsync\w+", objects) == [
-        *NOTIFY_OBJECTS[:10], "provsyncNotifyResolution"
-    ]  # fmt: skip
+    assert re.findall(r"provsync\w+", objects) == [*NOTIFY_OBJECTS[:10], "provsyncNotifyResolution"]
     for name, appended in [
-        ("provsyncAlarmRaised", "provsyncNotifyQualifier, provsyncNotifyProbableCauseCode, "
-         "provsyncNotifyOperatorState and provsyncNotifyAckBy"),
-        ("provsyncAlarmChanged", "provsyncNotifyQualifier, provsyncNotifyProbableCauseCode, "
-         "provsyncNotifyOperatorState and provsyncNotifyAckBy"),
+        (
+            "provsyncAlarmRaised",
+            "provsyncNotifyQualifier, provsyncNotifyProbableCauseCode, "
+            "provsyncNotifyOperatorState and provsyncNotifyAckBy",
+        ),
+        (
+            "provsyncAlarmChanged",
+            "provsyncNotifyQualifier, provsyncNotifyProbableCauseCode, "
+            "provsyncNotifyOperatorState and provsyncNotifyAckBy",
+        ),
         ("provsyncAlarmCleared", "provsyncNotifyQualifier and provsyncNotifyProbableCauseCode"),
         ("provsyncEvent", "provsyncNotifyQualifier and provsyncNotifyProbableCauseCode"),
-    ]:  # fmt: skip
+    ]:
         start = text.index(f"{name} NOTIFICATION-TYPE")
         description = " ".join(text[start : text.index("::=", start)].split())
         assert appended in description, name
@@ -156,34 +171,46 @@ def test_export_reroots_under_another_pen_under_its_own_name(tmp_path: Path) -> 
     lint = _lint(path, mib_dir=tmp_path)
     assert lint.stdout == ""
     assert lint.stderr == ""
-    where = run("snmptranslate", "-On", "PROVSYNC-99999-42-MIB::provsyncAlarmSeverity",
-                mib_dir=tmp_path)  # fmt: skip
+    where = run(
+        "snmptranslate", "-On", "PROVSYNC-99999-42-MIB::provsyncAlarmSeverity", mib_dir=tmp_path
+    )
     assert where.stdout.strip() == ".1.3.6.1.4.1.99999.42.1.3.1.6"
 
 
 @pytest.mark.parametrize(
     "root",
-    [(1, 3, 6, 1, 4, 1, 99999, 42), (1, 3, 6, 1, 4, 1, 64000), (1, 3, 6, 1, 4, 1, 99999, 7, 300, 2),
-     (1, 3, 6, 1, 4, 1, 32473, 1, 5)],
-)  # fmt: skip
+    [
+        (1, 3, 6, 1, 4, 1, 99999, 42),
+        (1, 3, 6, 1, 4, 1, 64000),
+        (1, 3, 6, 1, 4, 1, 99999, 7, 300, 2),
+        (1, 3, 6, 1, 4, 1, 32473, 1, 5),
+    ],
+)
 def test_an_export_under_any_root_is_smilint_clean(tmp_path: Path, root: tuple[int, ...]) -> None:
     name = default_module_name(root)
     assert name != "PROVSYNC-MIB"
     (tmp_path / f"{name}.txt").write_text(mib_text(root))
     lint = _lint(tmp_path / f"{name}.txt", mib_dir=tmp_path)
     assert (lint.stdout, lint.stderr) == ("", "")
-    where = run("snmptranslate", "-On", f"{name}::provsyncMIB", f"{name}::provsyncNotifyAckBy",
-                mib_dir=tmp_path)  # fmt: skip
+    where = run(
+        "snmptranslate",
+        "-On",
+        f"{name}::provsyncMIB",
+        f"{name}::provsyncNotifyAckBy",
+        mib_dir=tmp_path,
+    )
     assert where.stdout.split() == [
-        "." + ".".join(map(str, root)), "." + ".".join(map(str, (*root, 1, 6, 16)))
-    ]  # fmt: skip
+        "." + ".".join(map(str, root)),
+        "." + ".".join(map(str, (*root, 1, 6, 16))),
+    ]
 
 
 def test_two_sites_exports_load_next_to_the_default_module(tmp_path: Path) -> None:
     """The default module and a site's export, loaded together: each name resolves under
     its own root (one NMS, two agents)."""
-    result = _export("--out", str(tmp_path), "--root", "1.3.6.1.4.1.99999.7",
-                     "--module", "SITE-B-PROVSYNC-MIB")  # fmt: skip
+    result = _export(
+        "--out", str(tmp_path), "--root", "1.3.6.1.4.1.99999.7", "--module", "SITE-B-PROVSYNC-MIB"
+    )
     assert result.returncode == 0, result.stderr
     lint = _lint(tmp_path / "SITE-B-PROVSYNC-MIB.txt", mib_dir=tmp_path)
     assert (lint.stdout, lint.stderr) == ("", "")
@@ -191,15 +218,25 @@ def test_two_sites_exports_load_next_to_the_default_module(tmp_path: Path) -> No
     variables["MIBDIRS"] = f"{base_mibs()}:{MIBS}:{tmp_path}"
     variables["MIBS"] = "+PROVSYNC-MIB:SITE-B-PROVSYNC-MIB"
     both = subprocess.run(
-        [tool("snmptranslate"), "-On", "PROVSYNC-MIB::provsyncAlarmText",
-         "SITE-B-PROVSYNC-MIB::provsyncAlarmText", "SITE-B-PROVSYNC-MIB::provsyncAlarmRaised"],
-        capture_output=True, text=True, timeout=60, env=variables,
-    )  # fmt: skip
+        [
+            tool("snmptranslate"),
+            "-On",
+            "PROVSYNC-MIB::provsyncAlarmText",
+            "SITE-B-PROVSYNC-MIB::provsyncAlarmText",
+            "SITE-B-PROVSYNC-MIB::provsyncAlarmRaised",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=variables,
+    )
     assert both.returncode == 0, both.stderr
     assert both.stderr == ""
     assert both.stdout.split() == [
-        ".1.3.6.1.4.1.32473.1.1.3.1.9", ".1.3.6.1.4.1.99999.7.1.3.1.9", ".1.3.6.1.4.1.99999.7.0.1"
-    ]  # fmt: skip
+        ".1.3.6.1.4.1.32473.1.1.3.1.9",
+        ".1.3.6.1.4.1.99999.7.1.3.1.9",
+        ".1.3.6.1.4.1.99999.7.0.1",
+    ]
 
 
 def test_export_at_the_default_root_is_the_mibs_file(tmp_path: Path) -> None:
@@ -209,9 +246,19 @@ def test_export_at_the_default_root_is_the_mibs_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["provsync-mib", "PROVSYNC--MIB", "PROVSYNC-MIB-", "1PROVSYNC", "PROV_SYNC", "",
-             "P" * 65, "PROVSYNC MIB", "PRÖVSYNC-MIB"],
-)  # fmt: skip
+    "name",
+    [
+        "provsync-mib",
+        "PROVSYNC--MIB",
+        "PROVSYNC-MIB-",
+        "1PROVSYNC",
+        "PROV_SYNC",
+        "",
+        "P" * 65,
+        "PROVSYNC MIB",
+        "PRÖVSYNC-MIB",
+    ],
+)
 def test_a_bad_module_name_exits_2_in_one_line(tmp_path: Path, name: str) -> None:
     with pytest.raises(ValueError):
         check_module_name(name)

@@ -17,12 +17,24 @@ from tests.netsnmp import run
 from tests.test_snmp_agent import start, v2c, v3
 
 LONG_CONTACT = "é" * 200 + "x" * 100  # not NVT ASCII, and longer than 255
-COUNTERS = ("snmpInPkts", "snmpInBadVersions", "snmpInBadCommunityNames",
-            "snmpInBadCommunityUses", "snmpInASNParseErrs", "snmpSilentDrops", "snmpProxyDrops",
-            "snmpUnknownSecurityModels", "snmpInvalidMsgs", "snmpUnknownPDUHandlers",
-            "usmStatsUnsupportedSecLevels", "usmStatsNotInTimeWindows",
-            "usmStatsUnknownUserNames", "usmStatsUnknownEngineIDs", "usmStatsWrongDigests",
-            "usmStatsDecryptionErrors")  # fmt: skip
+COUNTERS = (
+    "snmpInPkts",
+    "snmpInBadVersions",
+    "snmpInBadCommunityNames",
+    "snmpInBadCommunityUses",
+    "snmpInASNParseErrs",
+    "snmpSilentDrops",
+    "snmpProxyDrops",
+    "snmpUnknownSecurityModels",
+    "snmpInvalidMsgs",
+    "snmpUnknownPDUHandlers",
+    "usmStatsUnsupportedSecLevels",
+    "usmStatsNotInTimeWindows",
+    "usmStatsUnknownUserNames",
+    "usmStatsUnknownEngineIDs",
+    "usmStatsWrongDigests",
+    "usmStatsDecryptionErrors",
+)
 WALKED = ("1.3.6.1.2.1.1", "1.3.6.1.2.1.11", "1.3.6.1.6.3")
 
 
@@ -69,8 +81,12 @@ def test_standard_objects_agree_over_v2c_and_v3(agent_factory: Any) -> None:
     assert 0 <= int(plain["snmpSetSerialNo.0"]) <= 2**31 - 1
     # sysORTable: one row per capability, all registered at start.
     ids = [plain[f"sysORID.{i}"] for i in range(1, 5)]
-    assert ids == ["provsyncCompliance2", "snmpMIB", "snmpFrameworkMIBCompliance",
-                   "snmpMPDCompliance"]  # fmt: skip
+    assert ids == [
+        "provsyncCompliance2",
+        "snmpMIB",
+        "snmpFrameworkMIBCompliance",
+        "snmpMPDCompliance",
+    ]
     assert "sysORID.5" not in plain
     stamps = {plain[f"sysORUpTime.{i}"] for i in range(1, 5)}
     assert stamps == {plain["sysORLastChange.0"]}
@@ -87,8 +103,13 @@ def test_values_are_the_engines_and_time_matches_v3_timeliness(agent_factory: An
     # The engine time of the report the agent's USM sends (RFC 3414 4: discovery) and
     # snmpEngineTime come from one clock.
     engine, boots, report_time = _discover(agent.snmp_port)
-    served = v2c(agent, "snmpget", "-OqvU", "SNMP-FRAMEWORK-MIB::snmpEngineTime.0",
-                 "SNMP-FRAMEWORK-MIB::snmpEngineBoots.0")  # fmt: skip
+    served = v2c(
+        agent,
+        "snmpget",
+        "-OqvU",
+        "SNMP-FRAMEWORK-MIB::snmpEngineTime.0",
+        "SNMP-FRAMEWORK-MIB::snmpEngineBoots.0",
+    )
     served_time, served_boots = served.stdout.split()
     assert engine.hex() == state["engine_id"]
     assert boots == int(served_boots) == state["boots"]
@@ -97,13 +118,23 @@ def test_values_are_the_engines_and_time_matches_v3_timeliness(agent_factory: An
 
 def test_engine_boots_move_on_restart(agent_factory: Any) -> None:
     agent = start(agent_factory)
-    first = v3(agent, "snmpget", "-Oqv", "SNMP-FRAMEWORK-MIB::snmpEngineBoots.0",
-               "SNMP-FRAMEWORK-MIB::snmpEngineID.0")  # fmt: skip
+    first = v3(
+        agent,
+        "snmpget",
+        "-Oqv",
+        "SNMP-FRAMEWORK-MIB::snmpEngineBoots.0",
+        "SNMP-FRAMEWORK-MIB::snmpEngineID.0",
+    )
     assert first.returncode == 0, first.stderr
     agent.stop()
     agent.start()
-    second = v3(agent, "snmpget", "-Oqv", "SNMP-FRAMEWORK-MIB::snmpEngineBoots.0",
-                "SNMP-FRAMEWORK-MIB::snmpEngineID.0")  # fmt: skip
+    second = v3(
+        agent,
+        "snmpget",
+        "-Oqv",
+        "SNMP-FRAMEWORK-MIB::snmpEngineBoots.0",
+        "SNMP-FRAMEWORK-MIB::snmpEngineID.0",
+    )
     boots, engine_id = first.stdout.split(maxsplit=1)
     assert second.stdout.split(maxsplit=1) == [str(int(boots) + 1), engine_id]
     persisted = json.loads((agent.data_dir / "snmp-engine.json").read_text())["boots"]
@@ -146,17 +177,45 @@ def test_counters_move_with_what_is_sent(agent_factory: Any) -> None:
     assert moved["usmStatsUnknownEngineIDs"] >= 2
     # Every datagram once: the junk, the SET, each v3 session's discovery and requests
     # (as counted by the reports they got), and the GET that reads the counters.
-    sent = (len(junk) + 1 + moved["usmStatsUnknownEngineIDs"]
-            + moved["usmStatsUnknownUserNames"] + moved["usmStatsWrongDigests"] + 1)  # fmt: skip
+    sent = (
+        len(junk)
+        + 1
+        + moved["usmStatsUnknownEngineIDs"]
+        + moved["usmStatsUnknownUserNames"]
+        + moved["usmStatsWrongDigests"]
+        + 1
+    )
     assert moved["snmpInPkts"] == sent
     assert moved["snmpSilentDrops"] == moved["snmpProxyDrops"] == 0
 
 
 def test_set_over_v3_gets_an_authenticated_encrypted_no_access(agent_factory: Any) -> None:
     agent = start(agent_factory)
-    denied = run("snmpset", "-d", "-v3", "-l", "authPriv", "-u", "ops256", "-a", "SHA-256",
-                 "-A", "authpass256", "-x", "AES", "-X", "privpass256", "-t", "2", "-r", "0",
-                 f"127.0.0.1:{agent.snmp_port}", "SNMPv2-MIB::sysName.0", "s", "evil")  # fmt: skip
+    denied = run(
+        "snmpset",
+        "-d",
+        "-v3",
+        "-l",
+        "authPriv",
+        "-u",
+        "ops256",
+        "-a",
+        "SHA-256",
+        "-A",
+        "authpass256",
+        "-x",
+        "AES",
+        "-X",
+        "privpass256",
+        "-t",
+        "2",
+        "-r",
+        "0",
+        f"127.0.0.1:{agent.snmp_port}",
+        "SNMPv2-MIB::sysName.0",
+        "s",
+        "evil",
+    )
     assert denied.returncode != 0
     output = denied.stdout + denied.stderr
     assert "Reason: noAccess" in output
@@ -170,8 +229,20 @@ def test_set_over_v3_gets_an_authenticated_encrypted_no_access(agent_factory: An
     assert _status(agent)["requests"]["v3_set_refused"] == 1
     name = v3(agent, "snmpget", "-Oqv", "SNMPv2-MIB::sysName.0")
     assert name.stdout.strip() != "evil"
-    v1 = run("snmpset", "-v1", "-c", "public", "-t", "2", "-r", "0",
-             f"127.0.0.1:{agent.snmp_port}", "SNMPv2-MIB::sysName.0", "s", "evil")  # fmt: skip
+    v1 = run(
+        "snmpset",
+        "-v1",
+        "-c",
+        "public",
+        "-t",
+        "2",
+        "-r",
+        "0",
+        f"127.0.0.1:{agent.snmp_port}",
+        "SNMPv2-MIB::sysName.0",
+        "s",
+        "evil",
+    )
     assert v1.returncode != 0
     assert "noSuchName" in v1.stdout + v1.stderr
 
@@ -180,14 +251,23 @@ def test_the_whole_view_walks_in_order(agent_factory: Any) -> None:
     agent = start(agent_factory)
     walk = v2c(agent, "snmpbulkwalk", "-On", "-Cc", "1.3.6.1")
     assert walk.returncode == 0, walk.stderr
-    oids = [tuple(int(arc) for arc in line.split(" ", 1)[0].strip(".").split("."))
-            for line in walk.stdout.splitlines()
-            if line.startswith(".") and "No more variables" not in line]  # fmt: skip
+    oids = [
+        tuple(int(arc) for arc in line.split(" ", 1)[0].strip(".").split("."))
+        for line in walk.stdout.splitlines()
+        if line.startswith(".") and "No more variables" not in line
+    ]
     assert oids == sorted(oids)
     assert len(set(oids)) == len(oids)
-    firsts = [standard.SYS_OR_LAST_CHANGE, standard.SYS_OR_ENTRY, standard.SNMP_GROUP,
-              MibOids().root, standard.SNMP_SET, standard.SNMP_ENGINE,
-              standard.SNMP_MPD_STATS, standard.USM_STATS]  # fmt: skip
+    firsts = [
+        standard.SYS_OR_LAST_CHANGE,
+        standard.SYS_OR_ENTRY,
+        standard.SNMP_GROUP,
+        MibOids().root,
+        standard.SNMP_SET,
+        standard.SNMP_ENGINE,
+        standard.SNMP_MPD_STATS,
+        standard.USM_STATS,
+    ]
     positions = [next(i for i, o in enumerate(oids) if o[: len(p)] == p) for p in firsts]
     assert positions == sorted(positions)
     v3_walk = v3(agent, "snmpbulkwalk", "-On", "-Cc", "1.3.6.1")
@@ -210,10 +290,20 @@ def _v3_header(flags: int = 0x04, model: int = 3, user: bytes = b"") -> bytes:
     vb = ber.sequence(ber.oid((1, 3, 6, 1, 2, 1, 1, 1, 0)), ber.NULL_VALUE)
     pdu = ber.tlv(ber.GET, ber.integer(1) + ber.integer(0) + ber.integer(0) + ber.sequence(vb))
     scoped = ber.sequence(ber.octets(b""), ber.octets(b""), pdu)
-    glob = ber.sequence(ber.integer(int(time.time()) & 0xFFFF), ber.integer(65507),
-                        ber.octets(bytes([flags])), ber.integer(model))  # fmt: skip
-    usm = ber.sequence(ber.octets(b""), ber.integer(0), ber.integer(0), ber.octets(user),
-                       ber.octets(b""), ber.octets(b""))  # fmt: skip
+    glob = ber.sequence(
+        ber.integer(int(time.time()) & 0xFFFF),
+        ber.integer(65507),
+        ber.octets(bytes([flags])),
+        ber.integer(model),
+    )
+    usm = ber.sequence(
+        ber.octets(b""),
+        ber.integer(0),
+        ber.integer(0),
+        ber.octets(user),
+        ber.octets(b""),
+        ber.octets(b""),
+    )
     return ber.sequence(ber.integer(3), glob, ber.octets(usm), scoped)
 
 
@@ -231,8 +321,11 @@ def _discover(port: int) -> tuple[bytes, int, int]:
     _, e_start, e_end = ber.header(report, usm)
     _, b_start, b_end = ber.header(report, e_end)
     _, t_start, t_end = ber.header(report, b_end)
-    return (report[e_start:e_end], ber.decode_int(report, b_start, b_end),
-            ber.decode_int(report, t_start, t_end))  # fmt: skip
+    return (
+        report[e_start:e_end],
+        ber.decode_int(report, b_start, b_end),
+        ber.decode_int(report, t_start, t_end),
+    )
 
 
 def _dumped_packets(output: str, direction: str) -> list[bytes]:

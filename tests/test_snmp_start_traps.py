@@ -41,14 +41,21 @@ HOST = "agent.example.net"
 
 
 def _user(auth_key: str = "authkey123") -> dict[str, str]:
-    return {"name": "u", "auth_protocol": "SHA-256", "auth_key": auth_key,
-            "priv_protocol": "AES-128", "priv_key": "privkey123"}  # fmt: skip
+    return {
+        "name": "u",
+        "auth_protocol": "SHA-256",
+        "auth_key": auth_key,
+        "priv_protocol": "AES-128",
+        "priv_key": "privkey123",
+    }
 
 
 def _settings(api_port: int = 8163, alarm_types: tuple[Any, ...] = (), **snmp: Any) -> Any:
     base: dict[str, Any] = {
-        "communities": [{"name": "public"}], "users": [_user()], "sys_location": "rack 1",
-    }  # fmt: skip
+        "communities": [{"name": "public"}],
+        "users": [_user()],
+        "sys_location": "rack 1",
+    }
     base.update(snmp)
     return settings_from_dict(
         {"snmp": base, "api": {"listen": f"127.0.0.1:{api_port}"}, "alarm_types": alarm_types}
@@ -74,12 +81,17 @@ def test_the_digest_follows_what_snmp_serves_and_sends_and_nothing_else() -> Non
         "host": config_digest(_settings(), "other.example.net", KEY),
         "version": config_digest(_settings(), HOST, KEY, version="0.0.0-other"),
         "key": config_digest(_settings(), HOST, b"x" * 32),
-    }  # fmt: skip
+    }
     assert same not in changed.values(), changed
     assert len(set(changed.values())) == len(changed)
-    site_type = {"id": "door", "name": "Door", "kind": "alarm", "severity": "minor",
-                 "event_type": "environmentalAlarm",
-                 "probable_cause": "enclosureDoorOpen"}  # fmt: skip
+    site_type = {
+        "id": "door",
+        "name": "Door",
+        "kind": "alarm",
+        "severity": "minor",
+        "event_type": "environmentalAlarm",
+        "probable_cause": "enclosureDoorOpen",
+    }
     assert config_digest(_settings(alarm_types=(site_type,)), HOST, KEY) != same
 
 
@@ -108,22 +120,46 @@ STARTED = {"type_name": "Agent Started", "event_type": "other", "probable_cause"
 
 
 def _started(seq: int, *, boots: int, start: str = "cold", pid: int | None = None) -> Notification:
-    details = {"pid": os.getpid() if pid is None else pid, "store_id": "s",
-               "snmp_engine_id": ENGINE_ID, "snmp_engine_boots": boots, "start": start}  # fmt: skip
+    details = {
+        "pid": os.getpid() if pid is None else pid,
+        "store_id": "s",
+        "snmp_engine_id": ENGINE_ID,
+        "snmp_engine_boots": boots,
+        "start": start,
+    }
     return Notification(
-        seq=seq, at=AT, kind=NotificationKind.EVENT, alarm_id=0, type_id="agent-started",
-        resource=HOST, qualifier="", severity="indeterminate", text="provsync started",
-        raise_seq=0, payload={**STARTED, "details": details},
-    )  # fmt: skip
+        seq=seq,
+        at=AT,
+        kind=NotificationKind.EVENT,
+        alarm_id=0,
+        type_id="agent-started",
+        resource=HOST,
+        qualifier="",
+        severity="indeterminate",
+        text="provsync started",
+        raise_seq=0,
+        payload={**STARTED, "details": details},
+    )
 
 
 def _raised(seq: int) -> Notification:
     return Notification(
-        seq=seq, at=AT, kind=NotificationKind.ALARM_RAISED, alarm_id=1, type_id="sync-failed",
-        resource="cm1", qualifier="", severity="major", text="failed", raise_seq=0,
-        payload={"type_name": "Sync Failed", "event_type": "processingErrorAlarm",
-                 "probable_cause": "softwareError"},
-    )  # fmt: skip
+        seq=seq,
+        at=AT,
+        kind=NotificationKind.ALARM_RAISED,
+        alarm_id=1,
+        type_id="sync-failed",
+        resource="cm1",
+        qualifier="",
+        severity="major",
+        text="failed",
+        raise_seq=0,
+        payload={
+            "type_name": "Sync Failed",
+            "event_type": "processingErrorAlarm",
+            "probable_cause": "softwareError",
+        },
+    )
 
 
 def test_only_this_start_agent_started_names_a_start_kind() -> None:
@@ -135,13 +171,18 @@ def test_only_this_start_agent_started_names_a_start_kind() -> None:
     assert this.kind_of(_started(1, boots=7, start="hot")) is None
     assert this.kind_of(_raised(1)) is None
     assert [(v.oid, v.value) for v in start_vars("warm", 42)] == [
-        ((1, 3, 6, 1, 2, 1, 1, 3, 0), 42), ((1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0), WARM_START),
-    ]  # fmt: skip
+        ((1, 3, 6, 1, 2, 1, 1, 3, 0), 42),
+        ((1, 3, 6, 1, 6, 3, 1, 1, 4, 1, 0), WARM_START),
+    ]
 
 
 OIDS = MibOids()
-NAMES = {COLD_START: "coldStart", WARM_START: "warmStart",
-         OIDS["provsyncEvent"]: "event", OIDS["provsyncAlarmRaised"]: "raised"}  # fmt: skip
+NAMES = {
+    COLD_START: "coldStart",
+    WARM_START: "warmStart",
+    OIDS["provsyncEvent"]: "event",
+    OIDS["provsyncAlarmRaised"]: "raised",
+}
 
 
 def _trap_oids(datagrams: list[bytes]) -> list[str]:

@@ -14,8 +14,13 @@ from tests.netsnmp import env, tool
 
 ENGINE_ID = "80007ed9050102030405060708"
 START_TRAPS = ("coldStart", "warmStart")
-USER = {"name": "trapper", "auth_protocol": "SHA-256", "auth_key": "trapauth123",
-        "priv_protocol": "AES-128", "priv_key": "trappriv123"}  # fmt: skip
+USER = {
+    "name": "trapper",
+    "auth_protocol": "SHA-256",
+    "auth_key": "trapauth123",
+    "priv_protocol": "AES-128",
+    "priv_key": "trappriv123",
+}
 
 
 class Trapd:
@@ -41,11 +46,23 @@ class Trapd:
         log = self.root / f"trapd-{len(self.logs)}.log"
         self.logs.append(log)
         self.proc = subprocess.Popen(
-            [tool("snmptrapd"), "-f", "-C", "-c", str(self.config), "-Lf", str(log),
-             "-F", "TRAP %P|%v\n", f"--persistentDir={self.root / 'persist'}",
-             f"udp:127.0.0.1:{self.port}"],
-            env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                tool("snmptrapd"),
+                "-f",
+                "-C",
+                "-c",
+                str(self.config),
+                "-Lf",
+                str(log),
+                "-F",
+                "TRAP %P|%v\n",
+                f"--persistentDir={self.root / 'persist'}",
+                f"udp:127.0.0.1:{self.port}",
+            ],
+            env=env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and (
             not log.exists() or "NET-SNMP version" not in log.read_text(errors="replace")
@@ -93,9 +110,10 @@ class Trapd:
         deadline = time.monotonic() + within
         while True:
             got = [
-                r for r in self.records(start_traps=start_traps)
+                r
+                for r in self.records(start_traps=start_traps)
                 if r["pdu"] == pdu and r["version"] == version
-            ]  # fmt: skip
+            ]
             if len(got) >= count or time.monotonic() > deadline:
                 return got
             time.sleep(0.1)
@@ -105,9 +123,13 @@ def targets(port: int, *kinds: tuple[str, str]) -> list[dict[str, Any]]:
     made = []
     for version, kind in kinds:
         target: dict[str, Any] = {
-            "name": f"{version}-{kind}", "address": f"127.0.0.1:{port}", "version": version,
-            "kind": kind, "timeout": "500ms", "retries": 1,
-        }  # fmt: skip
+            "name": f"{version}-{kind}",
+            "address": f"127.0.0.1:{port}",
+            "version": version,
+            "kind": kind,
+            "timeout": "500ms",
+            "retries": 1,
+        }
         if version == "v2c":
             target["community"] = "public"
         else:
@@ -139,16 +161,23 @@ def test_raise_clear_event_reach_every_target_decoded(agent_factory: Any, trapd:
         got = trapd.wait_for(4, pdu=pdu, version=version)
         assert [r["seq"] for r in got] == [1, 2, 3, 4], (version, kind, trapd.text()[-2000:])
         assert [r["trap"] for r in got] == [
-            "provsyncEvent", "provsyncAlarmRaised", "provsyncAlarmCleared", "provsyncEvent",
-        ]  # fmt: skip
+            "provsyncEvent",
+            "provsyncAlarmRaised",
+            "provsyncAlarmCleared",
+            "provsyncEvent",
+        ]
         raise_note, clear_note, event = got[1]["values"], got[2]["values"], got[3]["values"]
         assert raise_note["provsyncNotifySeverity.0"] == "INTEGER: major(4)"
-        assert raise_note["provsyncNotifyResource.0"] == 'STRING: "cm1"' or raise_note[
-            "provsyncNotifyResource.0"] == "STRING: cm1"  # fmt: skip
+        assert (
+            raise_note["provsyncNotifyResource.0"] == 'STRING: "cm1"'
+            or raise_note["provsyncNotifyResource.0"] == "STRING: cm1"
+        )
         assert raise_note["provsyncNotifyEventType.0"] == "INTEGER: communicationsAlarm(2)"
         assert "no route" in raise_note["provsyncNotifyText.0"]
-        assert "provsync elements show cm1 | GET /api/v1/elements/cm1" in raise_note[
-            "provsyncNotifyResolution.0"]  # fmt: skip
+        assert (
+            "provsync elements show cm1 | GET /api/v1/elements/cm1"
+            in raise_note["provsyncNotifyResolution.0"]
+        )
         assert clear_note["provsyncNotifySeverity.0"] == "INTEGER: cleared(1)"
         assert clear_note["provsyncNotifyRaiseSequence.0"] == "Gauge32: 2"
         assert "hello receivers" in event["provsyncNotifyText.0"]
@@ -174,8 +203,10 @@ def test_heartbeat_at_the_configured_interval(agent_factory: Any, trapd: Trapd) 
     assert [r["trap"] for r in got[:2]] == ["provsyncHeartbeat", "provsyncHeartbeat"]
     values = got[0]["values"]
     assert list(values)[2:] == [
-        "provsyncLastSequence.0", "provsyncActiveAlarms.0", "provsyncNotifyTime.0",
-    ]  # fmt: skip
+        "provsyncLastSequence.0",
+        "provsyncActiveAlarms.0",
+        "provsyncNotifyTime.0",
+    ]
     # The value, with or without the UNITS snmptrapd adds from the MIB.
     assert values["provsyncActiveAlarms.0"].split()[:2] == ["Gauge32:", "0"]
     with agent.http() as http:
@@ -250,8 +281,10 @@ def test_an_inform_that_could_wait_past_the_bound_is_a_config_error(
     assert "timeout and retries" in str(info.value)
     assert f"at most {MAX_INFORM_WAIT:g}s" in str(info.value)
     path = tmp_path / "wait.toml"
-    lines = [f"{key} = {value!r}" if isinstance(value, str) else f"{key} = {value}"
-             for key, value in target.items()]  # fmt: skip
+    lines = [
+        f"{key} = {value!r}" if isinstance(value, str) else f"{key} = {value}"
+        for key, value in target.items()
+    ]
     user = "\n".join(f'{key} = "{value}"' for key, value in USER.items())
     path.write_text(
         "[[snmp.users]]\n" + user + "\n[[snmp.targets]]\n" + "\n".join(lines).replace("'", '"')

@@ -111,13 +111,20 @@ def _sender(port: int, *, timeout: float = 0.3, retries: int = 0) -> V3Sender:
     engine = create_engine(ENGINE_ID, 1)
     add_user(engine, user)
     service: Any = SimpleNamespace(
-        engine=engine, snmp=SimpleNamespace(users=[user]), client_domains=set(), counters={},
+        engine=engine,
+        snmp=SimpleNamespace(users=[user]),
+        client_domains=set(),
+        counters={},
         known_users=known_users([user]),
-    )  # fmt: skip
+    )
     target = SnmpTarget(
-        address=f"127.0.0.1:{port}", version="v3", kind="inform", user="trapper",
-        timeout=timeout, retries=retries,
-    )  # fmt: skip
+        address=f"127.0.0.1:{port}",
+        version="v3",
+        kind="inform",
+        user="trapper",
+        timeout=timeout,
+        retries=retries,
+    )
     return V3Sender(service, target, 0)
 
 
@@ -233,12 +240,16 @@ def _hostile_replies() -> list[tuple[bytes, str]]:
         (_v2c(b"public", b"\xa2\x00"), "inform_socket.bad_versions"),
         (_v3(user=b"nobody", oid_body=_oid_with_arc(7_000)), "inform_socket.v3_unknown_user_names"),
         # The target's own user, a plaintext report with an OID pyasn1 decodes slowly:
-        (_v3(user=b"trapper", flags=NO_AUTH, pdu_tag=0xA8, oid_body=_oid_with_arc(7_000)),
-         "inform_socket.v3_discovery_too_big"),
+        (
+            _v3(user=b"trapper", flags=NO_AUTH, pdu_tag=0xA8, oid_body=_oid_with_arc(7_000)),
+            "inform_socket.v3_discovery_too_big",
+        ),
         (_v3(user=b"trapper", flags=NO_AUTH, pdu_tag=0xA0), "inform_socket.unexpected_pdus"),
-        (_v3(user=b"trapper", key="notthekey1", pdu_tag=0xA2, flags=0x05),
-         "inform_socket.v3_wrong_digests"),
-    ]  # fmt: skip
+        (
+            _v3(user=b"trapper", key="notthekey1", pdu_tag=0xA2, flags=0x05),
+            "inform_socket.v3_wrong_digests",
+        ),
+    ]
 
 
 def test_the_inform_socket_drops_what_is_not_an_answer(trapd: Trapd) -> None:

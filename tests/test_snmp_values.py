@@ -48,13 +48,41 @@ def ref_date_and_time(value: datetime | None) -> bytes:
     if value is None:
         return ber.octets(b"\x00" * 8)
     utc = value.astimezone(UTC)
-    return ber.octets(struct.pack(">HBBBBBBcBB", utc.year, utc.month, utc.day, utc.hour,
-                                  utc.minute, utc.second, utc.microsecond // 100_000, b"+",
-                                  0, 0))  # fmt: skip
+    return ber.octets(
+        struct.pack(
+            ">HBBBBBBcBB",
+            utc.year,
+            utc.month,
+            utc.day,
+            utc.hour,
+            utc.minute,
+            utc.second,
+            utc.microsecond // 100_000,
+            b"+",
+            0,
+            0,
+        )
+    )
 
 
-NUMBERS = [-5, 0, 1, 127, 128, 255, 256, 2**15, 2**16 - 1, 2**23, 2**24, 2**31 - 1, 2**31,
-           2**32 - 1, 2**32, 2**40]  # fmt: skip
+NUMBERS = [
+    -5,
+    0,
+    1,
+    127,
+    128,
+    255,
+    256,
+    2**15,
+    2**16 - 1,
+    2**23,
+    2**24,
+    2**31 - 1,
+    2**31,
+    2**32 - 1,
+    2**32,
+    2**40,
+]
 
 
 @pytest.mark.parametrize("value", NUMBERS)
@@ -65,10 +93,32 @@ def test_gauge_and_counter(value: int) -> None:
         assert values.counter(value) == ber.unsigned(value & 0xFFFFFFFF, ber.COUNTER32)
 
 
-TEXTS = [None, "", "a", "x" * 127, "x" * 128, "é" * 63, "é" * 64, "x" * 255, "x" * 256,
-         "x" * 300, "x" * 8400, "é" * 127, "é" * 128, "é" * 200, "€" * 85, "€" * 86,
-         "€" * 100, "🚨" * 64, "🚨" * 100, "a" + "🚨" * 100, "ab" + "€" * 100,
-         "x" * 65535, "x" * 70000, "€" * 30000]  # fmt: skip
+TEXTS = [
+    None,
+    "",
+    "a",
+    "x" * 127,
+    "x" * 128,
+    "é" * 63,
+    "é" * 64,
+    "x" * 255,
+    "x" * 256,
+    "x" * 300,
+    "x" * 8400,
+    "é" * 127,
+    "é" * 128,
+    "é" * 200,
+    "€" * 85,
+    "€" * 86,
+    "€" * 100,
+    "🚨" * 64,
+    "🚨" * 100,
+    "a" + "🚨" * 100,
+    "ab" + "€" * 100,
+    "x" * 65535,
+    "x" * 70000,
+    "€" * 30000,
+]
 
 
 @pytest.mark.parametrize("value", TEXTS)
@@ -144,11 +194,19 @@ def test_rows_cell_by_cell() -> None:
     for state in ("none", "acknowledged", "unknown"):
         for severity in Severity:
             row = {
-                "type_id": alarm_type.id, "resource": "cm1", "qualifier": "", "text": "t" * 200,
-                "severity": severity.value, "raised_at": at, "changed_at": at, "count": 300,
-                "operator_state": state, "ack_by": None, "raise_seq": 2**31,
+                "type_id": alarm_type.id,
+                "resource": "cm1",
+                "qualifier": "",
+                "text": "t" * 200,
+                "severity": severity.value,
+                "raised_at": at,
+                "changed_at": at,
+                "count": 300,
+                "operator_state": state,
+                "ack_by": None,
+                "raise_seq": 2**31,
                 "resolution": alarm_type.resolution,
-            }  # fmt: skip
+            }
             cells = values.active_alarm_row(row, alarm_type)
             assert len(cells) == len(ACTIVE_ALARM_COLUMNS) - 1
             assert cells[4] == ber.integer(int(severity.itu))
@@ -161,13 +219,17 @@ def test_rows_cell_by_cell() -> None:
             assert cells[15] == ber.integer(PROBABLE_CAUSES["communicationsSubsystemFailure"])
             assert cells[16] == ber.unsigned(300, ber.GAUGE32)  # provsyncAlarmOccurrences
     for kind, number in values.NOTIFICATION_KIND_NUMBER.items():
-        cells = values.log_row(at, NotificationKind(kind), 7, "sync-failed", "cm1", "major",
-                               "m", 0)  # fmt: skip
+        cells = values.log_row(at, NotificationKind(kind), 7, "sync-failed", "cm1", "major", "m", 0)
         assert cells == [
-            ref_date_and_time(at), ber.integer(number), ber.unsigned(7, ber.GAUGE32),
-            ref_text("sync-failed"), ref_text("cm1"), ber.integer(int(Severity.MAJOR.itu)),
-            ref_text("m"), ber.unsigned(0, ber.GAUGE32),
-        ]  # fmt: skip
+            ref_date_and_time(at),
+            ber.integer(number),
+            ber.unsigned(7, ber.GAUGE32),
+            ref_text("sync-failed"),
+            ref_text("cm1"),
+            ber.integer(int(Severity.MAJOR.itu)),
+            ref_text("m"),
+            ber.unsigned(0, ber.GAUGE32),
+        ]
 
 
 def _check_row(columns: tuple[str, ...], cells: list[bytes]) -> None:
@@ -185,8 +247,9 @@ def test_every_cell_fits_its_mib_syntax_long_and_empty() -> None:
     at = datetime(2026, 12, 2, tzinfo=UTC)
     catalog = Catalog()
     types = [*catalog]
-    odd = dataclasses.replace(types[0], id="", name=LONG, probable_cause=LONG,
-                              description=LONG, clear_instructions=LONG)  # fmt: skip
+    odd = dataclasses.replace(
+        types[0], id="", name=LONG, probable_cause=LONG, description=LONG, clear_instructions=LONG
+    )
     unknown_cause = dataclasses.replace(types[0], probable_cause="cabinetDoorOpen")
     for alarm_type in [*types, odd, unknown_cause]:
         _check_row(ALARM_TYPE_COLUMNS, values.alarm_type_row(alarm_type))
@@ -201,11 +264,19 @@ def test_every_cell_fits_its_mib_syntax_long_and_empty() -> None:
         ("", "", "", 2**32 - 1),
     ]:
         row = {
-            "type_id": odd.id, "resource": LONG, "qualifier": qualifier, "text": text,
-            "severity": "major", "raised_at": at, "changed_at": at, "count": count,
-            "operator_state": "acknowledged", "ack_by": ack_by, "raise_seq": 1,
+            "type_id": odd.id,
+            "resource": LONG,
+            "qualifier": qualifier,
+            "text": text,
+            "severity": "major",
+            "raised_at": at,
+            "changed_at": at,
+            "count": count,
+            "operator_state": "acknowledged",
+            "ack_by": ack_by,
+            "raise_seq": 1,
             "resolution": "r" * 8400,
-        }  # fmt: skip
+        }
         cells = values.active_alarm_row(row, odd)
         _check_row(ACTIVE_ALARM_COLUMNS, cells)
         assert cells[0] == ber.octets(b"-")  # empty type id

@@ -67,11 +67,17 @@ async def running(
     setup: Callable[[Engine], None] | None = None,
     url: str | None = None,
 ) -> AsyncIterator[Agent]:
-    settings = settings_from_dict({
-        "agent": {"data_dir": str(tmp_path / "var")},
-        "snmp": {"listen": [f"127.0.0.1:{free_udp_port()}"], "heartbeat_interval": "0s",
-                 "communities": [{"name": "public"}], "notification_log_size": log_size},
-    })  # fmt: skip
+    settings = settings_from_dict(
+        {
+            "agent": {"data_dir": str(tmp_path / "var")},
+            "snmp": {
+                "listen": [f"127.0.0.1:{free_udp_port()}"],
+                "heartbeat_interval": "0s",
+                "communities": [{"name": "public"}],
+                "notification_log_size": log_size,
+            },
+        }
+    )
     (tmp_path / "var").mkdir(exist_ok=True)
     store = Store(url or f"sqlite:///{tmp_path / 'var' / 'provsync.db'}")
     store.open()
@@ -97,16 +103,23 @@ def walk(data: MibData) -> list[tuple[tuple[int, ...], bytes]]:
     root = data.oids.root
 
     def decided(oid: tuple[int, ...]) -> bool:
-        return oid[: len(root)] == root or (SYS_DESCR[:-2] < oid < (*SYS_SERVICES[:-1], 1)
-                                            and oid != SYS_UPTIME)  # fmt: skip
+        return oid[: len(root)] == root or (
+            SYS_DESCR[:-2] < oid < (*SYS_SERVICES[:-1], 1) and oid != SYS_UPTIME
+        )
 
     return [(oid, vb) for oid, vb in data.view.iter_from((1, 3)) if decided(oid)]
 
 
 def from_store(agent: Agent) -> MibData:
     live = agent.service.data
-    fresh = MibData(agent.engine, live.catalog, live.oids, SystemInfo(name="host1"),
-                    log_size=live.log_size, started_at=STARTED)  # fmt: skip
+    fresh = MibData(
+        agent.engine,
+        live.catalog,
+        live.oids,
+        SystemInfo(name="host1"),
+        log_size=live.log_size,
+        started_at=STARTED,
+    )
     fresh.install(fresh.read_full())
     return fresh
 
@@ -145,7 +158,7 @@ def test_the_view_from_the_feed_is_the_view_from_the_store(tmp_path: Path, store
                         * 3
                     )
                 ]
-            )  # fmt: skip: one group commit of many raises
+            )  # one group commit of many raises
             ids = [change.alarm["id"] for change in raised]
             assert_same_view(agent)
             for _ in range(2):  # repeats: counts change, nothing is logged
@@ -153,8 +166,9 @@ def test_the_view_from_the_feed_is_the_view_from_the_store(tmp_path: Path, store
                 assert repeated.seq is None
             assert_same_view(agent)
             await manager.raise_alarm("sync-failed", "cm0", severity="critical", text="worse")
-            await manager.raise_alarm("element-unreachable", "cm1", qualifier="primary",
-                                      text="other text")  # fmt: skip
+            await manager.raise_alarm(
+                "element-unreachable", "cm1", qualifier="primary", text="other text"
+            )
             assert_same_view(agent)
             await manager.acknowledge(ids[2], by="ops")
             await manager.acknowledge(ids[4], by="ops")
@@ -166,8 +180,9 @@ def test_the_view_from_the_feed_is_the_view_from_the_store(tmp_path: Path, store
             assert_same_view(agent)
             agent.clock.now += timedelta(days=3)
             await manager.raise_alarm("sync-failed", "cm-late")
-            purged = await manager.purge(PurgeOp(cleared_alarm_days=1, event_days=365,
-                                                 log_max=1_000_000, log_days=365))  # fmt: skip
+            purged = await manager.purge(
+                PurgeOp(cleared_alarm_days=1, event_days=365, log_max=1_000_000, log_days=365)
+            )
             assert purged["alarms"] == 6
             assert_same_view(agent)
             again = await manager.raise_alarm("sync-required", "cm3")  # cleared, so a new id
@@ -266,9 +281,13 @@ def test_element_and_distribution_changes_show_without_an_alarm_commit(tmp_path:
             )
 
             with engine.begin() as conn:
-                records.add_distributions(conn, [(cs1.id, "cs1")],
-                                          [records.Change("user", "u1", "add", {"name": "U"})],
-                                          "hub", datetime.now(UTC))  # fmt: skip
+                records.add_distributions(
+                    conn,
+                    [(cs1.id, "cs1")],
+                    [records.Change("user", "u1", "add", {"name": "U"})],
+                    "hub",
+                    datetime.now(UTC),
+                )
                 row = conn.execute(select(DISTRIBUTIONS)).one()
             assert errors(agent, cs1.id) == gauge(0)
             outcome = records.Outcome(done=[], rejected=[(row, "refused")], untried=[])
@@ -287,8 +306,9 @@ def test_element_and_distribution_changes_show_without_an_alarm_commit(tmp_path:
 # ------------------------------------------------------------------ helpers
 def add_element(engine: Engine, name: str) -> Any:
     ring = KeyRing([StoreKey.generate()], Path("test.key"))
-    return registry.add_element(engine, name, "call-server", "http://127.0.0.1:9", "http", 0,
-                                None, ring=ring)  # fmt: skip
+    return registry.add_element(
+        engine, name, "call-server", "http://127.0.0.1:9", "http", 0, None, ring=ring
+    )
 
 
 def _cell(agent: Agent, column: str, element_id: int) -> bytes | None:

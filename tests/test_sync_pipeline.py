@@ -74,13 +74,18 @@ class PagedElement(Connector):
         return [(cls, f"{i:06d}") for i in range(self.sizes[cls])]
 
     async def info(self) -> ElementInfo:
-        return ElementInfo("el-1", "call-server", "10.2.1", "epoch-1", tuple(self.sizes), 0,
-                           dict(self.sizes))  # fmt: skip
+        return ElementInfo(
+            "el-1", "call-server", "10.2.1", "epoch-1", tuple(self.sizes), 0, dict(self.sizes)
+        )
 
     async def objects(
-        self, cls: str, *, after: str | None = None, snapshot: str | None = None,
+        self,
+        cls: str,
+        *,
+        after: str | None = None,
+        snapshot: str | None = None,
         limit: int = 1000,
-    ) -> ObjectPage:  # fmt: skip
+    ) -> ObjectPage:
         self.calls += 1
         self.active += 1
         try:
@@ -120,8 +125,16 @@ class Harness:
         self.store = store
         self.element: Connector | None = None
         ring = KeyRing([StoreKey.generate()], Path("test.key"))
-        registry.add_element(store.engine, "cm1", "call-server", "http://127.0.0.1:9", "http",
-                             0, Credentials("admin", "pw"), ring=ring)  # fmt: skip
+        registry.add_element(
+            store.engine,
+            "cm1",
+            "call-server",
+            "http://127.0.0.1:9",
+            "http",
+            0,
+            Credentials("admin", "pw"),
+            ring=ring,
+        )
         self.engine = SyncEngine(
             SyncSettings(page_size=PAGE), manager, ring, connector_factory=self._connect
         )
@@ -146,8 +159,9 @@ class Harness:
     def rows(self) -> dict[tuple[str, str], tuple[int, int]]:
         """(class, key) -> (data version, generation) of the hub's copy."""
         with self.store.engine.connect() as conn:
-            found = conn.execute(select(OBJECTS.c.cls, OBJECTS.c.key, OBJECTS.c.data,
-                                        OBJECTS.c.generation))  # fmt: skip
+            found = conn.execute(
+                select(OBJECTS.c.cls, OBJECTS.c.key, OBJECTS.c.data, OBJECTS.c.generation)
+            )
             return {
                 (cls, key): (int(data.split('"v": ')[1].rstrip("}")), generation)
                 for cls, key, data, generation in found
@@ -327,8 +341,9 @@ def test_objects_are_stored_as_before(store: Store) -> None:
     """The raw upsert writes what the ORM upsert wrote: sorted-key JSON, the new
     generation on rows it rewrites; the job's progress commits with the batch."""
     ring = KeyRing([StoreKey.generate()], Path("test.key"))
-    element = registry.add_element(store.engine, "cm1", "call-server", "http://127.0.0.1:9",
-                                   "http", 0, None, ring=ring)  # fmt: skip
+    element = registry.add_element(
+        store.engine, "cm1", "call-server", "http://127.0.0.1:9", "http", 0, None, ring=ring
+    )
     job_id = registry.create_job(store.engine, element, "init", "manual", None)
     first = [ObjectRecord("a", {"z": 1, "a": [1, "\u00e9"]}), ObjectRecord("b", {"x": None})]
     assert store_ops.write_pages(store.engine, element.id, [("user", first)], 7) == 2
@@ -343,8 +358,11 @@ def test_objects_are_stored_as_before(store: Store) -> None:
     )
     assert written == 1
     with store.engine.connect() as conn:
-        rows = conn.execute(select(OBJECTS.c.cls, OBJECTS.c.key, OBJECTS.c.data,
-                                   OBJECTS.c.generation).order_by(OBJECTS.c.key))  # fmt: skip
+        rows = conn.execute(
+            select(OBJECTS.c.cls, OBJECTS.c.key, OBJECTS.c.data, OBJECTS.c.generation).order_by(
+                OBJECTS.c.key
+            )
+        )
         assert [tuple(r) for r in rows] == [
             ("user", "a", '{"a": 1, "b": 2}', 8),
             ("user", "b", '{"x": null}', 7),
@@ -354,4 +372,6 @@ def test_objects_are_stored_as_before(store: Store) -> None:
         (data,) = conn.execute(select(OBJECTS.c.data).where(OBJECTS.c.key == "a")).one()
     assert data == '{"a": [1, "\\u00e9"], "z": 1}'
     assert registry.job_json(registry.get_job(store.engine, job_id))["counts"] == {
-        "progress": 3, "total": 9}  # fmt: skip
+        "progress": 3,
+        "total": 9,
+    }

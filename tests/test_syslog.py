@@ -27,14 +27,23 @@ from tests.rsyslog import Rsyslog
 
 def note(**fields: Any) -> Notification:
     base: dict[str, Any] = {
-        "seq": 7, "at": datetime(2026, 11, 21, 21, 14, 50, 670138, tzinfo=UTC),
-        "kind": NotificationKind.ALARM_RAISED, "alarm_id": 3, "type_id": "sync-failed",
-        "resource": "cm1", "qualifier": "", "severity": "major", "text": "job failed",
+        "seq": 7,
+        "at": datetime(2026, 11, 21, 21, 14, 50, 670138, tzinfo=UTC),
+        "kind": NotificationKind.ALARM_RAISED,
+        "alarm_id": 3,
+        "type_id": "sync-failed",
+        "resource": "cm1",
+        "qualifier": "",
+        "severity": "major",
+        "text": "job failed",
         "raise_seq": 0,
-        "payload": {"type_name": "Synchronization Failed", "event_type": "processingErrorAlarm",
-                    "probable_cause": "applicationSubsystemFailure",
-                    "resolution": "provsync jobs list --element cm1"},
-    }  # fmt: skip
+        "payload": {
+            "type_name": "Synchronization Failed",
+            "event_type": "processingErrorAlarm",
+            "probable_cause": "applicationSubsystemFailure",
+            "resolution": "provsync jobs list --element cm1",
+        },
+    }
     base.update(fields)
     return Notification(**base)
 
@@ -68,28 +77,44 @@ def test_escaping_and_truncation() -> None:
 
 
 def test_clear_and_trend() -> None:
-    cleared = FORMATTER.format(note(kind=NotificationKind.ALARM_CLEARED, severity="cleared",
-                                    raise_seq=5))  # fmt: skip
+    cleared = FORMATTER.format(
+        note(kind=NotificationKind.ALARM_CLEARED, severity="cleared", raise_seq=5)
+    )
     assert cleared.startswith(b"<133>1 ")  # local0 (16) * 8 + notice (5)
     assert b'perceivedSeverity="cleared"' in cleared
     assert b'raiseSeq="5"' in cleared
-    worse = FORMATTER.format(note(kind=NotificationKind.ALARM_CHANGED, severity="critical",
-                                  payload={"previous_severity": "minor"}))  # fmt: skip
+    worse = FORMATTER.format(
+        note(
+            kind=NotificationKind.ALARM_CHANGED,
+            severity="critical",
+            payload={"previous_severity": "minor"},
+        )
+    )
     assert b'trendIndication="moreSevere"' in worse
 
 
 def test_events_and_heartbeats_carry_no_alarm_element() -> None:
     # RFC 5674 section 3 defines [alarm] for alarms; its consumers keep each message
     # with one as an alarm state, so an event that carried it stayed "active" for ever.
-    event = note(kind=NotificationKind.EVENT, alarm_id=0, type_id="test", severity="warning",
-                 payload={"type_name": "Test", "event_type": "other",
-                          "probable_cause": "other"})  # fmt: skip
-    heartbeat = note(kind=NotificationKind.EVENT, alarm_id=0, type_id="heartbeat",
-                     severity="indeterminate", text="",
-                     payload={"type_name": "Heartbeat", "event_type": "other",
-                              "probable_cause": "other"})  # fmt: skip
-    for message, msgid in ((FORMATTER.format(event), b" EVENT "),
-                           (FORMATTER.format(heartbeat), b" HEARTBEAT ")):  # fmt: skip
+    event = note(
+        kind=NotificationKind.EVENT,
+        alarm_id=0,
+        type_id="test",
+        severity="warning",
+        payload={"type_name": "Test", "event_type": "other", "probable_cause": "other"},
+    )
+    heartbeat = note(
+        kind=NotificationKind.EVENT,
+        alarm_id=0,
+        type_id="heartbeat",
+        severity="indeterminate",
+        text="",
+        payload={"type_name": "Heartbeat", "event_type": "other", "probable_cause": "other"},
+    )
+    for message, msgid in (
+        (FORMATTER.format(event), b" EVENT "),
+        (FORMATTER.format(heartbeat), b" HEARTBEAT "),
+    ):
         assert msgid + b'[meta sequenceId="7"][provsync@32473 typeId=' in message
         assert b"[alarm" not in message
         assert b"alarmId=" not in message
@@ -103,8 +128,13 @@ def test_events_and_heartbeats_carry_no_alarm_element() -> None:
 
 
 def test_labels_outside_the_iana_registries_go_out_as_other() -> None:
-    logged = note(payload={"type_name": "Door", "event_type": "doorAlarm",
-                           "probable_cause": "cabinetDoorOpen"})  # fmt: skip
+    logged = note(
+        payload={
+            "type_name": "Door",
+            "event_type": "doorAlarm",
+            "probable_cause": "cabinetDoorOpen",
+        }
+    )
     message = FORMATTER.format(logged)
     assert b'probableCause="other"' in message
     assert b'eventType="other"' in message
@@ -118,9 +148,15 @@ def test_sequence_id_wraps_as_rfc_5424_says() -> None:
 
 
 def test_a_message_that_cannot_fit_drops_link_and_type_name_then_is_refused() -> None:
-    long_link = note(text="x" * 100, payload={"type_name": "N" * 200, "event_type": "other",
-                                               "probable_cause": "other",
-                                               "resolution": "L" * 1500})  # fmt: skip
+    long_link = note(
+        text="x" * 100,
+        payload={
+            "type_name": "N" * 200,
+            "event_type": "other",
+            "probable_cause": "other",
+            "resolution": "L" * 1500,
+        },
+    )
     message = FORMATTER.format(long_link, 480)
     assert len(message) <= 480
     assert b"link=" not in message
@@ -153,7 +189,7 @@ def test_udp_collectors_get_the_udp_limit(manager: AlarmManager) -> None:
     relp = SyslogExporter(
         manager, settings, SyslogCollector(address="127.0.0.1:514", transport="relp"), formatter
     )
-    assert (udp.max_size, tcp.max_size, relp.max_size) == (600, 8192, 8192)  # fmt: skip
+    assert (udp.max_size, tcp.max_size, relp.max_size) == (600, 8192, 8192)
 
 
 def test_an_oversized_message_is_skipped_and_counted(manager: AlarmManager) -> None:
@@ -207,9 +243,11 @@ def collectors(server: Rsyslog, *names: str) -> list[dict[str, Any]]:
     made = []
     for name in names:
         collector: dict[str, Any] = {
-            "name": name, "transport": name, "address": f"127.0.0.1:{server.ports[name]}",
+            "name": name,
+            "transport": name,
+            "address": f"127.0.0.1:{server.ports[name]}",
             "timeout": "2s",
-        }  # fmt: skip
+        }
         if name == "tls":
             collector["ca_file"] = str(server.certs["ca"])
         made.append(collector)
@@ -217,8 +255,14 @@ def collectors(server: Rsyslog, *names: str) -> list[dict[str, Any]]:
 
 
 ALL = ("udp", "tcp", "tls", "relp")
-SYSLOG_SEVERITY = {"critical": "1", "major": "2", "minor": "3", "warning": "4",
-                   "indeterminate": "5", "cleared": "5"}  # fmt: skip
+SYSLOG_SEVERITY = {
+    "critical": "1",
+    "major": "2",
+    "minor": "3",
+    "warning": "4",
+    "indeterminate": "5",
+    "cleared": "5",
+}
 
 
 def test_fields_over_udp_tcp_tls_relp(agent_factory: Any, rsyslog: Rsyslog) -> None:
@@ -264,8 +308,7 @@ def test_tls_pinned_fingerprint(agent_factory: Any, rsyslog: Rsyslog) -> None:
         "address": address,
         "fingerprint": "sha256:" + rsyslog.certs["fingerprint"].read_text().strip(),
     }
-    wrong = {"name": "wrong-pin", "transport": "tls", "address": address,
-             "fingerprint": "ab" * 32}  # fmt: skip
+    wrong = {"name": "wrong-pin", "transport": "tls", "address": address, "fingerprint": "ab" * 32}
     agent: AgentProcess = agent_factory({"syslog": {"collectors": [good, wrong]}}).start()
     got = rsyslog.wait_for("tls", 1)
     assert got[0]["msgid"] == "EVENT"
@@ -284,8 +327,10 @@ def test_six_severities_per_rfc_5674(agent_factory: Any, rsyslog: Rsyslog) -> No
     order = ["critical", "major", "minor", "warning", "indeterminate"]
     with agent.http() as http:
         for index, severity in enumerate(order):
-            http.post("/api/v1/alarms", json={"type": "sync-failed", "resource": f"r{index}",
-                                              "severity": severity})  # fmt: skip
+            http.post(
+                "/api/v1/alarms",
+                json={"type": "sync-failed", "resource": f"r{index}", "severity": severity},
+            )
         http.post("/api/v1/alarms/clear", json={"type": "sync-failed", "resource": "r0"})
     got = rsyslog.wait_for("tcp", 7)[1:]
     assert [g["severity"] for g in got] == [SYSLOG_SEVERITY[s] for s in [*order, "cleared"]]
@@ -295,9 +340,11 @@ def test_six_severities_per_rfc_5674(agent_factory: Any, rsyslog: Rsyslog) -> No
 
 def test_relp_restart_loses_nothing(agent_factory: Any, rsyslog: Rsyslog) -> None:
     agent: AgentProcess = agent_factory(
-        {"syslog": {"collectors": collectors(rsyslog, "relp")},
-         "exporters": {"backlog_threshold": 100_000}}
-    ).start()  # fmt: skip
+        {
+            "syslog": {"collectors": collectors(rsyslog, "relp")},
+            "exporters": {"backlog_threshold": 100_000},
+        }
+    ).start()
     total = 5000
     produced = []
 
@@ -320,8 +367,11 @@ def test_relp_restart_loses_nothing(agent_factory: Any, rsyslog: Rsyslog) -> Non
     deadline = time.monotonic() + 120
     seqs: list[int] = []
     while time.monotonic() < deadline:
-        seqs = [int(m.group(1)) for line in rsyslog.lines("relp")
-                if (m := re.search(r'sequenceId="(\d+)"', line["sd"]))]  # fmt: skip
+        seqs = [
+            int(m.group(1))
+            for line in rsyslog.lines("relp")
+            if (m := re.search(r'sequenceId="(\d+)"', line["sd"]))
+        ]
         if wanted <= set(seqs):
             break
         time.sleep(0.2)
@@ -332,14 +382,25 @@ def test_relp_restart_loses_nothing(agent_factory: Any, rsyslog: Rsyslog) -> Non
 
 def test_dead_collector_never_delays_the_rest(agent_factory: Any, rsyslog: Rsyslog) -> None:
     dead_port = free_port()
-    dead = {"name": "dead", "transport": "tcp", "address": f"127.0.0.1:{dead_port}",
-            "timeout": "500ms"}  # fmt: skip
-    wrong_tls = {"name": "not-tls", "transport": "tls", "ca_file": str(rsyslog.certs["ca"]),
-                 "address": f"127.0.0.1:{rsyslog.ports['tcp']}", "timeout": "1s"}  # fmt: skip
+    dead = {
+        "name": "dead",
+        "transport": "tcp",
+        "address": f"127.0.0.1:{dead_port}",
+        "timeout": "500ms",
+    }
+    wrong_tls = {
+        "name": "not-tls",
+        "transport": "tls",
+        "ca_file": str(rsyslog.certs["ca"]),
+        "address": f"127.0.0.1:{rsyslog.ports['tcp']}",
+        "timeout": "1s",
+    }
     agent: AgentProcess = agent_factory(
-        {"syslog": {"collectors": [dead, wrong_tls, *collectors(rsyslog, "relp")]},
-         "exporters": {"backlog_threshold": 20, "retry_max": "500ms"}}
-    ).start()  # fmt: skip
+        {
+            "syslog": {"collectors": [dead, wrong_tls, *collectors(rsyslog, "relp")]},
+            "exporters": {"backlog_threshold": 20, "retry_max": "500ms"},
+        }
+    ).start()
     with agent.http() as http:
         started = time.monotonic()
         for index in range(60):
@@ -398,9 +459,16 @@ def test_dead_collector_never_delays_the_rest(agent_factory: Any, rsyslog: Rsysl
 
 def test_agent_log_goes_to_syslog_apart(agent_factory: Any, rsyslog: Rsyslog) -> None:
     agent: AgentProcess = agent_factory(
-        {"syslog": {"agent_log": {"enabled": True, "level": "INFO",
-                                  "address": f"127.0.0.1:{rsyslog.ports['udp']}"}}}
-    ).start()  # fmt: skip
+        {
+            "syslog": {
+                "agent_log": {
+                    "enabled": True,
+                    "level": "INFO",
+                    "address": f"127.0.0.1:{rsyslog.ports['udp']}",
+                }
+            }
+        }
+    ).start()
     deadline = time.monotonic() + 30
     got = rsyslog.wait_for("udp", 1)
     while not any("running" in g["msg"] for g in got):

@@ -44,9 +44,15 @@ REGISTERED_SD_IDS = {
     "timeQuality": {"tzKnown", "isSynced", "syncAccuracy"},
     "origin": {"ip", "enterpriseId", "software", "swVersion"},
     "meta": {"sequenceId", "sysUpTime", "language"},
-    "alarm": {"resource", "probableCause", "perceivedSeverity", "eventType",
-              "trendIndication", "resourceURI"},
-}  # fmt: skip
+    "alarm": {
+        "resource",
+        "probableCause",
+        "perceivedSeverity",
+        "eventType",
+        "trendIndication",
+        "resourceURI",
+    },
+}
 
 
 @dataclass
@@ -156,9 +162,11 @@ def parse(raw: bytes) -> Message:
         if token != b"-" and not (1 <= len(token) <= limit and _printusascii(token)):
             raise Violation(f"{name} {token!r}: NILVALUE or 1-{limit} PRINTUSASCII (section 6)")
     message = Message(
-        raw, int(prival_text), tokens[0].decode(),
+        raw,
+        int(prival_text),
+        tokens[0].decode(),
         *(t.decode("ascii") for t in tokens[1:]),
-    )  # fmt: skip
+    )
     # STRUCTURED-DATA = NILVALUE / 1*SD-ELEMENT
     if raw[pos : pos + 1] == b"-":
         pos += 1
@@ -214,13 +222,27 @@ def parse(raw: bytes) -> Message:
 ALARM_MSGIDS = {"ALARM-RAISED", "ALARM-CHANGED", "ALARM-CLEARED"}
 PERCEIVED = {"cleared", "indeterminate", "critical", "major", "minor", "warning"}
 # RFC 5674 section 2: ITU perceived severity -> syslog severity.
-SYSLOG_SEVERITY = {"critical": 1, "major": 2, "minor": 3, "warning": 4, "indeterminate": 5,
-                   "cleared": 5}  # fmt: skip
+SYSLOG_SEVERITY = {
+    "critical": 1,
+    "major": 2,
+    "minor": 3,
+    "warning": 4,
+    "indeterminate": 5,
+    "cleared": 5,
+}
 EVENT_TYPES = {
-    "other", "communicationsAlarm", "qualityOfServiceAlarm", "processingErrorAlarm",
-    "equipmentAlarm", "environmentalAlarm", "integrityViolation", "operationalViolation",
-    "physicalViolation", "securityServiceOrMechanismViolation", "timeDomainViolation",
-}  # fmt: skip
+    "other",
+    "communicationsAlarm",
+    "qualityOfServiceAlarm",
+    "processingErrorAlarm",
+    "equipmentAlarm",
+    "environmentalAlarm",
+    "integrityViolation",
+    "operationalViolation",
+    "physicalViolation",
+    "securityServiceOrMechanismViolation",
+    "timeDomainViolation",
+}
 TRENDS = {"moreSevere", "noChange", "lessSevere"}
 
 
@@ -313,10 +335,14 @@ HOSTILE = 'quote " backslash \\ bracket ] close-sd "] \\] é ü 日本 😀 ctl 
 LONG = "€" * 2999 + "x" * 3  # 9,000 octets: cut over every transport
 LONG_LINK = "see runbook " + "r" * 2500  # header + SD beyond UDP's 2048: link dropped there
 SITE_TYPE = {
-    "id": "site-door", "name": 'Door "Open" ] \\ é', "kind": "alarm", "severity": "minor",
-    "event_type": "environmentalAlarm", "probable_cause": "enclosureDoorOpen",
+    "id": "site-door",
+    "name": 'Door "Open" ] \\ é',
+    "kind": "alarm",
+    "severity": "minor",
+    "event_type": "environmentalAlarm",
+    "probable_cause": "enclosureDoorOpen",
     "resolution": LONG_LINK,
-}  # fmt: skip
+}
 
 
 @pytest.fixture
@@ -330,8 +356,12 @@ def raw_rsyslog(tmp_path: Path) -> Any:
 def _collectors(server: Rsyslog) -> list[dict[str, Any]]:
     made = []
     for name in TRANSPORTS:
-        collector: dict[str, Any] = {"name": name, "transport": name, "timeout": "2s",
-                                     "address": f"127.0.0.1:{server.ports[name]}"}  # fmt: skip
+        collector: dict[str, Any] = {
+            "name": name,
+            "transport": name,
+            "timeout": "2s",
+            "address": f"127.0.0.1:{server.ports[name]}",
+        }
         if name == "tls":
             collector["ca_file"] = str(server.certs["ca"])
         made.append(collector)
@@ -356,14 +386,14 @@ def _exercise(agent: AgentProcess) -> None:
             result: dict[str, Any] = answer.json()
             return result
 
-        first = post("/api/v1/alarms", {"type": "element-unreachable", "resource": "cm1",
-                                        "text": HOSTILE})  # fmt: skip
+        first = post(
+            "/api/v1/alarms", {"type": "element-unreachable", "resource": "cm1", "text": HOSTILE}
+        )
         key = {"type": "sync-failed", "resource": 'cm"2] \\é', "qualifier": 'q "]\\ ü'}
         post("/api/v1/alarms", {**key, "severity": "minor", "text": LONG})
         post("/api/v1/alarms", {**key, "severity": "critical", "text": "worse"})
         post("/api/v1/alarms", {**key, "severity": "warning", "text": "better"})
-        door = post("/api/v1/alarms", {"type": "site-door", "resource": "cabinet ]7",
-                                       "text": ""})  # fmt: skip
+        door = post("/api/v1/alarms", {"type": "site-door", "resource": "cabinet ]7", "text": ""})
         post(f"/api/v1/alarms/{first['alarm']['id']}/ack", {"note": 'seen "]'})
         post(f"/api/v1/alarms/{first['alarm']['id']}/clear")
         post("/api/v1/alarms/clear", key)
@@ -405,8 +435,12 @@ def _check_one(name: str, raw: bytes, log: dict[int, dict[str, Any]]) -> Message
     mine = message.params(private)
     assert mine["typeId"] == row["type"]
     assert mine["element"] == row["resource"]
-    expected_msgid = {"alarm-raised": "ALARM-RAISED", "alarm-changed": "ALARM-CHANGED",
-                      "alarm-cleared": "ALARM-CLEARED", "event": "EVENT"}[row["kind"]]  # fmt: skip
+    expected_msgid = {
+        "alarm-raised": "ALARM-RAISED",
+        "alarm-changed": "ALARM-CHANGED",
+        "alarm-cleared": "ALARM-CLEARED",
+        "event": "EVENT",
+    }[row["kind"]]
     if row["type"] == "heartbeat":
         expected_msgid = "HEARTBEAT"
     assert message.msgid == expected_msgid
@@ -423,7 +457,10 @@ def _check_one(name: str, raw: bytes, log: dict[int, dict[str, Any]]) -> Message
     else:
         assert "alarmId" not in mine
         assert (mine["eventType"], mine["probableCause"], mine["severity"]) == (
-            row["event_type"], row["probable_cause"], row["severity"])  # fmt: skip
+            row["event_type"],
+            row["probable_cause"],
+            row["severity"],
+        )
         assert message.severity == SYSLOG_SEVERITY[row["severity"]]
     _expected_text(row["text"], message.msg, raw, LIMITS[name])
     return message
@@ -431,10 +468,12 @@ def _check_one(name: str, raw: bytes, log: dict[int, dict[str, Any]]) -> Message
 
 def test_every_message_rsyslogd_received_conforms(agent_factory: Any, raw_rsyslog: Rsyslog) -> None:
     agent: AgentProcess = agent_factory(
-        {"syslog": {"collectors": _collectors(raw_rsyslog), "hostname": "provsync-conformance"},
-         "snmp": {"heartbeat_interval": "300ms"},
-         "alarm_types": [SITE_TYPE]}
-    ).start()  # fmt: skip
+        {
+            "syslog": {"collectors": _collectors(raw_rsyslog), "hostname": "provsync-conformance"},
+            "snmp": {"heartbeat_interval": "300ms"},
+            "alarm_types": [SITE_TYPE],
+        }
+    ).start()
     _exercise(agent)
     # Everything logged so far, plus a heartbeat after it, reaches every transport.
     deadline = time.monotonic() + 30
@@ -478,8 +517,9 @@ def test_every_message_rsyslogd_received_conforms(agent_factory: Any, raw_rsyslo
         cut = [m for m in messages if m.msg and m.msg != LONG and LONG.startswith(m.msg)]
         assert len(cut) == 2, name  # the alarm raised with it, and the event
         assert all(len(m.raw) > LIMITS[name] - 4 for m in cut), name
-        doors = [m for m in messages if m.params("alarm").get("probableCause")
-                 == "enclosureDoorOpen"]  # fmt: skip
+        doors = [
+            m for m in messages if m.params("alarm").get("probableCause") == "enclosureDoorOpen"
+        ]
         assert len(doors) == 2, name
         private = [m.params(i) for m in doors for i in m.sd_order if i.startswith("provsync@")]
         if name == "udp":

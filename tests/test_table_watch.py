@@ -25,8 +25,9 @@ def watch(store: Store) -> Iterator[TableWatch]:
 
 
 def add(store: Store, name: str) -> int:
-    element = registry.add_element(store.engine, name, "call-server", "http://127.0.0.1:9",
-                                   "http", 0, None, ring=RING)  # fmt: skip
+    element = registry.add_element(
+        store.engine, name, "call-server", "http://127.0.0.1:9", "http", 0, None, ring=RING
+    )
     return int(element.id)
 
 
@@ -59,20 +60,28 @@ def test_rollbacks_other_tables_and_other_columns_do_not_move_it(
         conn.execute(update(ELEMENTS).values(sync_state="failed"))
         conn.rollback()
     registry.set_state(store.engine, element_id, cursor=42, epoch="e2")  # not watched
-    registry.create_job(store.engine, registry.get_element(store.engine, "cm1"), "init",
-                        "manual", None)  # fmt: skip
+    registry.create_job(
+        store.engine, registry.get_element(store.engine, "cm1"), "init", "manual", None
+    )
     with store.engine.connect() as conn:  # read only
         conn.execute(select(ELEMENTS)).all()
     assert watch.generation == before
     with store.engine.begin() as conn:
-        conn.execute(update(ELEMENTS).where(ELEMENTS.c.id == element_id),
-                     {"sync_state": "idle"})  # fmt: skip
+        conn.execute(update(ELEMENTS).where(ELEMENTS.c.id == element_id), {"sync_state": "idle"})
     assert watch.generation == before + 1
     with store.engine.begin() as conn:
         conn.execute(select(JOBS)).all()
-        conn.execute(insert(JOBS).values(element_id=element_id, element="cm1", kind="init",
-                                         trigger="manual", state="queued",
-                                         created_at=registry.now(), counts="{}"))  # fmt: skip
+        conn.execute(
+            insert(JOBS).values(
+                element_id=element_id,
+                element="cm1",
+                kind="init",
+                trigger="manual",
+                state="queued",
+                created_at=registry.now(),
+                counts="{}",
+            )
+        )
     assert watch.generation == before + 1
 
 

@@ -32,20 +32,35 @@ from tests import mib_syntax
 from tests.conftest import free_udp_port
 
 T0 = datetime(2024, 5, 17, 8, 30, 15, 420_000, tzinfo=UTC)
-PAYLOAD = {"type_name": "Element Unreachable", "event_type": "communicationsAlarm",
-           "probable_cause": "communicationsSubsystemFailure"}  # fmt: skip
-ACKED = {**PAYLOAD, "count": 1, "operator_state": "acknowledged",
-         "resolution": "provsync elements show cm1 | GET /api/v1/elements/cm1"}  # fmt: skip
+PAYLOAD = {
+    "type_name": "Element Unreachable",
+    "event_type": "communicationsAlarm",
+    "probable_cause": "communicationsSubsystemFailure",
+}
+ACKED = {
+    **PAYLOAD,
+    "count": 1,
+    "operator_state": "acknowledged",
+    "resolution": "provsync elements show cm1 | GET /api/v1/elements/cm1",
+}
 
 
 def note(
     seq: int, kind: NotificationKind = NotificationKind.ALARM_RAISED, **fields: Any
 ) -> Notification:
     values: dict[str, Any] = {
-        "seq": seq, "at": T0, "kind": kind, "alarm_id": seq, "type_id": "element-unreachable",
-        "resource": f"cm{seq}", "qualifier": "", "severity": "major",
-        "text": "no answer from the call server", "raise_seq": 0, "payload": dict(PAYLOAD),
-    }  # fmt: skip
+        "seq": seq,
+        "at": T0,
+        "kind": kind,
+        "alarm_id": seq,
+        "type_id": "element-unreachable",
+        "resource": f"cm{seq}",
+        "qualifier": "",
+        "severity": "major",
+        "text": "no answer from the call server",
+        "raise_seq": 0,
+        "payload": dict(PAYLOAD),
+    }
     values.update(fields)
     return Notification(**values)
 
@@ -58,55 +73,155 @@ def every_kind() -> list[Notification]:
     return [
         note(1),
         note(2, payload=resolution),
-        note(3, NotificationKind.ALARM_CHANGED, severity="critical", raise_seq=1,
-             payload=resolution),
+        note(
+            3, NotificationKind.ALARM_CHANGED, severity="critical", raise_seq=1, payload=resolution
+        ),
         note(4, NotificationKind.ALARM_CLEARED, severity="cleared", raise_seq=1),
-        note(5, NotificationKind.EVENT, alarm_id=0, type_id="agent-started",
-             severity="indeterminate",
-             payload={"type_name": "Agent Started", "event_type": "other", "probable_cause": ""},
-             at=T0 + timedelta(seconds=1)),
+        note(
+            5,
+            NotificationKind.EVENT,
+            alarm_id=0,
+            type_id="agent-started",
+            severity="indeterminate",
+            payload={"type_name": "Agent Started", "event_type": "other", "probable_cause": ""},
+            at=T0 + timedelta(seconds=1),
+        ),
         note(6, text="x" * 127),  # the longest one-octet length
         note(7, text="y" * 128, at=T0 + timedelta(milliseconds=50)),  # same tenth of a second
         note(8, text="z" * 300, resource="r" * 200),
         note(9, text="é" * 40_000),  # cut to 255 octets, inside a character: 252 + marker
-        note(10, text="Störung der Vermittlung — 呼叫服务器无应答 🚨", resource="Zürich-交换机",
-             payload={**PAYLOAD, "type_name": "Élément injoignable"}),
+        note(
+            10,
+            text="Störung der Vermittlung — 呼叫服务器无应答 🚨",
+            resource="Zürich-交换机",
+            payload={**PAYLOAD, "type_name": "Élément injoignable"},
+        ),
         note(11, payload={}),  # defaults: type id as name, event type other, no cause
-        note(12, payload={"type_name": 7, "event_type": "qualityOfServiceAlarm",
-                          "probable_cause": 1.5, "resolution": ["restart it"]}),
-        note(13, payload={"type_name": True, "event_type": "qualityOfServiceAlarm",
-                          "probable_cause": 1.5}),  # True and 7 hash apart, 1 would not
-        note(14, NotificationKind.ALARM_RAISED, severity="warning", alarm_id=2**32 - 1,
-             at=datetime(2024, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-5)))),
-        note(15, NotificationKind.EVENT, alarm_id=0, type_id="heartbeat", severity="indeterminate",
-             payload={"type_name": "Heartbeat", "event_type": "other",
-                      "details": {"active_alarms": 42}}),
+        note(
+            12,
+            payload={
+                "type_name": 7,
+                "event_type": "qualityOfServiceAlarm",
+                "probable_cause": 1.5,
+                "resolution": ["restart it"],
+            },
+        ),
+        note(
+            13,
+            payload={
+                "type_name": True,
+                "event_type": "qualityOfServiceAlarm",
+                "probable_cause": 1.5,
+            },
+        ),  # True and 7 hash apart, 1 would not
+        note(
+            14,
+            NotificationKind.ALARM_RAISED,
+            severity="warning",
+            alarm_id=2**32 - 1,
+            at=datetime(2024, 12, 31, 23, 59, 59, tzinfo=timezone(timedelta(hours=-5))),
+        ),
+        note(
+            15,
+            NotificationKind.EVENT,
+            alarm_id=0,
+            type_id="heartbeat",
+            severity="indeterminate",
+            payload={
+                "type_name": "Heartbeat",
+                "event_type": "other",
+                "details": {"active_alarms": 42},
+            },
+        ),
         note(16, NotificationKind.ALARM_CLEARED, severity="cleared", raise_seq=2**31, at=T0),
-        note(2**31 + 17, NotificationKind.EVENT, alarm_id=0, type_id="export-gap",
-             severity="warning", payload={"type_name": "Export Gap", "event_type": "other",
-             "probable_cause": "", "details": {"target": "t", "first_lost": 1}}),
+        note(
+            2**31 + 17,
+            NotificationKind.EVENT,
+            alarm_id=0,
+            type_id="export-gap",
+            severity="warning",
+            payload={
+                "type_name": "Export Gap",
+                "event_type": "other",
+                "probable_cause": "",
+                "details": {"target": "t", "first_lost": 1},
+            },
+        ),
         # What revision 202612020000Z appends: qualifiers, cause codes, operator states.
-        note(18, qualifier="primary", payload={**ACKED, "change": "acknowledged",
-                                               "operator": "alice"}),
-        note(19, NotificationKind.ALARM_CHANGED, raise_seq=18, qualifier="q" * 300,
-             payload={**ACKED, "change": "acknowledged", "operator": "é" * 100}),
-        note(20, NotificationKind.ALARM_CHANGED, raise_seq=18,
-             payload={**ACKED, "change": "unacknowledged", "operator": "bob",
-                      "operator_state": "none"}),
-        note(21, NotificationKind.ALARM_CHANGED, raise_seq=18,
-             payload={**ACKED, "ack_by": "carol"}),  # a later change that names the acker
-        note(22, NotificationKind.ALARM_CLEARED, severity="cleared", raise_seq=18,
-             qualifier="Zürich-交换机", payload=ACKED),
-        note(23, text="x" * 8400, resource="é" * 255, type_id="",
-             payload={**PAYLOAD, "type_name": "n" * 300, "probable_cause": "cabinetDoorOpen",
-                      "resolution": "→" * 2800, "operator_state": ["odd"]}),
-        note(24, NotificationKind.ALARM_CHANGED, raise_seq=1, qualifier="🚨" * 100,
-             payload={**PAYLOAD, "probable_cause": "c" * 100, "operator_state": "acknowledged",
-                      "change": "acknowledged", "operator": None}),
-        note(25, NotificationKind.EVENT, alarm_id=0, type_id="agent-started", qualifier="",
-             severity="indeterminate", payload={"type_name": "Agent Started",
-                                                "event_type": "other", "probable_cause": "other"}),
-    ]  # fmt: skip
+        note(
+            18,
+            qualifier="primary",
+            payload={**ACKED, "change": "acknowledged", "operator": "alice"},
+        ),
+        note(
+            19,
+            NotificationKind.ALARM_CHANGED,
+            raise_seq=18,
+            qualifier="q" * 300,
+            payload={**ACKED, "change": "acknowledged", "operator": "é" * 100},
+        ),
+        note(
+            20,
+            NotificationKind.ALARM_CHANGED,
+            raise_seq=18,
+            payload={
+                **ACKED,
+                "change": "unacknowledged",
+                "operator": "bob",
+                "operator_state": "none",
+            },
+        ),
+        note(
+            21, NotificationKind.ALARM_CHANGED, raise_seq=18, payload={**ACKED, "ack_by": "carol"}
+        ),  # a later change that names the acker
+        note(
+            22,
+            NotificationKind.ALARM_CLEARED,
+            severity="cleared",
+            raise_seq=18,
+            qualifier="Zürich-交换机",
+            payload=ACKED,
+        ),
+        note(
+            23,
+            text="x" * 8400,
+            resource="é" * 255,
+            type_id="",
+            payload={
+                **PAYLOAD,
+                "type_name": "n" * 300,
+                "probable_cause": "cabinetDoorOpen",
+                "resolution": "→" * 2800,
+                "operator_state": ["odd"],
+            },
+        ),
+        note(
+            24,
+            NotificationKind.ALARM_CHANGED,
+            raise_seq=1,
+            qualifier="🚨" * 100,
+            payload={
+                **PAYLOAD,
+                "probable_cause": "c" * 100,
+                "operator_state": "acknowledged",
+                "change": "acknowledged",
+                "operator": None,
+            },
+        ),
+        note(
+            25,
+            NotificationKind.EVENT,
+            alarm_id=0,
+            type_id="agent-started",
+            qualifier="",
+            severity="indeterminate",
+            payload={
+                "type_name": "Agent Started",
+                "event_type": "other",
+                "probable_cause": "other",
+            },
+        ),
+    ]
 
 
 @pytest.mark.parametrize("root", [(1, 3, 6, 1, 4, 1, 32473, 1), (1, 3, 6, 1, 4, 1, 99999, 7, 300)])
@@ -131,8 +246,10 @@ def _decoded(message: bytes) -> tuple[int, list[tuple[str, str, str]]]:
     decoded, rest = decoder.decode(message, asn1Spec=pmod.Message())
     assert rest == b""
     pdu = pmod.apiMessage.get_pdu(decoded)
-    varbinds = [(str(oid), type(value).__name__, value.prettyPrint())
-                for oid, value in pmod.apiPDU.get_varbinds(pdu)]  # fmt: skip
+    varbinds = [
+        (str(oid), type(value).__name__, value.prettyPrint())
+        for oid, value in pmod.apiPDU.get_varbinds(pdu)
+    ]
     return int(pmod.apiPDU.get_request_id(pdu)), varbinds
 
 
@@ -155,8 +272,11 @@ def test_pysnmp_decodes_the_same_varbinds_in_the_same_order() -> None:
 def test_what_the_varbind_encoder_refuses_it_still_refuses() -> None:
     oids = MibOids()
     encoder = VarbindEncoder(oids)
-    for bad in (note(1, severity="dreadful"), note(2, payload={"event_type": "nonsense"}),
-                note(3, alarm_id=-1)):  # fmt: skip
+    for bad in (
+        note(1, severity="dreadful"),
+        note(2, payload={"event_type": "nonsense"}),
+        note(3, alarm_id=-1),
+    ):
         with pytest.raises(ValueError):
             b"".join(v.ber() for v in notification_vars(bad, oids, 0))
         with pytest.raises(ValueError):
@@ -214,20 +334,42 @@ def _values(item: Notification) -> dict[str, bytes | int | tuple[int, ...]]:
 
 
 def test_appended_values() -> None:
-    acked = _values(note(19, NotificationKind.ALARM_CHANGED, raise_seq=18, qualifier="primary",
-                         payload={**ACKED, "change": "acknowledged",
-                                  "operator": "alice"}))  # fmt: skip
+    acked = _values(
+        note(
+            19,
+            NotificationKind.ALARM_CHANGED,
+            raise_seq=18,
+            qualifier="primary",
+            payload={**ACKED, "change": "acknowledged", "operator": "alice"},
+        )
+    )
     assert acked["provsyncNotifyQualifier"] == b"primary"
     assert acked["provsyncNotifyProbableCauseCode"] == 505  # communicationsSubsystemFailure
     assert acked["provsyncNotifyOperatorState"] == 2
     assert acked["provsyncNotifyAckBy"] == b"alice"
-    withdrawn = _values(note(20, NotificationKind.ALARM_CHANGED, raise_seq=18,
-                             payload={**ACKED, "change": "unacknowledged", "operator": "alice",
-                                      "operator_state": "none"}))  # fmt: skip
+    withdrawn = _values(
+        note(
+            20,
+            NotificationKind.ALARM_CHANGED,
+            raise_seq=18,
+            payload={
+                **ACKED,
+                "change": "unacknowledged",
+                "operator": "alice",
+                "operator_state": "none",
+            },
+        )
+    )
     assert (withdrawn["provsyncNotifyOperatorState"], withdrawn["provsyncNotifyAckBy"]) == (1, b"")
-    odd = _values(note(23, text="x" * 8400, type_id="", qualifier="é" * 200,
-                       payload={**PAYLOAD, "probable_cause": "cabinetDoorOpen",
-                                "resolution": "r" * 8400}))  # fmt: skip
+    odd = _values(
+        note(
+            23,
+            text="x" * 8400,
+            type_id="",
+            qualifier="é" * 200,
+            payload={**PAYLOAD, "probable_cause": "cabinetDoorOpen", "resolution": "r" * 8400},
+        )
+    )
     assert odd["provsyncNotifyTypeId"] == b"-"
     assert odd["provsyncNotifyText"] == b"x" * 252 + "…".encode()
     assert odd["provsyncNotifyResolution"] == b"r" * 252 + "…".encode()
@@ -254,8 +396,9 @@ def test_an_acknowledgement_is_not_the_change_before_it(tmp_path: Any) -> None:
 
         async def scenario() -> None:
             raised = await manager.raise_alarm("element-unreachable", "cm1", qualifier="primary")
-            await manager.raise_alarm("element-unreachable", "cm1", qualifier="primary",
-                                      severity="critical")  # fmt: skip
+            await manager.raise_alarm(
+                "element-unreachable", "cm1", qualifier="primary", severity="critical"
+            )
             await manager.acknowledge(raised.alarm["id"], by="alice")
             await manager.acknowledge(raised.alarm["id"], acknowledge=False, by="alice")
 
@@ -284,8 +427,11 @@ def test_an_acknowledgement_is_not_the_change_before_it(tmp_path: Any) -> None:
     assert (acked["provsyncNotifyOperatorState"], acked["provsyncNotifyAckBy"]) == (2, b"alice")
     assert (unacked["provsyncNotifyOperatorState"], unacked["provsyncNotifyAckBy"]) == (1, b"")
     # Everything else is the alarm's, the same in all three.
-    same = {k: v for k, v in acked.items() if k not in ("provsyncNotifyOperatorState",
-                                                        "provsyncNotifyAckBy")}  # fmt: skip
+    same = {
+        k: v
+        for k, v in acked.items()
+        if k not in ("provsyncNotifyOperatorState", "provsyncNotifyAckBy")
+    }
     assert same == {k: v for k, v in changed.items() if k in same}
 
 
@@ -297,9 +443,11 @@ def _old_v3_encode(enc: V3TrapEncoder, varbinds: Sequence[Var]) -> bytes:
     enc._request_id = (enc._request_id + 1) & 0x7FFFFFFF
     pdu = ber.tlv(
         ber.TRAP_V2,
-        ber.integer(enc._request_id) + ber.integer(0) + ber.integer(0)
+        ber.integer(enc._request_id)
+        + ber.integer(0)
+        + ber.integer(0)
         + ber.tlv(ber.SEQUENCE, b"".join(v.ber() for v in varbinds)),
-    )  # fmt: skip
+    )
     scoped = ber.sequence(ber.octets(enc.engine_id), ber.octets(b""), pdu)
     engine_time = enc.engine_time()
     flags = FLAG_AUTH
@@ -314,15 +462,20 @@ def _old_v3_encode(enc: V3TrapEncoder, varbinds: Sequence[Var]) -> bytes:
         salt = b""
         data = scoped
     usm_prefix = (
-        ber.octets(enc.engine_id) + ber.integer(enc.boots) + ber.integer(engine_time)
-        + ber.octets(enc.user) + bytes((ber.OCTET_STRING, enc._mac_length))
-    )  # fmt: skip
+        ber.octets(enc.engine_id)
+        + ber.integer(enc.boots)
+        + ber.integer(engine_time)
+        + ber.octets(enc.user)
+        + bytes((ber.OCTET_STRING, enc._mac_length))
+    )
     usm_body = usm_prefix + bytes(enc._mac_length) + ber.octets(salt)
     usm = ber.tlv(ber.SEQUENCE, usm_body)
     header = ber.sequence(
-        ber.integer(enc._message_id), ber.integer(MAX_SIZE), ber.octets(bytes((flags,))),
+        ber.integer(enc._message_id),
+        ber.integer(MAX_SIZE),
+        ber.octets(bytes((flags,))),
         ber.integer(3),
-    )  # fmt: skip
+    )
     head = ber.integer(3) + header
     security = ber.octets(usm)
     whole = ber.tlv(ber.SEQUENCE, head + security + data)
@@ -334,8 +487,13 @@ def _old_v3_encode(enc: V3TrapEncoder, varbinds: Sequence[Var]) -> bytes:
 
 
 def _user(auth: str, priv: str) -> SnmpUser:
-    user = {"name": "trapper", "auth_protocol": auth, "auth_key": "trapauth123",
-            "priv_protocol": priv, "priv_key": "trappriv123"}  # fmt: skip
+    user = {
+        "name": "trapper",
+        "auth_protocol": auth,
+        "auth_key": "trapauth123",
+        "priv_protocol": priv,
+        "priv_key": "trappriv123",
+    }
     if priv == "none":
         del user["priv_key"]
     return settings_from_dict({"snmp": {"users": [user]}}).snmp.users[0]
