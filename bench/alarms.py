@@ -102,12 +102,20 @@ def anchor(url: str, rows: int, batch: int) -> float:
     now = datetime.now(UTC)
     data = [
         {
-            "seq": i, "at": now, "kind": "alarm-raised", "alarm_id": i, "type_id": "sync-failed",
-            "resource": f"anchor-{i}", "qualifier": "", "severity": "major",
-            "text": "Synchronization Failed", "raise_seq": 0, "payload": "{}",
+            "seq": i,
+            "at": now,
+            "kind": "alarm-raised",
+            "alarm_id": i,
+            "type_id": "sync-failed",
+            "resource": f"anchor-{i}",
+            "qualifier": "",
+            "severity": "major",
+            "text": "Synchronization Failed",
+            "raise_seq": 0,
+            "payload": "{}",
         }
         for i in range(1, rows + 1)
-    ]  # fmt: skip
+    ]
     start = time.perf_counter()
     for offset in range(0, rows, batch):
         with engine.begin() as conn:

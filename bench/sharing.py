@@ -47,9 +47,20 @@ FIRST_KEY = 30000
 def simulate(tmp: Path, element_id: str, hub: str = "") -> tuple[subprocess.Popen[bytes], str]:
     """A ``provsync simulate`` process with (almost) no objects; returns it and its URL."""
     port = free_port()
-    command = [str(BIN / "provsync"), "simulate", "--port", str(port), "--objects", "0",
-               "--element-id", element_id, "--username", "admin",
-               "--password-file", str(tmp / "pw")]  # fmt: skip
+    command = [
+        str(BIN / "provsync"),
+        "simulate",
+        "--port",
+        str(port),
+        "--objects",
+        "0",
+        "--element-id",
+        element_id,
+        "--username",
+        "admin",
+        "--password-file",
+        str(tmp / "pw"),
+    ]
     if hub:
         command += ["--hub", hub, "--hub-token-file", str(tmp / "token")]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -63,17 +74,21 @@ def station(index: int, kind: str) -> dict[str, Any]:
 
 def changes(count: int, op: str, kind: str) -> list[dict[str, Any]]:
     """Hub changes of the stations; updates carry whole records (what the elements get)."""
-    return [{"class": "station", "key": str(FIRST_KEY + i), "op": op, "data": station(i, kind)}
-            for i in range(count)]  # fmt: skip
+    return [
+        {"class": "station", "key": str(FIRST_KEY + i), "op": op, "data": station(i, kind)}
+        for i in range(count)
+    ]
 
 
 def admin(url: str, method: str, path: str, body: Any = None) -> Any:
     """A call to a simulator (its admin routes ignore the injected faults)."""
-    response = httpx.request(method, f"{url}{path}", json=body, auth=("admin", PASSWORD),
-                             timeout=120)  # fmt: skip
+    response = httpx.request(
+        method, f"{url}{path}", json=body, auth=("admin", PASSWORD), timeout=120
+    )
     if response.status_code >= 300:
-        raise SystemExit(f"{method} {url}{path} answered {response.status_code}: "
-                         f"{response.text[:300]}")  # fmt: skip
+        raise SystemExit(
+            f"{method} {url}{path} answered {response.status_code}: {response.text[:300]}"
+        )
     return response.json()
 
 
@@ -85,9 +100,13 @@ def sharing_status(api: httpx.Client) -> dict[str, Any]:
 
 
 def wait_sharing(
-    api: httpx.Client, done: Callable[[dict[str, Any]], bool], within: float, what: str,
-    finished: dict[str, float] | None = None, since: float = 0.0,
-) -> dict[str, Any]:  # fmt: skip
+    api: httpx.Client,
+    done: Callable[[dict[str, Any]], bool],
+    within: float,
+    what: str,
+    finished: dict[str, float] | None = None,
+    since: float = 0.0,
+) -> dict[str, Any]:
     """Poll GET /api/v1/sharing until ``done``; a failed distribution ends the bench.
 
     ``finished`` collects, per element, the seconds after ``since`` at which its pending
@@ -118,8 +137,9 @@ def post_changes(api: httpx.Client, items: list[dict[str, Any]], batch: int) -> 
     for offset in range(0, len(items), batch):
         response = api.post("/api/v1/objects", json={"changes": items[offset : offset + batch]})
         if response.status_code != 200:
-            raise SystemExit(f"POST /api/v1/objects answered {response.status_code}: "
-                             f"{response.text[:300]}")  # fmt: skip
+            raise SystemExit(
+                f"POST /api/v1/objects answered {response.status_code}: {response.text[:300]}"
+            )
 
 
 def check_stations(url: str, items: list[dict[str, Any]]) -> None:
@@ -134,13 +154,16 @@ async def post_direct(urls: list[str], items: list[dict[str, Any]]) -> float:
     """Anchor: ``items`` to every simulator, one after the other each, all in parallel."""
 
     async def one(url: str) -> None:
-        async with httpx.AsyncClient(base_url=f"{url}/api/v1", auth=("admin", PASSWORD),
-                                     timeout=60) as client:  # fmt: skip
+        async with httpx.AsyncClient(
+            base_url=f"{url}/api/v1", auth=("admin", PASSWORD), timeout=60
+        ) as client:
             for item in items:
                 response = await client.post("/updates", json={**item, "user": SERVICE_USER})
                 if response.status_code != 200:
-                    raise SystemExit(f"{url}: POST /updates answered {response.status_code}: "
-                                     f"{response.text[:300]}")  # fmt: skip
+                    raise SystemExit(
+                        f"{url}: POST /updates answered {response.status_code}: "
+                        f"{response.text[:300]}"
+                    )
 
     start = time.perf_counter()
     await asyncio.gather(*(one(url) for url in urls))
@@ -150,9 +173,16 @@ async def post_direct(urls: list[str], items: list[dict[str, Any]]) -> float:
 def setup(api: httpx.Client, names: list[str], urls: list[str]) -> None:
     """Add the elements, make them share, one sync to the hub: sharing, nothing pending."""
     for name, url in zip(names, urls, strict=True):
-        added = api.post("/api/v1/elements", json={
-            "name": name, "url": url, "username": "admin", "password": PASSWORD,
-            "interval": 0})  # fmt: skip
+        added = api.post(
+            "/api/v1/elements",
+            json={
+                "name": name,
+                "url": url,
+                "username": "admin",
+                "password": PASSWORD,
+                "interval": 0,
+            },
+        )
         if added.status_code != 200:
             raise SystemExit(f"adding {name} answered {added.status_code}: {added.text[:300]}")
         job = wait_job(api, added.json()["job"], within=120)
@@ -163,10 +193,10 @@ def setup(api: httpx.Client, names: list[str], urls: list[str]) -> None:
     admin(urls[0], "POST", "/admin/sharing/sync")
     wait_sharing(
         api,
-        lambda s: s["state"] == "sharing" and s["sync_running"] is None
-        and pending(s, names) == 0,
-        120, "start sharing and sync to the hub",
-    )  # fmt: skip
+        lambda s: s["state"] == "sharing" and s["sync_running"] is None and pending(s, names) == 0,
+        120,
+        "start sharing and sync to the hub",
+    )
 
 
 def main() -> int:
@@ -204,8 +234,10 @@ def main() -> int:
             with log.open("wb") as handle:
                 agent = subprocess.Popen(
                     [str(BIN / "provsync"), "run", "--config", str(tmp / "p.toml")],
-                    stdout=handle, stderr=subprocess.STDOUT, cwd=tmp,
-                )  # fmt: skip
+                    stdout=handle,
+                    stderr=subprocess.STDOUT,
+                    cwd=tmp,
+                )
             procs.append(agent)
             started = [simulate(tmp, n, hub) for n in names]
             procs += [proc for proc, _ in started]
@@ -222,8 +254,9 @@ def main() -> int:
                 start = time.perf_counter()
                 post_changes(api, creates, batch)
                 posted = time.perf_counter() - start
-                wait_sharing(api, lambda s: pending(s, names) == 0, within, "throughput",
-                             finished, start)  # fmt: skip
+                wait_sharing(
+                    api, lambda s: pending(s, names) == 0, within, "throughput", finished, start
+                )
                 ours_seconds = time.perf_counter() - start
                 for url in urls:
                     check_stations(url, creates)
@@ -233,8 +266,12 @@ def main() -> int:
                 admin(down, "POST", "/admin/faults", {"down": True})
                 start = time.perf_counter()
                 post_changes(api, updates, batch)
-                status = wait_sharing(api, lambda s: pending(s, others) == 0, within,
-                                      "updates to the elements that are up")  # fmt: skip
+                status = wait_sharing(
+                    api,
+                    lambda s: pending(s, others) == 0,
+                    within,
+                    "updates to the elements that are up",
+                )
                 others_seconds = time.perf_counter() - start
                 backlog = pending(status, names[-1:])
                 admin(down, "POST", "/admin/faults", {"down": False})
@@ -263,30 +300,46 @@ def main() -> int:
             for proc in procs:
                 stop(proc, within=60)
             if failed and log.exists():
-                print("agent log (tail):", *log.read_text(errors="replace").splitlines()[-30:],
-                      sep="\n", file=sys.stderr)  # fmt: skip
+                print(
+                    "agent log (tail):",
+                    *log.read_text(errors="replace").splitlines()[-30:],
+                    sep="\n",
+                    file=sys.stderr,
+                )
 
     ours, anchor = count / ours_seconds, count / anchor_seconds
     ratio = ours / anchor
     ok = ratio >= 0.5
     elements = len(names)
-    print(f"sharing: {count:,} hub changes to {elements} elements, posted in batches of "
-          f"{batch}; [sharing] retry_initial {SHARING['retry_initial']}, retry_max "
-          f"{SHARING['retry_max']}, batch_size default")  # fmt: skip
+    print(
+        f"sharing: {count:,} hub changes to {elements} elements, posted in batches of "
+        f"{batch}; [sharing] retry_initial {SHARING['retry_initial']}, retry_max "
+        f"{SHARING['retry_max']}, batch_size default"
+    )
     print(f"throughput ({count:,} station creates, applied on every element)")
-    print(f"  ours   : {ours:9,.0f} changes/s ({ours_seconds:.2f} s; posts accepted after "
-          f"{posted:.2f} s; elements done between {min(finished.values()):.2f} and "
-          f"{max(finished.values()):.2f} s, seen every {POLL} s)")  # fmt: skip
-    print(f"  anchor : {anchor:9,.0f} changes/s ({anchor_seconds:.2f} s; plain httpx POST "
-          f"/api/v1/updates, one AsyncClient per simulator, {elements} in parallel)")  # fmt: skip
+    print(
+        f"  ours   : {ours:9,.0f} changes/s ({ours_seconds:.2f} s; posts accepted after "
+        f"{posted:.2f} s; elements done between {min(finished.values()):.2f} and "
+        f"{max(finished.values()):.2f} s, seen every {POLL} s)"
+    )
+    print(
+        f"  anchor : {anchor:9,.0f} changes/s ({anchor_seconds:.2f} s; plain httpx POST "
+        f"/api/v1/updates, one AsyncClient per simulator, {elements} in parallel)"
+    )
     print(f"  ratio  : {ratio:9.2f} (target >= 0.5)")
     print(f"drain ({count:,} station updates, {names[-1]} down meanwhile)")
-    print(f"  the {elements - 1} elements up had them after {others_seconds:.2f} s; "
-          f"backlog of {names[-1]}: {backlog:,}")  # fmt: skip
-    print(f"  ours   : {drain_seconds:9.2f} s after it came back "
-          f"({backlog / drain_seconds:,.0f} changes/s)")  # fmt: skip
-    print(f"  anchor : {anchor_drain:9.2f} s (the same updates to one simulator, plain httpx, "
-          f"{count / anchor_drain:,.0f} changes/s)")  # fmt: skip
+    print(
+        f"  the {elements - 1} elements up had them after {others_seconds:.2f} s; "
+        f"backlog of {names[-1]}: {backlog:,}"
+    )
+    print(
+        f"  ours   : {drain_seconds:9.2f} s after it came back "
+        f"({backlog / drain_seconds:,.0f} changes/s)"
+    )
+    print(
+        f"  anchor : {anchor_drain:9.2f} s (the same updates to one simulator, plain httpx, "
+        f"{count / anchor_drain:,.0f} changes/s)"
+    )
     print(f"  ratio  : {anchor_drain / drain_seconds:9.2f} (anchor time / ours)")
     print(f"target: {'met' if ok else 'NOT met'}")
     return 0 if ok else 1

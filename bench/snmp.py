@@ -61,11 +61,17 @@ def fill_store(data_dir: Path, count: int) -> None:
     manager.start()
     futures = [
         manager.submit(
-            RaiseOp("element-unreachable", f"call-server-{i:06d}", "", Severity.MAJOR,
-                    f"no answer from call-server-{i:06d}", "bench")
+            RaiseOp(
+                "element-unreachable",
+                f"call-server-{i:06d}",
+                "",
+                Severity.MAJOR,
+                f"no answer from call-server-{i:06d}",
+                "bench",
+            )
         )
         for i in range(count)
-    ]  # fmt: skip
+    ]
     for future in futures:
         future.result()
     manager.stop()
@@ -80,10 +86,13 @@ class AgentRun:
         config = {
             "agent": {"data_dir": str(root / "var"), "log_level": "WARNING"},
             "api": {"listen": f"127.0.0.1:{self.api_port}", "token": "bench"},
-            "snmp": {"listen": [f"127.0.0.1:{self.snmp_port}"], "heartbeat_interval": "0s",
-                     "communities": [{"name": "public"}]},
+            "snmp": {
+                "listen": [f"127.0.0.1:{self.snmp_port}"],
+                "heartbeat_interval": "0s",
+                "communities": [{"name": "public"}],
+            },
             "exporters": {"file": []},
-        }  # fmt: skip
+        }
         (root / "p.toml").write_text(tomli_w.dumps(config))
         self.proc = subprocess.Popen(
             [str(BIN / "provsync"), "--config", str(root / "p.toml"), "run"],
@@ -113,10 +122,23 @@ class AgentRun:
 def timed_walk(port: int, oid: str) -> tuple[float, int]:
     start = time.perf_counter()
     result = subprocess.run(
-        ["snmpbulkwalk", "-v2c", "-c", "public", "-Cr50", "-On", "-t", "10",
-         f"127.0.0.1:{port}", oid],
-        capture_output=True, text=True, check=True, env={**os.environ, "MIBS": ""},
-    )  # fmt: skip
+        [
+            "snmpbulkwalk",
+            "-v2c",
+            "-c",
+            "public",
+            "-Cr50",
+            "-On",
+            "-t",
+            "10",
+            f"127.0.0.1:{port}",
+            oid,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "MIBS": ""},
+    )
     return time.perf_counter() - start, len(result.stdout.splitlines())
 
 
@@ -142,11 +164,21 @@ def snmpd_anchor(tmp: Path, lines: int) -> tuple[float, int]:
     conf = tmp / "snmpd.conf"
     conf.write_text("\n".join(config) + "\n")
     proc = subprocess.Popen(
-        [snmpd, "-f", "-Lo", "-C", "-c", str(conf), "-p", str(tmp / "snmpd.pid"),
-         f"udp:127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            snmpd,
+            "-f",
+            "-Lo",
+            "-C",
+            "-c",
+            str(conf),
+            "-p",
+            str(tmp / "snmpd.pid"),
+            f"udp:127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env={**os.environ, "SNMP_PERSISTENT_DIR": str(tmp / "snmpd-state"), "MIBS": ""},
-    )  # fmt: skip
+    )
     try:
         time.sleep(1.0)
         return best_walk(port, EXTEND_LINES)
@@ -183,8 +215,9 @@ class Counter:
     def __init__(self, expected: int, idle: float = 2.0) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, "-c", RECEIVER, str(expected), str(idle)],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None
         self.port = int(self.proc.stdout.readline())
 
@@ -205,12 +238,22 @@ def sample_note(seq: int) -> Notification:
     from datetime import UTC, datetime
 
     return Notification(
-        seq=seq, at=datetime.now(UTC), kind=NotificationKind.ALARM_RAISED, alarm_id=seq,
-        type_id="element-unreachable", resource=f"call-server-{seq:06d}", qualifier="",
-        severity="major", text="no answer from the call server", raise_seq=0,
-        payload={"type_name": "Element Unreachable", "event_type": "communicationsAlarm",
-                 "probable_cause": "communicationsSubsystemFailure"},
-    )  # fmt: skip
+        seq=seq,
+        at=datetime.now(UTC),
+        kind=NotificationKind.ALARM_RAISED,
+        alarm_id=seq,
+        type_id="element-unreachable",
+        resource=f"call-server-{seq:06d}",
+        qualifier="",
+        severity="major",
+        text="no answer from the call server",
+        raise_seq=0,
+        payload={
+            "type_name": "Element Unreachable",
+            "event_type": "communicationsAlarm",
+            "probable_cause": "communicationsSubsystemFailure",
+        },
+    )
 
 
 async def ours_traps(count: int, version: str, batch: int = 500) -> tuple[float, int]:
@@ -222,14 +265,23 @@ async def ours_traps(count: int, version: str, batch: int = 500) -> tuple[float,
     try:
         snmp: dict[str, Any] = {
             "users": [{"name": "bench", "auth_key": "benchauth1", "priv_key": "benchpriv1"}],
-            "targets": [{"address": f"127.0.0.1:{receiver.port}", "version": version,
-                         "community": "public", "user": "bench"}],
-        }  # fmt: skip
+            "targets": [
+                {
+                    "address": f"127.0.0.1:{receiver.port}",
+                    "version": version,
+                    "community": "public",
+                    "user": "bench",
+                }
+            ],
+        }
         settings = settings_from_dict({"snmp": snmp})
         path = trap_path(
-            settings.snmp.targets[0], oids, engine_id=bytes.fromhex(ENGINE_ID), boots=1,
+            settings.snmp.targets[0],
+            oids,
+            engine_id=bytes.fromhex(ENGINE_ID),
+            boots=1,
             users=settings.snmp.users,
-        )  # fmt: skip
+        )
         await path.open()
         booted = time.monotonic()
 
@@ -260,18 +312,23 @@ async def anchor_traps(count: int, version: str) -> float:
         send_notification,
         usmAesCfb128Protocol,
         usmHMAC192SHA256AuthProtocol,
-    )  # fmt: skip
+    )
     from pysnmp.proto import rfc1902
 
     receiver = Counter(count)
     try:
         engine = SnmpEngine(rfc1902.OctetString(hexValue=ENGINE_ID))
         auth: Any = (
-            CommunityData("public", mpModel=1) if version == "v2c" else
-            UsmUserData("bench", "benchauth1", "benchpriv1",
-                        authProtocol=usmHMAC192SHA256AuthProtocol,
-                        privProtocol=usmAesCfb128Protocol)
-        )  # fmt: skip
+            CommunityData("public", mpModel=1)
+            if version == "v2c"
+            else UsmUserData(
+                "bench",
+                "benchauth1",
+                "benchpriv1",
+                authProtocol=usmHMAC192SHA256AuthProtocol,
+                privProtocol=usmAesCfb128Protocol,
+            )
+        )
         target = await UdpTransportTarget.create(("127.0.0.1", receiver.port))
         notification = NotificationType(ObjectIdentity("1.3.6.1.4.1.32473.1.0.1")).add_varbinds(
             ("1.3.6.1.4.1.32473.1.1.6.1.0", rfc1902.Unsigned32(1)),
@@ -338,8 +395,10 @@ def main() -> int:
             print(f"    ratio ours / snmpd: {ratio:.2f} (target <= {WALK_TARGET}): {verdict(met)}")
 
         if "b" in args.parts:
-            print(f"(b) traps delivered to a local UDP receiver, {args.traps:,} through the "
-                  f"exporter's trap path, {args.anchor_traps:,} through pysnmp")  # fmt: skip
+            print(
+                f"(b) traps delivered to a local UDP receiver, {args.traps:,} through the "
+                f"exporter's trap path, {args.anchor_traps:,} through pysnmp"
+            )
             for version, target in TRAP_TARGETS.items():
                 mine, lost = asyncio.run(ours_traps(args.traps, version))
                 base = asyncio.run(anchor_traps(args.anchor_traps, version))
@@ -347,9 +406,11 @@ def main() -> int:
                 ok &= met
                 label = "v2c" if version == "v2c" else "v3 authPriv"
                 note = f" ({lost:,} lost at the receiver)" if lost else ""
-                print(f"    {label:12s} ours {mine:8,.0f}/s{note}   pysnmp send_notification "
-                      f"{base:8,.0f}/s   ratio {mine / base:5.1f}   target >= {target:,}/s: "
-                      f"{verdict(met)}")  # fmt: skip
+                print(
+                    f"    {label:12s} ours {mine:8,.0f}/s{note}   pysnmp send_notification "
+                    f"{base:8,.0f}/s   ratio {mine / base:5.1f}   target >= {target:,}/s: "
+                    f"{verdict(met)}"
+                )
 
         if "c" in args.parts:
             (tmp / "c" / "var").mkdir(parents=True)
@@ -363,8 +424,10 @@ def main() -> int:
             ok &= met
             print("(c) agent resident memory (VmRSS) after start")
             print(f"    {args.alarms:>7,} active alarms: {rss_small:7.1f} MB (anchor)")
-            print(f"    {args.big:>7,} active alarms: {rss_big:7.1f} MB   "
-                  f"target <= {RSS_TARGET:g} MB: {verdict(met)}")  # fmt: skip
+            print(
+                f"    {args.big:>7,} active alarms: {rss_big:7.1f} MB   "
+                f"target <= {RSS_TARGET:g} MB: {verdict(met)}"
+            )
     return 0 if ok else 1
 
 

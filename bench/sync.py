@@ -53,9 +53,14 @@ def anchor(url: str) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         engine = create_engine(f"sqlite:///{tmp}/anchor.db")
         metadata = MetaData()
-        table = Table("objects", metadata, Column("element_id", Integer),
-                      Column("cls", String(32)), Column("key", String(128)),
-                      Column("data", Text))  # fmt: skip
+        table = Table(
+            "objects",
+            metadata,
+            Column("element_id", Integer),
+            Column("cls", String(32)),
+            Column("key", String(128)),
+            Column("data", Text),
+        )
         metadata.create_all(engine)
         total = 0
         start = time.perf_counter()
@@ -67,9 +72,15 @@ def anchor(url: str) -> tuple[float, int]:
                     if after:
                         params["after"] = after
                     page = http.get(f"/objects/{cls}", params=params).json()
-                    rows = [{"element_id": 1, "cls": cls, "key": o["key"],
-                             "data": json.dumps(o["data"], sort_keys=True)}
-                            for o in page["objects"]]  # fmt: skip
+                    rows = [
+                        {
+                            "element_id": 1,
+                            "cls": cls,
+                            "key": o["key"],
+                            "data": json.dumps(o["data"], sort_keys=True),
+                        }
+                        for o in page["objects"]
+                    ]
                     if rows:
                         with engine.begin() as conn:
                             conn.execute(table.insert(), rows)
@@ -109,10 +120,19 @@ def main() -> int:
         sim_port, api_port = free_port(), free_port()
         sim_url = f"http://127.0.0.1:{sim_port}"
         simulator = subprocess.Popen(
-            [str(BIN / "provsync"), "simulate", "--port", str(sim_port), "--objects",
-             str(args.objects), "--password-file", str(tmp / "pw")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                str(BIN / "provsync"),
+                "simulate",
+                "--port",
+                str(sim_port),
+                "--objects",
+                str(args.objects),
+                "--password-file",
+                str(tmp / "pw"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         config = {
             "agent": {"data_dir": str(tmp / "var"), "log_level": "WARNING"},
             "api": {"listen": f"127.0.0.1:{api_port}", "token": "bench"},
@@ -130,30 +150,44 @@ def main() -> int:
             wait_http(f"{sim_url}/api/v1/health", simulator, within=300)
             wait_http(f"http://127.0.0.1:{api_port}/api/v1/health", agent, within=300)
             headers = {"Authorization": "Bearer bench"}
-            with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", headers=headers,
-                              timeout=60) as api:  # fmt: skip
+            with httpx.Client(
+                base_url=f"http://127.0.0.1:{api_port}", headers=headers, timeout=60
+            ) as api:
                 # Each round: a new element's first initialization (the same element data),
                 # then the anchor, so each ratio compares runs a few seconds apart on a
                 # shared machine; all before the changes below: the same pages, same rows.
                 rounds: list[tuple[float, float, float]] = []
                 for index in range(args.rounds):
-                    added = api.post("/api/v1/elements", json={
-                        "name": f"big{index}" if index else "big", "url": sim_url,
-                        "username": "admin", "password": PASSWORD, "interval": 0,
-                    }).json()  # fmt: skip
+                    added = api.post(
+                        "/api/v1/elements",
+                        json={
+                            "name": f"big{index}" if index else "big",
+                            "url": sim_url,
+                            "username": "admin",
+                            "password": PASSWORD,
+                            "interval": 0,
+                        },
+                    ).json()
                     init = wait_job(api, added["job"], within=JOB_WAIT, poll=JOB_POLL)
                     objects = sum(init["counts"]["objects"].values())
                     anchor_rate, anchor_objects = anchor(sim_url)
-                    rounds.append((objects / job_seconds(init), anchor_rate,
-                                   job_seconds(init)))  # fmt: skip
+                    rounds.append((objects / job_seconds(init), anchor_rate, job_seconds(init)))
                 rss = peak_rss_mb(agent.pid)
                 with httpx.Client(base_url=sim_url, auth=("admin", PASSWORD)) as element:
                     for index in range(args.changes):
-                        element.post("/admin/changes", json={
-                            "user": "tech", "op": "create", "class": "station",
-                            "key": f"9{index:06d}", "data": {"n": index}})  # fmt: skip
-                job_id = api.post("/api/v1/elements/big/sync",
-                                  json={"kind": "incremental"}).json()["job"]  # fmt: skip
+                        element.post(
+                            "/admin/changes",
+                            json={
+                                "user": "tech",
+                                "op": "create",
+                                "class": "station",
+                                "key": f"9{index:06d}",
+                                "data": {"n": index},
+                            },
+                        )
+                job_id = api.post("/api/v1/elements/big/sync", json={"kind": "incremental"}).json()[
+                    "job"
+                ]
                 incremental = wait_job(api, job_id, within=JOB_WAIT, poll=JOB_POLL)
         finally:
             agent.send_signal(signal.SIGTERM)
@@ -169,11 +203,15 @@ def main() -> int:
     ok = ratio_ok and rss_ok and inc_ok
     print(f"initialization sync, {objects:,} objects, {len(rounds)} rounds (medians)")
     print(f"  ours   : {init_rate:9,.0f} objects/s")
-    print(f"  anchor : {anchor_rate:9,.0f} objects/s (httpx pages + Core executemany, "
-          f"{anchor_objects:,} objects)")  # fmt: skip
+    print(
+        f"  anchor : {anchor_rate:9,.0f} objects/s (httpx pages + Core executemany, "
+        f"{anchor_objects:,} objects)"
+    )
     for ours, theirs, seconds in rounds:
-        print(f"    round: {ours:9,.0f} vs {theirs:9,.0f} objects/s ({seconds:.1f} s), "
-              f"ratio {ours / theirs:.2f}")  # fmt: skip
+        print(
+            f"    round: {ours:9,.0f} vs {theirs:9,.0f} objects/s ({seconds:.1f} s), "
+            f"ratio {ours / theirs:.2f}"
+        )
     print(f"  ratio  : {ratio:9.2f} (median; target >= {RATIO_TARGET}: {met(ratio_ok)})")
     print(f"  agent peak RSS: {rss:.0f} MB (target < {RSS_TARGET_MB} MB: {met(rss_ok)})")
     applied = incremental["counts"].get("applied")

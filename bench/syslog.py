@@ -38,8 +38,9 @@ class Receiver:
         self.port = free_port()
         self.proc = subprocess.Popen(
             [sys.executable, str(HERE / "syslog_receiver.py"), mode, str(self.port), str(count)],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert self.proc.stdout is not None
         assert self.proc.stdout.readline().strip() == "ready"
 
@@ -54,15 +55,25 @@ def notes(count: int) -> list[Notification]:
     now = datetime.now(UTC)
     return [
         Notification(
-            seq=i, at=now, kind=NotificationKind.ALARM_RAISED, alarm_id=i,
-            type_id="element-unreachable", resource=f"call-server-{i:06d}", qualifier="",
-            severity="major", text=f"no answer from call-server-{i:06d}", raise_seq=0,
-            payload={"type_name": "Element Unreachable", "event_type": "communicationsAlarm",
-                     "probable_cause": "communicationsSubsystemFailure",
-                     "resolution": f"provsync elements show call-server-{i:06d}"},
+            seq=i,
+            at=now,
+            kind=NotificationKind.ALARM_RAISED,
+            alarm_id=i,
+            type_id="element-unreachable",
+            resource=f"call-server-{i:06d}",
+            qualifier="",
+            severity="major",
+            text=f"no answer from call-server-{i:06d}",
+            raise_seq=0,
+            payload={
+                "type_name": "Element Unreachable",
+                "event_type": "communicationsAlarm",
+                "probable_cause": "communicationsSubsystemFailure",
+                "resolution": f"provsync elements show call-server-{i:06d}",
+            },
         )
         for i in range(1, count + 1)
-    ]  # fmt: skip
+    ]
 
 
 async def ours(transport: Transport, batch: list[Notification]) -> float:
@@ -79,9 +90,10 @@ async def ours(transport: Transport, batch: list[Notification]) -> float:
 def run_ours(mode: str, count: int) -> float:
     receiver = Receiver("octets" if mode == "tcp" else "relp", count)
     transport: Transport = (
-        StreamTransport("127.0.0.1", receiver.port, 30.0) if mode == "tcp"
+        StreamTransport("127.0.0.1", receiver.port, 30.0)
+        if mode == "tcp"
         else RelpTransport("127.0.0.1", receiver.port, 30.0)
-    )  # fmt: skip
+    )
     start = time.perf_counter()
     asyncio.run(ours(transport, notes(count)))
     receiver.seconds()
