@@ -106,6 +106,7 @@ def every_kind() -> list[Notification]:
                 "resolution": ["restart it"],
             },
         ),
+        # True and 7 hash apart, 1 would not.
         note(
             13,
             payload={
@@ -113,7 +114,7 @@ def every_kind() -> list[Notification]:
                 "event_type": "qualityOfServiceAlarm",
                 "probable_cause": 1.5,
             },
-        ),  # True and 7 hash apart, 1 would not
+        ),
         note(
             14,
             NotificationKind.ALARM_RAISED,
@@ -171,9 +172,10 @@ def every_kind() -> list[Notification]:
                 "operator_state": "none",
             },
         ),
+        # A later change that names the acker.
         note(
             21, NotificationKind.ALARM_CHANGED, raise_seq=18, payload={**ACKED, "ack_by": "carol"}
-        ),  # a later change that names the acker
+        ),
         note(
             22,
             NotificationKind.ALARM_CLEARED,
