@@ -67,10 +67,10 @@ def test_a_module_in_no_layer_breaks_the_contract(tmp_path: Path) -> None:
         ),
         # ...or lazily inside a function (what config's validators used to do).
         (
-            "agent.config",
+            "agent.config.snmp",
             "def _oids() -> object:\n    from agent.export.snmp import oids\n\n    return oids",
             "agent/ layers",
-            "agent.config -> agent.export.snmp.oids",
+            "agent.config.snmp -> agent.export.snmp.oids",
         ),
         # One exporter importing another (what the syslog exporter used to do).
         (
