@@ -28,6 +28,7 @@ from agent.export.snmp.v3auth import known_users
 from agent.export.snmp.view import MibView, ScalarRegion
 from tests.conftest import AgentProcess
 from tests.netsnmp import run
+from tests.test_snmp_agent import v3
 
 
 def _cost(work: Callable[[], object], rounds: int = 5) -> float:
@@ -455,6 +456,29 @@ def _p99(samples: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
+def _auth_only_get(agent: AgentProcess, user: str, key: str, retries: str = "1") -> Any:
+    """snmpget of sysDescr.0 as an authNoPriv SHA-256 user."""
+    return run(
+        "snmpget",
+        "-v3",
+        "-l",
+        "authNoPriv",
+        "-u",
+        user,
+        "-a",
+        "SHA-256",
+        "-A",
+        key,
+        "-t",
+        "2",
+        "-r",
+        retries,
+        "-Ov",
+        f"127.0.0.1:{agent.snmp_port}",
+        "SNMPv2-MIB::sysDescr.0",
+    )
+
+
 def _snmpget_v2c(agent: AgentProcess) -> Any:
     return run(
         "snmpget",
@@ -513,91 +537,17 @@ def test_a_flood_of_hostile_datagrams_leaves_the_agent_responsive(agent_factory:
     good = _snmpget_v2c(agent)
     assert good.returncode == 0, good.stderr
     assert "provsync" in good.stdout
-    v3 = run(
-        "snmpget",
-        "-v3",
-        "-l",
-        "authPriv",
-        "-u",
-        "ops256",
-        "-a",
-        "SHA-256",
-        "-A",
-        "authpass256",
-        "-x",
-        "AES",
-        "-X",
-        "privpass256",
-        "-t",
-        "2",
-        "-r",
-        "1",
-        "-Ov",
-        f"127.0.0.1:{agent.snmp_port}",
-        "SNMPv2-MIB::sysDescr.0",
-    )
-    assert v3.returncode == 0, v3.stderr
+    secure = v3(agent, "snmpget", "-Ov", "SNMPv2-MIB::sysDescr.0")
+    assert secure.returncode == 0, secure.stderr
     # A manager with a mistyped user name still learns why (the RFC 3414 report).
-    stranger = run(
-        "snmpget",
-        "-v3",
-        "-l",
-        "authNoPriv",
-        "-u",
-        "nobody",
-        "-a",
-        "SHA-256",
-        "-A",
-        "whatever123",
-        "-t",
-        "2",
-        "-r",
-        "2",
-        f"127.0.0.1:{agent.snmp_port}",
-        "SNMPv2-MIB::sysDescr.0",
-    )
+    stranger = _auth_only_get(agent, "nobody", "whatever123", retries="2")
     assert stranger.returncode != 0
     assert "Unknown user name" in stranger.stderr, stranger.stderr
     # And one with a mistyped key, why it failed (the wrongDigests report, within budget).
-    mistyped = run(
-        "snmpget",
-        "-v3",
-        "-l",
-        "authNoPriv",
-        "-u",
-        "opsauth",
-        "-a",
-        "SHA-256",
-        "-A",
-        "wrongkey123",
-        "-t",
-        "2",
-        "-r",
-        "2",
-        f"127.0.0.1:{agent.snmp_port}",
-        "SNMPv2-MIB::sysDescr.0",
-    )
+    mistyped = _auth_only_get(agent, "opsauth", "wrongkey123", retries="2")
     assert mistyped.returncode != 0
     assert "Authentication failure" in mistyped.stderr, mistyped.stderr
-    right = run(
-        "snmpget",
-        "-v3",
-        "-l",
-        "authNoPriv",
-        "-u",
-        "opsauth",
-        "-a",
-        "SHA-256",
-        "-A",
-        "authonly256",
-        "-t",
-        "2",
-        "-r",
-        "1",
-        "-Ov",
-        f"127.0.0.1:{agent.snmp_port}",
-        "SNMPv2-MIB::sysDescr.0",
-    )
+    right = _auth_only_get(agent, "opsauth", "authonly256")
     assert right.returncode == 0, right.stderr
     with agent.http() as http:
         counts = http.get("/api/v1/status").json()["snmp"]["requests"]
