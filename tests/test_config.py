@@ -25,6 +25,7 @@ from agent.config import (
     within,
 )
 from agent.errors import ConfigError
+from agent.syslog_facilities import FACILITIES
 from tests.conftest import BIN
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -502,6 +503,24 @@ def test_a_lowered_max_message_size_still_bounds_udp() -> None:
         settings_from_dict({"syslog": {"max_message_size": 4096}}).syslog.udp_max_message_size
         == 2048
     )
+
+
+def test_syslog_facility_takes_the_rfc5424_names_and_refuses_others_naming_them() -> None:
+    # The names are agent.syslog_facilities' table, the one the formatter turns into PRI.
+    for name in FACILITIES:
+        assert settings_from_dict({"syslog": {"facility": name}}).syslog.facility == name
+    assert Settings().syslog.facility == "local0"
+    for bad in ("local8", "LOCAL0", "", 16):
+        with pytest.raises(ConfigError) as info:
+            settings_from_dict({"syslog": {"facility": bad}})
+        # One line naming the key and every accepted name, as when the field was a Literal.
+        assert str(info.value).count("\n") == 0
+        assert (
+            "syslog.facility: Input should be 'kern', 'user', 'mail', 'daemon', 'auth', "
+            "'syslog', 'lpr', 'news', 'uucp', 'cron', 'authpriv', 'ftp', 'ntp', 'audit', "
+            "'alert', 'clock', 'local0', 'local1', 'local2', 'local3', 'local4', 'local5', "
+            "'local6' or 'local7'"
+        ) in str(info.value)
 
 
 _TARGET = {"address": "127.0.0.1:162", "community": "public", "name": "noc"}

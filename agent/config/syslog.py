@@ -9,6 +9,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from agent.alarms.severity import Severity
 from agent.config.exporters import NOTIFICATION_KINDS
 from agent.config.values import Duration, Section, check_unique, parse_address, within
+from agent.syslog_facilities import FACILITIES
 
 SYSLOG_PORTS = {"udp": 514, "tcp": 514, "tls": 6514, "relp": 2514}
 
@@ -96,32 +97,8 @@ UDP_MAX_MESSAGE = 65000
 
 
 class SyslogSettings(Section):
-    facility: Literal[
-        "kern",
-        "user",
-        "mail",
-        "daemon",
-        "auth",
-        "syslog",
-        "lpr",
-        "news",
-        "uucp",
-        "cron",
-        "authpriv",
-        "ftp",
-        "ntp",
-        "audit",
-        "alert",
-        "clock",
-        "local0",
-        "local1",
-        "local2",
-        "local3",
-        "local4",
-        "local5",
-        "local6",
-        "local7",
-    ] = "local0"
+    facility: str = "local0"
+    """One of the RFC 5424 facility names (agent.syslog_facilities)."""
     hostname: str = ""
     """HOSTNAME of the messages; empty: [agent] hostname, else this machine's FQDN."""
     max_message_size: int = Field(default=8192, ge=480, le=65000)
@@ -131,6 +108,15 @@ class SyslogSettings(Section):
     and 1180 (IPv6), and recommends that every receiver accept 2048."""
     collectors: tuple[SyslogCollector, ...] = ()
     agent_log: AgentLogSyslog = AgentLogSyslog()
+
+    @field_validator("facility", mode="before")
+    @classmethod
+    def _facility(cls, value: object) -> object:
+        if not (isinstance(value, str) and value in FACILITIES):
+            # Worded as pydantic words a Literal's refusal, which this field was.
+            *names, last = (repr(name) for name in FACILITIES)
+            raise ValueError(f"Input should be {', '.join(names)} or {last}")
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -15,9 +15,10 @@ from agent.errors import Oversized
 from agent.export.base import Exporter
 from agent.export.kinds import kind_of
 from agent.export.syslog.relp import RelpTransport
-from agent.export.syslog.rfc5424 import FACILITIES, Formatter
+from agent.export.syslog.rfc5424 import Formatter
 from agent.export.syslog.transports import StreamTransport, Transport, UdpTransport, tls_context
 from agent.oids import enterprise_number
+from agent.syslog_facilities import FACILITIES
 
 
 def make_formatter(settings: Settings, host: str) -> Formatter:

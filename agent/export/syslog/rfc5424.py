@@ -28,32 +28,9 @@ from agent.alarms.records import Notification, NotificationKind
 from agent.alarms.severity import Severity
 from agent.errors import Oversized
 
-FACILITIES = {
-    "kern": 0,
-    "user": 1,
-    "mail": 2,
-    "daemon": 3,
-    "auth": 4,
-    "syslog": 5,
-    "lpr": 6,
-    "news": 7,
-    "uucp": 8,
-    "cron": 9,
-    "authpriv": 10,
-    "ftp": 11,
-    "ntp": 12,
-    "audit": 13,
-    "alert": 14,
-    "clock": 15,
-    "local0": 16,
-    "local1": 17,
-    "local2": 18,
-    "local3": 19,
-    "local4": 20,
-    "local5": 21,
-    "local6": 22,
-    "local7": 23,
-}
+# Re-exported while agent/app.py still imports the table from here.
+from agent.syslog_facilities import FACILITIES as FACILITIES
+
 MSGID = {
     NotificationKind.ALARM_RAISED: "ALARM-RAISED",
     NotificationKind.ALARM_CHANGED: "ALARM-CHANGED",
