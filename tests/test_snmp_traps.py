@@ -297,7 +297,7 @@ def test_an_inform_that_could_wait_past_the_bound_is_a_config_error(
 
 def test_inform_waits_within_the_bound_are_accepted() -> None:
     from agent.config import settings_from_dict
-    from agent.export.snmp.targets import inform_deadline
+    from agent.export.snmp.v3inform import inform_deadline
     from agent.inform_bounds import MAX_INFORM_WAIT, v2c_inform_wait
 
     targets = [

@@ -18,8 +18,8 @@ from agent.config import SnmpTarget, SnmpUser
 from agent.errors import ExportError
 from agent.export.snmp.engine import add_user, create_engine
 from agent.export.snmp.notify import Syntax, Var
-from agent.export.snmp.targets import V3Sender
 from agent.export.snmp.v3auth import known_users
+from agent.export.snmp.v3inform import V3Sender
 from tests.conftest import AgentProcess
 from tests.test_snmp_traps import ENGINE_ID, USER, Trapd, targets
 

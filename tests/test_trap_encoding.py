@@ -23,11 +23,12 @@ from agent.alarms.records import Notification, NotificationKind
 from agent.config import SnmpUser, settings_from_dict
 from agent.errors import ExportError, SendError
 from agent.export.snmp import ber
-from agent.export.snmp.notify import Var, VarbindEncoder, notification_vars, v2c_message
+from agent.export.snmp.notify import Var, notification_vars, v2c_message
 from agent.export.snmp.oids import NOTIFY_OBJECTS, MibOids
-from agent.export.snmp.targets import CHUNK, Pace, TrapPath
+from agent.export.snmp.trap_path import CHUNK, Pace, TrapPath
 from agent.export.snmp.v2c import V2cSender
 from agent.export.snmp.v3trap import FLAG_AUTH, FLAG_PRIV, MAX_SIZE, V3TrapEncoder
+from agent.export.snmp.varbinds import VarbindEncoder
 from tests import mib_syntax
 from tests.conftest import free_udp_port
 
@@ -772,7 +773,7 @@ def test_a_paced_target_gets_everything_in_order_no_faster_than_its_rate() -> No
 
 def test_max_rate_of_a_trap_target_paces_its_path_and_is_checked() -> None:
     from agent.config import ConfigError
-    from agent.export.snmp.targets import trap_path
+    from agent.export.snmp.trap_path import trap_path
 
     def target(extra: dict[str, Any]) -> Any:
         snmp = {"targets": [{"address": "127.0.0.1:162", "community": "public", **extra}]}
