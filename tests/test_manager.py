@@ -13,6 +13,7 @@ from agent.alarms import queries
 from agent.alarms.catalog import Catalog
 from agent.alarms.manager import AlarmManager
 from agent.alarms.operations import PurgeOp
+from agent.alarms.payloads import PayloadEncoder
 from agent.errors import AlarmNotFound, InvalidRequest, UnknownAlarmType
 from agent.store.database import Store
 from agent.store.models import HISTORY, LOG
@@ -243,6 +244,7 @@ def test_payload_carries_what_exporters_need(manager: AlarmManager) -> None:
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)
 def test_payload_json_is_what_json_dumps_gives(manager: AlarmManager) -> None:
     """The payload's JSON is built from a per-type head: the same text as json.dumps."""
+    payloads = PayloadEncoder(manager.catalog)
     for resource in ("cm1", 'quote " and \\ back', "é€ unicode", "\u2028"):
         for count, state in ((1, "none"), (12345678901, "acknowledged")):
             row = {
@@ -251,16 +253,16 @@ def test_payload_json_is_what_json_dumps_gives(manager: AlarmManager) -> None:
                 "operator_state": state,
                 "resolution": f"show {resource}",
             }
-            encoded, parsed = manager._payload(row)
+            encoded, parsed = payloads.encode(row)
             assert encoded == json.dumps(parsed, separators=(",", ":"))
             assert json.loads(encoded) == parsed
     odd = {"type_id": "sync-failed", "count": 2, "operator_state": "none", "resolution": None}
-    encoded, parsed = manager._payload(odd)
+    encoded, parsed = payloads.encode(odd)
     assert encoded == json.dumps(parsed, separators=(",", ":"))
     acked = {**odd, "operator_state": "acknowledged", "ack_by": "noc-anna"}
-    encoded, parsed = manager._payload(acked)
+    encoded, parsed = payloads.encode(acked)
     assert json.loads(encoded)["ack_by"] == "noc-anna"
-    assert "ack_by" not in manager._payload({**acked, "operator_state": "none"})[1]
+    assert "ack_by" not in payloads.encode({**acked, "operator_state": "none"})[1]
 
 
 @pytest.mark.parametrize("store_url", ["sqlite"], indirect=True)

@@ -73,7 +73,7 @@ def test_a_broken_kept_connection_is_replaced_and_nothing_is_lost(store: Store) 
     manager.start()
     try:
         first = run(manager.raise_alarm("sync-failed", "before"))
-        kept = manager._conn
+        kept = manager._writer.store.conn
         assert kept is not None
         kill(store, kept)
         # The next group commit finds its connection dead before it commits: written
@@ -81,13 +81,13 @@ def test_a_broken_kept_connection_is_replaced_and_nothing_is_lost(store: Store) 
         again = run(manager.raise_alarm("sync-failed", "after"))
         assert again.change == "raised"
         assert again.alarm["id"] == first.alarm["id"] + 1
-        assert manager._conn is not None
-        assert manager._conn is not kept
+        assert manager._writer.store.conn is not None
+        assert manager._writer.store.conn is not kept
         assert run(manager.raise_alarm("sync-failed", "after")).change == "repeated"
     finally:
         manager.stop()
         watch.close()
-    assert manager._conn is None, "stop returns the kept connection"
+    assert manager._writer.store.conn is None, "stop returns the kept connection"
     assert log_seqs(store) == [1, 2]
 
 
