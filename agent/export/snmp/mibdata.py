@@ -1,8 +1,9 @@
 """PROVSYNC-MIB's data, kept current from the alarm manager's commit feed.
 
 The view is built once from the store (:meth:`MibData.read_full`, in a worker thread and
-in chunks of rows, so the active alarms are never all held as row dicts at once) and
-installed on the event loop. After that each group commit the writer publishes
+in chunks of rows, so the active alarms are never all held as row dicts at once; the
+reads and the row encoders are agent.export.snmp.mibread) and installed on the event
+loop. After that each group commit the writer publishes
 (:class:`agent.alarms.feed.Commit`) is applied on the loop (:meth:`MibData.apply_commit`):
 the alarm rows it changed are set or removed, its log rows appended, the counts moved by
 what changed. Nothing is read from the store for it. The element table is read again only
@@ -24,17 +25,26 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import Engine, Row, RowMapping, func, select
+from sqlalchemy import Engine
 
 from agent import __version__
-from agent.alarms import queries
 from agent.alarms.catalog import Catalog
 from agent.alarms.feed import AlarmRow, Commit
-from agent.alarms.records import Notification
 from agent.alarms.severity import Severity
 from agent.export.snmp import ber, values
+from agent.export.snmp.mibread import (
+    BLOCKING,
+    ElementRow,
+    ElementRows,
+    Snapshot,
+    alarm_cells,
+    alarm_table,
+    log_cells,
+    read_elements,
+    read_snapshot,
+    watch_elements,
+)
 from agent.export.snmp.oids import (
     ACTIVE_ALARM_COLUMNS,
     ALARM_TYPE_COLUMNS,
@@ -51,11 +61,8 @@ from agent.export.snmp.oids import (
 )
 from agent.export.snmp.standard import display_string
 from agent.export.snmp.view import MibView, Region, ScalarRegion, TableRegion
-from agent.store.models import ALARMS, DISTRIBUTIONS, ELEMENTS, LOG, META
 from agent.store.table_watch import TableWatch
 
-BUILD_CHUNK = 2000
-"""Active alarms read and encoded per query while building: bounds the rows held."""
 _COUNTED = (
     Severity.CRITICAL,
     Severity.MAJOR,
@@ -63,44 +70,8 @@ _COUNTED = (
     Severity.WARNING,
     Severity.INDETERMINATE,
 )
-BLOCKING = ("sync-required", "sync-reconcile-required")
-"""Alarm types that set the sharing group's state (the element table's sharing column)."""
-ELEMENT_FIELDS = ("name", "type", "sync_state", "sharing", "last_sync_at")
-"""The columns of ``elements`` the element table shows: only their updates count."""
-DISTRIBUTION_FIELDS = ("element_id", "state", "rejected")
-"""The columns of ``distributions`` the distribution-error count depends on."""
-_VIEW_FIELDS = (
-    "id",
-    "type_id",
-    "resource",
-    "qualifier",
-    "severity",
-    "text",
-    "cleared",
-    "raised_at",
-    "changed_at",
-    "count",
-    "raise_seq",
-    "operator_state",
-    "ack_by",
-    "resolution",
-)
-"""The ``alarms`` columns a row of the active alarm table is made of."""
-_BY_TYPE = (
-    "provsyncAlarmTypeRef",
-    "provsyncAlarmName",
-    "provsyncAlarmEventType",
-    "provsyncAlarmProbableCause",
-    "provsyncAlarmProbableCauseCode",
-)
-"""Active alarm columns the alarm's type decides: kept once per value, not per row."""
 _SEVERITY_COLUMN = ACTIVE_ALARM_COLUMNS.index("provsyncAlarmSeverity") + 1
 _SEVERITY_OF_CELL = {values.severity(s): s.value for s in Severity}
-
-
-def watch_elements(engine: Engine) -> TableWatch:
-    """A watch of what the element table shows: elements and their distributions."""
-    return TableWatch(engine, {ELEMENTS: ELEMENT_FIELDS, DISTRIBUTIONS: DISTRIBUTION_FIELDS})
 
 
 @dataclass
@@ -109,28 +80,6 @@ class SystemInfo:
     description: str = f"provsync {__version__} provisioning sync agent"
     contact: str = ""
     location: str = ""
-
-
-@dataclass
-class ElementRows:
-    """The element table as read from the store, with the watch generation before it."""
-
-    generation: int
-    rows: list[tuple[Row[Any], int]]
-    """Each element (ordered by id) with its count of distribution errors."""
-
-
-@dataclass
-class Snapshot:
-    """A view built from the store in a worker thread, installed on the event loop."""
-
-    seq: int
-    alarms: TableRegion
-    counts: Counter[str]
-    blocking: dict[str, set[int]]
-    log: list[tuple[int, list[bytes]]]
-    elements: ElementRows
-    last_changed: datetime | None = None
 
 
 class MibData:
@@ -171,13 +120,13 @@ class MibData:
         """Ids of the active alarms of each blocking type (a handful)."""
         self.elements_generation = -1
         """The watch generation the element rows were read at."""
-        self._element_rows: list[tuple[Row[Any], int]] = []
+        self._element_rows: list[tuple[ElementRow, int]] = []
         self._group = ""
         """The sharing group's state the element rows were encoded with."""
         self.types = TableRegion(
             oids["provsyncAlarmTypeEntry"], range(2, len(ALARM_TYPE_COLUMNS) + 1)
         )
-        self.alarms = self._alarm_table()
+        self.alarms = alarm_table(self.oids)
         self.log = TableRegion(oids["provsyncNotificationLogEntry"], range(2, len(LOG_COLUMNS) + 1))
         self.elements = TableRegion(
             oids["provsyncElementEntry"], range(2, len(ELEMENT_COLUMNS) + 1)
@@ -197,13 +146,6 @@ class MibData:
                 self.elements,
                 *standard,
             ]
-        )
-
-    def _alarm_table(self) -> TableRegion:
-        return TableRegion(
-            self.oids["provsyncActiveAlarmEntry"],
-            range(2, len(ACTIVE_ALARM_COLUMNS) + 1),
-            shared=[ACTIVE_ALARM_COLUMNS.index(c) + 1 for c in _BY_TYPE],
         )
 
     # ------------------------------------------------------------------ regions
@@ -253,63 +195,12 @@ class MibData:
 
     # ------------------------------------------------------------------ store reads
     def read_full(self) -> Snapshot:
-        """Worker thread: the whole view from the store.
-
-        The position is read first and everything else after it: what commits in
-        between is in the feed the caller replays after installing (applying a commit
-        again is harmless: it sets rows to its state, and later commits set theirs).
-        """
-        with self.engine.connect() as conn:
-            last = conn.execute(select(func.max(LOG.c.seq))).scalar() or 0
-            saved = conn.execute(select(META.c.value).where(META.c.key == "last_seq")).scalar()
-            # Retention may have purged the newest rows; the writer's counter remains.
-            seq = max(last, int(saved or 0))
-            newest = conn.execute(select(func.max(ALARMS.c.changed_at))).scalar()
-        table = self._alarm_table()
-        counts: Counter[str] = Counter()
-        blocking: dict[str, set[int]] = {t: set() for t in BLOCKING}
-        columns = [ALARMS.c[f] for f in _VIEW_FIELDS]
-        with self.engine.connect() as conn:
-            # One query, rows fetched BUILD_CHUNK at a time (a server-side cursor on
-            # PostgreSQL) and encoded as they come. (Pages by ``id >`` are no cheaper:
-            # SQLite picks the ``cleared`` index and sorts every active alarm per page.)
-            rows = conn.execute(
-                select(*columns).where(ALARMS.c.cleared.is_(False)).order_by(ALARMS.c.id),
-                execution_options={"yield_per": BUILD_CHUNK},
-            ).mappings()
-            for row in rows:
-                table.append(row["id"], self._alarm_values(row))
-                counts[row["severity"]] += 1
-                if row["type_id"] in blocking:
-                    blocking[row["type_id"]].add(row["id"])
-        notes = queries.read_log(self.engine, max(0, seq - self.log_size), self.log_size)
-        snapshot = Snapshot(
-            seq=seq,
-            alarms=table,
-            counts=counts,
-            blocking=blocking,
-            log=[(n.seq, self._log_values(n)) for n in notes if n.seq <= seq],
-            elements=self.read_elements(),
-        )
-        if newest is not None:
-            snapshot.last_changed = newest.replace(tzinfo=UTC) if newest.tzinfo is None else newest
-        return snapshot
+        """Worker thread: the whole view from the store (mibread.read_snapshot)."""
+        return read_snapshot(self.engine, self.catalog, self.oids, self.log_size, self.watch)
 
     def read_elements(self) -> ElementRows:
         """Worker thread (or the loop: the table is small): the element rows."""
-        generation = self.watch.generation if self.watch is not None else 0
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(*[ELEMENTS.c[f] for f in ("id", *ELEMENT_FIELDS)]).order_by(ELEMENTS.c.id)
-            ).all()
-            errors: dict[int, int] = dict(
-                conn.execute(
-                    select(DISTRIBUTIONS.c.element_id, func.count())
-                    .where(DISTRIBUTIONS.c.rejected.is_(True) & (DISTRIBUTIONS.c.state != "done"))
-                    .group_by(DISTRIBUTIONS.c.element_id)
-                ).all()
-            )
-        return ElementRows(generation, [(row, errors.get(row.id, 0)) for row in rows])
+        return read_elements(self.engine, self.watch)
 
     # ------------------------------------------------------------------ the event loop
     def install(self, snapshot: Snapshot) -> None:
@@ -347,7 +238,7 @@ class MibData:
             if note.alarm_id and note.seq > self.seq:
                 self.last_changed = note.at
             if note.seq > kept_from:
-                self.log.set_row(note.seq, self._log_values(note))
+                self.log.set_row(note.seq, log_cells(note))
         self.log.trim_to(self.log_size)
         self.seq = max(self.seq, commit.last_seq)
         if self.group_state() != group:
@@ -362,7 +253,7 @@ class MibData:
         old = self.alarms.cell(alarm_id, _SEVERITY_COLUMN)
         if old is not None:
             self.counts[_SEVERITY_OF_CELL[old]] -= 1
-        self.alarms.set_row(alarm_id, self._alarm_values(row))
+        self.alarms.set_row(alarm_id, alarm_cells(row, self.catalog))
         self.counts[row["severity"]] += 1
         if (ids := self._blocking.get(row["type_id"])) is not None:
             ids.add(alarm_id)
@@ -409,20 +300,6 @@ class MibData:
             ]
         )
 
-    def _alarm_values(self, row: AlarmRow | RowMapping) -> list[bytes]:
-        return values.active_alarm_row(row, self.catalog.describe(row["type_id"]))
 
-    def _log_values(self, note: Notification) -> list[bytes]:
-        return values.log_row(
-            note.at,
-            note.kind,
-            note.alarm_id,
-            note.type_id,
-            note.resource,
-            note.severity,
-            note.text,
-            note.raise_seq,
-        )
-
-
-__all__ = ["BLOCKING", "ElementRows", "MibData", "Snapshot", "SystemInfo", "watch_elements"]
+# watch_elements: re-exported while tests/test_writer_driver.py imports it from here.
+__all__ = ["MibData", "SystemInfo", "watch_elements"]

@@ -27,7 +27,8 @@ from agent.errors import ProvsyncError
 from agent.export.snmp import responder, screen, standard, vacm
 from agent.export.snmp.engine import add_user, create_engine, load_engine_state
 from agent.export.snmp.fastpath import FastResponder
-from agent.export.snmp.mibdata import MibData, SystemInfo, watch_elements
+from agent.export.snmp.mibdata import MibData, SystemInfo
+from agent.export.snmp.mibread import watch_elements
 from agent.export.snmp.oids import MibOids
 from agent.export.snmp.v3auth import known_users
 from agent.export.snmp.view import MibView

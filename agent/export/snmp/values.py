@@ -19,7 +19,7 @@ import struct
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import RowMapping
 
@@ -223,7 +223,20 @@ SYNC_STATE_NUMBER = {"never": 1, "idle": 2, "running": 3, "failed": 4, "init-req
 SHARING_STATE_NUMBER = {"notSharing": 1, "syncRequired": 2, "reconcileRequired": 3, "sharing": 4}
 
 
-def element_row(row: Any, sharing: str = "notSharing", errors: int = 0) -> list[bytes]:
+class ShownElement(Protocol):
+    """What the element table shows of an element (agent.export.snmp.mibread.ElementRow)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def sync_state(self) -> str: ...
+    @property
+    def last_sync_at(self) -> datetime | None: ...
+
+
+def element_row(row: ShownElement, sharing: str = "notSharing", errors: int = 0) -> list[bytes]:
     return [
         identifier(row.name),
         text(row.type, SHORT_TEXT),
