@@ -17,7 +17,7 @@ from agent.alarms.catalog import Catalog
 from agent.alarms.manager import AlarmManager
 from agent.errors import StoreError
 from agent.store.database import Store
-from agent.store.ownership import LOCK_KEY
+from agent.store.server_lock import LOCK_KEY
 from tests.conftest import AgentProcess
 from tests.tcp_proxy import TcpProxy, tcp_proxy
 
