@@ -137,4 +137,9 @@ class AlarmSink(Protocol):
         ...
 
 
-__all__ = ["AlarmSink", "CommitListener", "NotificationLog"]
+class ExporterPorts(NotificationLog, AlarmSink, Protocol):
+    """What an exporter is handed: the log it reads and the sink for its own alarms (the
+    backlog alarm), in one object (the alarm manager)."""
+
+
+__all__ = ["AlarmSink", "CommitListener", "ExporterPorts", "NotificationLog"]

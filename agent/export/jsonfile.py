@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from agent.alarms.manager import AlarmManager
+from agent.alarms.ports import ExporterPorts
 from agent.alarms.records import Notification
 from agent.config import ExporterSettings, FileExporterSettings
 from agent.errors import ExportError
@@ -119,13 +119,13 @@ def encode(notification: Notification, host: str) -> bytes:
 class FileExporter(Exporter):
     def __init__(
         self,
-        manager: AlarmManager,
+        ports: ExporterPorts,
         settings: ExporterSettings,
         target: FileExporterSettings,
         path: Path,
         host: str,
     ) -> None:
-        super().__init__(target.target_name, manager, settings, min_severity=target.min_severity)
+        super().__init__(target.target_name, ports, settings, min_severity=target.min_severity)
         self.host = host
         self.writer = JsonLinesFile(
             path, max_bytes=target.max_bytes, backups=target.backups, fsync=target.fsync
