@@ -49,6 +49,7 @@ from agent.file_modes import PRIVATE_UMASK, secure_data_dir
 from agent.kept_files import agent_files
 from agent.listen import bind_socket
 from agent.sharing.service import SharingService
+from agent.store.access import StoreAccess
 from agent.store.database import Store, redact_url
 from agent.store.encryption import KeyRing, open_key_ring
 from agent.sync.engine import SyncEngine
@@ -250,9 +251,9 @@ class Agent:
             await service.stop()
 
     @contextlib.asynccontextmanager
-    async def _sync(self, manager: AlarmManager) -> AsyncIterator[SyncEngine]:
+    async def _sync(self, manager: AlarmManager, access: StoreAccess) -> AsyncIterator[SyncEngine]:
         assert self.ring is not None, "the store step opens the key ring"
-        engine = SyncEngine(self.settings.sync, manager, self.ring)
+        engine = SyncEngine(self.settings.sync, manager, access, self.ring)
         await engine.start()
         try:
             yield engine
@@ -261,13 +262,14 @@ class Agent:
 
     @contextlib.asynccontextmanager
     async def _sharing(
-        self, manager: AlarmManager, sync: SyncEngine, store: Store
+        self, manager: AlarmManager, sync: SyncEngine, store: Store, access: StoreAccess
     ) -> AsyncIterator[SharingService]:
         assert self.ring is not None, "the store step opens the key ring"
         service = SharingService(
             self.settings.sharing,
             self.settings.sync,
             manager,
+            access,
             self.settings.data_dir,
             store.identity,
             self.ring,
@@ -412,8 +414,9 @@ class Agent:
             snmp = await stack.enter_async_context(self._snmp(manager, host, started_at))
             await stack.enter_async_context(self._exporters(manager, host, snmp))
             await self._started(manager, store, host, snmp)
-            sync = await stack.enter_async_context(self._sync(manager))
-            sharing = await stack.enter_async_context(self._sharing(manager, sync, store))
+            access = StoreAccess(store.engine)
+            sync = await stack.enter_async_context(self._sync(manager, access))
+            sharing = await stack.enter_async_context(self._sharing(manager, sync, store, access))
             services = Services(
                 manager=manager,
                 token=token,
@@ -427,6 +430,7 @@ class Agent:
                 snmp=snmp,
                 sync=sync,
                 sharing=sharing,
+                store=access,
                 max_body=self.settings.api.max_body,
                 max_batch=self.settings.api.max_batch,
             )

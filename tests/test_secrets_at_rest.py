@@ -313,18 +313,17 @@ def test_rotate_key_offline_then_old_key_no_longer_decrypts_and_missing_key_is_o
 
 # ------------------------------------------------------------------ rules, in-process
 def _credentials(store: Any, ring: Any) -> Any:
-    from agent.sync import registry
+    from agent.store.access import StoreAccess
 
-    element = registry.get_element(store.engine, "cm1")
-    return registry.credentials_of(store.engine, element.id, ring)
+    element = StoreAccess(store.engine).elements.get("cm1")
+    return StoreAccess(store.engine).elements.credentials(element.id, ring)
 
 
 def _add(store: Any, ring: Any) -> None:
-    from agent.connectors.base import Credentials
-    from agent.sync import registry
+    from agent.store.access import StoreAccess
+    from agent.store.elements import Credentials
 
-    registry.add_element(
-        store.engine,
+    StoreAccess(store.engine).elements.add(
         "cm1",
         "call-server",
         "http://127.0.0.1:9",
@@ -399,9 +398,9 @@ def test_a_rotation_stopped_at_any_step_loses_no_credential(
 def test_reset_forgets_only_the_credentials_no_key_decrypts(
     sqlite_store: Any, tmp_path: Path
 ) -> None:
-    from agent.connectors.base import Credentials
     from agent.store import encryption
-    from agent.sync import registry
+    from agent.store.access import StoreAccess
+    from agent.store.elements import Credentials
 
     lost = tmp_path / "lost.key"
     lost_ring = encryption.open_key_ring(lost, sqlite_store.engine)
@@ -409,8 +408,7 @@ def test_reset_forgets_only_the_credentials_no_key_decrypts(
     key_file = tmp_path / "secret.key"
     ring = encryption.KeyRing([encryption.StoreKey.generate()], key_file)
     encryption.write_key_file(key_file, ring.keys)
-    registry.add_element(
-        sqlite_store.engine,
+    StoreAccess(sqlite_store.engine).elements.add(
         "cm2",
         "call-server",
         "http://127.0.0.1:9",
@@ -420,8 +418,8 @@ def test_reset_forgets_only_the_credentials_no_key_decrypts(
         ring=ring,
     )
     assert encryption.reset_key(key_file, sqlite_store.engine) == ["cm1"]
-    kept = registry.get_element(sqlite_store.engine, "cm2")
-    assert registry.credentials_of(sqlite_store.engine, kept.id, ring) == Credentials(
+    kept = StoreAccess(sqlite_store.engine).elements.get("cm2")
+    assert StoreAccess(sqlite_store.engine).elements.credentials(kept.id, ring) == Credentials(
         "admin", "other"
     )
     assert _credentials(sqlite_store, ring) is None
@@ -511,9 +509,9 @@ def _secrets_in(directory: Path) -> dict[str, list[str]]:
 def test_an_upgrade_from_clear_credentials_leaves_no_clear_copy_in_the_sqlite_files(
     tmp_path: Path, secure_delete: str
 ) -> None:
-    from agent.connectors.base import Credentials
+    from agent.store.access import StoreAccess
+    from agent.store.elements import Credentials
     from agent.store.encryption import open_key_ring
-    from agent.sync import registry
 
     data = tmp_path / "data"
     data.mkdir()
@@ -525,7 +523,7 @@ def test_an_upgrade_from_clear_credentials_leaves_no_clear_copy_in_the_sqlite_fi
     try:
         ring = open_key_ring(tmp_path / "secret.key", store.engine)
         assert _secrets_in(data) == {}, "while the agent runs (store file and its WAL)"
-        assert registry.credentials_of(store.engine, 1, ring) == Credentials(
+        assert StoreAccess(store.engine).elements.credentials(1, ring) == Credentials(
             LEGACY_USERNAME, PASSWORD
         )
         # The reseal leaves every pooled connection's secure_delete as it found it.
@@ -584,16 +582,16 @@ def pg_table_file(url: str, table: str) -> bytes:
 def test_an_upgrade_from_clear_credentials_leaves_no_dead_clear_row_on_postgresql(
     tmp_path: Path, pg_url: str
 ) -> None:
-    from agent.connectors.base import Credentials
+    from agent.store.access import StoreAccess
+    from agent.store.elements import Credentials
     from agent.store.encryption import open_key_ring
-    from agent.sync import registry
 
     store = _store_at_0004_with_clear_credentials(pg_url)
     assert PASSWORD.encode() in pg_table_file(pg_url, "element_credentials")
     store.open()
     try:
         ring = open_key_ring(tmp_path / "secret.key", store.engine)
-        assert registry.credentials_of(store.engine, 1, ring) == Credentials(
+        assert StoreAccess(store.engine).elements.credentials(1, ring) == Credentials(
             LEGACY_USERNAME, PASSWORD
         )
         # The encrypting UPDATE leaves the clear row version dead in the page until a

@@ -19,14 +19,15 @@ from loguru import logger
 from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 
+from agent.clock import now
 from agent.config import SharingSettings, SyncSettings
-from agent.connectors.base import Credentials
-from agent.sharing import distribution, records
-from agent.sharing.records import Change
+from agent.sharing import distribution
+from agent.store.access import StoreAccess
 from agent.store.database import Store
+from agent.store.elements import Credentials, Element
 from agent.store.encryption import KeyRing, StoreKey
 from agent.store.models import DISTRIBUTIONS, ELEMENTS
-from agent.sync import registry
+from agent.store.shared_data import Change
 
 
 class FakeConnector:
@@ -69,9 +70,8 @@ def lines() -> Iterator[list[str]]:
     logger.remove(sink)
 
 
-def _element(store: Store, ring: KeyRing) -> Any:
-    element = registry.add_element(
-        store.engine,
+def _element(store: Store, ring: KeyRing) -> Element:
+    element = StoreAccess(store.engine).elements.add(
         "cs1",
         "call-server",
         "http://127.0.0.1:9",
@@ -85,11 +85,11 @@ def _element(store: Store, ring: KeyRing) -> Any:
     return element
 
 
-def _distribute(store: Store, element: Any, *keys: str) -> None:
+def _distribute(store: Store, element: Element, *keys: str) -> None:
     changes = [Change("user", key, "create", {"name": key}) for key in keys]
     with store.engine.begin() as conn:
-        records.add_distributions(
-            conn, [(element.id, element.name)], changes, "hub", registry.now()
+        StoreAccess(store.engine).distributions.add(
+            conn, [(element.id, element.name)], changes, "hub", now()
         )
 
 
@@ -108,7 +108,7 @@ async def _until(condition: Callable[[], bool], timeout: float, what: str) -> No
         await asyncio.sleep(0.01)
 
 
-def _dispatcher(store: Store, ring: KeyRing, **sharing: Any) -> distribution.Dispatcher:
+def _dispatcher(access: StoreAccess, ring: KeyRing, **sharing: Any) -> distribution.Dispatcher:
     async def settled(element_id: int, name: str) -> None:
         pass
 
@@ -116,7 +116,7 @@ def _dispatcher(store: Store, ring: KeyRing, **sharing: Any) -> distribution.Dis
         pass
 
     return distribution.Dispatcher(
-        store.engine,
+        access,
         SharingSettings(**sharing),
         SyncSettings(),
         lambda: "",
@@ -133,11 +133,12 @@ def test_store_outage_is_one_line_with_a_doubling_wait_then_distribution_resumes
     element = _element(store, ring)
     connector = FakeConnector()
     monkeypatch.setattr(distribution, "connect", lambda *args, **kwargs: connector)
-    read = Outage(registry.get_element_by_id)
-    monkeypatch.setattr(distribution.registry, "get_element_by_id", read)
+    access = StoreAccess(store.engine)
+    read = Outage(access.elements.by_id)
+    monkeypatch.setattr(access.elements, "by_id", read)
 
     async def scenario() -> None:
-        dispatcher = _dispatcher(store, ring, retry_initial="20ms", retry_max="160ms")
+        dispatcher = _dispatcher(access, ring, retry_initial="20ms", retry_max="160ms")
         await dispatcher.start()
         try:
             _distribute(store, element, "before")
@@ -175,11 +176,12 @@ def test_outage_while_recording_a_batch_sends_it_again_afterwards(
     element = _element(store, ring)
     connector = FakeConnector()
     monkeypatch.setattr(distribution, "connect", lambda *args, **kwargs: connector)
-    settle = Outage(records.settle)
-    monkeypatch.setattr(distribution.records, "settle", settle)
+    access = StoreAccess(store.engine)
+    settle = Outage(access.distributions.settle)
+    monkeypatch.setattr(access.distributions, "settle", settle)
 
     async def scenario() -> None:
-        dispatcher = _dispatcher(store, ring, retry_initial="20ms", retry_max="80ms")
+        dispatcher = _dispatcher(access, ring, retry_initial="20ms", retry_max="80ms")
         await dispatcher.start()
         try:
             settle.down = True
@@ -212,10 +214,11 @@ def test_a_bug_keeps_its_traceback(
         calls.append(time.monotonic())
         raise KeyError("bug")
 
-    monkeypatch.setattr(distribution.registry, "get_element_by_id", broken)
+    access = StoreAccess(store.engine)
+    monkeypatch.setattr(access.elements, "by_id", broken)
 
     async def scenario() -> None:
-        dispatcher = _dispatcher(store, ring, retry_initial="20ms", retry_max="40ms")
+        dispatcher = _dispatcher(access, ring, retry_initial="20ms", retry_max="40ms")
         await dispatcher.start()
         try:
             dispatcher.wake(element.id)
@@ -237,11 +240,12 @@ def test_the_purge_of_applied_distributions_outlives_a_store_outage(
 
     manager = AlarmManager(store.engine, Catalog())
     ring = KeyRing([StoreKey.generate()], Path("test.key"))
+    access = StoreAccess(store.engine)
     service = SharingService(
-        SharingSettings(), SyncSettings(), manager, Path("."), store.identity, ring
+        SharingSettings(), SyncSettings(), manager, access, Path("."), store.identity, ring
     )
-    outage = Outage(records.purge_done)
-    monkeypatch.setattr(records, "purge_done", outage)
+    outage = Outage(access.distribution_admin.purge_done)
+    monkeypatch.setattr(access.distribution_admin, "purge_done", outage)
 
     async def rounds() -> list[int]:
         outage.down = True

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event
 
 from agent.alarms.catalog import Catalog
 from agent.alarms.manager import AlarmManager
@@ -26,11 +26,12 @@ from agent.export.snmp.mibdata import MibData, SystemInfo
 from agent.export.snmp.oids import SYS_DESCR, SYS_SERVICES, SYS_UPTIME
 from agent.export.snmp.service import SnmpService
 from agent.export.snmp.values import SHARING_STATE_NUMBER, SYNC_STATE_NUMBER, counter, gauge
-from agent.sharing import records
+from agent.store.access import StoreAccess
 from agent.store.database import Store
+from agent.store.distributions import Outcome
+from agent.store.elements import Element
 from agent.store.encryption import KeyRing, StoreKey
-from agent.store.models import DISTRIBUTIONS
-from agent.sync import registry, store_ops
+from agent.store.shared_data import Change
 from tests.conftest import free_udp_port
 from tests.waiting import until
 
@@ -196,11 +197,11 @@ def test_the_view_from_the_feed_is_the_view_from_the_store(tmp_path: Path, store
 def test_commits_apply_without_reading_the_store(tmp_path: Path) -> None:
     def sharing_element(engine: Engine) -> None:
         element = add_element(engine, "cs1")
-        registry.set_state(engine, element.id, sharing=True, sync_state="idle")
+        StoreAccess(engine).elements.set_state(element.id, sharing=True, sync_state="idle")
 
     async def scenario() -> None:
         async with running(tmp_path, setup=sharing_element) as agent:
-            element = registry.get_element(agent.engine, "cs1")
+            element = StoreAccess(agent.engine).elements.get("cs1")
             assert sharing_state(agent, element.id) == SHARING_STATE_NUMBER["sharing"]
             reads: list[str] = []
 
@@ -256,6 +257,7 @@ def test_element_and_distribution_changes_show_without_an_alarm_commit(tmp_path:
     async def scenario() -> None:
         async with running(tmp_path) as agent:
             engine, service = agent.engine, agent.service
+            store = StoreAccess(engine)
             service.current_view()
             assert len(service.data.elements) == 0
             # As the API does it: in a worker thread, then a poll.
@@ -264,38 +266,38 @@ def test_element_and_distribution_changes_show_without_an_alarm_commit(tmp_path:
             assert list(service.data.elements.ids) == [cs1.id]
             assert sync_state(agent, cs1.id) == SYNC_STATE_NUMBER["never"]
 
-            await asyncio.to_thread(registry.set_state, engine, cs1.id, sync_state="running")
+            await asyncio.to_thread(store.elements.set_state, cs1.id, sync_state="running")
             service.current_view()
             assert sync_state(agent, cs1.id) == SYNC_STATE_NUMBER["running"]
 
             # A sync's cursor update shows nothing new: the element table is not read.
             generation = service.watch.generation if service.watch else -1
-            store_ops.apply_changes(engine, cs1.id, [], 0, cursor=7)
+            store.objects.apply_changes(cs1.id, [], 0, cursor=7)
             assert service.watch is not None
             assert service.watch.generation == generation
 
             # Refresher, not a poll: the table follows a change without any request.
-            await asyncio.to_thread(registry.set_state, engine, cs1.id, sharing=True)
+            await asyncio.to_thread(store.elements.set_state, cs1.id, sharing=True)
             await until(
                 lambda: sharing_state(agent, cs1.id) == SHARING_STATE_NUMBER["sharing"], within=10
             )
 
-            with engine.begin() as conn:
-                records.add_distributions(
+            with store.begin() as conn:
+                store.distributions.add(
                     conn,
                     [(cs1.id, "cs1")],
-                    [records.Change("user", "u1", "add", {"name": "U"})],
+                    [Change("user", "u1", "add", {"name": "U"})],
                     "hub",
                     datetime.now(UTC),
                 )
-                row = conn.execute(select(DISTRIBUTIONS)).one()
+            (row,) = store.distribution_admin.listed(element_id=cs1.id)
             assert errors(agent, cs1.id) == gauge(0)
-            outcome = records.Outcome(done=[], rejected=[(row, "refused")], untried=[])
-            await asyncio.to_thread(records.settle, engine, cs1.id, outcome, 30)
+            outcome = Outcome(done=[], rejected=[(row, "refused")], untried=[])
+            await asyncio.to_thread(store.distributions.settle, cs1.id, outcome, 30)
             service.current_view()
             assert errors(agent, cs1.id) == gauge(1)
 
-            await asyncio.to_thread(registry.remove_element, engine, "cs1")
+            await asyncio.to_thread(store.elements.remove, "cs1")
             service.current_view()
             assert len(service.data.elements) == 0
             assert_same_view(agent)
@@ -304,10 +306,10 @@ def test_element_and_distribution_changes_show_without_an_alarm_commit(tmp_path:
 
 
 # ------------------------------------------------------------------ helpers
-def add_element(engine: Engine, name: str) -> Any:
+def add_element(engine: Engine, name: str) -> Element:
     ring = KeyRing([StoreKey.generate()], Path("test.key"))
-    return registry.add_element(
-        engine, name, "call-server", "http://127.0.0.1:9", "http", 0, None, ring=ring
+    return StoreAccess(engine).elements.add(
+        name, "call-server", "http://127.0.0.1:9", "http", 0, None, ring=ring
     )
 
 

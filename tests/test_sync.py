@@ -319,7 +319,7 @@ def test_schedule_interval_or_cron_editable(
     from datetime import UTC, timedelta
     from types import SimpleNamespace
 
-    from agent.sync.registry import next_due
+    from agent.store.schedule import next_due
 
     base = datetime(2026, 11, 21, 22, 0, tzinfo=UTC)
     row = SimpleNamespace(last_sync_at=base, created_at=base, cron="", interval=3600)

@@ -27,10 +27,12 @@ from agent.connectors.base import (
     ObjectRecord,
 )
 from agent.errors import ElementUnreachable, StoreError
+from agent.store.access import StoreAccess
 from agent.store.database import Store
+from agent.store.elements import Credentials as StoredCredentials
 from agent.store.encryption import KeyRing, StoreKey
 from agent.store.models import OBJECTS
-from agent.sync import registry, store_ops
+from agent.store.objects import Objects
 from agent.sync.engine import PAGES_AHEAD, WRITE_BATCH, SyncEngine
 
 PAGE = 10
@@ -125,18 +127,22 @@ class Harness:
         self.store = store
         self.element: Connector | None = None
         ring = KeyRing([StoreKey.generate()], Path("test.key"))
-        registry.add_element(
-            store.engine,
+        self.access = StoreAccess(store.engine)
+        self.access.elements.add(
             "cm1",
             "call-server",
             "http://127.0.0.1:9",
             "http",
             0,
-            Credentials("admin", "pw"),
+            StoredCredentials("admin", "pw"),
             ring=ring,
         )
         self.engine = SyncEngine(
-            SyncSettings(page_size=PAGE), manager, ring, connector_factory=self._connect
+            SyncSettings(page_size=PAGE),
+            manager,
+            self.access,
+            ring,
+            connector_factory=self._connect,
         )
 
     def _connect(
@@ -150,7 +156,7 @@ class Harness:
         job_id = await self.engine.request("cm1", "init")
         deadline = time.monotonic() + within
         while True:
-            job = await asyncio.to_thread(registry.get_job, self.store.engine, job_id)
+            job = await asyncio.to_thread(self.access.jobs.get, job_id)
             if job.state in ("done", "failed"):
                 return job
             assert time.monotonic() < deadline, f"job {job_id} did not finish in {within}s"
@@ -175,12 +181,12 @@ def fetch_tasks() -> list[asyncio.Task[Any]]:
 
 
 class Writes:
-    """store_ops.write_pages as the engine calls it, recording each batch first."""
+    """Objects.write_pages as the engine calls it, recording each batch first."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.batches: list[list[int]] = []
         self.before: Callable[[list[int]], None] = lambda pages: None
-        real = store_ops.write_pages
+        real = Objects.write_pages
 
         def write_pages(*args: Any, **kwargs: Any) -> int:
             pages = [len(objects) for _, objects in args[2]]
@@ -188,7 +194,7 @@ class Writes:
             self.before(pages)
             return real(*args, **kwargs)
 
-        monkeypatch.setattr(store_ops, "write_pages", write_pages)
+        monkeypatch.setattr(Objects, "write_pages", write_pages)
 
     @property
     def pages(self) -> int:
@@ -219,7 +225,7 @@ def test_a_failed_page_leaves_what_a_page_at_a_time_read_left(
         expected |= dict.fromkeys(failing.rows("station"), (1, first.id))
         expected |= dict.fromkeys(failing.rows("station")[:PAGE], (2, second.id))
         assert rows == expected
-        element = await asyncio.to_thread(registry.get_element, store.engine, "cm1")
+        element = await asyncio.to_thread(harness.access.elements.get, "cm1")
         assert (element.last_init_ok, element.generation) == (False, first.id)
         assert not fetch_tasks()
         await harness.engine.stop()
@@ -341,15 +347,15 @@ def test_objects_are_stored_as_before(store: Store) -> None:
     """The raw upsert writes what the ORM upsert wrote: sorted-key JSON, the new
     generation on rows it rewrites; the job's progress commits with the batch."""
     ring = KeyRing([StoreKey.generate()], Path("test.key"))
-    element = registry.add_element(
-        store.engine, "cm1", "call-server", "http://127.0.0.1:9", "http", 0, None, ring=ring
+    access = StoreAccess(store.engine)
+    element = access.elements.add(
+        "cm1", "call-server", "http://127.0.0.1:9", "http", 0, None, ring=ring
     )
-    job_id = registry.create_job(store.engine, element, "init", "manual", None)
+    job_id = access.jobs.create(element, "init", "manual", None)
     first = [ObjectRecord("a", {"z": 1, "a": [1, "\u00e9"]}), ObjectRecord("b", {"x": None})]
-    assert store_ops.write_pages(store.engine, element.id, [("user", first)], 7) == 2
+    assert access.objects.write_pages(element.id, [("user", first)], 7) == 2
     again = [ObjectRecord("a", {"b": 2, "a": 1})]
-    written = store_ops.write_pages(
-        store.engine,
+    written = access.objects.write_pages(
         element.id,
         [("user", again), ("station", [])],
         8,
@@ -367,11 +373,13 @@ def test_objects_are_stored_as_before(store: Store) -> None:
             ("user", "a", '{"a": 1, "b": 2}', 8),
             ("user", "b", '{"x": null}', 7),
         ]
-    assert store_ops.write_pages(store.engine, element.id, [("user", first[:1])], 9) == 1
+    assert access.objects.write_pages(element.id, [("user", first[:1])], 9) == 1
     with store.engine.connect() as conn:
         (data,) = conn.execute(select(OBJECTS.c.data).where(OBJECTS.c.key == "a")).one()
     assert data == '{"a": [1, "\\u00e9"], "z": 1}'
-    assert registry.job_json(registry.get_job(store.engine, job_id))["counts"] == {
+    job = access.jobs.get(job_id)
+    assert job is not None
+    assert job.counts == {
         "progress": 3,
         "total": 9,
     }

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select, text, update
 
+from agent.clock import now
+from agent.store.access import StoreAccess
 from agent.store.database import Store
 from agent.store.encryption import KeyRing, StoreKey
 from agent.store.models import DISTRIBUTIONS, ELEMENTS, JOBS
 from agent.store.table_watch import TableWatch
-from agent.sync import registry
 
 RING = KeyRing([StoreKey.generate()], Path("test.key"))
 
@@ -25,8 +26,8 @@ def watch(store: Store) -> Iterator[TableWatch]:
 
 
 def add(store: Store, name: str) -> int:
-    element = registry.add_element(
-        store.engine, name, "call-server", "http://127.0.0.1:9", "http", 0, None, ring=RING
+    element = StoreAccess(store.engine).elements.add(
+        name, "call-server", "http://127.0.0.1:9", "http", 0, None, ring=RING
     )
     return int(element.id)
 
@@ -45,8 +46,8 @@ def test_a_committed_change_moves_it_once_the_commit_is_done(
     assert watch.generation == 0
     element_id = add(store, "cm1")
     assert seen == [(1, ["cm1"])]
-    registry.set_state(store.engine, element_id, sync_state="running")
-    registry.remove_element(store.engine, "cm1")
+    StoreAccess(store.engine).elements.set_state(element_id, sync_state="running")
+    StoreAccess(store.engine).elements.remove("cm1")
     assert watch.generation == 3
     assert seen[-1] == (3, [])
 
@@ -59,9 +60,9 @@ def test_rollbacks_other_tables_and_other_columns_do_not_move_it(
     with store.engine.connect() as conn:
         conn.execute(update(ELEMENTS).values(sync_state="failed"))
         conn.rollback()
-    registry.set_state(store.engine, element_id, cursor=42, epoch="e2")  # not watched
-    registry.create_job(
-        store.engine, registry.get_element(store.engine, "cm1"), "init", "manual", None
+    StoreAccess(store.engine).elements.set_state(element_id, cursor=42, epoch="e2")  # not watched
+    StoreAccess(store.engine).jobs.create(
+        StoreAccess(store.engine).elements.get("cm1"), "init", "manual", None
     )
     with store.engine.connect() as conn:  # read only
         conn.execute(select(ELEMENTS)).all()
@@ -78,7 +79,7 @@ def test_rollbacks_other_tables_and_other_columns_do_not_move_it(
                 kind="init",
                 trigger="manual",
                 state="queued",
-                created_at=registry.now(),
+                created_at=now(),
                 counts="{}",
             )
         )
@@ -133,5 +134,5 @@ def test_a_transaction_whose_connection_was_invalidated_rolls_back_quietly(
     with pytest.raises(_Failed):
         disconnected_midway()
     assert watch.generation == before
-    registry.set_state(store.engine, element_id, sync_state="running")
+    StoreAccess(store.engine).elements.set_state(element_id, sync_state="running")
     assert watch.generation == before + 1  # the next transaction is seen as before

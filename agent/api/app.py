@@ -61,6 +61,7 @@ from agent.errors import (
     UnknownAlarmType,
 )
 from agent.export.base import Exporter
+from agent.store.access import StoreAccess
 from agent.store.outage import ThrottledLog, is_store_outage
 
 
@@ -83,6 +84,8 @@ class Services:
     """The SyncEngine."""
     sharing: Any = None
     """The SharingService."""
+    store: StoreAccess | None = None
+    """The store's repositories (elements, jobs, shared data, distributions...)."""
     max_body: int = 1 << 20
     """``[api] max_body``: the largest request body, in bytes."""
     max_batch: int = 1000

@@ -12,9 +12,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.alarms.records import iso
 from agent.api.schemas import RowId
+from agent.api.sync_routes import StoreDep
 from agent.errors import InvalidRequest, ObjectNotFound, ProvsyncError
-from agent.sharing import records
+from agent.store.conflicts import Conflict
+from agent.store.distributions import OPEN_STATES, Distribution
+from agent.store.shared_data import SharedObject
 
 
 class _Body(BaseModel):
@@ -92,6 +96,54 @@ async def _sharing(request: Request) -> Any:
 SharingDep = Annotated[Any, Depends(_sharing)]
 
 
+def distribution_json(row: Distribution) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "element": row.element,
+        "class": row.cls,
+        "key": row.key,
+        "op": row.op,
+        "data": row.data,
+        "origin": row.origin,
+        "state": row.state,
+        "attempts": row.attempts,
+        "rejected": row.rejected,
+        "error": row.error,
+        "created": iso(row.created_at),
+        "updated": iso(row.updated_at),
+    }
+
+
+def conflict_json(row: Conflict) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "element": row.element,
+        "class": row.cls,
+        "key": row.key,
+        "hub_key": row.hub_key,
+        "category": row.category,
+        "hub": row.hub_data,
+        "element_value": row.element_data,
+        "base": row.base_data,
+        "reason": row.reason,
+        "state": row.state,
+        "resolution": row.resolution,
+        "resolved_by": row.resolved_by,
+        "created": iso(row.created_at),
+        "resolved": iso(row.resolved_at),
+    }
+
+
+def shared_json(item: SharedObject) -> dict[str, Any]:
+    return {
+        "class": item.cls,
+        "key": item.key,
+        "data": item.data,
+        "origin": item.origin,
+        "changed": iso(item.changed_at),
+    }
+
+
 def _item(item: UpdateItem) -> dict[str, Any]:
     return {"class": item.cls, "key": item.key, "op": item.op, "data": item.data}
 
@@ -138,8 +190,12 @@ def sharing_router(authorize: Any, authorize_element: Any) -> APIRouter:
 
     @router.get("/sharing/conflicts", summary="Reconcile: conflicts by category")
     async def conflicts(sharing: SharingDep, all: bool = False) -> dict[str, Any]:
-        result: dict[str, Any] = await sharing.conflicts(open_only=not all)
-        return result
+        report = await sharing.conflicts(open_only=not all)
+        return {
+            "running": report.running,
+            "summary": report.summary,
+            "conflicts": [conflict_json(c) for c in report.conflicts],
+        }
 
     @router.post("/sharing/conflicts/{conflict_id}/resolve", summary="Resolve one conflict")
     async def resolve(sharing: SharingDep, conflict_id: RowId, body: ResolveBody) -> dict[str, Any]:
@@ -165,25 +221,31 @@ def sharing_router(authorize: Any, authorize_element: Any) -> APIRouter:
         await sharing.device_sync()
         return {"status": "started"}
 
-    @router.get("/distributions", summary="Distribution records (default: not yet done)")
+    # Read from the store, but only while sharing runs (as the other sharing routes).
+    running = [Depends(_sharing)]
+
+    @router.get(
+        "/distributions",
+        summary="Distribution records (default: not yet done)",
+        dependencies=running,
+    )
     async def distributions(
-        sharing: SharingDep,
+        store: StoreDep,
         element: str | None = None,
         state: Annotated[list[str] | None, Query()] = None,
         limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
     ) -> list[dict[str, Any]]:
-        element_id = await sharing._element_id(element)
-        states = tuple(state) if state else records.OPEN_STATES
+        element_id = None
+        if element is not None:
+            element_id = (await asyncio.to_thread(store.elements.get, element)).id
+        states = tuple(state) if state else OPEN_STATES
         bad = set(states) - {"pending", "inflight", "done", "error"}
         if bad:
             raise InvalidRequest(f"state must be pending, inflight, done or error, not {bad}")
-        return await asyncio.to_thread(
-            records.list_distributions,
-            sharing.db,
-            element_id=element_id,
-            states=states,
-            limit=limit,
+        rows = await asyncio.to_thread(
+            store.distribution_admin.listed, element_id=element_id, states=states, limit=limit
         )
+        return [distribution_json(r) for r in rows]
 
     @router.post("/distributions/{distribution_id}/retry", summary="Retry a failed distribution")
     async def retry_one(
@@ -209,20 +271,21 @@ def sharing_router(authorize: Any, authorize_element: Any) -> APIRouter:
         return {"deleted": await sharing.delete_distributions(None, body.element, body.by)}
 
     # -------------------------------------------------------------- hub data (flow-through)
-    @router.get("/objects/{cls}", summary="The hub's shared objects of a class")
+    @router.get(
+        "/objects/{cls}", summary="The hub's shared objects of a class", dependencies=running
+    )
     async def objects(
-        sharing: SharingDep,
+        store: StoreDep,
         cls: str,
         after: str | None = None,
         limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
     ) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(
-            records.list_shared, sharing.db, cls, after=after, limit=limit
-        )
+        rows = await asyncio.to_thread(store.shared.page, cls, after=after, limit=limit)
+        return [shared_json(r) for r in rows]
 
-    @router.get("/objects/{cls}/{key:path}", summary="One shared object")
-    async def object_one(sharing: SharingDep, cls: str, key: str) -> dict[str, Any]:
-        data = await asyncio.to_thread(records.get_shared, sharing.db, cls, key)
+    @router.get("/objects/{cls}/{key:path}", summary="One shared object", dependencies=running)
+    async def object_one(store: StoreDep, cls: str, key: str) -> dict[str, Any]:
+        data = await asyncio.to_thread(store.shared.get, cls, key)
         if data is None:
             raise ObjectNotFound(f"no {cls} {key} on the hub")
         return {"class": cls, "key": key, "data": data}

@@ -8,11 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.alarms.records import iso
 from agent.api.schemas import RowId
-from agent.connectors.base import Credentials
 from agent.errors import JobNotFound, ProvsyncError
+from agent.store.access import StoreAccess
 from agent.store.element_types import DEFAULT_ELEMENT_TYPE
-from agent.sync import registry
+from agent.store.elements import Credentials, Element
+from agent.store.jobs import Job
 
 MAX_INTERVAL = 366 * 86400
 """A sync schedule is at most a year apart (seconds)."""
@@ -69,6 +71,58 @@ async def _engine(request: Request) -> Any:
 EngineDep = Annotated[Any, Depends(_engine)]
 
 
+async def _store(request: Request) -> StoreAccess:
+    store: StoreAccess | None = request.app.state.services.store
+    if store is None:
+        raise ProvsyncError("the store is not open")
+    return store
+
+
+StoreDep = Annotated[StoreAccess, Depends(_store)]
+"""The store's repositories (the routes of sync and sharing read through them)."""
+
+
+def element_json(element: Element, counts: dict[str, int] | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "name": element.name,
+        "type": element.type,
+        "address": element.address,
+        "connector": element.connector,
+        "interval": element.interval,
+        "cron": element.cron,
+        "sync_state": element.sync_state,
+        "cursor": element.cursor,
+        "epoch": element.epoch,
+        "software_version": element.software_version,
+        "last_init_ok": element.last_init_ok,
+        "remote_id": element.remote_id,
+        "sharing": element.sharing,
+        "device_data": element.device_data,
+        "uses": list(element.uses),
+        "last_sync_at": iso(element.last_sync_at),
+        "created_at": iso(element.created_at),
+    }
+    if counts is not None:
+        data["objects"] = counts
+    return data
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "element": job.element,
+        "kind": job.kind,
+        "trigger": job.trigger,
+        "state": job.state,
+        "created": iso(job.created_at),
+        "started": iso(job.started_at),
+        "ended": iso(job.ended_at),
+        "counts": job.counts,
+        "error": job.error,
+        "reason": job.reason,
+    }
+
+
 async def _updated(request: Request, name: str, how: str) -> None:
     """Messaging elements programmed with this element need an activation."""
     sharing = request.app.state.services.sharing
@@ -80,19 +134,17 @@ def sync_router(authorize: Any) -> APIRouter:
     router = APIRouter(prefix="/api/v1", dependencies=[Depends(authorize)])
 
     @router.get("/elements", summary="Network elements and their sync state")
-    async def elements(sync: EngineDep) -> list[dict[str, Any]]:
-        rows = await asyncio.to_thread(registry.list_elements, sync.db)
-        return [registry.element_json(r) for r in rows]
+    async def elements(store: StoreDep) -> list[dict[str, Any]]:
+        return [element_json(e) for e in await asyncio.to_thread(store.elements.all)]
 
     @router.post("/elements", summary="Add an element (an initialization sync follows)")
-    async def add(sync: EngineDep, body: ElementBody) -> dict[str, Any]:
+    async def add(sync: EngineDep, store: StoreDep, body: ElementBody) -> dict[str, Any]:
         credentials = Credentials(body.username, body.password or "") if body.username else None
         interval = body.interval
         if interval is None:
             interval = int(sync.settings.incremental_interval)
-        row = await asyncio.to_thread(
-            registry.add_element,
-            sync.db,
+        element = await asyncio.to_thread(
+            store.elements.add,
             body.name,
             body.type,
             body.url,
@@ -103,42 +155,43 @@ def sync_router(authorize: Any) -> APIRouter:
             body.uses,
             ring=sync.ring,
         )
-        job = await sync.request(row.name, "init", "add")
-        return {"element": registry.element_json(row), "job": job}
+        job = await sync.request(element.name, "init", "add")
+        return {"element": element_json(element), "job": job}
 
     @router.get("/elements/{name}", summary="One element with its object counts")
-    async def show(sync: EngineDep, name: str) -> dict[str, Any]:
-        row = await asyncio.to_thread(registry.get_element, sync.db, name)
-        counts = await asyncio.to_thread(registry.object_counts, sync.db, row.id)
-        return registry.element_json(row, counts)
+    async def show(store: StoreDep, name: str) -> dict[str, Any]:
+        element = await asyncio.to_thread(store.elements.get, name)
+        counts = await asyncio.to_thread(store.elements.object_counts, element.id)
+        return element_json(element, counts)
 
     @router.patch("/elements/{name}", summary="Change the element's schedule, address or uses")
     async def schedule(
-        sync: EngineDep, request: Request, name: str, body: ScheduleBody
+        store: StoreDep, request: Request, name: str, body: ScheduleBody
     ) -> dict[str, Any]:
-        row = await asyncio.to_thread(
-            registry.set_schedule, sync.db, name, body.interval, body.cron, body.url, body.uses
+        element = await asyncio.to_thread(
+            store.elements.set_schedule, name, body.interval, body.cron, body.url, body.uses
         )
         if body.url is not None:
             await _updated(request, name, f"given the address {body.url}")
-        return registry.element_json(row)
+        return element_json(element)
 
     @router.delete("/elements/{name}", summary="Remove an element and the hub's copy")
-    async def remove(sync: EngineDep, request: Request, name: str) -> dict[str, str]:
-        row = await asyncio.to_thread(registry.get_element, sync.db, name)
+    async def remove(
+        sync: EngineDep, store: StoreDep, request: Request, name: str
+    ) -> dict[str, str]:
+        element = await asyncio.to_thread(store.elements.get, name)
         await sync.forget(name)
         if request.app.state.services.sharing is not None:
-            await request.app.state.services.sharing.forget(row)
-        await asyncio.to_thread(registry.remove_element, sync.db, name)
+            await request.app.state.services.sharing.forget(element)
+        await asyncio.to_thread(store.elements.remove, name)
         return {"removed": name}
 
     @router.put("/elements/{name}/credentials", summary="Set the element's credentials")
     async def credentials(
-        sync: EngineDep, request: Request, name: str, body: CredentialsBody
+        sync: EngineDep, store: StoreDep, request: Request, name: str, body: CredentialsBody
     ) -> dict[str, str]:
         await asyncio.to_thread(
-            registry.set_credentials,
-            sync.db,
+            store.elements.set_credentials,
             name,
             Credentials(body.username, body.password),
             sync.ring,
@@ -153,18 +206,17 @@ def sync_router(authorize: Any) -> APIRouter:
 
     @router.get("/jobs", summary="Sync jobs, oldest first")
     async def jobs(
-        sync: EngineDep,
+        store: StoreDep,
         element: str | None = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
     ) -> list[dict[str, Any]]:
-        rows = await asyncio.to_thread(registry.list_jobs, sync.db, element, limit)
-        return [registry.job_json(r) for r in rows]
+        return [job_json(j) for j in await asyncio.to_thread(store.jobs.recent, element, limit)]
 
     @router.get("/jobs/{job_id}", summary="One sync job")
-    async def job(sync: EngineDep, job_id: RowId) -> dict[str, Any]:
-        row = await asyncio.to_thread(registry.get_job, sync.db, job_id)
-        if row is None:
+    async def job(store: StoreDep, job_id: RowId) -> dict[str, Any]:
+        found = await asyncio.to_thread(store.jobs.get, job_id)
+        if found is None:
             raise JobNotFound(f"no job with id {job_id}")
-        return registry.job_json(row)
+        return job_json(found)
 
     return router

@@ -14,26 +14,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from loguru import logger
 
+from agent.clock import now
 from agent.config import SharingSettings, SyncSettings
-from agent.connectors.base import Connector
+from agent.connectors.base import Connector, Credentials
 from agent.connectors.registry import connect
 from agent.errors import ConnectorError, UpdateRejected
-from agent.sharing import records
+from agent.store.access import StoreAccess
+from agent.store.distributions import Distribution, Outcome
+from agent.store.elements import Element
 from agent.store.encryption import KeyRing
 from agent.store.outage import ThrottledLog, is_store_outage
-from agent.sync import registry
 
 
 class Dispatcher:
     """Per-element sender tasks over the distribution records.
 
     Args:
-        db: the store's engine.
+        store: the store's repositories.
         settings, sync: [sharing] and [sync] settings (timeouts, service user).
         blocked: returns a reason while sharing of hub updates is blocked, else "".
         on_settled: called (element id, name) after rejections or operator changes, to
@@ -45,16 +46,16 @@ class Dispatcher:
 
     def __init__(
         self,
-        db: Any,
+        store: StoreAccess,
         settings: SharingSettings,
         sync: SyncSettings,
         blocked: Callable[[], str],
-        on_settled: Callable[[int, str], Any],
-        on_contact: Callable[[Any, ConnectorError | None, int], Any],
+        on_settled: Callable[[int, str], Awaitable[None]],
+        on_contact: Callable[[Element, ConnectorError | None, int], Awaitable[None]],
         *,
         ring: KeyRing,
     ) -> None:
-        self.db = db
+        self.store = store
         self.ring = ring
         self.settings = settings
         self.sync = sync
@@ -68,15 +69,15 @@ class Dispatcher:
         self.open: dict[int, int] = {}
         """Pending + in flight + failed records per element (for the cap)."""
         self._outage_log = ThrottledLog()
-        self._stranded: dict[int, list[Any]] = {}
+        self._stranded: dict[int, list[Distribution]] = {}
         """Batches taken (in flight) whose outcome a store failure kept from being recorded."""
 
     async def start(self) -> None:
-        requeued = await asyncio.to_thread(records.requeue_inflight, self.db)
+        requeued = await asyncio.to_thread(self.store.distributions.requeue_inflight)
         if requeued:
             logger.info("{} distributions in flight at the last stop go out again", requeued)
         await self.recount()
-        for element in await asyncio.to_thread(registry.list_elements, self.db):
+        for element in await asyncio.to_thread(self.store.elements.all):
             if element.sharing:
                 self.ensure(element.id, element.name)
 
@@ -90,7 +91,7 @@ class Dispatcher:
         self._tasks.clear()
 
     async def recount(self) -> None:
-        counts = await asyncio.to_thread(records.open_counts, self.db)
+        counts = await asyncio.to_thread(self.store.distributions.open_counts)
         self.open = {
             element_id: sum(n for state, n in states.items() if state != "failed")
             for element_id, states in counts.items()
@@ -166,46 +167,46 @@ class Dispatcher:
     ) -> tuple[float, Connector | None]:
         stranded = self._stranded.get(element_id)
         if stranded:
-            untried = records.Outcome(
-                [], [], stranded, "the store failed before the outcome was recorded; sent again"
+            untried = Outcome(
+                untried=stranded,
+                transport_error="the store failed before the outcome was recorded; sent again",
             )
-            await asyncio.to_thread(records.settle, self.db, element_id, untried, 0.0)
+            await asyncio.to_thread(self.store.distributions.settle, element_id, untried, 0.0)
             del self._stranded[element_id]
-        element = await asyncio.to_thread(registry.get_element_by_id, self.db, element_id)
+        element = await asyncio.to_thread(self.store.elements.by_id, element_id)
         if element is None or not element.sharing or self._blocked():
             await self._sleep(element_id, 5.0)
             return backoff, connector
         async with self.hold(element_id):
             sent = await self._send(element, backoff, connector)
         if sent is None:  # nothing due: sleep until the next one is (or a wake-up)
-            due = await asyncio.to_thread(records.next_due, self.db, element_id)
-            wait = 30.0 if due is None else (due - registry.now()).total_seconds()
+            due = await asyncio.to_thread(self.store.distributions.next_due, element_id)
+            wait = 30.0 if due is None else (due - now()).total_seconds()
             await self._sleep(element_id, min(max(wait, 0.01), 30.0))
             return backoff, connector
         return sent
 
     async def _send(
-        self, element: Any, backoff: float, connector: Connector | None
+        self, element: Element, backoff: float, connector: Connector | None
     ) -> tuple[float, Connector | None] | None:
         element_id = element.id
         batch = await asyncio.to_thread(
-            records.take_batch, self.db, element_id, self.settings.batch_size
+            self.store.distributions.take_batch, element_id, self.settings.batch_size
         )
         if not batch:
             return None
         self._stranded[element_id] = batch  # until its outcome is recorded
         if connector is None:
-            credentials = await asyncio.to_thread(
-                registry.credentials_of, self.db, element_id, self.ring
-            )
+            stored = await asyncio.to_thread(self.store.elements.credentials, element_id, self.ring)
+            credentials = None if stored is None else Credentials(stored.username, stored.password)
             # No retries inside the connector: the sender has its own backoff.
             connector = connect(element, credentials, timeout=self.sync.timeout, retries=0)
-        outcome = records.Outcome([], [], [])
+        outcome = Outcome()
         failure: ConnectorError | None = None
         for index, row in enumerate(batch):
             try:
                 await connector.apply(
-                    row.cls, row.key, row.op, records.loads(row.data), user=self.sync.service_user
+                    row.cls, row.key, row.op, row.data, user=self.sync.service_user
                 )
             except UpdateRejected as exc:
                 outcome.rejected.append((row, str(exc) or "rejected"))
@@ -216,7 +217,9 @@ class Dispatcher:
                 break
             else:
                 outcome.done.append(row)
-        superseded = await asyncio.to_thread(records.settle, self.db, element_id, outcome, backoff)
+        superseded = await asyncio.to_thread(
+            self.store.distributions.settle, element_id, outcome, backoff
+        )
         self._stranded.pop(element_id, None)
         gone = len(outcome.done) + superseded
         self.open[element_id] = max(0, self.open.get(element_id, 0) - gone)

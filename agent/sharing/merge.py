@@ -20,7 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.sharing.records import Data, Key, pairing_fields
+from agent.store.rows import Data, Key
+from agent.store.shared_data import pairing_fields
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import json
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from agent import __version__, clock
 from agent.alarms.contact import CONTACT_ALARMS, auth_alarm
 from agent.alarms.manager import AlarmManager
 from agent.config import SharingSettings, SyncSettings
-from agent.connectors.base import Connector
+from agent.connectors.base import Connector, Credentials
 from agent.connectors.registry import connect
 from agent.errors import (
     ConnectorError,
@@ -34,15 +35,16 @@ from agent.errors import (
     ProvsyncError,
     SharingError,
 )
-from agent.sharing import records
 from agent.sharing.distribution import Dispatcher
 from agent.sharing.merge import Found, Plan, compare, element_op
-from agent.sharing.records import Change, Data, Key
+from agent.store.access import StoreAccess
+from agent.store.conflicts import Conflict, NewConflict
 from agent.store.element_types import MESSAGING
+from agent.store.elements import Element
 from agent.store.encryption import KeyRing
-from agent.store.models import ELEMENTS
 from agent.store.outage import ThrottledLog, is_store_outage
-from agent.sync import registry
+from agent.store.rows import Data, Key
+from agent.store.shared_data import Change
 
 HUB = "hub"
 """Resource of hub-wide alarms and events (ftp-inactive, device data)."""
@@ -50,6 +52,15 @@ IDENTITY_FILE = "store-identity.json"
 OPS = ("create", "update", "delete")
 UNREACHABLE_AFTER = 3
 """Failed sending rounds in a row (with backoff between) before element-unreachable."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictReport:
+    """Reconcile at a glance: whether it runs, counts per category, the conflicts."""
+
+    running: bool
+    summary: dict[str, int]
+    conflicts: list[Conflict]
 
 
 def _version(text: str) -> Version:
@@ -65,6 +76,7 @@ class SharingService:
         settings: SharingSettings,
         sync: SyncSettings,
         manager: AlarmManager,
+        store: StoreAccess,
         data_dir: Path,
         store_id: str,
         ring: KeyRing,
@@ -72,12 +84,12 @@ class SharingService:
         self.settings = settings
         self.sync = sync
         self.manager = manager
-        self.db = manager.engine
+        self.store = store
         self.data_dir = data_dir
         self.store_id = store_id
         self.ring = ring
         self.dispatcher = Dispatcher(
-            self.db,
+            store,
             settings,
             sync,
             self.blocked,
@@ -100,7 +112,7 @@ class SharingService:
         await self._check_identity()
         self.manager.add_listener(self._record_identity)
         await self.dispatcher.start()
-        for element in await asyncio.to_thread(registry.list_elements, self.db):
+        for element in await asyncio.to_thread(self.store.elements.all):
             if element.sharing:
                 self._errors[element.id] = -1  # unknown: the first refresh decides
                 await self._refresh_errors(element.id, element.name)
@@ -118,7 +130,9 @@ class SharingService:
         """One purge round; a store outage is one throttled line, and the loop lives on
         (a task that died of it would never purge again)."""
         try:
-            removed = await asyncio.to_thread(records.purge_done, self.db, self.settings.keep_done)
+            removed = await asyncio.to_thread(
+                self.store.distribution_admin.purge_done, self.settings.keep_done
+            )
         except ProvsyncError as exc:
             logger.warning("distribution purge failed: {}", exc)
             return 0
@@ -146,13 +160,13 @@ class SharingService:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _elements(self) -> list[Any]:
-        return await asyncio.to_thread(registry.list_elements, self.db)
+    async def _elements(self) -> list[Element]:
+        return await asyncio.to_thread(self.store.elements.all)
 
-    async def _open(self, element: Any) -> Connector:
-        credentials = await asyncio.to_thread(
-            registry.credentials_of, self.db, element.id, self.ring
-        )
+    async def _open(self, element: Element) -> Connector:
+        stored = await asyncio.to_thread(self.store.elements.credentials, element.id, self.ring)
+        # The connector contract's own type (the same fields): converted at the boundary.
+        credentials = None if stored is None else Credentials(stored.username, stored.password)
         return connect(element, credentials, timeout=self.sync.timeout, retries=self.sync.retries)
 
     async def _clear(
@@ -191,7 +205,7 @@ class SharingService:
         with contextlib.suppress(OSError, ValueError):
             recorded = json.loads(self._identity_path().read_text())
         elements = await self._elements()
-        marker = await asyncio.to_thread(records.get_meta, self.db, "sharing_release")
+        marker = await asyncio.to_thread(self.store.meta.get, "sharing_release")
         reasons = []
         if recorded.get("store_id") not in (None, self.store_id):
             reasons.append(
@@ -218,16 +232,16 @@ class SharingService:
             )
             logger.warning("sharing disabled: {}", "; ".join(reasons))
         if marker and marker != __version__:
-            await asyncio.to_thread(records.set_meta, self.db, "sharing_release", __version__)
+            await asyncio.to_thread(self.store.meta.set, "sharing_release", __version__)
         await asyncio.to_thread(self._write_identity, self.manager.last_seq)
 
-    async def _disable_sharing(self, elements: list[Any]) -> None:
+    async def _disable_sharing(self, elements: list[Element]) -> None:
         def work() -> None:
-            with self.db.begin() as conn:
-                conn.execute(ELEMENTS.update().values(sharing=False, device_data=False))
+            with self.store.begin() as conn:
+                self.store.elements.stop_sharing_all(conn)
                 for element in elements:
-                    records.withdraw_open_for(conn, element.id)
-                records.drop_devices(conn)  # registrations are gone with sharing
+                    self.store.conflicts.close_open_for(conn, element.id, "superseded")
+                self.store.devices.drop_all(conn)  # registrations are gone with sharing
 
         await asyncio.to_thread(work)
         for type_id in ("sync-required", "sync-reconcile-required"):
@@ -269,7 +283,7 @@ class SharingService:
     async def start_sharing(self, ident: str, software_version: str | None) -> dict[str, Any]:
         """Start sharing for an element; without a version (an operator starting it from the
         hub) the element is asked for its own."""
-        element = await asyncio.to_thread(registry.find_element, self.db, ident)
+        element = await asyncio.to_thread(self.store.elements.find, ident)
         if software_version is None:
             async with await self._open(element) as connector:
                 software_version = (await connector.info()).software_version
@@ -286,8 +300,8 @@ class SharingService:
                 details={"software_version": software_version, "minimum": minimum},
             )
             raise SharingError(text)
-        await asyncio.to_thread(registry.set_state, self.db, element.id, sharing=True)
-        await asyncio.to_thread(records.set_meta, self.db, "sharing_release", __version__)
+        await asyncio.to_thread(self.store.elements.set_state, element.id, sharing=True)
+        await asyncio.to_thread(self.store.meta.set, "sharing_release", __version__)
         await self.manager.emit_event(
             "sharing-started",
             element.name,
@@ -305,7 +319,7 @@ class SharingService:
 
     # ------------------------------------------------------------------ sync to the hub
     async def request_sync(self, ident: str, trigger: str = "element") -> int:
-        element = await asyncio.to_thread(registry.find_element, self.db, ident)
+        element = await asyncio.to_thread(self.store.elements.find, ident)
         if not element.sharing:
             raise SharingError(f"{element.name} does not share with the hub: start sharing first")
         if self._reconcile_running():
@@ -320,7 +334,7 @@ class SharingService:
         self._sync_running = element.name
         try:
             job = await asyncio.to_thread(
-                registry.create_job, self.db, element, "user-sync", trigger, None
+                self.store.jobs.create, element, "user-sync", trigger, None
             )
         except BaseException:
             self._sync_running = None
@@ -330,7 +344,9 @@ class SharingService:
         task.add_done_callback(lambda _: self._syncs.pop(element.id, None))
         return job
 
-    async def _read_element(self, element: Any, job: int) -> tuple[dict[Key, Data], list[str], str]:
+    async def _read_element(
+        self, element: Element, job: int
+    ) -> tuple[dict[Key, Data], list[str], str]:
         """The element's shared objects, the shared classes it offers, its data epoch."""
         found: dict[Key, Data] = {}
         async with await self._open(element) as connector:
@@ -341,18 +357,18 @@ class SharingService:
                     for item in page.objects:
                         found[(cls, item.key)] = item.data
                     await asyncio.to_thread(
-                        registry.update_job, self.db, job, counts={"progress": len(found)}
+                        self.store.jobs.update, job, counts={"progress": len(found)}
                     )
         return found, offered, info.epoch
 
-    async def _user_sync(self, element: Any, job: int) -> None:
+    async def _user_sync(self, element: Element, job: int) -> None:
         async with self.dispatcher.hold(element.id):
             await self._user_sync_held(element, job)
 
-    async def _user_sync_held(self, element: Any, job: int) -> None:
+    async def _user_sync_held(self, element: Element, job: int) -> None:
         try:
             await asyncio.to_thread(
-                registry.update_job, self.db, job, state="running", started_at=clock.now()
+                self.store.jobs.update, job, state="running", started_at=clock.now()
             )
             await self.manager.emit_event(
                 "user-sync-started", element.name, text=f"sync from {element.name} started"
@@ -361,10 +377,8 @@ class SharingService:
                 # Only classes the element has are compared: the others are not deletions.
                 data, offered, epoch = await self._read_element(element, job)
                 async with self._hub_lock:
-                    hub = await asyncio.to_thread(
-                        records.load_shared, self.db, self.settings.classes
-                    )
-                    base = await asyncio.to_thread(records.load_base, self.db, element.id)
+                    hub = await asyncio.to_thread(self.store.shared.load, self.settings.classes)
+                    base = await asyncio.to_thread(self.store.bases.load, element.id)
                     if element.sharing_epoch and epoch != element.sharing_epoch:
                         # Restored or reinstalled since the last sync: what it lacks now was
                         # not deleted there. Without a base, nothing is taken as a deletion.
@@ -389,9 +403,9 @@ class SharingService:
         finally:
             self._sync_running = None
 
-    async def _synced(self, element: Any, job: int, counts: dict[str, int]) -> None:
+    async def _synced(self, element: Element, job: int, counts: dict[str, int]) -> None:
         await asyncio.to_thread(
-            registry.update_job, self.db, job, state="done", ended_at=clock.now(), counts=counts
+            self.store.jobs.update, job, state="done", ended_at=clock.now(), counts=counts
         )
         await self._clear("sync-failed", element.name, "user-sync")
         await self.manager.emit_event(
@@ -418,17 +432,16 @@ class SharingService:
             await self._clear(
                 "sync-required", resource, qualifier, f"sync from {element.name} completed"
             )
-        if not await asyncio.to_thread(records.unresolved_elements, self.db):
+        if not await asyncio.to_thread(self.store.conflicts.unresolved_elements):
             # Sharing is back: started again, synced, nothing left to reconcile.
             await self._clear("ftp-inactive", HUB, note=f"{element.name} shares again")
 
-    async def _sync_failed(self, element: Any, job: int, message: str) -> None:
+    async def _sync_failed(self, element: Element, job: int, message: str) -> None:
         await asyncio.to_thread(
-            registry.update_job,
-            self.db,
+            self.store.jobs.update,
             job,
             state="failed",
-            ended_at=registry.now(),
+            ended_at=clock.now(),
             error=message,
         )
         text = f"sync from {element.name} failed: {message}"
@@ -437,28 +450,26 @@ class SharingService:
         )
 
     def _apply_plan(
-        self, element: Any, plan: Plan, hub: dict[Key, Data], base: dict[Key, Data], epoch: str
+        self, element: Element, plan: Plan, hub: dict[Key, Data], base: dict[Key, Data], epoch: str
     ) -> None:
         """Everything a sync decided, in one transaction.
 
         An element-side change that would give two users one directory number or e-mail
         address is not taken: it becomes an unresolved conflict (``plan`` is updated).
         """
-        at = registry.now()
-        with self.db.begin() as conn:
-            others = _targets(conn, exclude=element.id)
-            records.withdraw_open_for(conn, element.id)
+        at = clock.now()
+        with self.store.begin() as conn:
+            others = self.store.elements.sharing_targets(conn, exclude=element.id)
+            self.store.conflicts.close_open_for(conn, element.id, "superseded")
             if epoch != element.sharing_epoch:
                 if element.sharing_epoch:  # the old base was not used: it goes
-                    records.drop_base(conn, element.id)
-                conn.execute(
-                    ELEMENTS.update().where(ELEMENTS.c.id == element.id).values(sharing_epoch=epoch)
-                )
+                    self.store.bases.drop(conn, element.id)
+                self.store.elements.update(conn, element.id, sharing_epoch=epoch)
             changes, taken = [], []
             for cls, key, data in plan.to_hub:
                 change = Change(cls, key, element_op(hub.get((cls, key)), data), data)
                 try:
-                    records.check_unique(conn, change)
+                    self.store.shared.check_unique(conn, change)
                 except InvalidRequest as exc:
                     # A merge that would break uniqueness is not applied either way.
                     merged = [f for f in plan.found if (f.cls, f.key) == (cls, key)]
@@ -478,40 +489,33 @@ class SharingService:
                         )
                     )
                     continue
-                records.write_shared(conn, [change], element.name, at)
+                self.store.shared.write(conn, [change], element.name, at)
                 changes.append(change)
                 taken.append((cls, key, data))
             plan.to_hub = taken
-            records.add_distributions(conn, others, changes, element.name, at)
-            records.set_base(conn, element.id, plan.to_hub + plan.agreed)
+            self.store.distributions.add(conn, others, changes, element.name, at)
+            self.store.bases.set(conn, element.id, plan.to_hub + plan.agreed)
             to_element = [Change(cls, key, op, data) for cls, key, op, data in plan.to_element]
-            records.add_distributions(conn, [(element.id, element.name)], to_element, HUB, at)
-            records.add_conflicts(
-                conn,
-                [
-                    {
-                        "element_id": element.id,
-                        "element": element.name,
-                        "cls": f.cls,
-                        "key": f.key,
-                        "hub_key": f.hub_key,
-                        "category": f.category,
-                        "hub_data": records.dumps(f.hub),
-                        "element_data": records.dumps(f.element),
-                        "base_data": records.dumps(f.base),
-                        "reason": f.reason,
-                        "state": "resolved" if f.merged is not None else "open",
-                        "resolution": "merged" if f.merged is not None else None,
-                        "created_at": at,
-                        "resolved_at": at if f.merged is not None else None,
-                    }
-                    for f in plan.found
-                ],
-            )
+            self.store.distributions.add(conn, [(element.id, element.name)], to_element, HUB, at)
+            found = [
+                NewConflict(
+                    f.cls,
+                    f.key,
+                    f.hub_key,
+                    f.category,
+                    f.hub,
+                    f.element,
+                    f.base,
+                    f.reason,
+                    merged=f.merged is not None,
+                )
+                for f in plan.found
+            ]
+            self.store.conflicts.add(conn, element.id, element.name, found, at)
 
     # ------------------------------------------------------------------ pushed updates
     async def push(self, ident: str, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        element = await asyncio.to_thread(registry.find_element, self.db, ident)
+        element = await asyncio.to_thread(self.store.elements.find, ident)
         results: list[dict[str, Any]] = []
         if not updates:
             return results
@@ -559,7 +563,7 @@ class SharingService:
         self.dispatcher.wake()
         return results
 
-    def _push_refusal(self, element: Any) -> str:
+    def _push_refusal(self, element: Element) -> str:
         if not element.sharing:
             return f"{element.name} does not share with the hub"
         if self._reconcile_running():
@@ -568,39 +572,34 @@ class SharingService:
             return f"a sync from {element.name} is running; the next sync takes this change"
         return ""
 
-    def _take_push(self, element: Any, cls: str, key: str, op: str, data: Any) -> None:
+    def _take_push(self, element: Element, cls: str, key: str, op: str, data: object) -> None:
         change = _checked(self.settings.classes, cls, key, op, data)
-        at = registry.now()
-        with self.db.begin() as conn:
-            waiting = records.waiting(conn, element.id, cls, key)
+        at = clock.now()
+        with self.store.begin() as conn:
+            waiting = self.store.distributions.waiting(conn, element.id, cls, key)
             if waiting is not None:
                 raise SharingError(
                     f"it conflicts with a pending hub change of {cls} {key} "
                     f"(distribution {waiting.id}, {waiting.state})"
                 )
-            current = records.current(conn, cls, key)
+            current = self.store.shared.current(conn, cls, key)
             if op == "create" and current is not None and current != data:
                 raise InvalidRequest(f"{cls} {key} exists on the hub with other data")
             if change.data == current:
-                records.set_base(conn, element.id, [(cls, key, current)])
+                self.store.bases.set(conn, element.id, [(cls, key, current)])
                 return  # nothing new (a replay, or both sides made the same change)
-            records.check_unique(conn, change)
+            self.store.shared.check_unique(conn, change)
             change = Change(cls, key, element_op(current, change.data), change.data)
-            records.write_shared(conn, [change], element.name, at)
-            records.set_base(conn, element.id, [(cls, key, change.data)])
-            records.add_distributions(
-                conn, _targets(conn, exclude=element.id), [change], element.name, at
-            )
+            self.store.shared.write(conn, [change], element.name, at)
+            self.store.bases.set(conn, element.id, [(cls, key, change.data)])
+            others = self.store.elements.sharing_targets(conn, exclude=element.id)
+            self.store.distributions.add(conn, others, [change], element.name, at)
 
     # ------------------------------------------------------------------ reconcile
-    async def conflicts(self, open_only: bool = True) -> dict[str, Any]:
-        rows = await asyncio.to_thread(records.list_conflicts, self.db, open_only=open_only)
-        counts = await asyncio.to_thread(records.conflict_counts, self.db)
-        return {
-            "running": self._reconcile_running(),
-            "summary": counts,
-            "conflicts": [records.conflict_json(r) for r in rows],
-        }
+    async def conflicts(self, open_only: bool = True) -> ConflictReport:
+        rows = await asyncio.to_thread(self.store.conflicts.listed, open_only=open_only)
+        counts = await asyncio.to_thread(self.store.conflicts.counts)
+        return ConflictReport(self._reconcile_running(), counts, rows)
 
     async def resolve(
         self, conflict_id: int | None, take: str, by: str | None, element: str | None = None
@@ -609,7 +608,7 @@ class SharingService:
             raise InvalidRequest("take must be hub, element or skip")
         async with self._hub_lock:
             if conflict_id is not None:
-                row = await asyncio.to_thread(records.get_conflict, self.db, conflict_id)
+                row = await asyncio.to_thread(self.store.conflicts.get, conflict_id)
                 if row is None:
                     raise InvalidRequest(f"no conflict with id {conflict_id}")
                 if row.state != "open":
@@ -620,12 +619,12 @@ class SharingService:
             else:
                 rows = [
                     r
-                    for r in await asyncio.to_thread(records.list_conflicts, self.db)
+                    for r in await asyncio.to_thread(self.store.conflicts.listed)
                     if element is None or r.element == element
                 ]
                 if not rows:
                     raise InvalidRequest("no open conflict to resolve")
-            done: list[Any] = []
+            done: list[Conflict] = []
             try:
                 for row in rows:
                     await asyncio.to_thread(self._resolve_one, row, take, by)
@@ -635,43 +634,43 @@ class SharingService:
                     await self._after_resolving(done)
         return {"resolved": [r.id for r in rows], "take": take}
 
-    async def _after_resolving(self, rows: list[Any]) -> None:
+    async def _after_resolving(self, rows: list[Conflict]) -> None:
         await self._after_reconcile({r.element for r in rows})
         for element_id, name in {(r.element_id, r.element) for r in rows}:
             await self._refresh_errors(element_id, name)  # a decision may drop failed updates
         await self.dispatcher.recount()
         self.dispatcher.wake()
 
-    def _resolve_one(self, row: Any, take: str, by: str | None) -> None:
-        at = registry.now()
-        element_value = records.loads(row.element_data)
-        with self.db.begin() as conn:
-            hub_value = records.current(conn, row.cls, row.hub_key)
+    def _resolve_one(self, row: Conflict, take: str, by: str | None) -> None:
+        at = clock.now()
+        store, element_value = self.store, row.element_data
+        with store.begin() as conn:
+            hub_value = store.shared.current(conn, row.cls, row.hub_key)
             mine = [(row.element_id, row.element)]
             if take == "hub":
                 for key in {row.key, row.hub_key}:
-                    records.cancel_open(conn, row.element_id, row.cls, key)
+                    store.distributions.cancel_open(conn, row.element_id, row.cls, key)
                 changes = _overwrite(row.cls, row.hub_key, row.key, element_value, hub_value)
-                records.add_distributions(conn, mine, changes, HUB, at)
+                store.distributions.add(conn, mine, changes, HUB, at)
             elif take == "element":
                 changes = _overwrite(row.cls, row.key, row.hub_key, hub_value, element_value)
                 for change in changes:
-                    records.check_unique(conn, change)  # refuses: nothing of it is applied
-                    records.write_shared(conn, [change], row.element, at)
-                records.set_base(conn, row.element_id, [(c.cls, c.key, c.data) for c in changes])
+                    # Refuses: nothing of the decision is applied.
+                    store.shared.check_unique(conn, change)
+                    store.shared.write(conn, [change], row.element, at)
+                store.bases.set(conn, row.element_id, [(c.cls, c.key, c.data) for c in changes])
                 for change in changes:
-                    records.cancel_open(conn, row.element_id, change.cls, change.key)
-                records.add_distributions(
-                    conn, _targets(conn, exclude=row.element_id), changes, row.element, at
-                )
-            records.close_conflict(conn, row.id, take, by)
+                    store.distributions.cancel_open(conn, row.element_id, change.cls, change.key)
+                others = store.elements.sharing_targets(conn, exclude=row.element_id)
+                store.distributions.add(conn, others, changes, row.element, at)
+            store.conflicts.close(conn, row.id, take, by)
 
     async def _after_reconcile(self, elements: set[str]) -> None:
-        unresolved = await asyncio.to_thread(records.unresolved_elements, self.db)
+        unresolved = await asyncio.to_thread(self.store.conflicts.unresolved_elements)
         for name in sorted(elements - unresolved):
             if self.manager.is_active("sync-reconcile-required", name):
                 await self._clear("sync-reconcile-required", name, note="reconcile completed")
-                counts = await asyncio.to_thread(records.conflict_counts, self.db)
+                counts = await asyncio.to_thread(self.store.conflicts.counts)
                 await self.manager.emit_event(
                     "reconcile-completed",
                     name,
@@ -698,7 +697,7 @@ class SharingService:
             reason = self.blocked()  # under the lock: syncs raise their alarms holding it
             if reason:
                 raise SharingError(f"flow-through provisioning is refused: {reason}")
-            targets = await asyncio.to_thread(_list_targets, self.db)
+            targets = await asyncio.to_thread(self.store.elements.targets)
             for element_id, name in targets:
                 waiting = self.dispatcher.open.get(element_id, 0)
                 if waiting + len(checked) > self.settings.distribution_cap:
@@ -721,11 +720,11 @@ class SharingService:
         }
 
     def _write_hub(self, checked: list[Change], targets: list[tuple[int, str]]) -> list[Change]:
-        at = registry.now()
+        at = clock.now()
         written: list[Change] = []
-        with self.db.begin() as conn:
+        with self.store.begin() as conn:
             for change in checked:
-                current = records.current(conn, change.cls, change.key)
+                current = self.store.shared.current(conn, change.cls, change.key)
                 if change.op == "create" and current is not None:
                     raise InvalidRequest(f"{change.cls} {change.key} exists")
                 if change.op != "create" and current is None:
@@ -734,14 +733,14 @@ class SharingService:
                 if change.op == "update" and data is not None:
                     data = {**current, **data} if isinstance(current, dict) else data
                 final = Change(change.cls, change.key, change.op, data)
-                records.check_unique(conn, final)
-                records.write_shared(conn, [final], HUB, at)
+                self.store.shared.check_unique(conn, final)
+                self.store.shared.write(conn, [final], HUB, at)
                 written.append(final)
-            records.add_distributions(conn, targets, written, HUB, at)
+            self.store.distributions.add(conn, targets, written, HUB, at)
         return written
 
     # ------------------------------------------------------------------ distribution errors
-    async def _contact(self, element: Any, error: ConnectorError | None, failures: int) -> None:
+    async def _contact(self, element: Element, error: ConnectorError | None, failures: int) -> None:
         """Contact alarms from distribution, as a sync raises them (next contact clears)."""
         name = element.name
         if error is None:
@@ -762,7 +761,7 @@ class SharingService:
             )
 
     async def _refresh_errors(self, element_id: int, name: str) -> None:
-        errors = await asyncio.to_thread(records.failed_count, self.db, element_id)
+        errors = await asyncio.to_thread(self.store.distribution_admin.failed_count, element_id)
         if errors == 0:
             await self._clear(
                 "distribution-errors", name, note="every failed distribution was retried or deleted"
@@ -770,7 +769,7 @@ class SharingService:
         elif errors != self._errors.get(element_id) or not self.manager.is_active(
             "distribution-errors", name
         ):
-            last = await asyncio.to_thread(records.last_error, self.db, element_id)
+            last = await asyncio.to_thread(self.store.distribution_admin.last_error, element_id)
             latest = f"{last.op} {last.cls} {last.key}: {last.error}" if last is not None else ""
             severity = "major" if errors >= self.settings.errors_major_at else "minor"
             await self.manager.raise_alarm(
@@ -785,20 +784,20 @@ class SharingService:
         self, ids: list[int] | None, element: str | None, by: str | None
     ) -> dict[str, int]:
         element_id = await self._element_id(element)
-        found = await asyncio.to_thread(records.retry, self.db, ids, element_id)
+        found = await asyncio.to_thread(self.store.distribution_admin.retry, ids, element_id)
         return await self._operated("distribution-retried", "retried", found, by)
 
     async def delete_distributions(
         self, ids: list[int] | None, element: str | None, by: str | None
     ) -> dict[str, int]:
         element_id = await self._element_id(element)
-        found = await asyncio.to_thread(records.remove, self.db, ids, element_id)
+        found = await asyncio.to_thread(self.store.distribution_admin.remove, ids, element_id)
         return await self._operated("distribution-deleted", "deleted", found, by)
 
     async def _element_id(self, name: str | None) -> int | None:
         if name is None:
             return None
-        return int((await asyncio.to_thread(registry.get_element, self.db, name)).id)
+        return (await asyncio.to_thread(self.store.elements.get, name)).id
 
     async def _operated(
         self, event: str, verb: str, found: dict[str, int], by: str | None
@@ -822,7 +821,7 @@ class SharingService:
     # ------------------------------------------------------------------ device data
     async def _register_device_data(self, element_id: int) -> None:
         """Register for notifications, then take the element's phones as they are now."""
-        element = await asyncio.to_thread(registry.get_element_by_id, self.db, element_id)
+        element = await asyncio.to_thread(self.store.elements.by_id, element_id)
         if element is None:
             return
         try:
@@ -832,11 +831,11 @@ class SharingService:
         except ProvsyncError as exc:
             logger.warning("could not register with {} for device data: {}", element.name, exc)
             return
-        await asyncio.to_thread(records.store_devices, self.db, element.id, stations, replace=True)
-        await asyncio.to_thread(registry.set_state, self.db, element.id, device_data=True)
+        await asyncio.to_thread(self.store.devices.store, element.id, stations, replace=True)
+        await asyncio.to_thread(self.store.elements.set_state, element.id, device_data=True)
         await self._announce_device_data()
 
-    async def _stations(self, element: Any) -> list[tuple[str, Data | None]]:
+    async def _stations(self, element: Element) -> list[tuple[str, Data | None]]:
         stations: list[tuple[str, Data | None]] = []
         async with await self._open(element) as connector:
             async for page in connector.pages("station", limit=self.sync.page_size):
@@ -855,7 +854,7 @@ class SharingService:
         )
 
     async def device_notification(self, ident: str, devices: list[dict[str, Any]]) -> int:
-        element = await asyncio.to_thread(registry.find_element, self.db, ident)
+        element = await asyncio.to_thread(self.store.elements.find, ident)
         if not element.device_data:
             raise SharingError(f"the hub is not registered with {element.name} for device data")
         items = []
@@ -864,7 +863,7 @@ class SharingService:
             if not number or not (data is None or isinstance(data, dict)):
                 raise InvalidRequest("each device needs a number and data (an object or null)")
             items.append((number, data))
-        return await asyncio.to_thread(records.store_devices, self.db, element.id, items)
+        return await asyncio.to_thread(self.store.devices.store, element.id, items)
 
     async def device_sync(self) -> None:
         self._spawn(self._device_sync(), "device-data-sync")
@@ -882,7 +881,7 @@ class SharingService:
             try:
                 stations = await self._stations(element)
                 counts[element.name] = await asyncio.to_thread(
-                    records.store_devices, self.db, element.id, stations, replace=True
+                    self.store.devices.store, element.id, stations, replace=True
                 )
             except ProvsyncError as exc:
                 counts[element.name] = f"failed: {exc}"
@@ -895,8 +894,8 @@ class SharingService:
         )
 
     async def devices(self) -> list[dict[str, Any]]:
-        numbers = await asyncio.to_thread(records.load_shared, self.db, ["directory-number"])
-        details = await asyncio.to_thread(records.device_details, self.db)
+        numbers = await asyncio.to_thread(self.store.shared.load, ["directory-number"])
+        details = await asyncio.to_thread(self.store.devices.details)
         names = {e.id: e.name for e in await self._elements()}
         listed = []
         for _, number in sorted(numbers):
@@ -918,7 +917,7 @@ class SharingService:
     async def element_updated(self, name: str, how: str) -> None:
         """A network element changed: messaging elements programmed with it need activation."""
         for element in await self._elements():
-            if element.type == MESSAGING and name in json.loads(element.uses or "[]"):
+            if element.type == MESSAGING and name in element.uses:
                 await self.manager.raise_alarm(
                     "element-updated-activation-required",
                     element.name,
@@ -928,7 +927,7 @@ class SharingService:
                 )
 
     async def activate(self, name: str) -> dict[str, Any]:
-        element = await asyncio.to_thread(registry.get_element, self.db, name)
+        element = await asyncio.to_thread(self.store.elements.get, name)
         if element.type != MESSAGING:
             raise InvalidRequest(
                 f"{name} is a {element.type}; only messaging elements are activated"
@@ -941,7 +940,7 @@ class SharingService:
                 "type": known[n].type,
                 "software_version": known[n].software_version,
             }
-            for n in json.loads(element.uses or "[]")
+            for n in element.uses
             if n in known
         ]
         async with await self._open(element) as connector:
@@ -955,7 +954,7 @@ class SharingService:
                 )
         return {"activated": name, "elements": programming}
 
-    async def forget(self, element: Any) -> None:
+    async def forget(self, element: Element) -> None:
         """The element is being removed: its sync stops, its records go."""
         running = self._syncs.pop(element.id, None)
         if running is not None:
@@ -964,18 +963,17 @@ class SharingService:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await asyncio.to_thread(
-                registry.update_job,
-                self.db,
+                self.store.jobs.update,
                 job,
                 state="failed",
-                ended_at=registry.now(),
+                ended_at=clock.now(),
                 error="the element was removed",
             )
         await self.dispatcher.forget(element.id)
 
         def work() -> None:
-            with self.db.begin() as conn:
-                records.drop_element(conn, element.id)
+            with self.store.begin() as conn:
+                self.store.drop_sharing_records(conn, element.id)
 
         await asyncio.to_thread(work)
         await self.element_updated(element.name, "removed")
@@ -983,7 +981,7 @@ class SharingService:
     # ------------------------------------------------------------------ status
     async def status(self) -> dict[str, Any]:
         elements = await self._elements()
-        counts = await asyncio.to_thread(records.open_counts, self.db)
+        counts = await asyncio.to_thread(self.store.distributions.open_counts)
         state = self.group_state()
         return {
             "state": state if any(e.sharing for e in elements) else "notSharing",
@@ -992,7 +990,7 @@ class SharingService:
             "min_element_version": self.settings.min_element_version,
             "reconcile_running": self._reconcile_running(),
             "sync_running": self._sync_running,
-            "conflicts": await asyncio.to_thread(records.conflict_counts, self.db),
+            "conflicts": await asyncio.to_thread(self.store.conflicts.counts),
             "elements": [
                 {
                     "name": e.name,
@@ -1021,7 +1019,7 @@ def _overwrite(
     ]
 
 
-def _checked(classes: tuple[str, ...], cls: str, key: str, op: str, data: Any) -> Change:
+def _checked(classes: tuple[str, ...], cls: str, key: str, op: str, data: object) -> Change:
     if cls not in classes:
         raise InvalidRequest(f"{cls!r} is not a shared class ({', '.join(classes)})")
     if not key or len(key) > 128:
@@ -1033,18 +1031,3 @@ def _checked(classes: tuple[str, ...], cls: str, key: str, op: str, data: Any) -
     if not isinstance(data, dict):
         raise InvalidRequest(f"{op} of {cls} {key} needs data (an object)")
     return Change(cls, key, op, data)
-
-
-def _targets(conn: Any, exclude: int | None = None) -> list[tuple[int, str]]:
-    rows = conn.execute(
-        ELEMENTS.select()
-        .with_only_columns(ELEMENTS.c.id, ELEMENTS.c.name)
-        .where(ELEMENTS.c.sharing.is_(True))
-        .order_by(ELEMENTS.c.id)
-    )
-    return [(i, n) for i, n in rows if i != exclude]
-
-
-def _list_targets(engine: Any) -> list[tuple[int, str]]:
-    with engine.connect() as conn:
-        return _targets(conn)

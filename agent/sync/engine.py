@@ -31,6 +31,7 @@ from agent import __version__
 from agent.alarms import queries
 from agent.alarms.contact import CONTACT_ALARMS, auth_alarm
 from agent.alarms.manager import AlarmManager
+from agent.clock import now
 from agent.config import SyncSettings
 from agent.connectors.base import Connector, Credentials, ElementInfo, ObjectRecord
 from agent.connectors.registry import connect
@@ -44,9 +45,12 @@ from agent.errors import (
     ProvsyncError,
     SyncStopped,
 )
+from agent.store.access import StoreAccess
+from agent.store.elements import Credentials as StoredCredentials
+from agent.store.elements import Element
 from agent.store.encryption import KeyRing
 from agent.store.outage import ThrottledLog, is_store_outage
-from agent.sync import registry, store_ops
+from agent.store.schedule import next_due
 
 KINDS = ("init", "incremental", "force")
 PAGES_AHEAD = 2
@@ -111,7 +115,7 @@ class ConnectorFactory(Protocol):
     """How the engine gets a connector for a stored element (agent.connectors.registry)."""
 
     def __call__(
-        self, element: Any, credentials: Credentials | None, *, timeout: float, retries: int
+        self, element: Element, credentials: Credentials | None, *, timeout: float, retries: int
     ) -> Connector: ...
 
 
@@ -154,6 +158,7 @@ class SyncEngine:
         self,
         settings: SyncSettings,
         manager: AlarmManager,
+        store: StoreAccess,
         ring: KeyRing,
         *,
         connector_factory: ConnectorFactory = connect,
@@ -162,7 +167,7 @@ class SyncEngine:
         self._connect = connector_factory
         """Makes an element's connector (its registered driver; tests pass their own)."""
         self.manager = manager
-        self.db = manager.engine
+        self.store = store
         self.ring = ring
         """Decrypts the element credentials kept in the store (and seals new ones)."""
         self._init_slots = asyncio.Semaphore(settings.max_concurrent_init)
@@ -174,7 +179,7 @@ class SyncEngine:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        interrupted = await asyncio.to_thread(registry.fail_interrupted_jobs, self.db)
+        interrupted = await asyncio.to_thread(self.store.jobs.fail_interrupted)
         if interrupted:
             logger.warning("{} sync jobs were interrupted by a restart", interrupted)
         self._scheduler = asyncio.create_task(self._schedule(), name="sync-scheduler")
@@ -194,7 +199,7 @@ class SyncEngine:
         """Queue a sync of ``kind``; returns the job id (an already queued one if any)."""
         if kind not in KINDS:
             raise InvalidRequest(f"kind must be one of {', '.join(KINDS)}")
-        element = await asyncio.to_thread(registry.get_element, self.db, name)
+        element = await asyncio.to_thread(self.store.elements.get, name)
         slot = self._slots.setdefault(element.id, _Slot())
         async with slot.lock:
             if slot.queued is not None:
@@ -202,10 +207,10 @@ class SyncEngine:
                 # (incremental < init < force; force options win).
                 if _STRENGTH[kind] > _STRENGTH[slot.kind] or (kind == "force" and options):
                     slot.kind, slot.options = kind, options
-                    await asyncio.to_thread(registry.update_job, self.db, slot.queued, kind=kind)
+                    await asyncio.to_thread(self.store.jobs.update, slot.queued, kind=kind)
                 return slot.queued
             job_id = await asyncio.to_thread(
-                registry.create_job, self.db, element, kind, trigger, options.get("reason")
+                self.store.jobs.create, element, kind, trigger, options.get("reason")
             )
             slot.queued, slot.kind, slot.options = job_id, kind, options
             slot.queue.put_nowait(job_id)
@@ -215,13 +220,12 @@ class SyncEngine:
 
     async def forget(self, name: str) -> None:
         """An element is being removed: drop its queued job, stop its running one."""
-        element = await asyncio.to_thread(registry.get_element, self.db, name)
+        element = await asyncio.to_thread(self.store.elements.get, name)
         slot = self._slots.pop(element.id, None)
         if slot is not None:
             if slot.queued is not None:
                 await asyncio.to_thread(
-                    registry.update_job,
-                    self.db,
+                    self.store.jobs.update,
                     slot.queued,
                     state="failed",
                     error="the element was removed",
@@ -232,7 +236,7 @@ class SyncEngine:
                 with contextlib.suppress(asyncio.CancelledError):
                     await slot.task
         for alarm in await asyncio.to_thread(
-            queries.list_alarms, self.db, resource=name, limit=100_000
+            queries.list_alarms, self.store.engine, resource=name, limit=100_000
         ):
             with contextlib.suppress(ProvsyncError):
                 await self.manager.clear(alarm["id"], note="element removed")
@@ -254,17 +258,18 @@ class SyncEngine:
                 slot.running = None
 
     # ------------------------------------------------------------------ jobs
-    def _connector(self, element: Any, credentials: Any) -> Connector:
+    def _connector(self, element: Element, stored: StoredCredentials | None) -> Connector:
+        # The connector contract's own type (the same fields): converted at the boundary.
+        credentials = None if stored is None else Credentials(stored.username, stored.password)
         return self._connect(
             element, credentials, timeout=self.settings.timeout, retries=self.settings.retries
         )
 
     async def _run(self, element_id: int, job_id: int, kind: str, options: dict[str, Any]) -> None:
-        element = await asyncio.to_thread(registry.get_element_by_id, self.db, element_id)
+        element = await asyncio.to_thread(self.store.elements.by_id, element_id)
         if element is None:
             await asyncio.to_thread(
-                registry.update_job,
-                self.db,
+                self.store.jobs.update,
                 job_id,
                 state="failed",
                 error="the element was removed",
@@ -278,16 +283,16 @@ class SyncEngine:
         async with self._init_slots:
             await self._run_job(element, job_id, kind, options)
 
-    async def _run_job(self, element: Any, job_id: int, kind: str, options: dict[str, Any]) -> None:
+    async def _run_job(
+        self, element: Element, job_id: int, kind: str, options: dict[str, Any]
+    ) -> None:
         element_id = element.id
         credentials = await asyncio.to_thread(
-            registry.credentials_of, self.db, element_id, self.ring
+            self.store.elements.credentials, element_id, self.ring
         )
-        started = registry.now()
-        await asyncio.to_thread(
-            registry.update_job, self.db, job_id, state="running", started_at=started
-        )
-        await asyncio.to_thread(registry.set_state, self.db, element_id, sync_state="running")
+        started = now()
+        await asyncio.to_thread(self.store.jobs.update, job_id, state="running", started_at=started)
+        await asyncio.to_thread(self.store.elements.set_state, element_id, sync_state="running")
         counts: dict[str, Any] = {}
         run_kind = kind
         try:
@@ -314,18 +319,17 @@ class SyncEngine:
             )
             return
         await asyncio.to_thread(
-            registry.update_job,
-            self.db,
+            self.store.jobs.update,
             job_id,
             state="done",
-            ended_at=registry.now(),
+            ended_at=now(),
             counts=counts,
             kind=run_kind,
         )
         await self._succeeded(element, run_kind, counts)
 
-    async def _escalated(self, element: Any, job_id: int, reason: str) -> None:
-        await asyncio.to_thread(registry.update_job, self.db, job_id, kind="init", reason=reason)
+    async def _escalated(self, element: Element, job_id: int, reason: str) -> None:
+        await asyncio.to_thread(self.store.jobs.update, job_id, kind="init", reason=reason)
         await self.manager.emit_event(
             "sync-escalated",
             element.name,
@@ -336,7 +340,7 @@ class SyncEngine:
     # ------------------------------------------------------------------ initialization
     async def _init(
         self,
-        element: Any,
+        element: Element,
         connector: Connector,
         job_id: int,
         *,
@@ -346,7 +350,7 @@ class SyncEngine:
         reason: str | None = None,
     ) -> dict[str, Any]:
         info = await connector.info()
-        hub = await asyncio.to_thread(registry.object_counts, self.db, element.id)
+        hub = await asyncio.to_thread(self.store.elements.object_counts, element.id)
         if dry_run:
             remote = info.counts or await self._count_remote(connector, info.classes)
             return {"dry_run": True, **_report(remote, hub)}
@@ -381,7 +385,7 @@ class SyncEngine:
         # never pass for this run's data. Until this run finishes, the element needs an
         # initialization whatever happens.
         generation = job_id
-        await asyncio.to_thread(registry.set_state, self.db, element.id, last_init_ok=False)
+        await asyncio.to_thread(self.store.elements.set_state, element.id, last_init_ok=False)
         counts = await self._read_objects(element.id, connector, info, job_id, generation)
         read_total: int = sum(counts.values())
         hub_total: int = sum(hub.values())
@@ -401,8 +405,7 @@ class SyncEngine:
                 break
             cursor = changes.changes[-1].seq
             applied, _ = await asyncio.to_thread(
-                store_ops.apply_changes,
-                self.db,
+                self.store.objects.apply_changes,
                 element.id,
                 changes.changes,
                 generation,
@@ -410,8 +413,7 @@ class SyncEngine:
             )
             replayed += applied
         removed = await asyncio.to_thread(
-            store_ops.finish_init,
-            self.db,
+            self.store.objects.finish_init,
             element.id,
             generation,
             cursor=cursor,
@@ -421,7 +423,7 @@ class SyncEngine:
             agent_version=__version__,
             last_init_ok=True,
             sync_state="idle",
-            last_sync_at=registry.now(),
+            last_sync_at=now(),
         )
         previous = element.software_version
         if previous and previous != info.software_version and self.element_updated is not None:
@@ -478,8 +480,7 @@ class SyncEngine:
                         counts[cls] += len(objects)
                     # Progress for `provsync sync ... --wait`: objects read so far, of how many.
                     await asyncio.to_thread(
-                        store_ops.write_pages,
-                        self.db,
+                        self.store.objects.write_pages,
                         element_id,
                         batch,
                         generation,
@@ -505,7 +506,7 @@ class SyncEngine:
         return found
 
     # ------------------------------------------------------------------ incremental
-    async def _incremental(self, element: Any, connector: Connector) -> dict[str, Any]:
+    async def _incremental(self, element: Element, connector: Connector) -> dict[str, Any]:
         if not element.last_init_ok:
             raise Escalate("the last initialization sync did not complete")
         info = await connector.info()
@@ -550,8 +551,7 @@ class SyncEngine:
             usable = batch if blocked is None else batch[: batch.index(blocked)]
             if usable:
                 done, skip = await asyncio.to_thread(
-                    store_ops.apply_changes,
-                    self.db,
+                    self.store.objects.apply_changes,
                     element.id,
                     usable,
                     element.generation,
@@ -566,13 +566,15 @@ class SyncEngine:
                     "class is synchronized by initialization only",
                 )
         await asyncio.to_thread(
-            registry.set_state, self.db, element.id, sync_state="idle", last_sync_at=registry.now()
+            self.store.elements.set_state, element.id, sync_state="idle", last_sync_at=now()
         )
         return {"applied": applied, "skipped_own": skipped, "cursor": cursor}
 
-    async def _needs_init(self, element: Any, reason: str) -> None:
+    async def _needs_init(self, element: Element, reason: str) -> None:
         await self.manager.raise_alarm("init-sync-required", element.name, text=reason)
-        await asyncio.to_thread(registry.set_state, self.db, element.id, sync_state="init-required")
+        await asyncio.to_thread(
+            self.store.elements.set_state, element.id, sync_state="init-required"
+        )
         raise SyncStopped(f"incremental sync of {element.name} stopped: {reason}")
 
     # ------------------------------------------------------------------ outcomes
@@ -580,11 +582,10 @@ class SyncEngine:
         with contextlib.suppress(ProvsyncError):
             await self.manager.clear(type_id=type_id, resource=resource, qualifier=qualifier)
 
-    async def _succeeded(self, element: Any, kind: str, counts: dict[str, Any]) -> None:
+    async def _succeeded(self, element: Element, kind: str, counts: dict[str, Any]) -> None:
         if counts.get("dry_run"):
             await asyncio.to_thread(
-                registry.set_state,
-                self.db,
+                self.store.elements.set_state,
                 element.id,
                 sync_state="idle" if element.last_init_ok else "never",
             )
@@ -601,7 +602,7 @@ class SyncEngine:
         )
 
     async def _failed(
-        self, element: Any, job_id: int, kind: str, exc: BaseException, counts: dict[str, Any]
+        self, element: Element, job_id: int, kind: str, exc: BaseException, counts: dict[str, Any]
     ) -> None:
         message = str(exc)
         address = element.address
@@ -623,7 +624,9 @@ class SyncEngine:
         else:
             state = "init-required" if isinstance(exc, SyncStopped) else "failed"
             if kind != "incremental":
-                await asyncio.to_thread(registry.set_state, self.db, element.id, last_init_ok=False)
+                await asyncio.to_thread(
+                    self.store.elements.set_state, element.id, last_init_ok=False
+                )
             await self.manager.raise_alarm(
                 "sync-failed",
                 element.name,
@@ -632,13 +635,12 @@ class SyncEngine:
             )
             event = "incremental-sync-failed" if kind == "incremental" else "init-sync-failed"
             await self.manager.emit_event(event, element.name, text=message)
-        await asyncio.to_thread(registry.set_state, self.db, element.id, sync_state=state)
+        await asyncio.to_thread(self.store.elements.set_state, element.id, sync_state=state)
         await asyncio.to_thread(
-            registry.update_job,
-            self.db,
+            self.store.jobs.update,
             job_id,
             state="failed",
-            ended_at=registry.now(),
+            ended_at=now(),
             error=message,
             counts=counts,
             kind=kind,
@@ -661,17 +663,17 @@ class SyncEngine:
                 self._outages.warning("sync schedule: store read failed", exc)
 
     async def _schedule_round(self) -> None:
-        elements = await asyncio.to_thread(registry.list_elements, self.db)
-        attempts = await asyncio.to_thread(registry.last_attempts, self.db)
-        now = registry.now()
+        elements = await asyncio.to_thread(self.store.elements.all)
+        attempts = await asyncio.to_thread(self.store.jobs.last_attempts)
+        at = now()
         for element in elements:
-            due = registry.next_due(element, attempts.get(element.id))
+            due = next_due(element, attempts.get(element.id))
             if due is None:
                 continue
             slot = self._slots.get(element.id)
             if slot and (slot.queued or slot.running):
                 continue
-            if now >= due:
+            if at >= due:
                 try:
                     await self.request(element.name, "incremental", "schedule")
                 except ProvsyncError as exc:

@@ -1,0 +1,142 @@
+"""Writes of synchronized data (the hub's copy of each element's objects): pages of
+objects, or changes together with the cursor."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+from sqlalchemy import Engine, and_, delete, update
+
+from agent.store.elements import ElementValue
+from agent.store.models import ELEMENTS, JOBS, OBJECTS
+from agent.store.rows import Data
+from agent.store.upsert import placeholder, upsert, upsert_sql
+
+_encode = json.JSONEncoder(sort_keys=True).encode
+"""The text ``json.dumps(data, sort_keys=True)`` gives, without building an encoder per
+call (json.dumps does whenever an option is passed): one per object of an init sync."""
+
+_OBJECT_COLUMNS = ("element_id", "cls", "key", "data", "generation")
+_OBJECT_KEY = ("element_id", "cls", "key")
+
+
+class ObjectItem(Protocol):
+    """An object as a page of the element gives it (agent.connectors.base.ObjectRecord)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def data(self) -> Data: ...
+
+
+class ChangeItem(Protocol):
+    """A change of the element's log (agent.connectors.base.ChangeRecord)."""
+
+    @property
+    def cls(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def op(self) -> str: ...
+    @property
+    def data(self) -> Data | None: ...
+    @property
+    def user(self) -> str: ...
+
+
+class Objects:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def write_pages(
+        self,
+        element_id: int,
+        pages: Sequence[tuple[str, Sequence[ObjectItem]]],
+        generation: int,
+        *,
+        job_id: int | None = None,
+        progress: dict[str, int] | None = None,
+    ) -> int:
+        """Upsert pages of objects (``(class, objects)``) in one transaction; the job's
+        ``progress`` counts, when given, commit with them. Returns the objects written.
+
+        Rows go straight to the driver's executemany: for a page of 1,000 objects
+        SQLAlchemy's per-row parameter processing cost as much as SQLite's work
+        (bench/sync.py; the alarm manager's writes do the same, agent/store/rawsql.py).
+        """
+        params = [
+            (element_id, cls, o.key, _encode(o.data), generation)
+            for cls, objects in pages
+            for o in objects
+        ]
+        with self.engine.begin() as conn:
+            if params:
+                # The text of upsert()'s statement: the driver's executemany takes the tuples.
+                sql = upsert_sql(
+                    OBJECTS.name, _OBJECT_COLUMNS, _OBJECT_KEY, placeholder(conn.dialect)
+                )
+                conn.exec_driver_sql(sql, params)
+            if job_id is not None and progress is not None:
+                conn.execute(
+                    update(JOBS).where(JOBS.c.id == job_id).values(counts=json.dumps(progress))
+                )
+        return len(params)
+
+    def apply_changes(
+        self,
+        element_id: int,
+        changes: Iterable[ChangeItem],
+        generation: int,
+        *,
+        cursor: int,
+        skip_user: str | None = None,
+    ) -> tuple[int, int]:
+        """Apply changes and move the cursor in one transaction: (applied, skipped)."""
+        applied = skipped = 0
+        with self.engine.begin() as conn:
+            for change in changes:
+                if skip_user is not None and change.user == skip_user:
+                    skipped += 1  # the agent's own write coming back: the hub has it already
+                    continue
+                if change.op == "delete" or change.data is None:
+                    conn.execute(
+                        delete(OBJECTS).where(
+                            and_(
+                                OBJECTS.c.element_id == element_id,
+                                OBJECTS.c.cls == change.cls,
+                                OBJECTS.c.key == change.key,
+                            )
+                        )
+                    )
+                else:
+                    row: dict[str, Any] = {
+                        "element_id": element_id,
+                        "cls": change.cls,
+                        "key": change.key,
+                        "data": _encode(change.data),
+                        "generation": generation,
+                    }
+                    upsert(conn, OBJECTS, [row], list(_OBJECT_KEY))
+                applied += 1
+            conn.execute(update(ELEMENTS).where(ELEMENTS.c.id == element_id).values(cursor=cursor))
+        return applied, skipped
+
+    def finish_init(self, element_id: int, generation: int, **element: ElementValue) -> int:
+        """Drop what the element no longer has and record the new cursor and epoch, together."""
+        with self.engine.begin() as conn:
+            removed = conn.execute(
+                delete(OBJECTS).where(
+                    and_(
+                        OBJECTS.c.element_id == element_id,
+                        OBJECTS.c.generation != generation,
+                    )
+                )
+            ).rowcount
+            conn.execute(
+                update(ELEMENTS)
+                .where(ELEMENTS.c.id == element_id)
+                .values(generation=generation, **element)
+            )
+        return int(removed or 0)
