@@ -9,18 +9,26 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import httpx
 import tomli_w
 
+from agent.cli.client import JOB_ENDED, Client
 from agent.errors import ProvsyncError
 from agent.store.element_types import CALL_SERVER, MESSAGING, SMALL_OFFICE
 
 ELEMENTS = (("cm1", CALL_SERVER, 2000), ("ipo1", SMALL_OFFICE, 300), ("msg1", MESSAGING, 500))
 TOKEN_BYTES = 24
+JOB_WAIT = 120
+
+
+class DemoResult(TypedDict):
+    config: str
+    # Per sync: done, failed, or timeout when it had not ended in JOB_WAIT seconds.
+    jobs: dict[str, str]
 
 
 def _port(preferred: int, kind: int = socket.SOCK_STREAM) -> int:
@@ -61,7 +69,9 @@ def _processes() -> Iterator[list[subprocess.Popen[bytes]]]:
                 proc.wait(15)
 
 
-def run_demo(say: Any, *, stay: bool = True, root: Path | None = None) -> dict[str, Any]:
+def run_demo(
+    say: Callable[[str], None], *, stay: bool = True, root: Path | None = None
+) -> DemoResult:
     """Start everything, sync, change, sync again; then wait for Ctrl-C if ``stay``."""
     import secrets
 
@@ -129,25 +139,20 @@ def run_demo(say: Any, *, stay: bool = True, root: Path | None = None) -> dict[s
             _wait(f"{url}/api/v1/health")
         _wait(f"http://127.0.0.1:{api_port}/api/v1/health")
         token = tomli_w_token(config)
-        api = httpx.Client(
-            base_url=f"http://127.0.0.1:{api_port}/api/v1",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=60,
-        )
-        stack.callback(api.close)
+        api = stack.enter_context(Client(f"http://127.0.0.1:{api_port}", token, timeout=60))
         say("adding three simulated elements; each gets an initialization sync")
         jobs = {}
         for name, element_type, _ in ELEMENTS:
-            jobs[name] = api.post(
-                "/elements",
-                json={
+            added = api.add_element(
+                {
                     "name": name,
                     "type": element_type,
                     "url": urls[name],
                     "username": "admin",
                     "password": password,
-                },
-            ).json()["job"]
+                }
+            )
+            jobs[name] = added["job"]
         results = {name: _job(api, job) for name, job in jobs.items()}
         say("making changes on the elements as their own administrators, then syncing")
         for name, url in urls.items():
@@ -163,7 +168,7 @@ def run_demo(say: Any, *, stay: bool = True, root: Path | None = None) -> dict[s
                             "data": {"number": f"8{index:04d}"},
                         },
                     )
-            job = api.post(f"/elements/{name}/sync", json={"kind": "incremental"}).json()["job"]
+            job = api.sync(name, "incremental")["job"]
             results[f"{name}-incremental"] = _job(api, job)
         env = f"PROVSYNC_CONFIG={config}"
         say(
@@ -192,11 +197,6 @@ def tomli_w_token(config: Path) -> str:
     return token
 
 
-def _job(api: httpx.Client, job_id: int, within: float = 120) -> str:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        state: str = api.get(f"/jobs/{job_id}").json()["state"]
-        if state in ("done", "failed"):
-            return state
-        time.sleep(0.1)
-    return "timeout"
+def _job(api: Client, job_id: int) -> str:
+    state = api.wait_job(job_id, JOB_WAIT, poll=0.1)["state"]
+    return state if state in JOB_ENDED else "timeout"

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from agent.cli import output
-from agent.cli.common import _ctx, _fail
+from agent.cli.common import context_of, fail, say
 from agent.errors import ProvsyncError
 
 if TYPE_CHECKING:  # the store (SQLAlchemy, Alembic) loads only for these commands
@@ -24,10 +23,6 @@ keys_app = typer.Typer(
 )
 
 
-def _say(text: str) -> None:
-    output.console.print(text, highlight=False, markup=False)
-
-
 @contextlib.contextmanager
 def _owned_store(ctx: typer.Context) -> Iterator[Store]:
     """The store opened as an agent opens it (lock taken): fails at once if one runs."""
@@ -35,17 +30,17 @@ def _owned_store(ctx: typer.Context) -> Iterator[Store]:
     from agent.logs import setup_logging
     from agent.store.database import Store
 
-    settings = _ctx(ctx).settings()
+    settings = context_of(ctx).settings()
     # The outcome is printed; the log only adds warnings (modes tightened, ...).
     setup_logging("WARNING", settings.agent.log_format)
     if settings.store.url == "" and not (settings.data_dir / "provsync.db").exists():
-        _fail(f"no store in {settings.data_dir}")
+        fail(f"no store in {settings.data_dir}")
     with private_umask():
         store = Store(settings.store_url, sqlite_synchronous=settings.store.sqlite_synchronous)
         try:
             store.open()
         except ProvsyncError as exc:
-            _fail(str(exc))
+            fail(str(exc))
         try:
             yield store
         finally:
@@ -57,13 +52,13 @@ def rotate(ctx: typer.Context) -> None:
     """Re-encrypt every stored credential with a new key, then drop the old key (agent stopped)."""
     from agent.store.encryption import rotate_key
 
-    key_file = _ctx(ctx).settings().store_key_file
+    key_file = context_of(ctx).settings().store_key_file
     with _owned_store(ctx) as store:
         try:
             result = rotate_key(key_file, store.engine)
         except ProvsyncError as exc:
-            _fail(str(exc))
-    _say(
+            fail(str(exc))
+    say(
         f"store key rotated to {result.new_key} in {key_file}: {result.resealed} element "
         f"credential(s) re-encrypted; old key {', '.join(result.dropped)} dropped"
     )
@@ -78,21 +73,21 @@ def reset(
     from agent.store.encryption import reset_key
 
     if not yes:
-        _fail(
+        fail(
             "keys reset forgets every stored credential that no key of the key file "
             "decrypts; add --yes to go ahead",
             2,
         )
-    settings = _ctx(ctx).settings()
+    settings = context_of(ctx).settings()
     with _owned_store(ctx) as store:
         try:
             names = reset_key(settings.store_key_file, store.engine)
         except ProvsyncError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     if names:
-        _say(
+        say(
             f"forgot the credentials of {', '.join(names)}: set them again with "
             "`provsync elements set-credentials NAME`"
         )
     else:
-        _say(f"every stored credential decrypts with {settings.store_key_file}: nothing forgotten")
+        say(f"every stored credential decrypts with {settings.store_key_file}: nothing forgotten")

@@ -6,7 +6,6 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -27,11 +26,11 @@ SEVERITY_STYLE = {
 }
 
 
-def print_json(data: Any) -> None:
+def print_json(data: object) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
-def json_line(data: Any) -> str:
+def json_line(data: object) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -46,7 +45,7 @@ def when(value: str | None) -> str:
     return value.replace("T", " ")[:19]
 
 
-def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
     """The last column folds; the others keep their values whole."""
     grid = Table(title=title, title_justify="left", header_style="bold")
     for index, column in enumerate(columns):

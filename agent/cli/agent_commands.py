@@ -1,0 +1,131 @@
+"""``provsync run|stop|status|catalog``: the agent itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agent.cli import failures, output
+from agent.cli.common import JsonOpt, connect, context_of, fail, say
+from agent.errors import ConfigError, ProvsyncError
+
+
+def run(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Same as the global --config.", show_default=False),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Override [agent] data_dir.", show_default=False)
+    ] = None,
+) -> None:
+    """Run the agent in the foreground until SIGTERM / SIGINT or `provsync stop`."""
+    from agent.app import run_agent
+    from agent.logs import setup_logging
+
+    if config is not None:
+        context_of(ctx).config = config
+    settings = context_of(ctx).settings()
+    if data_dir is not None:
+        settings = settings.model_copy(
+            update={"agent": settings.agent.model_copy(update={"data_dir": data_dir})}
+        )
+    # Checked before anything starts: a data directory that cannot work is bad usage.
+    problem = failures.prepare_directory(settings.data_dir)
+    if problem is not None:
+        fail(f"data directory {settings.data_dir}: {problem}", 2)
+    setup_logging(settings.agent.log_level, settings.agent.log_format)
+    try:
+        run_agent(settings)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    except ProvsyncError as exc:
+        fail(failures.one_line(str(exc)))
+    except OSError as exc:
+        # The machine failed under the agent (a state file is a directory, the disk is full).
+        fail(f"agent failed: {failures.reason(exc)}")
+
+
+def stop(ctx: typer.Context) -> None:
+    """Ask the running agent to stop gracefully."""
+    with connect(ctx) as api:
+        api.shutdown()
+    output.console.print("agent stopping")
+
+
+def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Show whether the agent runs, its alarm counts and exporter cursors (exit 0 if up)."""
+    with connect(ctx) as api:
+        data = api.status()
+    if as_json:
+        output.print_json(data)
+        return
+    counts = data.get("active_alarms")
+    # A fenced (or lost) store is not read: the agent answers without counts.
+    state = data.get("store_state") or "unknown"
+    if isinstance(counts, dict):
+        alarms = (
+            ", ".join(f"{k} {v}" for k, v in counts.items() if k != "total")
+            + f" (total {counts.get('total', 0)})"
+        )
+    else:
+        alarms = f"unknown (store {state})"
+    say(
+        f"provsync {data['version']} running (pid {data['pid']}) since {data['started_at']}\n"
+        f"store {data['store']} ({state})  last sequence {data['last_seq']}\n"
+        f"active alarms: {alarms}"
+    )
+    if data["exporters"]:
+        output.table(
+            "Exporters",
+            ["name", "cursor", "backlog", "delivered", "failures", "down for", "last error"],
+            [
+                [
+                    e["name"],
+                    e["cursor"],
+                    e["backlog"],
+                    e["delivered"],
+                    e["failures"],
+                    _down_for(e.get("down_for")),
+                    e["last_error"],
+                ]
+                for e in data["exporters"]
+            ],
+        )
+
+
+def _down_for(seconds: float | None) -> str:
+    """How long a target has been failing, as a person reads it at a console."""
+    if seconds is None:
+        return ""
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def catalog(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List the alarm and event types (alarm inventory)."""
+    with connect(ctx) as api:
+        data = api.catalog()
+    if as_json:
+        output.print_json(data)
+        return
+    output.table(
+        "Alarm inventory",
+        ["id", "kind", "severity", "name", "event type", "probable cause"],
+        [
+            [
+                t["id"],
+                t["kind"],
+                output.severity(t["severity"]),
+                t["name"],
+                t["event_type"],
+                t["probable_cause"],
+            ]
+            for t in data
+        ],
+    )
