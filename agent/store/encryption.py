@@ -11,99 +11,31 @@ Rotation never loses a credential, wherever it stops: the new key is added to th
 file first (as primary, the old ones kept), then every credential is re-encrypted in one
 transaction, and only then are the old keys dropped from the file. Each file write is
 atomic (a temporary file, fsync, rename).
+
+The keys and their file are agent.store.key_file; the rewrite of the store that drops
+old copies of clear values is agent.store.scrub. This module holds what ties them to
+the stored credentials: check, reseal, open at start, rotate, reset.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import re
-import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.fernet import Fernet, InvalidToken
 from loguru import logger
 from sqlalchemy import Connection, Engine, delete, select, update
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from agent.errors import StoreKeyError
-from agent.file_modes import FILE_MODE, tighten
-from agent.store.models import CREDENTIALS, ELEMENTS, META
-
-_KEY_LINE = re.compile(r"^[A-Za-z0-9_-]{43}=$")
-
-
-class StoreKey:
-    """One Fernet key; its repr never shows the key."""
-
-    __slots__ = ("_fernet", "_secret", "id")
-
-    def __init__(self, secret: bytes) -> None:
-        self._secret = secret
-        self._fernet = Fernet(secret)
-        self.id = hashlib.sha256(secret).hexdigest()[:16]
-
-    @classmethod
-    def generate(cls) -> StoreKey:
-        return cls(Fernet.generate_key())
-
-    def __repr__(self) -> str:
-        return f"StoreKey(id={self.id})"
-
-    def line(self) -> str:
-        return self._secret.decode()
-
-    def encrypt(self, value: str) -> str:
-        return self._fernet.encrypt(value.encode()).decode()
-
-    def decrypt(self, token: str) -> str:
-        return self._fernet.decrypt(token.encode()).decode()
-
-
-class KeyRing:
-    """The keys of the key file: the primary encrypts, every one decrypts what it sealed."""
-
-    def __init__(self, keys: Sequence[StoreKey], source: Path) -> None:
-        if not keys:
-            raise StoreKeyError(f"key file {source} holds no key")
-        self.keys = tuple(keys)
-        self.source = source
-        self._by_id = {key.id: key for key in self.keys}
-
-    @property
-    def primary(self) -> StoreKey:
-        return self.keys[0]
-
-    @property
-    def ids(self) -> frozenset[str]:
-        return frozenset(self._by_id)
-
-    def seal(self, value: str) -> str:
-        return self.primary.encrypt(value)
-
-    def unseal(self, token: str, key_id: str) -> str:
-        """The clear value of ``token``, sealed with key ``key_id`` ("" for a clear value).
-
-        Raises:
-            StoreKeyError: the key file does not hold that key, or the value does not
-                decrypt with it (damaged).
-        """
-        if not key_id:
-            return token
-        key = self._by_id.get(key_id)
-        if key is None:
-            raise StoreKeyError(
-                f"key file {self.source} does not hold key {key_id}, which encrypted "
-                "stored credentials (wrong key file?)"
-            )
-        try:
-            return key.decrypt(token)
-        except InvalidToken:
-            raise StoreKeyError(
-                f"a stored credential does not decrypt with key {key_id} of {self.source}"
-            ) from None
+from agent.store.key_file import KeyRing, StoreKey, read_key_file, write_key_file
+from agent.store.models import CREDENTIALS, ELEMENTS
+from agent.store.scrub import (
+    SCRUB_PENDING,
+    mark_scrub_pending,
+    scrub_pending,
+    scrub_store,
+    secure_delete_of,
+    truncate_wal,
+)
 
 
 @dataclass(frozen=True)
@@ -113,71 +45,6 @@ class Rotation:
     resealed: int
 
 
-# ------------------------------------------------------------------ the key file
-def read_key_file(path: Path) -> KeyRing | None:
-    """The key ring in ``path``; None when there is no such file.
-
-    Raises:
-        StoreKeyError: unreadable, or a line that is not a key (named by number, never shown).
-    """
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StoreKeyError(f"cannot read key file {path}: {_reason(exc)}") from None
-    if tighten(path):
-        logger.warning("key file {} was readable by others: now 0600", path)
-    keys: list[StoreKey] = []
-    for number, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if not _KEY_LINE.match(line):
-            raise StoreKeyError(
-                f"key file {path} line {number}: not a key (44 characters of URL-safe base64)"
-            )
-        keys.append(StoreKey(line.encode()))
-    return KeyRing(keys, path)
-
-
-def write_key_file(path: Path, keys: Sequence[StoreKey]) -> None:
-    """Replace ``path`` atomically with ``keys`` (primary first), mode 0600.
-
-    Raises:
-        StoreKeyError: the file cannot be written.
-    """
-    body = (
-        "# provsync store key: keep it secret and back it up apart from the store.\n"
-        "# The first key encrypts; the others only decrypt. `provsync keys rotate`.\n"
-        + "".join(key.line() + "\n" for key in keys)
-    )
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-        try:
-            os.fchmod(fd, FILE_MODE)
-            os.write(fd, body.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temporary, path)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    except OSError as exc:
-        temporary.unlink(missing_ok=True)
-        raise StoreKeyError(f"cannot write key file {path}: {_reason(exc)}") from None
-
-
-def _reason(exc: BaseException) -> str:
-    return exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-
-
-# ------------------------------------------------------------------ the store's credentials
 def sealed_key_ids(engine: Engine) -> dict[str, list[str]]:
     """Key id -> names of the elements whose credentials it sealed (clear rows left out)."""
     query = (
@@ -225,7 +92,7 @@ def reseal(engine: Engine, ring: KeyRing) -> int:
     primary = ring.primary.id
     with engine.connect() as conn:
         sqlite = conn.dialect.name == "sqlite"
-        previous = _secure_delete(conn) if sqlite else None
+        previous = secure_delete_of(conn) if sqlite else None
         if sqlite:
             conn.exec_driver_sql("PRAGMA secure_delete=ON")
             conn.commit()
@@ -233,7 +100,7 @@ def reseal(engine: Engine, ring: KeyRing) -> int:
             count, clear = _reseal_rows(conn, ring, primary)
             if clear:
                 # Committed with the rows: a crash before the scrub redoes it next start.
-                _mark_scrub_pending(conn)
+                mark_scrub_pending(conn)
             conn.commit()
         finally:
             conn.rollback()  # nothing left after the commit; undoes a failed reseal
@@ -241,76 +108,10 @@ def reseal(engine: Engine, ring: KeyRing) -> int:
                 conn.exec_driver_sql(f"PRAGMA secure_delete={previous}")
                 conn.commit()
         if sqlite and count:
-            _truncate_wal(conn)
-    if _scrub_pending(engine):
+            truncate_wal(conn)
+    if scrub_pending(engine):
         scrub_store(engine)
     return count
-
-
-def scrub_store(engine: Engine) -> None:
-    """Rewrite the store so no page, WAL frame or dead row version holds an old value.
-
-    Needed once, after clear credentials were encrypted: migration 0005 copies the
-    credentials table (``batch_alter_table``) and an SQLite built with secure_delete off
-    (upstream's default) leaves the old pages, clear values and all, on the free list.
-    VACUUM rebuilds the file without them; the WAL is then checkpointed and truncated. On
-    PostgreSQL ``VACUUM FULL`` writes the table anew and drops the file holding the dead
-    row versions (the server's own WAL archive is out of reach: see the docs).
-    Both must run outside a transaction. The pending mark is cleared only after.
-    """
-    started = time.monotonic()
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        sqlite = conn.dialect.name == "sqlite"
-        try:
-            if sqlite:
-                conn.exec_driver_sql("VACUUM")
-            else:
-                conn.exec_driver_sql(f"VACUUM FULL {CREDENTIALS.name}")
-        except SQLAlchemyError as exc:
-            # The values are encrypted already; the scrub is retried at the next start.
-            logger.warning(
-                "could not rewrite the store to drop old copies of the credentials "
-                "(retried at the next start): {}",
-                type(exc.orig).__name__ if isinstance(exc, DBAPIError) else type(exc).__name__,
-            )
-            return
-    with engine.begin() as conn:
-        conn.execute(delete(META).where(META.c.key == SCRUB_PENDING))
-    if sqlite:
-        with engine.connect() as conn:
-            _truncate_wal(conn)
-    logger.info(
-        "rewrote the store so it keeps no old copy of the credentials ({:.1f} s)",
-        time.monotonic() - started,
-    )
-
-
-SCRUB_PENDING = "credentials_scrub_pending"
-
-
-def _mark_scrub_pending(conn: Connection) -> None:
-    if conn.execute(select(META.c.key).where(META.c.key == SCRUB_PENDING)).first() is None:
-        conn.execute(META.insert().values(key=SCRUB_PENDING, value="1"))
-
-
-def _scrub_pending(engine: Engine) -> bool:
-    with engine.connect() as conn:
-        found = conn.execute(select(META.c.key).where(META.c.key == SCRUB_PENDING)).first()
-    return found is not None
-
-
-def _secure_delete(conn: Connection) -> str:
-    """The connection's secure_delete, in a form the pragma takes back (2 is FAST)."""
-    value = conn.exec_driver_sql("PRAGMA secure_delete").scalar()
-    return "FAST" if value == 2 else "ON" if value else "OFF"
-
-
-def _truncate_wal(conn: Connection) -> None:
-    """Copy the WAL into the store file and cut it to zero bytes (old frames gone)."""
-    row = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").first()
-    conn.commit()
-    if row is not None and row[0]:
-        logger.warning("the store WAL could not be truncated: a reader holds it open")
 
 
 def _reseal_rows(conn: Connection, ring: KeyRing, primary: str) -> tuple[int, int]:
@@ -404,3 +205,24 @@ def reset_key(path: Path, engine: Engine) -> list[str]:
             ", ".join(sorted(lost)),
         )
     return names
+
+
+# The key file's names are part of this module's face: the agent and the tests import
+# KeyRing and StoreKey from here; SCRUB_PENDING and scrub_store are named by migration
+# 0005; StoreKeyError is what every function here raises.
+__all__ = [
+    "SCRUB_PENDING",
+    "KeyRing",
+    "Rotation",
+    "StoreKey",
+    "StoreKeyError",
+    "check_ring",
+    "open_key_ring",
+    "read_key_file",
+    "reseal",
+    "reset_key",
+    "rotate_key",
+    "scrub_store",
+    "sealed_key_ids",
+    "write_key_file",
+]
