@@ -16,12 +16,13 @@ import asyncio
 import contextlib
 from collections import deque
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from loguru import logger
+from sqlalchemy import Engine
 
 from agent.alarms.feed import Commit
-from agent.alarms.manager import AlarmManager
+from agent.alarms.ports import ExporterPorts
 from agent.config import Settings
 from agent.errors import ProvsyncError
 from agent.export.snmp import responder, screen, standard, vacm
@@ -36,9 +37,18 @@ from agent.store.outage import ThrottledLog, is_store_outage
 from agent.store.table_watch import TableWatch
 
 
+class SnmpServicePorts(ExporterPorts, Protocol):
+    """What the SNMP service is handed (the alarm manager): the log and its commit feed,
+    the sink of the heartbeat event, and, beyond those faces, the store's engine, which
+    the view is built from and snmpEngineBoots is counted in."""
+
+    @property
+    def engine(self) -> Engine: ...
+
+
 class SnmpService:
     def __init__(
-        self, settings: Settings, manager: AlarmManager, host: str, started_at: datetime
+        self, settings: Settings, manager: SnmpServicePorts, host: str, started_at: datetime
     ) -> None:
         self.settings = settings
         self.snmp = settings.snmp

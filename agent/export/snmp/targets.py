@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from loguru import logger
 
-from agent.alarms.manager import AlarmManager
+from agent.alarms.ports import ExporterPorts
 from agent.alarms.records import Notification
 from agent.config import ExporterSettings, SnmpTarget
 from agent.export.base import Exporter
@@ -33,13 +33,13 @@ from agent.inform_bounds import v2c_inform_wait
 class SnmpTargetExporter(Exporter):
     def __init__(
         self,
-        manager: AlarmManager,
+        ports: ExporterPorts,
         settings: ExporterSettings,
         target: SnmpTarget,
         service: SnmpService,
         index: int,
     ) -> None:
-        super().__init__(target.target_name, manager, settings, min_severity=target.min_severity)
+        super().__init__(target.target_name, ports, settings, min_severity=target.min_severity)
         self.target = target
         self.service = service
         self._kinds = set(target.kinds)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from loguru import logger
 
-from agent.alarms.manager import AlarmManager
+from agent.alarms.ports import ExporterPorts
 from agent.alarms.records import Notification
 from agent.config import ExporterSettings, Settings, SyslogCollector
 from agent.errors import Oversized
@@ -65,14 +65,14 @@ def make_transport(collector: SyslogCollector) -> Transport:
 class SyslogExporter(Exporter):
     def __init__(
         self,
-        manager: AlarmManager,
+        ports: ExporterPorts,
         settings: ExporterSettings,
         collector: SyslogCollector,
         formatter: Formatter,
         max_size: int | None = None,
     ) -> None:
         super().__init__(
-            collector.target_name, manager, settings, min_severity=collector.min_severity
+            collector.target_name, ports, settings, min_severity=collector.min_severity
         )
         self.collector = collector
         self.formatter = formatter
