@@ -20,22 +20,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.store.conflicts import Found
 from agent.store.rows import Data, Key
 from agent.store.shared_data import pairing_fields
-
-
-@dataclass(frozen=True)
-class Found:
-    cls: str
-    key: str
-    hub_key: str
-    category: str
-    """automatic, review or unresolved."""
-    hub: Data | None
-    element: Data | None
-    base: Data | None
-    reason: str
-    merged: Data | None = None
 
 
 @dataclass

@@ -36,9 +36,9 @@ from agent.errors import (
     SharingError,
 )
 from agent.sharing.distribution import Dispatcher
-from agent.sharing.merge import Found, Plan, compare, element_op
+from agent.sharing.merge import Plan, compare, element_op
 from agent.store.access import StoreAccess
-from agent.store.conflicts import Conflict, NewConflict
+from agent.store.conflicts import Conflict, Found
 from agent.store.element_types import MESSAGING
 from agent.store.elements import Element
 from agent.store.encryption import KeyRing
@@ -497,21 +497,7 @@ class SharingService:
             self.store.bases.set(conn, element.id, plan.to_hub + plan.agreed)
             to_element = [Change(cls, key, op, data) for cls, key, op, data in plan.to_element]
             self.store.distributions.add(conn, [(element.id, element.name)], to_element, HUB, at)
-            found = [
-                NewConflict(
-                    f.cls,
-                    f.key,
-                    f.hub_key,
-                    f.category,
-                    f.hub,
-                    f.element,
-                    f.base,
-                    f.reason,
-                    merged=f.merged is not None,
-                )
-                for f in plan.found
-            ]
-            self.store.conflicts.add(conn, element.id, element.name, found, at)
+            self.store.conflicts.add(conn, element.id, element.name, plan.found, at)
 
     # ------------------------------------------------------------------ pushed updates
     async def push(self, ident: str, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -43,18 +43,23 @@ class Conflict:
 
 
 @dataclass(frozen=True, slots=True)
-class NewConflict:
-    """What a sync found about one object (``merged``: applied both ways, so resolved)."""
+class Found:
+    """What a sync found about one object (agent/sharing/merge.py): a conflict to record.
+
+    ``merged``: the value applied both ways by an automatic merge (the conflict is then
+    recorded resolved), else None.
+    """
 
     cls: str
     key: str
     hub_key: str
     category: str
+    """automatic, review or unresolved."""
     hub: Data | None
     element: Data | None
     base: Data | None
     reason: str
-    merged: bool
+    merged: Data | None = None
 
 
 def _conflict(row: Row[tuple[object, ...]]) -> Conflict:
@@ -113,7 +118,7 @@ class Conflicts:
         conn: Connection,
         element_id: int,
         element: str,
-        found: Sequence[NewConflict],
+        found: Sequence[Found],
         at: datetime,
     ) -> None:
         rows = [
@@ -128,10 +133,10 @@ class Conflicts:
                 "element_data": dumps(f.element),
                 "base_data": dumps(f.base),
                 "reason": f.reason,
-                "state": "resolved" if f.merged else "open",
-                "resolution": "merged" if f.merged else None,
+                "state": "resolved" if f.merged is not None else "open",
+                "resolution": "merged" if f.merged is not None else None,
                 "created_at": at,
-                "resolved_at": at if f.merged else None,
+                "resolved_at": at if f.merged is not None else None,
             }
             for f in found
         ]
