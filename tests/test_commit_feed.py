@@ -14,12 +14,13 @@ from sqlalchemy import select
 
 from agent.alarms import queries
 from agent.alarms.catalog import Catalog
+from agent.alarms.cursors import load_cursor
 from agent.alarms.feed import Commit, LogTail
 from agent.alarms.manager import AlarmManager
 from agent.alarms.operations import PurgeOp
 from agent.alarms.records import ALARM_FIELDS, Notification, NotificationKind
 from agent.config import ExporterSettings
-from agent.export.base import Exporter, load_cursor
+from agent.export.base import Exporter
 from agent.store.database import Store
 from agent.store.models import ALARMS
 from tests.waiting import until

@@ -13,12 +13,13 @@ from typing import Any
 from sqlalchemy import event
 
 from agent.alarms.catalog import Catalog
+from agent.alarms.cursors import load_cursor
 from agent.alarms.manager import AlarmManager
 from agent.alarms.operations import CursorOp
 from agent.alarms.records import Notification
 from agent.config import ExporterSettings
 from agent.errors import ExportError, StoreFencedError
-from agent.export.base import Exporter, load_cursor
+from agent.export.base import Exporter
 from agent.store.database import Store
 from tests.waiting import until
 

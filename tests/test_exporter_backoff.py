@@ -18,11 +18,12 @@ from sqlalchemy import event
 
 from agent.alarms import queries
 from agent.alarms.catalog import Catalog
+from agent.alarms.cursors import load_cursor, save_cursor
 from agent.alarms.manager import AlarmManager
 from agent.alarms.records import Notification
 from agent.config import ExporterSettings
 from agent.errors import ExportError, StoreError, StoreFencedError
-from agent.export.base import Exporter, load_cursor, save_cursor
+from agent.export.base import Exporter
 from agent.store.database import Store
 from tests.conftest import AgentProcess, free_port
 from tests.waiting import until

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from agent.alarms import queries
 from agent.alarms.catalog import Catalog
+from agent.alarms.cursors import load_cursor
 from agent.alarms.manager import AlarmManager
 from agent.config import ExporterSettings, FileExporterSettings
-from agent.export.base import load_cursor
 from agent.export.jsonfile import FileExporter, JsonLinesFile
 from agent.store.database import Store
 from tests.waiting import until

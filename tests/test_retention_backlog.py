@@ -19,12 +19,13 @@ from sqlalchemy import func, select
 
 from agent.alarms import queries
 from agent.alarms.catalog import Catalog
+from agent.alarms.cursors import load_cursor, save_cursor
 from agent.alarms.manager import AlarmManager
 from agent.alarms.operations import PurgeOp
 from agent.alarms.records import Notification
 from agent.config import ExporterSettings
 from agent.errors import ExportError
-from agent.export.base import Exporter, load_cursor, save_cursor
+from agent.export.base import Exporter
 from agent.store.database import Store
 from agent.store.models import LOG
 from tests.conftest import AgentProcess

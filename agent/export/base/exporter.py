@@ -16,13 +16,10 @@ from agent.alarms.retention import Holding
 from agent.alarms.severity import Severity
 from agent.config import ExporterSettings
 from agent.errors import ProvsyncError, StoreFencedError
-from agent.export.base.health import TargetHealth
-from agent.export.base.notices import BacklogAlarm, gap_notice
+from agent.export.base.health import STORE_TROUBLE, StoreTrouble, TargetHealth
+from agent.export.base.notices import BacklogAlarm, GapNotices
 from agent.export.base.progress import Progress, bounded
 from agent.export.base.saves import CursorSaves
-from agent.store.outage import ThrottledLog, describe, is_store_outage
-
-_STORE_TROUBLE = "store: "
 
 
 class Exporter(ABC):
@@ -59,19 +56,14 @@ class Exporter(ABC):
         self._wake = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._stopping = False
-        self._gap_logged: tuple[int, int] | None = None
-        self._health = TargetHealth(
-            name,
-            retry_max=settings.retry_max,
-            reminder_interval=settings.down_reminder_interval,
-        )
+        self._health = TargetHealth(name, settings.retry_max, settings.down_reminder_interval)
         self._backlog = BacklogAlarm(name, ports, settings.backlog_threshold)
         self._progress = Progress()
         self._saves = CursorSaves(
             name, ports, failed=self._store_failed, saved_again=self._store_recovered
         )
-        # Store failures get one line per kind, then a reminder at the down-reminder pace.
-        self._store_log = ThrottledLog(settings.down_reminder_interval)
+        self._store_trouble = StoreTrouble(name, settings.down_reminder_interval)
+        self._gaps = GapNotices(name, ports.catalog)
         self._task: asyncio.Task[None] | None = None
 
     # --- for subclasses --------------------------------------------------------------
@@ -235,7 +227,7 @@ class Exporter(ABC):
                 continue
             wanted = [n for n in batch if self.accepts(n)]
             if batch[0].seq > self.cursor + 1:
-                wanted.insert(0, self._gap_notice(self.cursor + 1, batch[0].seq - 1, batch))
+                wanted.insert(0, self._gaps.notice(self.cursor + 1, batch[0].seq - 1, batch))
             try:
                 if wanted:
                     await self._progress.run(self.deliver(wanted), self._timeout())
@@ -319,26 +311,12 @@ class Exporter(ABC):
         self.cursor = acked
         return True
 
-    def _gap_notice(self, first: int, last: int, batch: Sequence[Notification]) -> Notification:
-        if self._gap_logged != (first, last):  # once, not once per retry
-            self._gap_logged = (first, last)
-            lost = f"{first}-{last}" if first != last else f"{first}"
-            logger.warning(
-                "export target {} skips notifications {}: purged before delivery", self.name, lost
-            )
-        return gap_notice(self.log.catalog, self.name, first, last, batch)
-
     def _store_failed(self, what: str, exc: Exception) -> None:
         """A store failure is the store's, not the target's: never "target down"."""
-        self.last_error = f"{_STORE_TROUBLE}{what}: {describe(exc)}"
-        line = f"export target {self.name}: {what}"
-        if is_store_outage(exc):
-            self._store_log.warning(line, exc)
-        else:
-            logger.opt(exception=exc).error("{}", line)
+        self.last_error = self._store_trouble.report(what, exc)
 
     def _store_recovered(self) -> None:
-        if self.last_error is not None and self.last_error.startswith(_STORE_TROUBLE):
+        if self.last_error is not None and self.last_error.startswith(STORE_TROUBLE):
             self.last_error = None
 
     def _timeout(self) -> float:

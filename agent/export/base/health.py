@@ -2,7 +2,8 @@
 
 One warning when a target goes down, a reminder every ``down_reminder_interval`` while it
 stays down, one line when it is back; the attempts between are counted but not logged
-above DEBUG.
+above DEBUG. A store failure (reading the log, saving the cursor, fenced) is the store's,
+never "target down": one line per kind, then a reminder at the same pace.
 """
 
 from __future__ import annotations
@@ -12,6 +13,11 @@ from collections.abc import Callable
 
 from loguru import logger
 
+from agent.store.outage import ThrottledLog, describe, is_store_outage
+
+STORE_TROUBLE = "store: "
+"""How ``last_error`` starts when the store failed, not the target."""
+
 
 class TargetHealth:
     """Down or up, for one target; ``clock``: monotonic seconds."""
@@ -19,9 +25,9 @@ class TargetHealth:
     def __init__(
         self,
         name: str,
-        *,
         retry_max: float,
         reminder_interval: float,
+        *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
@@ -80,3 +86,21 @@ class TargetHealth:
         )
         self._down_since = None
         self._attempts = 0
+
+
+class StoreTrouble:
+    """Logs the store failures of target ``name``; ``interval``: seconds between lines."""
+
+    def __init__(self, name: str, interval: float) -> None:
+        self.name = name
+        self._log = ThrottledLog(interval)
+
+    def report(self, what: str, exc: Exception) -> str:
+        """Log the failure (throttled when the store is out); returns the target's
+        ``last_error`` for it."""
+        line = f"export target {self.name}: {what}"
+        if is_store_outage(exc):
+            self._log.warning(line, exc)
+        else:
+            logger.opt(exception=exc).error("{}", line)
+        return f"{STORE_TROUBLE}{what}: {describe(exc)}"

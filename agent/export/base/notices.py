@@ -17,36 +17,48 @@ BACKLOG_ALARM = "exporter-backlog"
 GAP_EVENT = "export-gap"
 
 
-def gap_notice(
-    catalog: Catalog, name: str, first: int, last: int, batch: Sequence[Notification]
-) -> Notification:
-    """Says in words what the sequence jump shows: entries ``first``-``last`` were purged
-    by retention before target ``name`` got them. Numbered ``last`` (the target never
-    received that entry), so the notice is in order and the jump stays visible."""
-    lost = f"{first}-{last}" if first != last else f"{first}"
-    text = (
-        f"target {name} lost notifications {lost} (purged by retention before "
-        f"delivery); the next one is {batch[0].seq}"
-    )
-    gap_type = catalog.get(GAP_EVENT)
-    return Notification(
-        seq=last,
-        at=batch[0].at,
-        kind=NotificationKind.EVENT,
-        alarm_id=0,
-        type_id=GAP_EVENT,
-        resource=name,
-        qualifier="",
-        severity=gap_type.severity.value,
-        text=text,
-        raise_seq=0,
-        payload={
-            "type_name": gap_type.name,
-            "event_type": gap_type.event_type.value,
-            "probable_cause": gap_type.probable_cause,
-            "details": {"target": name, "first_lost": first, "last_lost": last},
-        },
-    )
+class GapNotices:
+    """The export-gap notices of target ``name``, each range logged once (not per retry)."""
+
+    def __init__(self, name: str, catalog: Catalog) -> None:
+        self.name = name
+        self.catalog = catalog
+        self._logged: tuple[int, int] | None = None
+
+    def notice(self, first: int, last: int, batch: Sequence[Notification]) -> Notification:
+        """Says in words what the sequence jump shows: entries ``first``-``last`` were
+        purged by retention before this target got them. Numbered ``last`` (the target
+        never received that entry), so the notice is in order and the jump stays visible."""
+        name = self.name
+        lost = f"{first}-{last}" if first != last else f"{first}"
+        text = (
+            f"target {name} lost notifications {lost} (purged by retention before "
+            f"delivery); the next one is {batch[0].seq}"
+        )
+        if self._logged != (first, last):  # once, not once per retry
+            self._logged = (first, last)
+            logger.warning(
+                "export target {} skips notifications {}: purged before delivery", name, lost
+            )
+        gap_type = self.catalog.get(GAP_EVENT)
+        return Notification(
+            seq=last,
+            at=batch[0].at,
+            kind=NotificationKind.EVENT,
+            alarm_id=0,
+            type_id=GAP_EVENT,
+            resource=name,
+            qualifier="",
+            severity=gap_type.severity.value,
+            text=text,
+            raise_seq=0,
+            payload={
+                "type_name": gap_type.name,
+                "event_type": gap_type.event_type.value,
+                "probable_cause": gap_type.probable_cause,
+                "details": {"target": name, "first_lost": first, "last_lost": last},
+            },
+        )
 
 
 class BacklogAlarm:
