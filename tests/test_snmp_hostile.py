@@ -24,6 +24,7 @@ from agent.export.snmp import ber, screen
 from agent.export.snmp.drops import Drop, DropCounter
 from agent.export.snmp.engine import AUTH
 from agent.export.snmp.fastpath import FastResponder
+from agent.export.snmp.rate_limits import SenderBudget
 from agent.export.snmp.v3auth import known_users
 from agent.export.snmp.view import MibView, ScalarRegion
 from tests.conftest import AgentProcess
@@ -259,7 +260,7 @@ def _v3(
     return _sign(message, key, engine)
 
 
-def _screen(message: bytes, budget: screen.SenderBudget | None = None) -> Any:
+def _screen(message: bytes, budget: SenderBudget | None = None) -> Any:
     return screen.screen_v3(message, USERS, budget, "192.0.2.1", engine_id=ENGINE)
 
 
@@ -316,7 +317,7 @@ def test_hostile_v3_messages_are_dropped_by_reason(message: bytes, reason: Drop)
 
 def test_discovery_is_rate_limited() -> None:
     now = [0.0]
-    budget = screen.SenderBudget(rate=10, burst=10, global_rate=100, clock=lambda: now[0])
+    budget = SenderBudget(rate=10, burst=10, global_rate=100, clock=lambda: now[0])
     probe = _v3(user=b"", varbinds=0)
     verdicts = [_screen(probe, budget) for _ in range(25)]
     assert verdicts.count(None) == 10
@@ -333,9 +334,7 @@ def test_one_sender_cannot_use_up_the_discovery_budget_of_others() -> None:
     # M1: a sender at the old global rate (50/s, even spoofing one address) starved every
     # manager's discovery. Now each host has its own bucket under the global one.
     now = [0.0]
-    budget = screen.SenderBudget(
-        rate=5, burst=10, global_rate=50, max_senders=100, clock=lambda: now[0]
-    )
+    budget = SenderBudget(rate=5, burst=10, global_rate=50, max_senders=100, clock=lambda: now[0])
     probe = _v3(user=b"", varbinds=0)
 
     def discover(host: str) -> bool:
@@ -369,7 +368,7 @@ def test_small_unauthenticated_messages_get_their_report_within_the_budget() -> 
         (_v3(key="wrongkey123"), Drop.V3_WRONG_DIGEST),
     ):
         now[0] = 0.0
-        budget = screen.SenderBudget(rate=4, burst=4, global_rate=50, clock=lambda: now[0])
+        budget = SenderBudget(rate=4, burst=4, global_rate=50, clock=lambda: now[0])
         verdicts = [_screen(message, budget) for _ in range(6)]
         assert verdicts.count(None) == 4
         assert verdicts[-1] == (reason, "reports: more than 4 a second from this sender")

@@ -42,7 +42,7 @@ class Drop(StrEnum):
     V3_TOO_MANY_VARBINDS = "v3_too_many_varbinds"
     V3_DISCOVERY_TOO_BIG = "v3_discovery_too_big"
     V3_DISCOVERY_RATE = "v3_discovery_rate"
-    """Past the sender's or the global budget (agent.export.snmp.screen.SenderBudget)."""
+    """Past the sender's or the global budget (agent.export.snmp.rate_limits.SenderBudget)."""
     V3_UNSUPPORTED_SEC_LEVEL = "v3_unsupported_sec_levels"
     """A known user at a level other than its configured one (usmStatsUnsupportedSecLevels),
     too big for a report or past the budget."""

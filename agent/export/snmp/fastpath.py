@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 
 from agent.export.snmp import ber
+from agent.export.snmp.counters import SET_REFUSED
 from agent.export.snmp.drops import Drop, DropCounter
 from agent.export.snmp.screen import MAX_MESSAGE_SIZE, MAX_VARBINDS
 from agent.export.snmp.view import MibView, Varbind, varbind
@@ -155,7 +156,7 @@ class FastResponder:
         if bulk:
             return self._get_bulk(request, view)
         if request.tag == ber.SET:
-            self.counters["set_refused"] += 1
+            self.counters[SET_REFUSED] += 1
             status = ber.NO_SUCH_NAME if request.version == V1 else ber.NO_ACCESS
             # RFC 3416 4.2.5 (and RFC 1157 4.1.5): an error answer to a SET carries the
             # request's variable-bindings as received, values included (pysnmp's v3

@@ -16,10 +16,10 @@ from typing import Any
 from pysnmp.carrier.asyncio.dgram import udp, udp6
 
 from agent.export.snmp import screen
+from agent.export.snmp.counters import INFORM_SOCKET
 from agent.export.snmp.drops import DropCounter
+from agent.export.snmp.rate_limits import SenderBudget
 from agent.export.snmp.v3auth import KnownUser
-
-COUNTER_PREFIX = "inform_socket."
 
 
 class ScreenedClientTransport(udp.UdpAsyncioTransport):  # type: ignore[misc]
@@ -27,7 +27,7 @@ class ScreenedClientTransport(udp.UdpAsyncioTransport):  # type: ignore[misc]
 
     Args:
         users: the USM users (the targets' users sign the receivers' answers).
-        counters: where drops are counted (with :data:`COUNTER_PREFIX`).
+        counters: where drops are counted (with :data:`INFORM_SOCKET`).
     """
 
     def __init__(
@@ -39,9 +39,9 @@ class ScreenedClientTransport(udp.UdpAsyncioTransport):  # type: ignore[misc]
     def _setup(self, users: Mapping[bytes, KnownUser], counters: MutableMapping[str, int]) -> None:
         self._users = users
         self._drops = DropCounter(
-            counters, prefix=COUNTER_PREFIX, label="SNMP datagram dropped at the inform socket"
+            counters, prefix=INFORM_SOCKET, label="SNMP datagram dropped at the inform socket"
         )
-        self._budget = screen.SenderBudget()
+        self._budget = SenderBudget()
 
     def datagram_received(self, datagram: bytes, address: Any) -> None:
         host, source = _peer(address)

@@ -27,8 +27,9 @@ from pysnmp.smi.instrum import AbstractMibInstrumController
 from agent.config import parse_address
 from agent.errors import ProvsyncError
 from agent.export.snmp import ber, screen
+from agent.export.snmp.counters import DATAGRAMS, TO_ENGINE
 from agent.export.snmp.drops import Drop, DropCounter
-from agent.export.snmp.standard import DATAGRAMS, TO_ENGINE
+from agent.export.snmp.rate_limits import SenderBudget
 from agent.export.snmp.v3auth import KnownUser
 from agent.export.snmp.view import MibView
 
@@ -42,7 +43,7 @@ class V3Screen:
 
     users: Mapping[bytes, KnownUser]
     engine_id: bytes
-    budget: screen.SenderBudget
+    budget: SenderBudget
 
 
 def to_pyasn1(value: bytes) -> Any:

@@ -3,21 +3,20 @@
 Anyone who can reach the port can send a datagram, and the v1/v2c community or the v3
 user is only known part-way into it. So the listener walks the BER headers itself
 (linear, bounded: agent.export.snmp.ber) and decides early: too big, not SNMP, an
-unknown v3 user beyond the report budget, or a plaintext v3 PDU beyond the limits below is
-dropped and counted
-(agent.export.snmp.drops) before pysnmp's pyasn1 decoder sees a byte of it. v1/v2c
-checks the community right after reading it (agent.export.snmp.fastpath).
+unknown v3 user beyond the report budget (agent.export.snmp.rate_limits), or a plaintext
+v3 PDU beyond the limits below is dropped and counted (agent.export.snmp.drops) before
+pysnmp's pyasn1 decoder sees a byte of it. v1/v2c checks the community right after
+reading it (agent.export.snmp.fastpath).
 """
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from agent.export.snmp import ber, engine
 from agent.export.snmp.drops import Drop
+from agent.export.snmp.rate_limits import SenderBudget
 from agent.export.snmp.v3auth import FLAG_AUTH, FLAG_PRIV, KnownUser
 
 MAX_MESSAGE_SIZE = engine.MAX_MESSAGE_SIZE
@@ -30,88 +29,8 @@ DISCOVERY_MAX_SIZE = 484
 4): unauthenticated, answered with a report whatever it carries, and tiny when it comes
 from a real manager (net-snmp's probe is under 100 octets)."""
 
-DISCOVERY_RATE = 50.0
-"""Unauthenticated v3 messages (discovery, and the ones answered with an RFC 3414 report)
-a second handed to pysnmp from all senders together (a burst of as many is allowed). Each
-costs pysnmp about a millisecond, so without a bound a flood of tiny ones pins the agent."""
-SENDER_RATE = 5.0
-SENDER_BURST = 10.0
-"""The same, per sender host: a manager sends one discovery per session (net-snmp's
-tools: one per invocation), so one flooding host cannot use up everyone's budget."""
-MAX_SENDERS = 1024
-"""Sender hosts whose bucket is kept (least recently seen forgotten first)."""
-
 V3 = 3
 USM = 3
-
-
-class RateLimit:
-    """A token bucket: :meth:`allow` is true at most ``rate`` times a second on average,
-    ``burst`` times in a row.
-
-    Args:
-        clock: monotonic seconds (injected by tests).
-    """
-
-    def __init__(
-        self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.rate = rate
-        self._burst = burst
-        self._clock = clock
-        self._tokens = burst
-        self._at = clock()
-
-    def allow(self) -> bool:
-        now = self._clock()
-        self._tokens = min(self._burst, self._tokens + (now - self._at) * self.rate)
-        self._at = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
-
-
-class SenderBudget:
-    """Per-sender token buckets (a bounded table, least recently seen first out) under a
-    global one: :meth:`refuse` says why a message is over budget, or "" to allow it.
-
-    A host that is forgotten and comes back starts with a full bucket: the global bucket
-    still bounds what many (possibly spoofed) senders cost together.
-    """
-
-    def __init__(
-        self,
-        rate: float = SENDER_RATE,
-        burst: float = SENDER_BURST,
-        global_rate: float = DISCOVERY_RATE,
-        max_senders: int = MAX_SENDERS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.rate = rate
-        self._burst = burst
-        self._max = max_senders
-        self._clock = clock
-        self.overall = RateLimit(global_rate, global_rate, clock)
-        self._senders: OrderedDict[str, RateLimit] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._senders)
-
-    def refuse(self, sender: str) -> str:
-        bucket = self._senders.get(sender)
-        if bucket is None:
-            bucket = RateLimit(self.rate, self._burst, self._clock)
-            self._senders[sender] = bucket
-            if len(self._senders) > self._max:
-                self._senders.popitem(last=False)
-        else:
-            self._senders.move_to_end(sender)
-        if not bucket.allow():
-            return f"more than {self.rate:g} a second from this sender"
-        if not self.overall.allow():
-            return f"more than {self.overall.rate:g} a second in all"
-        return ""
 
 
 class Refused(ber.BerError):

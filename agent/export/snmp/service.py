@@ -25,12 +25,14 @@ from agent.alarms.feed import Commit
 from agent.alarms.ports import ExporterPorts
 from agent.config import Settings
 from agent.errors import ProvsyncError
-from agent.export.snmp import responder, screen, standard, vacm
+from agent.export.snmp import responder, standard, vacm
+from agent.export.snmp.counters import Counts
 from agent.export.snmp.engine import add_user, create_engine, load_engine_state
 from agent.export.snmp.fastpath import FastResponder
 from agent.export.snmp.mibdata import MibData, SystemInfo
 from agent.export.snmp.mibread import watch_elements
 from agent.export.snmp.oids import MibOids
+from agent.export.snmp.rate_limits import SenderBudget
 from agent.export.snmp.v3auth import known_users
 from agent.export.snmp.view import MibView
 from agent.store.outage import ThrottledLog, is_store_outage
@@ -80,7 +82,7 @@ class SnmpService:
         self.watch: TableWatch | None = None
         communities = {c.name.get_secret_value().encode() for c in self.snmp.communities}
         self.fast = FastResponder(self.current_view, communities, allow_v1=self.snmp.allow_v1)
-        self.counts = standard.Counts([self.fast.counters, self.counters])
+        self.counts = Counts([self.fast.counters, self.counters])
         """The standard counters (snmpInPkts ...), from every stage's counts."""
         self.sys_or = standard.SysOr(standard.capabilities(self.oids))
         self.data = MibData(
@@ -175,9 +177,7 @@ class SnmpService:
             add_user(self.engine, user)
             vacm.grant(self.engine, user.name, user.level)
         responder.register_view(self.engine, self.current_view, self.counters)
-        v3 = responder.V3Screen(
-            self.known_users, bytes.fromhex(self.engine_id), screen.SenderBudget()
-        )
+        v3 = responder.V3Screen(self.known_users, bytes.fromhex(self.engine_id), SenderBudget())
         try:
             for index, address in enumerate(self.snmp.listen):
                 responder.open_listener(

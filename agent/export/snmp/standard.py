@@ -8,24 +8,25 @@
   timeliness checks and these values cannot disagree;
 - SNMP-MPD-MIB (RFC 3412) snmpMPDStats and SNMP-USER-BASED-SM-MIB (RFC 3414) usmStats.
 
-Counters add what each stage counted: the listener (every datagram), the screen and the
-fast path (drops by reason, agent.export.snmp.drops) and pysnmp's engine (the v3 messages
-that passed the screen, and its own counters: reports, decryption, time windows). Each
-datagram is counted once: a v3 message the screen hands to pysnmp is counted by pysnmp,
-not by the screen. The v1/v2c path and the v3 path read the same regions, so the same
-GET over v2c and v3 gets the same answer (counters aside).
+Counters add what each stage counted (agent.export.snmp.counters): the listener (every
+datagram), the screen and the fast path (drops by reason, agent.export.snmp.drops) and
+pysnmp's engine (the v3 messages that passed the screen, and its own counters: reports,
+decryption, time windows). Each datagram is counted once: a v3 message the screen hands
+to pysnmp is counted by pysnmp, not by the screen. The v1/v2c path and the v3 path read
+the same regions, so the same GET over v2c and v3 gets the same answer (counters aside).
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from pysnmp.entity import config as pysnmp_config
 
 from agent.export.snmp import ber
+from agent.export.snmp.counters import SET_REFUSED, Counts
 from agent.export.snmp.drops import Drop
 from agent.export.snmp.oids import RELATIVE, MibOids
 from agent.export.snmp.view import ScalarRegion, TableRegion
@@ -66,35 +67,6 @@ DISPLAY_STRING_MAX = 255
 """DisplayString (RFC 2579) and SnmpAdminString without a SIZE: 0..255 octets."""
 AUTHEN_TRAPS_DISABLED = 2
 """snmpEnableAuthenTraps disabled(2): the agent sends no authenticationFailure trap."""
-INFORM_SOCKET = "inform_socket."
-"""Prefix of the drops counted at the inform socket (agent.export.snmp.inform_socket)."""
-DATAGRAMS = "datagrams"
-"""Every datagram the listeners received (the service's counters)."""
-TO_ENGINE = "v3_to_engine"
-"""v3 datagrams the screen handed to pysnmp, which counts them itself."""
-SET_REFUSED = "set_refused"
-"""v1/v2c SETs refused (the fast path's counters): snmpInBadCommunityUses."""
-
-# The pysnmp counters read, by (module, name): each stage counts only what it saw.
-_PYSNMP = {
-    "in": ("__SNMPv2-MIB", "snmpInPkts"),
-    "bad_versions": ("__SNMPv2-MIB", "snmpInBadVersions"),
-    "parse_errors": ("__SNMPv2-MIB", "snmpInASNParseErrs"),
-    "silent_drops": ("__SNMPv2-MIB", "snmpSilentDrops"),
-    "unknown_security_models": ("__SNMP-MPD-MIB", "snmpUnknownSecurityModels"),
-    "invalid_msgs": ("__SNMP-MPD-MIB", "snmpInvalidMsgs"),
-    "unknown_pdu_handlers": ("__SNMP-MPD-MIB", "snmpUnknownPDUHandlers"),
-    "unsupported_sec_levels": ("__SNMP-USER-BASED-SM-MIB", "usmStatsUnsupportedSecLevels"),
-    "not_in_time_windows": ("__SNMP-USER-BASED-SM-MIB", "usmStatsNotInTimeWindows"),
-    "unknown_user_names": ("__SNMP-USER-BASED-SM-MIB", "usmStatsUnknownUserNames"),
-    "unknown_engine_ids": ("__SNMP-USER-BASED-SM-MIB", "usmStatsUnknownEngineIDs"),
-    "wrong_digests": ("__SNMP-USER-BASED-SM-MIB", "usmStatsWrongDigests"),
-    "decryption_errors": ("__SNMP-USER-BASED-SM-MIB", "usmStatsDecryptionErrors"),
-}
-_ENGINE = (
-    "__SNMP-FRAMEWORK-MIB",
-    ("snmpEngineID", "snmpEngineBoots", "snmpEngineTime", "snmpEngineMaxMessageSize"),
-)
 
 
 def display_string(value: str, limit: int = DISPLAY_STRING_MAX) -> bytes:
@@ -143,83 +115,6 @@ def capabilities(oids: MibOids) -> list[Capability]:
             "SNMP-MPD-MIB (RFC 3412): message processing for SNMPv1, v2c and v3",
         ),
     ]
-
-
-class Counts:
-    """The standard counters, from the agent's own counts and pysnmp's.
-
-    Args:
-        own: the count mappings of the listener, the screen and the fast path (read at
-            each request: they are live dicts).
-    """
-
-    def __init__(self, own: Iterable[Mapping[str, int]]) -> None:
-        self._own = tuple(own)
-        self._pysnmp: dict[str, Any] = {}
-        self._engine: tuple[Any, ...] = ()
-
-    def attach(self, snmp_engine: Any) -> None:
-        """Read pysnmp's counters and engine values from now on (at start)."""
-        builder = snmp_engine.get_mib_builder()
-        for key, (module, name) in _PYSNMP.items():
-            (self._pysnmp[key],) = builder.import_symbols(module, name)
-        module, names = _ENGINE
-        self._engine = tuple(builder.import_symbols(module, *names))
-
-    def own(self, key: str) -> int:
-        return sum(counts.get(key, 0) for counts in self._own)
-
-    def _both(self, drop: Drop) -> int:
-        """A drop reason counted at the listeners and at the inform socket."""
-        return self.own(drop.value) + self.own(INFORM_SOCKET + drop.value)
-
-    def pysnmp(self, key: str) -> int:
-        instance = self._pysnmp.get(key)
-        return int(instance.syntax) if instance is not None else 0
-
-    def in_packets(self) -> int:
-        """snmpInPkts: every datagram at the listeners and the inform socket."""
-        inform_drops = sum(
-            value
-            for counts in self._own
-            for key, value in counts.items()
-            if key.startswith(INFORM_SOCKET)
-        )
-        # pysnmp counts the v3 ones the listeners handed over, and the inform socket's
-        # that passed its screen; the listeners counted the former already.
-        from_inform_socket = max(0, self.pysnmp("in") - self.own(TO_ENGINE))
-        return self.own(DATAGRAMS) + from_inform_socket + inform_drops
-
-    def bad_versions(self) -> int:
-        return self._both(Drop.BAD_VERSION) + self.pysnmp("bad_versions")
-
-    def parse_errors(self) -> int:
-        return (
-            self.own(Drop.PARSE_ERROR.value)
-            + self._both(Drop.V3_PARSE_ERROR)
-            + self.pysnmp("parse_errors")
-        )
-
-    def unknown_pdu_handlers(self) -> int:
-        return self._both(Drop.UNEXPECTED_PDU) + self.pysnmp("unknown_pdu_handlers")
-
-    def usm(self, drop: Drop | None, key: str) -> int:
-        return (self._both(drop) if drop is not None else 0) + self.pysnmp(key)
-
-    # ------------------------------------------------------------------ snmpEngine
-    def engine_id(self) -> bytes:
-        return bytes(self._engine[0].syntax) if self._engine else b""
-
-    def engine_boots(self) -> int:
-        return int(self._engine[1].syntax) if self._engine else 0
-
-    def engine_time(self) -> int:
-        """Seconds since boots last changed, by the clock pysnmp's USM uses for
-        timeliness (its snmpEngineTime instance computes it when cloned)."""
-        return max(0, int(self._engine[2].syntax.clone())) if self._engine else 0
-
-    def max_message_size(self) -> int:
-        return int(self._engine[3].syntax) if self._engine else 484
 
 
 def _counter(read: Callable[[], int]) -> Callable[[], bytes]:
@@ -343,7 +238,6 @@ def add_read_views(snmp_engine: Any, view_name: str) -> None:
 
 __all__ = [
     "Capability",
-    "Counts",
     "SysOr",
     "add_read_views",
     "capabilities",

@@ -10,7 +10,6 @@ dropped), paced for receivers that cannot keep up (:class:`Pace`).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Sequence
 
 from agent.alarms.records import Notification
@@ -19,6 +18,7 @@ from agent.errors import SendError
 from agent.export.snmp import ber
 from agent.export.snmp.notify import Var
 from agent.export.snmp.oids import MibOids
+from agent.export.snmp.rate_limits import TokenBucket
 from agent.export.snmp.v2c import V2cSender
 from agent.export.snmp.v3trap import V3TrapEncoder
 from agent.export.snmp.varbinds import VarbindEncoder
@@ -31,7 +31,7 @@ PACE_BURST = 50
 3,000 at 2,000/s in bursts of 50 without a loss here, and lost 15% in bursts of 200."""
 
 
-class Pace:
+class Pace(TokenBucket):
     """A token bucket: at most ``rate`` traps a second on average, ``burst`` at once.
 
     Measured need: the fast path sends a batch of 500 v2c traps in about 10 ms; snmptrapd
@@ -39,31 +39,6 @@ class Pace:
     got 490 through). A receiver that cannot keep up loses traps in its own buffer, where
     the sender cannot see it; pacing is the only thing the sender can do about it.
     """
-
-    def __init__(
-        self, rate: float, burst: int, *, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError("a pace needs a positive rate and a burst of at least 1")
-        self.rate = rate
-        self.burst = burst
-        self._clock = clock
-        self._tokens = float(burst)
-        self._at = clock()
-
-    def allowance(self) -> int:
-        """How many traps may go now."""
-        now = self._clock()
-        self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate)
-        self._at = now
-        return int(self._tokens)
-
-    def spend(self, count: int) -> None:
-        self._tokens -= count
-
-    def wait(self) -> float:
-        """Seconds until the next trap may go."""
-        return max(0.0, (1.0 - self._tokens) / self.rate)
 
 
 class TrapPath:
