@@ -56,6 +56,8 @@ from http_client import Run, closed_loop, open_loop, percentile, request_bytes, 
 from ports import HOST, free_port
 from waits import stop
 
+from agent.cli.client import Client
+
 BENCH = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 TOKEN = "bench-token"
@@ -489,12 +491,8 @@ def agent_round(tmp: Path, sizes: Sizes, outcome: Round) -> None:
             result["batch"].note = "; ".join(notes)
             delivered(targets, run, last_seq(ok), result["batch"], len(ok))
 
-        status = httpx.get(
-            f"http://{HOST}:{api_port}/api/v1/status",
-            timeout=30,
-            headers={"Authorization": f"Bearer {TOKEN}"},
-        ).json()
-        last = int(status["last_seq"])
+        with Client(f"http://{HOST}:{api_port}", TOKEN) as api:
+            last = api.status()["last_seq"]
         targets.wait(last)
         dump = targets.dump(tmp / "arrivals.json")
         outcome.delivery = commit_to_delivery(open_run, dump)

@@ -31,6 +31,10 @@ import tomli_w
 from ports import free_port
 from waits import stop, wait_http, wait_job
 
+from agent.cli.api_types import SharingStatus
+from agent.cli.client import Client
+from agent.errors import ProvsyncError
+
 BIN = Path(sys.executable).parent
 PASSWORD = "bench-pass"
 TOKEN = "bench"
@@ -92,21 +96,14 @@ def admin(url: str, method: str, path: str, body: Any = None) -> Any:
     return response.json()
 
 
-def sharing_status(api: httpx.Client) -> dict[str, Any]:
-    response = api.get("/api/v1/sharing")
-    response.raise_for_status()
-    status: dict[str, Any] = response.json()
-    return status
-
-
 def wait_sharing(
-    api: httpx.Client,
-    done: Callable[[dict[str, Any]], bool],
+    api: Client,
+    done: Callable[[SharingStatus], bool],
     within: float,
     what: str,
     finished: dict[str, float] | None = None,
     since: float = 0.0,
-) -> dict[str, Any]:
+) -> SharingStatus:
     """Poll GET /api/v1/sharing until ``done``; a failed distribution ends the bench.
 
     ``finished`` collects, per element, the seconds after ``since`` at which its pending
@@ -114,7 +111,7 @@ def wait_sharing(
     """
     deadline = time.monotonic() + within
     while True:
-        status = sharing_status(api)
+        status = api.sharing_status()
         failed = {e["name"]: e["errors"] for e in status["elements"] if e["errors"]}
         if failed:
             raise SystemExit(f"{what}: failed distributions {failed}")
@@ -129,17 +126,16 @@ def wait_sharing(
         time.sleep(POLL)
 
 
-def pending(status: dict[str, Any], names: list[str]) -> int:
+def pending(status: SharingStatus, names: list[str]) -> int:
     return sum(e["pending"] for e in status["elements"] if e["name"] in names)
 
 
-def post_changes(api: httpx.Client, items: list[dict[str, Any]], batch: int) -> None:
+def post_changes(api: Client, items: list[dict[str, Any]], batch: int) -> None:
     for offset in range(0, len(items), batch):
-        response = api.post("/api/v1/objects", json={"changes": items[offset : offset + batch]})
-        if response.status_code != 200:
-            raise SystemExit(
-                f"POST /api/v1/objects answered {response.status_code}: {response.text[:300]}"
-            )
+        try:
+            api.change_objects(items[offset : offset + batch])
+        except ProvsyncError as exc:
+            raise SystemExit(f"POST /api/v1/objects: {exc}") from None
 
 
 def check_stations(url: str, items: list[dict[str, Any]]) -> None:
@@ -170,22 +166,15 @@ async def post_direct(urls: list[str], items: list[dict[str, Any]]) -> float:
     return time.perf_counter() - start
 
 
-def setup(api: httpx.Client, names: list[str], urls: list[str]) -> None:
+def setup(api: Client, names: list[str], urls: list[str]) -> None:
     """Add the elements, make them share, one sync to the hub: sharing, nothing pending."""
     for name, url in zip(names, urls, strict=True):
-        added = api.post(
-            "/api/v1/elements",
-            json={
-                "name": name,
-                "url": url,
-                "username": "admin",
-                "password": PASSWORD,
-                "interval": 0,
-            },
-        )
-        if added.status_code != 200:
-            raise SystemExit(f"adding {name} answered {added.status_code}: {added.text[:300]}")
-        job = wait_job(api, added.json()["job"], within=120)
+        element = {"name": name, "url": url, "username": "admin", "password": PASSWORD}
+        try:
+            added = api.add_element({**element, "interval": 0})
+        except ProvsyncError as exc:
+            raise SystemExit(f"adding {name}: {exc}") from None
+        job = wait_job(api, added["job"], within=120)
         if job["state"] == "failed":
             raise SystemExit(f"job {job['id']} failed: {job['error']}")
     for url in urls:
@@ -245,8 +234,7 @@ def main() -> int:
             wait_http(f"{hub}/api/v1/health", agent)
             for proc, url in started:
                 wait_http(f"{url}/api/v1/health", proc)
-            headers = {"Authorization": f"Bearer {TOKEN}"}
-            with httpx.Client(base_url=hub, headers=headers, timeout=120) as api:
+            with Client(hub, TOKEN, timeout=120) as api:
                 setup(api, names, urls)
 
                 # ---------------------------------------------------------- throughput

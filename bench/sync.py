@@ -33,6 +33,8 @@ from ports import free_port
 from sqlalchemy import Column, Integer, MetaData, String, Table, Text, create_engine
 from waits import wait_http, wait_job
 
+from agent.cli.client import Client
+
 BIN = Path(sys.executable).parent
 PASSWORD = "bench-pass"
 RATIO_TARGET = 0.8
@@ -149,25 +151,21 @@ def main() -> int:
         try:
             wait_http(f"{sim_url}/api/v1/health", simulator, within=300)
             wait_http(f"http://127.0.0.1:{api_port}/api/v1/health", agent, within=300)
-            headers = {"Authorization": "Bearer bench"}
-            with httpx.Client(
-                base_url=f"http://127.0.0.1:{api_port}", headers=headers, timeout=60
-            ) as api:
+            with Client(f"http://127.0.0.1:{api_port}", "bench", timeout=60) as api:
                 # Each round: a new element's first initialization (the same element data),
                 # then the anchor, so each ratio compares runs a few seconds apart on a
                 # shared machine; all before the changes below: the same pages, same rows.
                 rounds: list[tuple[float, float, float]] = []
                 for index in range(args.rounds):
-                    added = api.post(
-                        "/api/v1/elements",
-                        json={
+                    added = api.add_element(
+                        {
                             "name": f"big{index}" if index else "big",
                             "url": sim_url,
                             "username": "admin",
                             "password": PASSWORD,
                             "interval": 0,
-                        },
-                    ).json()
+                        }
+                    )
                     init = wait_job(api, added["job"], within=JOB_WAIT, poll=JOB_POLL)
                     objects = sum(init["counts"]["objects"].values())
                     anchor_rate, anchor_objects = anchor(sim_url)
@@ -185,9 +183,7 @@ def main() -> int:
                                 "data": {"n": index},
                             },
                         )
-                job_id = api.post("/api/v1/elements/big/sync", json={"kind": "incremental"}).json()[
-                    "job"
-                ]
+                job_id = api.sync("big", "incremental")["job"]
                 incremental = wait_job(api, job_id, within=JOB_WAIT, poll=JOB_POLL)
         finally:
             agent.send_signal(signal.SIGTERM)

@@ -10,6 +10,9 @@ from typing import Any
 
 import httpx
 
+from agent.cli.api_types import Job
+from agent.cli.client import JOB_ENDED, Client
+
 
 def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, within: float = 60) -> None:
     """Until ``url`` answers 200; a ``proc`` that exits first ends the bench at once."""
@@ -26,16 +29,13 @@ def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, within: flo
     raise SystemExit(f"{url} did not come up")
 
 
-def wait_job(api: httpx.Client, job_id: int, within: float, poll: float = 0.1) -> dict[str, Any]:
+def wait_job(api: Client, job_id: int, within: float, poll: float = 0.1) -> Job:
     """The agent's job once it has ended, done or failed (the caller decides what a failed
-    one means). ``api`` is a client on the agent with its token."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = api.get(f"/api/v1/jobs/{job_id}").json()
-        if job["state"] in ("done", "failed"):
-            return job
-        time.sleep(poll)
-    raise SystemExit(f"job {job_id} did not finish in {within:.0f} s")
+    one means); the bench ends if it has not within ``within`` seconds."""
+    job = api.wait_job(job_id, within, poll=poll)
+    if job["state"] not in JOB_ENDED:
+        raise SystemExit(f"job {job_id} did not finish in {within:.0f} s")
+    return job
 
 
 def stop(proc: subprocess.Popen[Any], within: float = 30) -> None:

@@ -139,6 +139,16 @@ class Queued(TypedDict):
     job: int
 
 
+class JobCounts(TypedDict, total=False):
+    """What a job has counted: ``progress`` of ``total`` while it runs; an initialization
+    ends with ``objects`` per class, an incremental sync with ``applied`` changes."""
+
+    progress: int
+    total: int
+    objects: dict[str, int]
+    applied: int
+
+
 class Job(TypedDict):
     id: int
     element: str
@@ -148,8 +158,7 @@ class Job(TypedDict):
     started: str | None
     ended: str | None
     error: str | None
-    # progress, total, applied, ...: what the job has counted so far.
-    counts: dict[str, int]
+    counts: JobCounts
 
 
 # --------------------------------------------------------------------------- sharing

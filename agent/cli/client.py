@@ -151,9 +151,12 @@ class Client:
         }
         return cast(AlarmChange, self._post("/alarms", body))
 
-    def clear(self, alarm_id: int, note: str | None = None, by: str = "") -> AlarmChange:
+    def _operate(self, alarm_id: int, action: str, note: str | None, by: str) -> AlarmChange:
         body = {"note": note, "by": by}
-        return cast(AlarmChange, self._post(f"/alarms/{alarm_id}/clear", body))
+        return cast(AlarmChange, self._post(f"/alarms/{alarm_id}/{action}", body))
+
+    def clear(self, alarm_id: int, note: str | None = None, by: str = "") -> AlarmChange:
+        return self._operate(alarm_id, "clear", note, by)
 
     def clear_by_key(
         self,
@@ -167,12 +170,11 @@ class Client:
         return cast(AlarmChange, self._post("/alarms/clear", {**body, "note": note, "by": by}))
 
     def ack(self, alarm_id: int, note: str | None = None, by: str = "") -> AlarmChange:
-        body = {"note": note, "by": by}
-        return cast(AlarmChange, self._post(f"/alarms/{alarm_id}/ack", body))
+        return self._operate(alarm_id, "ack", note, by)
 
     def unack(self, alarm_id: int, note: str | None = None, by: str = "") -> AlarmChange:
-        body = {"note": note, "by": by}
-        return cast(AlarmChange, self._post(f"/alarms/{alarm_id}/unack", body))
+        """Withdraws the acknowledgement."""
+        return self._operate(alarm_id, "unack", note, by)
 
     def test_notification(self, text: str = "", by: str = "") -> TestNotification:
         return cast(TestNotification, self._post("/test", {"text": text, "by": by}))

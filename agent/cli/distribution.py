@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -50,25 +51,6 @@ def distribution_list(
     )
 
 
-def _operate(
-    ctx: typer.Context,
-    verb: str,
-    ident: int | None,
-    every: bool,
-    element: str | None,
-    user: str | None,
-) -> None:
-    if (ident is None) == (not every):
-        fail("give a distribution id or --all", 2)
-    by = who(user)
-    with connect(ctx) as api:
-        if verb == "retry":
-            word, done = "retried", _retried(api, ident, by, element)
-        else:
-            word, done = "deleted", _deleted(api, ident, by, element)
-    say(", ".join(f"{name}: {count} {word}" for name, count in done.items()))
-
-
 def _retried(api: Client, ident: int | None, by: str, element: str | None) -> dict[str, int]:
     if ident is not None:
         return api.retry_distribution(ident, by)["retried"]
@@ -81,7 +63,11 @@ def _deleted(api: Client, ident: int | None, by: str, element: str | None) -> di
     return api.delete_distributions(by, element)["deleted"]
 
 
-def _distribution_command(verb: str, summary: str) -> None:
+# One distribution (by id) or every failed one (of an element): how many, per element.
+Operation = Callable[[Client, int | None, str, str | None], dict[str, int]]
+
+
+def _distribution_command(verb: str, done: str, operation: Operation, summary: str) -> None:
     def command(
         ctx: typer.Context,
         ident: Annotated[int | None, typer.Argument(help="Distribution id.")] = None,
@@ -91,11 +77,21 @@ def _distribution_command(verb: str, summary: str) -> None:
         element: ElementOpt = None,
         user: UserOpt = None,
     ) -> None:
-        _operate(ctx, verb, ident, every, element, user)
+        if (ident is None) == (not every):
+            fail("give a distribution id or --all", 2)
+        by = who(user)
+        with connect(ctx) as api:
+            counts = operation(api, ident, by, element)
+        say(", ".join(f"{name}: {count} {done}" for name, count in counts.items()))
 
     command.__doc__ = summary
     distribution_app.command(verb)(command)
 
 
-_distribution_command("retry", "Send failed distributions again.")
-_distribution_command("delete", "Delete failed distributions: the element keeps what it has.")
+_distribution_command("retry", "retried", _retried, "Send failed distributions again.")
+_distribution_command(
+    "delete",
+    "deleted",
+    _deleted,
+    "Delete failed distributions: the element keeps what it has.",
+)
