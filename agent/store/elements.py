@@ -249,6 +249,7 @@ class Elements:
         return [(int(i), str(n)) for i, n in rows if i != exclude]
 
     def targets(self) -> list[tuple[int, str]]:
+        """(id, name) of every sharing element, read in a transaction of its own."""
         with self.engine.connect() as conn:
             return self.sharing_targets(conn)
 
