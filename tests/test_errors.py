@@ -9,17 +9,16 @@ import builtins
 import inspect
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import Engine
 
 from agent import errors
 from agent.api.app import Services, _status_of, create_app
 from agent.errors import AlarmError, AlarmNotFound, JobNotFound, ProvsyncError
+from agent.store.access import StoreAccess
 from agent.store.database import Store
 from tests.conftest import TOKEN
 
@@ -121,13 +120,6 @@ def test_moved_errors_are_provsync_errors() -> None:
 
 
 # ------------------------------------------------------------------ over the control API
-@dataclass
-class _Engine:
-    """What the job routes read of the sync engine: its store."""
-
-    db: Engine
-
-
 @pytest.fixture
 def api(tmp_path: Path) -> Iterator[httpx.AsyncClient]:
     store = Store(f"sqlite:///{tmp_path / 'provsync.db'}")
@@ -138,7 +130,7 @@ def api(tmp_path: Path) -> Iterator[httpx.AsyncClient]:
         started_at=datetime.now(UTC),
         store_url="sqlite://",
         store_id="test",
-        sync=_Engine(store.engine),
+        store=StoreAccess(store.engine),
     )
     transport = httpx.ASGITransport(app=create_app(services))
     headers = {"Authorization": f"Bearer {TOKEN}"}

@@ -2,7 +2,7 @@
 
 Two forms of the one statement: :func:`upsert` builds SQLAlchemy's construct (for the
 occasional write), :func:`upsert_sql` its text for the driver's executemany (for the hot
-paths that measured SQLAlchemy's per-row cost: agent/store/rawsql.py, sync/store_ops.py).
+paths that measured SQLAlchemy's per-row cost: agent/store/rawsql.py, store/objects.py).
 ``INSERT ... ON CONFLICT (key) DO UPDATE SET c = excluded.c`` is spelled alike by SQLite
 3.24+ and PostgreSQL 9.5+, so the text needs no dialect of its own, only its placeholder.
 """
