@@ -29,7 +29,6 @@ from agent.alarms.transitions import Batch, Clock, Transitions
 from agent.errors import OverloadedError, ProvsyncError, StoreError, StoreFencedError
 from agent.store.outage import ThrottledLog, is_store_outage
 
-_STOP = object()
 _Request = tuple[Operation, Reply]
 Result = object
 """What a request answers: an AlarmChange, a sequence number, purge counts, None, or the
@@ -68,7 +67,8 @@ class AlarmWriter:
         self.pending_max = pending_max
         self.pending = 0
         self._batch_max = batch_max
-        self._queue: queue.SimpleQueue[_Request | object] = queue.SimpleQueue()
+        # None: stop (after committing what was queued before it).
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._pending_lock = threading.Lock()
         self._failures = ThrottledLog()
         self._thread: threading.Thread | None = None
@@ -91,7 +91,7 @@ class AlarmWriter:
     def stop(self, timeout: float) -> None:
         if self._thread is None:
             return
-        self._queue.put(_STOP)
+        self._queue.put(None)
         self._thread.join(timeout)
         self._thread = None
 
@@ -141,19 +141,19 @@ class AlarmWriter:
     def _serve(self) -> None:
         while True:
             item = self._queue.get()
-            if item is _STOP:
+            if item is None:
                 return
-            batch: list[_Request] = [item]  # type: ignore[list-item]
+            batch = [item]
             stop_after = False
             while len(batch) < self._batch_max:
                 try:
                     extra = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if extra is _STOP:
+                if extra is None:
                     stop_after = True
                     break
-                batch.append(extra)  # type: ignore[arg-type]
+                batch.append(extra)
             try:
                 self._commit(batch)
             finally:
