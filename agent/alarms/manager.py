@@ -10,11 +10,10 @@ Because the writer is the only process-wide writer of these tables (the store lo
 other agents out), it assigns alarm ids and sequence numbers itself: they are strictly
 increasing, never reused (the high-water marks live in ``meta``) and gap-free.
 
-This module is the facade; the parts are by concern: requests (checked before queueing),
-transitions (the pure state machine), persistence (the writer's store side), writer (the
-thread and its group commits), replies (the callers' futures). Components see it through
-agent.alarms.ports: exporters as a ``NotificationLog``, sync, sharing and exporters as an
-``AlarmSink``.
+This module is the facade over requests (checked before queueing), transitions (the pure
+state machine), persistence (the writer's store side), writer (the thread and its group
+commits) and replies (the callers' futures). Components see it through agent.alarms.ports:
+exporters as a ``NotificationLog``, sync, sharing and exporters as an ``AlarmSink``.
 """
 
 from __future__ import annotations
