@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from agent.export.base import load_cursor, save_cursor
+from agent.alarms.cursors import load_cursor, save_cursor
 from agent.store.database import Store
 from agent.store.models import CURSORS, META
 from agent.store.upsert import placeholder, upsert, upsert_sql

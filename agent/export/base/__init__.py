@@ -56,11 +56,8 @@ loop), ``saves`` (the cursor saves), ``progress`` (the delivery deadline), ``hea
 
 from __future__ import annotations
 
-from agent.alarms.cursors import load_cursor, save_cursor
 from agent.export.base.exporter import Exporter
 from agent.export.base.notices import BACKLOG_ALARM, GAP_EVENT
 from agent.export.base.progress import CANCEL_GRACE
 
-# load_cursor and save_cursor live in agent.alarms.cursors; re-exported while tests
-# outside the exporters' own import them from here.
-__all__ = ["BACKLOG_ALARM", "CANCEL_GRACE", "GAP_EVENT", "Exporter", "load_cursor", "save_cursor"]
+__all__ = ["BACKLOG_ALARM", "CANCEL_GRACE", "GAP_EVENT", "Exporter"]
