@@ -47,7 +47,7 @@ from agent.errors import AgentUnavailable, ApiError
 
 QueryValue: TypeAlias = str | int | list[str] | None
 JOB_ENDED = frozenset({"done", "failed"})
-# Pages of GET /objects/{cls}: the API's own maximum.
+# Objects per GET /objects/{cls} while listing a whole class: a few MB per answer.
 OBJECTS_PAGE = 5000
 
 
