@@ -19,7 +19,8 @@ import pytest
 
 from agent.alarms.catalog import Catalog
 from agent.alarms.manager import AlarmManager
-from agent.api.app import Services, create_app
+from agent.api.app import create_app
+from agent.api.services import Services
 from agent.store.database import Store
 from tests.conftest import TOKEN, AgentProcess
 

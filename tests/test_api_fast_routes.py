@@ -21,8 +21,9 @@ import uvicorn
 
 from agent.alarms.catalog import Catalog
 from agent.alarms.manager import AlarmManager
-from agent.api.app import Services, create_app
+from agent.api.app import create_app
 from agent.api.fast_routes import FastRoutes, create_asgi
+from agent.api.services import Services
 from agent.errors import StoreFencedError
 from agent.store.database import Store
 from tests.conftest import TOKEN, free_port

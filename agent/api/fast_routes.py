@@ -15,14 +15,14 @@ Everything else goes to FastAPI unchanged, whose declarations of these routes st
 OpenAPI document. The answers cannot drift from FastAPI's because everything that decides
 them is FastAPI's or the app's own: the routes' body and path fields (FastAPI's
 ``ModelField`` objects, so the same pydantic validation and error locations), the
-routes' token check (``route_authorized``), the same functions behind the routes
-(``do_raise`` ...), and the app's exception handlers for every refusal. What this module
-does itself is FastAPI's order of steps: read the body (counting it against
-``max_body``: 413), parse it as JSON when the content type says so (422 for bad JSON),
-check the token, validate the path then the body (422), call the route's function and
-encode its answer as FastAPI does (pydantic's JSON encoder). ``tests/test_api_fast_routes.py``
-sends the same requests to this and to the plain FastAPI app and compares the answers
-byte for byte.
+routes' token check (``agent.api.guard.route_authorized``), the same functions behind
+the routes (``agent.api.alarm_routes.do_raise`` ...), and the app's exception handlers
+for every refusal. What this module does itself is FastAPI's order of steps: read the
+body (counting it against ``max_body``: 413), parse it as JSON when the content type says
+so (422 for bad JSON), check the token, validate the path then the body (422), call the
+route's function and encode its answer as FastAPI does (pydantic's JSON encoder).
+``tests/test_api_fast_routes.py`` sends the same requests to this and to the plain
+FastAPI app and compares the answers byte for byte.
 """
 
 from __future__ import annotations
@@ -47,21 +47,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 
-from agent.api.app import (
-    Services,
-    _authorize,
-    _refuse,
-    create_app,
+from agent.api.alarm_routes import (
     do_ack,
     do_batch,
     do_clear_by_id,
     do_clear_by_key,
     do_raise,
     do_unack,
-    route_authorized,
-    token_policy,
 )
-from agent.api.guard import App, Receive, RequestGuard, Scope, Send
+from agent.api.app import create_app, token_policy
+from agent.api.guard import App, Receive, RequestGuard, Scope, Send, refusal, route_authorized
+from agent.api.services import Services, authorize
 
 Run = Callable[[Services, int | None, Any], Awaitable[dict[str, Any]]]
 """A route's function: services, the path's alarm id (None when it has none), the body."""
@@ -130,7 +126,7 @@ def _api_route(router: APIRouter, path: str) -> APIRoute:
     assert not dependant.header_params, path
     assert not dependant.cookie_params, path
     assert route.body_field is not None, path
-    assert any(d.call is _authorize for d in dependant.dependencies), path
+    assert any(d.call is authorize for d in dependant.dependencies), path
     assert route.status_code is None, path
     assert isinstance(route.response_class, DefaultPlaceholder), path  # JSON, as here
     return route
@@ -237,7 +233,7 @@ class FastRoutes:
                 else:
                     value = None  # (only read when there are errors: none in the body)
         if not route_authorized(authorization, self.services.token):
-            raise _refuse()
+            raise refusal()
         errors: list[Any] = []
         number: int | None = None
         if route.path is not None:

@@ -19,6 +19,9 @@ import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from fastapi import HTTPException
+from fastapi.security.utils import get_authorization_scheme_param
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -31,6 +34,15 @@ Policy = Callable[[Scope], tuple[str, ...] | None]
 UNAUTHORIZED = "missing or wrong bearer token"
 
 
+def tokens_match(given: str | bytes, tokens: tuple[str, ...]) -> bool:
+    """``given`` is one of ``tokens`` (the empty ones never match).
+
+    Every token compared, in constant time, whichever matches."""
+    raw = given.encode() if isinstance(given, str) else given
+    results = [secrets.compare_digest(raw, t.encode()) for t in tokens if t]
+    return any(results)
+
+
 def bearer_matches(header: bytes | None, tokens: tuple[str, ...]) -> bool:
     """``Authorization: Bearer <t>`` with t one of ``tokens`` (constant time, all compared)."""
     if header is None:
@@ -38,9 +50,27 @@ def bearer_matches(header: bytes | None, tokens: tuple[str, ...]) -> bool:
     scheme, _, given = header.partition(b" ")
     if scheme.lower() != b"bearer":
         return False
-    given = given.strip()
-    results = [secrets.compare_digest(given, t.encode()) for t in tokens if t]
-    return any(results)
+    return tokens_match(given.strip(), tokens)
+
+
+def route_authorized(authorization: str | None, *tokens: str) -> bool:
+    """What the routes' own token check (:func:`agent.api.services.authorize`) decides for
+    an ``Authorization`` header (decoded as Starlette decodes headers, latin-1):
+    HTTPBearer's parsing, then the same comparison. For the routes served without
+    FastAPI's stack (:mod:`agent.api.fast_routes`)."""
+    scheme, credentials = get_authorization_scheme_param(authorization)
+    if not (authorization and scheme and credentials) or scheme.lower() != "bearer":
+        return False
+    return tokens_match(credentials, tokens)
+
+
+def refusal() -> HTTPException:
+    """The routes' answer to a missing or wrong token (401, as the gate's)."""
+    return HTTPException(
+        status_code=401,
+        detail=UNAUTHORIZED,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
