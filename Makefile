@@ -17,7 +17,7 @@ test:
 	$(BIN)/ruff format --check agent tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/pytest
+	$(BIN)/pytest -n 3
 
 lint:
 	@VENV=$(VENV) scripts/bootstrap.sh --dev

@@ -242,6 +242,15 @@ def test_a_stalled_writer_refuses_new_api_writes_at_once(agent_factory: Any) -> 
     the 4 commit when the lock goes."""
     agent = agent_factory({"api": {"max_pending_writes": 4}}).start()
     headers = {"Authorization": f"Bearer {TOKEN}"}
+
+    def writer_idle() -> bool:
+        with agent.http() as http:
+            return bool(http.get("/api/v1/status").json()["writer"]["pending"] == 0)
+
+    # What the agent commits on its own at start (agent-started, the exporters' first
+    # notices) counts as waiting too: on a busy machine it could still be queued and take
+    # one of the four places, so the fourth write would be refused instead of waiting.
+    wait_for("the agent's own start-up commits", writer_idle)
     lock = sqlite3.connect(agent.data_dir / "provsync.db", timeout=10)
     lock.execute("BEGIN EXCLUSIVE")
     try:
