@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 from agent.clock import now
 from agent.config import SharingSettings, SyncSettings
 from agent.sharing import distribution
+from agent.sharing.connections import ElementConnections
 from agent.store.access import StoreAccess
 from agent.store.database import Store
 from agent.store.elements import Credentials, Element
@@ -108,7 +109,9 @@ async def _until(condition: Callable[[], bool], timeout: float, what: str) -> No
         await asyncio.sleep(0.01)
 
 
-def _dispatcher(access: StoreAccess, ring: KeyRing, **sharing: Any) -> distribution.Dispatcher:
+def _dispatcher(
+    access: StoreAccess, ring: KeyRing, connector: Any = None, **sharing: Any
+) -> distribution.Dispatcher:
     async def settled(element_id: int, name: str) -> None:
         pass
 
@@ -122,7 +125,9 @@ def _dispatcher(access: StoreAccess, ring: KeyRing, **sharing: Any) -> distribut
         lambda: "",
         settled,
         contact,
-        ring=ring,
+        connections=ElementConnections(
+            access, ring, SyncSettings(), lambda *args, **kwargs: connector
+        ),
     )
 
 
@@ -132,13 +137,12 @@ def test_store_outage_is_one_line_with_a_doubling_wait_then_distribution_resumes
     ring = KeyRing([StoreKey.generate()], Path("test.key"))
     element = _element(store, ring)
     connector = FakeConnector()
-    monkeypatch.setattr(distribution, "connect", lambda *args, **kwargs: connector)
     access = StoreAccess(store.engine)
     read = Outage(access.elements.by_id)
     monkeypatch.setattr(access.elements, "by_id", read)
 
     async def scenario() -> None:
-        dispatcher = _dispatcher(access, ring, retry_initial="20ms", retry_max="160ms")
+        dispatcher = _dispatcher(access, ring, connector, retry_initial="20ms", retry_max="160ms")
         await dispatcher.start()
         try:
             _distribute(store, element, "before")
@@ -175,13 +179,12 @@ def test_outage_while_recording_a_batch_sends_it_again_afterwards(
     ring = KeyRing([StoreKey.generate()], Path("test.key"))
     element = _element(store, ring)
     connector = FakeConnector()
-    monkeypatch.setattr(distribution, "connect", lambda *args, **kwargs: connector)
     access = StoreAccess(store.engine)
     settle = Outage(access.distributions.settle)
     monkeypatch.setattr(access.distributions, "settle", settle)
 
     async def scenario() -> None:
-        dispatcher = _dispatcher(access, ring, retry_initial="20ms", retry_max="80ms")
+        dispatcher = _dispatcher(access, ring, connector, retry_initial="20ms", retry_max="80ms")
         await dispatcher.start()
         try:
             settle.down = True

@@ -1,7 +1,7 @@
 """Control API routes for sharing: element-facing calls, reconcile, distribution, hub data.
 
-Elements call ``/api/v1/sharing/{start,sync,updates,device-data}`` with the same bearer
-token as operators (docs/element-api.md, "Element to hub").
+Elements call ``/api/v1/sharing/{start,sync,updates,device-data}`` with the elements'
+token, not the operators' (ELEMENT_ROUTES; docs/element-api.md, "Element to hub").
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from agent.alarms.records import iso
 from agent.api.schemas import RowId
 from agent.api.sync_routes import StoreDep
 from agent.errors import InvalidRequest, ObjectNotFound, ProvsyncError
+from agent.sharing.service import SharingService
 from agent.store.conflicts import Conflict
 from agent.store.distributions import OPEN_STATES, Distribution
 from agent.store.shared_data import SharedObject
@@ -85,15 +86,15 @@ class BatchBody(_Body):
     changes: list[UpdateItem] = Field(min_length=1, max_length=10_000)
 
 
-async def _sharing(request: Request) -> Any:
+async def _sharing(request: Request) -> SharingService:
     # async: FastAPI runs a plain def dependency in a worker thread, a hop per request.
-    services = request.app.state.services
-    if services.sharing is None:
+    sharing: SharingService | None = request.app.state.services.sharing
+    if sharing is None:
         raise ProvsyncError("sharing is not running")
-    return services.sharing
+    return sharing
 
 
-SharingDep = Annotated[Any, Depends(_sharing)]
+SharingDep = Annotated[SharingService, Depends(_sharing)]
 
 
 def distribution_json(row: Distribution) -> dict[str, Any]:
@@ -163,8 +164,7 @@ def sharing_router(authorize: Any, authorize_element: Any) -> APIRouter:
     # -------------------------------------------------------------- element to hub
     @elements.post("/sharing/start", summary="An element starts sharing (version checked)")
     async def start(sharing: SharingDep, body: StartBody) -> dict[str, Any]:
-        result: dict[str, Any] = await sharing.start_sharing(body.element, body.software_version)
-        return result
+        return await sharing.start_sharing(body.element, body.software_version)
 
     @elements.post("/sharing/sync", status_code=202, summary="Sync an element's data to the hub")
     async def sync(sharing: SharingDep, body: ElementRef) -> dict[str, Any]:
@@ -185,8 +185,7 @@ def sharing_router(authorize: Any, authorize_element: Any) -> APIRouter:
     # -------------------------------------------------------------- operators
     @router.get("/sharing", summary="Sharing state of the hub and each element")
     async def status(sharing: SharingDep) -> dict[str, Any]:
-        result: dict[str, Any] = await sharing.status()
-        return result
+        return await sharing.status()
 
     @router.get("/sharing/conflicts", summary="Reconcile: conflicts by category")
     async def conflicts(sharing: SharingDep, all: bool = False) -> dict[str, Any]:
@@ -199,18 +198,15 @@ def sharing_router(authorize: Any, authorize_element: Any) -> APIRouter:
 
     @router.post("/sharing/conflicts/{conflict_id}/resolve", summary="Resolve one conflict")
     async def resolve(sharing: SharingDep, conflict_id: RowId, body: ResolveBody) -> dict[str, Any]:
-        result: dict[str, Any] = await sharing.resolve(conflict_id, body.take, body.by)
-        return result
+        return await sharing.resolve(conflict_id, body.take, body.by)
 
     @router.post("/sharing/conflicts/resolve", summary="Resolve every open conflict")
     async def resolve_all(sharing: SharingDep, body: ResolveBody) -> dict[str, Any]:
-        result: dict[str, Any] = await sharing.resolve(None, body.take, body.by, body.element)
-        return result
+        return await sharing.resolve(None, body.take, body.by, body.element)
 
     @router.get("/sharing/devices", summary="Phone services: full details or number only")
     async def devices(sharing: SharingDep) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = await sharing.devices()
-        return result
+        return await sharing.devices()
 
     @router.post(
         "/sharing/device-data/sync",
@@ -293,33 +289,28 @@ def sharing_router(authorize: Any, authorize_element: Any) -> APIRouter:
     @router.post("/objects/{cls}", summary="Add a shared object (flows to the elements)")
     async def add(sharing: SharingDep, cls: str, body: ObjectBody) -> dict[str, Any]:
         change = {"class": cls, "key": body.key, "op": "create", "data": body.data}
-        result: dict[str, Any] = await sharing.hub_changes([change], None)
-        return result
+        return await sharing.hub_changes([change], None)
 
     @router.patch("/objects/{cls}/{key:path}", summary="Change fields of a shared object")
     async def change(sharing: SharingDep, cls: str, key: str, body: FieldsBody) -> dict[str, Any]:
-        result: dict[str, Any] = await sharing.hub_changes(
+        return await sharing.hub_changes(
             [{"class": cls, "key": key, "op": "update", "data": body.data}], None
         )
-        return result
 
     @router.delete("/objects/{cls}/{key:path}", summary="Delete a shared object")
     async def delete(sharing: SharingDep, cls: str, key: str) -> dict[str, Any]:
-        result: dict[str, Any] = await sharing.hub_changes(
+        return await sharing.hub_changes(
             [{"class": cls, "key": key, "op": "delete", "data": None}], None
         )
-        return result
 
     @router.post("/objects", summary="Several hub changes at once (all or nothing)")
     async def batch(sharing: SharingDep, body: BatchBody) -> dict[str, Any]:
-        result: dict[str, Any] = await sharing.hub_changes([_item(c) for c in body.changes], None)
-        return result
+        return await sharing.hub_changes([_item(c) for c in body.changes], None)
 
     # -------------------------------------------------------------- messaging elements
     @router.post("/elements/{name}/activate", summary="Activate a messaging element")
     async def activate(sharing: SharingDep, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = await sharing.activate(name)
-        return result
+        return await sharing.activate(name)
 
     outer.include_router(elements)
     outer.include_router(router)

@@ -14,19 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
 
 from loguru import logger
 
 from agent.clock import now
 from agent.config import SharingSettings, SyncSettings
-from agent.connectors.base import Connector, Credentials
-from agent.connectors.registry import connect
+from agent.connectors.base import Connector
 from agent.errors import ConnectorError, UpdateRejected
+from agent.sharing.connections import ElementConnections
 from agent.store.access import StoreAccess
 from agent.store.distributions import Distribution, Outcome
 from agent.store.elements import Element
-from agent.store.encryption import KeyRing
 from agent.store.outage import ThrottledLog, is_store_outage
 
 
@@ -35,13 +35,14 @@ class Dispatcher:
 
     Args:
         store: the store's repositories.
-        settings, sync: [sharing] and [sync] settings (timeouts, service user).
+        settings, sync: [sharing] and [sync] settings (batches, backoff, service user).
         blocked: returns a reason while sharing of hub updates is blocked, else "".
         on_settled: called (element id, name) after rejections or operator changes, to
             refresh the element's distribution-errors alarm.
         on_contact: called (element, error or None, consecutive failures) after a round
             that reached the element, or failed to, for the contact alarms.
-        ring: decrypts the element credentials kept in the store.
+        connections: opens the elements' connectors.
+        clock: the wall clock the records' due times are compared with.
     """
 
     def __init__(
@@ -53,10 +54,12 @@ class Dispatcher:
         on_settled: Callable[[int, str], Awaitable[None]],
         on_contact: Callable[[Element, ConnectorError | None, int], Awaitable[None]],
         *,
-        ring: KeyRing,
+        connections: ElementConnections,
+        clock: Callable[[], datetime] = now,
     ) -> None:
         self.store = store
-        self.ring = ring
+        self._connections = connections
+        self._clock = clock
         self.settings = settings
         self.sync = sync
         self._blocked = blocked
@@ -66,8 +69,8 @@ class Dispatcher:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._wake: dict[int, asyncio.Event] = {}
         self._holds: dict[int, asyncio.Lock] = {}
-        self.open: dict[int, int] = {}
-        """Pending + in flight + failed records per element (for the cap)."""
+        self._open: dict[int, int] = {}
+        """Pending + in flight + failed records per element (for the cap of hub changes)."""
         self._outage_log = ThrottledLog()
         self._stranded: dict[int, list[Distribution]] = {}
         """Batches taken (in flight) whose outcome a store failure kept from being recorded."""
@@ -92,10 +95,19 @@ class Dispatcher:
 
     async def recount(self) -> None:
         counts = await asyncio.to_thread(self.store.distributions.open_counts)
-        self.open = {
+        self._open = {
             element_id: sum(n for state, n in states.items() if state != "failed")
             for element_id, states in counts.items()
         }
+
+    def waiting(self, element_id: int) -> int:
+        """The element's pending, in-flight and failed records, as counted."""
+        return self._open.get(element_id, 0)
+
+    def queued(self, element_ids: Iterable[int], count: int) -> None:
+        """``count`` records were just written for each of ``element_ids``."""
+        for element_id in element_ids:
+            self._open[element_id] = self._open.get(element_id, 0) + count
 
     def ensure(self, element_id: int, name: str) -> None:
         task = self._tasks.get(element_id)
@@ -119,7 +131,7 @@ class Dispatcher:
     async def forget(self, element_id: int) -> None:
         task = self._tasks.pop(element_id, None)
         self._wake.pop(element_id, None)
-        self.open.pop(element_id, None)
+        self._open.pop(element_id, None)
         self._stranded.pop(element_id, None)
         if task is not None:
             task.cancel()
@@ -181,7 +193,7 @@ class Dispatcher:
             sent = await self._send(element, backoff, connector)
         if sent is None:  # nothing due: sleep until the next one is (or a wake-up)
             due = await asyncio.to_thread(self.store.distributions.next_due, element_id)
-            wait = 30.0 if due is None else (due - now()).total_seconds()
+            wait = 30.0 if due is None else (due - self._clock()).total_seconds()
             await self._sleep(element_id, min(max(wait, 0.01), 30.0))
             return backoff, connector
         return sent
@@ -197,10 +209,8 @@ class Dispatcher:
             return None
         self._stranded[element_id] = batch  # until its outcome is recorded
         if connector is None:
-            stored = await asyncio.to_thread(self.store.elements.credentials, element_id, self.ring)
-            credentials = None if stored is None else Credentials(stored.username, stored.password)
             # No retries inside the connector: the sender has its own backoff.
-            connector = connect(element, credentials, timeout=self.sync.timeout, retries=0)
+            connector = await self._connections.open(element, retries=0)
         outcome = Outcome()
         failure: ConnectorError | None = None
         for index, row in enumerate(batch):
@@ -222,7 +232,7 @@ class Dispatcher:
         )
         self._stranded.pop(element_id, None)
         gone = len(outcome.done) + superseded
-        self.open[element_id] = max(0, self.open.get(element_id, 0) - gone)
+        self._open[element_id] = max(0, self._open.get(element_id, 0) - gone)
         if outcome.rejected or superseded or any(r.rejected for r in outcome.done):
             await self._on_settled(element_id, element.name)
         failures = self._failures.get(element_id, 0) + 1 if failure is not None else 0

@@ -61,6 +61,7 @@ from agent.export.snmp.oids import (
 )
 from agent.export.snmp.standard import display_string
 from agent.export.snmp.view import MibView, Region, ScalarRegion, TableRegion
+from agent.sharing.group import NOT_SHARING, RECONCILE_REQUIRED, SYNC_REQUIRED, group_state
 from agent.store.table_watch import TableWatch
 
 _COUNTED = (
@@ -269,11 +270,9 @@ class MibData:
 
     def group_state(self) -> str:
         """The sharing group's state, shown on every sharing element (DESIGN.md, Sharing)."""
-        if self._blocking["sync-required"]:
-            return "syncRequired"
-        if self._blocking["sync-reconcile-required"]:
-            return "reconcileRequired"
-        return "sharing"
+        return group_state(
+            bool(self._blocking[SYNC_REQUIRED]), bool(self._blocking[RECONCILE_REQUIRED])
+        )
 
     def elements_stale(self) -> bool:
         """A commit changed elements or distributions since the rows were read."""
@@ -295,7 +294,7 @@ class MibData:
         self._group = group
         self.elements.replace(
             [
-                (row.id, values.element_row(row, group if row.sharing else "notSharing", errors))
+                (row.id, values.element_row(row, group if row.sharing else NOT_SHARING, errors))
                 for row, errors in self._element_rows
             ]
         )

@@ -22,12 +22,13 @@ from agent.alarms.records import Notification
 from agent.export.snmp import values
 from agent.export.snmp.oids import ACTIVE_ALARM_COLUMNS, MibOids
 from agent.export.snmp.view import TableRegion
+from agent.sharing.group import BLOCKING_ALARMS
 from agent.store.models import ALARMS, DISTRIBUTIONS, ELEMENTS, LOG, META
 from agent.store.table_watch import TableWatch
 
 BUILD_CHUNK = 2000
 """Active alarms read and encoded per query while building: bounds the rows held."""
-BLOCKING = ("sync-required", "sync-reconcile-required")
+BLOCKING = BLOCKING_ALARMS
 """Alarm types that set the sharing group's state (the element table's sharing column)."""
 ELEMENT_FIELDS = ("name", "type", "sync_state", "sharing", "last_sync_at")
 """The columns of ``elements`` the element table shows: only their updates count."""
