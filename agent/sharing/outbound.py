@@ -11,53 +11,38 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 
 from loguru import logger
 
-from agent.alarms.ports import AlarmSink
 from agent.config import SharingSettings
 from agent.errors import InvalidRequest, ProvsyncError, SharingError
 from agent.sharing.changes import checked_change
-from agent.sharing.distribution import Dispatcher
-from agent.sharing.gate import Gate
+from agent.sharing.parts import HubComponent, HubParts
 from agent.sharing.sink import HUB
-from agent.store.access import StoreAccess
 from agent.store.outage import ThrottledLog, is_store_outage
 from agent.store.shared_data import Change
 
 
-class Outbound:
+class Outbound(HubComponent):
     """Hub changes and the operator's handling of distributions.
 
     Args:
-        store: the hub's data, the distributions, the elements they go to.
-        alarms: the distribution-retried and distribution-deleted events.
-        gate: refuses hub changes while sharing is blocked; the hub lock.
-        dispatcher: its counts (the cap), woken after changes.
+        parts: the hub's data and the distributions, the retried and deleted events, the
+            gate (refuses hub changes while sharing is blocked), the dispatcher's counts.
         refresh_errors: (element id, name) refreshes the distribution-errors alarm.
         settings: [sharing] classes, distribution_cap, keep_done.
-        clock: the wall clock of the records written.
     """
 
     def __init__(
         self,
-        store: StoreAccess,
-        alarms: AlarmSink,
-        gate: Gate,
-        dispatcher: Dispatcher,
+        parts: HubParts,
         refresh_errors: Callable[[int, str], Awaitable[None]],
         settings: SharingSettings,
-        clock: Callable[[], datetime],
     ) -> None:
-        self._store = store
-        self._alarms = alarms
-        self._gate = gate
-        self._dispatcher = dispatcher
+        super().__init__(parts)
         self._refresh_errors = refresh_errors
         self._settings = settings
-        self._clock = clock
         self._outages = ThrottledLog()
 
     async def hub_changes(self, changes: list[dict[str, Any]], by: str | None) -> dict[str, Any]:

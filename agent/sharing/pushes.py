@@ -9,48 +9,27 @@ element, or would break uniqueness.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
-from agent.alarms.ports import AlarmSink
 from agent.errors import InvalidRequest, SharingError
 from agent.sharing.changes import checked_change
-from agent.sharing.distribution import Dispatcher
-from agent.sharing.gate import Gate
 from agent.sharing.merge import element_op
-from agent.store.access import StoreAccess
+from agent.sharing.parts import HubComponent, HubParts
 from agent.store.elements import Element
 from agent.store.shared_data import Change
 
 
-class Pushes:
+class Pushes(HubComponent):
     """Takes the updates elements push.
 
     Args:
-        store: the hub's data, the element's base, the distributions to the others.
-        alarms: the update-rejected events.
-        gate: the push refusals and the hub lock.
-        dispatcher: recounted and woken after a push.
+        parts: the store, the update-rejected events, the push refusals, the dispatcher.
         classes: [sharing] classes.
-        clock: the wall clock of the records written.
     """
 
-    def __init__(
-        self,
-        store: StoreAccess,
-        alarms: AlarmSink,
-        gate: Gate,
-        dispatcher: Dispatcher,
-        classes: tuple[str, ...],
-        clock: Callable[[], datetime],
-    ) -> None:
-        self._store = store
-        self._alarms = alarms
-        self._gate = gate
-        self._dispatcher = dispatcher
+    def __init__(self, parts: HubParts, classes: tuple[str, ...]) -> None:
+        super().__init__(parts)
         self._classes = classes
-        self._clock = clock
 
     async def push(self, ident: str, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """One result per update: accepted, or rejected with the reason."""

@@ -11,17 +11,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from agent.alarms.ports import AlarmSink
 from agent.errors import InvalidRequest
-from agent.sharing.distribution import Dispatcher
-from agent.sharing.gate import Gate
 from agent.sharing.group import RECONCILE_REQUIRED
 from agent.sharing.merge import element_op
+from agent.sharing.parts import HubComponent, HubParts
 from agent.sharing.sink import HUB, clear_if_active
-from agent.store.access import StoreAccess
 from agent.store.conflicts import Conflict
 from agent.store.rows import Data
 from agent.store.shared_data import Change
@@ -36,34 +32,21 @@ class ConflictReport:
     conflicts: list[Conflict]
 
 
-class Reconcile:
+class Reconcile(HubComponent):
     """Lists and resolves conflicts.
 
     Args:
-        store: the conflicts, the hub's data, the distributions a decision writes.
-        alarms: sync-reconcile-required, ftp-inactive, reconcile-completed.
-        gate: whether a reconcile runs; the hub lock.
-        dispatcher: recounted and woken after decisions.
+        parts: the conflicts and the data a decision writes, the alarms of reconcile
+            (sync-reconcile-required, ftp-inactive), the gate, the dispatcher.
         refresh_errors: (element id, name) refreshes the element's distribution-errors
             alarm (a decision may drop failed updates).
-        clock: the wall clock of the records written.
     """
 
     def __init__(
-        self,
-        store: StoreAccess,
-        alarms: AlarmSink,
-        gate: Gate,
-        dispatcher: Dispatcher,
-        refresh_errors: Callable[[int, str], Awaitable[None]],
-        clock: Callable[[], datetime],
+        self, parts: HubParts, refresh_errors: Callable[[int, str], Awaitable[None]]
     ) -> None:
-        self._store = store
-        self._alarms = alarms
-        self._gate = gate
-        self._dispatcher = dispatcher
+        super().__init__(parts)
         self._refresh_errors = refresh_errors
-        self._clock = clock
 
     async def conflicts(self, open_only: bool = True) -> ConflictReport:
         rows = await asyncio.to_thread(self._store.conflicts.listed, open_only=open_only)

@@ -38,6 +38,7 @@ from agent.sharing.group import NOT_SHARING
 from agent.sharing.identity import IDENTITY_FILE, StoreIdentity
 from agent.sharing.membership import Membership
 from agent.sharing.outbound import Outbound
+from agent.sharing.parts import HubParts
 from agent.sharing.pushes import Pushes
 from agent.sharing.reconcile import ConflictReport, Reconcile
 from agent.sharing.sink import HUB
@@ -93,20 +94,14 @@ class SharingService:
             connections=connections,
             clock=clock,
         )
-        dispatcher = self._dispatcher
         self._membership = Membership(
             store, manager, connections, settings.min_element_version, self._identity.mark_release
         )
-        self._user_sync = UserSync(
-            store, manager, self._gate, dispatcher, connections, self._tasks, settings, sync, clock
-        )
-        self._pushes = Pushes(store, manager, self._gate, dispatcher, settings.classes, clock)
-        self._reconcile = Reconcile(
-            store, manager, self._gate, dispatcher, self._errors.refresh, clock
-        )
-        self._outbound = Outbound(
-            store, manager, self._gate, dispatcher, self._errors.refresh, settings, clock
-        )
+        parts = HubParts(store, manager, self._gate, self._dispatcher, clock)
+        self._user_sync = UserSync(parts, connections, self._tasks, settings, sync)
+        self._pushes = Pushes(parts, settings.classes)
+        self._reconcile = Reconcile(parts, self._errors.refresh)
+        self._outbound = Outbound(parts, self._errors.refresh, settings)
         self._devices = DeviceData(store, manager, connections, self._tasks, sync.page_size)
         self._activation = Activation(store, manager, connections)
 

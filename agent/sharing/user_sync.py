@@ -10,62 +10,47 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from datetime import datetime
 
 from loguru import logger
 
-from agent.alarms.ports import AlarmSink
 from agent.config import SharingSettings, SyncSettings
 from agent.errors import ProvsyncError
 from agent.sharing.connections import ElementConnections
-from agent.sharing.distribution import Dispatcher
-from agent.sharing.gate import Gate
 from agent.sharing.group import RECONCILE_REQUIRED, SYNC_REQUIRED
 from agent.sharing.merge import compare
+from agent.sharing.parts import HubComponent, HubParts
 from agent.sharing.plan_apply import apply_plan
 from agent.sharing.sink import HUB, clear_if_active
 from agent.sharing.tasks import Tasks
-from agent.store.access import StoreAccess
 from agent.store.elements import Element
 from agent.store.rows import Data, Key
 
 
-class UserSync:
+class UserSync(HubComponent):
     """Runs the syncs to the hub as jobs.
 
     Args:
-        store: the element's job, the hub's data, the base, what a plan writes.
-        alarms: sync-failed, sync-required, sync-reconcile-required, ftp-inactive.
-        gate: the one sync slot and the hub lock.
-        dispatcher: holds the element's distribution, is woken after a sync.
+        parts: the job and what a plan writes, the sync alarms (sync-failed,
+            sync-required, sync-reconcile-required, ftp-inactive), the one sync slot,
+            the dispatcher (holds the element's distribution while it is read).
         connections: opens the element's connector.
         tasks: where each sync runs.
         settings, sync: [sharing] classes and [sync] page size.
-        clock: the wall clock of the job's times and the records written.
     """
 
     def __init__(
         self,
-        store: StoreAccess,
-        alarms: AlarmSink,
-        gate: Gate,
-        dispatcher: Dispatcher,
+        parts: HubParts,
         connections: ElementConnections,
         tasks: Tasks,
         settings: SharingSettings,
         sync: SyncSettings,
-        clock: Callable[[], datetime],
     ) -> None:
-        self._store = store
-        self._alarms = alarms
-        self._gate = gate
-        self._dispatcher = dispatcher
+        super().__init__(parts)
         self._connections = connections
         self._tasks = tasks
         self._classes = settings.classes
         self._page_size = sync.page_size
-        self._clock = clock
         self._running: dict[int, tuple[asyncio.Task[None], int]] = {}
         """Running syncs to the hub by element id: (task, job id)."""
 
