@@ -7,7 +7,9 @@
 - pushes: updates elements push; reconcile: the conflicts and their resolution;
 - outbound: hub changes, the operator's retry and delete, the purge; distribution
   (the dispatcher: one sender per element) and distribution_alarms;
-- device_data; activation (messaging elements).
+- device_data; activation (messaging elements);
+- shared by them: group (the pure group state, also the SNMP view's), parts (what the
+  hub-changing components share), connections, tasks, sink, changes.
 
 Alarms follow the behaviour (DESIGN.md, Sharing): sync-required is raised by a start
 sharing and cleared by any completed sync to the hub; sync-reconcile-required by a sync
