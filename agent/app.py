@@ -35,7 +35,9 @@ from agent.alarms.operations import PurgeOp
 from agent.api.app import Services
 from agent.api.connections import guarded_protocol, resolve_http
 from agent.api.fast_routes import create_asgi
+from agent.clock import SYSTEM_CLOCK
 from agent.config import Settings, read_token_file
+from agent.connectors.registry import connect
 from agent.errors import ConfigError, ProvsyncError, StoreError, StoreLockedError
 from agent.export.base import Exporter
 from agent.export.jsonfile import FileExporter
@@ -253,7 +255,14 @@ class Agent:
     @contextlib.asynccontextmanager
     async def _sync(self, manager: AlarmManager, access: StoreAccess) -> AsyncIterator[SyncEngine]:
         assert self.ring is not None, "the store step opens the key ring"
-        engine = SyncEngine(self.settings.sync, manager, access, self.ring)
+        engine = SyncEngine(
+            self.settings.sync,
+            manager,
+            access,
+            self.ring,
+            clock=SYSTEM_CLOCK,
+            connector_factory=connect,
+        )
         await engine.start()
         try:
             yield engine
@@ -275,7 +284,7 @@ class Agent:
             self.ring,
         )
         await service.start()
-        sync.element_updated = service.element_updated
+        sync.attach(service)
         try:
             yield service
         finally:

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from agent.connectors.base import Credentials
 from agent.connectors.http import HttpConnector
+from agent.store.elements import Credentials
 from tests.conftest import BIN, free_port
 
 

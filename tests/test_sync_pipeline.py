@@ -18,22 +18,16 @@ from sqlalchemy import select
 
 from agent.alarms.manager import AlarmManager
 from agent.config import SyncSettings
-from agent.connectors.base import (
-    ChangePage,
-    Connector,
-    Credentials,
-    ElementInfo,
-    ObjectPage,
-    ObjectRecord,
-)
+from agent.connectors.base import ChangePage, Connector, ElementInfo, ObjectPage, ObjectRecord
 from agent.errors import ElementUnreachable, StoreError
 from agent.store.access import StoreAccess
 from agent.store.database import Store
-from agent.store.elements import Credentials as StoredCredentials
+from agent.store.elements import Credentials, Element
 from agent.store.encryption import KeyRing, StoreKey
 from agent.store.models import OBJECTS
 from agent.store.objects import Objects
-from agent.sync.engine import PAGES_AHEAD, WRITE_BATCH, SyncEngine
+from agent.sync.engine import SyncEngine
+from agent.sync.init import PAGES_AHEAD, WRITE_BATCH
 
 PAGE = 10
 
@@ -134,7 +128,7 @@ class Harness:
             "http://127.0.0.1:9",
             "http",
             0,
-            StoredCredentials("admin", "pw"),
+            Credentials("admin", "pw"),
             ring=ring,
         )
         self.engine = SyncEngine(
@@ -146,7 +140,7 @@ class Harness:
         )
 
     def _connect(
-        self, element: Any, credentials: Credentials | None, *, timeout: float, retries: int
+        self, element: Element, credentials: Credentials | None, *, timeout: float, retries: int
     ) -> Connector:
         assert self.element is not None
         return self.element

@@ -15,6 +15,8 @@ from agent.store.access import StoreAccess
 from agent.store.element_types import DEFAULT_ELEMENT_TYPE
 from agent.store.elements import Credentials, Element
 from agent.store.jobs import Job
+from agent.sync.engine import SyncEngine
+from agent.sync.init import SyncOptions
 
 MAX_INTERVAL = 366 * 86400
 """A sync schedule is at most a year apart (seconds)."""
@@ -60,15 +62,15 @@ class SyncBody(_Body):
     yes: bool = False
 
 
-async def _engine(request: Request) -> Any:
+async def _engine(request: Request) -> SyncEngine:
     # async: FastAPI runs a plain def dependency in a worker thread, a hop per request.
-    services = request.app.state.services
-    if services.sync is None:
+    sync: SyncEngine | None = request.app.state.services.sync
+    if sync is None:
         raise ProvsyncError("synchronization is not running")
-    return services.sync
+    return sync
 
 
-EngineDep = Annotated[Any, Depends(_engine)]
+EngineDep = Annotated[SyncEngine, Depends(_engine)]
 
 
 async def _store(request: Request) -> StoreAccess:
@@ -123,13 +125,6 @@ def job_json(job: Job) -> dict[str, Any]:
     }
 
 
-async def _updated(request: Request, name: str, how: str) -> None:
-    """Messaging elements programmed with this element need an activation."""
-    sharing = request.app.state.services.sharing
-    if sharing is not None:
-        await sharing.element_updated(name, how)
-
-
 def sync_router(authorize: Any) -> APIRouter:
     router = APIRouter(prefix="/api/v1", dependencies=[Depends(authorize)])
 
@@ -138,24 +133,17 @@ def sync_router(authorize: Any) -> APIRouter:
         return [element_json(e) for e in await asyncio.to_thread(store.elements.all)]
 
     @router.post("/elements", summary="Add an element (an initialization sync follows)")
-    async def add(sync: EngineDep, store: StoreDep, body: ElementBody) -> dict[str, Any]:
-        credentials = Credentials(body.username, body.password or "") if body.username else None
-        interval = body.interval
-        if interval is None:
-            interval = int(sync.settings.incremental_interval)
-        element = await asyncio.to_thread(
-            store.elements.add,
+    async def add(sync: EngineDep, body: ElementBody) -> dict[str, Any]:
+        element, job = await sync.elements.add(
             body.name,
             body.type,
             body.url,
             body.connector,
-            interval,
-            credentials,
-            body.cron,
-            body.uses,
-            ring=sync.ring,
+            interval=body.interval,
+            credentials=Credentials(body.username, body.password or "") if body.username else None,
+            cron=body.cron,
+            uses=body.uses,
         )
-        job = await sync.request(element.name, "init", "add")
         return {"element": element_json(element), "job": job}
 
     @router.get("/elements/{name}", summary="One element with its object counts")
@@ -165,43 +153,26 @@ def sync_router(authorize: Any) -> APIRouter:
         return element_json(element, counts)
 
     @router.patch("/elements/{name}", summary="Change the element's schedule, address or uses")
-    async def schedule(
-        store: StoreDep, request: Request, name: str, body: ScheduleBody
-    ) -> dict[str, Any]:
-        element = await asyncio.to_thread(
-            store.elements.set_schedule, name, body.interval, body.cron, body.url, body.uses
+    async def schedule(sync: EngineDep, name: str, body: ScheduleBody) -> dict[str, Any]:
+        element = await sync.elements.update(
+            name, interval=body.interval, cron=body.cron, url=body.url, uses=body.uses
         )
-        if body.url is not None:
-            await _updated(request, name, f"given the address {body.url}")
         return element_json(element)
 
     @router.delete("/elements/{name}", summary="Remove an element and the hub's copy")
-    async def remove(
-        sync: EngineDep, store: StoreDep, request: Request, name: str
-    ) -> dict[str, str]:
-        element = await asyncio.to_thread(store.elements.get, name)
-        await sync.forget(name)
-        if request.app.state.services.sharing is not None:
-            await request.app.state.services.sharing.forget(element)
-        await asyncio.to_thread(store.elements.remove, name)
+    async def remove(sync: EngineDep, name: str) -> dict[str, str]:
+        await sync.elements.remove(name)
         return {"removed": name}
 
     @router.put("/elements/{name}/credentials", summary="Set the element's credentials")
-    async def credentials(
-        sync: EngineDep, store: StoreDep, request: Request, name: str, body: CredentialsBody
-    ) -> dict[str, str]:
-        await asyncio.to_thread(
-            store.elements.set_credentials,
-            name,
-            Credentials(body.username, body.password),
-            sync.ring,
-        )
-        await _updated(request, name, "given new credentials")
+    async def credentials(sync: EngineDep, name: str, body: CredentialsBody) -> dict[str, str]:
+        await sync.elements.set_credentials(name, Credentials(body.username, body.password))
         return {"element": name, "credentials": "set"}
 
     @router.post("/elements/{name}/sync", summary="Queue a sync (init, incremental, force)")
     async def sync_now(sync: EngineDep, name: str, body: SyncBody) -> dict[str, Any]:
-        job = await sync.request(name, body.kind, "manual", dry_run=body.dry_run, yes=body.yes)
+        options = SyncOptions(dry_run=body.dry_run, yes=body.yes)
+        job = await sync.request(name, body.kind, "manual", options)
         return {"job": job}
 
     @router.get("/jobs", summary="Sync jobs, oldest first")

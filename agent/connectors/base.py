@@ -15,11 +15,9 @@ from typing import Any
 
 from agent.errors import ConnectorError
 
-
-@dataclass(frozen=True)
-class Credentials:
-    username: str
-    password: str = field(repr=False)
+# The contract's credentials are the store's (one type from the store to the driver);
+# re-exported so that drivers import the whole contract from here.
+from agent.store.elements import Credentials as Credentials
 
 
 @dataclass(frozen=True)

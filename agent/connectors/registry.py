@@ -7,10 +7,11 @@ exactly like ``http``.
 from __future__ import annotations
 
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Protocol
 
 from agent.connectors.base import Connector, Credentials
 from agent.errors import ConfigError
+from agent.store.elements import Element
 
 GROUP = "provsync.connectors"
 
@@ -38,8 +39,17 @@ def load(name: str) -> type[Connector]:
     raise ConfigError(f"no connector {name!r} in group {GROUP} (installed: {known})")
 
 
+class ConnectorFactory(Protocol):
+    """How a component gets a connector for a stored element: :func:`connect` in the
+    agent, a fake element in tests. Credentials are read (and decrypted) by the caller."""
+
+    def __call__(
+        self, element: Element, credentials: Credentials | None, *, timeout: float, retries: int
+    ) -> Connector: ...
+
+
 def connect(
-    element: Any, credentials: Credentials | None, *, timeout: float, retries: int
+    element: Element, credentials: Credentials | None, *, timeout: float, retries: int
 ) -> Connector:
     """A connector for a stored element (its driver, address and credentials)."""
     driver = load(element.connector)
