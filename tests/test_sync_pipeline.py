@@ -151,6 +151,7 @@ class Harness:
         deadline = time.monotonic() + within
         while True:
             job = await asyncio.to_thread(self.access.jobs.get, job_id)
+            assert job is not None
             if job.state in ("done", "failed"):
                 return job
             assert time.monotonic() < deadline, f"job {job_id} did not finish in {within}s"

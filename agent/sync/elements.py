@@ -65,12 +65,14 @@ class ElementLifecycle:
         address: str,
         connector: str,
         *,
-        interval: int | None,
-        credentials: Credentials | None,
+        interval: int | None = None,
+        credentials: Credentials | None = None,
         cron: str = "",
         uses: list[str] | None = None,
     ) -> tuple[Element, int]:
         """Store the element and queue its initialization: the element and the job id.
+
+        ``interval`` None: ``[sync] incremental_interval``.
 
         Raises:
             InvalidRequest: a bad type, address, schedule or ``uses``, or the name exists.

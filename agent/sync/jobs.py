@@ -73,6 +73,14 @@ class JobQueue:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def drain(self) -> None:
+        """Wait until every job queued so far, and any it leads to, has ended."""
+        while True:
+            workers = [s.task for s in self._slots.values() if s.task and not s.task.done()]
+            if not workers:
+                return
+            await asyncio.wait(workers)
+
     async def request(self, name: str, kind: str, trigger: str, options: SyncOptions | None) -> int:
         """Queue a sync of ``kind``; returns the job id (an already queued one if any)."""
         if kind not in KINDS:

@@ -1,0 +1,475 @@
+"""Sync rules in-process: the engine over a SQLite store and a real alarm manager, the
+element a fake in memory (checked against the connector contract's conformance suite)
+and time a manual clock. No process, no sleep: each job runs to its end (``drain``).
+
+The same rules against `provsync simulate` and a running agent: tests/test_sync.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from agent.alarms import queries
+from agent.alarms.catalog import Catalog
+from agent.alarms.manager import AlarmManager
+from agent.clock import now
+from agent.config import SyncSettings
+from agent.connectors.base import (
+    ChangePage,
+    ChangeRecord,
+    Connector,
+    ElementInfo,
+    ObjectPage,
+    ObjectRecord,
+)
+from agent.errors import (
+    AuthIncorrect,
+    AuthMissing,
+    CursorGone,
+    ElementUnreachable,
+    UpdateRejected,
+)
+from agent.store.access import StoreAccess
+from agent.store.database import Store
+from agent.store.elements import Credentials, Element
+from agent.store.encryption import KeyRing, StoreKey
+from agent.store.jobs import Job
+from agent.store.models import OBJECTS
+from agent.sync.engine import SyncEngine
+from agent.sync.init import SyncOptions
+from tests.connector_conformance import ConnectorConformance
+
+LOGIN = Credentials("admin", "s3cret-pass")
+Objects = dict[tuple[str, str], Any]
+
+
+# ------------------------------------------------------------------ the fake element
+class FakeElement:
+    """An element's data in memory: objects per class, a change log, faults to set."""
+
+    def __init__(self, stations: int = 20, users: int = 10, version: str = "10.2.1") -> None:
+        self.software_version = version
+        self.credentials = LOGIN
+        self.epoch_number = 1
+        self.data: dict[str, dict[str, Any]] = {
+            "user": {f"u{i:04d}": {"name": f"User {i}"} for i in range(users)},
+            "station": {f"{70000 + i}": {"number": f"{70000 + i}"} for i in range(stations)},
+            "dial-plan": {"main": {"prefixes": {"7": "extension"}}},
+        }
+        self.log: list[ChangeRecord] = []
+        self.last_seq = 0
+        self.kept_from = 0
+        """The oldest sequence number ``changes`` may start after (older ones are gone)."""
+        self.down = False
+        self.rejected: list[tuple[str, str, str]] = []
+
+    @property
+    def epoch(self) -> str:
+        return f"epoch-{self.epoch_number}"
+
+    def connect(self, credentials: Credentials | None) -> FakeConnector:
+        return FakeConnector(self, credentials)
+
+    def change(self, user: str, op: str, cls: str, key: str, data: Any) -> int:
+        """A change made on the element (by its administrators when ``user`` is theirs)."""
+        if op == "delete":
+            self.data[cls].pop(key, None)
+        else:
+            self.data[cls][key] = data
+        self.last_seq += 1
+        self.log.append(ChangeRecord(self.last_seq, now(), user, op, cls, key, data))
+        return self.last_seq
+
+    def new_epoch(self) -> None:
+        """Restored from a backup: the log starts again in a new epoch."""
+        self.epoch_number += 1
+        self.log.clear()
+        self.kept_from = self.last_seq
+
+    def reject(self, cls: str, prefix: str, reason: str) -> None:
+        self.rejected.append((cls, prefix, reason))
+
+    def wipe(self) -> None:
+        for objects in self.data.values():
+            objects.clear()
+
+    def objects(self) -> Objects:
+        return {(cls, key): data for cls, found in self.data.items() for key, data in found.items()}
+
+
+class FakeConnector(Connector):
+    """The connector contract over a :class:`FakeElement`."""
+
+    def __init__(self, element: FakeElement, credentials: Credentials | None) -> None:
+        super().__init__("fake://element", credentials)
+        self.element = element
+
+    def _answer(self) -> FakeElement:
+        element = self.element
+        if element.down:
+            raise ElementUnreachable("fake://element: connection refused")
+        if self.credentials is None:
+            raise AuthMissing("fake://element: credentials required")
+        if self.credentials != element.credentials:
+            raise AuthIncorrect("fake://element: wrong username or password")
+        return element
+
+    async def info(self) -> ElementInfo:
+        element = self._answer()
+        return ElementInfo(
+            "fake-1",
+            "call-server",
+            element.software_version,
+            element.epoch,
+            tuple(element.data),
+            element.last_seq,
+            {cls: len(found) for cls, found in element.data.items()},
+        )
+
+    async def objects(
+        self,
+        cls: str,
+        *,
+        after: str | None = None,
+        snapshot: str | None = None,
+        limit: int = 1000,
+    ) -> ObjectPage:
+        element = self._answer()
+        if snapshot is not None and snapshot != element.epoch:
+            raise CursorGone(f"snapshot {snapshot} is gone")
+        keys = sorted(k for k in element.data[cls] if after is None or k > after)
+        page = tuple(ObjectRecord(k, element.data[cls][k]) for k in keys[:limit])
+        following = page[-1].key if len(keys) > limit else None
+        return ObjectPage(element.epoch, page, following)
+
+    async def changes(self, after: int, *, epoch: str | None, limit: int = 1000) -> ChangePage:
+        element = self._answer()
+        if (epoch is not None and epoch != element.epoch) or after < element.kept_from:
+            raise CursorGone(f"the change log does not reach {after} in {epoch}")
+        found = tuple(c for c in element.log if c.seq > after)[:limit]
+        return ChangePage(element.epoch, found, element.last_seq)
+
+    async def apply(
+        self, cls: str, key: str, op: str, data: dict[str, Any] | None, *, user: str
+    ) -> int:
+        element = self._answer()
+        for rejected_cls, prefix, reason in element.rejected:
+            if cls == rejected_cls and key.startswith(prefix):
+                raise UpdateRejected(reason)
+        return element.change(user, op, cls, key, data)
+
+
+class TestFakeElementConformance(ConnectorConformance):
+    """The fake keeps the contract the real drivers keep."""
+
+    @pytest.fixture
+    def element(self) -> FakeElement:
+        return FakeElement()
+
+
+# ------------------------------------------------------------------ the manual clock
+class ManualClock:
+    """Time that moves only when a test says; sleepers wake when it passes them."""
+
+    def __init__(self) -> None:
+        self.at = now()
+        self.elapsed = 0.0
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+
+    def now(self) -> datetime:
+        return self.at
+
+    def monotonic(self) -> float:
+        return self.elapsed
+
+    async def sleep(self, seconds: float) -> None:
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sleepers.append((self.elapsed + seconds, woken))
+        await woken
+
+    def advance(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)
+        self.elapsed += seconds
+        for due, woken in self._sleepers:
+            if due <= self.elapsed and not woken.done():
+                woken.set_result(None)
+        self._sleepers = [(due, w) for due, w in self._sleepers if not w.done()]
+
+
+# ------------------------------------------------------------------ the harness
+class Hub:
+    """A sync engine whose elements are fakes by address (``fake://<name>``)."""
+
+    def __init__(self, store: Store, manager: AlarmManager, **settings: Any) -> None:
+        self.store = StoreAccess(store.engine)
+        self.manager = manager
+        self.clock = ManualClock()
+        self.fakes: dict[str, FakeElement] = {}
+        self.engine = SyncEngine(
+            SyncSettings(escalate_after_changes=5, page_size=7, **settings),
+            manager,
+            self.store,
+            KeyRing([StoreKey.generate()], Path("test.key")),
+            clock=self.clock,
+            connector_factory=self._connect,
+        )
+
+    def _connect(
+        self, element: Element, credentials: Credentials | None, *, timeout: float, retries: int
+    ) -> Connector:
+        return self.fakes[element.address.removeprefix("http://")].connect(credentials)
+
+    async def add(
+        self, name: str, fake: FakeElement, credentials: Credentials | None = LOGIN, **extra: Any
+    ) -> Job:
+        """Add ``fake`` as element ``name`` and run the initialization that follows."""
+        self.fakes[name] = fake
+        _, job_id = await self.engine.elements.add(
+            name, "call-server", f"http://{name}", "http", credentials=credentials, **extra
+        )
+        return await self.finished(job_id)
+
+    async def sync(self, kind: str, name: str = "cm1", options: SyncOptions | None = None) -> Job:
+        return await self.finished(await self.engine.request(name, kind, "manual", options))
+
+    async def finished(self, job_id: int) -> Job:
+        await self.engine.jobs.drain()
+        job = await asyncio.to_thread(self.store.jobs.get, job_id)
+        assert job is not None
+        return job
+
+    def objects(self, name: str = "cm1") -> Objects:
+        """The hub's copy of the element's objects."""
+        element = self.store.elements.get(name)
+        with self.store.engine.connect() as conn:
+            rows = conn.execute(
+                select(OBJECTS.c.cls, OBJECTS.c.key, OBJECTS.c.data).where(
+                    OBJECTS.c.element_id == element.id
+                )
+            )
+            return {(cls, key): json.loads(data) for cls, key, data in rows}
+
+    def active(self, type_id: str, resource: str = "cm1") -> bool:
+        return self.manager.is_active(type_id, resource)
+
+    def events(self, type_id: str) -> list[dict[str, Any]]:
+        return queries.list_events(self.store.engine, type_id=type_id)
+
+
+@pytest.fixture
+def rules_manager(sqlite_store: Store) -> Iterator[AlarmManager]:
+    started = AlarmManager(sqlite_store.engine, Catalog())
+    started.start()
+    yield started
+    started.stop()
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+@pytest.fixture
+def new_hub(sqlite_store: Store, rules_manager: AlarmManager) -> Any:
+    """Make a started hub inside the test's own event loop (``async with new_hub():``)."""
+
+    class _Started:
+        async def __aenter__(self) -> Hub:
+            self.hub = Hub(sqlite_store, rules_manager)
+            await self.hub.engine.start()
+            return self.hub
+
+        async def __aexit__(self, *exc_info: object) -> None:
+            await self.hub.engine.stop()
+
+    return _Started
+
+
+# ------------------------------------------------------------------ the rules
+def test_adding_an_element_runs_its_initialization(new_hub: Any) -> None:
+    async def scenario() -> None:
+        async with new_hub() as hub:
+            fake = FakeElement()
+            job = await hub.add("cm1", fake)
+            assert (job.kind, job.trigger, job.state) == ("init", "add", "done"), job.error
+            assert hub.objects() == fake.objects()
+            element = hub.store.elements.get("cm1")
+            assert (element.sync_state, element.software_version) == ("idle", "10.2.1")
+            assert element.last_init_ok
+            assert element.last_sync_at == hub.clock.at, "stamped by the injected clock"
+            assert job.ended_at == hub.clock.at
+            assert [e["type"] for e in hub.events("init-sync-completed")] == ["init-sync-completed"]
+
+    run(scenario())
+
+
+def test_incremental_applies_the_change_log_but_the_hubs_own_writes(new_hub: Any) -> None:
+    async def scenario() -> None:
+        async with new_hub() as hub:
+            fake = FakeElement()
+            await hub.add("cm1", fake)
+            fake.change("tech", "create", "station", "77001", {"number": "77001"})
+            fake.change("tech", "update", "user", "u0000", {"name": "Renamed"})
+            fake.change("provsync", "create", "station", "77002", {"n": 1})
+            job = await hub.sync("incremental")
+            assert (job.kind, job.state) == ("incremental", "done"), job.error
+            assert job.counts == {"applied": 2, "skipped_own": 1, "cursor": 3}
+            hub_copy = hub.objects()
+            assert hub_copy[("station", "77001")] == {"number": "77001"}
+            assert hub_copy[("user", "u0000")] == {"name": "Renamed"}
+            assert ("station", "77002") not in hub_copy, "the hub's own write is not read back"
+            again = await hub.sync("incremental")
+            assert again.counts["applied"] == 0
+
+    run(scenario())
+
+
+def test_more_pending_changes_than_the_limit_escalate_to_an_initialization(
+    new_hub: Any,
+) -> None:
+    async def scenario() -> None:
+        async with new_hub() as hub:
+            fake = FakeElement()
+            await hub.add("cm1", fake)
+            for index in range(6):
+                fake.change("tech", "create", "station", f"7{index:04d}", {"n": index})
+            job = await hub.sync("incremental")
+            assert (job.kind, job.state) == ("init", "done"), job.error
+            assert "6 changes are pending, more than 5" in (job.reason or "")
+            (escalated,) = hub.events("sync-escalated")
+            assert "6 changes are pending" in escalated["text"]
+            assert hub.objects() == fake.objects()
+
+    run(scenario())
+
+
+def test_an_upgraded_element_stops_the_incremental_until_an_initialization(
+    new_hub: Any,
+) -> None:
+    async def scenario() -> None:
+        async with new_hub() as hub:
+            fake = FakeElement()
+            await hub.add("cm1", fake)
+            fake.software_version = "10.2.2"
+            fake.change("tech", "create", "station", "71001", {"n": 1})
+            job = await hub.sync("incremental")
+            assert (job.kind, job.state) == ("incremental", "failed"), "no silent switch"
+            assert "upgraded from 10.2.1 to 10.2.2" in (job.error or "")
+            assert ("station", "71001") not in hub.objects()
+            assert hub.active("init-sync-required")
+            assert hub.store.elements.get("cm1").sync_state == "init-required"
+            assert (await hub.sync("init")).state == "done"
+            assert not hub.active("init-sync-required")
+            assert not hub.active("sync-failed")
+            assert hub.objects() == fake.objects()
+
+    run(scenario())
+
+
+def test_contact_alarms_are_raised_by_what_fails_and_cleared_by_what_gets_through(
+    new_hub: Any,
+) -> None:
+    async def scenario() -> None:
+        async with new_hub() as hub:
+            fake = FakeElement()
+            missing = await hub.add("cm1", fake, credentials=None)
+            assert missing.state == "failed"
+            assert hub.active("auth-failed-missing")
+            await hub.engine.elements.set_credentials("cm1", Credentials("admin", "wrong"))
+            assert (await hub.sync("init")).state == "failed"
+            assert hub.active("auth-failed-incorrect")
+            assert not hub.active("auth-failed-missing"), "the credentials were sent this time"
+            await hub.engine.elements.set_credentials("cm1", LOGIN)
+            fake.down = True
+            assert (await hub.sync("init")).state == "failed"
+            assert hub.active("element-unreachable")
+            # A failure clears every contact alarm but the one it raises (the rule as it
+            # stands, although an unreachable element checked no credentials).
+            assert not hub.active("auth-failed-incorrect")
+            fake.down = False
+            assert (await hub.sync("init")).state == "done"
+            for type_id in ("element-unreachable", "auth-failed-incorrect", "sync-failed"):
+                assert not hub.active(type_id), type_id
+
+    run(scenario())
+
+
+def test_a_forced_initialization_empties_the_hub_only_when_confirmed(new_hub: Any) -> None:
+    async def scenario() -> None:
+        async with new_hub() as hub:
+            fake = FakeElement()
+            await hub.add("cm1", fake)
+            held = len(fake.objects())
+            fake.wipe()
+            plain = await hub.sync("init")
+            assert plain.state == "failed"
+            assert "nothing was deleted" in (plain.error or "")
+            report = await hub.sync("force", options=SyncOptions(dry_run=True))
+            assert report.state == "done"
+            assert report.counts["would_delete"] == held
+            refused = await hub.sync("force", options=SyncOptions())
+            assert refused.state == "failed"
+            assert "--yes" in (refused.error or "")
+            assert len(hub.objects()) == held, "nothing deleted unconfirmed"
+            done = await hub.sync("force", options=SyncOptions(yes=True))
+            assert done.state == "done", done.error
+            assert hub.objects() == {}
+            assert hub.events("force-init-sync")[-1]["severity"] == "warning"
+
+    run(scenario())
+
+
+def test_the_schedule_queues_an_incremental_when_the_clock_says_it_is_due(
+    new_hub: Any,
+) -> None:
+    async def scenario() -> None:
+        async with new_hub() as hub:
+            fake = FakeElement()
+            await hub.add("cm1", fake, interval=600)
+            await hub.engine.jobs.schedule_round()
+            await hub.engine.jobs.drain()
+            assert [j.trigger for j in hub.store.jobs.recent("cm1")] == ["add"]
+            hub.clock.advance(601)
+            await hub.engine.jobs.schedule_round()
+            await hub.engine.jobs.drain()
+            last = hub.store.jobs.recent("cm1")[-1]
+            assert (last.trigger, last.kind, last.state) == ("schedule", "incremental", "done")
+
+    run(scenario())
+
+
+def test_removing_an_element_stops_its_syncs_tells_the_hooks_and_clears_its_alarms(
+    new_hub: Any,
+) -> None:
+    class Hooks:
+        def __init__(self) -> None:
+            self.told: list[str] = []
+
+        async def element_updated(self, name: str, how: str) -> None:
+            self.told.append(f"{name} {how}")
+
+        async def forget(self, element: Element) -> None:
+            self.told.append(f"forget {element.name}")
+
+    async def scenario() -> None:
+        async with new_hub() as hub:
+            hooks = Hooks()
+            hub.engine.attach(hooks)
+            fake = FakeElement()
+            fake.down = True
+            await hub.add("cm1", fake)
+            assert hub.active("element-unreachable")
+            await hub.engine.elements.update("cm1", url="http://cm1")
+            await hub.engine.elements.remove("cm1")
+            assert hooks.told == ["cm1 given the address http://cm1", "forget cm1"]
+            assert not hub.active("element-unreachable")
+            assert hub.store.elements.all() == []
+
+    run(scenario())
