@@ -7,6 +7,10 @@ before anything sync or sharing raise at start, so an NMS that resets its view o
 agent on coldStart keeps those alarms.
 Stop: agent-stopping event -> control API -> sharing -> sync -> exporters drain -> alarm
 manager -> store. Signal handlers only set an event; shutdown has a timeout.
+
+Wiring is explicit: the store access (one ``StoreAccess`` over the opened store), the
+clock and the connector factory are built or given here and passed to the sync engine
+and to sharing; sharing is attached to the sync engine as its element hooks.
 """
 
 from __future__ import annotations
@@ -35,9 +39,9 @@ from agent.alarms.operations import PurgeOp
 from agent.api.app import Services
 from agent.api.connections import guarded_protocol, resolve_http
 from agent.api.fast_routes import create_asgi
-from agent.clock import SYSTEM_CLOCK
+from agent.clock import SYSTEM_CLOCK, Clock
 from agent.config import Settings, read_token_file
-from agent.connectors.registry import connect
+from agent.connectors.registry import ConnectorFactory, connect
 from agent.errors import ConfigError, ProvsyncError, StoreError, StoreLockedError
 from agent.export.base import Exporter
 from agent.export.jsonfile import FileExporter
@@ -172,8 +176,19 @@ class _ApiServer(uvicorn.Server):
 
 
 class Agent:
-    def __init__(self, settings: Settings, loop_name: str = "asyncio") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        loop_name: str = "asyncio",
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        connector_factory: ConnectorFactory = connect,
+    ) -> None:
         self.settings = settings
+        self.clock = clock
+        """The time of the sync engine and of sharing."""
+        self.connector_factory = connector_factory
+        """How the sync engine and sharing reach elements (their registered drivers)."""
         self.loop_name = loop_name
         """Which event loop runs the agent, for the start-up line (run_agent chooses it)."""
         self.stop_event = asyncio.Event()
@@ -260,8 +275,8 @@ class Agent:
             manager,
             access,
             self.ring,
-            clock=SYSTEM_CLOCK,
-            connector_factory=connect,
+            clock=self.clock,
+            connector_factory=self.connector_factory,
         )
         await engine.start()
         try:
@@ -282,6 +297,8 @@ class Agent:
             self.settings.data_dir,
             store.identity,
             self.ring,
+            connector_factory=self.connector_factory,
+            clock=self.clock.now,
         )
         await service.start()
         sync.attach(service)
