@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -272,181 +272,175 @@ def rules_manager(sqlite_store: Store) -> Iterator[AlarmManager]:
     started.stop()
 
 
-def run(coro: Any) -> Any:
-    return asyncio.run(coro)
+RunWithHub = Callable[[Callable[[Hub], Awaitable[None]]], None]
 
 
 @pytest.fixture
-def new_hub(sqlite_store: Store, rules_manager: AlarmManager) -> Any:
-    """Make a started hub inside the test's own event loop (``async with new_hub():``)."""
+def with_hub(sqlite_store: Store, rules_manager: AlarmManager) -> RunWithHub:
+    """Run a scenario with a started hub, in an event loop of its own."""
 
-    class _Started:
-        async def __aenter__(self) -> Hub:
-            self.hub = Hub(sqlite_store, rules_manager)
-            await self.hub.engine.start()
-            return self.hub
+    def run(scenario: Callable[[Hub], Awaitable[None]]) -> None:
+        async def started() -> None:
+            hub = Hub(sqlite_store, rules_manager)
+            await hub.engine.start()
+            try:
+                await scenario(hub)
+            finally:
+                await hub.engine.stop()
 
-        async def __aexit__(self, *exc_info: object) -> None:
-            await self.hub.engine.stop()
+        asyncio.run(started())
 
-    return _Started
+    return run
 
 
 # ------------------------------------------------------------------ the rules
-def test_adding_an_element_runs_its_initialization(new_hub: Any) -> None:
-    async def scenario() -> None:
-        async with new_hub() as hub:
-            fake = FakeElement()
-            job = await hub.add("cm1", fake)
-            assert (job.kind, job.trigger, job.state) == ("init", "add", "done"), job.error
-            assert hub.objects() == fake.objects()
-            element = hub.store.elements.get("cm1")
-            assert (element.sync_state, element.software_version) == ("idle", "10.2.1")
-            assert element.last_init_ok
-            assert element.last_sync_at == hub.clock.at, "stamped by the injected clock"
-            assert job.ended_at == hub.clock.at
-            assert [e["type"] for e in hub.events("init-sync-completed")] == ["init-sync-completed"]
+def test_adding_an_element_runs_its_initialization(with_hub: RunWithHub) -> None:
+    async def scenario(hub: Hub) -> None:
+        fake = FakeElement()
+        job = await hub.add("cm1", fake)
+        assert (job.kind, job.trigger, job.state) == ("init", "add", "done"), job.error
+        assert hub.objects() == fake.objects()
+        element = hub.store.elements.get("cm1")
+        assert (element.sync_state, element.software_version) == ("idle", "10.2.1")
+        assert element.last_init_ok
+        assert element.last_sync_at == hub.clock.at, "stamped by the injected clock"
+        assert job.ended_at == hub.clock.at
+        assert [e["type"] for e in hub.events("init-sync-completed")] == ["init-sync-completed"]
 
-    run(scenario())
+    with_hub(scenario)
 
 
-def test_incremental_applies_the_change_log_but_the_hubs_own_writes(new_hub: Any) -> None:
-    async def scenario() -> None:
-        async with new_hub() as hub:
-            fake = FakeElement()
-            await hub.add("cm1", fake)
-            fake.change("tech", "create", "station", "77001", {"number": "77001"})
-            fake.change("tech", "update", "user", "u0000", {"name": "Renamed"})
-            fake.change("provsync", "create", "station", "77002", {"n": 1})
-            job = await hub.sync("incremental")
-            assert (job.kind, job.state) == ("incremental", "done"), job.error
-            assert job.counts == {"applied": 2, "skipped_own": 1, "cursor": 3}
-            hub_copy = hub.objects()
-            assert hub_copy[("station", "77001")] == {"number": "77001"}
-            assert hub_copy[("user", "u0000")] == {"name": "Renamed"}
-            assert ("station", "77002") not in hub_copy, "the hub's own write is not read back"
-            again = await hub.sync("incremental")
-            assert again.counts["applied"] == 0
+def test_incremental_applies_the_change_log_but_the_hubs_own_writes(with_hub: RunWithHub) -> None:
+    async def scenario(hub: Hub) -> None:
+        fake = FakeElement()
+        await hub.add("cm1", fake)
+        fake.change("tech", "create", "station", "77001", {"number": "77001"})
+        fake.change("tech", "update", "user", "u0000", {"name": "Renamed"})
+        fake.change("provsync", "create", "station", "77002", {"n": 1})
+        job = await hub.sync("incremental")
+        assert (job.kind, job.state) == ("incremental", "done"), job.error
+        assert job.counts == {"applied": 2, "skipped_own": 1, "cursor": 3}
+        hub_copy = hub.objects()
+        assert hub_copy[("station", "77001")] == {"number": "77001"}
+        assert hub_copy[("user", "u0000")] == {"name": "Renamed"}
+        assert ("station", "77002") not in hub_copy, "the hub's own write is not read back"
+        again = await hub.sync("incremental")
+        assert again.counts["applied"] == 0
 
-    run(scenario())
+    with_hub(scenario)
 
 
 def test_more_pending_changes_than_the_limit_escalate_to_an_initialization(
-    new_hub: Any,
+    with_hub: RunWithHub,
 ) -> None:
-    async def scenario() -> None:
-        async with new_hub() as hub:
-            fake = FakeElement()
-            await hub.add("cm1", fake)
-            for index in range(6):
-                fake.change("tech", "create", "station", f"7{index:04d}", {"n": index})
-            job = await hub.sync("incremental")
-            assert (job.kind, job.state) == ("init", "done"), job.error
-            assert "6 changes are pending, more than 5" in (job.reason or "")
-            (escalated,) = hub.events("sync-escalated")
-            assert "6 changes are pending" in escalated["text"]
-            assert hub.objects() == fake.objects()
+    async def scenario(hub: Hub) -> None:
+        fake = FakeElement()
+        await hub.add("cm1", fake)
+        for index in range(6):
+            fake.change("tech", "create", "station", f"7{index:04d}", {"n": index})
+        job = await hub.sync("incremental")
+        assert (job.kind, job.state) == ("init", "done"), job.error
+        assert "6 changes are pending, more than 5" in (job.reason or "")
+        (escalated,) = hub.events("sync-escalated")
+        assert "6 changes are pending" in escalated["text"]
+        assert hub.objects() == fake.objects()
 
-    run(scenario())
+    with_hub(scenario)
 
 
 def test_an_upgraded_element_stops_the_incremental_until_an_initialization(
-    new_hub: Any,
+    with_hub: RunWithHub,
 ) -> None:
-    async def scenario() -> None:
-        async with new_hub() as hub:
-            fake = FakeElement()
-            await hub.add("cm1", fake)
-            fake.software_version = "10.2.2"
-            fake.change("tech", "create", "station", "71001", {"n": 1})
-            job = await hub.sync("incremental")
-            assert (job.kind, job.state) == ("incremental", "failed"), "no silent switch"
-            assert "upgraded from 10.2.1 to 10.2.2" in (job.error or "")
-            assert ("station", "71001") not in hub.objects()
-            assert hub.active("init-sync-required")
-            assert hub.store.elements.get("cm1").sync_state == "init-required"
-            assert (await hub.sync("init")).state == "done"
-            assert not hub.active("init-sync-required")
-            assert not hub.active("sync-failed")
-            assert hub.objects() == fake.objects()
+    async def scenario(hub: Hub) -> None:
+        fake = FakeElement()
+        await hub.add("cm1", fake)
+        fake.software_version = "10.2.2"
+        fake.change("tech", "create", "station", "71001", {"n": 1})
+        job = await hub.sync("incremental")
+        assert (job.kind, job.state) == ("incremental", "failed"), "no silent switch"
+        assert "upgraded from 10.2.1 to 10.2.2" in (job.error or "")
+        assert ("station", "71001") not in hub.objects()
+        assert hub.active("init-sync-required")
+        assert hub.store.elements.get("cm1").sync_state == "init-required"
+        assert (await hub.sync("init")).state == "done"
+        assert not hub.active("init-sync-required")
+        assert not hub.active("sync-failed")
+        assert hub.objects() == fake.objects()
 
-    run(scenario())
+    with_hub(scenario)
 
 
 def test_contact_alarms_are_raised_by_what_fails_and_cleared_by_what_gets_through(
-    new_hub: Any,
+    with_hub: RunWithHub,
 ) -> None:
-    async def scenario() -> None:
-        async with new_hub() as hub:
-            fake = FakeElement()
-            missing = await hub.add("cm1", fake, credentials=None)
-            assert missing.state == "failed"
-            assert hub.active("auth-failed-missing")
-            await hub.engine.elements.set_credentials("cm1", Credentials("admin", "wrong"))
-            assert (await hub.sync("init")).state == "failed"
-            assert hub.active("auth-failed-incorrect")
-            assert not hub.active("auth-failed-missing"), "the credentials were sent this time"
-            await hub.engine.elements.set_credentials("cm1", LOGIN)
-            fake.down = True
-            assert (await hub.sync("init")).state == "failed"
-            assert hub.active("element-unreachable")
-            # A failure clears every contact alarm but the one it raises (the rule as it
-            # stands, although an unreachable element checked no credentials).
-            assert not hub.active("auth-failed-incorrect")
-            fake.down = False
-            assert (await hub.sync("init")).state == "done"
-            for type_id in ("element-unreachable", "auth-failed-incorrect", "sync-failed"):
-                assert not hub.active(type_id), type_id
+    async def scenario(hub: Hub) -> None:
+        fake = FakeElement()
+        missing = await hub.add("cm1", fake, credentials=None)
+        assert missing.state == "failed"
+        assert hub.active("auth-failed-missing")
+        await hub.engine.elements.set_credentials("cm1", Credentials("admin", "wrong"))
+        assert (await hub.sync("init")).state == "failed"
+        assert hub.active("auth-failed-incorrect")
+        assert not hub.active("auth-failed-missing"), "the credentials were sent this time"
+        await hub.engine.elements.set_credentials("cm1", LOGIN)
+        fake.down = True
+        assert (await hub.sync("init")).state == "failed"
+        assert hub.active("element-unreachable")
+        # A failure clears every contact alarm but the one it raises (the rule as it
+        # stands, although an unreachable element checked no credentials).
+        assert not hub.active("auth-failed-incorrect")
+        fake.down = False
+        assert (await hub.sync("init")).state == "done"
+        for type_id in ("element-unreachable", "auth-failed-incorrect", "sync-failed"):
+            assert not hub.active(type_id), type_id
 
-    run(scenario())
+    with_hub(scenario)
 
 
-def test_a_forced_initialization_empties_the_hub_only_when_confirmed(new_hub: Any) -> None:
-    async def scenario() -> None:
-        async with new_hub() as hub:
-            fake = FakeElement()
-            await hub.add("cm1", fake)
-            held = len(fake.objects())
-            fake.wipe()
-            plain = await hub.sync("init")
-            assert plain.state == "failed"
-            assert "nothing was deleted" in (plain.error or "")
-            report = await hub.sync("force", options=SyncOptions(dry_run=True))
-            assert report.state == "done"
-            assert report.counts["would_delete"] == held
-            refused = await hub.sync("force", options=SyncOptions())
-            assert refused.state == "failed"
-            assert "--yes" in (refused.error or "")
-            assert len(hub.objects()) == held, "nothing deleted unconfirmed"
-            done = await hub.sync("force", options=SyncOptions(yes=True))
-            assert done.state == "done", done.error
-            assert hub.objects() == {}
-            assert hub.events("force-init-sync")[-1]["severity"] == "warning"
+def test_a_forced_initialization_empties_the_hub_only_when_confirmed(with_hub: RunWithHub) -> None:
+    async def scenario(hub: Hub) -> None:
+        fake = FakeElement()
+        await hub.add("cm1", fake)
+        held = len(fake.objects())
+        fake.wipe()
+        plain = await hub.sync("init")
+        assert plain.state == "failed"
+        assert "nothing was deleted" in (plain.error or "")
+        report = await hub.sync("force", options=SyncOptions(dry_run=True))
+        assert report.state == "done"
+        assert report.counts["would_delete"] == held
+        refused = await hub.sync("force", options=SyncOptions())
+        assert refused.state == "failed"
+        assert "--yes" in (refused.error or "")
+        assert len(hub.objects()) == held, "nothing deleted unconfirmed"
+        done = await hub.sync("force", options=SyncOptions(yes=True))
+        assert done.state == "done", done.error
+        assert hub.objects() == {}
+        assert hub.events("force-init-sync")[-1]["severity"] == "warning"
 
-    run(scenario())
+    with_hub(scenario)
 
 
 def test_the_schedule_queues_an_incremental_when_the_clock_says_it_is_due(
-    new_hub: Any,
+    with_hub: RunWithHub,
 ) -> None:
-    async def scenario() -> None:
-        async with new_hub() as hub:
-            fake = FakeElement()
-            await hub.add("cm1", fake, interval=600)
-            await hub.engine.jobs.schedule_round()
-            await hub.engine.jobs.drain()
-            assert [j.trigger for j in hub.store.jobs.recent("cm1")] == ["add"]
-            hub.clock.advance(601)
-            await hub.engine.jobs.schedule_round()
-            await hub.engine.jobs.drain()
-            last = hub.store.jobs.recent("cm1")[-1]
-            assert (last.trigger, last.kind, last.state) == ("schedule", "incremental", "done")
+    async def scenario(hub: Hub) -> None:
+        fake = FakeElement()
+        await hub.add("cm1", fake, interval=600)
+        await hub.engine.jobs.schedule_round()
+        await hub.engine.jobs.drain()
+        assert [j.trigger for j in hub.store.jobs.recent("cm1")] == ["add"]
+        hub.clock.advance(601)
+        await hub.engine.jobs.schedule_round()
+        await hub.engine.jobs.drain()
+        last = hub.store.jobs.recent("cm1")[-1]
+        assert (last.trigger, last.kind, last.state) == ("schedule", "incremental", "done")
 
-    run(scenario())
+    with_hub(scenario)
 
 
 def test_removing_an_element_stops_its_syncs_tells_the_hooks_and_clears_its_alarms(
-    new_hub: Any,
+    with_hub: RunWithHub,
 ) -> None:
     class Hooks:
         def __init__(self) -> None:
@@ -458,18 +452,17 @@ def test_removing_an_element_stops_its_syncs_tells_the_hooks_and_clears_its_alar
         async def forget(self, element: Element) -> None:
             self.told.append(f"forget {element.name}")
 
-    async def scenario() -> None:
-        async with new_hub() as hub:
-            hooks = Hooks()
-            hub.engine.attach(hooks)
-            fake = FakeElement()
-            fake.down = True
-            await hub.add("cm1", fake)
-            assert hub.active("element-unreachable")
-            await hub.engine.elements.update("cm1", url="http://cm1")
-            await hub.engine.elements.remove("cm1")
-            assert hooks.told == ["cm1 given the address http://cm1", "forget cm1"]
-            assert not hub.active("element-unreachable")
-            assert hub.store.elements.all() == []
+    async def scenario(hub: Hub) -> None:
+        hooks = Hooks()
+        hub.engine.attach(hooks)
+        fake = FakeElement()
+        fake.down = True
+        await hub.add("cm1", fake)
+        assert hub.active("element-unreachable")
+        await hub.engine.elements.update("cm1", url="http://cm1")
+        await hub.engine.elements.remove("cm1")
+        assert hooks.told == ["cm1 given the address http://cm1", "forget cm1"]
+        assert not hub.active("element-unreachable")
+        assert hub.store.elements.all() == []
 
-    run(scenario())
+    with_hub(scenario)
