@@ -17,7 +17,7 @@ test:
 	$(BIN)/ruff format --check agent tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/pytest -n 3
+	$(BIN)/pytest
 
 lint:
 	@VENV=$(VENV) scripts/bootstrap.sh --dev

@@ -42,7 +42,7 @@ layer imports another's module only for an exception class.
 Not here, on purpose: signals that never leave the module that raises them, so no caller
 can see them.
 
-- ``agent.sync.engine.Escalate``: an incremental sync that must become an initialization;
+- ``agent.sync.incremental.Escalate``: an incremental sync that must become an initialization;
   the engine catches it around the incremental sync and runs the initialization instead.
   It is a decision, not a failure, hence not a ProvsyncError.
 - ``agent.export.snmp.ber.BerError`` and ``agent.export.snmp.screen.Refused`` (a

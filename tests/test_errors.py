@@ -104,7 +104,7 @@ def test_errors_are_defined_in_errors_py_and_internal_signals_are_named_there() 
             f"{module}.{name} is an exception outside agent.errors: name it there as internal"
         )
     # The internal signals the docstring explains are still where it says.
-    assert {("agent.sync.engine", "Escalate"), ("agent.export.snmp.ber", "BerError")} <= seen
+    assert {("agent.sync.incremental", "Escalate"), ("agent.export.snmp.ber", "BerError")} <= seen
 
 
 def test_moved_errors_are_provsync_errors() -> None:
