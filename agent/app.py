@@ -50,7 +50,6 @@ from agent.export.snmp.service import SnmpService
 from agent.export.snmp.targets import SnmpTargetExporter
 from agent.export.syslog.agentlog import SyslogSink
 from agent.export.syslog.exporter import SyslogExporter, make_formatter
-from agent.export.syslog.rfc5424 import FACILITIES
 from agent.file_modes import PRIVATE_UMASK, secure_data_dir
 from agent.kept_files import agent_files
 from agent.listen import bind_socket
@@ -59,6 +58,7 @@ from agent.store.access import StoreAccess
 from agent.store.database import Store, redact_url
 from agent.store.encryption import KeyRing, open_key_ring
 from agent.sync.engine import SyncEngine
+from agent.syslog_facilities import FACILITIES
 
 
 def site_catalog(settings: Settings) -> Catalog:

@@ -5,7 +5,7 @@
     `extend` output lines. Target: ours <= 0.7 x snmpd's time.
 (b) traps per second delivered to a local UDP receiver (another process), v2c and v3
     authPriv, through the path a trap target's exporter runs for a batch
-    (agent.export.snmp.targets.TrapPath.deliver: encode, then the whole batch handed to
+    (agent.export.snmp.trap_path.TrapPath.deliver: encode, then the whole batch handed to
     the socket), against a loop of pysnmp's high-level `send_notification`. Targets:
     >= 20,000 v2c and >= 8,000 v3 authPriv traps/s.
 (c) the agent's resident memory with 10,000 and 100,000 active alarms. Target: <= 200 MB
@@ -44,7 +44,7 @@ from agent.alarms.records import Notification, NotificationKind
 from agent.alarms.severity import Severity
 from agent.config import settings_from_dict
 from agent.export.snmp.oids import MibOids
-from agent.export.snmp.targets import trap_path
+from agent.export.snmp.trap_path import trap_path
 from agent.store.database import Store
 
 BIN = Path(sys.executable).parent

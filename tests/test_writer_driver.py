@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from agent.alarms.catalog import Catalog
 from agent.alarms.manager import AlarmManager
 from agent.alarms.operations import CursorOp
-from agent.export.snmp.mibdata import watch_elements
+from agent.export.snmp.mibread import watch_elements
 from agent.store.database import Store
 from agent.store.models import META
 from agent.store.outage import describe, is_store_outage

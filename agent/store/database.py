@@ -27,7 +27,8 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from agent.errors import StoreError, StoreLockedError
 from agent.file_modes import DIR_MODE, create_private_file, tighten
 from agent.store.models import META
-from agent.store.ownership import OwnershipState, ServerOwnership, keepalive_args
+from agent.store.ownership import OwnershipState, ServerOwnership
+from agent.store.server_lock import keepalive_args
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

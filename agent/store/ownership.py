@@ -36,7 +36,7 @@ from loguru import logger
 from sqlalchemy import Connection, Engine, event, text
 
 from agent.errors import StoreFencedError, StoreLockedError
-from agent.store.server_lock import ServerLock, failure_reason, keepalive_args
+from agent.store.server_lock import ServerLock, failure_reason
 
 FENCED = "store ownership lost; not writing until the lock is held again"
 _CHECK = text("SELECT value FROM meta WHERE key = 'owner' FOR SHARE")
@@ -310,14 +310,12 @@ class ServerOwnership:
         self.lock.close()
 
 
-# keepalive_args: re-exported while agent/store/database.py imports it from here.
 __all__ = [
     "FENCED",
     "OwnerFence",
     "OwnershipState",
     "OwnershipWatch",
     "ServerOwnership",
-    "keepalive_args",
     "new_token",
     "who",
 ]

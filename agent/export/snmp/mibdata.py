@@ -34,7 +34,6 @@ from agent.alarms.feed import AlarmRow, Commit
 from agent.alarms.severity import Severity
 from agent.export.snmp import ber, values
 from agent.export.snmp.mibread import (
-    BLOCKING,
     ElementRow,
     ElementRows,
     Snapshot,
@@ -43,7 +42,6 @@ from agent.export.snmp.mibread import (
     log_cells,
     read_elements,
     read_snapshot,
-    watch_elements,
 )
 from agent.export.snmp.oids import (
     ACTIVE_ALARM_COLUMNS,
@@ -61,7 +59,13 @@ from agent.export.snmp.oids import (
 )
 from agent.export.snmp.standard import display_string
 from agent.export.snmp.view import MibView, Region, ScalarRegion, TableRegion
-from agent.sharing.group import NOT_SHARING, RECONCILE_REQUIRED, SYNC_REQUIRED, group_state
+from agent.sharing.group import (
+    BLOCKING_ALARMS,
+    NOT_SHARING,
+    RECONCILE_REQUIRED,
+    SYNC_REQUIRED,
+    group_state,
+)
 from agent.store.table_watch import TableWatch
 
 _COUNTED = (
@@ -117,7 +121,7 @@ class MibData:
         """The last log row applied: the view shows every commit up to it."""
         self.last_changed = self.started_at
         self.counts: Counter[str] = Counter()
-        self._blocking: dict[str, set[int]] = {t: set() for t in BLOCKING}
+        self._blocking: dict[str, set[int]] = {t: set() for t in BLOCKING_ALARMS}
         """Ids of the active alarms of each blocking type (a handful)."""
         self.elements_generation = -1
         """The watch generation the element rows were read at."""
@@ -298,7 +302,3 @@ class MibData:
                 for row, errors in self._element_rows
             ]
         )
-
-
-# watch_elements: re-exported while tests/test_writer_driver.py imports it from here.
-__all__ = ["MibData", "SystemInfo", "watch_elements"]

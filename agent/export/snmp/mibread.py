@@ -28,8 +28,6 @@ from agent.store.table_watch import TableWatch
 
 BUILD_CHUNK = 2000
 """Active alarms read and encoded per query while building: bounds the rows held."""
-BLOCKING = BLOCKING_ALARMS
-"""Alarm types that set the sharing group's state (the element table's sharing column)."""
 ELEMENT_FIELDS = ("name", "type", "sync_state", "sharing", "last_sync_at")
 """The columns of ``elements`` the element table shows: only their updates count."""
 DISTRIBUTION_FIELDS = ("element_id", "state", "rejected")
@@ -145,7 +143,7 @@ def read_snapshot(
         newest = conn.execute(select(func.max(ALARMS.c.changed_at))).scalar()
     table = alarm_table(oids)
     counts: Counter[str] = Counter()
-    blocking: dict[str, set[int]] = {t: set() for t in BLOCKING}
+    blocking: dict[str, set[int]] = {t: set() for t in BLOCKING_ALARMS}
     columns = [ALARMS.c[f] for f in _VIEW_FIELDS]
     with engine.connect() as conn:
         # One query, rows fetched BUILD_CHUNK at a time (a server-side cursor on

@@ -29,7 +29,7 @@ from agent.alarms.severity import Severity
 from agent.errors import Oversized
 
 # Re-exported while agent/app.py still imports the table from here.
-from agent.syslog_facilities import FACILITIES as FACILITIES
+from agent.syslog_facilities import FACILITIES
 
 MSGID = {
     NotificationKind.ALARM_RAISED: "ALARM-RAISED",
