@@ -18,6 +18,7 @@ import tomli_w
 from pyasn1.codec.ber import decoder
 from pysnmp.proto import api
 
+from agent.alarms.catalog import Catalog
 from agent.alarms.records import Notification, NotificationKind
 from agent.config import settings_from_dict
 from agent.export.snmp.oids import MibOids
@@ -218,7 +219,9 @@ async def _deliver_batches(
     service = SimpleNamespace(
         oids=OIDS, engine_id=ENGINE_ID, boots=7, snmp=settings.snmp, uptime=lambda: 500
     )
-    manager = SimpleNamespace(engine=None)
+    # The exporter reads nothing from the log here: deliver() is called directly; the
+    # catalog names the types a gap notice would carry.
+    manager = SimpleNamespace(engine=None, catalog=Catalog())
     exporter = SnmpTargetExporter(
         manager,
         settings.exporters,
