@@ -10,7 +10,9 @@ manager -> store. Signal handlers only set an event; shutdown has a timeout.
 
 Wiring is explicit: the store access (one ``StoreAccess`` over the opened store), the
 clock and the connector factory are built or given here and passed to the sync engine
-and to sharing; sharing is attached to the sync engine as its element hooks.
+and to sharing; sharing is attached to the sync engine as its element hooks. What is
+built from the settings alone (catalog, tokens, exporters, event loop) is in
+agent.wiring; the HTTP server in agent.api.server.
 """
 
 from __future__ import annotations
@@ -18,137 +20,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import importlib.util
-import logging
 import os
-import secrets
 import signal
-import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Literal
 
-import uvicorn
 from loguru import logger
 
 from agent import __version__
-from agent.alarms.catalog import AlarmType, Catalog
 from agent.alarms.manager import AlarmManager
 from agent.alarms.operations import PurgeOp
-from agent.api.app import Services
-from agent.api.connections import guarded_protocol, resolve_http
-from agent.api.fast_routes import create_asgi
+from agent.api.server import serve_api
+from agent.api.services import Services
 from agent.clock import SYSTEM_CLOCK, Clock
-from agent.config import Settings, read_token_file
+from agent.config import Settings
 from agent.connectors.registry import ConnectorFactory, connect
-from agent.errors import ConfigError, ProvsyncError, StoreError, StoreLockedError
+from agent.errors import ProvsyncError, StoreError, StoreLockedError
 from agent.export.base import Exporter
-from agent.export.jsonfile import FileExporter
 from agent.export.snmp import start_traps
 from agent.export.snmp.service import SnmpService
-from agent.export.snmp.targets import SnmpTargetExporter
 from agent.export.syslog.agentlog import SyslogSink
-from agent.export.syslog.exporter import SyslogExporter, make_formatter
 from agent.file_modes import PRIVATE_UMASK, secure_data_dir
 from agent.kept_files import agent_files
-from agent.listen import bind_socket
 from agent.sharing.service import SharingService
 from agent.store.access import StoreAccess
 from agent.store.database import Store, redact_url
 from agent.store.encryption import KeyRing, open_key_ring
 from agent.sync.engine import SyncEngine
 from agent.syslog_facilities import FACILITIES
-
-
-def site_catalog(settings: Settings) -> Catalog:
-    return Catalog(
-        AlarmType(
-            id=t.id,
-            name=t.name,
-            kind=t.kind,
-            severity=t.severity,
-            event_type=t.event_type,
-            probable_cause=t.probable_cause,
-            description=t.description,
-            clear_instructions=t.clear_instructions,
-            resolution=t.resolution,
-            builtin=False,
-        )
-        for t in settings.alarm_types
-    )
-
-
-def resolve_token(settings: Settings) -> str:
-    """The configured token, else the one in ``<data_dir>/api.token`` (made on first start)."""
-    return _token(settings.api.token, settings.token_file, "an API")
-
-
-def resolve_element_token(settings: Settings) -> str:
-    """The elements' token: [sharing] element_token, else ``<data_dir>/element.token``."""
-    return _token(settings.sharing.element_token, settings.element_token_file, "an element")
-
-
-def _token(configured: str, path: Path, what: str) -> str:
-    if configured:
-        return configured
-    existing = read_token_file(path)
-    if existing:
-        return existing
-    path.parent.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
-    logger.info("generated {} token in {}", what, path)
-    return token
-
-
-def agent_hostname(settings: Settings) -> str:
-    return settings.agent.hostname or socket.getfqdn()
-
-
-def build_exporters(
-    settings: Settings, manager: AlarmManager, host: str, snmp: SnmpService | None
-) -> list[Exporter]:
-    exporters: list[Exporter] = []
-    for target in settings.exporters.file:
-        path = settings.exporter_path(target.path)
-        exporters.append(FileExporter(manager, settings.exporters, target, path, host))
-    if settings.syslog.collectors:
-        formatter = make_formatter(settings, host)
-        for collector in settings.syslog.collectors:
-            exporters.append(SyslogExporter(manager, settings.exporters, collector, formatter))
-    if snmp is not None:
-        for index, snmp_target in enumerate(settings.snmp.targets):
-            exporters.append(
-                SnmpTargetExporter(manager, settings.exporters, snmp_target, snmp, index)
-            )
-    return exporters
-
-
-LoopChoice = Literal["auto", "uvloop", "asyncio"]
-
-
-def loop_factory(choice: LoopChoice) -> tuple[str, Callable[[], asyncio.AbstractEventLoop]]:
-    """The event loop ``[agent] event_loop`` names, and its factory.
-
-    ``auto``: uvloop when it is installed (it is not on every platform), else the
-    standard library's loop. Everything of the agent runs in that one loop: the control
-    API, the SNMP listeners, the exporters' sockets; the writer thread hands results to
-    it with ``call_soon_threadsafe``, which both loops provide.
-
-    Raises:
-        ConfigError: ``uvloop`` asked for and not installed.
-    """
-    if choice != "asyncio" and importlib.util.find_spec("uvloop") is not None:
-        import uvloop
-
-        return "uvloop", uvloop.new_event_loop
-    if choice == "uvloop":
-        raise ConfigError("[agent] event_loop is uvloop, which is not installed")
-    return "asyncio", asyncio.new_event_loop
-
+from agent.wiring import (
+    agent_hostname,
+    build_exporters,
+    loop_factory,
+    resolve_element_token,
+    resolve_token,
+    site_catalog,
+)
 
 # Measured need: under a burst of API writes the collector's young-generation passes
 # (every 700 allocations by default) ran thousands of times a second over a heap of
@@ -165,14 +72,6 @@ def run_agent(settings: Settings) -> None:
     agent = Agent(settings, loop_name=name)
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(agent.run())
-
-
-class _ApiServer(uvicorn.Server):
-    """uvicorn inside our event loop: the agent, not uvicorn, owns the signals."""
-
-    @contextlib.contextmanager
-    def capture_signals(self):  # type: ignore[no-untyped-def]
-        yield
 
 
 class Agent:
@@ -320,42 +219,6 @@ class Agent:
             timeout = self.settings.agent.shutdown_timeout
             await asyncio.gather(*(e.stop(timeout) for e in self.exporters))
 
-    @contextlib.asynccontextmanager
-    async def _api(self, services: Services) -> AsyncIterator[None]:
-        api = self.settings.api
-        sock = bind_socket(api.host, api.port)
-        # The agent routes stdlib logging into loguru at level 0, so uvicorn thinks TRACE
-        # is wanted: it would wrap the app in its message logger and build a log record
-        # for each ASGI message of every request, only for loguru to drop them.
-        uvicorn_log = logging.getLogger("uvicorn.error")
-        uvicorn_log.setLevel(max(uvicorn_log.getEffectiveLevel(), logging.DEBUG))
-        http = resolve_http(api.http)
-        config = uvicorn.Config(
-            create_asgi(services),
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            http=guarded_protocol(api.header_timeout, api.max_connections, http),
-        )
-        server = _ApiServer(config)
-        task = asyncio.create_task(server.serve(sockets=[sock]), name="control-api")
-        while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn has no started event
-            await asyncio.sleep(0.02)
-        if task.done():
-            sock.close()
-            task.result()
-            raise ProvsyncError("control API stopped while starting")
-        logger.info("control API on http://{}:{} ({})", api.host, api.port, http)
-        try:
-            yield
-        finally:
-            server.should_exit = True
-            try:
-                await asyncio.wait_for(task, self.settings.agent.shutdown_timeout)
-            except TimeoutError:
-                task.cancel()
-            sock.close()
-
     async def _purge_loop(self, manager: AlarmManager) -> None:
         retention = self.settings.retention
         op = PurgeOp(
@@ -462,7 +325,9 @@ class Agent:
             )
             purge = asyncio.create_task(self._purge_loop(manager), name="retention")
             try:
-                await stack.enter_async_context(self._api(services))
+                await stack.enter_async_context(
+                    serve_api(self.settings.api, services, self.settings.agent.shutdown_timeout)
+                )
                 logger.info(
                     "provsync {} running (pid {}, {} event loop)",
                     __version__,

@@ -37,8 +37,8 @@ def agent_stack() -> tuple[str, str]:
     defaults ("auto": httptools and uvloop when installed), resolved the way it does.
     """
     from agent.api.connections import resolve_http
-    from agent.app import loop_factory
     from agent.config import Settings
+    from agent.wiring import loop_factory
 
     settings = Settings()
     return resolve_http(settings.api.http), loop_factory(settings.agent.event_loop)[0]

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from agent.app import loop_factory
 from agent.errors import ConfigError
+from agent.wiring import loop_factory
 from tests.conftest import AgentProcess
 from tests.netsnmp import run
 
