@@ -155,6 +155,11 @@ def test_store_outage_is_one_line_with_a_doubling_wait_then_distribution_resumes
             _distribute(store, element, "during")
             read.down = False
             await _until(lambda: "during" in connector.applied, 5, "sent after the outage")
+            # The outcome is recorded after the send: await it, not the send alone (CI of
+            # stop 23 read the state between the two).
+            await _until(
+                lambda: _states(store).get("during") == "done", 5, "recorded after the outage"
+            )
         finally:
             await dispatcher.stop()
 
