@@ -1,4 +1,5 @@
-"""Severity conversion and the alarm inventory, checked against DESIGN.md's tables."""
+"""Severity conversion (the table of docs/alarms.md) and the alarm inventory, each written
+out here so that a change of the built-in catalog is a deliberate one."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from agent.alarms.catalog import BUILTIN_TYPES, AlarmType, Catalog, EventType, K
 from agent.alarms.severity import ItuPerceivedSeverity, Severity, SyslogSeverity
 from agent.errors import UnknownAlarmType
 
-# internal -> (ITU perceived severity number, syslog severity number), from DESIGN.md.
+# internal -> (ITU perceived severity number, syslog severity number), from docs/alarms.md.
 DESIGN_TABLE = {
     "critical": (3, 1),
     "major": (4, 2),
@@ -44,7 +45,7 @@ def test_severity_order_for_filters() -> None:
     assert not Severity.WARNING.at_least(Severity.MINOR)
 
 
-# (type id, severity) of every alarm row in DESIGN.md's catalog.
+# (type id, default severity) of every built-in alarm type, as the design lists them.
 DESIGN_ALARMS = {
     "ftp-inactive": "minor",
     "sync-required": "minor",

@@ -21,8 +21,8 @@ from sqlalchemy.exc import OperationalError
 
 from agent.clock import now
 from agent.config import SharingSettings, SyncSettings
+from agent.connectors.connections import ElementConnections
 from agent.sharing import distribution
-from agent.sharing.connections import ElementConnections
 from agent.store.access import StoreAccess
 from agent.store.database import Store
 from agent.store.elements import Credentials, Element

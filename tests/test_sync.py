@@ -1,4 +1,4 @@
-"""Synchronization rules (DESIGN.md), each against `provsync simulate` as a real process."""
+"""Synchronization rules (docs/sync.md), each against `provsync simulate` as a real process."""
 
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ import asyncio
 from typing import Any
 
 from agent.alarms.ports import AlarmSink
+from agent.connectors.connections import ElementConnections
 from agent.errors import InvalidRequest
-from agent.sharing.connections import ElementConnections
 from agent.sharing.sink import clear_if_active
 from agent.store.access import StoreAccess
 from agent.store.element_types import MESSAGING

@@ -14,8 +14,8 @@ from typing import Any
 from loguru import logger
 
 from agent.alarms.ports import AlarmSink
+from agent.connectors.connections import ElementConnections
 from agent.errors import InvalidRequest, ProvsyncError, SharingError
-from agent.sharing.connections import ElementConnections
 from agent.sharing.sink import HUB
 from agent.sharing.tasks import Tasks
 from agent.store.access import StoreAccess

@@ -22,8 +22,8 @@ from loguru import logger
 from agent.clock import now
 from agent.config import SharingSettings, SyncSettings
 from agent.connectors.base import Connector
+from agent.connectors.connections import ElementConnections
 from agent.errors import ConnectorError, UpdateRejected
-from agent.sharing.connections import ElementConnections
 from agent.store.access import StoreAccess
 from agent.store.distributions import Distribution, Outcome
 from agent.store.elements import Element

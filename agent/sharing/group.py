@@ -1,4 +1,4 @@
-"""The sharing group's state, from its two blocking alarms (DESIGN.md, Sharing).
+"""The sharing group's state, from its two blocking alarms (docs/sharing.md).
 
 One pure function, so the sharing service (from the alarm manager's active keys) and the
 SNMP view (from the alarms its commit feed shows) compute the same state the same way.

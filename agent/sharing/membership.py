@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 from packaging.version import InvalidVersion, Version
 
 from agent.alarms.ports import AlarmSink
+from agent.connectors.connections import ElementConnections
 from agent.errors import InvalidRequest, SharingError
-from agent.sharing.connections import ElementConnections
 from agent.sharing.group import SYNC_REQUIRED
 from agent.store.access import StoreAccess
 from agent.store.elements import Element

@@ -11,7 +11,7 @@
 - shared by them: group (the pure group state, also the SNMP view's), parts (what the
   hub-changing components share), connections, tasks, sink, changes.
 
-Alarms follow the behaviour (DESIGN.md, Sharing): sync-required is raised by a start
+Alarms follow the behaviour (docs/sharing.md): sync-required is raised by a start
 sharing and cleared by any completed sync to the hub; sync-reconcile-required by a sync
 that found unresolved conflicts, cleared when none is left; while either is active, hub
 changes are refused and nothing is distributed. ftp-inactive is raised at start when the
@@ -29,9 +29,9 @@ from typing import Any
 from agent import clock as wall_clock
 from agent.alarms.manager import AlarmManager
 from agent.config import SharingSettings, SyncSettings
-from agent.connectors.registry import connect
+from agent.connectors.connections import ElementConnections
+from agent.connectors.registry import ConnectorFactory, connect
 from agent.sharing.activation import Activation
-from agent.sharing.connections import ConnectorFactory, ElementConnections
 from agent.sharing.device_data import DeviceData
 from agent.sharing.distribution import Dispatcher
 from agent.sharing.distribution_alarms import DistributionAlarms

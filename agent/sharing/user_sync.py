@@ -14,8 +14,8 @@ import contextlib
 from loguru import logger
 
 from agent.config import SharingSettings, SyncSettings
+from agent.connectors.connections import ElementConnections
 from agent.errors import ProvsyncError
-from agent.sharing.connections import ElementConnections
 from agent.sharing.group import RECONCILE_REQUIRED, SYNC_REQUIRED
 from agent.sharing.merge import compare
 from agent.sharing.parts import HubComponent, HubParts

@@ -1,7 +1,7 @@
 """The sync engine: the facade over element lifecycle, jobs, initialization and
 incremental syncs, and the job body that joins them.
 
-Rules (DESIGN.md, Synchronization), each in its module:
+Rules (docs/sync.md), each in its module:
 - adding an element queues an initialization sync (agent.sync.elements);
 - an incremental sync applies the change log after the stored cursor, skipping the
   agent's own writes, and becomes an initialization or stops with init-sync-required
@@ -27,6 +27,7 @@ from agent.alarms import queries
 from agent.alarms.manager import AlarmManager
 from agent.clock import SYSTEM_CLOCK, Clock
 from agent.config import SyncSettings
+from agent.connectors.connections import ElementConnections
 from agent.connectors.registry import ConnectorFactory, connect
 from agent.errors import ConnectorError, InvalidRequest, ProvsyncError, SyncStopped
 from agent.store.access import StoreAccess
@@ -56,8 +57,8 @@ class SyncEngine:
         self.ring = ring
         """Decrypts the element credentials kept in the store (and seals new ones)."""
         self.clock = clock
-        self._connect = connector_factory
-        """Makes an element's connector (its registered driver; tests pass their own)."""
+        self._connections = ElementConnections(store, ring, settings, connector_factory)
+        """Opens an element's connector (its registered driver; tests pass their own)."""
         self.jobs = JobQueue(store, clock, settings.max_concurrent_init, self._run_job)
         self.elements = ElementLifecycle(
             store,
@@ -105,20 +106,14 @@ class SyncEngine:
     async def _run_job(
         self, element: Element, job_id: int, kind: str, options: SyncOptions | None
     ) -> None:
-        credentials = await asyncio.to_thread(
-            self.store.elements.credentials, element.id, self.ring
-        )
         await asyncio.to_thread(
             self.store.jobs.update, job_id, state="running", started_at=self.clock.now()
         )
         await asyncio.to_thread(self.store.elements.set_state, element.id, sync_state="running")
         counts: JobCounts = {}
         run_kind = kind
-        settings = self.settings
         try:
-            async with self._connect(
-                element, credentials, timeout=settings.timeout, retries=settings.retries
-            ) as connector:
+            async with await self._connections.open(element) as connector:
                 if kind == "incremental":
                     try:
                         counts = await self._incremental.run(element, connector)

@@ -273,7 +273,7 @@ class MibData:
             ids.discard(alarm_id)
 
     def group_state(self) -> str:
-        """The sharing group's state, shown on every sharing element (DESIGN.md, Sharing)."""
+        """The sharing group's state, shown on every sharing element (docs/sharing.md)."""
         return group_state(
             bool(self._blocking[SYNC_REQUIRED]), bool(self._blocking[RECONCILE_REQUIRED])
         )

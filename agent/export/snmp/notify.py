@@ -1,6 +1,6 @@
 """What an SNMP notification carries, independent of the wire (BER fast path or pysnmp).
 
-Varbind order (DESIGN.md): sysUpTime.0, snmpTrapOID.0, then provsyncNotifySequence,
+Varbind order (docs/snmp.md): sysUpTime.0, snmpTrapOID.0, then provsyncNotifySequence,
 alarm id (0 for events), type id, type name, resource, severity (ITU enum), event type,
 probable cause, text, time (DateAndTime with UTC offset); changes and clears add the
 sequence number of the raise, raises and changes the resolution: the OBJECTS clause of

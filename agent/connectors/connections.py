@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
 
 from agent.config import SyncSettings
-from agent.connectors.base import Connector, Credentials
-from agent.connectors.registry import connect
+from agent.connectors.base import Connector
+from agent.connectors.registry import ConnectorFactory, connect
 from agent.store.access import StoreAccess
 from agent.store.elements import Element
 from agent.store.encryption import KeyRing
-
-
-class ConnectorFactory(Protocol):
-    """Makes a connector for a stored element (agent.connectors.registry.connect)."""
-
-    def __call__(
-        self, element: Element, credentials: Credentials | None, *, timeout: float, retries: int
-    ) -> Connector: ...
 
 
 class ElementConnections:
@@ -45,9 +36,9 @@ class ElementConnections:
 
     async def open(self, element: Element, *, retries: int | None = None) -> Connector:
         """A connector for ``element``; ``retries`` None takes [sync] retries."""
-        stored = await asyncio.to_thread(self._store.elements.credentials, element.id, self._ring)
-        # The connector contract's own type (the same fields): converted at the boundary.
-        credentials = None if stored is None else Credentials(stored.username, stored.password)
+        credentials = await asyncio.to_thread(
+            self._store.elements.credentials, element.id, self._ring
+        )
         return self._factory(
             element,
             credentials,
