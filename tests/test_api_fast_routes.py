@@ -25,6 +25,7 @@ from agent.api.app import create_app
 from agent.api.fast_routes import FastRoutes, create_asgi
 from agent.api.services import Services
 from agent.errors import StoreFencedError
+from agent.store.access import StoreAccess
 from agent.store.database import Store
 from tests.conftest import TOKEN, free_port
 
@@ -155,7 +156,8 @@ async def _pair(
     for name in ("fast", "fastapi"):
         fenced, gate = threading.Event(), threading.Event()
         gate.set()
-        manager = _manager(stores(name), fenced, pending_max)
+        store = stores(name)
+        manager = _manager(store, fenced, pending_max)
         manager.add_listener(lambda seq, gate=gate: gate.wait(30))
         manager.start()
         managers.append(manager)
@@ -165,6 +167,7 @@ async def _pair(
             started_at=datetime(2024, 1, 1, tzinfo=UTC),
             store_url="sqlite://",
             store_id="same",
+            store=StoreAccess(store.engine),
             max_body=MAX_BODY,
             max_batch=5,
         )

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from agent.alarms.catalog import Catalog
 from agent.alarms.manager import AlarmManager
 from agent.errors import OverloadedError, StoreError
+from agent.store.access import StoreAccess
 from agent.store.database import Store
 from agent.store.outage import ThrottledLog, is_store_outage
 from tests.conftest import TOKEN
@@ -218,7 +219,16 @@ def test_a_store_outage_on_a_read_is_503_and_one_line(
         raise sqlite3.OperationalError("unable to open database file")
 
     manager = AlarmManager(sqlite_store.engine, Catalog())
-    app = create_app(Services(manager, TOKEN, datetime.now(UTC), "sqlite://", "id"))
+    app = create_app(
+        Services(
+            manager,
+            TOKEN,
+            datetime.now(UTC),
+            "sqlite://",
+            "id",
+            store=StoreAccess(sqlite_store.engine),
+        )
+    )
 
     async def reads() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)

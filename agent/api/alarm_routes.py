@@ -30,7 +30,7 @@ from agent.api.schemas import (
     RaiseRequest,
     RowId,
 )
-from agent.api.services import ManagerDep, Services, ServicesDep, authorize
+from agent.api.services import Services, ServicesDep, StoreDep, authorize
 from agent.api.statuses import status_of
 from agent.errors import AlarmNotFound, InvalidRequest, OverloadedError, ProvsyncError
 
@@ -215,7 +215,7 @@ def alarm_router() -> APIRouter:
 
     @router.get("/alarms", summary="List alarms")
     async def list_alarms(
-        manager: ManagerDep,
+        store: StoreDep,
         state: Annotated[str, Query(pattern="^(active|cleared|all)$")] = "active",
         severity: Annotated[list[str] | None, Query()] = None,
         type: Annotated[str | None, Query()] = None,
@@ -225,7 +225,7 @@ def alarm_router() -> APIRouter:
     ) -> list[dict[str, Any]]:
         return await asyncio.to_thread(
             queries.list_alarms,
-            manager.engine,
+            store.engine,
             state=state,
             severities=severities(severity),
             type_id=type,
@@ -251,8 +251,8 @@ def alarm_router() -> APIRouter:
         return await do_batch(services, body)
 
     @router.get("/alarms/{alarm_id}", summary="One alarm with its history")
-    async def show_alarm(manager: ManagerDep, alarm_id: RowId) -> dict[str, Any]:
-        alarm = await asyncio.to_thread(queries.get_alarm, manager.engine, alarm_id)
+    async def show_alarm(store: StoreDep, alarm_id: RowId) -> dict[str, Any]:
+        alarm = await asyncio.to_thread(queries.get_alarm, store.engine, alarm_id)
         if alarm is None:
             raise AlarmNotFound(f"no alarm with id {alarm_id}")
         return alarm

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from agent.alarms import queries
 from agent.api.alarm_routes import severities
 from agent.api.schemas import AfterQuery, TestRequest
-from agent.api.services import ManagerDep, ServicesDep, authorize
+from agent.api.services import ServicesDep, StoreDep, authorize
 
 
 def event_router() -> APIRouter:
@@ -19,7 +19,7 @@ def event_router() -> APIRouter:
 
     @router.get("/events", summary="List events, oldest first")
     async def list_events(
-        manager: ManagerDep,
+        store: StoreDep,
         type: Annotated[str | None, Query()] = None,
         resource: str | None = None,
         severity: Annotated[list[str] | None, Query()] = None,
@@ -28,7 +28,7 @@ def event_router() -> APIRouter:
     ) -> list[dict[str, Any]]:
         return await asyncio.to_thread(
             queries.list_events,
-            manager.engine,
+            store.engine,
             type_id=type,
             resource=resource,
             severities=severities(severity),

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends
 from agent import __version__
 from agent.alarms import queries
 from agent.alarms.records import iso
-from agent.api.services import ManagerDep, ServicesDep, authorize
+from agent.api.services import ManagerDep, ServicesDep, StoreDep, authorize
 from agent.export.base import Exporter
 from agent.export.snmp.service import SnmpService
 
@@ -70,13 +70,13 @@ def status_router() -> APIRouter:
     router = APIRouter(prefix="/api/v1", dependencies=[Depends(authorize)])
 
     @router.get("/status", summary="Agent status, alarm counts and exporter cursors")
-    async def status(services: ServicesDep) -> dict[str, Any]:
+    async def status(services: ServicesDep, store: StoreDep) -> dict[str, Any]:
         manager = services.manager
         store_state = services.store_state()
         # Fenced: the store may be unreachable; the status answers at once and says so.
         counts = None
         if store_state == "owned":
-            counts = await asyncio.to_thread(queries.alarm_counts, manager.engine)
+            counts = await asyncio.to_thread(queries.alarm_counts, store.engine)
         return {
             "version": __version__,
             "pid": os.getpid(),
