@@ -153,12 +153,12 @@ class Agent:
 
     @contextlib.asynccontextmanager
     async def _snmp(
-        self, manager: AlarmManager, host: str, started_at: datetime
+        self, manager: AlarmManager, store: Store, host: str, started_at: datetime
     ) -> AsyncIterator[SnmpService | None]:
         if not self.settings.snmp.enabled:
             yield None
             return
-        service = SnmpService(self.settings, manager, host, started_at)
+        service = SnmpService(self.settings, manager, store.engine, host, started_at)
         await service.start()
         self.snmp = service
         try:
@@ -300,7 +300,7 @@ class Agent:
             store = await stack.enter_async_context(self._store())
             manager = await stack.enter_async_context(self._manager(store))
             started_at = datetime.now(UTC)
-            snmp = await stack.enter_async_context(self._snmp(manager, host, started_at))
+            snmp = await stack.enter_async_context(self._snmp(manager, store, host, started_at))
             await stack.enter_async_context(self._exporters(manager, host, snmp))
             await self._started(manager, store, host, snmp)
             access = StoreAccess(store.engine)

@@ -87,7 +87,7 @@ async def running(
     clock = Clock()
     manager = AlarmManager(store.engine, Catalog(), clock=clock)
     manager.start()
-    service = SnmpService(settings, manager, "host1", STARTED)
+    service = SnmpService(settings, manager, store.engine, "host1", STARTED)
     try:
         await service.start()
         yield Agent(store, manager, service, clock)

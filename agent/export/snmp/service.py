@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 from collections import deque
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from loguru import logger
 from sqlalchemy import Engine
@@ -39,22 +39,29 @@ from agent.store.outage import ThrottledLog, is_store_outage
 from agent.store.table_watch import TableWatch
 
 
-class SnmpServicePorts(ExporterPorts, Protocol):
-    """What the SNMP service is handed (the alarm manager): the log and its commit feed,
-    the sink of the heartbeat event, and, beyond those faces, the store's engine, which
-    the view is built from and snmpEngineBoots is counted in."""
-
-    @property
-    def engine(self) -> Engine: ...
-
-
 class SnmpService:
+    """The SNMP agent: its view, listeners, notification targets' engine and heartbeat.
+
+    Args:
+        settings: the whole settings (its [snmp] section, the exporters' pace).
+        manager: the log and its commit feed, and the sink of the heartbeat event.
+        store: the store's engine, read only: the view is built from it and
+            snmpEngineBoots counted in it.
+        host: sysName; started_at: the agent's start (sysUpTime).
+    """
+
     def __init__(
-        self, settings: Settings, manager: SnmpServicePorts, host: str, started_at: datetime
+        self,
+        settings: Settings,
+        manager: ExporterPorts,
+        store: Engine,
+        host: str,
+        started_at: datetime,
     ) -> None:
         self.settings = settings
         self.snmp = settings.snmp
         self.manager = manager
+        self.store = store
         self.host = host
         self.oids = MibOids(self.snmp.root)
         self.started_at = started_at
@@ -86,7 +93,7 @@ class SnmpService:
         """The standard counters (snmpInPkts ...), from every stage's counts."""
         self.sys_or = standard.SysOr(standard.capabilities(self.oids))
         self.data = MibData(
-            manager.engine,
+            store,
             manager.catalog,
             self.oids,
             SystemInfo(name=host, contact=self.snmp.sys_contact, location=self.snmp.sys_location),
@@ -158,7 +165,7 @@ class SnmpService:
         data_dir = self.settings.data_dir
         pen = self.snmp.root[6]
         self.engine_id, self.boots = await asyncio.to_thread(
-            load_engine_state, data_dir, self.snmp.engine_id, pen, self.manager.engine
+            load_engine_state, data_dir, self.snmp.engine_id, pen, self.store
         )
         self.engine = create_engine(self.engine_id, self.boots)
         self.counts.attach(self.engine)
@@ -168,7 +175,7 @@ class SnmpService:
         # before it in there too are applied again harmlessly (see MibData.read_full).
         self._loop = asyncio.get_running_loop()
         self.manager.add_commit_listener(self._on_commit)
-        self.watch = self.data.watch = watch_elements(self.manager.engine)
+        self.watch = self.data.watch = watch_elements(self.store)
         self.watch.add_listener(self._on_elements)
         await self._build()
         vacm.configure_views(self.engine, self.oids.root)
