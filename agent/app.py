@@ -197,7 +197,7 @@ class Agent:
             store.identity,
             self.ring,
             connector_factory=self.connector_factory,
-            clock=self.clock.now,
+            clock=self.clock,
         )
         await service.start()
         sync.attach(service)

@@ -2,8 +2,8 @@
 monotonic time and sleeps of the components that wait.
 
 ``now()`` is one function so that every component stamps rows the same way. Components
-that take a ``Clock`` (the sync engine; app.py passes ``SYSTEM_CLOCK``) let a test drive
-time by hand instead of sleeping.
+that take a ``Clock`` (the sync engine, the sharing service; app.py passes its own, by
+default ``SYSTEM_CLOCK``) let a test drive time by hand instead of sleeping.
 """
 
 from __future__ import annotations

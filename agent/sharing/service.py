@@ -21,13 +21,11 @@ store was restored or the agent upgraded under data that had sharing enabled.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agent import clock as wall_clock
 from agent.alarms.manager import AlarmManager
+from agent.clock import SYSTEM_CLOCK, Clock
 from agent.config import SharingSettings, SyncSettings
 from agent.connectors.connections import ElementConnections
 from agent.connectors.registry import ConnectorFactory, connect
@@ -62,7 +60,7 @@ class SharingService:
         store_id: the store's identity.
         ring: decrypts the element credentials.
         connector_factory: makes the elements' connectors (tests pass their own).
-        clock: the wall clock of jobs and records.
+        clock: the clock (its wall time stamps records and schedules retries).
     """
 
     def __init__(
@@ -76,7 +74,7 @@ class SharingService:
         ring: KeyRing,
         *,
         connector_factory: ConnectorFactory = connect,
-        clock: Callable[[], datetime] = wall_clock.now,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings
         self._alarms = manager
@@ -94,12 +92,12 @@ class SharingService:
             self._errors.refresh,
             self._errors.contact,
             connections=connections,
-            clock=clock,
+            clock=clock.now,
         )
         self._membership = Membership(
             store, manager, connections, settings.min_element_version, self._identity.mark_release
         )
-        parts = HubParts(store, manager, self._gate, self._dispatcher, clock)
+        parts = HubParts(store, manager, self._gate, self._dispatcher, clock.now)
         self._user_sync = UserSync(parts, connections, self._tasks, settings, sync)
         self._pushes = Pushes(parts, settings.classes)
         self._reconcile = Reconcile(parts, self._errors.refresh)
