@@ -57,6 +57,7 @@ from ports import HOST, free_port
 from waits import stop
 
 from agent.cli.client import Client
+from agent.http_tls import client_context
 
 BENCH = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -75,7 +76,12 @@ def wait_health(port: int, proc: subprocess.Popen[bytes], what: str, stderr: Pat
         if proc.poll() is not None:
             break
         try:
-            if httpx.get(f"http://{HOST}:{port}/api/v1/health", timeout=2).status_code == 200:
+            if (
+                httpx.get(
+                    f"http://{HOST}:{port}/api/v1/health", timeout=2, verify=client_context()
+                ).status_code
+                == 200
+            ):
                 return
         except httpx.TransportError:
             time.sleep(0.05)

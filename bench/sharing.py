@@ -34,6 +34,7 @@ from waits import stop, wait_http, wait_job
 from agent.cli.api_types import SharingStatus
 from agent.cli.client import Client
 from agent.errors import ProvsyncError
+from agent.http_tls import client_context
 
 BIN = Path(sys.executable).parent
 PASSWORD = "bench-pass"
@@ -87,7 +88,12 @@ def changes(count: int, op: str, kind: str) -> list[dict[str, Any]]:
 def admin(url: str, method: str, path: str, body: Any = None) -> Any:
     """A call to a simulator (its admin routes ignore the injected faults)."""
     response = httpx.request(
-        method, f"{url}{path}", json=body, auth=("admin", PASSWORD), timeout=120
+        method,
+        f"{url}{path}",
+        json=body,
+        auth=("admin", PASSWORD),
+        timeout=120,
+        verify=client_context(),
     )
     if response.status_code >= 300:
         raise SystemExit(
@@ -151,7 +157,7 @@ async def post_direct(urls: list[str], items: list[dict[str, Any]]) -> float:
 
     async def one(url: str) -> None:
         async with httpx.AsyncClient(
-            base_url=f"{url}/api/v1", auth=("admin", PASSWORD), timeout=60
+            base_url=f"{url}/api/v1", auth=("admin", PASSWORD), timeout=60, verify=client_context()
         ) as client:
             for item in items:
                 response = await client.post("/updates", json={**item, "user": SERVICE_USER})

@@ -45,6 +45,7 @@ from agent.alarms.severity import Severity
 from agent.config import settings_from_dict
 from agent.export.snmp.oids import MibOids
 from agent.export.snmp.trap_path import trap_path
+from agent.http_tls import client_context
 from agent.store.database import Store
 
 BIN = Path(sys.executable).parent
@@ -102,7 +103,12 @@ class AgentRun:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"http://127.0.0.1:{self.api_port}/api/v1/health").status_code == 200:
+                if (
+                    httpx.get(
+                        f"http://127.0.0.1:{self.api_port}/api/v1/health", verify=client_context()
+                    ).status_code
+                    == 200
+                ):
                     return
             except httpx.TransportError:
                 time.sleep(0.1)

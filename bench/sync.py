@@ -34,6 +34,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, Text, create_en
 from waits import wait_http, wait_job
 
 from agent.cli.client import Client
+from agent.http_tls import client_context
 
 BIN = Path(sys.executable).parent
 PASSWORD = "bench-pass"
@@ -66,7 +67,9 @@ def anchor(url: str) -> tuple[float, int]:
         metadata.create_all(engine)
         total = 0
         start = time.perf_counter()
-        with httpx.Client(base_url=f"{url}/api/v1", auth=("admin", PASSWORD)) as http:
+        with httpx.Client(
+            base_url=f"{url}/api/v1", auth=("admin", PASSWORD), verify=client_context()
+        ) as http:
             for cls in http.get("/info").json()["classes"]:
                 after = None
                 while True:
@@ -171,7 +174,9 @@ def main() -> int:
                     anchor_rate, anchor_objects = anchor(sim_url)
                     rounds.append((objects / job_seconds(init), anchor_rate, job_seconds(init)))
                 rss = peak_rss_mb(agent.pid)
-                with httpx.Client(base_url=sim_url, auth=("admin", PASSWORD)) as element:
+                with httpx.Client(
+                    base_url=sim_url, auth=("admin", PASSWORD), verify=client_context()
+                ) as element:
                     for index in range(args.changes):
                         element.post(
                             "/admin/changes",

@@ -12,6 +12,7 @@ import httpx
 
 from agent.cli.api_types import Job
 from agent.cli.client import JOB_ENDED, Client
+from agent.http_tls import client_context
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, within: float = 60) -> None:
@@ -21,7 +22,7 @@ def wait_http(url: str, proc: subprocess.Popen[bytes] | None = None, within: flo
         if proc is not None and proc.poll() is not None:
             raise SystemExit(f"{proc.args!r} exited with {proc.returncode}")
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2, verify=client_context()).status_code == 200:
                 return
         except httpx.TransportError:
             pass

@@ -20,7 +20,9 @@ import tomli_w
 
 from agent.alarms.catalog import Catalog
 from agent.alarms.manager import AlarmManager
+from agent.http_tls import client_context
 from agent.store.database import Store
+from tests.waiting import healthy
 
 PG_ADMIN_URL = os.environ.get("PROVSYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 BIN = Path(sys.executable).parent
@@ -164,11 +166,8 @@ class AgentProcess:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise AssertionError(f"agent exited {self.proc.returncode}:\n{self.log_text()}")
-            try:
-                if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
+            if healthy(self.url):
+                return
             time.sleep(0.05)
         raise AssertionError(f"agent not ready in {timeout}s:\n{self.log_text()}")
 
@@ -223,7 +222,10 @@ class AgentProcess:
 
     def http(self) -> httpx.Client:
         return httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=30,
+            verify=client_context(),
         )
 
 

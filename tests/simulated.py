@@ -10,8 +10,10 @@ from typing import Any
 import httpx
 
 from agent.connectors.http import HttpConnector
+from agent.http_tls import client_context
 from agent.store.elements import Credentials
 from tests.conftest import BIN, free_port
+from tests.waiting import healthy
 
 
 class SimulatedElement:
@@ -62,11 +64,9 @@ class SimulatedElement:
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/api/v1/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.05)
+            if healthy(self.url):
+                return
+            time.sleep(0.05)
         raise AssertionError("simulator did not start")
 
     @staticmethod
@@ -78,7 +78,9 @@ class SimulatedElement:
     def call(self, method: str, path: str, body: Any = None) -> httpx.Response:
         """An admin call whose status the caller checks (hub answers pass through)."""
         auth = (self.credentials.username, self.credentials.password)
-        return httpx.request(method, f"{self.url}{path}", json=body, auth=auth, timeout=60)
+        return httpx.request(
+            method, f"{self.url}{path}", json=body, auth=auth, timeout=60, verify=client_context()
+        )
 
     def shared(self, classes: tuple[str, ...]) -> dict[tuple[str, str], Any]:
         return {k: v for k, v in self.objects().items() if k[0] in classes}
@@ -88,7 +90,9 @@ class SimulatedElement:
 
     def admin(self, method: str, path: str, body: Any = None) -> Any:
         auth = (self.credentials.username, self.credentials.password)
-        response = httpx.request(method, f"{self.url}{path}", json=body, auth=auth)
+        response = httpx.request(
+            method, f"{self.url}{path}", json=body, auth=auth, verify=client_context()
+        )
         response.raise_for_status()
         return response.json()
 

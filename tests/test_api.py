@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import httpx
 
+from agent.http_tls import client_context
 from tests.conftest import AgentProcess
 
 
 def test_token_is_required(agent: AgentProcess) -> None:
-    assert httpx.get(f"{agent.url}/api/v1/health").json() == {"status": "ok"}
+    assert httpx.get(f"{agent.url}/api/v1/health", verify=client_context()).json() == {
+        "status": "ok"
+    }
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic eDp5"}):
-        response = httpx.get(f"{agent.url}/api/v1/alarms", headers=headers)
+        response = httpx.get(f"{agent.url}/api/v1/alarms", headers=headers, verify=client_context())
         assert response.status_code == 401
         assert response.headers["www-authenticate"] == "Bearer"
         assert "token" in response.json()["error"]
     response = httpx.post(
-        f"{agent.url}/api/v1/alarms", json={"type": "sync-failed", "resource": "x"}
+        f"{agent.url}/api/v1/alarms",
+        json={"type": "sync-failed", "resource": "x"},
+        verify=client_context(),
     )
     assert response.status_code == 401
     with agent.http() as http:

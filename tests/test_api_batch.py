@@ -21,6 +21,7 @@ from agent.alarms.catalog import Catalog
 from agent.alarms.manager import AlarmManager
 from agent.api.app import create_app
 from agent.api.services import Services
+from agent.http_tls import client_context
 from agent.store.database import Store
 from tests.conftest import TOKEN, AgentProcess
 
@@ -199,6 +200,7 @@ def test_no_token_is_refused_before_the_body_is_read(agent: AgentProcess) -> Non
         agent.url + BATCH,
         json={"operations": [{"op": "clear", "id": 1}]},
         headers={"Authorization": "Bearer wrong"},
+        verify=client_context(),
     )
     assert wrong.status_code == 401
 
@@ -250,7 +252,7 @@ def test_a_batch_that_does_not_fit_the_writer_bound_is_refused_whole(
     async def scenario() -> tuple[httpx.Response, httpx.Response]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://agent", headers=headers
+            transport=transport, base_url="http://agent", headers=headers, verify=client_context()
         ) as http:
             assert manager.pending == 1  # the stalled commit
             refused = await http.post(BATCH, json=ops("refused", 10))  # 1 + 10 > 10

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from agent.http_tls import client_context
 from tests.conftest import TOKEN, AgentProcess
 
 MiB = 1 << 20
@@ -223,9 +224,9 @@ def test_numbers_out_of_range_are_4xx_naming_the_field(hostile_agent: AgentProce
 def test_the_guard_and_the_routes_agree_on_every_token(hostile_agent: AgentProcess) -> None:
     """Each route of the OpenAPI schema, with each token: the guard (from the headers)
     and the route's own dependency must give the same answer."""
-    schema = httpx.get(f"{hostile_agent.url}/openapi.json").json()
+    schema = httpx.get(f"{hostile_agent.url}/openapi.json", verify=client_context()).json()
     element_routes = set()
-    with httpx.Client(base_url=hostile_agent.url, timeout=30) as http:
+    with httpx.Client(base_url=hostile_agent.url, timeout=30, verify=client_context()) as http:
         for path, operations in schema["paths"].items():
             concrete = path.replace("{key}", "k")
             for name in ("alarm_id", "job_id", "conflict_id", "distribution_id"):
@@ -281,7 +282,7 @@ def test_connections_that_never_finish_their_headers_are_closed(
     assert _closed_by_peer(silent, 5)
     assert time.monotonic() - started < 5
     # A client that sends its headers in time, and keeps the connection, is served.
-    with httpx.Client(base_url=agent.url, timeout=5) as client:
+    with httpx.Client(base_url=agent.url, timeout=5, verify=client_context()) as client:
         for _ in range(3):
             assert client.get("/api/v1/health").status_code == 200
             time.sleep(1.2)  # past header_timeout between requests: keep-alive is not cut
@@ -339,7 +340,12 @@ def test_connections_past_the_cap_are_closed_at_once(agent_factory: Any, http_im
     # Once they are gone, the API serves again.
     def healthy() -> bool:
         try:
-            return httpx.get(f"{agent.url}/api/v1/health", timeout=2).status_code == 200
+            return (
+                httpx.get(
+                    f"{agent.url}/api/v1/health", timeout=2, verify=client_context()
+                ).status_code
+                == 200
+            )
         except httpx.TransportError:
             return False
 

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 
 from agent.alarms.records import Notification, NotificationKind
@@ -24,6 +23,7 @@ from agent.export.snmp.notify import notification_vars, v2c_message
 from agent.export.snmp.oids import MibOids
 from agent.export.syslog.exporter import make_formatter
 from tests.conftest import free_port
+from tests.waiting import healthy
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 sys.path.append(str(BENCH))  # last: bench/syslog.py must not shadow the stdlib syslog
@@ -77,11 +77,9 @@ def anchor(request: pytest.FixtureRequest) -> Iterator[int]:
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/v1/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.05)
+            if healthy(f"http://127.0.0.1:{port}"):
+                break
+            time.sleep(0.05)
         else:
             pytest.fail("the anchor did not start")
         yield port

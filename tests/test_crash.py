@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from agent.http_tls import client_context
 from tests.conftest import TOKEN, AgentProcess
 
 ALARMS = 2000
@@ -37,7 +38,9 @@ class Client:
 
     def work(self, worker: int, stop_after: int | None) -> None:
         headers = {"Authorization": f"Bearer {TOKEN}"}
-        with httpx.Client(base_url=self.agent.url, headers=headers, timeout=10) as http:
+        with httpx.Client(
+            base_url=self.agent.url, headers=headers, timeout=10, verify=client_context()
+        ) as http:
             for index in range(worker, ALARMS, WORKERS):
                 if self.done[index]:
                     continue

@@ -18,6 +18,7 @@ import pytest
 from agent import errors
 from agent.api.app import Services, _status_of, create_app
 from agent.errors import AlarmError, AlarmNotFound, JobNotFound, ProvsyncError
+from agent.http_tls import client_context
 from agent.store.access import StoreAccess
 from agent.store.database import Store
 from tests.conftest import TOKEN
@@ -135,7 +136,9 @@ def api(tmp_path: Path) -> Iterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(services))
     headers = {"Authorization": f"Bearer {TOKEN}"}
     try:
-        yield httpx.AsyncClient(transport=transport, base_url="http://agent", headers=headers)
+        yield httpx.AsyncClient(
+            transport=transport, base_url="http://agent", headers=headers, verify=client_context()
+        )
     finally:
         store.close()
 

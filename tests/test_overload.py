@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from agent.alarms.catalog import Catalog
 from agent.alarms.manager import AlarmManager
 from agent.errors import OverloadedError, StoreError
+from agent.http_tls import client_context
 from agent.store.access import StoreAccess
 from agent.store.database import Store
 from agent.store.outage import ThrottledLog, is_store_outage
@@ -186,7 +187,7 @@ def test_an_overloaded_agent_refuses_at_once_and_keeps_latency_bounded(
         # Below uvicorn's 5 s keep-alive, so no request races a server-side close.
         limits = httpx.Limits(max_connections=64, keepalive_expiry=2)
         async with httpx.AsyncClient(
-            base_url=agent.url, headers=headers, timeout=30, limits=limits
+            base_url=agent.url, headers=headers, timeout=30, limits=limits, verify=client_context()
         ) as http:
             await asyncio.gather(*(client(http, n) for n in range(64)))
 
@@ -234,7 +235,7 @@ def test_a_store_outage_on_a_read_is_503_and_one_line(
         transport = httpx.ASGITransport(app=app)
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://agent", headers=headers
+            transport=transport, base_url="http://agent", headers=headers, verify=client_context()
         ) as http:
             return [await http.get("/api/v1/alarms") for _ in range(20)]
 
@@ -266,7 +267,9 @@ def test_a_stalled_writer_refuses_new_api_writes_at_once(agent_factory: Any) -> 
     try:
 
         async def scenario() -> tuple[list[int], int, float]:
-            async with httpx.AsyncClient(base_url=agent.url, headers=headers, timeout=60) as http:
+            async with httpx.AsyncClient(
+                base_url=agent.url, headers=headers, timeout=60, verify=client_context()
+            ) as http:
 
                 def write(n: int) -> Any:
                     body = {"type": "sync-failed", "resource": f"r{n}"}

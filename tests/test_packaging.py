@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.http_tls import client_context
 from tests.conftest import BIN
+from tests.waiting import healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,15 +89,15 @@ def test_make_run_starts_the_agent(tmp_path: Path) -> None:
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/v1/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+            if healthy(f"http://127.0.0.1:{port}"):
+                break
+            time.sleep(0.1)
         assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
         token = (tmp_path / "var" / "api.token").read_text().strip()
         status = httpx.get(
-            f"http://127.0.0.1:{port}/api/v1/status", headers={"Authorization": f"Bearer {token}"}
+            f"http://127.0.0.1:{port}/api/v1/status",
+            headers={"Authorization": f"Bearer {token}"},
+            verify=client_context(),
         )
         assert status.status_code == 200
     finally:

@@ -27,6 +27,7 @@ from agent.export.snmp.fastpath import FastResponder
 from agent.export.snmp.rate_limits import SenderBudget
 from agent.export.snmp.v3auth import known_users
 from agent.export.snmp.view import MibView, ScalarRegion
+from agent.http_tls import client_context
 from tests.conftest import AgentProcess
 from tests.netsnmp import run
 from tests.test_snmp_agent import v3
@@ -500,7 +501,7 @@ def test_a_flood_of_hostile_datagrams_leaves_the_agent_responsive(agent_factory:
     latencies: list[float] = []
     with agent.http() as http:
         engine = bytes.fromhex(http.get("/api/v1/status").json()["snmp"]["engine_id"])
-    with httpx.Client(base_url=agent.url, timeout=10) as http:
+    with httpx.Client(base_url=agent.url, timeout=10, verify=client_context()) as http:
         # Past start-up work (first view build, exporters' first round, the first
         # connection) so that what is measured is the flood's effect.
         assert _snmpget_v2c(agent).returncode == 0

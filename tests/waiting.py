@@ -7,6 +7,10 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import httpx
+
+from agent.http_tls import client_context
+
 T = TypeVar("T")
 
 
@@ -30,3 +34,15 @@ async def until(check: Callable[[], object], within: float = 20.0, every: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not reached in {within}s")
         await asyncio.sleep(every)
+
+
+def healthy(base_url: str, timeout: float = 1.0) -> bool:
+    """``GET /api/v1/health`` answers 200: the agent (or a simulator) at ``base_url`` is up.
+
+    The clients share one TLS context (agent.http_tls): a poll must not cost the CA
+    bundle's load each time."""
+    try:
+        url = f"{base_url}/api/v1/health"
+        return httpx.get(url, timeout=timeout, verify=client_context()).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -44,6 +44,7 @@ from agent.cli.api_types import (
     TestNotification,
 )
 from agent.errors import AgentUnavailable, ApiError
+from agent.http_tls import client_context
 
 QueryValue: TypeAlias = str | int | list[str] | None
 JOB_ENDED = frozenset({"done", "failed"})
@@ -62,7 +63,9 @@ class Client:
     def __init__(self, base_url: str, token: str | None, timeout: float = 30.0) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=timeout, verify=client_context()
+        )
 
     def close(self) -> None:
         self._http.close()

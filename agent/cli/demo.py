@@ -18,6 +18,7 @@ import tomli_w
 
 from agent.cli.client import JOB_ENDED, Client
 from agent.errors import ProvsyncError
+from agent.http_tls import client_context
 from agent.store.element_types import CALL_SERVER, MESSAGING, SMALL_OFFICE
 
 ELEMENTS = (("cm1", CALL_SERVER, 2000), ("ipo1", SMALL_OFFICE, 300), ("msg1", MESSAGING, 500))
@@ -48,7 +49,7 @@ def _wait(url: str, within: float = 60) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            if httpx.get(url, timeout=2, verify=client_context()).status_code == 200:
                 return
         except httpx.TransportError:
             time.sleep(0.1)
@@ -156,7 +157,9 @@ def run_demo(
         results = {name: _job(api, job) for name, job in jobs.items()}
         say("making changes on the elements as their own administrators, then syncing")
         for name, url in urls.items():
-            with httpx.Client(base_url=url, auth=("admin", password)) as element:
+            with httpx.Client(
+                base_url=url, auth=("admin", password), verify=client_context()
+            ) as element:
                 for index in range(5):
                     element.post(
                         "/admin/changes",

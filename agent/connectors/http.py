@@ -39,6 +39,7 @@ from agent.errors import (
     MalformedAnswer,
     UpdateRejected,
 )
+from agent.http_tls import client_context
 
 _NOT_JSON: Any = object()
 """The body of an answer that is not JSON (an error answer's text is then its message)."""
@@ -72,6 +73,7 @@ class HttpConnector(Connector):
             auth=auth,
             timeout=timeout,
             transport=transport,
+            verify=client_context(),
         )
 
     async def close(self) -> None:

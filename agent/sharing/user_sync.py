@@ -156,9 +156,16 @@ class UserSync(HubComponent):
             await self._synced(element, job, plan.counts())
 
     async def _synced(self, element: Element, job: int, counts: dict[str, int]) -> None:
-        await asyncio.to_thread(
-            self._store.jobs.update, job, state="done", ended_at=self._clock(), counts=counts
-        )
+        # The job ends once the alarms are as the sync leaves them: a client that waited
+        # for "done" must not see sync-required or ftp-inactive still active.
+        try:
+            await self._sync_alarms(element, counts)
+        finally:
+            await asyncio.to_thread(
+                self._store.jobs.update, job, state="done", ended_at=self._clock(), counts=counts
+            )
+
+    async def _sync_alarms(self, element: Element, counts: dict[str, int]) -> None:
         await clear_if_active(self._alarms, "sync-failed", element.name, "user-sync")
         await self._alarms.emit_event(
             "user-sync-completed",

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent import __version__
 from agent.errors import SimulatorError
+from agent.http_tls import client_context
 from agent.simulator.state import CLASSES, ElementState, RejectRule
 
 _basic = HTTPBasic(auto_error=False)
@@ -43,7 +44,9 @@ class Simulator:
             raise SimulatorError(409, "no-hub", "start the simulator with --hub to call a hub")
         headers = {"Authorization": f"Bearer {self.hub_token}"}
         try:
-            async with httpx.AsyncClient(base_url=self.hub, timeout=60.0) as client:
+            async with httpx.AsyncClient(
+                base_url=self.hub, timeout=60.0, verify=client_context()
+            ) as client:
                 response = await client.post(f"/api/v1{path}", json=body, headers=headers)
         except httpx.TransportError as exc:
             raise SimulatorError(502, "hub-unreachable", f"the hub did not answer: {exc}") from None

@@ -137,15 +137,19 @@ class SyncEngine:
                 element, job_id, run_kind, ProvsyncError(f"internal error: {exc!r}"), counts
             )
             return
-        await asyncio.to_thread(
-            self.store.jobs.update,
-            job_id,
-            state="done",
-            ended_at=self.clock.now(),
-            counts=counts,
-            kind=run_kind,
-        )
-        await self._succeeded(element, run_kind, counts)
+        # The job ends once what it changed is committed (alarms cleared, its event): a
+        # client that waited for "done" then sees the alarms as the sync left them.
+        try:
+            await self._succeeded(element, run_kind, counts)
+        finally:
+            await asyncio.to_thread(
+                self.store.jobs.update,
+                job_id,
+                state="done",
+                ended_at=self.clock.now(),
+                counts=counts,
+                kind=run_kind,
+            )
 
     async def _escalated(self, element: Element, job_id: int, reason: str) -> None:
         await asyncio.to_thread(self.store.jobs.update, job_id, kind="init", reason=reason)
