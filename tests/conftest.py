@@ -22,6 +22,8 @@ from agent.alarms.catalog import Catalog
 from agent.alarms.manager import AlarmManager
 from agent.http_tls import client_context
 from agent.store.database import Store
+from tests import forked
+from tests.forked import Forked
 from tests.waiting import healthy
 
 PG_ADMIN_URL = os.environ.get("PROVSYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -131,7 +133,7 @@ class AgentProcess:
             else:
                 document[section] = values
         self.config.write_text(tomli_w.dumps(document))
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: Forked | None = None
 
     @property
     def url(self) -> str:
@@ -147,15 +149,9 @@ class AgentProcess:
         return env
 
     def start(self, wait: bool = True) -> AgentProcess:
-        handle = self.log.open("ab")
-        self.proc = subprocess.Popen(
-            [str(BIN / "provsync"), "run", "--config", str(self.config)],
-            env=self.env(),
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            cwd=self.root,
+        self.proc = Forked(
+            ["run", "--config", str(self.config)], env=self.env(), cwd=self.root, stdout=self.log
         )
-        handle.close()
         if wait:
             self.wait_ready()
         return self
@@ -205,14 +201,7 @@ class AgentProcess:
         self.proc.wait()
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(BIN / "provsync"), *args],
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=self.root,
-        )
+        result = forked.run(list(args), env=self.env(), cwd=self.root)
         if check and result.returncode != 0:
             raise AssertionError(
                 f"provsync {' '.join(args)} exited {result.returncode}:\n"

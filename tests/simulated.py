@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,8 @@ import httpx
 from agent.connectors.http import HttpConnector
 from agent.http_tls import client_context
 from agent.store.elements import Credentials
-from tests.conftest import BIN, free_port
+from tests.conftest import free_port
+from tests.forked import Forked
 from tests.waiting import healthy
 
 
@@ -34,9 +35,8 @@ class SimulatedElement:
         password_file = root / "password"
         password_file.write_text("s3cret-pass\n")
         self.credentials = Credentials("admin", "s3cret-pass")
-        self.proc = subprocess.Popen(
+        self.proc = Forked(
             [
-                str(BIN / "provsync"),
                 "simulate",
                 "--port",
                 str(self.port),
@@ -59,8 +59,9 @@ class SimulatedElement:
                     else []
                 ),
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            env=dict(os.environ),
+            cwd=root,
+            stdout=Path(os.devnull),
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -1,11 +1,13 @@
 """Every CLI error is one line on stderr with the documented exit status, never a traceback.
 
 Exit status (README): 0 success, 1 refused by the agent / agent not running / a runtime
-failure, 2 bad usage or bad configuration. Each case runs ``provsync`` as a subprocess.
+failure, 2 bad usage or bad configuration. Each case runs ``provsync`` as its own process
+(tests/forked.py).
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 from pathlib import Path
@@ -13,13 +15,12 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from tests.conftest import BIN, free_port, free_udp_port
+from tests import forked
+from tests.conftest import free_port, free_udp_port
 
 
 def provsync(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "provsync"), *args], capture_output=True, text=True, timeout=60, cwd=cwd
-    )
+    return forked.run(list(args), env=dict(os.environ), cwd=cwd or Path.cwd())
 
 
 def assert_one_line(result: subprocess.CompletedProcess[str], code: int, needle: str) -> str:

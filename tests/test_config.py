@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import tomllib
@@ -26,16 +27,14 @@ from agent.config import (
 )
 from agent.errors import ConfigError
 from agent.syslog_facilities import FACILITIES
-from tests.conftest import BIN
+from tests import forked
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "etc" / "provsync.toml"
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "provsync"), *args], capture_output=True, text=True, timeout=60, cwd=cwd
-    )
+    return forked.run(list(args), env=dict(os.environ), cwd=cwd or Path.cwd())
 
 
 def test_example_config_is_valid_and_documents_the_defaults() -> None:
