@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -148,9 +148,14 @@ class AgentProcess:
         env["PROVSYNC_CONFIG"] = str(self.config)
         return env
 
-    def start(self, wait: bool = True) -> AgentProcess:
+    def start(self, wait: bool = True, setup: Callable[[], None] | None = None) -> AgentProcess:
+        """``provsync run``; ``setup`` runs in the child first (tests/forked.py)."""
         self.proc = Forked(
-            ["run", "--config", str(self.config)], env=self.env(), cwd=self.root, stdout=self.log
+            ["run", "--config", str(self.config)],
+            env=self.env(),
+            cwd=self.root,
+            stdout=self.log,
+            setup=setup,
         )
         if wait:
             self.wait_ready()

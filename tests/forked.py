@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 _CONTEXT = multiprocessing.get_context("forkserver")
@@ -41,7 +42,14 @@ _CONTEXT.set_forkserver_preload(
 )
 
 
-def _main(argv: list[str], env: dict[str, str], cwd: str, stdout: str, stderr: str) -> None:
+def _main(
+    argv: list[str],
+    env: dict[str, str],
+    cwd: str,
+    stdout: str,
+    stderr: str,
+    setup: Callable[[], None] | None,
+) -> None:
     """In the child: the console script's ``sys.exit(main())`` with the given set-up."""
     for fd, path in ((1, stdout), (2, stderr)):
         target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -52,6 +60,8 @@ def _main(argv: list[str], env: dict[str, str], cwd: str, stdout: str, stderr: s
     os.chdir(cwd)
     sys.argv = ["provsync", *argv]
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    if setup is not None:
+        setup()
 
     from agent.cli.main import main
 
@@ -69,11 +79,14 @@ class Forked:
         cwd: Path,
         stdout: Path,
         stderr: Path | None = None,
+        setup: Callable[[], None] | None = None,
     ) -> None:
+        """``setup``, a module-level function, runs in the child before the command (a
+        test's way to speed up a library clock there; the agent's code is unchanged)."""
         self.args = args
         self._process = _CONTEXT.Process(
             target=_main,
-            args=(args, env, str(cwd), str(stdout), str(stderr or stdout)),
+            args=(args, env, str(cwd), str(stdout), str(stderr or stdout), setup),
             daemon=True,
         )
         self._process.start()
