@@ -4,6 +4,9 @@
 VENV ?= .venv
 CONFIG ?= etc/provsync.toml
 BIN := $(VENV)/bin
+# Test processes: most tests wait on real peers (agents, snmptrapd, rsyslogd), so four
+# workers keep two cores busy (decision 106).
+TEST_WORKERS ?= 4
 
 .PHONY: run test lint bench clean
 
@@ -17,7 +20,7 @@ test:
 	$(BIN)/ruff format --check agent tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-cache
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 lint:
 	@VENV=$(VENV) scripts/bootstrap.sh --dev
