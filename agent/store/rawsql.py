@@ -40,6 +40,8 @@ from sqlalchemy.exc import DBAPIError
 from agent.store.upsert import insert_sql, placeholder, upsert_sql
 
 Row = dict[str, Any]
+Stored = str | datetime
+"""A timestamp as the driver takes it: SQLite's text form, or a naive UTC datetime."""
 _Plan = tuple[Callable[[Row], Any], tuple[int, ...], bool]
 """How to turn a row into parameters: a getter of the columns' values, the positions of
 the timestamps among them, and whether the getter returns one value (one column)."""
@@ -58,12 +60,12 @@ class RawWriter:
         # datetime object in its alarm, history and log rows, which are written by three
         # statements, so a single "last value" memo converted each one three times. The
         # entry keeps the object alive, so its id cannot be reused while it is here.
-        self._stamps: dict[int, tuple[datetime, Any]] = {}
+        self._stamps: dict[int, tuple[datetime, Stored]] = {}
         self._cursor: Any = None
         self._cursor_of: Any = None
         """The DBAPI connection ``_cursor`` belongs to (a new connection: a new cursor)."""
 
-    def stamp(self, value: datetime | None) -> Any:
+    def stamp(self, value: datetime | None) -> Stored | None:
         """An aware datetime as the UTCDateTime column stores it (naive UTC)."""
         if value is None:
             return None
@@ -74,7 +76,7 @@ class RawWriter:
         # SQLite: the storage format of sqlalchemy.dialects.sqlite.DATETIME
         # ("%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d.
         # %(microsecond)06d"); isoformat spells it alike, five times faster than strftime.
-        stored: Any = naive.isoformat(" ", "microseconds") if self.sqlite else naive
+        stored: Stored = naive.isoformat(" ", "microseconds") if self.sqlite else naive
         if len(self._stamps) >= 4096:
             self._stamps.clear()  # a group commit has one per request: bounded
         self._stamps[id(value)] = (value, stored)
