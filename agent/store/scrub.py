@@ -8,8 +8,10 @@ as the encryption, so a crash before the scrub redoes it at the next start.
 
 from __future__ import annotations
 
+import re
 import time
 
+import psycopg
 from loguru import logger
 from sqlalchemy import Connection, Engine, delete, select
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -17,6 +19,10 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from agent.store.models import CREDENTIALS, META
 
 SCRUB_PENDING = "credentials_scrub_pending"
+VACUUM_TRIES = 8
+"""Rewrites of the credentials table while a transaction still sees an old row (about
+9 s in all with the doubling wait between them)."""
+_KEPT = re.compile(r"(\d+) dead row versions cannot be removed yet")
 
 
 def scrub_store(engine: Engine) -> None:
@@ -36,8 +42,12 @@ def scrub_store(engine: Engine) -> None:
         try:
             if sqlite:
                 conn.exec_driver_sql("VACUUM")
-            else:
-                conn.exec_driver_sql(f"VACUUM FULL {CREDENTIALS.name}")
+            elif not _vacuum_full(conn, CREDENTIALS.name):
+                logger.warning(
+                    "could not rewrite the store to drop old copies of the credentials: "
+                    "another transaction still sees them (retried at the next start)"
+                )
+                return
         except SQLAlchemyError as exc:
             # The values are encrypted already; the scrub is retried at the next start.
             logger.warning(
@@ -55,6 +65,38 @@ def scrub_store(engine: Engine) -> None:
         "rewrote the store so it keeps no old copy of the credentials ({:.1f} s)",
         time.monotonic() - started,
     )
+
+
+def _vacuum_full(conn: Connection, table: str) -> bool:
+    """``VACUUM FULL`` of ``table`` until it copied no dead row version; False if one was
+    still copied after the last try.
+
+    VACUUM FULL keeps a dead row version that a running transaction of the database may
+    still see (an autovacuum's ANALYZE, another agent's read): the new file would hold
+    the old value again. The server says so in the VERBOSE report ("N dead row versions
+    cannot be removed yet"), so the rewrite is repeated until it could drop them.
+    """
+    driver = conn.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    kept: list[int] = []
+
+    def notice(diagnostic: psycopg.errors.Diagnostic) -> None:
+        found = _KEPT.search(diagnostic.message_detail or "")
+        if found:
+            kept.append(int(found.group(1)))
+
+    driver.add_notice_handler(notice)
+    try:
+        for attempt in range(VACUUM_TRIES):
+            kept.clear()
+            conn.exec_driver_sql(f"VACUUM (FULL, VERBOSE) {table}")
+            if not any(kept):
+                return True
+            if attempt + 1 < VACUUM_TRIES:
+                time.sleep(min(0.1 * 2**attempt, 2.0))
+        return False
+    finally:
+        driver.remove_notice_handler(notice)
 
 
 def mark_scrub_pending(conn: Connection) -> None:
