@@ -5,7 +5,7 @@ VENV ?= .venv
 CONFIG ?= etc/provsync.toml
 BIN := $(VENV)/bin
 # Test processes: most tests wait on real peers (agents, snmptrapd, rsyslogd), so four
-# workers keep two cores busy (decision 106).
+# workers keep two cores busy (decision 107).
 TEST_WORKERS ?= 4
 
 .PHONY: run test lint bench clean

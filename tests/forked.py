@@ -6,8 +6,10 @@ FastAPI, pydantic, SQLAlchemy and pysnmp before it does anything; a CLI command 
 machine's two cores those imports were half of the suite's CPU time. multiprocessing's
 forkserver imports the agent once (``set_forkserver_preload``) and forks each process
 from there: the child runs the same ``agent.cli.main.main()`` with its own argv,
-environment, working directory and output files, and is a real process (its own pid,
-signals, exit status, sockets), started in about 0.05 s of CPU.
+environment, umask, working directory and output files, and is a real process (its own
+pid, signals, exit status, sockets). What differs from a process started from the
+console script: stdin is /dev/null, atexit handlers do not run (the agent has none), and
+variables read when the interpreter starts (PYTHON*, TZ) come from the forkserver.
 
 The console script itself still runs where a test is about it (tests/test_packaging.py,
 the CLI tests that answer a prompt on stdin).
@@ -15,6 +17,7 @@ the CLI tests that answer a prompt on stdin).
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 import signal
@@ -48,9 +51,12 @@ def _main(
     cwd: str,
     stdout: str,
     stderr: str,
+    umask: int,
     setup: Callable[[], None] | None,
 ) -> None:
     """In the child: the console script's ``sys.exit(main())`` with the given set-up."""
+    # What a child of the test process would inherit, not what the forkserver had.
+    os.umask(umask)
     for fd, path in ((1, stdout), (2, stderr)):
         target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(target, fd)
@@ -63,7 +69,12 @@ def _main(
     if setup is not None:
         setup()
 
+    from agent.cli import output
     from agent.cli.main import main
+
+    # The CLI's consoles read the terminal and COLUMNS when imported: in the forkserver,
+    # not here. Made again for this child's output files and environment.
+    importlib.reload(output)
 
     sys.exit(main())
 
@@ -84,9 +95,11 @@ class Forked:
         """``setup``, a module-level function, runs in the child before the command (a
         test's way to speed up a library clock there; the agent's code is unchanged)."""
         self.args = args
+        umask = os.umask(0o077)
+        os.umask(umask)
         self._process = _CONTEXT.Process(
             target=_main,
-            args=(args, env, str(cwd), str(stdout), str(stderr or stdout), setup),
+            args=(args, env, str(cwd), str(stdout), str(stderr or stdout), umask, setup),
             daemon=True,
         )
         self._process.start()
@@ -122,24 +135,18 @@ def run(
     args: list[str], *, env: dict[str, str], cwd: Path, timeout: float = 60.0
 ) -> subprocess.CompletedProcess[str]:
     """A CLI command, waited for, with its output (as ``subprocess.run`` would give it)."""
-    with tempfile.NamedTemporaryFile(prefix="cli-out-", delete=False) as o:
-        out = Path(o.name)
-    with tempfile.NamedTemporaryFile(prefix="cli-err-", delete=False) as e:
-        err = Path(e.name)
-    process = Forked(args, env=env, cwd=cwd, stdout=out, stderr=err)
-    try:
-        code = process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        raise
-    try:
+    with tempfile.TemporaryDirectory(prefix="provsync-cli-") as where:
+        out, err = Path(where) / "stdout", Path(where) / "stderr"
+        process = Forked(args, env=env, cwd=cwd, stdout=out, stderr=err)
+        try:
+            code = process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
         return subprocess.CompletedProcess(
             ["provsync", *args],
             code,
             out.read_text(errors="replace"),
             err.read_text(errors="replace"),
         )
-    finally:
-        out.unlink(missing_ok=True)
-        err.unlink(missing_ok=True)

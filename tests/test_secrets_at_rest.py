@@ -605,15 +605,14 @@ def test_an_upgrade_from_clear_credentials_leaves_no_dead_clear_row_on_postgresq
 
 @pytest.mark.postgres
 def test_the_rewrite_waits_for_a_transaction_that_still_sees_the_clear_row(
-    tmp_path: Path, pg_url: str
+    tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A transaction of the same database whose snapshot still sees the clear row version
     (an autovacuum's ANALYZE, another agent's read) makes VACUUM FULL copy it into the
     new file: the rewrite is repeated once that transaction has ended."""
-    import threading
-
     import psycopg
 
+    from agent.store import scrub
     from agent.store.encryption import open_key_ring
 
     store = _store_at_0004_with_clear_credentials(pg_url)
@@ -621,15 +620,21 @@ def test_the_rewrite_waits_for_a_transaction_that_still_sees_the_clear_row(
     # The snapshot is taken before the encryption's UPDATE: the clear row stays visible.
     reader.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
     reader.execute("SELECT 1").fetchone()  # no lock on a table the migration alters
-    ended = threading.Timer(1.0, reader.execute, ("ROLLBACK",))
-    ended.start()
+    waits: list[float] = []
+
+    def wait(seconds: float) -> None:
+        # The first wait between rewrites: the reader ends meanwhile.
+        waits.append(seconds)
+        reader.execute("ROLLBACK")
+
+    monkeypatch.setattr(scrub, "pause", wait)
     store.open()
     try:
         open_key_ring(tmp_path / "secret.key", store.engine)
+        assert len(waits) == 1, "the first rewrite copied the clear row: it is done again"
         raw = pg_table_file(pg_url, "element_credentials")
         assert PASSWORD.encode() not in raw
         assert LEGACY_USERNAME.encode() not in raw
     finally:
-        ended.join()
         reader.close()
         store.close()

@@ -157,13 +157,12 @@ class UserSync(HubComponent):
 
     async def _synced(self, element: Element, job: int, counts: dict[str, int]) -> None:
         # The job ends once the alarms are as the sync leaves them: a client that waited
-        # for "done" must not see sync-required or ftp-inactive still active.
-        try:
-            await self._sync_alarms(element, counts)
-        finally:
-            await asyncio.to_thread(
-                self._store.jobs.update, job, state="done", ended_at=self._clock(), counts=counts
-            )
+        # for "done" must not see sync-required or ftp-inactive still active. (If they
+        # cannot be written, the caller records the job as failed.)
+        await self._sync_alarms(element, counts)
+        await asyncio.to_thread(
+            self._store.jobs.update, job, state="done", ended_at=self._clock(), counts=counts
+        )
 
     async def _sync_alarms(self, element: Element, counts: dict[str, int]) -> None:
         await clear_if_active(self._alarms, "sync-failed", element.name, "user-sync")
