@@ -83,6 +83,7 @@ def store_state(client: httpx.Client) -> str | None:
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_short_outage_fences_then_same_agent_writes_again(
     agent_factory: Any, pg_url: str, proxy: TcpProxy
 ) -> None:
@@ -125,6 +126,7 @@ def test_short_outage_fences_then_same_agent_writes_again(
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_hung_server_is_noticed_by_the_watch_timeout(
     agent_factory: Any, pg_url: str, proxy: TcpProxy
 ) -> None:
@@ -151,6 +153,7 @@ def test_hung_server_is_noticed_by_the_watch_timeout(
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_second_agent_takes_over_and_first_never_commits_again(
     agent_factory: Any, pg_url: str, proxy: TcpProxy
 ) -> None:
