@@ -466,3 +466,40 @@ def test_removing_an_element_stops_its_syncs_tells_the_hooks_and_clears_its_alar
         assert hub.store.elements.all() == []
 
     with_hub(scenario)
+
+
+def test_removing_an_element_mid_sync_records_its_running_job_as_failed(
+    with_hub: RunWithHub,
+) -> None:
+    class Stuck(FakeElement):
+        """An element that answers nothing: its sync stays running."""
+
+        def connect(self, credentials: Credentials | None) -> FakeConnector:
+            connector = FakeConnector(self, credentials)
+
+            async def info() -> ElementInfo:
+                await asyncio.Event().wait()
+                raise AssertionError("never answered")
+
+            connector.info = info  # type: ignore[method-assign]
+            return connector
+
+    async def scenario(hub: Hub) -> None:
+        hub.fakes["cm1"] = Stuck()
+        _, job_id = await hub.engine.elements.add(
+            "cm1", "call-server", "http://cm1", "http", credentials=LOGIN
+        )
+        for _ in range(500):
+            job = await asyncio.to_thread(hub.store.jobs.get, job_id)
+            assert job is not None
+            if job.state == "running":
+                break
+            await asyncio.sleep(0.01)
+        assert job.state == "running"
+        await hub.engine.elements.remove("cm1")
+        ended = await asyncio.to_thread(hub.store.jobs.get, job_id)
+        assert ended is not None
+        assert (ended.state, ended.error) == ("failed", "the element was removed")
+        assert ended.ended_at is not None
+
+    with_hub(scenario)

@@ -117,10 +117,20 @@ class JobQueue:
                 error="the element was removed",
             )
             slot.queued = None
+        running = slot.running
         if slot.task is not None:
             slot.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await slot.task
+        if running is not None:
+            # Stopped mid-way: recorded as failed, not left "running" until a restart.
+            await asyncio.to_thread(
+                self.store.jobs.update,
+                running,
+                state="failed",
+                ended_at=self.clock.now(),
+                error="the element was removed",
+            )
 
     async def _worker(self, element_id: int) -> None:
         slot = self._slots[element_id]
