@@ -142,14 +142,20 @@ class SyncEngine:
         try:
             await self._succeeded(element, run_kind, counts)
         finally:
-            await asyncio.to_thread(
-                self.store.jobs.update,
-                job_id,
-                state="done",
-                ended_at=self.clock.now(),
-                counts=counts,
-                kind=run_kind,
-            )
+            await self._end_job(job_id, "done", run_kind, counts)
+
+    async def _end_job(
+        self, job_id: int, state: str, kind: str, counts: JobCounts, error: str | None = None
+    ) -> None:
+        await asyncio.to_thread(
+            self.store.jobs.update,
+            job_id,
+            state=state,
+            ended_at=self.clock.now(),
+            counts=counts,
+            kind=kind,
+            error=error,
+        )
 
     async def _escalated(self, element: Element, job_id: int, reason: str) -> None:
         await asyncio.to_thread(self.store.jobs.update, job_id, kind="init", reason=reason)
@@ -201,14 +207,6 @@ class SyncEngine:
             event = "incremental-sync-failed" if kind == "incremental" else "init-sync-failed"
             await self.manager.emit_event(event, element.name, text=message)
         await asyncio.to_thread(self.store.elements.set_state, element.id, sync_state=state)
-        await asyncio.to_thread(
-            self.store.jobs.update,
-            job_id,
-            state="failed",
-            ended_at=self.clock.now(),
-            error=message,
-            counts=counts,
-            kind=kind,
-        )
+        await self._end_job(job_id, "failed", kind, counts, message)
         if not isinstance(exc, ConnectorError | SyncStopped | InvalidRequest):
             logger.warning("sync of {} failed: {}", element.name, message)
