@@ -22,6 +22,8 @@ layer imports another's module only for an exception class.
      +-- ElementNotFound         no element with that name (HTTP 404)
      +-- JobNotFound             no sync job with that id (HTTP 404)
      +-- SyncStopped             an incremental sync that must not go on (init-sync-required)
+ +-- ElementEmptied          an element returned no data while the hub holds some
+ +-- NotifyRefused           an element's notify-sync notification refused whole (HTTP 409)
      +-- ObjectNotFound          no shared object with that class and key (HTTP 404)
      +-- SharingError            a sharing operation refused in the current state (HTTP 409)
      +-- ExportError             an exporter could not deliver (retried)
@@ -115,6 +117,16 @@ class SyncStopped(ProvsyncError):
 
     The element's state becomes init-required: only an initialization sync can go on.
     """
+
+
+class ElementEmptied(ProvsyncError):
+    """An initialization found the element empty while the hub holds its data: nothing
+    was deleted, only a forced initialization with confirmation does (element-emptied)."""
+
+
+class NotifyRefused(ProvsyncError):
+    """A CM notify-sync notification the hub cannot apply now (a sync of the element
+    runs, another epoch): nothing applied, the incremental takes the changes."""
 
 
 class ObjectNotFound(ProvsyncError):

@@ -247,7 +247,7 @@ def test_the_guard_and_the_routes_agree_on_every_token(hostile_agent: AgentProce
                     element_routes.add((method, path))
     assert element_routes == {
         ("post", f"/api/v1/sharing/{name}") for name in ("start", "sync", "updates", "device-data")
-    }
+    } | {("post", "/api/v1/sync/notify")}
 
 
 def _closed_by_peer(sock: socket.socket, within: float) -> bool:

@@ -183,7 +183,7 @@ def test_run_with_the_api_port_taken_fails_in_one_line(agent_config: Path) -> No
 # ---------------------------------------------------------------- simulate
 def test_simulate_of_an_unknown_type_names_the_types() -> None:
     result = provsync("simulate", "--type", "router", "--objects", "1")
-    assert_one_line(result, 2, "--type must be call-server, small-office or messaging")
+    assert_one_line(result, 2, "'router' is not one of 'call-server', 'small-office', 'messaging'")
 
 
 def test_simulate_on_a_taken_port_fails_in_one_line() -> None:

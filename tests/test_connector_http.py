@@ -164,6 +164,11 @@ def _json(body: object) -> bytes:
         ("info", _json({**GOOD_INFO, "last_seq": "four"}), r"GET /info with a malformed answer"),
         ("info", _json({**GOOD_INFO, "counts": [1, 2]}), r"GET /info with a malformed answer"),
         (
+            "info",
+            _json({**GOOD_INFO, "notify_sync": "yes"}),
+            r"GET /info with a malformed answer: a flag is str",
+        ),
+        (
             "objects",
             _json({"snapshot": "s", "objects": [{"key": "u1"}], "next": None}),
             r"answered GET /objects/user with no field 'data'",
@@ -194,6 +199,11 @@ def _json(body: object) -> bytes:
             "changes",
             _json({"epoch": "e1", "last_seq": 5, "changes": [{**GOOD_CHANGE, "data": ["Ada"]}]}),
             r"GET /changes with a malformed answer: a change's data is list",
+        ),
+        (
+            "changes",
+            _json({"epoch": "e1", "last_seq": 5, "changes": [{**GOOD_CHANGE, "notify_sync": 1}]}),
+            r"GET /changes with a malformed answer: a flag is int",
         ),
         ("apply", _json({"status": "accepted"}), r"answered POST /updates with no field 'seq'"),
         ("apply", _json({"seq": "next"}), r"POST /updates with a malformed answer"),

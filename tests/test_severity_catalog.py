@@ -59,6 +59,7 @@ DESIGN_ALARMS = {
     "init-sync-required": "minor",
     "exporter-backlog": "warning",
     "export-loss": "major",
+    "element-emptied": "major",
 }
 
 DESIGN_EVENTS = {

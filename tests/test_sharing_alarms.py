@@ -63,7 +63,8 @@ def test_sharing_refused_below_the_minimum_version_changes_nothing(group: Sharin
     assert "10.0" in event["text"]
     assert not group.events("sharing-started")
     assert not group.alarms("sync-required")
-    assert group.status()["elements"][0]["sharing"] == "notSharing"
+    # Refused, it is not in the sharing group: sharing status does not list it.
+    assert group.status()["elements"] == []
     assert group.elements["old"].admin("GET", "/admin/status")["sharing"] is False
 
 
@@ -190,7 +191,7 @@ def test_distribution_errors_minor_then_major_cleared_by_retry(
                 lambda i=index, s=expected: (
                     (a := group.alarms("distribution-errors", "cs1"))
                     and a[0]["severity"] == s
-                    and f"{i + 1} shared updates" in a[0]["text"]
+                    and f"{i + 1} shared update{'s' if i else ''} to cs1" in a[0]["text"]
                 ),
             )
         (alarm,) = group.alarms("distribution-errors", "cs1")
@@ -318,12 +319,12 @@ def test_device_data_registration_notifications_and_sync(group: SharingGroup) ->
             == "J189"
         ),
     )
-    # A device-data sync reads the phones of every element.
+    # A device-data sync reads the phones of the sharing group (cs2 is not in it).
     hub.cli("sharing", "device-sync")
     (done,) = wait_for("device sync", lambda: group.events("device-data-sync-completed"))
     assert group.events("device-data-sync-started")
-    assert set(done["details"]) == {"cs1", "cs2"}
-    assert done["details"]["cs2"] > 0
+    assert set(done["details"]) == {"cs1"}
+    assert done["details"]["cs1"] > 0
 
 
 def test_messaging_element_needs_activation_after_updates(group: SharingGroup) -> None:
@@ -333,6 +334,7 @@ def test_messaging_element_needs_activation_after_updates(group: SharingGroup) -
     group.add("vm1", element_type="messaging", uses=["cs1", "cs2"])
     assert not group.alarms("element-updated-activation-required")
     password = group.root / "new-password"
+    # The credentials it has, saved again: nothing changed, no activation (issue 14).
     password.write_text("s3cret-pass\n")
     hub.cli(
         "elements",
@@ -343,6 +345,29 @@ def test_messaging_element_needs_activation_after_updates(group: SharingGroup) -
         "--password-file",
         str(password),
     )
+    assert not group.alarms("element-updated-activation-required")
+    password.write_text("another-pass\n")
+    hub.cli(
+        "elements",
+        "set-credentials",
+        "cs1",
+        "--username",
+        "admin",
+        "--password-file",
+        str(password),
+    )
+    assert group.alarms("auth-failed-incorrect", "cs1")  # tested at once: refused
+    password.write_text("s3cret-pass\n")  # and back: a change again
+    hub.cli(
+        "elements",
+        "set-credentials",
+        "cs1",
+        "--username",
+        "admin",
+        "--password-file",
+        str(password),
+    )
+    assert not group.alarms("auth-failed-incorrect", "cs1")
     hub.cli("elements", "remove", "cs2")
     alarms = group.alarms("element-updated-activation-required", "vm1")
     assert {a["qualifier"] for a in alarms} == {"cs1", "cs2"}
@@ -385,7 +410,7 @@ def test_ftp_inactive_after_a_restore_cleared_by_start_sharing(group: SharingGro
     hub.start()
     (alarm,) = group.alarms("ftp-inactive")
     assert "restored from a backup" in alarm["text"]
-    assert "provsync sharing start ELEMENT" in alarm["resolution"]
+    assert "provsync sharing start cs1" in alarm["resolution"]
     status = cli_json(hub, "sharing", "status")
     assert status["ftp_inactive"] is True
     assert status["state"] == "notSharing"

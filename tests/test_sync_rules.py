@@ -12,9 +12,10 @@ import json
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from agent.alarms import queries
@@ -34,7 +35,9 @@ from agent.errors import (
     AuthIncorrect,
     AuthMissing,
     CursorGone,
+    ElementNotFound,
     ElementUnreachable,
+    NotifyRefused,
     UpdateRejected,
 )
 from agent.store.access import StoreAccess
@@ -45,6 +48,7 @@ from agent.store.jobs import Job
 from agent.store.models import OBJECTS
 from agent.sync.engine import SyncEngine
 from agent.sync.init import SyncOptions
+from agent.sync.notify import Notified
 from tests.connector_conformance import ConnectorConformance
 
 LOGIN = Credentials("admin", "s3cret-pass")
@@ -70,6 +74,8 @@ class FakeElement:
         """The oldest sequence number ``changes`` may start after (older ones are gone)."""
         self.down = False
         self.rejected: list[tuple[str, str, str]] = []
+        self.notify_sync = False
+        """CM notify sync is on (the element says so in its info)."""
 
     @property
     def epoch(self) -> str:
@@ -78,14 +84,17 @@ class FakeElement:
     def connect(self, credentials: Credentials | None) -> FakeConnector:
         return FakeConnector(self, credentials)
 
-    def change(self, user: str, op: str, cls: str, key: str, data: Any) -> int:
-        """A change made on the element (by its administrators when ``user`` is theirs)."""
+    def change(
+        self, user: str, op: str, cls: str, key: str, data: Any, *, notified: bool = False
+    ) -> int:
+        """A change made on the element (by its administrators when ``user`` is theirs);
+        ``notified``: CM notify sync processed it."""
         if op == "delete":
-            self.data[cls].pop(key, None)
+            self.data.setdefault(cls, {}).pop(key, None)
         else:
-            self.data[cls][key] = data
+            self.data.setdefault(cls, {})[key] = data
         self.last_seq += 1
-        self.log.append(ChangeRecord(self.last_seq, now(), user, op, cls, key, data))
+        self.log.append(ChangeRecord(self.last_seq, now(), user, op, cls, key, data, notified))
         return self.last_seq
 
     def new_epoch(self) -> None:
@@ -132,6 +141,7 @@ class FakeConnector(Connector):
             tuple(element.data),
             element.last_seq,
             {cls: len(found) for cls, found in element.data.items()},
+            element.notify_sync,
         )
 
     async def objects(
@@ -214,7 +224,7 @@ class Hub:
         self.clock = ManualClock()
         self.fakes: dict[str, FakeElement] = {}
         self.engine = SyncEngine(
-            SyncSettings(escalate_after_changes=5, page_size=7, **settings),
+            SyncSettings(**{"escalate_after_changes": 5, "page_size": 7, **settings}),
             manager,
             self.store,
             KeyRing([StoreKey.generate()], Path("test.key")),
@@ -272,16 +282,18 @@ def rules_manager(sqlite_store: Store) -> Iterator[AlarmManager]:
     started.stop()
 
 
-RunWithHub = Callable[[Callable[[Hub], Awaitable[None]]], None]
+class RunWithHub(Protocol):
+    def __call__(self, scenario: Callable[[Hub], Awaitable[None]], **settings: Any) -> None: ...
 
 
 @pytest.fixture
 def with_hub(sqlite_store: Store, rules_manager: AlarmManager) -> RunWithHub:
-    """Run a scenario with a started hub, in an event loop of its own."""
+    """Run a scenario with a started hub (``settings``: its [sync] ones), in an event loop
+    of its own."""
 
-    def run(scenario: Callable[[Hub], Awaitable[None]]) -> None:
+    def run(scenario: Callable[[Hub], Awaitable[None]], **settings: Any) -> None:
         async def started() -> None:
-            hub = Hub(sqlite_store, rules_manager)
+            hub = Hub(sqlite_store, rules_manager, **settings)
             await hub.engine.start()
             try:
                 await scenario(hub)
@@ -323,7 +335,10 @@ def test_incremental_applies_the_change_log_but_the_hubs_own_writes(with_hub: Ru
         hub_copy = hub.objects()
         assert hub_copy[("station", "77001")] == {"number": "77001"}
         assert hub_copy[("user", "u0000")] == {"name": "Renamed"}
-        assert ("station", "77002") not in hub_copy, "the hub's own write is not read back"
+        # The hub's own update is not pulled (not counted as applied) but is in its copy:
+        # the copy equals the element (issue 14, item 3).
+        assert hub_copy[("station", "77002")] == {"n": 1}
+        assert hub_copy == fake.objects()
         again = await hub.sync("incremental")
         assert again.counts["applied"] == 0
 
@@ -459,9 +474,10 @@ def test_removing_an_element_stops_its_syncs_tells_the_hooks_and_clears_its_alar
         fake.down = True
         await hub.add("cm1", fake)
         assert hub.active("element-unreachable")
-        await hub.engine.elements.update("cm1", url="http://cm1")
+        hub.fakes["cm1-moved"] = fake
+        await hub.engine.elements.update("cm1", url="http://cm1-moved")
         await hub.engine.elements.remove("cm1")
-        assert hooks.told == ["cm1 given the address http://cm1", "forget cm1"]
+        assert hooks.told == ["cm1 given the address http://cm1-moved", "forget cm1"]
         assert not hub.active("element-unreachable")
         assert hub.store.elements.all() == []
 
@@ -501,5 +517,338 @@ def test_removing_an_element_mid_sync_records_its_running_job_as_failed(
         assert ended is not None
         assert (ended.state, ended.error) == ("failed", "the element was removed")
         assert ended.ended_at is not None
+
+    with_hub(scenario)
+
+
+# ------------------------------------------------------------------ the vendor's rules (issue 14)
+def test_a_full_init_object_change_asks_for_an_init_and_every_other_change_is_applied(
+    with_hub: RunWithHub,
+) -> None:
+    """Item 1: a change of a full-initialization object does not freeze the element."""
+
+    async def scenario(hub: Hub) -> None:
+        fake = FakeElement()
+        await hub.add("cm1", fake)
+        fake.change("tech", "create", "station", "72001", {"n": 1})
+        fake.change("tech", "update", "dial-plan", "main", {"prefixes": {"3": "extension"}})
+        fake.change("tech", "create", "station", "72002", {"n": 2})
+        job = await hub.sync("incremental")
+        assert (job.kind, job.state) == ("incremental", "done"), job.error
+        assert job.counts == {
+            "applied": 2,
+            "skipped_own": 0,
+            "cursor": 3,
+            "init_required": ["dial-plan main"],
+        }
+        hub_copy = hub.objects()
+        assert hub_copy[("station", "72001")] == {"n": 1}
+        assert hub_copy[("station", "72002")] == {"n": 2}, "changes after it are applied"
+        assert hub_copy[("dial-plan", "main")] == {"prefixes": {"7": "extension"}}
+        (alarm,) = queries.list_alarms(hub.store.engine, type_id="init-sync-required")
+        assert alarm["resource"] == "cm1"
+        assert "dial-plan main changed" in alarm["text"]
+        assert not hub.active("sync-failed"), "not a failure of the incremental"
+        assert hub.store.elements.get("cm1").sync_state == "init-required"
+        # The next scheduled incremental goes on applying changes; the init stays required.
+        fake.change("tech", "update", "user", "u0001", {"name": "Later"})
+        later = await hub.sync("incremental")
+        assert (later.state, later.counts["applied"]) == ("done", 1)
+        assert "init_required" not in later.counts
+        assert hub.objects()[("user", "u0001")] == {"name": "Later"}
+        assert hub.active("init-sync-required")
+        assert hub.store.elements.get("cm1").sync_state == "init-required"
+        assert (await hub.sync("init")).state == "done"
+        assert not hub.active("init-sync-required")
+        assert hub.store.elements.get("cm1").sync_state == "idle"
+        assert hub.objects() == fake.objects()
+
+    with_hub(scenario)
+
+
+def test_only_the_documents_system_parameters_ask_for_an_init(with_hub: RunWithHub) -> None:
+    """Item 2: the full-init list is the document's, other system parameters are
+    synchronized incrementally."""
+    documented = (
+        "special-applications",
+        "features",
+        "cdr",
+        "cust",
+        "spec",
+        "security",
+        "country-options",
+        "maintenance",
+    )
+
+    async def scenario(hub: Hub) -> None:
+        fake = FakeElement()
+        await hub.add("cm1", fake)
+        fake.change("tech", "create", "system-parameter", "ip-options", {"ttl": 64})
+        fake.change("tech", "create", "system-parameter", "coverage", {"answer": 3})
+        job = await hub.sync("incremental")
+        assert (job.state, job.counts["applied"]) == ("done", 2), job.counts
+        assert not hub.active("init-sync-required")
+        assert hub.objects()[("system-parameter", "ip-options")] == {"ttl": 64}
+        for form in documented:
+            fake.change("tech", "update", "system-parameter", form, {"changed": True})
+        fake.change("tech", "create", "cabinet", "2", {"location": "annex"})
+        fake.change("tech", "create", "board", "2B01", {"type": "TN799"})
+        job = await hub.sync("incremental")
+        assert job.counts["applied"] == 0
+        assert job.counts["init_required"] == [
+            *(f"system-parameter {form}" for form in documented),
+            "cabinet 2",
+            "board 2B01",
+        ]
+
+    with_hub(scenario, escalate_after_changes=50)
+
+
+def test_the_full_init_list_is_the_documents_and_refuses_a_malformed_entry() -> None:
+    assert SyncSettings().full_init_objects == (
+        "system-parameter:special-applications",
+        "system-parameter:features",
+        "system-parameter:cdr",
+        "system-parameter:cust",
+        "system-parameter:spec",
+        "system-parameter:security",
+        "system-parameter:country-options",
+        "system-parameter:maintenance",
+        "dial-plan",
+        "cabinet",
+        "board",
+    )
+    with pytest.raises(ValidationError, match="not an object class"):
+        SyncSettings(full_init_objects=("Board Of Directors",))
+    with pytest.raises(ValidationError, match="replaced by full_init_objects"):
+        SyncSettings.model_validate({"full_sync_only_classes": ["board"]})
+
+
+def test_the_elements_registered_login_is_the_hubs_own_user_per_element(
+    with_hub: RunWithHub,
+) -> None:
+    """Item 4: a change by the login the element is registered with is not pulled, and
+    that holds per element (another element's login is somebody else there)."""
+
+    async def scenario(hub: Hub) -> None:
+        cm1, cm2 = FakeElement(), FakeElement()
+        cm2.credentials = Credentials("smgr2", "other-pass")
+        await hub.add("cm1", cm1)
+        await hub.add("cm2", cm2, credentials=Credentials("smgr2", "other-pass"))
+        for fake in (cm1, cm2):
+            fake.change("admin", "create", "station", "73001", {"by": "admin"})
+            fake.change("smgr2", "create", "station", "73002", {"by": "smgr2"})
+        first = await hub.sync("incremental", "cm1")
+        second = await hub.sync("incremental", "cm2")
+        assert (first.counts["applied"], first.counts["skipped_own"]) == (1, 1)
+        assert (second.counts["applied"], second.counts["skipped_own"]) == (1, 1)
+        assert ("station", "73001") not in hub.objects("cm1"), "cm1's own login"
+        assert hub.objects("cm1")[("station", "73002")] == {"by": "smgr2"}
+        assert ("station", "73002") not in hub.objects("cm2"), "cm2's own login"
+        assert hub.objects("cm2")[("station", "73001")] == {"by": "admin"}
+
+    with_hub(scenario)
+
+
+def test_an_upgraded_element_whose_epoch_also_changed_stops_with_an_error(
+    with_hub: RunWithHub,
+) -> None:
+    """Item 5: no silent escalation, whatever else changed."""
+
+    async def scenario(hub: Hub) -> None:
+        fake = FakeElement()
+        await hub.add("cm1", fake)
+        fake.software_version = "10.2.2"
+        fake.new_epoch()
+        fake.change("tech", "create", "station", "74001", {"n": 1})
+        job = await hub.sync("incremental")
+        assert (job.kind, job.state) == ("incremental", "failed")
+        assert "upgraded from 10.2.1 to 10.2.2" in (job.error or "")
+        assert hub.events("sync-escalated") == []
+        assert hub.active("init-sync-required")
+        assert ("station", "74001") not in hub.objects()
+
+    with_hub(scenario)
+
+
+def test_an_emptied_element_raises_an_alarm_and_the_failed_init_event(
+    with_hub: RunWithHub,
+) -> None:
+    """Item 6: the refusal to wipe the hub is not silent."""
+
+    async def scenario(hub: Hub) -> None:
+        fake = FakeElement()
+        await hub.add("cm1", fake)
+        fake.wipe()
+        job = await hub.sync("init")
+        assert job.state == "failed"
+        assert "nothing was deleted" in (job.error or "")
+        (alarm,) = queries.list_alarms(hub.store.engine, type_id="element-emptied")
+        assert alarm["resource"] == "cm1"
+        assert alarm["severity"] == "major"
+        hint = hub.manager.catalog.get("element-emptied").resolution
+        assert "provsync sync force" in hint
+        assert "--dry-run" in hint
+        (event,) = hub.events("init-sync-failed")
+        assert "returned no data" in event["text"]
+        assert hub.store.elements.get("cm1").sync_state == "failed"
+        # The scheduled incremental escalates, meets the same: still one alarm, repeated.
+        assert (await hub.sync("incremental")).state == "failed"
+        assert len(queries.list_alarms(hub.store.engine, type_id="element-emptied")) == 1
+        done = await hub.sync("force", options=SyncOptions(yes=True))
+        assert done.state == "done", done.error
+        assert not hub.active("element-emptied")
+        assert hub.store.elements.get("cm1").sync_state == "idle"
+
+    with_hub(scenario)
+
+
+def test_changes_processed_by_cm_notify_sync_are_not_synchronized(with_hub: RunWithHub) -> None:
+    """Item 7: with notify sync on, what it processed is skipped; with it off, nothing is."""
+
+    async def scenario(hub: Hub) -> None:
+        fake = FakeElement()
+        await hub.add("cm1", fake)
+        fake.notify_sync = True
+        fake.change("tech", "create", "station", "75001", {"n": 1}, notified=True)
+        fake.change("tech", "create", "station", "75002", {"n": 2})
+        job = await hub.sync("incremental")
+        assert job.counts == {
+            "applied": 1,
+            "skipped_own": 0,
+            "skipped_notify_sync": 1,
+            "cursor": 2,
+        }
+        assert ("station", "75001") not in hub.objects()
+        assert hub.objects()[("station", "75002")] == {"n": 2}
+        fake.notify_sync = False  # the feature switched off: a flag alone skips nothing
+        fake.change("tech", "create", "station", "75003", {"n": 3}, notified=True)
+        job = await hub.sync("incremental")
+        assert job.counts["applied"] == 1
+        assert hub.objects()[("station", "75003")] == {"n": 3}
+
+    with_hub(scenario)
+
+
+def test_a_failed_incremental_reports_what_it_applied_before_it_failed(
+    with_hub: RunWithHub,
+) -> None:
+    """Item 14: a stopped incremental's counts are not empty when it applied changes."""
+
+    class FailsOnSecondPage(FakeElement):
+        def connect(self, credentials: Credentials | None) -> FakeConnector:
+            connector = FakeConnector(self, credentials)
+            original = connector.changes
+            calls = 0
+
+            async def changes(after: int, *, epoch: str | None, limit: int = 1000) -> ChangePage:
+                nonlocal calls
+                calls += 1
+                if calls > 1:
+                    raise ElementUnreachable("fake://element: gone mid-sync")
+                return await original(after, epoch=epoch, limit=limit)
+
+            connector.changes = changes  # type: ignore[method-assign]
+            return connector
+
+    async def scenario(hub: Hub) -> None:
+        fake = FailsOnSecondPage()
+        await hub.add("cm1", fake)
+        for index in range(3):
+            fake.change("tech", "create", "station", f"7600{index}", {"n": index})
+        job = await hub.sync("incremental")
+        assert job.state == "failed"
+        assert job.counts == {"applied": 2, "skipped_own": 0, "cursor": 2}
+        assert hub.store.elements.get("cm1").cursor == 2
+        assert hub.active("element-unreachable")
+
+    with_hub(scenario, page_size=2)
+
+
+def test_a_notify_sync_notification_is_applied_only_where_the_incremental_would(
+    with_hub: RunWithHub,
+) -> None:
+    """CM notify sync, the hub's side: what it refuses whole and what it ignores."""
+
+    async def scenario(hub: Hub) -> None:
+        fake = FakeElement()
+        notify = hub.engine.notify.received
+        with pytest.raises(ElementNotFound):
+            await notify("cm1", fake.epoch, [])
+        hub.fakes["cm1"] = fake
+        fake.down = True
+        await hub.add("cm1", fake)
+        with pytest.raises(NotifyRefused, match="never initialized"):
+            await notify("cm1", fake.epoch, [Notified(1, "tech", "create", "station", "1", {})])
+        fake.down = False
+        assert (await hub.sync("init")).state == "done"
+        fake.change("tech", "create", "station", "76000", {"n": 0})
+        assert (await hub.sync("incremental")).counts["cursor"] == 1
+        results = await notify(
+            "fake-1",  # the id the element gives itself
+            fake.epoch,
+            [
+                Notified(1, "tech", "update", "station", "76000", {"n": "old"}),
+                Notified(2, "tech", "create", "station", "76001", {"n": 1}),
+                Notified(3, "admin", "create", "station", "76002", {"n": 2}),
+                Notified(4, "tech", "update", "board", "1A01", {"type": "x"}),
+                Notified(5, "tech", "delete", "station", "76000", None),
+            ],
+        )
+        assert results == [
+            "ignored: the hub's incremental sync has been past it",
+            "applied",
+            "ignored: the hub's own user",
+            "ignored: synchronized by an initialization only",
+            "applied",
+        ]
+        copy = hub.objects()
+        assert copy[("station", "76001")] == {"n": 1}
+        assert ("station", "76000") not in copy
+        assert ("station", "76002") not in copy
+        assert hub.store.elements.get("cm1").cursor == 1, "the cursor is the incremental's"
+        with pytest.raises(NotifyRefused, match="another data epoch"):
+            await notify("cm1", "epoch-old", [Notified(6, "tech", "create", "station", "7", {})])
+
+    with_hub(scenario)
+
+
+def test_a_notification_is_refused_while_a_sync_of_the_element_runs(
+    with_hub: RunWithHub,
+) -> None:
+    """The job's pages may be older than the notified change: it takes the change."""
+    release = asyncio.Event()
+
+    class Slow(FakeElement):
+        def connect(self, credentials: Credentials | None) -> FakeConnector:
+            connector = FakeConnector(self, credentials)
+            original = connector.changes
+
+            async def changes(after: int, *, epoch: str | None, limit: int = 1000) -> ChangePage:
+                page = await original(after, epoch=epoch, limit=limit)
+                await release.wait()
+                return page
+
+            connector.changes = changes  # type: ignore[method-assign]
+            return connector
+
+    async def scenario(hub: Hub) -> None:
+        fake = Slow()
+        release.set()
+        await hub.add("cm1", fake)
+        release.clear()
+        job_id = await hub.engine.request("cm1", "incremental")
+        element = hub.store.elements.get("cm1")
+        for _ in range(500):
+            if hub.engine.jobs.running(element.id):
+                break
+            await asyncio.sleep(0.01)
+        with pytest.raises(NotifyRefused, match="a sync of cm1 is running"):
+            await hub.engine.notify.received(
+                "cm1", fake.epoch, [Notified(1, "tech", "create", "station", "77", {})]
+            )
+        release.set()
+        assert (await hub.finished(job_id)).state == "done"
+        assert ("station", "77") not in hub.objects()
 
     with_hub(scenario)

@@ -1,9 +1,14 @@
 """The built-in alarm types (stateful: raised, changed, cleared), first in the MIB's alarm
-type table, which is indexed by position: append, never insert."""
+type table, which is indexed by position: append, never insert.
+
+``vendor`` is the name the vendor's console gives the same condition (the MIB's
+provsyncAlarmTypeEntry lists it per row: keep the two together); a type without one has
+no vendor counterpart.
+"""
 
 from __future__ import annotations
 
-from agent.alarms.definitions import AlarmType, EventType, Kind
+from agent.alarms.definitions import AlarmType, EventType, Kind, micollab
 from agent.alarms.severity import Severity
 
 _A = Kind.ALARM
@@ -23,6 +28,7 @@ ALARM_TYPES: tuple[AlarmType, ...] = (
         "Start sharing again from one element of the sharing group and sync it to the hub; "
         "if that sync reports conflicts, reconcile them. It clears once sharing is back.",
         "provsync sharing start ELEMENT | POST /api/v1/sharing/start",
+        vendor=micollab("Flow Through Provisioning Inactive"),
     ),
     AlarmType(
         "sync-required",
@@ -36,6 +42,7 @@ ALARM_TYPES: tuple[AlarmType, ...] = (
         "hub updates are refused until it clears.",
         "Run a sync from any sharing element to the hub.",
         "provsync sharing sync {resource} | POST /api/v1/sharing/sync",
+        vendor=micollab("Sync Required"),
     ),
     AlarmType(
         "sync-reconcile-required",
@@ -49,6 +56,7 @@ ALARM_TYPES: tuple[AlarmType, ...] = (
         "are reconciled.",
         "Review the conflicts and resolve each one (take hub, take element or skip).",
         "provsync sharing reconcile | GET /api/v1/sharing/conflicts",
+        vendor=micollab("Sync Reconcile Required"),
     ),
     AlarmType(
         "distribution-errors",
@@ -64,6 +72,7 @@ ALARM_TYPES: tuple[AlarmType, ...] = (
         "that the update is no longer wanted.",
         "provsync distribution list --element {resource} | "
         "GET /api/v1/distributions?element={resource}",
+        vendor=micollab("SDS Distribution Errors"),
     ),
     AlarmType(
         "element-updated-activation-required",
@@ -76,6 +85,7 @@ ALARM_TYPES: tuple[AlarmType, ...] = (
         "removed; the messaging element still uses the old programming.",
         "Activate the change on the messaging element.",
         "provsync elements activate {resource} | POST /api/v1/elements/{resource}/activate",
+        vendor=micollab("NuPoint UM Network Element Updated"),
     ),
     AlarmType(
         "auth-failed-incorrect",
@@ -88,6 +98,9 @@ ALARM_TYPES: tuple[AlarmType, ...] = (
         "Set the correct credentials; the alarm clears at the next successful login.",
         "provsync elements set-credentials {resource} | "
         "PUT /api/v1/elements/{resource}/credentials",
+        vendor=micollab(
+            "MiTAI Authentication Failed for <MiVB IP Address> - Incorrect Username/Password"
+        ),
     ),
     AlarmType(
         "auth-failed-missing",
@@ -100,6 +113,9 @@ ALARM_TYPES: tuple[AlarmType, ...] = (
         "Provide credentials; the alarm clears at the next successful login.",
         "provsync elements set-credentials {resource} | "
         "PUT /api/v1/elements/{resource}/credentials",
+        vendor=micollab(
+            "MiTAI Authentication Failed for <MiVB IP Address> - Username/Password not provided"
+        ),
     ),
     AlarmType(
         "element-unreachable",

@@ -1,9 +1,14 @@
 """The built-in event types (stateless: one notification each), after the alarms in the
-MIB's alarm type table, which is indexed by position: append, never insert."""
+MIB's alarm type table, which is indexed by position: append, never insert.
+
+``vendor`` as in agent.alarms.builtin_alarms. System Manager's document names its
+synchronization operations, not alarms: each started / completed / failed event maps to
+the operation it reports on.
+"""
 
 from __future__ import annotations
 
-from agent.alarms.definitions import AlarmType, EventType, Kind
+from agent.alarms.definitions import AlarmType, EventType, Kind, micollab, system_manager
 from agent.alarms.severity import Severity
 
 _E = Kind.EVENT
@@ -20,6 +25,7 @@ EVENT_TYPES: tuple[AlarmType, ...] = (
         "other",
         "An element started sharing with the hub.",
         "",
+        vendor=micollab("Starting Sharing from a MiVoice Business server"),
     ),
     AlarmType(
         "sharing-refused",
@@ -31,6 +37,7 @@ EVENT_TYPES: tuple[AlarmType, ...] = (
         "An element older than the minimum supported version tried to start sharing; the "
         "attempt was reverted.",
         "",
+        vendor=micollab("SDS Sharing could not be started"),
     ),
     AlarmType(
         "user-sync-started",
@@ -41,6 +48,7 @@ EVENT_TYPES: tuple[AlarmType, ...] = (
         "other",
         "An element started a sync of its data to the hub.",
         "",
+        vendor=micollab("User Sync Started or Completed from a MiVoice Business server"),
     ),
     AlarmType(
         "user-sync-completed",
@@ -51,6 +59,7 @@ EVENT_TYPES: tuple[AlarmType, ...] = (
         "other",
         "A sync of an element's data to the hub completed.",
         "",
+        vendor=micollab("User Sync Started or Completed from a MiVoice Business server"),
     ),
     AlarmType(
         "device-data-notification",
@@ -62,6 +71,7 @@ EVENT_TYPES: tuple[AlarmType, ...] = (
         "The hub registered with the listed elements for device data; phones on those "
         "elements get full details, others only a directory number.",
         "",
+        vendor=micollab("Device Data Notification Started or Completed"),
     ),
     AlarmType(
         "device-data-sync-started",
@@ -72,6 +82,7 @@ EVENT_TYPES: tuple[AlarmType, ...] = (
         "other",
         "The hub started a device-data sync with all elements.",
         "",
+        vendor=micollab("Device Data Synchronization Started or Completed"),
     ),
     AlarmType(
         "device-data-sync-completed",
@@ -82,6 +93,7 @@ EVENT_TYPES: tuple[AlarmType, ...] = (
         "other",
         "The hub completed a device-data sync with all elements.",
         "",
+        vendor=micollab("Device Data Synchronization Started or Completed"),
     ),
     AlarmType(
         "update-rejected",
@@ -92,6 +104,7 @@ EVENT_TYPES: tuple[AlarmType, ...] = (
         "applicationSubsystemFailure",
         "The hub rejected an update pushed by an element; the text says what and why.",
         "",
+        vendor=micollab("Update Rejected"),
     ),
     AlarmType(
         "init-sync-started",
@@ -102,6 +115,7 @@ EVENT_TYPES: tuple[AlarmType, ...] = (
         "other",
         "An initialization (full) sync of an element started.",
         "",
+        vendor=system_manager("Initializing synchronization"),
     ),
     AlarmType(
         "init-sync-completed",
@@ -112,6 +126,7 @@ EVENT_TYPES: tuple[AlarmType, ...] = (
         "other",
         "An initialization (full) sync of an element completed.",
         "",
+        vendor=system_manager("Initializing synchronization"),
     ),
     AlarmType(
         "init-sync-failed",
@@ -122,6 +137,7 @@ EVENT_TYPES: tuple[AlarmType, ...] = (
         "applicationSubsystemFailure",
         "An initialization (full) sync of an element failed.",
         "",
+        vendor=system_manager("Initializing synchronization"),
     ),
     AlarmType(
         "incremental-sync-started",
@@ -132,6 +148,7 @@ EVENT_TYPES: tuple[AlarmType, ...] = (
         "other",
         "An incremental sync of an element started.",
         "",
+        vendor=system_manager("Incremental synchronization"),
     ),
     AlarmType(
         "incremental-sync-completed",
@@ -142,6 +159,7 @@ EVENT_TYPES: tuple[AlarmType, ...] = (
         "other",
         "An incremental sync of an element completed.",
         "",
+        vendor=system_manager("Incremental synchronization"),
     ),
     AlarmType(
         "incremental-sync-failed",
@@ -152,6 +170,7 @@ EVENT_TYPES: tuple[AlarmType, ...] = (
         "applicationSubsystemFailure",
         "An incremental sync of an element failed.",
         "",
+        vendor=system_manager("Incremental synchronization"),
     ),
     AlarmType(
         "sync-escalated",
@@ -173,6 +192,7 @@ EVENT_TYPES: tuple[AlarmType, ...] = (
         "A forced initialization sync ran without the discrepancy check; severity is warning "
         "when it deleted hub data.",
         "",
+        vendor=system_manager("Force initialize data synchronization"),
     ),
     AlarmType(
         "reconcile-completed",

@@ -3,7 +3,9 @@
 The catalog is data in the code (the built-in alarms in agent.alarms.builtin_alarms, the
 events in agent.alarms.builtin_events). It is served by the control API (and, with the
 SNMP issue, as the alarm type table of PROVSYNC-MIB). Sites add their own types with
-``[[alarm_types]]`` in the configuration; those cannot shadow built-in ids.
+``[[alarm_types]]`` in the configuration; those cannot shadow built-in ids. Each built-in
+type names its vendor counterpart (``vendor``: what the vendors' consoles call it), or has
+none; site types have none.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Iterable, Iterator
 
 from agent.alarms.builtin_alarms import ALARM_TYPES
 from agent.alarms.builtin_events import EVENT_TYPES
-from agent.alarms.definitions import AlarmType, EventType, Kind
+from agent.alarms.definitions import AlarmType, EventType, Kind, VendorName
 from agent.alarms.severity import Severity
 from agent.errors import UnknownAlarmType
 
@@ -25,6 +27,7 @@ BUILTIN_TYPES: tuple[AlarmType, ...] = (
     *ALARM_TYPES,
     *EVENT_TYPES,
     # --- added later: appended, since the MIB's alarm type table is indexed by position
+    # (provsync's own: no vendor counterpart)
     AlarmType(
         "export-loss",
         "Notifications Lost Before Delivery",
@@ -52,6 +55,22 @@ BUILTIN_TYPES: tuple[AlarmType, ...] = (
         "target itself is sent an export-gap notice, numbered as the last lost notification, "
         "before the first one after the gap.",
         "",
+    ),
+    AlarmType(
+        "element-emptied",
+        "Element Returned No Data",
+        _A,
+        _S.MAJOR,
+        _ET.PROCESSING_ERROR_ALARM,
+        "databaseInconsistency",
+        "An initialization sync found the element empty while the hub holds its data "
+        "(restored, reset or replaced). Nothing was deleted; every sync of the element stops "
+        "here until an operator decides.",
+        "If the element really is empty, run a forced initialization: see first what it "
+        "deletes with --dry-run, then confirm with --yes. If it is not, restore the element's "
+        "data; the next initialization that finds data clears this alarm.",
+        "provsync sync force {resource} --dry-run, then --yes | "
+        "POST /api/v1/elements/{resource}/sync",
     ),
 )
 
@@ -103,4 +122,4 @@ class Catalog:
 
 
 # The type vocabulary is defined in agent.alarms.definitions; it is imported from here.
-__all__ = ["BUILTIN_TYPES", "AlarmType", "Catalog", "EventType", "Kind"]
+__all__ = ["BUILTIN_TYPES", "AlarmType", "Catalog", "EventType", "Kind", "VendorName"]

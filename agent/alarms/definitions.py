@@ -31,6 +31,36 @@ class EventType(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class VendorName:
+    """What a vendor's console calls the same condition: a NOC trained on it maps the type.
+
+    ``name`` is spelled as the vendor's document spells it (searchable there), ``product``
+    is the product that shows it, ``document`` the document's title.
+    """
+
+    name: str
+    product: str
+    document: str
+
+
+MICOLLAB = "MiCollab"
+FTP_DOCUMENT = "Flow Through Provisioning - Events and Alarms"
+"""The events and alarms of MiCollab's flow-through provisioning (sharing with MiVoice
+Business call servers, NuPoint UM messaging), as its server manager shows them."""
+SYSTEM_MANAGER = "System Manager"
+SMGR_DOCUMENT = "Communication Manager, Messaging data, and IP Office synchronization"
+"""System Manager's synchronization: it names the operations (its sync jobs), not alarms."""
+
+
+def micollab(name: str) -> VendorName:
+    return VendorName(name, MICOLLAB, FTP_DOCUMENT)
+
+
+def system_manager(name: str) -> VendorName:
+    return VendorName(name, SYSTEM_MANAGER, SMGR_DOCUMENT)
+
+
+@dataclass(frozen=True, slots=True)
 class AlarmType:
     """One row of the alarm inventory."""
 
@@ -46,9 +76,12 @@ class AlarmType:
     """The CLI command and the control API route that fix the condition, "CLI | METHOD route"
     ({resource} is filled in)."""
     builtin: bool = True
+    vendor: VendorName | None = None
+    """The vendor's name for the type; None: no vendor counterpart (provsync's own types,
+    the site's)."""
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(self)  # vendor: a dict, or None
         data["kind"] = self.kind.value
         data["severity"] = self.severity.value
         data["event_type"] = self.event_type.value

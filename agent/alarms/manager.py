@@ -237,6 +237,7 @@ class AlarmManager:
         severity: Severity | str | None = None,
         text: str = "",
         by: str | None = None,
+        resolution: str = "",
     ) -> RaiseOp:
         return requests.raise_op(
             self.catalog,
@@ -246,6 +247,7 @@ class AlarmManager:
             severity=severity,
             text=text,
             by=by,
+            resolution=resolution,
         )
 
     async def raise_alarm(
@@ -258,14 +260,22 @@ class AlarmManager:
         text: str = "",
         by: str | None = None,
         bounded: bool = False,
+        resolution: str = "",
     ) -> AlarmChange:
         """Raise (or repeat, or change) the alarm with key (type, resource, qualifier).
 
         ``bounded``: refuse with OverloadedError when the writer is full (the API's
-        requests); the agent's own wait.
+        requests); the agent's own wait. ``resolution``: the hint of a new alarm when the
+        type's generic one is not enough (it names a placeholder the caller can fill).
         """
         op = self.make_raise(
-            type_id, resource, qualifier=qualifier, severity=severity, text=text, by=by
+            type_id,
+            resource,
+            qualifier=qualifier,
+            severity=severity,
+            text=text,
+            by=by,
+            resolution=resolution,
         )
         result: AlarmChange = await self._call(op, bounded)
         return result

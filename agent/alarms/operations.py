@@ -16,6 +16,8 @@ class RaiseOp:
     severity: Severity
     text: str
     by: str | None
+    resolution: str = ""
+    """The hint of this alarm when it is new; "": the type's, its {resource} filled in."""
 
 
 @dataclass(frozen=True, slots=True)

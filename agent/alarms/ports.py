@@ -93,8 +93,10 @@ class AlarmSink(Protocol):
         text: str = "",
         by: str | None = None,
         bounded: bool = False,
+        resolution: str = "",
     ) -> AlarmChange:
-        """Raise (or repeat, or change) the alarm with key (type, resource, qualifier)."""
+        """Raise (or repeat, or change) the alarm with key (type, resource, qualifier);
+        ``resolution`` replaces the type's hint on a new alarm."""
         ...
 
     async def clear(

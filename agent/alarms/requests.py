@@ -27,6 +27,7 @@ def raise_op(
     severity: Severity | str | None,
     text: str,
     by: str | None,
+    resolution: str = "",
 ) -> RaiseOp:
     alarm_type = _alarm_type(catalog, type_id, Kind.ALARM)
     chosen = Severity(severity) if severity is not None else alarm_type.severity
@@ -39,6 +40,7 @@ def raise_op(
         chosen,
         _text(text),
         by,
+        _text(resolution),
     )
 
 

@@ -137,7 +137,7 @@ class Transitions:
             "ack_by": None,
             "ack_at": None,
             "ack_note": None,
-            "resolution": alarm_type.resolution.replace("{resource}", op.resource),
+            "resolution": op.resolution or alarm_type.resolution.replace("{resource}", op.resource),
         }
         seq = self._log(work, NotificationKind.ALARM_RAISED, row, row["severity"], now)
         row["raise_seq"] = seq

@@ -25,6 +25,7 @@ from agent import __version__
 from agent.api.alarm_routes import alarm_router
 from agent.api.event_routes import event_router
 from agent.api.guard import Policy, RequestGuard, Scope
+from agent.api.notify_routes import NOTIFY_ROUTE, notify_router
 from agent.api.services import Services, authorize, authorize_element
 from agent.api.sharing_routes import ELEMENT_ROUTES, sharing_router
 from agent.api.status_routes import HEALTH, health_router, shutdown_router, status_router
@@ -51,7 +52,7 @@ def token_policy(services: Services) -> Policy:
         path = str(scope.get("path", ""))
         if path == HEALTH or not path.startswith("/api/"):
             return None
-        if scope.get("method") == "POST" and path in ELEMENT_ROUTES:
+        if scope.get("method") == "POST" and (path in ELEMENT_ROUTES or path == NOTIFY_ROUTE):
             return elements
         return operators
 
@@ -88,6 +89,7 @@ def create_app(services: Services, *, guard: bool = True) -> FastAPI:
     app.include_router(shutdown_router())
     app.include_router(sync_router(authorize))
     app.include_router(sharing_router(authorize, authorize_element))
+    app.include_router(notify_router(authorize_element))
 
     @app.exception_handler(ProvsyncError)
     async def _ours(request: Request, exc: ProvsyncError) -> JSONResponse:

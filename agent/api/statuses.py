@@ -10,6 +10,7 @@ from agent.errors import (
     ElementNotFound,
     InvalidRequest,
     JobNotFound,
+    NotifyRefused,
     ObjectNotFound,
     ProvsyncError,
     SharingError,
@@ -25,6 +26,7 @@ _STATUS_OF: tuple[tuple[type[ProvsyncError], int], ...] = (
     (InvalidRequest, 400),
     (ConfigError, 400),
     (SharingError, 409),
+    (NotifyRefused, 409),
     (ObjectNotFound, 404),
 )
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.alarms.records import iso
 from agent.api.schemas import RowId
@@ -15,6 +16,7 @@ from agent.store.access import StoreAccess
 from agent.store.element_types import DEFAULT_ELEMENT_TYPE
 from agent.store.elements import Credentials, Element
 from agent.store.jobs import Job
+from agent.store.schedule import next_due
 from agent.sync.engine import SyncEngine
 from agent.sync.init import SyncOptions
 
@@ -58,8 +60,16 @@ class CredentialsBody(_Body):
 
 class SyncBody(_Body):
     kind: str = Field(pattern="^(init|incremental|force)$")
-    dry_run: bool = False
-    yes: bool = False
+    dry_run: bool = Field(default=False, description="force only: report what it would do")
+    yes: bool = Field(default=False, description="force only: allow deleting hub data")
+
+    @model_validator(mode="after")
+    def _force_only(self) -> SyncBody:
+        # Asked of another kind they would be ignored (incremental) or half-applied (an
+        # init's dry run): refused, so a caller never thinks it confirmed something.
+        if self.kind != "force" and (self.dry_run or self.yes):
+            raise ValueError("dry_run and yes are for kind force only")
+        return self
 
 
 async def _engine(request: Request) -> SyncEngine:
@@ -84,7 +94,14 @@ StoreDep = Annotated[StoreAccess, Depends(_store)]
 """The store's repositories (the routes of sync and sharing read through them)."""
 
 
-def element_json(element: Element, counts: dict[str, int] | None = None) -> dict[str, Any]:
+def element_json(
+    element: Element,
+    counts: dict[str, int] | None = None,
+    *,
+    last_attempt: datetime | None = None,
+) -> dict[str, Any]:
+    """An element as the API answers it; ``last_attempt``: when its last job ended (the
+    schedule counts from it, so ``next_sync_at`` is when the schedule will queue one)."""
     data: dict[str, Any] = {
         "name": element.name,
         "type": element.type,
@@ -102,6 +119,8 @@ def element_json(element: Element, counts: dict[str, int] | None = None) -> dict
         "device_data": element.device_data,
         "uses": list(element.uses),
         "last_sync_at": iso(element.last_sync_at),
+        # None: no schedule. In the past while the due sync waits for a slot or the agent.
+        "next_sync_at": iso(next_due(element, last_attempt)),
         "created_at": iso(element.created_at),
     }
     if counts is not None:
@@ -130,7 +149,9 @@ def sync_router(authorize: Any) -> APIRouter:
 
     @router.get("/elements", summary="Network elements and their sync state")
     async def elements(store: StoreDep) -> list[dict[str, Any]]:
-        return [element_json(e) for e in await asyncio.to_thread(store.elements.all)]
+        found = await asyncio.to_thread(store.elements.all)
+        attempts = await asyncio.to_thread(store.jobs.last_attempts)
+        return [element_json(e, last_attempt=attempts.get(e.id)) for e in found]
 
     @router.post("/elements", summary="Add an element (an initialization sync follows)")
     async def add(sync: EngineDep, body: ElementBody) -> dict[str, Any]:
@@ -150,14 +171,18 @@ def sync_router(authorize: Any) -> APIRouter:
     async def show(store: StoreDep, name: str) -> dict[str, Any]:
         element = await asyncio.to_thread(store.elements.get, name)
         counts = await asyncio.to_thread(store.elements.object_counts, element.id)
-        return element_json(element, counts)
+        attempts = await asyncio.to_thread(store.jobs.last_attempts)
+        return element_json(element, counts, last_attempt=attempts.get(element.id))
 
     @router.patch("/elements/{name}", summary="Change the element's schedule, address or uses")
-    async def schedule(sync: EngineDep, name: str, body: ScheduleBody) -> dict[str, Any]:
+    async def schedule(
+        sync: EngineDep, store: StoreDep, name: str, body: ScheduleBody
+    ) -> dict[str, Any]:
         element = await sync.elements.update(
             name, interval=body.interval, cron=body.cron, url=body.url, uses=body.uses
         )
-        return element_json(element)
+        attempts = await asyncio.to_thread(store.jobs.last_attempts)
+        return element_json(element, last_attempt=attempts.get(element.id))
 
     @router.delete("/elements/{name}", summary="Remove an element and the hub's copy")
     async def remove(sync: EngineDep, name: str) -> dict[str, str]:

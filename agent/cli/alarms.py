@@ -37,13 +37,18 @@ def alarms_list(
     ] = None,
     type_id: Annotated[str | None, typer.Option("--type", "-t", help="Only this type.")] = None,
     resource: Annotated[str | None, typer.Option("--resource", "-r")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=100_000)] = 1000,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="At most this many (default: every one).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List active alarms (--all adds cleared ones)."""
+    """List active alarms (--all adds cleared ones), oldest first, every one unless --limit."""
     state = "all" if show_all else "cleared" if cleared else "active"
     with connect(ctx) as api:
-        data = api.alarms(state, severity, type_id, resource, limit)
+        # One more than asked for tells whether --limit left some out.
+        data = api.alarms(state, severity, type_id, resource, None if limit is None else limit + 1)
+    more = limit is not None and len(data) > limit
+    data = data[:limit]
     if as_json:
         output.print_json(data)
         return
@@ -65,6 +70,13 @@ def alarms_list(
             for a in data
         ],
     )
+    if more:
+        output.errors.print(
+            f"the first {limit} shown; more alarms match (without --limit: all of them)",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 @alarms_app.command("show")

@@ -36,6 +36,12 @@ class AgentStatus(TypedDict):
     active_alarms: NotRequired[dict[str, int] | None]
 
 
+class VendorName(TypedDict):
+    name: str
+    product: str
+    document: str
+
+
 class AlarmType(TypedDict):
     id: str
     kind: str
@@ -43,6 +49,8 @@ class AlarmType(TypedDict):
     name: str
     event_type: str
     probable_cause: str
+    # None: no vendor counterpart (provsync's own types, the site's).
+    vendor: VendorName | None
 
 
 # --------------------------------------------------------------------------- alarms, events
@@ -119,6 +127,8 @@ class Element(TypedDict):
     address: str
     interval: int
     cron: str
+    # When the schedule queues the next incremental; None: no schedule.
+    next_sync_at: str | None
 
 
 class ElementDetail(Element):

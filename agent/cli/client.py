@@ -50,6 +50,8 @@ QueryValue: TypeAlias = str | int | list[str] | None
 JOB_ENDED = frozenset({"done", "failed"})
 # Objects per GET /objects/{cls} while listing a whole class: a few MB per answer.
 OBJECTS_PAGE = 5000
+# Alarms per GET /alarms while listing them all (the route's default page).
+ALARMS_PAGE = 1000
 
 
 def _segment(value: str) -> str:
@@ -125,12 +127,30 @@ class Client:
         severity: list[str] | None = None,
         type_id: str | None = None,
         resource: str | None = None,
-        limit: int = 1000,
+        limit: int | None = 1000,
     ) -> list[Alarm]:
-        answer = self._get(
-            "/alarms", state=state, severity=severity, type=type_id, resource=resource, limit=limit
-        )
-        return cast(list[Alarm], answer)
+        """The alarms by id, at most ``limit`` (None: all), read a page at a time."""
+        found: list[Alarm] = []
+        after = 0
+        while limit is None or len(found) < limit:
+            size = ALARMS_PAGE if limit is None else min(ALARMS_PAGE, limit - len(found))
+            page = cast(
+                list[Alarm],
+                self._get(
+                    "/alarms",
+                    state=state,
+                    severity=severity,
+                    type=type_id,
+                    resource=resource,
+                    limit=size,
+                    after=after or None,
+                ),
+            )
+            found.extend(page)
+            if len(page) < size:
+                break
+            after = page[-1]["id"]
+        return found
 
     def alarm(self, alarm_id: int) -> AlarmDetail:
         return cast(AlarmDetail, self._get(f"/alarms/{alarm_id}"))

@@ -97,8 +97,9 @@ def who(user: str | None) -> str:
 
 
 def say(text: str) -> None:
-    """One line of output as is: values are data, never rich markup."""
-    output.console.print(text, highlight=False, markup=False)
+    """One line of output as is: values are data, never rich markup, and never folded at
+    the console's width (a line may hold JSON, which a fold would break mid-token)."""
+    output.console.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
 def print_record(title: str, data: Mapping[str, object], nested: str | None = None) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -68,6 +70,16 @@ def _processes() -> Iterator[list[subprocess.Popen[bytes]]]:
         for proc in reversed(started):
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(15)
+
+
+def command_name(executable: Path, search_path: str | None) -> str:
+    """How the printed commands call provsync: bare ``provsync`` when ``search_path`` (the
+    PATH) finds this very executable, else its full path, so that each one runs as pasted
+    (the demo started as ``.venv/bin/provsync demo`` has no ``provsync`` on the PATH)."""
+    found = shutil.which("provsync", path=search_path)
+    if found is not None and Path(found).resolve() == executable.resolve():
+        return "provsync"
+    return str(executable)
 
 
 def run_demo(
@@ -173,16 +185,17 @@ def run_demo(
                     )
             job = api.sync(name, "incremental")["job"]
             results[f"{name}-incremental"] = _job(api, job)
-        env = f"PROVSYNC_CONFIG={config}"
+        shown = command_name(Path(provsync), os.environ.get("PATH"))
+        command = f"PROVSYNC_CONFIG={config} {shown}"
         say(
             "\nprovsync is running with three simulated elements. Look around:\n"
-            f"  {env} provsync elements list\n"
-            f"  {env} provsync jobs list\n"
-            f"  {env} provsync events list\n"
-            f"  {env} provsync alarms raise sync-failed --resource cm1 --text demo\n"
-            f"  {env} provsync alarms list\n"
+            f"  {command} elements list\n"
+            f"  {command} jobs list\n"
+            f"  {command} events list\n"
+            f"  {command} alarms raise sync-failed --resource cm1 --text demo\n"
+            f"  {command} alarms list\n"
             f"  snmptable -v2c -c public 127.0.0.1:{snmp_port} "
-            "PROVSYNC-MIB::provsyncActiveAlarmTable   (after `provsync mib export`)\n"
+            f"PROVSYNC-MIB::provsyncActiveAlarmTable   (after `{shown} mib export`)\n"
             f"  tail -f {where / 'var' / 'notifications.jsonl'}\n"
         )
         if stay:

@@ -8,8 +8,10 @@ from typing import Annotated
 import typer
 
 from agent.cli import output
+from agent.cli.api_types import Element
 from agent.cli.common import JsonOpt, connect, fail, print_record, say
-from agent.store.element_types import DEFAULT_ELEMENT_TYPE
+from agent.cli.element_kinds import DEFAULT_TYPE, TYPE_HELP, ElementType
+from agent.durations import format_duration
 
 elements_app = typer.Typer(help="Network elements the agent syncs with.", no_args_is_help=True)
 
@@ -38,12 +40,14 @@ def elements_add(
     ctx: typer.Context,
     name: str,
     url: Annotated[str, typer.Option("--url", help="Element API v1 base URL.")],
-    element_type: Annotated[str, typer.Option("--type")] = DEFAULT_ELEMENT_TYPE,
+    element_type: Annotated[
+        ElementType, typer.Option("--type", metavar="TYPE", help=TYPE_HELP)
+    ] = DEFAULT_TYPE,
     connector: Annotated[str, typer.Option(help="Connector driver.")] = "http",
     username: Annotated[str | None, typer.Option()] = None,
     password_file: Annotated[Path | None, typer.Option(help="File holding the password.")] = None,
     interval: Annotated[
-        str | None, typer.Option(help="Incremental sync schedule, e.g. 24h; 0s: none.")
+        str | None, typer.Option(help="Incremental sync schedule, e.g. 24h; 0s: no schedule.")
     ] = None,
     cron: Annotated[str, typer.Option(help="Crontab schedule (UTC) instead of --interval.")] = "",
     uses: Annotated[
@@ -58,7 +62,7 @@ def elements_add(
         data = api.add_element(
             {
                 "name": name,
-                "type": element_type,
+                "type": element_type.value,
                 "url": url,
                 "connector": connector,
                 "username": username,
@@ -84,7 +88,7 @@ def elements_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         return
     output.table(
         f"Elements: {len(data)}",
-        ["name", "type", "state", "version", "cursor", "last sync", "address"],
+        ["name", "type", "state", "version", "cursor", "last sync", "next sync", "address"],
         [
             [
                 e["name"],
@@ -93,11 +97,25 @@ def elements_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
                 e["software_version"],
                 e["cursor"],
                 output.when(e["last_sync_at"]),
+                _next_sync(e),
                 e["address"],
             ]
             for e in data
         ],
     )
+
+
+def schedule_text(interval: int, cron: str) -> str:
+    """An element's schedule as people read it (a crontab wins over an interval)."""
+    if cron:
+        return f"incremental sync cron {cron} (UTC)"
+    if interval > 0:
+        return f"incremental sync every {format_duration(interval)}"
+    return "no schedule"
+
+
+def _next_sync(element: Element) -> str:
+    return output.when(element.get("next_sync_at")) or "no schedule"
 
 
 @elements_app.command("show")
@@ -108,7 +126,7 @@ def elements_show(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> No
     if as_json:
         output.print_json(data)
         return
-    print_record(f"Element {name}", data, "objects")
+    print_record(f"Element {name}", {**data, "next_sync_at": _next_sync(data)}, "objects")
     output.table("Objects", ["class", "count"], sorted(data.get("objects", {}).items()))
 
 
@@ -116,7 +134,9 @@ def elements_show(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> No
 def elements_set_schedule(
     ctx: typer.Context,
     name: str,
-    interval: Annotated[str | None, typer.Option(help="e.g. 12h; 0s: no interval.")] = None,
+    interval: Annotated[
+        str | None, typer.Option(help="e.g. 12h; 0s: no schedule (unless --cron).")
+    ] = None,
     cron: Annotated[
         str | None, typer.Option(help='Crontab (UTC), e.g. "0 2 * * *"; "" clears it.')
     ] = None,
@@ -131,8 +151,9 @@ def elements_set_schedule(
     if as_json:
         output.print_json(data)
         return
-    schedule = f"cron {data['cron']}" if data["cron"] else f"every {data['interval']} s"
-    say(f"{name}: incremental sync {schedule}")
+    schedule = schedule_text(data["interval"], data["cron"])
+    due = data.get("next_sync_at")
+    say(f"{name}: {schedule}" + (f", next at {output.when(due)} UTC" if due else ""))
 
 
 @elements_app.command("remove")

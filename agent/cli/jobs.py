@@ -49,39 +49,68 @@ def _wait_for(api: Client, job_id: int) -> Job:
         return api.wait_job(job_id, on_poll=show)
 
 
-def _sync_command(kind: str, summary: str) -> None:
-    def command(
-        ctx: typer.Context,
-        name: str,
-        wait: Annotated[bool, typer.Option("--wait", help="Wait and show the result.")] = False,
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="force: report only.")] = False,
-        yes: Annotated[bool, typer.Option("--yes", help="force: allow deleting hub data.")] = False,
-        as_json: JsonOpt = False,
-    ) -> None:
-        with connect(ctx) as api:
-            job_id = api.sync(name, kind, dry_run, yes)["job"]
-            if not (wait or dry_run):
-                if as_json:
-                    output.print_json({"job": job_id})
-                else:
-                    say(f"{kind} sync of {name} queued as job {job_id}")
-                return
-            job = _wait_for(api, job_id)
-        if as_json:
-            output.print_json(job)
-        else:
-            detail = job["error"] or output.json_line(job["counts"])
-            say(f"job {job_id} {job['kind']} {job['state']}: {detail}")
-        if job["state"] == "failed":
-            raise typer.Exit(1)
-
-    command.__doc__ = summary
-    sync_app.command(kind)(command)
+WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait and show the result.")]
 
 
-_sync_command("init", "Initialization (full) sync of an element.")
-_sync_command("incremental", "Incremental sync of an element from its change log.")
-_sync_command("force", "Forced initialization without the discrepancy check (--dry-run, --yes).")
+def _run_sync(
+    ctx: typer.Context,
+    name: str,
+    kind: str,
+    wait: bool,
+    as_json: bool,
+    *,
+    dry_run: bool = False,
+    yes: bool = False,
+) -> None:
+    with connect(ctx) as api:
+        job_id = api.sync(name, kind, dry_run, yes)["job"]
+        if not (wait or dry_run):
+            if as_json:
+                output.print_json({"job": job_id})
+            else:
+                say(f"{kind} sync of {name} queued as job {job_id}")
+            return
+        job = _wait_for(api, job_id)
+    if as_json:
+        output.print_json(job)
+    else:
+        detail = job["error"] or output.json_line(job["counts"])
+        say(f"job {job_id} {job['kind']} {job['state']}: {detail}")
+    if job["state"] == "failed":
+        raise typer.Exit(1)
+
+
+@sync_app.command("init")
+def sync_init(
+    ctx: typer.Context, name: str, wait: WaitOpt = False, as_json: JsonOpt = False
+) -> None:
+    """Initialization (full) sync of an element."""
+    _run_sync(ctx, name, "init", wait, as_json)
+
+
+@sync_app.command("incremental")
+def sync_incremental(
+    ctx: typer.Context, name: str, wait: WaitOpt = False, as_json: JsonOpt = False
+) -> None:
+    """Incremental sync of an element from its change log."""
+    _run_sync(ctx, name, "incremental", wait, as_json)
+
+
+@sync_app.command("force")
+def sync_force(
+    ctx: typer.Context,
+    name: str,
+    wait: WaitOpt = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Report what it would do (waits for it).")
+    ] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Allow it to delete the hub's data of the element.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Forced initialization without the discrepancy check (--dry-run first, then --yes)."""
+    _run_sync(ctx, name, "force", wait, as_json, dry_run=dry_run, yes=yes)
 
 
 @jobs_app.command("list")

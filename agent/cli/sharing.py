@@ -11,6 +11,7 @@ import typer
 from agent.cli import output
 from agent.cli.api_types import HubChanges, JsonObject, JsonValue
 from agent.cli.common import ElementOpt, JsonOpt, UserOpt, connect, fail, say, who
+from agent.sharing.wording import counted
 
 sharing_app = typer.Typer(
     help="Sharing with the elements: state, sync, reconcile.", no_args_is_help=True
@@ -142,7 +143,7 @@ def resolve(
     if as_json:
         output.print_json(data)
         return
-    say(f"resolved {len(data['resolved'])} conflicts: took {take}")
+    say(f"resolved {counted(len(data['resolved']), 'conflict')}: took {take}")
 
 
 @sharing_app.command("devices")
@@ -204,7 +205,7 @@ def _changed(data: HubChanges, as_json: bool) -> None:
     for change in data["changes"]:
         say(
             f"{change['op']} {change['class']} {change['key']}: "
-            f"{data['distributions']} distributions queued"
+            f"{counted(data['distributions'], 'distribution')} queued"
         )
 
 

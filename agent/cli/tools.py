@@ -9,9 +9,9 @@ import typer
 
 from agent.cli import output
 from agent.cli.common import JsonOpt, context_of, fail
+from agent.cli.element_kinds import DEFAULT_TYPE, TYPE_HELP, ElementType
 from agent.errors import ProvsyncError
 from agent.listen import bind_socket
-from agent.store.element_types import DEFAULT_ELEMENT_TYPE, ELEMENT_TYPES, ELEMENT_TYPES_TEXT
 
 mib_app = typer.Typer(help="The PROVSYNC-MIB module.", no_args_is_help=True)
 
@@ -42,8 +42,8 @@ def simulate(
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port to serve on.")] = 9001,
     host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
     element_type: Annotated[
-        str, typer.Option("--type", help=f"{ELEMENT_TYPES_TEXT}.")
-    ] = DEFAULT_ELEMENT_TYPE,
+        ElementType, typer.Option("--type", metavar="TYPE", help=TYPE_HELP)
+    ] = DEFAULT_TYPE,
     objects: Annotated[int, typer.Option(min=0, help="Objects to generate.")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the generated data.")] = 1,
     element_id: Annotated[str | None, typer.Option(help="Default: sim-PORT.")] = None,
@@ -64,15 +64,13 @@ def simulate(
     from agent.simulator.app import Faults, Simulator, create_simulator_app
     from agent.simulator.state import ElementState
 
-    if element_type not in ELEMENT_TYPES:
-        fail(f"--type must be {ELEMENT_TYPES_TEXT}", 2)
     password = ""
     if password_file is not None:
         try:
             password = password_file.read_text().strip()
         except OSError as exc:
             fail(f"cannot read {password_file}: {exc.strerror}", 2)
-    state = ElementState(element_id or f"sim-{port}", element_type, software_version)
+    state = ElementState(element_id or f"sim-{port}", element_type.value, software_version)
     state.generate(objects, seed)
     hub_token = ""
     if hub_token_file is not None:

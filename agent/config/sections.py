@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ByteSize, Field, field_validator, model_validator
 
+from agent.config.full_init import FULL_INIT_OBJECTS, check_full_init_entry
 from agent.config.values import COUNT_MAX, Duration, Section, check_backoff, parse_address, within
 
 
@@ -97,12 +98,33 @@ class SyncSettings(Section):
     incremental_interval: Annotated[Duration, within("1m", "366d", off=True)] = 86400.0
     """Default schedule of a new element's recurring incremental sync; "0s": none."""
     escalate_after_changes: int = Field(default=1800, ge=1, le=COUNT_MAX)
-    full_sync_only_classes: tuple[str, ...] = ("system-parameter", "dial-plan", "cabinet", "board")
+    full_init_objects: tuple[str, ...] = FULL_INIT_OBJECTS
+    """Objects whose change asks for an initialization (``class`` or ``class:key``); the
+    incremental applies every other change and raises init-sync-required."""
     service_user: str = Field(default="provsync", min_length=1, max_length=64)
     """The user the agent writes to elements as; its own changes are skipped on the way back."""
     page_size: int = Field(default=1000, ge=1, le=10_000)
     timeout: Annotated[Duration, within("10ms", "1h")] = 10.0
     retries: int = Field(default=3, ge=0, le=10)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, values: Any) -> Any:
+        # The key of earlier releases (whole classes only): say what replaced it rather
+        # than only that it is unknown.
+        if isinstance(values, dict) and "full_sync_only_classes" in values:
+            raise ValueError(
+                "full_sync_only_classes was replaced by full_init_objects (entries 'class' "
+                "or 'class:key', default: the vendor document's list; see etc/provsync.toml)"
+            )
+        return values
+
+    @field_validator("full_init_objects")
+    @classmethod
+    def _objects(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            check_full_init_entry(entry)
+        return value
 
 
 class SharingSettings(Section):
@@ -115,8 +137,9 @@ class SharingSettings(Section):
     """Object classes shared between the hub and the elements."""
     distribution_cap: int = Field(default=60_000, ge=1, le=COUNT_MAX)
     """Most pending plus failed distributions per element; hub changes beyond are refused."""
-    errors_major_at: int = Field(default=100, ge=1, le=COUNT_MAX)
-    """Failed distributions for one element at which distribution-errors becomes major."""
+    errors_major_at: int = Field(default=0, ge=0, le=COUNT_MAX)
+    """Failed distributions for one element at which distribution-errors becomes major;
+    0 (the default): never, it stays minor as the vendor document has it (opt-in)."""
     retry_initial: Annotated[Duration, within("10ms", "1h")] = 1.0
     retry_max: Annotated[Duration, within("10ms", "1d")] = 60.0
     """Backoff of distributions that failed in transport (the element did not answer)."""

@@ -30,6 +30,9 @@ class ElementInfo:
     last_seq: int
     counts: dict[str, int] = field(default_factory=dict)
     """Objects per class, when the element says (for progress only)."""
+    notify_sync: bool = False
+    """The element has CM notify sync on: it tells the hub of its changes as they are made,
+    and the incremental skips the changes it says notify sync processed."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class ChangeRecord:
     cls: str
     key: str
     data: dict[str, Any] | None
+    notify_sync: bool = False
+    """Processed by the element's CM notify sync (the hub has it already)."""
 
 
 @dataclass(frozen=True)

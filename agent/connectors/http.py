@@ -52,6 +52,13 @@ def _data_or_none(data: Any) -> dict[str, Any] | None:
     raise TypeError(f"a change's data is {type(data).__name__}, not an object or null")
 
 
+def _flag(value: Any) -> bool:
+    """A JSON boolean (TypeError for anything else: "false" must not read as true)."""
+    if type(value) is bool:
+        return value
+    raise TypeError(f"a flag is {type(value).__name__}, not true or false")
+
+
 class HttpConnector(Connector):
     def __init__(
         self,
@@ -152,6 +159,7 @@ class HttpConnector(Connector):
                 classes=tuple(body.get("classes", ())),
                 last_seq=int(body.get("last_seq", 0)),
                 counts={str(k): int(v) for k, v in (body.get("counts") or {}).items()},
+                notify_sync=_flag(body.get("notify_sync", False)),
             )
 
     async def objects(
@@ -197,6 +205,7 @@ class HttpConnector(Connector):
                         cls=str(c["class"]),
                         key=str(c["key"]),
                         data=_data_or_none(c.get("data")),
+                        notify_sync=_flag(c.get("notify_sync", False)),
                     )
                     for c in body["changes"]
                 ),

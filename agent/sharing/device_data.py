@@ -2,13 +2,16 @@
 
 A start of sharing registers the hub for device-data notifications with the element and
 takes its phones as they are; notifications then keep them current; an operator's
-device-data sync reads them all again. A directory number without details is listed as
-number only.
+device-data sync reads them again from the sharing group (the elements that share, and
+those the hub is registered with), not from every registered element. A directory
+number without details is listed as number only; one several elements report is
+credited to the element that hosts it (:func:`host`).
 """
 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 from loguru import logger
@@ -18,6 +21,7 @@ from agent.connectors.connections import ElementConnections
 from agent.errors import InvalidRequest, ProvsyncError, SharingError
 from agent.sharing.sink import HUB
 from agent.sharing.tasks import Tasks
+from agent.sharing.wording import counted
 from agent.store.access import StoreAccess
 from agent.store.element_types import MESSAGING
 from agent.store.elements import Element
@@ -112,13 +116,15 @@ class DeviceData:
 
     async def _sync(self) -> None:
         elements = [
-            e for e in await asyncio.to_thread(self._store.elements.all) if e.type != MESSAGING
+            e
+            for e in await asyncio.to_thread(self._store.elements.all)
+            if in_group(e) and e.type != MESSAGING
         ]
         await self._alarms.emit_event(
             "device-data-sync-started",
             HUB,
             details={"elements": [e.name for e in elements]},
-            text=f"device-data sync with {len(elements)} elements started",
+            text=f"device-data sync with {counted(len(elements), 'element')} started",
         )
         counts: dict[str, int | str] = {}
         for element in elements:
@@ -138,14 +144,16 @@ class DeviceData:
         )
 
     async def listed(self) -> list[dict[str, Any]]:
-        """Every directory number of the hub: with its phone's details where known."""
+        """Every directory number of the hub: with its phone's details where known, from
+        the element that hosts the phone."""
         numbers = await asyncio.to_thread(self._store.shared.load, ["directory-number"])
-        details = await asyncio.to_thread(self._store.devices.details)
+        reported = await asyncio.to_thread(self._store.devices.reported)
+        origins = await asyncio.to_thread(self._station_origins)
         elements = await asyncio.to_thread(self._store.elements.all)
         names = {e.id: e.name for e in elements}
         listed: list[dict[str, Any]] = []
         for _, number in sorted(numbers):
-            found = details.get(number)
+            found = host(reported.get(number, []), names, origins.get(number, ""))
             if found is None:
                 listed.append({"number": number, "full": False})
             else:
@@ -158,3 +166,38 @@ class DeviceData:
                     }
                 )
         return listed
+
+    def _station_origins(self) -> dict[str, str]:
+        """Per shared station: the element whose change put it on the hub (or "hub")."""
+        origins: dict[str, str] = {}
+        after: str | None = None
+        while True:
+            page = self._store.shared.page("station", after=after, limit=5000)
+            origins.update((o.key, o.origin) for o in page)
+            if len(page) < 5000:
+                return origins
+            after = page[-1].key
+
+
+def in_group(element: Element) -> bool:
+    """The element belongs to the sharing group: it shares, or sends device data."""
+    return element.sharing or element.device_data
+
+
+def host(
+    reports: list[tuple[int, Data, datetime]], names: dict[int, str], origin: str
+) -> tuple[int, Data] | None:
+    """Which element's details of a phone to show when several report it.
+
+    Shared stations are held by every element of the group, but a phone is hosted by one:
+    the one whose change put the station on the hub (its origin), else the one that
+    reported it last (a notification comes from where the phone changed); ties by name.
+    """
+    if not reports:
+        return None
+    for element_id, data, _ in reports:
+        if names.get(element_id) == origin:
+            return element_id, data
+    by_name = sorted(reports, key=lambda r: names.get(r[0], ""))
+    newest = max(by_name, key=lambda r: r[2])  # the first of the newest: ties by name
+    return newest[0], newest[1]

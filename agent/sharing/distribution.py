@@ -215,7 +215,7 @@ class Dispatcher:
         failure: ConnectorError | None = None
         for index, row in enumerate(batch):
             try:
-                await connector.apply(
+                seq = await connector.apply(
                     row.cls, row.key, row.op, row.data, user=self.sync.service_user
                 )
             except UpdateRejected as exc:
@@ -227,6 +227,8 @@ class Dispatcher:
                 break
             else:
                 outcome.done.append(row)
+                # Kept with the store: the element's witness of what this store gave it.
+                outcome.applied_seq = max(outcome.applied_seq, seq or 0)
         superseded = await asyncio.to_thread(
             self.store.distributions.settle, element_id, outcome, backoff
         )

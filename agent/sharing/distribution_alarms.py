@@ -9,6 +9,7 @@ from agent.alarms.contact import CONTACT_ALARMS, auth_alarm
 from agent.alarms.ports import AlarmSink
 from agent.errors import ConnectorError
 from agent.sharing.sink import clear_if_active
+from agent.sharing.wording import agreeing, counted
 from agent.store.access import StoreAccess
 from agent.store.elements import Element
 
@@ -22,7 +23,8 @@ class DistributionAlarms:
     Args:
         store: the failed distributions (count, latest error).
         alarms: where they are raised and cleared.
-        errors_major_at: [sharing] errors_major_at, the count from which it is major.
+        errors_major_at: [sharing] errors_major_at, the count from which it is major
+            (0: never).
     """
 
     def __init__(self, store: StoreAccess, alarms: AlarmSink, errors_major_at: int) -> None:
@@ -55,12 +57,14 @@ class DistributionAlarms:
         ):
             last = await asyncio.to_thread(admin.last_error, element_id)
             latest = f"{last.op} {last.cls} {last.key}: {last.error}" if last is not None else ""
-            severity = "major" if errors >= self._major_at else "minor"
+            # Minor like the vendor's SDS Distribution Errors unless the site opted in.
+            severity = "major" if 0 < self._major_at <= errors else "minor"
             await self._alarms.raise_alarm(
                 "distribution-errors",
                 name,
                 severity=severity,
-                text=f"{errors} shared updates to {name} were rejected; latest: {latest}",
+                text=f"{counted(errors, 'shared update')} to {name} "
+                f"{agreeing(errors, 'was', 'were')} rejected; latest: {latest}",
             )
         self._errors[element_id] = errors
 

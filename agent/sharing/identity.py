@@ -5,6 +5,8 @@ sequence this agent saw, written after commits (at most once a second) and at st
 store whose identity differs, or whose sequence is behind the recorded one, was replaced
 or restored; a ``sharing_release`` marker other than this release means an upgrade.
 Either, under data that had sharing enabled, disables sharing and raises ftp-inactive.
+The file stays on the server: a store restored onto a new or reinstalled one is found by
+the elements instead (agent.sharing.witness), which disable sharing the same way.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ class StoreIdentity:
         self._monotonic = monotonic
         self._written = 0.0
         self._lock = threading.Lock()
+        self._disabling = asyncio.Lock()
+        """One disable at a time: the witnesses of several elements may find it at once."""
 
     async def check(self) -> None:
         """At start: disable sharing after a restore or an upgrade, then record the
@@ -73,15 +77,8 @@ class StoreIdentity:
         elements = await asyncio.to_thread(self._store.elements.all)
         marker = await asyncio.to_thread(self._store.meta.get, RELEASE_KEY)
         reasons = self._reasons(recorded, marker)
-        sharing = [e.name for e in elements if e.sharing]
-        if sharing and reasons:
-            await self._disable_sharing(elements)
-            await self._alarms.raise_alarm(
-                "ftp-inactive",
-                HUB,
-                text="Flow Through Provisioning Inactive: " + "; ".join(reasons) + ". Sharing "
-                f"(with {', '.join(sharing)}) is disabled until an element starts sharing again",
-            )
+        if reasons and any(e.sharing for e in elements):
+            await self.disable(reasons)
             logger.warning("sharing disabled: {}", "; ".join(reasons))
         if marker and marker != __version__:
             await self.mark_release()
@@ -110,6 +107,27 @@ class StoreIdentity:
     async def mark_release(self) -> None:
         """Sharing is enabled under this release (an upgrade is detected against it)."""
         await asyncio.to_thread(self._store.meta.set, RELEASE_KEY, __version__)
+
+    async def disable(self, reasons: list[str]) -> None:
+        """Disable sharing with every element and raise ftp-inactive with ``reasons``; its
+        hint names an element that shared (the first step back is its Start Sharing)."""
+        async with self._disabling:
+            await self._disable(reasons)
+
+    async def _disable(self, reasons: list[str]) -> None:
+        elements = await asyncio.to_thread(self._store.elements.all)
+        sharing = [e.name for e in elements if e.sharing]
+        if not sharing:
+            return  # disabled already (by the identity check, or another element's witness)
+        await self._disable_sharing(elements)
+        await self._alarms.raise_alarm(
+            "ftp-inactive",
+            HUB,
+            text="Flow Through Provisioning Inactive: " + "; ".join(reasons) + ". Sharing "
+            f"(with {', '.join(sharing)}) is disabled until an element starts sharing again",
+            resolution=f"provsync sharing start {sharing[0]} | POST /api/v1/sharing/start "
+            f'{{"element": "{sharing[0]}"}}',
+        )
 
     async def _disable_sharing(self, elements: list[Element]) -> None:
         store = self._store

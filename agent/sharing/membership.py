@@ -13,6 +13,7 @@ from agent.connectors.connections import ElementConnections
 from agent.errors import InvalidRequest, SharingError
 from agent.sharing.group import SYNC_REQUIRED
 from agent.store.access import StoreAccess
+from agent.store.distributions import applied_key
 from agent.store.elements import Element
 
 
@@ -94,5 +95,8 @@ class Membership:
         def work() -> None:
             with store.begin() as conn:
                 store.drop_sharing_records(conn, element.id)
+            # Its witness mark goes too: an element added later under the same id starts
+            # from its own log (agent.sharing.witness).
+            store.meta.set(applied_key(element.id), "")
 
         await asyncio.to_thread(work)

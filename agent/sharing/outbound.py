@@ -20,6 +20,7 @@ from agent.errors import InvalidRequest, ProvsyncError, SharingError
 from agent.sharing.changes import checked_change
 from agent.sharing.parts import HubComponent, HubParts
 from agent.sharing.sink import HUB
+from agent.sharing.wording import counted
 from agent.store.outage import ThrottledLog, is_store_outage
 from agent.store.shared_data import Change
 
@@ -65,7 +66,8 @@ class Outbound(HubComponent):
                 waiting = self._dispatcher.waiting(element_id)
                 if waiting + len(checked) > cap:
                     raise SharingError(
-                        f"{name} has {waiting} updates not yet distributed (pending or failed); "
+                        f"{name} has {counted(waiting, 'update')} not yet distributed "
+                        "(pending or failed); "
                         f"the cap is {cap}: retry or delete its "
                         f"failed distributions (provsync distribution list --element {name})"
                     )
@@ -129,7 +131,8 @@ class Outbound(HubComponent):
                 event,
                 name,
                 details={"count": count, "by": by},
-                text=f"{count} failed distributions to {name} {verb}" + (f" by {by}" if by else ""),
+                text=f"{counted(count, 'failed distribution')} to {name} {verb}"
+                + (f" by {by}" if by else ""),
             )
         await self._dispatcher.recount()
         for element in await asyncio.to_thread(self._store.elements.all):

@@ -1,6 +1,7 @@
 """The sharing service: a facade over the sharing components, one module per concern.
 
-- identity: restore and upgrade detection (ftp-inactive), the identity file;
+- identity: restore and upgrade detection (ftp-inactive), the identity file; witness: a
+  restore found from what the elements applied (also on a new server);
 - gate: the group's state, the refusals while it is blocked, the one running sync;
 - membership: start sharing (version checked), the records of a removed element;
 - user_sync (with plan_apply): syncs from an element to the hub;
@@ -30,7 +31,7 @@ from agent.config import SharingSettings, SyncSettings
 from agent.connectors.connections import ElementConnections
 from agent.connectors.registry import ConnectorFactory, connect
 from agent.sharing.activation import Activation
-from agent.sharing.device_data import DeviceData
+from agent.sharing.device_data import DeviceData, in_group
 from agent.sharing.distribution import Dispatcher
 from agent.sharing.distribution_alarms import DistributionAlarms
 from agent.sharing.gate import Gate
@@ -44,9 +45,11 @@ from agent.sharing.reconcile import ConflictReport, Reconcile
 from agent.sharing.sink import HUB
 from agent.sharing.tasks import Tasks
 from agent.sharing.user_sync import UserSync
+from agent.sharing.witness import ElementWitness
 from agent.store.access import StoreAccess
 from agent.store.elements import Element
 from agent.store.encryption import KeyRing
+from agent.sync.contact import ContactAlarms, login_test
 
 
 class SharingService:
@@ -104,10 +107,25 @@ class SharingService:
         self._outbound = Outbound(parts, self._errors.refresh, settings)
         self._devices = DeviceData(store, manager, connections, self._tasks, sync.page_size)
         self._activation = Activation(store, manager, connections)
+        self._witness = ElementWitness(
+            store,
+            connections,
+            self._dispatcher,
+            settings,
+            sync,
+            self._identity.disable,
+            self._errors.contact,
+            self._tasks,
+        )
+        self._connections = connections
+        self._contact = ContactAlarms(manager)
+        self._login_timeout = sync.timeout + 1.0
+        """A login test's bound: one request without retries, and a margin."""
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         await self._identity.check()
+        await self._witness.start()  # holds each sender until its element's log was read
         await self._dispatcher.start()
         await self._errors.start(await self._elements())
         await self._devices.start(await self._elements())
@@ -147,6 +165,16 @@ class SharingService:
         await self._dispatcher.forget(element.id)
         await self._membership.drop_records(element)
         await self._activation.element_updated(element.name, "removed")
+
+    async def credentials_set(self, element: Element) -> str:
+        """New credentials were saved: log in with them now; the contact alarms follow."""
+        error = await login_test(
+            lambda: self._connections.open(element, retries=0), self._login_timeout
+        )
+        outcome = await self._contact.tested(element, error)
+        if error is None:
+            self._dispatcher.wake(element.id)  # what waited for the login goes now
+        return outcome
 
     # ------------------------------------------------------------------ element to hub
     async def request_sync(self, ident: str, trigger: str = "element") -> int:
@@ -199,7 +227,8 @@ class SharingService:
 
     # ------------------------------------------------------------------ status
     async def status(self) -> dict[str, Any]:
-        elements = await self._elements()
+        # The sharing group, not every element: one that never shared has no state here.
+        elements = [e for e in await self._elements() if in_group(e)]
         counts = await asyncio.to_thread(self._store.distributions.open_counts)
         state = self.group_state()
         return {
@@ -209,6 +238,8 @@ class SharingService:
             "min_element_version": self.settings.min_element_version,
             "reconcile_running": self._gate.reconcile_running(),
             "sync_running": self._gate.sync_running,
+            # Elements whose change log is still to be read for a restore (agent start).
+            "store_check": sorted(self._witness.checking),
             "conflicts": await asyncio.to_thread(self._store.conflicts.counts),
             "elements": [
                 {

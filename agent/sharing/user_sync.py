@@ -22,6 +22,7 @@ from agent.sharing.parts import HubComponent, HubParts
 from agent.sharing.plan_apply import apply_plan
 from agent.sharing.sink import HUB, clear_if_active
 from agent.sharing.tasks import Tasks
+from agent.sharing.wording import counted
 from agent.store.elements import Element
 from agent.store.rows import Data, Key
 
@@ -179,8 +180,9 @@ class UserSync(HubComponent):
             await self._alarms.raise_alarm(
                 RECONCILE_REQUIRED,
                 element.name,
-                text=f"sync from {element.name} found {counts['unresolved']} unresolved "
-                f"conflicts ({counts['review']} more for review)",
+                text=f"sync from {element.name} found "
+                f"{counted(counts['unresolved'], 'unresolved conflict')} "
+                f"({counts['review']} more for review)",
             )
         else:
             await clear_if_active(

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent import __version__
 from agent.errors import SimulatorError
 from agent.http_tls import client_context
-from agent.simulator.state import CLASSES, ElementState, RejectRule
+from agent.simulator.state import CLASSES, Change, ElementState, RejectRule
 
 _basic = HTTPBasic(auto_error=False)
 
@@ -142,6 +142,7 @@ def _api() -> APIRouter:
             "classes": list(CLASSES),
             "last_seq": state.last_seq,
             "counts": state.counts(),
+            "notify_sync": state.notify_sync,
         }
 
     @router.get("/objects/{cls}")
@@ -200,6 +201,26 @@ def _api() -> APIRouter:
     return router
 
 
+async def _notify(simulator: Simulator, entry: Change) -> dict[str, Any]:
+    """CM notify sync: tell the hub of a local change; what the hub applied is marked
+    processed by notify sync in the log (the incremental skips it)."""
+    state = simulator.state
+    change = entry.to_json()
+    del change["time"], change["notify_sync"]
+    try:
+        status, hub = await simulator.call_hub(
+            "/sync/notify",
+            {"element": state.element_id, "epoch": state.epoch, "changes": [change]},
+        )
+    except SimulatorError as exc:  # the hub is down: the incremental takes the change
+        return {"status": exc.status, "error": exc.error}
+    if status != 200:
+        return {"status": status, **(hub if isinstance(hub, dict) else {})}
+    result: dict[str, Any] = hub["results"][0]
+    entry.notify_sync = result.get("status") == "applied"
+    return result
+
+
 def _admin() -> APIRouter:
     router = APIRouter(prefix="/admin", dependencies=[Depends(_authorized)])
 
@@ -208,6 +229,9 @@ def _admin() -> APIRouter:
         state = simulator.state
         entry = state.change(body.user, body.op, body.cls, body.key, body.data)
         answer: dict[str, Any] = entry.to_json()
+        if state.notify_sync and simulator.hub:
+            answer["notify"] = await _notify(simulator, entry)
+            answer["notify_sync"] = entry.notify_sync
         share = state.sharing if body.share is None else body.share
         if share and simulator.hub:
             update = {"class": body.cls, "key": body.key, "op": body.op, "data": entry.data}
@@ -221,6 +245,11 @@ def _admin() -> APIRouter:
                 "/sharing/device-data", {"element": state.element_id, "devices": [device]}
             )
         return answer
+
+    @router.post("/notify-sync")
+    async def notify_sync(simulator: SimulatorDep, body: EnabledBody) -> dict[str, bool]:
+        simulator.state.notify_sync = body.enabled
+        return {"notify_sync": body.enabled}
 
     @router.post("/sharing/start")
     async def start_sharing(simulator: SimulatorDep) -> JSONResponse:

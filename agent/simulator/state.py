@@ -12,9 +12,11 @@ from typing import Any
 
 from agent.errors import SimulatorError
 
-INCREMENTAL_CLASSES = ("user", "station", "directory-number", "group", "mailbox")
-FULL_SYNC_CLASSES = ("system-parameter", "dial-plan", "cabinet", "board")
-CLASSES = INCREMENTAL_CLASSES + FULL_SYNC_CLASSES
+PROVISIONING_CLASSES = ("user", "station", "directory-number", "group", "mailbox")
+SYSTEM_CLASSES = ("system-parameter", "dial-plan", "cabinet", "board")
+"""The element's own configuration (some of it asks the hub for an initialization when
+it changes: ``[sync] full_init_objects``)."""
+CLASSES = PROVISIONING_CLASSES + SYSTEM_CLASSES
 OPS = ("create", "update", "delete")
 FIRST_NAMES = (
     "Ada",
@@ -61,6 +63,8 @@ class Change:
     cls: str
     key: str
     data: dict[str, Any] | None
+    notify_sync: bool = False
+    """CM notify sync processed it: the hub applied it when it was made."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -71,6 +75,7 @@ class Change:
             "class": self.cls,
             "key": self.key,
             "data": self.data,
+            "notify_sync": self.notify_sync,
         }
 
 
@@ -99,6 +104,8 @@ class ElementState:
     """The hub registered for device-data notifications."""
     activations: list[list[dict[str, Any]]] = field(default_factory=list)
     """Messaging elements: the programming received at each activation."""
+    notify_sync: bool = False
+    """CM notify sync is on: each local change is sent to the hub as it is made."""
 
     def __post_init__(self) -> None:
         for cls in CLASSES:

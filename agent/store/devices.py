@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from datetime import datetime
 
 from sqlalchemy import Connection, Engine, and_, delete, select
 
@@ -57,6 +58,18 @@ class Devices:
 
     def drop_all(self, conn: Connection) -> None:
         conn.execute(delete(DEVICES))
+
+    def reported(self) -> dict[str, list[tuple[int, Data, datetime]]]:
+        """Per directory number: each element that reported the phone, its details and
+        when (several elements may hold a copy of a shared station)."""
+        found: dict[str, list[tuple[int, Data, datetime]]] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(DEVICES.c.number, DEVICES.c.element_id, DEVICES.c.data, DEVICES.c.updated_at)
+            )
+            for number, element_id, data, at in rows:
+                found.setdefault(number, []).append((element_id, json.loads(data), at))
+        return found
 
     def details(self) -> dict[str, tuple[int, Data]]:
         """Per directory number: the element that has the phone, and its details."""

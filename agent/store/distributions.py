@@ -16,12 +16,23 @@ from sqlalchemy.engine import Row
 
 from agent.clock import now
 from agent.store.bases import Bases
-from agent.store.models import DISTRIBUTIONS
+from agent.store.models import DISTRIBUTIONS, META
+from agent.store.objects import record_delivered
 from agent.store.rows import Data, Key, dumps, loads
 from agent.store.shared_data import Change
+from agent.store.upsert import upsert
 
 OPEN_STATES = ("pending", "inflight", "error")
 """The states of a distribution not yet done (what the cap and the listing count)."""
+
+
+def applied_key(element_id: int) -> str:
+    """The ``meta`` key of the element's change sequence after the last hub update applied.
+
+    It travels with the store: an element whose change log holds hub updates after it
+    was given them by a store that is not this one, or this one before a restore.
+    """
+    return f"hub_applied:{element_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +71,8 @@ class Outcome:
     rejected: list[tuple[Distribution, str]] = field(default_factory=list)
     untried: list[Distribution] = field(default_factory=list)
     transport_error: str = ""
+    applied_seq: int = 0
+    """The element's change sequence number after the last update it applied (0: none)."""
 
 
 class Distributions:
@@ -231,8 +244,12 @@ class Distributions:
                     .where(DISTRIBUTIONS.c.id.in_([r.id for r in outcome.done]))
                     .values(state="done", updated_at=at, error=None, rejected=False)
                 )
-                self._bases.set(conn, element_id, [(r.cls, r.key, r.data) for r in outcome.done])
+                applied = [(r.cls, r.key, r.data) for r in outcome.done]
+                self._bases.set(conn, element_id, applied)
+                record_delivered(conn, element_id, applied)
                 superseded = _supersede(conn, element_id, outcome.done, at)
+                if outcome.applied_seq:
+                    record_applied(conn, element_id, outcome.applied_seq)
             if outcome.untried:
                 first = outcome.untried[0]
                 conn.execute(
@@ -251,6 +268,23 @@ class Distributions:
                 )
         return superseded
 
+    def inflight(self) -> dict[int, set[tuple[str, str, str]]]:
+        """Per element: (class, key, op) of the records in flight (sent, perhaps applied,
+        their outcome not recorded: a stop or a crash came in between)."""
+        found: dict[int, set[tuple[str, str, str]]] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    DISTRIBUTIONS.c.element_id,
+                    DISTRIBUTIONS.c.cls,
+                    DISTRIBUTIONS.c.key,
+                    DISTRIBUTIONS.c.op,
+                ).where(DISTRIBUTIONS.c.state == "inflight")
+            )
+            for element_id, cls, key, op in rows:
+                found.setdefault(int(element_id), set()).add((str(cls), str(key), str(op)))
+        return found
+
     def requeue_inflight(self) -> int:
         """Distributions left in flight by a stop or crash go out again (updates are
         idempotent)."""
@@ -261,6 +295,12 @@ class Distributions:
                 .values(state="pending")
             )
         return int(result.rowcount or 0)
+
+
+def record_applied(conn: Connection, element_id: int, seq: int) -> None:
+    """The element's change sequence after the hub's last applied update, in the caller's
+    transaction."""
+    upsert(conn, META, [{"key": applied_key(element_id), "value": str(seq)}], ["key"])
 
 
 def _supersede(

@@ -216,9 +216,15 @@ class Elements:
             )
 
     def remove(self, name: str) -> None:
-        """The element, its credentials and the hub's copy of its objects."""
+        """The element, its credentials and the hub's copy of its objects; it leaves the
+        ``uses`` of the messaging elements programmed with it (a name that no longer
+        exists there would be refused by any later change of their list)."""
         element = self.get(name)
+        users = [e for e in self.all() if name in e.uses]
         with self.engine.begin() as conn:
+            for user in users:
+                left = json.dumps(sorted(n for n in user.uses if n != name))
+                self.update(conn, user.id, uses=left)
             for table, column in (
                 (OBJECTS, OBJECTS.c.element_id),
                 (CREDENTIALS, CREDENTIALS.c.element_id),

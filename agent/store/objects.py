@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, and_, delete, update
+from sqlalchemy import Connection, Engine, and_, delete, select, update
 
 from agent.store.elements import ElementValue
 from agent.store.models import ELEMENTS, JOBS, OBJECTS
@@ -42,8 +42,6 @@ class ChangeItem(Protocol):
     def op(self) -> str: ...
     @property
     def data(self) -> Data | None: ...
-    @property
-    def user(self) -> str: ...
 
 
 class Objects:
@@ -90,16 +88,17 @@ class Objects:
         changes: Iterable[ChangeItem],
         generation: int,
         *,
-        cursor: int,
-        skip_user: str | None = None,
-    ) -> tuple[int, int]:
-        """Apply changes and move the cursor in one transaction: (applied, skipped)."""
-        applied = skipped = 0
+        cursor: int | None,
+    ) -> int:
+        """Apply changes and move the cursor (None: leave it) in one transaction; returns
+        how many.
+
+        What is not the hub's to apply (its own writes coming back, notify-sync changes) is
+        left out by the caller; the cursor still moves past it.
+        """
+        applied = 0
         with self.engine.begin() as conn:
             for change in changes:
-                if skip_user is not None and change.user == skip_user:
-                    skipped += 1  # the agent's own write coming back: the hub has it already
-                    continue
                 if change.op == "delete" or change.data is None:
                     conn.execute(
                         delete(OBJECTS).where(
@@ -120,8 +119,11 @@ class Objects:
                     }
                     upsert(conn, OBJECTS, [row], list(_OBJECT_KEY))
                 applied += 1
-            conn.execute(update(ELEMENTS).where(ELEMENTS.c.id == element_id).values(cursor=cursor))
-        return applied, skipped
+            if cursor is not None:
+                conn.execute(
+                    update(ELEMENTS).where(ELEMENTS.c.id == element_id).values(cursor=cursor)
+                )
+        return applied
 
     def finish_init(self, element_id: int, generation: int, **element: ElementValue) -> int:
         """Drop what the element no longer has and record the new cursor and epoch, together."""
@@ -140,3 +142,30 @@ class Objects:
                 .values(generation=generation, **element)
             )
         return int(removed or 0)
+
+
+def record_delivered(
+    conn: Connection, element_id: int, objects: Sequence[tuple[str, str, Data | None]]
+) -> None:
+    """Hub updates the element applied, written into the hub's copy of it in the caller's
+    transaction (the one that records them delivered): the incremental does not pull them
+    back, so without this the copy would lack them until the next initialization.
+    (``data`` None: a delete.)"""
+    generation = conn.execute(
+        select(ELEMENTS.c.generation).where(ELEMENTS.c.id == element_id)
+    ).scalar()
+    if generation is None:  # the element was removed meanwhile
+        return
+    for cls, key, data in objects:
+        where = and_(OBJECTS.c.element_id == element_id, OBJECTS.c.cls == cls, OBJECTS.c.key == key)
+        if data is None:
+            conn.execute(delete(OBJECTS).where(where))
+        else:
+            row = {
+                "element_id": element_id,
+                "cls": cls,
+                "key": key,
+                "data": _encode(data),
+                "generation": generation,
+            }
+            upsert(conn, OBJECTS, [row], list(_OBJECT_KEY))

@@ -1,8 +1,10 @@
 """Element lifecycle: add, update and remove a network element, with their side effects.
 
 - adding one stores it (its credentials sealed) and queues its initialization sync;
+- new credentials are tested at once by the hooks (a login: the authentication alarms
+  clear or stay without waiting for the next sync);
 - a new address or new credentials are told to the hooks (messaging elements programmed
-  with it need an activation);
+  with it need an activation), but not the same ones saved again: nothing changed;
 - removing one stops its sync jobs and clears its alarms, lets the hooks drop what they
   keep about it, then removes it with the hub's copy of its objects.
 
@@ -16,6 +18,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from agent.errors import ProvsyncError
 from agent.store.access import StoreAccess
 from agent.store.elements import Credentials, Element
 from agent.store.encryption import KeyRing
@@ -30,6 +33,11 @@ class ElementHooks(Protocol):
 
     async def forget(self, element: Element) -> None:
         """``element`` is being removed: drop what is kept about it."""
+        ...
+
+    async def credentials_set(self, element: Element) -> str:
+        """``element``'s credentials were saved: test them now (its contact alarms follow
+        the outcome); returns the outcome in words."""
         ...
 
 
@@ -105,21 +113,40 @@ class ElementLifecycle:
         Raises:
             ElementNotFound: no such element. InvalidRequest: a bad value.
         """
+        before = await asyncio.to_thread(self.store.elements.get, name)
         element = await asyncio.to_thread(
             self.store.elements.set_schedule, name, interval, cron, url, uses
         )
-        if url is not None:
+        if url is not None and element.address != before.address:
+            # Only a real move: the same address saved again changes nothing on the
+            # messaging elements programmed with it.
             await self.updated(name, f"given the address {url}")
         return element
 
-    async def set_credentials(self, name: str, credentials: Credentials) -> None:
-        """Replace the element's credentials (sealed in the store).
+    async def set_credentials(self, name: str, credentials: Credentials) -> str:
+        """Replace the element's credentials (sealed in the store) and test them at once;
+        returns the test's outcome in words ("" when nothing tests them).
 
         Raises:
             ElementNotFound: no such element.
         """
+        element = await asyncio.to_thread(self.store.elements.get, name)
+        before = await asyncio.to_thread(self._current_credentials, element)
         await asyncio.to_thread(self.store.elements.set_credentials, name, credentials, self.ring)
-        await self.updated(name, "given new credentials")
+        outcome = ""
+        if self.hooks is not None:
+            # The authentication alarms name this command as their fix: the fix must show
+            # at once, not at the next sync (up to a day later).
+            outcome = await self.hooks.credentials_set(element)
+        if before != credentials:
+            await self.updated(name, "given new credentials")
+        return outcome
+
+    def _current_credentials(self, element: Element) -> Credentials | None:
+        try:
+            return self.store.elements.credentials(element.id, self.ring)
+        except ProvsyncError:  # unreadable (another key): the new ones are a change
+            return None
 
     async def remove(self, name: str) -> None:
         """Stop its syncs, let the hooks forget it, remove it and the hub's copy.

@@ -29,15 +29,22 @@ from agent.clock import SYSTEM_CLOCK, Clock
 from agent.config import SyncSettings
 from agent.connectors.connections import ElementConnections
 from agent.connectors.registry import ConnectorFactory, connect
-from agent.errors import ConnectorError, InvalidRequest, ProvsyncError, SyncStopped
+from agent.errors import (
+    ConnectorError,
+    ElementEmptied,
+    InvalidRequest,
+    ProvsyncError,
+    SyncStopped,
+)
 from agent.store.access import StoreAccess
 from agent.store.elements import Element
 from agent.store.encryption import KeyRing
 from agent.sync.contact import ContactAlarms
 from agent.sync.elements import ElementHooks, ElementLifecycle
-from agent.sync.incremental import Escalate, Incremental, JobCounts
+from agent.sync.incremental import Escalate, Incremental, JobCounts, Progress
 from agent.sync.init import Initialization, SyncOptions
 from agent.sync.jobs import JobQueue
+from agent.sync.notify import NotifySync
 
 
 class SyncEngine:
@@ -70,6 +77,8 @@ class SyncEngine:
         self._contact = ContactAlarms(manager)
         self._init = Initialization(settings, manager, store, clock, self.elements.updated)
         self._incremental = Incremental(settings, manager, store, clock)
+        self.notify = NotifySync(settings, store, ring, self.jobs)
+        """CM notify sync: elements' changes applied as they are made."""
 
     def attach(self, hooks: ElementHooks) -> None:
         """Tell ``hooks`` (the sharing service) of element updates and removals."""
@@ -112,12 +121,16 @@ class SyncEngine:
         await asyncio.to_thread(self.store.elements.set_state, element.id, sync_state="running")
         counts: JobCounts = {}
         run_kind = kind
+        progress: Progress | None = None
         try:
             async with await self._connections.open(element) as connector:
                 if kind == "incremental":
                     try:
-                        counts = await self._incremental.run(element, connector)
+                        progress = Progress(element.cursor)
+                        await self._incremental.run(element, connector, progress)
+                        counts = progress.counts()
                     except Escalate as escalation:
+                        progress = None
                         run_kind = "init"
                         await self._escalated(element, job_id, escalation.reason)
                         async with self.jobs.init_slots:
@@ -129,12 +142,17 @@ class SyncEngine:
                         element, connector, job_id, force=kind == "force", options=options
                     )
         except (ProvsyncError, Escalate) as exc:
-            await self._failed(element, job_id, run_kind, exc, counts)
+            # A failed incremental reports what it applied before it failed.
+            await self._failed(element, job_id, run_kind, exc, progress_of(progress, counts))
             return
         except Exception as exc:
             logger.exception("sync job {} of {} failed unexpectedly", job_id, element.name)
             await self._failed(
-                element, job_id, run_kind, ProvsyncError(f"internal error: {exc!r}"), counts
+                element,
+                job_id,
+                run_kind,
+                ProvsyncError(f"internal error: {exc!r}"),
+                progress_of(progress, counts),
             )
             return
         # The job ends once what it changed is committed (alarms cleared, its event): a
@@ -180,6 +198,7 @@ class SyncEngine:
         if kind in ("init", "force"):
             await clear("sync-failed", element.name, "incremental")
             await clear("init-sync-required", element.name)
+            await clear("element-emptied", element.name)
         event = "incremental-sync-completed" if kind == "incremental" else "init-sync-completed"
         await self.manager.emit_event(
             event, element.name, details=counts, text=f"{kind} sync of {element.name} completed"
@@ -191,7 +210,14 @@ class SyncEngine:
         message = str(exc)
         await self._contact.failed(element, exc)
         if isinstance(exc, InvalidRequest):
+            # The operator's request refused (a force without --yes): the job says why.
             state = "idle" if element.last_init_ok else "never"
+        elif isinstance(exc, ElementEmptied):
+            # Nothing was deleted, but the element lost its data and every sync will stop
+            # here until someone decides: an alarm for that, not sync-failed.
+            state = "failed"
+            await self.manager.raise_alarm("element-emptied", element.name, text=message)
+            await self.manager.emit_event("init-sync-failed", element.name, text=message)
         else:
             state = "init-required" if isinstance(exc, SyncStopped) else "failed"
             if kind != "incremental":
@@ -208,5 +234,10 @@ class SyncEngine:
             await self.manager.emit_event(event, element.name, text=message)
         await asyncio.to_thread(self.store.elements.set_state, element.id, sync_state=state)
         await self._end_job(job_id, "failed", kind, counts, message)
-        if not isinstance(exc, ConnectorError | SyncStopped | InvalidRequest):
+        if not isinstance(exc, ConnectorError | SyncStopped | InvalidRequest | ElementEmptied):
             logger.warning("sync of {} failed: {}", element.name, message)
+
+
+def progress_of(progress: Progress | None, counts: JobCounts) -> JobCounts:
+    """The counts of a job that failed: an incremental's progress, else what it had."""
+    return progress.counts() if progress is not None else counts

@@ -1,25 +1,36 @@
 """The incremental sync: the element's change log after the stored cursor, a page at a
-time, the agent's own writes skipped (``[sync] service_user``).
+time, the hub's own writes skipped.
 
-It becomes an initialization (:class:`Escalate`, caught by the job around it) when the
-last initialization did not complete, when the data epoch changed, when more than
+The hub's own writes are those of ``[sync] service_user`` (the hub's shared updates, which
+it distributed: not pulled, but kept in the hub's copy of the element as the element
+applied them) and of the login the element is registered with (the synchronization
+document: a station added "by the same Communication Manager user that is available in
+the System Manager inventory" is not pulled). When the element has CM notify sync on,
+changes it says notify sync processed are skipped as well: the hub has them already.
+
+It stops with init-sync-required (``SyncStopped``) when the element or the agent was
+upgraded since the last initialization, whatever else changed. It becomes an
+initialization (:class:`Escalate`, caught by the job around it) when the last
+initialization did not complete, when the data epoch changed, when more than
 ``escalate_after_changes`` changes are pending, or when the log no longer reaches the
-cursor. It stops with init-sync-required (``SyncStopped``) when the element or the agent
-was upgraded since the last initialization, or when a full-sync-only class changed.
+cursor. A change of a full-initialization object (``[sync] full_init_objects``) is not
+applied: it raises init-sync-required naming it, and every other change is applied.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass, field
 
 from agent import __version__
 from agent.alarms.manager import AlarmManager
 from agent.clock import Clock
 from agent.config import SyncSettings
-from agent.connectors.base import Connector
+from agent.connectors.base import ChangeRecord, Connector, ElementInfo
 from agent.errors import CursorGone, SyncStopped
 from agent.store.access import StoreAccess
 from agent.store.elements import Element
+from agent.sync.full_init import FullInitObjects
 
 JobCounts = dict[str, object]
 """What a sync job reports (its ``counts``, the details of its completed event)."""
@@ -46,68 +57,82 @@ class Incremental:
         self.store = store
         self.clock = clock
 
-    async def run(self, element: Element, connector: Connector) -> JobCounts:
-        """Apply the changes since the cursor: applied, skipped (own) and the new cursor.
+    async def run(self, element: Element, connector: Connector, progress: Progress) -> None:
+        """Apply the changes since the cursor, counting in ``progress`` (which the job
+        reports also when this raises: what was applied before stays applied).
 
         Raises:
             Escalate: an initialization must run instead.
             SyncStopped: an initialization is required first (alarm raised).
             ConnectorError: from the connector.
         """
-        await self._check(element, connector)
+        info = await self._check(element, connector)
         await self.manager.emit_event(
             "incremental-sync-started",
             element.name,
             text=f"incremental sync of {element.name} started",
         )
-        cursor, applied, skipped = element.cursor, 0, 0
-        full_only = set(self.settings.full_sync_only_classes)
+        service_user = self.settings.service_user
+        registered = connector.credentials.username if connector.credentials else None
+        skip_notified = info.notify_sync
+        full_init = FullInitObjects(self.settings.full_init_objects)
         while True:
             try:
                 page = await connector.changes(
-                    cursor, epoch=element.epoch, limit=self.settings.page_size
+                    progress.cursor, epoch=element.epoch, limit=self.settings.page_size
                 )
             except CursorGone:
                 raise Escalate("the change log no longer reaches the stored cursor") from None
-            batch = list(page.changes)
-            if not batch:
+            if not page.changes:
                 break
-            blocked = next(
-                (c for c in batch if c.cls in full_only and c.user != self.settings.service_user),
-                None,
+            usable: list[ChangeRecord] = []
+            own = pulled = 0
+            for change in page.changes:
+                if change.user == service_user:
+                    # The hub's own update coming back, as the element applied it: not
+                    # pulled (nothing new to the hub), but kept in the hub's copy, in log
+                    # order, so that the copy equals the element.
+                    own += 1
+                    usable.append(change)
+                elif change.user == registered:
+                    own += 1
+                elif skip_notified and change.notify_sync:
+                    progress.skipped_notify += 1
+                elif (change.cls, change.key) in full_init:
+                    progress.needs_init(change)
+                else:
+                    pulled += 1
+                    usable.append(change)
+            # The page's cursor commits with its changes (or alone: a page of skipped ones).
+            await asyncio.to_thread(
+                self.store.objects.apply_changes,
+                element.id,
+                usable,
+                element.generation,
+                cursor=page.changes[-1].seq,
             )
-            usable = batch if blocked is None else batch[: batch.index(blocked)]
-            if usable:
-                done, skip = await asyncio.to_thread(
-                    self.store.objects.apply_changes,
-                    element.id,
-                    usable,
-                    element.generation,
-                    cursor=usable[-1].seq,
-                    skip_user=self.settings.service_user,
-                )
-                applied, skipped, cursor = applied + done, skipped + skip, usable[-1].seq
-            if blocked is not None:
-                await self._needs_init(
-                    element,
-                    f"{blocked.cls} {blocked.key} changed; that "
-                    "class is synchronized by initialization only",
-                )
+            progress.applied += pulled
+            progress.skipped_own += own
+            progress.cursor = page.changes[-1].seq
+        if progress.init_objects:
+            await self.manager.raise_alarm(
+                "init-sync-required", element.name, text=progress.init_reason()
+            )
+        init_required = self.manager.is_active("init-sync-required", element.name)
         await asyncio.to_thread(
             self.store.elements.set_state,
             element.id,
-            sync_state="idle",
+            sync_state="init-required" if init_required else "idle",
             last_sync_at=self.clock.now(),
         )
-        return {"applied": applied, "skipped_own": skipped, "cursor": cursor}
 
-    async def _check(self, element: Element, connector: Connector) -> None:
+    async def _check(self, element: Element, connector: Connector) -> ElementInfo:
         """What must hold before the change log is applied (else escalate or stop)."""
-        if not element.last_init_ok:
-            raise Escalate("the last initialization sync did not complete")
+        if not element.generation:  # set by the first initialization that completes
+            raise Escalate("the element was never initialized")
         info = await connector.info()
-        if info.epoch != element.epoch:
-            raise Escalate("the element's data epoch changed (restored or reset)")
+        # An upgrade stops the incremental before anything else is looked at: the
+        # document (10.2.1 onwards) no longer lets it switch to an initialization.
         if info.software_version != element.software_version:
             await self._needs_init(
                 element,
@@ -118,11 +143,16 @@ class Incremental:
             await self._needs_init(
                 element, f"the agent was upgraded from {element.agent_version} to {__version__}"
             )
+        if not element.last_init_ok:
+            raise Escalate("the last initialization sync did not complete")
+        if info.epoch != element.epoch:
+            raise Escalate("the element's data epoch changed (restored or reset)")
         pending = info.last_seq - element.cursor
         if pending > self.settings.escalate_after_changes:
             raise Escalate(
                 f"{pending} changes are pending, more than {self.settings.escalate_after_changes}"
             )
+        return info
 
     async def _needs_init(self, element: Element, reason: str) -> None:
         await self.manager.raise_alarm("init-sync-required", element.name, text=reason)
@@ -130,3 +160,41 @@ class Incremental:
             self.store.elements.set_state, element.id, sync_state="init-required"
         )
         raise SyncStopped(f"incremental sync of {element.name} stopped: {reason}")
+
+
+@dataclass
+class Progress:
+    """What an incremental sync did so far (its job's counts, also when it fails)."""
+
+    cursor: int
+    applied: int = 0
+    skipped_own: int = 0
+    skipped_notify: int = 0
+    init_objects: list[str] = field(default_factory=list)
+    """Full-initialization objects that changed, "class key" (first seen first, once)."""
+
+    def needs_init(self, change: ChangeRecord) -> None:
+        changed = f"{change.cls} {change.key}"
+        if changed not in self.init_objects:
+            self.init_objects.append(changed)
+
+    def init_reason(self) -> str:
+        shown = ", ".join(self.init_objects[:10])
+        more = len(self.init_objects) - 10
+        return (
+            f"{shown}{f' and {more} more' if more > 0 else ''} changed on the element: "
+            + ("this object is" if len(self.init_objects) == 1 else "these objects are")
+            + " synchronized by an initialization only; every other change was applied"
+        )
+
+    def counts(self) -> JobCounts:
+        counts: JobCounts = {
+            "applied": self.applied,
+            "skipped_own": self.skipped_own,
+            "cursor": self.cursor,
+        }
+        if self.skipped_notify:
+            counts["skipped_notify_sync"] = self.skipped_notify
+        if self.init_objects:
+            counts["init_required"] = list(self.init_objects)
+        return counts

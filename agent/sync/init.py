@@ -19,7 +19,7 @@ from agent.alarms.manager import AlarmManager
 from agent.clock import Clock
 from agent.config import SyncSettings
 from agent.connectors.base import Connector, ElementInfo, ObjectRecord
-from agent.errors import InvalidRequest
+from agent.errors import ElementEmptied, InvalidRequest
 from agent.store.access import StoreAccess
 from agent.store.elements import Element
 from agent.sync.incremental import JobCounts
@@ -152,7 +152,7 @@ class Initialization:
         read_total: int = sum(counts.values())
         hub_total: int = sum(hub.values())
         if not force and read_total == 0 and hub_total > 0:
-            raise InvalidRequest(
+            raise ElementEmptied(
                 f"{element.name} returned no data while the hub holds {hub_total} "
                 "objects for it; nothing was deleted. If the element really is empty, run "
                 f"`provsync sync force {element.name} --dry-run`, then `--yes`"
@@ -166,7 +166,7 @@ class Initialization:
             if not changes.changes:
                 break
             cursor = changes.changes[-1].seq
-            applied, _ = await asyncio.to_thread(
+            applied = await asyncio.to_thread(
                 self.store.objects.apply_changes,
                 element.id,
                 changes.changes,

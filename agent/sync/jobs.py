@@ -81,6 +81,11 @@ class JobQueue:
                 return
             await asyncio.wait(workers)
 
+    def running(self, element_id: int) -> bool:
+        """A job of the element is running now (its pages may be in flight)."""
+        slot = self._slots.get(element_id)
+        return slot is not None and slot.running is not None
+
     async def request(self, name: str, kind: str, trigger: str, options: SyncOptions | None) -> int:
         """Queue a sync of ``kind``; returns the job id (an already queued one if any)."""
         if kind not in KINDS:

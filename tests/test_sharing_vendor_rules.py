@@ -1,0 +1,473 @@
+"""The Flow Through Provisioning document's rules that issue 14 found the agent breaking.
+
+In-process: the sync engine and the sharing service over a SQLite store and a real alarm
+manager, the elements fakes (tests/test_sync_rules.py). Against real processes (`provsync
+run`, `provsync simulate --hub`) where the CLI's output or a restart is the point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sqlite3
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.alarms.manager import AlarmManager
+from agent.config import SharingSettings, SyncSettings
+from agent.connectors.base import ElementInfo
+from agent.sharing.service import SharingService
+from agent.store.database import Store
+from agent.store.elements import Credentials
+from tests.conftest import AgentProcess
+from tests.sharing_group import FAST, SharingGroup
+from tests.test_sync_rules import LOGIN, FakeConnector, FakeElement, Hub
+from tests.test_sync_rules import rules_manager as rules_manager  # a fixture
+from tests.waiting import until, wait_for
+
+WRONG = Credentials("admin", "not-the-password")
+
+
+# ------------------------------------------------------------------ the in-process harness
+class Group:
+    """A hub with its sync engine and its sharing service, the elements fakes."""
+
+    def __init__(self, hub: Hub, sharing: SharingService) -> None:
+        self.hub = hub
+        self.sharing = sharing
+        self.manager = hub.manager
+
+    async def add(
+        self, name: str, fake: FakeElement, credentials: Credentials | None = LOGIN
+    ) -> None:
+        await self.hub.add(name, fake, credentials)
+
+    async def add_messaging(self, name: str, uses: list[str]) -> None:
+        self.hub.fakes[name] = FakeElement()
+        _, job = await self.hub.engine.elements.add(
+            name, "messaging", f"http://{name}", "http", credentials=LOGIN, uses=uses
+        )
+        await self.hub.finished(job)
+
+    async def share(self, *names: str) -> None:
+        """The elements start sharing; the first syncs to the hub: the group shares."""
+        for name in names:
+            await self.sharing.start_sharing(name, "10.2.1")
+        job = await self.sharing.request_sync(names[0])
+        await until(lambda: self._job_state(job) in ("done", "failed"))
+        assert self._job_state(job) == "done"
+
+    def _job_state(self, job: int) -> str:
+        found = self.hub.store.jobs.get(job)
+        assert found is not None
+        return found.state
+
+    def active(self, type_id: str, resource: str) -> dict[str, Any] | None:
+        for alarm in self.alarms(type_id):
+            if alarm["resource"] == resource:
+                return alarm
+        return None
+
+    def alarms(self, type_id: str) -> list[dict[str, Any]]:
+        from agent.alarms import queries
+
+        found: list[dict[str, Any]] = queries.list_alarms(self.hub.store.engine, type_id=type_id)
+        return found
+
+    def events(self, type_id: str) -> list[dict[str, Any]]:
+        return self.hub.events(type_id)
+
+
+RunGroup = Callable[..., None]
+
+
+@pytest.fixture
+def with_group(sqlite_store: Store, rules_manager: AlarmManager, tmp_path: Path) -> RunGroup:
+    """Run a scenario with a started hub and sharing service, in an event loop of its own."""
+
+    def run(scenario: Callable[[Group], Awaitable[None]], **sharing: Any) -> None:
+        async def started() -> None:
+            hub = Hub(sqlite_store, rules_manager, timeout=0.3)
+            service = SharingService(
+                SharingSettings(retry_initial=0.05, retry_max=0.2, **sharing),
+                SyncSettings(timeout=0.3, retries=0, page_size=7),
+                rules_manager,
+                hub.store,
+                tmp_path,
+                "test-store",
+                hub.engine.ring,
+                connector_factory=hub._connect,
+                clock=hub.clock,
+            )
+            hub.engine.attach(service)
+            await hub.engine.start()
+            await service.start()
+            try:
+                await scenario(Group(hub, service))
+            finally:
+                await service.stop()
+                await hub.engine.stop()
+
+        asyncio.run(started())
+
+    return run
+
+
+class HangingElement(FakeElement):
+    """Takes the connection and never answers (a hung peer)."""
+
+    def connect(self, credentials: Credentials | None) -> FakeConnector:
+        connector = FakeConnector(self, credentials)
+
+        async def info() -> ElementInfo:
+            await asyncio.Event().wait()
+            raise AssertionError("never answered")
+
+        connector.info = info  # type: ignore[method-assign]
+        return connector
+
+
+# ------------------------------------------------------------------ item 8: credentials
+def test_saving_credentials_tests_them_at_once(with_group: RunGroup) -> None:
+    """The authentication alarms' own fix works at once: right credentials clear them,
+    wrong ones keep (or raise) the right alarm, an element that is down or hung gives
+    element-unreachable within the bound, never a hang."""
+
+    async def scenario(group: Group) -> None:
+        lifecycle = group.hub.engine.elements
+        fake = FakeElement()
+        await group.add("cm1", fake, WRONG)  # its initialization is refused
+        assert group.active("auth-failed-incorrect", "cm1")
+        outcome = await lifecycle.set_credentials("cm1", LOGIN)
+        assert not group.active("auth-failed-incorrect", "cm1")
+        assert "accepted" in outcome
+        await lifecycle.set_credentials("cm1", WRONG)
+        alarm = group.active("auth-failed-incorrect", "cm1")
+        assert alarm is not None
+        assert not group.active("auth-failed-missing", "cm1")
+        # Down: nothing disproves the refusal, and the element is unreachable.
+        fake.down = True
+        outcome = await asyncio.wait_for(lifecycle.set_credentials("cm1", LOGIN), 5.0)
+        assert "did not answer" in outcome
+        assert group.active("element-unreachable", "cm1")
+        assert group.active("auth-failed-incorrect", "cm1")
+        fake.down = False
+        await lifecycle.set_credentials("cm1", LOGIN)
+        assert not group.active("element-unreachable", "cm1")
+        assert not group.active("auth-failed-incorrect", "cm1")
+        # Hung: the test is bounded by [sync] timeout, it does not hold the operator.
+        group.hub.fakes["cm2"] = HangingElement()
+        await group.hub.engine.elements.add("cm2", "call-server", "http://cm2", "http")
+        outcome = await asyncio.wait_for(lifecycle.set_credentials("cm2", LOGIN), 5.0)
+        assert "did not answer" in outcome
+        assert group.active("element-unreachable", "cm2")
+
+    with_group(scenario)
+
+
+def test_set_credentials_clears_the_critical_alarm_through_the_cli(
+    agent_factory: Any, tmp_path: Path
+) -> None:
+    hub = agent_factory(FAST).start()
+    group = SharingGroup(hub, tmp_path)
+    try:
+        element = group.add("cs1")
+        with hub.http() as http:
+            http.put(
+                "/api/v1/elements/cs1/credentials",
+                json={"username": "admin", "password": "wrong"},
+            )
+            job = http.post("/api/v1/elements/cs1/sync", json={"kind": "init"}).json()["job"]
+        hub.wait_job(job, within=30)
+        assert group.alarms("auth-failed-incorrect", "cs1")
+        password = tmp_path / "right"
+        password.write_text(element.credentials.password + "\n")
+        hub.cli(
+            "elements",
+            "set-credentials",
+            "cs1",
+            "--username",
+            "admin",
+            "--password-file",
+            str(password),
+        )
+        # Cleared when the command returns: no sync was queued for it.
+        assert not group.alarms("auth-failed-incorrect", "cs1")
+        assert group.cleared("auth-failed-incorrect", "cs1")
+    finally:
+        group.stop()
+
+
+# ------------------------------------------------------------------ item 9: restore
+def _backup(agent: AgentProcess, target: Path) -> None:
+    with sqlite3.connect(agent.data_dir / "provsync.db") as source, sqlite3.connect(target) as copy:
+        source.backup(copy)
+    source.close()
+    copy.close()
+
+
+def test_a_store_restored_onto_a_new_server_is_found_by_the_elements(
+    agent_factory: Any, tmp_path: Path
+) -> None:
+    """No identity file (a new or reinstalled server): the element holds a hub update the
+    restored store has no record of, so sharing is disabled (ftp-inactive, naming cs1)."""
+    hub = agent_factory(FAST).start()
+    group = SharingGroup(hub, tmp_path)
+    try:
+        group.add("cs1")
+        assert group.start_sharing("cs1").status_code == 200
+        group.sync("cs1")
+        hub.cli(
+            "objects", "set", "station", group.elements["cs1"].first_key("station"), "type=J100"
+        )
+        wait_for("applied", group.settled)
+        # A restart on the same server after deliveries is no restore.
+        assert hub.stop() == 0
+        hub.start()
+        wait_for("the store check", lambda: group.status().get("store_check", []) == [])
+        assert not group.alarms("ftp-inactive")
+        backup = tmp_path / "backup.db"
+        _backup(hub, backup)
+        key = group.elements["cs1"].first_key("user")
+        hub.cli("objects", "set", "user", key, "name=After The Backup")
+        wait_for("applied", group.settled)
+        assert hub.stop() == 0
+        shutil.copy(backup, hub.data_dir / "provsync.db")
+        (hub.data_dir / "store-identity.json").unlink()  # the new server has none
+        hub.start()
+        (alarm,) = wait_for("ftp-inactive", lambda: group.alarms("ftp-inactive"))
+        assert "cs1 holds a hub update this store has no record of" in alarm["text"]
+        assert f"user {key}" in alarm["text"]
+        # The friction: the hint names an element of the group, not a placeholder.
+        assert "provsync sharing start cs1" in alarm["resolution"]
+        assert "ELEMENT" not in alarm["resolution"]
+        status = group.status()
+        assert status["ftp_inactive"] is True
+        assert status["state"] == "notSharing"
+        # The way back is the usual one: Start Sharing, then a sync.
+        assert group.start_sharing("cs1").status_code == 200
+        group.sync("cs1")
+        assert not group.alarms("ftp-inactive")
+    finally:
+        group.stop()
+
+
+def test_an_update_in_flight_at_a_crash_is_not_taken_for_a_restore(
+    with_group: RunGroup,
+) -> None:
+    """The element applied it, the store did not record it: a record in flight explains
+    it (the witness must not raise ftp-inactive after every crash)."""
+
+    async def scenario(group: Group) -> None:
+        fake = FakeElement()
+        await group.add("cm1", fake)
+        await group.share("cm1")
+        await group.sharing.hub_changes(
+            [{"class": "user", "key": "u0001", "op": "update", "data": {"name": "New"}}], None
+        )
+        await until(lambda: fake.data["user"]["u0001"]["name"] == "New")
+        store = group.hub.store
+        element = store.elements.get("cm1")
+        # What a crash between the element's answer and the outcome's commit leaves.
+        fake.change("provsync", "update", "user", "u0002", {"name": "Sent"})
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO distributions (element_id, element, cls, key, op, data, origin, "
+                "state, attempts, rejected, created_at, updated_at, next_attempt_at) VALUES "
+                "(?, 'cm1', 'user', 'u0002', 'update', '{\"name\": \"Sent\"}', 'hub', "
+                "'inflight', 0, 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+                (element.id,),
+            )
+        await group.sharing.stop()
+        await group.sharing.start()
+        witness = getattr(group.sharing, "_witness", None)
+        await until(lambda: not getattr(witness, "checking", ()))
+        assert not group.alarms("ftp-inactive")
+        assert store.elements.get("cm1").sharing
+        # It goes out again (updates are idempotent); then one nobody sent is a restore.
+        await until(lambda: not store.distributions.open_counts())
+        fake.change("provsync", "update", "user", "u0003", {"name": "Unknown"})
+        await group.sharing.stop()
+        await group.sharing.start()
+        await until(lambda: bool(group.alarms("ftp-inactive")))
+        assert not store.elements.get("cm1").sharing
+
+    with_group(scenario)
+
+
+# ------------------------------------------------------------------ item 10: minor
+def test_distribution_errors_stay_minor_unless_escalation_is_opted_in(
+    with_group: RunGroup,
+) -> None:
+    async def scenario(group: Group) -> None:
+        fake = FakeElement()
+        await group.add("cm1", fake)
+        await group.share("cm1")
+        fake.reject("station", "", "stations are locked")
+        changes = [
+            {"class": "station", "key": f"{80000 + i}", "op": "create", "data": {"n": i}}
+            for i in range(101)
+        ]
+        await group.sharing.hub_changes(changes, None)
+        await until(
+            lambda: (
+                "101 shared updates"
+                in (group.active("distribution-errors", "cm1") or {}).get("text", "")
+            )
+        )
+        alarm = group.active("distribution-errors", "cm1")
+        assert alarm is not None
+        assert alarm["severity"] == "minor"
+
+    assert SharingSettings().errors_major_at == 0
+    with_group(scenario)
+
+
+def test_distribution_errors_escalate_when_the_site_opts_in(with_group: RunGroup) -> None:
+    async def scenario(group: Group) -> None:
+        fake = FakeElement()
+        await group.add("cm1", fake)
+        await group.share("cm1")
+        fake.reject("station", "", "stations are locked")
+        await group.sharing.hub_changes(
+            [{"class": "station", "key": "80001", "op": "create", "data": {"n": 1}}], None
+        )
+        await until(lambda: group.active("distribution-errors", "cm1") is not None)
+        first = group.active("distribution-errors", "cm1")
+        assert first is not None
+        assert first["severity"] == "minor"
+        # The friction: one rejected update is one, not "1 shared updates".
+        assert "1 shared update to cm1 was rejected" in first["text"]
+        await group.sharing.hub_changes(
+            [{"class": "station", "key": "80002", "op": "create", "data": {"n": 2}}], None
+        )
+        await until(
+            lambda: (group.active("distribution-errors", "cm1") or {}).get("severity") == "major"
+        )
+        again = group.active("distribution-errors", "cm1")
+        assert again is not None
+        assert "2 shared updates to cm1 were rejected" in again["text"]
+
+    with_group(scenario, errors_major_at=2)
+
+
+# ------------------------------------------------------------------ item 11: activation
+def test_activation_is_required_only_for_a_real_change(with_group: RunGroup) -> None:
+    async def scenario(group: Group) -> None:
+        await group.add("cm1", FakeElement())
+        await group.add_messaging("vm1", ["cm1"])
+        lifecycle = group.hub.engine.elements
+        await lifecycle.update("cm1", url="http://cm1")  # the address it has
+        await lifecycle.set_credentials("cm1", LOGIN)  # the credentials it has
+        assert not group.alarms("element-updated-activation-required")
+        group.hub.fakes["cm1-moved"] = group.hub.fakes["cm1"]
+        await lifecycle.update("cm1", url="http://cm1-moved")
+        (moved,) = group.alarms("element-updated-activation-required")
+        assert (moved["resource"], moved["qualifier"]) == ("vm1", "cm1")
+        assert "given the address http://cm1-moved" in moved["text"]
+        await lifecycle.set_credentials("cm1", Credentials("admin2", "other"))
+        (alarm,) = group.alarms("element-updated-activation-required")
+        assert alarm["count"] == 2  # the same alarm, raised again for the new credentials
+
+    with_group(scenario)
+
+
+# ------------------------------------------------------------------ friction: uses
+def test_a_removed_element_leaves_the_uses_of_the_others(with_group: RunGroup) -> None:
+    async def scenario(group: Group) -> None:
+        await group.add("cm1", FakeElement())
+        await group.add("cm2", FakeElement())
+        await group.add_messaging("vm1", ["cm1", "cm2"])
+        await group.hub.engine.elements.remove("cm2")
+        assert group.hub.store.elements.get("vm1").uses == ("cm1",)
+        # Its list can be changed again (a stale name would be refused as unknown).
+        await group.hub.engine.elements.update("vm1", uses=["cm1"])
+        (alarm,) = group.alarms("element-updated-activation-required")
+        assert alarm["qualifier"] == "cm2"
+        assert "removed" in alarm["text"]
+
+    with_group(scenario)
+
+
+# ------------------------------------------------------------------ item 12: the group
+def test_device_sync_and_status_cover_the_sharing_group_and_credit_the_host(
+    with_group: RunGroup,
+) -> None:
+    async def scenario(group: Group) -> None:
+        cm1, cm2 = FakeElement(), FakeElement()
+        await group.add("cm1", cm1)
+        await group.add("cm2", cm2)
+        await group.add("cm3", FakeElement())  # registered, never shares
+        await group.share("cm1", "cm2")
+        # A phone added on cm1 is pushed to the hub and reaches cm2 too.
+        phone = {"number": "79999", "type": "J179"}
+        cm1.change("admin", "create", "station", "79999", phone)
+        (result,) = await group.sharing.push(
+            "cm1", [{"class": "station", "key": "79999", "op": "create", "data": phone}]
+        )
+        assert result["status"] == "accepted"
+        await until(lambda: "79999" in cm2.data["station"])
+        await group.sharing.hub_changes(
+            [{"class": "directory-number", "key": "79999", "op": "create", "data": {}}], None
+        )
+        await group.sharing.device_sync()
+        await until(lambda: bool(group.events("device-data-sync-completed")))
+        listed = {d["number"]: d for d in await group.sharing.devices()}
+        assert listed["79999"]["element"] == "cm1"  # cm2 holds a copy; cm1 hosts it
+        (started,) = group.events("device-data-sync-started")
+        assert started["details"]["elements"] == ["cm1", "cm2"]
+        (done,) = group.events("device-data-sync-completed")
+        assert set(done["details"]) == {"cm1", "cm2"}
+        assert "2 elements" in started["text"]
+        status = await group.sharing.status()
+        assert [e["name"] for e in status["elements"]] == ["cm1", "cm2"]
+
+    with_group(scenario)
+
+
+# ------------------------------------------------------------------ friction: plurals
+def test_one_unresolved_conflict_is_said_so(with_group: RunGroup) -> None:
+    async def scenario(group: Group) -> None:
+        fake = FakeElement()
+        await group.add("cm1", fake)
+        await group.share("cm1")
+        fake.reject("user", "u0001", "locked on the element")
+        await group.sharing.hub_changes(
+            [{"class": "user", "key": "u0001", "op": "update", "data": {"name": "Hub"}}], None
+        )
+        await until(lambda: group.active("distribution-errors", "cm1") is not None)
+        fake.change("admin", "update", "user", "u0001", {"name": "Element"})
+        job = await group.sharing.request_sync("cm1")
+        await until(lambda: group._job_state(job) == "done")
+        alarm = group.active("sync-reconcile-required", "cm1")
+        assert alarm is not None
+        assert "found 1 unresolved conflict (" in alarm["text"]
+
+    with_group(scenario)
+
+
+def test_cli_counts_agree_with_their_nouns(agent_factory: Any, tmp_path: Path) -> None:
+    hub = agent_factory(FAST).start()
+    group = SharingGroup(hub, tmp_path)
+    try:
+        group.add("cs1")
+        assert group.start_sharing("cs1").status_code == 200
+        group.sync("cs1")
+        added = hub.cli("objects", "add", "user", "newhire", "name=New Hire", "number=29001")
+        assert "create user newhire: 1 distribution queued" in added.stdout
+        cs1 = group.elements["cs1"]
+        user = cs1.first_key("user")
+        data = group.hub_data()[("user", user)]
+        cs1.reject("user", user, "locked on the element")
+        hub.cli("objects", "set", "user", user, "name=Hub Name")
+        wait_for("rejected", lambda: group.alarms("distribution-errors", "cs1"))
+        group.local_change("cs1", "update", "user", user, {**data, "name": "Elem"}, share=False)
+        cs1.admin("DELETE", "/admin/reject")
+        group.sync("cs1")
+        resolved = hub.cli("sharing", "resolve", "--all", "--take", "hub")
+        assert "resolved 1 conflict: took hub" in resolved.stdout
+    finally:
+        group.stop()
