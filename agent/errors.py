@@ -22,8 +22,8 @@ layer imports another's module only for an exception class.
      +-- ElementNotFound         no element with that name (HTTP 404)
      +-- JobNotFound             no sync job with that id (HTTP 404)
      +-- SyncStopped             an incremental sync that must not go on (init-sync-required)
- +-- ElementEmptied          an element returned no data while the hub holds some
- +-- NotifyRefused           an element's notify-sync notification refused whole (HTTP 409)
+     +-- ElementEmptied          an element returned no data while the hub holds some
+     +-- NotifyRefused           an element's notify-sync notification refused whole (HTTP 409)
      +-- ObjectNotFound          no shared object with that class and key (HTTP 404)
      +-- SharingError            a sharing operation refused in the current state (HTTP 409)
      +-- ExportError             an exporter could not deliver (retried)

@@ -185,7 +185,7 @@ def test_set_credentials_clears_the_critical_alarm_through_the_cli(
         assert group.alarms("auth-failed-incorrect", "cs1")
         password = tmp_path / "right"
         password.write_text(element.credentials.password + "\n")
-        hub.cli(
+        saved = hub.cli(
             "elements",
             "set-credentials",
             "cs1",
@@ -194,9 +194,44 @@ def test_set_credentials_clears_the_critical_alarm_through_the_cli(
             "--password-file",
             str(password),
         )
+        assert "the credentials were accepted by cs1" in saved.stdout
         # Cleared when the command returns: no sync was queued for it.
         assert not group.alarms("auth-failed-incorrect", "cs1")
         assert group.cleared("auth-failed-incorrect", "cs1")
+    finally:
+        group.stop()
+
+
+def test_the_sender_logs_in_with_the_credentials_saved_last(
+    agent_factory: Any, tmp_path: Path
+) -> None:
+    """Its kept connection was made with the old credentials: it must not go on with them."""
+    hub = agent_factory(FAST).start()
+    group = SharingGroup(hub, tmp_path)
+    try:
+        cs1 = group.add("cs1")
+        assert group.start_sharing("cs1").status_code == 200
+        assert group.sync("cs1")["state"] == "done"
+        hub.cli("objects", "add", "user", "first", "name=First")
+        wait_for("first delivered", lambda: ("user", "first") in cs1.objects())
+        with hub.http() as http:
+            answer = http.put(
+                "/api/v1/elements/cs1/credentials",
+                json={"username": "admin", "password": "wrong"},
+            ).json()
+        assert answer["tested"].startswith("the credentials were refused by cs1")
+        hub.cli("objects", "add", "user", "second", "name=Second")
+        refused = wait_for(
+            "the refused delivery",
+            lambda: [
+                d
+                for d in group.get("/distributions", element="cs1")
+                if d["key"] == "second" and d["error"]
+            ],
+        )
+        assert "refused" in refused[0]["error"]
+        assert ("user", "second") not in cs1.objects()
+        assert group.alarms("auth-failed-incorrect", "cs1")
     finally:
         group.stop()
 

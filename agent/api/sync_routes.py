@@ -191,8 +191,11 @@ def sync_router(authorize: Any) -> APIRouter:
 
     @router.put("/elements/{name}/credentials", summary="Set the element's credentials")
     async def credentials(sync: EngineDep, name: str, body: CredentialsBody) -> dict[str, str]:
-        await sync.elements.set_credentials(name, Credentials(body.username, body.password))
-        return {"element": name, "credentials": "set"}
+        # Saved, then tested with a login (the contact alarms follow): "tested" says how.
+        tested = await sync.elements.set_credentials(
+            name, Credentials(body.username, body.password)
+        )
+        return {"element": name, "credentials": "set", "tested": tested}
 
     @router.post("/elements/{name}/sync", summary="Queue a sync (init, incremental, force)")
     async def sync_now(sync: EngineDep, name: str, body: SyncBody) -> dict[str, Any]:

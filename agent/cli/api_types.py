@@ -135,6 +135,13 @@ class ElementDetail(Element):
     objects: NotRequired[dict[str, int]]
 
 
+class CredentialsSet(TypedDict):
+    element: str
+    credentials: str
+    tested: str
+    """The login test's outcome in words ("" when nothing tested them)."""
+
+
 class ElementName(TypedDict):
     name: str
 
@@ -157,6 +164,10 @@ class JobCounts(TypedDict, total=False):
     total: int
     objects: dict[str, int]
     applied: int
+    skipped_own: int
+    skipped_notify_sync: int
+    init_required: list[str]
+    """Full-initialization objects that changed (an initialization is required)."""
 
 
 class Job(TypedDict):
@@ -191,6 +202,8 @@ class SharingStatus(TypedDict):
     ftp_inactive: bool
     blocked: str | None
     sync_running: JsonValue
+    store_check: list[str]
+    """Elements whose change log is still to be read for a restored store (agent start)."""
     conflicts: ConflictCounts
     elements: list[SharingElement]
 

@@ -24,6 +24,7 @@ from agent.cli.api_types import (
     AlarmDetail,
     AlarmType,
     Conflicts,
+    CredentialsSet,
     Deleted,
     Device,
     Distribution,
@@ -240,9 +241,11 @@ class Client:
     def set_address(self, name: str, url: str) -> Element:
         return cast(Element, self._request("PATCH", f"/elements/{name}", body={"url": url}))
 
-    def set_credentials(self, name: str, username: str, password: str) -> None:
+    def set_credentials(self, name: str, username: str, password: str) -> CredentialsSet:
         body = {"username": username, "password": password}
-        self._request("PUT", f"/elements/{name}/credentials", body=body)
+        return cast(
+            CredentialsSet, self._request("PUT", f"/elements/{name}/credentials", body=body)
+        )
 
     def remove_element(self, name: str) -> None:
         self._request("DELETE", f"/elements/{name}")

@@ -191,8 +191,10 @@ def elements_set_credentials(
     username: Annotated[str, typer.Option()],
     password_file: Annotated[Path, typer.Option(help="File holding the password.")],
 ) -> None:
-    """Set the username and password the agent logs in to the element with."""
+    """Set the username and password the agent logs in to the element with, and test
+    them with a login at once (the authentication alarms follow the test)."""
     password = _read_password(password_file) or ""
     with connect(ctx) as api:
-        api.set_credentials(name, username, password)
-    say(f"credentials of {name} set")
+        answer = api.set_credentials(name, username, password)
+    tested = answer.get("tested", "")
+    say(f"credentials of {name} set" + (f"; {tested}" if tested else ""))

@@ -74,6 +74,8 @@ class Dispatcher:
         self._outage_log = ThrottledLog()
         self._stranded: dict[int, list[Distribution]] = {}
         """Batches taken (in flight) whose outcome a store failure kept from being recorded."""
+        self._reconnect: set[int] = set()
+        """Elements whose kept connection is stale (new address or credentials)."""
 
     async def start(self) -> None:
         requeued = await asyncio.to_thread(self.store.distributions.requeue_inflight)
@@ -123,6 +125,12 @@ class Dispatcher:
         not change under a sync that reads it (the base would run ahead of what was read)."""
         return self._holds.setdefault(element_id, asyncio.Lock())
 
+    def reconnect(self, element_id: int) -> None:
+        """The element's address or credentials changed: its sender's next round opens a
+        new connection (the one it keeps was made with the old ones)."""
+        self._reconnect.add(element_id)
+        self.wake(element_id)
+
     def wake(self, element_id: int | None = None) -> None:
         for key, event in self._wake.items():
             if element_id is None or key == element_id:
@@ -133,6 +141,7 @@ class Dispatcher:
         self._wake.pop(element_id, None)
         self._open.pop(element_id, None)
         self._stranded.pop(element_id, None)
+        self._reconnect.discard(element_id)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -177,6 +186,12 @@ class Dispatcher:
     async def _round(
         self, element_id: int, backoff: float, connector: Connector | None
     ) -> tuple[float, Connector | None]:
+        if element_id in self._reconnect:
+            self._reconnect.discard(element_id)
+            if connector is not None:
+                with contextlib.suppress(Exception):
+                    await connector.close()
+                connector = None
         stranded = self._stranded.get(element_id)
         if stranded:
             untried = Outcome(

@@ -22,6 +22,7 @@ store was restored or the agent upgraded under data that had sharing enabled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from agent.clock import SYSTEM_CLOCK, Clock
 from agent.config import SharingSettings, SyncSettings
 from agent.connectors.connections import ElementConnections
 from agent.connectors.registry import ConnectorFactory, connect
+from agent.errors import ElementNotFound
 from agent.sharing.activation import Activation
 from agent.sharing.device_data import DeviceData, in_group
 from agent.sharing.distribution import Dispatcher
@@ -172,8 +174,8 @@ class SharingService:
             lambda: self._connections.open(element, retries=0), self._login_timeout
         )
         outcome = await self._contact.tested(element, error)
-        if error is None:
-            self._dispatcher.wake(element.id)  # what waited for the login goes now
+        # The sender's kept connection logs in with the old ones; what waited goes now.
+        self._dispatcher.reconnect(element.id)
         return outcome
 
     # ------------------------------------------------------------------ element to hub
@@ -219,8 +221,12 @@ class SharingService:
 
     # ------------------------------------------------------------------ messaging elements
     async def element_updated(self, name: str, how: str) -> None:
-        """A network element changed: messaging elements programmed with it need activation."""
+        """A network element changed: messaging elements programmed with it need activation,
+        and its sender connects again (the address may be new)."""
         await self._activation.element_updated(name, how)
+        with contextlib.suppress(ElementNotFound):
+            element = await asyncio.to_thread(self._store.elements.get, name)
+            self._dispatcher.reconnect(element.id)
 
     async def activate(self, name: str) -> dict[str, Any]:
         return await self._activation.activate(name)
