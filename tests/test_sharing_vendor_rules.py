@@ -21,6 +21,7 @@ from agent.config import SharingSettings, SyncSettings
 from agent.connectors.base import ElementInfo
 from agent.sharing.service import SharingService
 from agent.store.database import Store
+from agent.store.distributions import applied_key
 from agent.store.elements import Credentials
 from tests.conftest import AgentProcess
 from tests.sharing_group import FAST, SharingGroup
@@ -92,7 +93,7 @@ def with_group(sqlite_store: Store, rules_manager: AlarmManager, tmp_path: Path)
         async def started() -> None:
             hub = Hub(sqlite_store, rules_manager, timeout=0.3)
             service = SharingService(
-                SharingSettings(retry_initial=0.05, retry_max=0.2, **sharing),
+                SharingSettings(**{"retry_initial": 0.05, "retry_max": 0.2, **sharing}),
                 SyncSettings(timeout=0.3, retries=0, page_size=7),
                 rules_manager,
                 hub.store,
@@ -331,6 +332,192 @@ def test_an_update_in_flight_at_a_crash_is_not_taken_for_a_restore(
         assert not store.elements.get("cm1").sharing
 
     with_group(scenario)
+
+
+def _put_distribution(
+    store: Any, element_id: int, key: str, data: str, state: str, due: str = "CURRENT_TIMESTAMP"
+) -> None:
+    """A hub update of user ``key`` left in ``state`` (what a crash or a lost answer leaves)."""
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO distributions (element_id, element, cls, key, op, data, origin, "
+            "state, attempts, rejected, created_at, updated_at, next_attempt_at) VALUES "
+            f"(?, 'cm1', 'user', ?, 'update', ?, 'hub', ?, 1, 0, CURRENT_TIMESTAMP, "
+            f"CURRENT_TIMESTAMP, {due})",
+            (element_id, key, data, state),
+        )
+
+
+def _witnessing() -> bool:
+    """A witness task still runs (its check, and the disable that follows a restore)."""
+    return any(t.get_name().startswith("witness:") for t in asyncio.all_tasks())
+
+
+async def _delivered(group: Group, fake: FakeElement, name: str = "New") -> None:
+    """A hub update reaches cm1 and is recorded: the store's mark is past it."""
+    await group.sharing.hub_changes(
+        [{"class": "user", "key": "u0001", "op": "update", "data": {"name": name}}], None
+    )
+    await until(lambda: fake.data["user"]["u0001"]["name"] == name)
+    await until(lambda: not group.hub.store.distributions.open_counts())
+
+
+def test_a_restored_store_sends_none_of_its_pending_updates(with_group: RunGroup) -> None:
+    """The witness finds the restore while the sender waits for it: the sender must find
+    sharing disabled, not send the restored store's stale update first."""
+
+    async def scenario(group: Group) -> None:
+        fake = FakeElement()
+        await group.add("cm1", fake)
+        await group.share("cm1")
+        store = group.hub.store
+        element = store.elements.get("cm1")
+        await _delivered(group, fake)
+        await group.sharing.stop()
+        # The backup's state: a mark before that update, an update still to send.
+        store.meta.set(applied_key(element.id), "0")
+        _put_distribution(
+            store, element.id, "u0002", '{"name": "Stale"}', "pending", "'2000-01-01'"
+        )
+        dispatcher = group.sharing._dispatcher
+        sleep, asleep = dispatcher._sleep, asyncio.Event()
+
+        async def watched(element_id: int, seconds: float) -> None:
+            asleep.set()
+            try:
+                await sleep(element_id, seconds)
+            finally:
+                asleep.clear()
+
+        dispatcher._sleep = watched  # type: ignore[method-assign]
+        witness = group.sharing._witness
+        check = witness._check
+
+        async def once_the_sender_waits(*args: Any) -> str:
+            # The sender is started after the witness: it must be waiting for the check.
+            await until(
+                lambda: any(t.get_name() == "distribution:cm1" for t in asyncio.all_tasks())
+            )
+            return await check(*args)
+
+        witness._check = once_the_sender_waits  # type: ignore[method-assign]
+        await group.sharing.start()
+        # The sender waits for the witness; once it ended, the sender's next wait comes
+        # after the round that would have sent the update.
+        await until(lambda: not _witnessing() and asleep.is_set())
+        assert group.alarms("ftp-inactive")
+        assert fake.data["user"]["u0002"] == {"name": "User 2"}
+        assert store.distributions.open_counts()[element.id].get("pending") == 1
+
+    with_group(scenario)
+
+
+def test_a_restart_after_the_way_back_is_no_restore(with_group: RunGroup) -> None:
+    """After ftp-inactive, Start Sharing and a sync bring sharing back; the elements' logs
+    still hold what the store lost, which must not be found again at every start."""
+
+    async def scenario(group: Group) -> None:
+        fake = FakeElement()
+        await group.add("cm1", fake)
+        await group.share("cm1")
+        store = group.hub.store
+        element = store.elements.get("cm1")
+        backup = store.meta.get(applied_key(element.id))
+        await _delivered(group, fake)
+        store.meta.set(applied_key(element.id), backup or "0")  # the backup's mark
+        await group.sharing.stop()
+        await group.sharing.start()
+        await until(lambda: bool(group.alarms("ftp-inactive")))
+        await group.share("cm1")
+        assert not group.alarms("ftp-inactive")
+        await group.sharing.stop()
+        await group.sharing.start()
+        await until(lambda: not _witnessing())
+        assert not group.alarms("ftp-inactive")
+        assert store.elements.get("cm1").sharing
+
+    with_group(scenario)
+
+
+def test_an_update_whose_answer_was_lost_is_not_taken_for_a_restore(
+    with_group: RunGroup,
+) -> None:
+    """The element applied it, the hub got a transport error: the record went back to
+    pending. A record the store still has is no evidence of a restore."""
+
+    async def scenario(group: Group) -> None:
+        fake = FakeElement()
+        await group.add("cm1", fake)
+        await group.share("cm1")
+        await _delivered(group, fake)
+        store = group.hub.store
+        element = store.elements.get("cm1")
+        fake.change("provsync", "update", "user", "u0002", {"name": "Sent"})
+        _put_distribution(store, element.id, "u0002", '{"name": "Sent"}', "pending")
+        await group.sharing.stop()
+        await group.sharing.start()
+        await until(lambda: not _witnessing())
+        assert not group.alarms("ftp-inactive")
+        assert store.elements.get("cm1").sharing
+        await until(lambda: not store.distributions.open_counts())
+
+    with_group(scenario)
+
+
+def test_an_open_record_explains_only_an_update_with_its_data(with_group: RunGroup) -> None:
+    """The element holds another update of the object a record in flight would set: that
+    one came from a store ahead of this one."""
+
+    async def scenario(group: Group) -> None:
+        fake = FakeElement()
+        await group.add("cm1", fake)
+        await group.share("cm1")
+        await _delivered(group, fake)
+        store = group.hub.store
+        element = store.elements.get("cm1")
+        fake.change("provsync", "update", "user", "u0002", {"name": "Later"})
+        _put_distribution(store, element.id, "u0002", '{"name": "Sent"}', "inflight")
+        await group.sharing.stop()
+        await group.sharing.start()
+        await until(lambda: not _witnessing())
+        (alarm,) = group.alarms("ftp-inactive")
+        assert "user u0002" in alarm["text"]
+        assert not store.elements.get("cm1").sharing
+
+    with_group(scenario)
+
+
+def test_a_sync_from_an_element_down_at_start_does_not_wait_for_the_backoff(
+    with_group: RunGroup,
+) -> None:
+    """The witness tries an element that is down again after the backoff; when it calls
+    in, it is evidently up: its log is read at once, and its sync does not wait."""
+
+    async def scenario(group: Group) -> None:
+        fake = FakeElement()
+        await group.add("cm1", fake)
+        await group.share("cm1")
+        await _delivered(group, fake)
+        witness = group.sharing._witness
+        contact, failed = witness._contact, asyncio.Event()
+
+        async def counted(element: Any, error: Any, failures: int) -> None:
+            if error is not None:
+                failed.set()
+            await contact(element, error, failures)
+
+        witness._contact = counted
+        await group.sharing.stop()
+        fake.down = True
+        await group.sharing.start()
+        await asyncio.wait_for(failed.wait(), 5.0)  # it waits 30 s for the next attempt
+        fake.down = False
+        job = await group.sharing.request_sync("cm1")
+        await until(lambda: group._job_state(job) == "done", within=5.0)
+        assert not witness.checking
+        assert not group.alarms("ftp-inactive")
+
+    with_group(scenario, retry_initial=30.0, retry_max=30.0)
 
 
 # ------------------------------------------------------------------ item 10: minor

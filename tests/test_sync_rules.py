@@ -42,14 +42,17 @@ from agent.errors import (
 )
 from agent.store.access import StoreAccess
 from agent.store.database import Store
+from agent.store.distributions import Distribution, Outcome
 from agent.store.elements import Credentials, Element
 from agent.store.encryption import KeyRing, StoreKey
 from agent.store.jobs import Job
 from agent.store.models import OBJECTS
+from agent.store.shared_data import Change
 from agent.sync.engine import SyncEngine
 from agent.sync.init import SyncOptions
 from agent.sync.notify import Notified
 from tests.connector_conformance import ConnectorConformance
+from tests.waiting import until
 
 LOGIN = Credentials("admin", "s3cret-pass")
 Objects = dict[tuple[str, str], Any]
@@ -76,6 +79,8 @@ class FakeElement:
         self.rejected: list[tuple[str, str, str]] = []
         self.notify_sync = False
         """CM notify sync is on (the element says so in its info)."""
+        self.answering_changes: Callable[[], Awaitable[None]] | None = None
+        """Awaited before each change page is answered (a fault, a delay)."""
 
     @property
     def epoch(self) -> str:
@@ -165,6 +170,8 @@ class FakeConnector(Connector):
         if (epoch is not None and epoch != element.epoch) or after < element.kept_from:
             raise CursorGone(f"the change log does not reach {after} in {epoch}")
         found = tuple(c for c in element.log if c.seq > after)[:limit]
+        if element.answering_changes is not None:
+            await element.answering_changes()
         return ChangePage(element.epoch, found, element.last_seq)
 
     async def apply(
@@ -627,8 +634,9 @@ def test_the_full_init_list_is_the_documents_and_refuses_a_malformed_entry() -> 
 def test_the_elements_registered_login_is_the_hubs_own_user_per_element(
     with_hub: RunWithHub,
 ) -> None:
-    """Item 4: a change by the login the element is registered with is not pulled, and
-    that holds per element (another element's login is somebody else there)."""
+    """Item 4: a change by the login the element is registered with is the hub's own,
+    not pulled (kept in the copy as the element has it), and that holds per element:
+    another element's login is somebody else there."""
 
     async def scenario(hub: Hub) -> None:
         cm1, cm2 = FakeElement(), FakeElement()
@@ -638,14 +646,13 @@ def test_the_elements_registered_login_is_the_hubs_own_user_per_element(
         for fake in (cm1, cm2):
             fake.change("admin", "create", "station", "73001", {"by": "admin"})
             fake.change("smgr2", "create", "station", "73002", {"by": "smgr2"})
+            fake.change("provsync", "create", "station", "73003", {"by": "provsync"})
         first = await hub.sync("incremental", "cm1")
         second = await hub.sync("incremental", "cm2")
-        assert (first.counts["applied"], first.counts["skipped_own"]) == (1, 1)
-        assert (second.counts["applied"], second.counts["skipped_own"]) == (1, 1)
-        assert ("station", "73001") not in hub.objects("cm1"), "cm1's own login"
-        assert hub.objects("cm1")[("station", "73002")] == {"by": "smgr2"}
-        assert ("station", "73002") not in hub.objects("cm2"), "cm2's own login"
-        assert hub.objects("cm2")[("station", "73001")] == {"by": "admin"}
+        assert (first.counts["applied"], first.counts["skipped_own"]) == (1, 2), "admin"
+        assert (second.counts["applied"], second.counts["skipped_own"]) == (1, 2), "smgr2"
+        assert hub.objects("cm1") == cm1.objects()
+        assert hub.objects("cm2") == cm2.objects()
 
     with_hub(scenario)
 
@@ -704,28 +711,26 @@ def test_an_emptied_element_raises_an_alarm_and_the_failed_init_event(
 
 
 def test_changes_processed_by_cm_notify_sync_are_not_synchronized(with_hub: RunWithHub) -> None:
-    """Item 7: with notify sync on, what it processed is skipped; with it off, nothing is."""
+    """Item 7: what notify sync applied moved the cursor, so the incremental starts after
+    it; a processed change still ahead of the cursor (a store restored since) is taken."""
 
     async def scenario(hub: Hub) -> None:
         fake = FakeElement()
         await hub.add("cm1", fake)
         fake.notify_sync = True
-        fake.change("tech", "create", "station", "75001", {"n": 1}, notified=True)
+        seq = fake.change("tech", "create", "station", "75001", {"n": 1}, notified=True)
+        notified = Notified(seq, "tech", "create", "station", "75001", {"n": 1})
+        assert await hub.engine.notify.received("cm1", fake.epoch, [notified]) == ["applied"]
+        assert hub.objects()[("station", "75001")] == {"n": 1}, "at once"
         fake.change("tech", "create", "station", "75002", {"n": 2})
         job = await hub.sync("incremental")
-        assert job.counts == {
-            "applied": 1,
-            "skipped_own": 0,
-            "skipped_notify_sync": 1,
-            "cursor": 2,
-        }
-        assert ("station", "75001") not in hub.objects()
-        assert hub.objects()[("station", "75002")] == {"n": 2}
-        fake.notify_sync = False  # the feature switched off: a flag alone skips nothing
+        assert job.counts == {"applied": 1, "skipped_own": 0, "cursor": 2}
+        # The store restored from before 75003 was notified: the log says processed, the
+        # copy lacks it.
         fake.change("tech", "create", "station", "75003", {"n": 3}, notified=True)
         job = await hub.sync("incremental")
-        assert job.counts["applied"] == 1
-        assert hub.objects()[("station", "75003")] == {"n": 3}
+        assert (job.counts["applied"], job.counts["notify_sync_missed"]) == (1, 1)
+        assert hub.objects() == fake.objects()
 
     with_hub(scenario)
 
@@ -735,25 +740,18 @@ def test_a_failed_incremental_reports_what_it_applied_before_it_failed(
 ) -> None:
     """Item 14: a stopped incremental's counts are not empty when it applied changes."""
 
-    class FailsOnSecondPage(FakeElement):
-        def connect(self, credentials: Credentials | None) -> FakeConnector:
-            connector = FakeConnector(self, credentials)
-            original = connector.changes
-            calls = 0
+    pages = 0
 
-            async def changes(after: int, *, epoch: str | None, limit: int = 1000) -> ChangePage:
-                nonlocal calls
-                calls += 1
-                if calls > 1:
-                    raise ElementUnreachable("fake://element: gone mid-sync")
-                return await original(after, epoch=epoch, limit=limit)
-
-            connector.changes = changes  # type: ignore[method-assign]
-            return connector
+    async def gone_after_the_first_page() -> None:
+        nonlocal pages
+        pages += 1
+        if pages > 1:
+            raise ElementUnreachable("fake://element: gone mid-sync")
 
     async def scenario(hub: Hub) -> None:
-        fake = FailsOnSecondPage()
+        fake = FakeElement()
         await hub.add("cm1", fake)
+        fake.answering_changes = gone_after_the_first_page
         for index in range(3):
             fake.change("tech", "create", "station", f"7600{index}", {"n": index})
         job = await hub.sync("incremental")
@@ -765,17 +763,17 @@ def test_a_failed_incremental_reports_what_it_applied_before_it_failed(
     with_hub(scenario, page_size=2)
 
 
-def test_a_notify_sync_notification_is_applied_only_where_the_incremental_would(
+def test_a_notify_sync_notification_is_applied_in_log_order_after_the_cursor(
     with_hub: RunWithHub,
 ) -> None:
-    """CM notify sync, the hub's side: what it refuses whole and what it ignores."""
+    """CM notify sync, the hub's side: what it refuses whole, what it leaves to the
+    incremental (which it queues), and the cursor it moves."""
 
     async def scenario(hub: Hub) -> None:
         fake = FakeElement()
         notify = hub.engine.notify.received
         with pytest.raises(ElementNotFound):
             await notify("cm1", fake.epoch, [])
-        hub.fakes["cm1"] = fake
         fake.down = True
         await hub.add("cm1", fake)
         with pytest.raises(NotifyRefused, match="never initialized"):
@@ -784,33 +782,49 @@ def test_a_notify_sync_notification_is_applied_only_where_the_incremental_would(
         assert (await hub.sync("init")).state == "done"
         fake.change("tech", "create", "station", "76000", {"n": 0})
         assert (await hub.sync("incremental")).counts["cursor"] == 1
-        results = await notify(
-            "fake-1",  # the id the element gives itself
-            fake.epoch,
-            [
-                Notified(1, "tech", "update", "station", "76000", {"n": "old"}),
-                Notified(2, "tech", "create", "station", "76001", {"n": 1}),
-                Notified(3, "admin", "create", "station", "76002", {"n": 2}),
-                Notified(4, "tech", "update", "board", "1A01", {"type": "x"}),
-                Notified(5, "tech", "delete", "station", "76000", None),
-            ],
-        )
+        changes = [
+            Notified(1, "tech", "update", "station", "76000", {"n": "old"}),
+            Notified(2, "tech", "create", "station", "76001", {"n": 1}),
+            Notified(3, "admin", "create", "station", "76002", {"n": 2}),
+            Notified(4, "tech", "delete", "station", "76000", None),
+            Notified(5, "tech", "update", "board", "1A01", {"type": "x"}),
+            Notified(6, "tech", "create", "station", "76003", {"n": 3}),
+        ]
+        for change in changes[1:]:
+            fake.change(change.user, change.op, change.cls, change.key, change.data)
+        jobs_before = len(hub.store.jobs.recent("cm1"))
+        results = await notify("fake-1", fake.epoch, changes)  # the element's own id
         assert results == [
-            "ignored: the hub's incremental sync has been past it",
+            "ignored: the hub has it already",
             "applied",
-            "ignored: the hub's own user",
-            "ignored: synchronized by an initialization only",
             "applied",
+            "applied",
+            "ignored: synchronized by an initialization only; an incremental sync takes it",
+            "ignored: an earlier change is not synchronized yet; an incremental sync takes it",
         ]
         copy = hub.objects()
         assert copy[("station", "76001")] == {"n": 1}
+        assert copy[("station", "76002")] == {"n": 2}, "the hub's own user: kept, as applied"
         assert ("station", "76000") not in copy
-        assert ("station", "76002") not in copy
-        assert hub.store.elements.get("cm1").cursor == 1, "the cursor is the incremental's"
+        assert ("station", "76003") not in copy
+        assert hub.store.elements.get("cm1").cursor == 4
+        # The rest went to an incremental, queued by the notification.
+        await hub.engine.jobs.drain()
+        (queued,) = hub.store.jobs.recent("cm1")[jobs_before:]
+        assert (queued.trigger, queued.kind, queued.state) == ("notify", "incremental", "done")
+        assert queued.counts["init_required"] == ["board 1A01"]
+        assert hub.objects()[("station", "76003")] == {"n": 3}
+        # A gap: the change before it was not notified.
+        fake.change("tech", "create", "station", "76004", {"n": 4})
+        gap = fake.change("tech", "create", "station", "76005", {"n": 5})
+        later = [Notified(gap, "tech", "create", "station", "76005", {"n": 5})]
+        assert (await notify("cm1", fake.epoch, later))[0].startswith("ignored: an earlier")
+        await hub.engine.jobs.drain()
+        assert hub.objects() == {k: v for k, v in fake.objects().items() if k[0] != "board"}
         with pytest.raises(NotifyRefused, match="another data epoch"):
-            await notify("cm1", "epoch-old", [Notified(6, "tech", "create", "station", "7", {})])
+            await notify("cm1", "epoch-old", [Notified(9, "tech", "create", "station", "7", {})])
 
-    with_hub(scenario)
+    with_hub(scenario, escalate_after_changes=50)
 
 
 def test_a_notification_is_refused_while_a_sync_of_the_element_runs(
@@ -819,30 +833,18 @@ def test_a_notification_is_refused_while_a_sync_of_the_element_runs(
     """The job's pages may be older than the notified change: it takes the change."""
     release = asyncio.Event()
 
-    class Slow(FakeElement):
-        def connect(self, credentials: Credentials | None) -> FakeConnector:
-            connector = FakeConnector(self, credentials)
-            original = connector.changes
-
-            async def changes(after: int, *, epoch: str | None, limit: int = 1000) -> ChangePage:
-                page = await original(after, epoch=epoch, limit=limit)
-                await release.wait()
-                return page
-
-            connector.changes = changes  # type: ignore[method-assign]
-            return connector
+    async def slow() -> None:
+        await release.wait()
 
     async def scenario(hub: Hub) -> None:
-        fake = Slow()
+        fake = FakeElement()
+        fake.answering_changes = slow
         release.set()
         await hub.add("cm1", fake)
         release.clear()
         job_id = await hub.engine.request("cm1", "incremental")
         element = hub.store.elements.get("cm1")
-        for _ in range(500):
-            if hub.engine.jobs.running(element.id):
-                break
-            await asyncio.sleep(0.01)
+        await until(lambda: hub.engine.jobs.running(element.id))
         with pytest.raises(NotifyRefused, match="a sync of cm1 is running"):
             await hub.engine.notify.received(
                 "cm1", fake.epoch, [Notified(1, "tech", "create", "station", "77", {})]
@@ -850,5 +852,40 @@ def test_a_notification_is_refused_while_a_sync_of_the_element_runs(
         release.set()
         assert (await hub.finished(job_id)).state == "done"
         assert ("station", "77") not in hub.objects()
+
+    with_hub(scenario)
+
+
+def test_a_delivery_recorded_after_the_incremental_passed_it_keeps_the_later_change(
+    with_hub: RunWithHub,
+) -> None:
+    """The hub's copy records a delivered update only where the incremental has not
+    been: there it applied the update in log order, and a later change after it."""
+
+    async def scenario(hub: Hub) -> None:
+        fake = FakeElement()
+        await hub.add("cm1", fake)
+        element = hub.store.elements.get("cm1")
+        distributions = hub.store.distributions
+
+        def sent(key: str, data: dict[str, str]) -> Distribution:
+            with hub.store.engine.begin() as conn:
+                distributions.add(
+                    conn, [(element.id, "cm1")], [Change("user", key, "update", data)], "hub", now()
+                )
+            (row,) = distributions.take_batch(element.id, 10)
+            return row
+
+        first = sent("u0001", {"name": "Hub"})
+        applied_at = fake.change("provsync", "update", "user", "u0001", {"name": "Hub"})
+        fake.change("tech", "update", "user", "u0001", {"name": "Later"})
+        assert (await hub.sync("incremental")).counts["applied"] == 1
+        distributions.settle(element.id, Outcome(done=[first], seqs={first.id: applied_at}), 1.0)
+        assert hub.objects()[("user", "u0001")] == {"name": "Later"}, "not undone"
+        second = sent("u0002", {"name": "Hub 2"})
+        applied_at = fake.change("provsync", "update", "user", "u0002", {"name": "Hub 2"})
+        distributions.settle(element.id, Outcome(done=[second], seqs={second.id: applied_at}), 1.0)
+        assert hub.objects()[("user", "u0002")] == {"name": "Hub 2"}, "recorded at once"
+        assert hub.objects() == fake.objects()
 
     with_hub(scenario)

@@ -103,7 +103,7 @@ def test_a_hub_change_distributed_to_an_element_is_in_the_hubs_copy_of_it(
 def test_cm_notify_sync_applies_changes_as_made_and_the_incremental_skips_them(
     agent_factory: Any, tmp_path: Path
 ) -> None:
-    """Item 7 and 4: notify sync through Element API v1, the simulator and the hub."""
+    """Item 7 (and 4): notify sync through Element API v1, the simulator and the hub."""
     agent: AgentProcess = agent_factory().start()
     group = SharingGroup(agent, tmp_path)
     try:
@@ -114,21 +114,24 @@ def test_cm_notify_sync_applies_changes_as_made_and_the_incremental_skips_them(
         assert made["notify"] == {"seq": made["seq"], "status": "applied"}
         assert made["notify_sync"] is True
         assert hub_objects(agent, "cm1")[("station", "78001")] == {"n": 1}, "at once"
-        # The login cm1 is registered with is the hub's own user: not applied, not pulled.
+        # The login cm1 is registered with is the hub's own user: kept, as applied.
         own = _change(cm1, "admin", "create", "station", "78002", {"n": 2})
-        assert own["notify"]["status"] == "ignored"
-        assert own["notify"]["reason"] == "the hub's own user"
-        plan = _change(cm1, "tech", "update", "dial-plan", "main", {})
-        assert plan["notify"]["status"] == "ignored"
-        assert plan["notify_sync"] is False
-        changes = cm1.admin("GET", f"/api/v1/changes?after={made['seq'] - 1}")["changes"]
-        assert [c["notify_sync"] for c in changes] == [True, False, False]
+        assert own["notify"]["status"] == "applied"
         job = sync(agent, "incremental")
         assert job["state"] == "done", job
-        assert job["counts"]["skipped_notify_sync"] == 1
-        assert job["counts"]["skipped_own"] == 1
-        assert job["counts"]["init_required"] == ["dial-plan main"]
-        assert ("station", "78002") not in hub_objects(agent, "cm1")
+        assert (job["counts"]["applied"], job["counts"]["cursor"]) == (0, own["seq"])
+        changes = cm1.admin("GET", f"/api/v1/changes?after={made['seq'] - 1}")["changes"]
+        assert [c["notify_sync"] for c in changes] == [True, True]
+        # A full-initialization object: left to an incremental, which the hub queues.
+        plan = _change(cm1, "tech", "update", "dial-plan", "main", {})
+        assert plan["notify"]["status"] == "ignored"
+        assert "initialization only" in plan["notify"]["reason"]
+        assert plan["notify_sync"] is False
+        (alarm,) = wait_for("init-sync-required", lambda: active(agent, "init-sync-required"))
+        assert "dial-plan main changed" in alarm["text"]
+        with agent.http() as http:
+            jobs = http.get("/api/v1/jobs", params={"element": "cm1"}).json()
+        assert any(j["trigger"] == "notify" for j in jobs)
         # An unauthenticated notification changes nothing.
         with agent.http() as http:
             refused = http.post(
@@ -155,7 +158,7 @@ def test_a_notification_from_an_element_the_hub_does_not_trust_is_pulled_later(
         assert made["notify_sync"] is False
         assert ("station", "79001") not in hub_objects(agent, "cm1")
         job = sync(agent, "incremental")
-        assert (job["counts"]["applied"], job["counts"].get("skipped_notify_sync")) == (1, None)
+        assert job["counts"]["applied"] == 1
         assert hub_objects(agent, "cm1") == element.objects()
     finally:
         element.stop()

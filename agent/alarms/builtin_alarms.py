@@ -148,9 +148,10 @@ ALARM_TYPES: tuple[AlarmType, ...] = (
         _S.MINOR,
         _ET.PROCESSING_ERROR_ALARM,
         "databaseInconsistency",
-        "Incremental sync cannot be used for the element: the element or the agent was "
-        "upgraded, its change log no longer reaches the stored cursor, its data epoch "
-        "changed, or a full-sync-only object class changed.",
+        "The element needs an initialization sync: the element or the agent was upgraded "
+        "(the incremental stops), or an object synchronized by initialization only ([sync] "
+        "full_init_objects: system parameters, dial plan, cabinets, boards) changed on it "
+        "(the incremental applies every other change, the text names the object).",
         "Run an initialization sync of the element.",
         "provsync sync init {resource} | POST /api/v1/elements/{resource}/sync",
     ),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends
@@ -33,7 +34,7 @@ class NotifyBody(_Body):
     changes: list[NotifiedChange] = Field(min_length=1, max_length=1000)
 
 
-def notify_router(authorize_element: Any) -> APIRouter:
+def notify_router(authorize_element: Callable[..., Awaitable[None]]) -> APIRouter:
     router = APIRouter(prefix="/api/v1", dependencies=[Depends(authorize_element)])
 
     @router.post(

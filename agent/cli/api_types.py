@@ -165,7 +165,7 @@ class JobCounts(TypedDict, total=False):
     objects: dict[str, int]
     applied: int
     skipped_own: int
-    skipped_notify_sync: int
+    notify_sync_missed: int
     init_required: list[str]
     """Full-initialization objects that changed (an initialization is required)."""
 

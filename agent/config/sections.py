@@ -102,7 +102,8 @@ class SyncSettings(Section):
     """Objects whose change asks for an initialization (``class`` or ``class:key``); the
     incremental applies every other change and raises init-sync-required."""
     service_user: str = Field(default="provsync", min_length=1, max_length=64)
-    """The user the agent writes to elements as; its own changes are skipped on the way back."""
+    """The user the agent writes to elements as; its changes coming back are the hub's own
+    (kept in its copy, not pulled as changes), as are the element's registered login's."""
     page_size: int = Field(default=1000, ge=1, le=10_000)
     timeout: Annotated[Duration, within("10ms", "1h")] = 10.0
     retries: int = Field(default=3, ge=0, le=10)

@@ -149,8 +149,11 @@ class Dispatcher:
 
     async def _sleep(self, element_id: int, seconds: float) -> None:
         event = self._wake[element_id]
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation
+        # that arrives as the event is set, and the sender then outlives stop().
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await event.wait()
         event.clear()
 
     async def _loop(self, element_id: int, name: str) -> None:
@@ -200,12 +203,18 @@ class Dispatcher:
             )
             await asyncio.to_thread(self.store.distributions.settle, element_id, untried, 0.0)
             del self._stranded[element_id]
-        element = await asyncio.to_thread(self.store.elements.by_id, element_id)
-        if element is None or not element.sharing or self._blocked():
+        sent: tuple[float, Connector | None] | None = None
+        async with self.hold(element_id):
+            # Read under the hold, not before waiting for it: its holder (the witness that
+            # found a restore, a sync) may have disabled sharing or blocked it meanwhile.
+            element = await asyncio.to_thread(self.store.elements.by_id, element_id)
+            if element is None or not element.sharing or self._blocked():
+                element = None
+            else:
+                sent = await self._send(element, backoff, connector)
+        if element is None:  # not sharing now: look again later (or at a wake-up)
             await self._sleep(element_id, 5.0)
             return backoff, connector
-        async with self.hold(element_id):
-            sent = await self._send(element, backoff, connector)
         if sent is None:  # nothing due: sleep until the next one is (or a wake-up)
             due = await asyncio.to_thread(self.store.distributions.next_due, element_id)
             wait = 30.0 if due is None else (due - self._clock()).total_seconds()
@@ -242,6 +251,7 @@ class Dispatcher:
                 break
             else:
                 outcome.done.append(row)
+                outcome.seqs[row.id] = seq or 0
                 # Kept with the store: the element's witness of what this store gave it.
                 outcome.applied_seq = max(outcome.applied_seq, seq or 0)
         superseded = await asyncio.to_thread(

@@ -28,6 +28,7 @@ from agent.alarms.ports import AlarmSink, NotificationLog
 from agent.sharing.group import BLOCKING_ALARMS
 from agent.sharing.sink import HUB, clear_if_active
 from agent.store.access import StoreAccess
+from agent.store.distributions import clear_applied
 from agent.store.elements import Element
 
 IDENTITY_FILE = "store-identity.json"
@@ -137,6 +138,11 @@ class StoreIdentity:
                 store.elements.stop_sharing_all(conn)
                 for element in elements:
                     store.conflicts.close_open_for(conn, element.id, "superseded")
+                    # The elements' logs keep the hub updates this store lacks: a mark
+                    # kept would find them again at every start once sharing is back.
+                    # Cleared, the next check takes each log as it is then (the
+                    # element's last_seq is not known here without asking it).
+                    clear_applied(conn, element.id)
                 store.devices.drop_all(conn)  # registrations are gone with sharing
 
         await asyncio.to_thread(work)

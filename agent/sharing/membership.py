@@ -73,6 +73,14 @@ class Membership:
                 details={"software_version": software_version, "minimum": minimum},
             )
             raise SharingError(text)
+        if not element.sharing:
+            # Its witness mark goes before sharing starts: one left from before (a restore
+            # found, the element out of the group) would find the hub updates its log kept
+            # from then at the next start, and disable sharing again. Cleared rather than
+            # set to the element's last_seq: that would mean asking an element that is
+            # calling us; the next applied update, or else the next start, sets it from
+            # its log. (One already sharing keeps its mark: it is current.)
+            await asyncio.to_thread(self._store.meta.set, applied_key(element.id), "")
         await asyncio.to_thread(self._store.elements.set_state, element.id, sharing=True)
         await self._mark_release()
         await self._alarms.emit_event(

@@ -156,6 +156,7 @@ class SharingService:
     async def start_sharing(self, ident: str, software_version: str | None) -> dict[str, Any]:
         """Start sharing for an element; without a version (an operator starting it from the
         hub) the element is asked for its own."""
+        self._witness.called_in(ident)
         element = await self._membership.start(ident, software_version)
         self._dispatcher.ensure(element.id, element.name)
         self._devices.register(element)
@@ -179,13 +180,19 @@ class SharingService:
         return outcome
 
     # ------------------------------------------------------------------ element to hub
+    # The element called in, so it is up (or its sync is about to read it): a check of its
+    # log for a restore that waits for the next attempt is made now, not after the backoff
+    # (a sync waits for it: both take the element's hold).
     async def request_sync(self, ident: str, trigger: str = "element") -> int:
+        self._witness.called_in(ident)
         return await self._user_sync.request(ident, trigger)
 
     async def push(self, ident: str, updates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        self._witness.called_in(ident)
         return await self._pushes.push(ident, updates)
 
     async def device_notification(self, ident: str, devices: list[dict[str, Any]]) -> int:
+        self._witness.called_in(ident)
         return await self._devices.notification(ident, devices)
 
     # ------------------------------------------------------------------ reconcile

@@ -93,7 +93,9 @@ class UpdateBody(_Body):
 
 
 class LocalChangeBody(UpdateBody):
-    user: str = Field(default="admin", max_length=64)
+    # Someone working on the element: not "admin", the login the docs register elements
+    # with, whose changes the hub takes for its own (not pulled).
+    user: str = Field(default="tech", max_length=64)
     share: bool | None = Field(
         default=None, description="push to the hub; default: when the element is sharing"
     )

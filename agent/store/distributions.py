@@ -73,6 +73,8 @@ class Outcome:
     transport_error: str = ""
     applied_seq: int = 0
     """The element's change sequence number after the last update it applied (0: none)."""
+    seqs: dict[int, int] = field(default_factory=dict)
+    """Per applied record (its id): the element's change sequence number for it."""
 
 
 class Distributions:
@@ -246,7 +248,11 @@ class Distributions:
                 )
                 applied = [(r.cls, r.key, r.data) for r in outcome.done]
                 self._bases.set(conn, element_id, applied)
-                record_delivered(conn, element_id, applied)
+                record_delivered(
+                    conn,
+                    element_id,
+                    [(r.cls, r.key, r.data, outcome.seqs.get(r.id, 0)) for r in outcome.done],
+                )
                 superseded = _supersede(conn, element_id, outcome.done, at)
                 if outcome.applied_seq:
                     record_applied(conn, element_id, outcome.applied_seq)
@@ -268,10 +274,14 @@ class Distributions:
                 )
         return superseded
 
-    def inflight(self) -> dict[int, set[tuple[str, str, str]]]:
-        """Per element: (class, key, op) of the records in flight (sent, perhaps applied,
-        their outcome not recorded: a stop or a crash came in between)."""
-        found: dict[int, set[tuple[str, str, str]]] = {}
+    def inflight(self) -> dict[int, set[tuple[str, str, str, str | None]]]:
+        """Per element: (class, key, op, data as stored) of every open record.
+
+        Not only those in flight: a record sent whose answer was lost (a transport error
+        after the element applied it) is pending again, and a rejected one is an error;
+        the element may hold any of them, and a record the store still has is no sign of
+        a restore. The data tells this store's update from another one of the object."""
+        found: dict[int, set[tuple[str, str, str, str | None]]] = {}
         with self.engine.connect() as conn:
             rows = conn.execute(
                 select(
@@ -279,10 +289,12 @@ class Distributions:
                     DISTRIBUTIONS.c.cls,
                     DISTRIBUTIONS.c.key,
                     DISTRIBUTIONS.c.op,
-                ).where(DISTRIBUTIONS.c.state == "inflight")
+                    DISTRIBUTIONS.c.data,
+                ).where(DISTRIBUTIONS.c.state.in_(OPEN_STATES))
             )
-            for element_id, cls, key, op in rows:
-                found.setdefault(int(element_id), set()).add((str(cls), str(key), str(op)))
+            for element_id, cls, key, op, data in rows:
+                record = (str(cls), str(key), str(op), None if data is None else str(data))
+                found.setdefault(int(element_id), set()).add(record)
         return found
 
     def requeue_inflight(self) -> int:
@@ -301,6 +313,12 @@ def record_applied(conn: Connection, element_id: int, seq: int) -> None:
     """The element's change sequence after the hub's last applied update, in the caller's
     transaction."""
     upsert(conn, META, [{"key": applied_key(element_id), "value": str(seq)}], ["key"])
+
+
+def clear_applied(conn: Connection, element_id: int) -> None:
+    """Forget the element's mark, in the caller's transaction: the witness's next check
+    takes the element's log as it is then (agent.sharing.witness)."""
+    upsert(conn, META, [{"key": applied_key(element_id), "value": ""}], ["key"])
 
 
 def _supersede(

@@ -44,6 +44,13 @@ class ChangeItem(Protocol):
     def data(self) -> Data | None: ...
 
 
+class SequencedChange(ChangeItem, Protocol):
+    """A change with its sequence number in the element's log."""
+
+    @property
+    def seq(self) -> int: ...
+
+
 class Objects:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -91,39 +98,49 @@ class Objects:
         cursor: int | None,
     ) -> int:
         """Apply changes and move the cursor (None: leave it) in one transaction; returns
-        how many.
-
-        What is not the hub's to apply (its own writes coming back, notify-sync changes) is
-        left out by the caller; the cursor still moves past it.
-        """
+        how many. What is not the hub's to apply is left out by the caller; the cursor
+        still moves past it."""
         applied = 0
         with self.engine.begin() as conn:
             for change in changes:
-                if change.op == "delete" or change.data is None:
-                    conn.execute(
-                        delete(OBJECTS).where(
-                            and_(
-                                OBJECTS.c.element_id == element_id,
-                                OBJECTS.c.cls == change.cls,
-                                OBJECTS.c.key == change.key,
-                            )
-                        )
-                    )
-                else:
-                    row: dict[str, Any] = {
-                        "element_id": element_id,
-                        "cls": change.cls,
-                        "key": change.key,
-                        "data": _encode(change.data),
-                        "generation": generation,
-                    }
-                    upsert(conn, OBJECTS, [row], list(_OBJECT_KEY))
+                data = None if change.op == "delete" else change.data
+                _write_object(conn, element_id, change.cls, change.key, data, generation)
                 applied += 1
             if cursor is not None:
                 conn.execute(
                     update(ELEMENTS).where(ELEMENTS.c.id == element_id).values(cursor=cursor)
                 )
         return applied
+
+    def apply_in_order(
+        self, element_id: int, changes: Sequence[SequencedChange], generation: int
+    ) -> tuple[int, int]:
+        """Apply the changes that follow the element's cursor without a gap (``changes``
+        sorted by sequence number), moving the cursor with them, in one transaction;
+        returns the cursor before and after. The cursor is read under the write lock
+        (SQLite) or the row lock (PostgreSQL): nothing else moves it meanwhile."""
+        with self.engine.begin() as conn:
+            # A write first: on SQLite the transaction then holds the database's write lock.
+            conn.execute(
+                update(ELEMENTS).where(ELEMENTS.c.id == element_id).values(cursor=ELEMENTS.c.cursor)
+            )
+            before = conn.execute(
+                select(ELEMENTS.c.cursor).where(ELEMENTS.c.id == element_id).with_for_update()
+            ).scalar_one()
+            cursor = int(before)
+            for change in changes:
+                if change.seq <= cursor:
+                    continue
+                if change.seq != cursor + 1:
+                    break
+                data = None if change.op == "delete" else change.data
+                _write_object(conn, element_id, change.cls, change.key, data, generation)
+                cursor = change.seq
+            if cursor != before:
+                conn.execute(
+                    update(ELEMENTS).where(ELEMENTS.c.id == element_id).values(cursor=cursor)
+                )
+        return int(before), cursor
 
     def finish_init(self, element_id: int, generation: int, **element: ElementValue) -> int:
         """Drop what the element no longer has and record the new cursor and epoch, together."""
@@ -145,27 +162,53 @@ class Objects:
 
 
 def record_delivered(
-    conn: Connection, element_id: int, objects: Sequence[tuple[str, str, Data | None]]
+    conn: Connection, element_id: int, objects: Sequence[tuple[str, str, Data | None, int]]
 ) -> None:
-    """Hub updates the element applied, written into the hub's copy of it in the caller's
-    transaction (the one that records them delivered): the incremental does not pull them
-    back, so without this the copy would lack them until the next initialization.
-    (``data`` None: a delete.)"""
-    generation = conn.execute(
-        select(ELEMENTS.c.generation).where(ELEMENTS.c.id == element_id)
-    ).scalar()
-    if generation is None:  # the element was removed meanwhile
+    """Hub updates the element applied (class, key, data, the element's change sequence
+    number for it), written into the hub's copy of it in the caller's transaction (the
+    one that records them delivered): the incremental does not pull the hub's own updates
+    as changes, so without this the copy would lack them until it next passes them.
+
+    One the element's cursor has reached is left alone: the incremental has applied it,
+    in log order, and maybe a later change of the same object after it, which this
+    older data must not overwrite. The caller's transaction has written already (the
+    distributions' states), so on SQLite it holds the write lock, and the row lock does
+    the same on PostgreSQL: no incremental commits between this read and these writes.
+    ``data`` None: a delete.
+    """
+    found = conn.execute(
+        select(ELEMENTS.c.generation, ELEMENTS.c.cursor)
+        .where(ELEMENTS.c.id == element_id)
+        .with_for_update()
+    ).first()
+    if found is None:  # the element was removed meanwhile
         return
-    for cls, key, data in objects:
-        where = and_(OBJECTS.c.element_id == element_id, OBJECTS.c.cls == cls, OBJECTS.c.key == key)
-        if data is None:
-            conn.execute(delete(OBJECTS).where(where))
-        else:
-            row = {
-                "element_id": element_id,
-                "cls": cls,
-                "key": key,
-                "data": _encode(data),
-                "generation": generation,
-            }
-            upsert(conn, OBJECTS, [row], list(_OBJECT_KEY))
+    generation, cursor = int(found[0]), int(found[1])
+    for cls, key, data, seq in objects:
+        if seq > cursor:
+            _write_object(conn, element_id, cls, key, data, generation)
+
+
+def _write_object(
+    conn: Connection, element_id: int, cls: str, key: str, data: Data | None, generation: int
+) -> None:
+    """Upsert one object of the hub's copy, or delete it (``data`` None)."""
+    if data is None:
+        conn.execute(
+            delete(OBJECTS).where(
+                and_(
+                    OBJECTS.c.element_id == element_id,
+                    OBJECTS.c.cls == cls,
+                    OBJECTS.c.key == key,
+                )
+            )
+        )
+        return
+    row: dict[str, Any] = {
+        "element_id": element_id,
+        "cls": cls,
+        "key": key,
+        "data": _encode(data),
+        "generation": generation,
+    }
+    upsert(conn, OBJECTS, [row], list(_OBJECT_KEY))

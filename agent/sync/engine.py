@@ -77,7 +77,9 @@ class SyncEngine:
         self._contact = ContactAlarms(manager)
         self._init = Initialization(settings, manager, store, clock, self.elements.updated)
         self._incremental = Incremental(settings, manager, store, clock)
-        self.notify = NotifySync(settings, store, ring, self.jobs)
+        self.notify = NotifySync(
+            settings, store, self.jobs, lambda name: self.request(name, "incremental", "notify")
+        )
         """CM notify sync: elements' changes applied as they are made."""
 
     def attach(self, hooks: ElementHooks) -> None:

@@ -1,12 +1,13 @@
 """The incremental sync: the element's change log after the stored cursor, a page at a
 time, the hub's own writes skipped.
 
-The hub's own writes are those of ``[sync] service_user`` (the hub's shared updates, which
-it distributed: not pulled, but kept in the hub's copy of the element as the element
-applied them) and of the login the element is registered with (the synchronization
-document: a station added "by the same Communication Manager user that is available in
-the System Manager inventory" is not pulled). When the element has CM notify sync on,
-changes it says notify sync processed are skipped as well: the hub has them already.
+The hub's own writes are those of ``[sync] service_user`` (the hub's shared updates) and of
+the login the element is registered with (the synchronization document: a station added
+"by the same Communication Manager user that is available in the System Manager
+inventory" is not pulled): not pulled as changes, but kept in the hub's copy of the
+element in log order, as the element applied them. What CM notify sync processed the hub
+applied when it was made, moving the cursor (agent.sync.notify): the incremental starts
+after it.
 
 It stops with init-sync-required (``SyncStopped``) when the element or the agent was
 upgraded since the last initialization, whatever else changed. It becomes an
@@ -22,11 +23,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from loguru import logger
+
 from agent import __version__
 from agent.alarms.manager import AlarmManager
 from agent.clock import Clock
 from agent.config import SyncSettings
-from agent.connectors.base import ChangeRecord, Connector, ElementInfo
+from agent.connectors.base import ChangeRecord, Connector, Credentials, ElementInfo
 from agent.errors import CursorGone, SyncStopped
 from agent.store.access import StoreAccess
 from agent.store.elements import Element
@@ -72,9 +75,8 @@ class Incremental:
             element.name,
             text=f"incremental sync of {element.name} started",
         )
-        service_user = self.settings.service_user
-        registered = connector.credentials.username if connector.credentials else None
-        skip_notified = info.notify_sync
+        own_users = own_users_of(self.settings, connector.credentials)
+        notify_on = info.notify_sync
         full_init = FullInitObjects(self.settings.full_init_objects)
         while True:
             try:
@@ -86,21 +88,21 @@ class Incremental:
             if not page.changes:
                 break
             usable: list[ChangeRecord] = []
-            own = pulled = 0
+            own = pulled = missed = 0
             for change in page.changes:
-                if change.user == service_user:
-                    # The hub's own update coming back, as the element applied it: not
+                if (change.cls, change.key) in full_init:
+                    progress.needs_init(change)
+                elif change.user in own_users:
+                    # The hub's own change coming back, as the element applied it: not
                     # pulled (nothing new to the hub), but kept in the hub's copy, in log
                     # order, so that the copy equals the element.
                     own += 1
                     usable.append(change)
-                elif change.user == registered:
-                    own += 1
-                elif skip_notified and change.notify_sync:
-                    progress.skipped_notify += 1
-                elif (change.cls, change.key) in full_init:
-                    progress.needs_init(change)
                 else:
+                    # Notify sync moves the cursor past what it applies (agent.sync.notify):
+                    # a change it processed that is still ahead of the cursor is one this
+                    # store does not have (restored from a backup since): taken.
+                    missed += notify_on and change.notify_sync
                     pulled += 1
                     usable.append(change)
             # The page's cursor commits with its changes (or alone: a page of skipped ones).
@@ -113,12 +115,23 @@ class Incremental:
             )
             progress.applied += pulled
             progress.skipped_own += own
+            progress.notify_missed += missed
             progress.cursor = page.changes[-1].seq
-        if progress.init_objects:
-            await self.manager.raise_alarm(
-                "init-sync-required", element.name, text=progress.init_reason()
+        if progress.notify_missed:
+            logger.warning(
+                "{}: {} changes its notify sync processed were not in the hub's copy (a "
+                "restored store?); applied now",
+                element.name,
+                progress.notify_missed,
             )
         init_required = self.manager.is_active("init-sync-required", element.name)
+        if progress.init_objects:
+            await self.manager.raise_alarm(
+                "init-sync-required",
+                element.name,
+                text=progress.init_reason(already_required=init_required),
+            )
+            init_required = True
         await asyncio.to_thread(
             self.store.elements.set_state,
             element.id,
@@ -162,6 +175,12 @@ class Incremental:
         raise SyncStopped(f"incremental sync of {element.name} stopped: {reason}")
 
 
+def own_users_of(settings: SyncSettings, credentials: Credentials | None) -> frozenset[str]:
+    """The users whose changes on an element are the hub's own: ``[sync] service_user``
+    (its shared updates) and the login the element is registered with."""
+    return frozenset({settings.service_user, *([credentials.username] if credentials else [])})
+
+
 @dataclass
 class Progress:
     """What an incremental sync did so far (its job's counts, also when it fails)."""
@@ -169,7 +188,8 @@ class Progress:
     cursor: int
     applied: int = 0
     skipped_own: int = 0
-    skipped_notify: int = 0
+    notify_missed: int = 0
+    """Changes notify sync processed that the hub's copy did not have (applied)."""
     init_objects: list[str] = field(default_factory=list)
     """Full-initialization objects that changed, "class key" (first seen first, once)."""
 
@@ -178,13 +198,14 @@ class Progress:
         if changed not in self.init_objects:
             self.init_objects.append(changed)
 
-    def init_reason(self) -> str:
+    def init_reason(self, *, already_required: bool = False) -> str:
         shown = ", ".join(self.init_objects[:10])
         more = len(self.init_objects) - 10
         return (
             f"{shown}{f' and {more} more' if more > 0 else ''} changed on the element: "
             + ("this object is" if len(self.init_objects) == 1 else "these objects are")
             + " synchronized by an initialization only; every other change was applied"
+            + ("; earlier ones are in this alarm's history" if already_required else "")
         )
 
     def counts(self) -> JobCounts:
@@ -193,8 +214,8 @@ class Progress:
             "skipped_own": self.skipped_own,
             "cursor": self.cursor,
         }
-        if self.skipped_notify:
-            counts["skipped_notify_sync"] = self.skipped_notify
+        if self.notify_missed:
+            counts["notify_sync_missed"] = self.notify_missed
         if self.init_objects:
             counts["init_required"] = list(self.init_objects)
         return counts

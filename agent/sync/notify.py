@@ -1,37 +1,39 @@
 """CM notify sync, the hub's side: an element with the feature on tells the hub of each
-change as it is made (``POST /api/v1/sync/notify``), and the hub applies it to its copy
-of that element at once instead of at the next incremental.
+change as it is made (``POST /api/v1/sync/notify``), and the hub applies it to its copy of
+that element at once instead of at the next incremental.
 
-The element marks what the hub applied as processed by notify sync in its change log;
-the incremental skips those (the synchronization document: it "does not synchronize
-Communication Manager commands processed by the CM notify sync feature"). So the hub
-applies a notification only when the incremental would have applied the change the same
-way; anything else it answers ``ignored`` (with the reason), the element leaves the
-change unmarked and the incremental takes it as usual:
-
-- a change at or before the element's cursor (the incremental has been past it);
-- the hub's own writes and the element's registered login's (never pulled);
-- a full-initialization object (that asks for an initialization, which only the
-  incremental raises);
-- while a sync job of the element runs (the job's pages may be older than the change:
-  written after it, they would undo it), for an element never initialized, or in another
-  data epoch: the whole notification, with 409.
+A notification is applied as the incremental would apply the same change: in log order,
+moving the element's cursor past it, in one transaction. So the incremental does not
+synchronize what notify sync processed (the synchronization document): it starts after
+it. The element marks in its log what the hub answered ``applied``. Only the change right
+after the cursor can be applied: a change whose predecessors the hub has not got (a
+notification lost while the hub was down) and a change of a full-initialization object
+(which asks for an initialization, as only the incremental records) are answered
+``ignored`` with the reason, and an incremental sync is queued to take them (and every
+later one) from the log. The whole call is refused (409) while a sync of the element runs,
+because the job's pages may be older than the change, for an element never initialized,
+and for another data epoch.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+from loguru import logger
 
 from agent.config import SyncSettings
 from agent.errors import NotifyRefused
 from agent.store.access import StoreAccess
-from agent.store.encryption import KeyRing
 from agent.sync.full_init import FullInitObjects
 from agent.sync.jobs import JobQueue
 
 APPLIED = "applied"
+
+QueueIncremental = Callable[[str], Awaitable[int]]
+"""Queues an incremental sync of the element (by name); returns the job id."""
 
 
 @dataclass(frozen=True)
@@ -48,16 +50,20 @@ class Notified:
 
 class NotifySync:
     def __init__(
-        self, settings: SyncSettings, store: StoreAccess, ring: KeyRing, jobs: JobQueue
+        self,
+        settings: SyncSettings,
+        store: StoreAccess,
+        jobs: JobQueue,
+        queue_incremental: QueueIncremental,
     ) -> None:
         self.settings = settings
         self.store = store
-        self.ring = ring
         self.jobs = jobs
+        self._queue_incremental = queue_incremental
         self._full_init = FullInitObjects(settings.full_init_objects)
 
     async def received(self, ident: str, epoch: str, changes: list[Notified]) -> list[str]:
-        """Apply what the hub may of ``changes``: per change, ``applied`` or why not.
+        """Apply what follows the cursor of ``changes``: per change, ``applied`` or why not.
 
         Raises:
             ElementNotFound: no element by that name or id.
@@ -71,35 +77,36 @@ class NotifySync:
                 f"{element.name} is in another data epoch than the hub's copy: an "
                 "initialization sync is needed, nothing applied"
             )
-        credentials = await asyncio.to_thread(
-            self.store.elements.credentials, element.id, self.ring
+        ordered = sorted(changes, key=lambda c: c.seq)
+        # Up to the first full-initialization object: the cursor cannot pass it here.
+        stop = next(
+            (i for i, c in enumerate(ordered) if (c.cls, c.key) in self._full_init), len(ordered)
         )
-        own = {self.settings.service_user}
-        if credentials is not None:
-            own.add(credentials.username)
-        results = [self._verdict(c, element.cursor, own) for c in changes]
-        usable = [c for c, r in zip(changes, results, strict=True) if r == APPLIED]
-        # Checked after the last await before the write: a job that starts later reads a
-        # log that holds these changes already.
+        # No await between this check and the transaction below: a job that starts later
+        # reads a log that holds these changes already.
         if self.jobs.running(element.id):
             raise NotifyRefused(
                 f"a sync of {element.name} is running: nothing applied, it takes the changes"
             )
-        if usable:
-            await asyncio.to_thread(
-                self.store.objects.apply_changes,
-                element.id,
-                usable,
-                element.generation,
-                cursor=None,
+        before, after = await asyncio.to_thread(
+            self.store.objects.apply_in_order, element.id, ordered[:stop], element.generation
+        )
+        verdicts = {c.seq: self._verdict(c, before, after) for c in ordered}
+        if any(c.seq > after for c in ordered):
+            job = await self._queue_incremental(element.name)
+            logger.info(
+                "{}: notify sync left changes after {} to the incremental (job {})",
+                element.name,
+                after,
+                job,
             )
-        return results
+        return [verdicts[c.seq] for c in changes]
 
-    def _verdict(self, change: Notified, cursor: int, own: set[str]) -> str:
-        if change.seq <= cursor:
-            return "ignored: the hub's incremental sync has been past it"
-        if change.user in own:
-            return "ignored: the hub's own user"
+    def _verdict(self, change: Notified, before: int, after: int) -> str:
+        if change.seq <= before:
+            return "ignored: the hub has it already"
+        if change.seq <= after:
+            return APPLIED
         if (change.cls, change.key) in self._full_init:
-            return "ignored: synchronized by an initialization only"
-        return APPLIED
+            return "ignored: synchronized by an initialization only; an incremental sync takes it"
+        return "ignored: an earlier change is not synchronized yet; an incremental sync takes it"
