@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from agent.alarms.manager import AlarmManager
 from agent.config import SharingSettings, SyncSettings
@@ -408,6 +409,43 @@ def test_a_restored_store_sends_none_of_its_pending_updates(with_group: RunGroup
         assert group.alarms("ftp-inactive")
         assert fake.data["user"]["u0002"] == {"name": "User 2"}
         assert store.distributions.open_counts()[element.id].get("pending") == 1
+
+    with_group(scenario)
+
+
+def test_a_store_outage_during_the_check_keeps_the_sender_held(with_group: RunGroup) -> None:
+    """No verdict yet is no verdict: the check waits for the store, the sender with it."""
+
+    async def scenario(group: Group) -> None:
+        fake = FakeElement()
+        await group.add("cm1", fake)
+        await group.share("cm1")
+        store = group.hub.store
+        element = store.elements.get("cm1")
+        await _delivered(group, fake)
+        await group.sharing.stop()
+        store.meta.set(applied_key(element.id), "0")  # the backup's mark
+        _put_distribution(
+            store, element.id, "u0002", '{"name": "Stale"}', "pending", "'2000-01-01'"
+        )
+        real_get, reads, failures = store.meta.get, 0, 0
+
+        def down_at_first(key: str) -> str | None:
+            # The start's read goes through; the check's next two reads meet the outage.
+            nonlocal reads, failures
+            if key == applied_key(element.id):
+                reads += 1
+                if 2 <= reads <= 3:
+                    failures += 1
+                    raise OperationalError("SELECT ...", {}, sqlite3.OperationalError("disk I/O"))
+            return real_get(key)
+
+        store.meta.get = down_at_first  # type: ignore[method-assign]
+        await group.sharing.start()
+        await until(lambda: bool(group.alarms("ftp-inactive")))
+        await until(lambda: not _witnessing())
+        assert failures == 2
+        assert fake.data["user"]["u0002"] == {"name": "User 2"}, "the stale update not sent"
 
     with_group(scenario)
 

@@ -42,11 +42,12 @@ from agent.errors import (
 )
 from agent.store.access import StoreAccess
 from agent.store.database import Store
-from agent.store.distributions import Distribution, Outcome
+from agent.store.distributions import Distribution, Outcome, record_applied
 from agent.store.elements import Credentials, Element
 from agent.store.encryption import KeyRing, StoreKey
 from agent.store.jobs import Job
 from agent.store.models import OBJECTS
+from agent.store.objects import record_delivered
 from agent.store.shared_data import Change
 from agent.sync.engine import SyncEngine
 from agent.sync.init import SyncOptions
@@ -800,7 +801,8 @@ def test_a_notify_sync_notification_is_applied_in_log_order_after_the_cursor(
             "applied",
             "applied",
             "ignored: synchronized by an initialization only; an incremental sync takes it",
-            "ignored: an earlier change is not synchronized yet; an incremental sync takes it",
+            "ignored: an earlier change (or the hub's own update) is not synchronized yet; "
+            "an incremental sync takes it",
         ]
         copy = hub.objects()
         assert copy[("station", "76001")] == {"n": 1}
@@ -819,6 +821,18 @@ def test_a_notify_sync_notification_is_applied_in_log_order_after_the_cursor(
         gap = fake.change("tech", "create", "station", "76005", {"n": 5})
         later = [Notified(gap, "tech", "create", "station", "76005", {"n": 5})]
         assert (await notify("cm1", fake.epoch, later))[0].startswith("ignored: an earlier")
+        await hub.engine.jobs.drain()
+        # A hub update delivered after the cursor: an older change notified now would
+        # overwrite it in the copy, so it waits for the incremental too.
+        element = hub.store.elements.get("cm1")
+        local = fake.change("tech", "update", "station", "76005", {"n": "local"})
+        delivered = fake.change("provsync", "update", "station", "76005", {"n": "hub"})
+        with hub.store.engine.begin() as conn:
+            record_applied(conn, element.id, delivered)
+            record_delivered(conn, element.id, [("station", "76005", {"n": "hub"}, delivered)])
+        older = [Notified(local, "tech", "update", "station", "76005", {"n": "local"})]
+        assert (await notify("cm1", fake.epoch, older))[0].startswith("ignored: an earlier")
+        assert hub.objects()[("station", "76005")] == {"n": "hub"}, "not overwritten"
         await hub.engine.jobs.drain()
         assert hub.objects() == {k: v for k, v in fake.objects().items() if k[0] != "board"}
         with pytest.raises(NotifyRefused, match="another data epoch"):

@@ -132,8 +132,14 @@ def test_cm_notify_sync_applies_changes_as_made_and_the_incremental_skips_them(
         with agent.http() as http:
             jobs = http.get("/api/v1/jobs", params={"element": "cm1"}).json()
         assert any(j["trigger"] == "notify" for j in jobs)
-        # An unauthenticated notification changes nothing.
+        # Malformed notifications are refused whole; an unauthenticated one too.
+        good = {"seq": 999, "user": "tech", "op": "create", "class": "station", "key": "9"}
         with agent.http() as http:
+            for bad in ([{**good, "data": {}}, {**good, "data": {}}], [good]):
+                answer = http.post(
+                    "/api/v1/sync/notify", json={"element": "cm1", "epoch": "x", "changes": bad}
+                )
+                assert answer.status_code == 422, answer.text
             refused = http.post(
                 "/api/v1/sync/notify",
                 json={"element": "cm1", "epoch": "x", "changes": []},

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.api.sync_routes import EngineDep
 from agent.sync.notify import Notified
@@ -32,6 +32,15 @@ class NotifyBody(_Body):
     element: str = Field(min_length=1, max_length=64, description="name or element id")
     epoch: str = Field(min_length=1, max_length=128)
     changes: list[NotifiedChange] = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _well_formed(self) -> NotifyBody:
+        # One answer per change: two of one sequence number could not both be applied.
+        if len({c.seq for c in self.changes}) != len(self.changes):
+            raise ValueError("changes repeat a sequence number")
+        if any(c.op != "delete" and c.data is None for c in self.changes):
+            raise ValueError("a create or update needs its data")
+        return self
 
 
 def notify_router(authorize_element: Callable[..., Awaitable[None]]) -> APIRouter:

@@ -175,8 +175,10 @@ class SharingService:
             lambda: self._connections.open(element, retries=0), self._login_timeout
         )
         outcome = await self._contact.tested(element, error)
-        # The sender's kept connection logs in with the old ones; what waited goes now.
+        # The sender's kept connection logs in with the old ones; what waited goes now,
+        # and a store check waiting for its next attempt makes it now.
         self._dispatcher.reconnect(element.id)
+        self._witness.called_in(element.name)
         return outcome
 
     # ------------------------------------------------------------------ element to hub
@@ -234,6 +236,7 @@ class SharingService:
         with contextlib.suppress(ElementNotFound):
             element = await asyncio.to_thread(self._store.elements.get, name)
             self._dispatcher.reconnect(element.id)
+            self._witness.called_in(name)
 
     async def activate(self, name: str) -> dict[str, Any]:
         return await self._activation.activate(name)

@@ -122,7 +122,7 @@ class UserSync(HubComponent):
                 "user-sync-started", element.name, text=f"sync from {element.name} started"
             )
             try:
-                await self._compare_and_apply(element, job)
+                counts = await self._compare_and_apply(element, job)
             except ProvsyncError as exc:
                 await self._failed(element, job, str(exc))
                 return
@@ -134,8 +134,13 @@ class UserSync(HubComponent):
             self._dispatcher.wake()
         finally:
             self._gate.release_sync()
+        # Done once the sync is over, its slot released too: an element that waited for
+        # "done" and pushes at once must not be refused as still syncing.
+        await asyncio.to_thread(
+            self._store.jobs.update, job, state="done", ended_at=self._clock(), counts=counts
+        )
 
-    async def _compare_and_apply(self, element: Element, job: int) -> None:
+    async def _compare_and_apply(self, element: Element, job: int) -> dict[str, int]:
         # Only classes the element has are compared: the others are not deletions.
         data, offered, epoch = await self._read_element(element, job)
         async with self._gate.hub_lock:
@@ -154,16 +159,15 @@ class UserSync(HubComponent):
                 apply_plan, self._store, element, plan, hub, base, epoch, self._clock()
             )
             # Still holding the lock: no hub change slips between the alarms.
-            await self._synced(element, job, plan.counts())
+            counts = plan.counts()
+            await self._synced(element, counts)
+        return counts
 
-    async def _synced(self, element: Element, job: int, counts: dict[str, int]) -> None:
-        # The job ends once the alarms are as the sync leaves them: a client that waited
-        # for "done" must not see sync-required or ftp-inactive still active. (If they
-        # cannot be written, the caller records the job as failed.)
+    async def _synced(self, element: Element, counts: dict[str, int]) -> None:
+        # The job ends after this, once the alarms are as the sync leaves them: a client
+        # that waited for "done" must not see sync-required or ftp-inactive still active.
+        # (If they cannot be written, the caller records the job as failed.)
         await self._sync_alarms(element, counts)
-        await asyncio.to_thread(
-            self._store.jobs.update, job, state="done", ended_at=self._clock(), counts=counts
-        )
 
     async def _sync_alarms(self, element: Element, counts: dict[str, int]) -> None:
         await clear_if_active(self._alarms, "sync-failed", element.name, "user-sync")

@@ -137,10 +137,14 @@ class ElementWitness:
         element no longer shares)."""
         wait, failures = self._settings.retry_initial, 0
         while True:
-            current = await asyncio.to_thread(self._store.elements.by_id, element.id)
-            if current is None or not current.sharing:
-                return ""
             try:
+                current = await asyncio.to_thread(self._store.elements.by_id, element.id)
+                if current is None or not current.sharing:
+                    return ""
+                # Read again at each attempt: a disable or a Start Sharing since (another
+                # element's witness, the operator) reset it.
+                mark = await asyncio.to_thread(self._store.meta.get, applied_key(element.id))
+                after = int(mark) if mark else None
                 verdict = await self._check(current, after, inflight)
             except ConnectorError as exc:
                 failures += 1
@@ -151,7 +155,16 @@ class ElementWitness:
                         element.name,
                         exc,
                     )
-                await self._contact(current, exc, failures)
+                await self._contact(current or element, exc, failures)
+                await self._pause(woken, wait)
+                wait = min(wait * 2, self._settings.retry_max)
+                continue
+            except Exception as exc:
+                # The store is down: no verdict yet, so the sender stays held (a restored
+                # store must not send its pending updates unchecked).
+                if not is_store_outage(exc):
+                    raise
+                logger.warning("{}'s store check waits for the store ({})", element.name, exc)
                 await self._pause(woken, wait)
                 wait = min(wait * 2, self._settings.retry_max)
                 continue

@@ -205,7 +205,7 @@ def _api() -> APIRouter:
 
 async def _notify(simulator: Simulator, entry: Change) -> dict[str, Any]:
     """CM notify sync: tell the hub of a local change; what the hub applied is marked
-    processed by notify sync in the log (the incremental skips it)."""
+    processed by notify sync in the log (the hub moved its cursor past it)."""
     state = simulator.state
     change = entry.to_json()
     del change["time"], change["notify_sync"]

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Row
 from agent.clock import now
 from agent.store.bases import Bases
 from agent.store.models import DISTRIBUTIONS, META
+from agent.store.objects import applied_key as applied_key
 from agent.store.objects import record_delivered
 from agent.store.rows import Data, Key, dumps, loads
 from agent.store.shared_data import Change
@@ -24,15 +25,6 @@ from agent.store.upsert import upsert
 
 OPEN_STATES = ("pending", "inflight", "error")
 """The states of a distribution not yet done (what the cap and the listing count)."""
-
-
-def applied_key(element_id: int) -> str:
-    """The ``meta`` key of the element's change sequence after the last hub update applied.
-
-    It travels with the store: an element whose change log holds hub updates after it
-    was given them by a store that is not this one, or this one before a restore.
-    """
-    return f"hub_applied:{element_id}"
 
 
 @dataclass(frozen=True, slots=True)

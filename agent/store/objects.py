@@ -4,13 +4,13 @@ objects, or changes together with the cursor."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, and_, delete, select, update
 
 from agent.store.elements import ElementValue
-from agent.store.models import ELEMENTS, JOBS, OBJECTS
+from agent.store.models import ELEMENTS, JOBS, META, OBJECTS
 from agent.store.rows import Data
 from agent.store.upsert import placeholder, upsert, upsert_sql
 
@@ -20,6 +20,15 @@ call (json.dumps does whenever an option is passed): one per object of an init s
 
 _OBJECT_COLUMNS = ("element_id", "cls", "key", "data", "generation")
 _OBJECT_KEY = ("element_id", "cls", "key")
+
+
+def applied_key(element_id: int) -> str:
+    """The ``meta`` key of the element's change sequence after the last hub update applied.
+
+    It travels with the store: an element whose change log holds hub updates after it
+    was given them by a store that is not this one, or this one before a restore.
+    """
+    return f"hub_applied:{element_id}"
 
 
 class ObjectItem(Protocol):
@@ -102,6 +111,7 @@ class Objects:
         still moves past it."""
         applied = 0
         with self.engine.begin() as conn:
+            _lock_element(conn, element_id)
             for change in changes:
                 data = None if change.op == "delete" else change.data
                 _write_object(conn, element_id, change.cls, change.key, data, generation)
@@ -113,25 +123,39 @@ class Objects:
         return applied
 
     def apply_in_order(
-        self, element_id: int, changes: Sequence[SequencedChange], generation: int
+        self,
+        element_id: int,
+        changes: Sequence[SequencedChange],
+        generation: int,
+        *,
+        stops: Callable[[SequencedChange], bool],
     ) -> tuple[int, int]:
         """Apply the changes that follow the element's cursor without a gap (``changes``
-        sorted by sequence number), moving the cursor with them, in one transaction;
-        returns the cursor before and after. The cursor is read under the write lock
-        (SQLite) or the row lock (PostgreSQL): nothing else moves it meanwhile."""
+        sorted by sequence number), up to the first one that ``stops`` it, moving the
+        cursor with them, in one transaction; returns the cursor before and after.
+
+        The cursor is read under the write lock (SQLite) or the row lock (PostgreSQL):
+        nothing else moves it meanwhile. Nothing is applied while hub updates delivered
+        to the element wait after the cursor (the delivery wrote them into the copy; an
+        older change applied now would overwrite one of them): the incremental takes
+        them all, in log order.
+        """
         with self.engine.begin() as conn:
             # A write first: on SQLite the transaction then holds the database's write lock.
             conn.execute(
                 update(ELEMENTS).where(ELEMENTS.c.id == element_id).values(cursor=ELEMENTS.c.cursor)
             )
-            before = conn.execute(
-                select(ELEMENTS.c.cursor).where(ELEMENTS.c.id == element_id).with_for_update()
-            ).scalar_one()
-            cursor = int(before)
+            before = _lock_element(conn, element_id)
+            delivered = conn.execute(
+                select(META.c.value).where(META.c.key == applied_key(element_id))
+            ).scalar()
+            if delivered and int(delivered) > before:
+                return before, before
+            cursor = before
             for change in changes:
                 if change.seq <= cursor:
                     continue
-                if change.seq != cursor + 1:
+                if change.seq != cursor + 1 or stops(change):
                     break
                 data = None if change.op == "delete" else change.data
                 _write_object(conn, element_id, change.cls, change.key, data, generation)
@@ -140,11 +164,12 @@ class Objects:
                 conn.execute(
                     update(ELEMENTS).where(ELEMENTS.c.id == element_id).values(cursor=cursor)
                 )
-        return int(before), cursor
+        return before, cursor
 
     def finish_init(self, element_id: int, generation: int, **element: ElementValue) -> int:
         """Drop what the element no longer has and record the new cursor and epoch, together."""
         with self.engine.begin() as conn:
+            _lock_element(conn, element_id)
             removed = conn.execute(
                 delete(OBJECTS).where(
                     and_(
@@ -187,6 +212,17 @@ def record_delivered(
     for cls, key, data, seq in objects:
         if seq > cursor:
             _write_object(conn, element_id, cls, key, data, generation)
+
+
+def _lock_element(conn: Connection, element_id: int) -> int:
+    """Lock the element's row (PostgreSQL; SQLite has its one write lock) before any object
+    row: every transaction that writes the copy takes the locks in this order, so an
+    incremental and a delivery recorded at the same time never deadlock. Returns its
+    cursor (0 for an element removed meanwhile)."""
+    cursor = conn.execute(
+        select(ELEMENTS.c.cursor).where(ELEMENTS.c.id == element_id).with_for_update()
+    ).scalar()
+    return int(cursor or 0)
 
 
 def _write_object(

@@ -3,9 +3,10 @@ incremental syncs, and the job body that joins them.
 
 Rules (docs/sync.md), each in its module:
 - adding an element queues an initialization sync (agent.sync.elements);
-- an incremental sync applies the change log after the stored cursor, skipping the
-  agent's own writes, and becomes an initialization or stops with init-sync-required
-  when it cannot (agent.sync.incremental);
+- an incremental sync applies the change log after the stored cursor (the hub's own
+  changes kept in the copy, not counted as pulled), and becomes an initialization or
+  stops with init-sync-required when it cannot (agent.sync.incremental); CM notify sync
+  applies an element's changes as they are made (agent.sync.notify);
 - an initialization reads every object, a forced one deletes the hub's copy of an
   emptied element only with a confirmation (agent.sync.init);
 - one job per element, at most ``max_concurrent_init`` initializations at once, the

@@ -10,20 +10,24 @@ after the cursor can be applied: a change whose predecessors the hub has not got
 notification lost while the hub was down) and a change of a full-initialization object
 (which asks for an initialization, as only the incremental records) are answered
 ``ignored`` with the reason, and an incremental sync is queued to take them (and every
-later one) from the log. The whole call is refused (409) while a sync of the element runs,
-because the job's pages may be older than the change, for an element never initialized,
+later one) from the log; so is every change while hub updates delivered to the element
+wait after the cursor (an older change applied now would overwrite one of them). The
+whole call is refused (409) while a sync of the element runs, because the job's pages may
+be older than the change, for an element never initialized or needing an initialization,
 and for another data epoch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from loguru import logger
 
+from agent import __version__
 from agent.config import SyncSettings
 from agent.errors import NotifyRefused
 from agent.store.access import StoreAccess
@@ -77,11 +81,13 @@ class NotifySync:
                 f"{element.name} is in another data epoch than the hub's copy: an "
                 "initialization sync is needed, nothing applied"
             )
+        # What stops or escalates the incremental stops this too: the hub's copy is not
+        # one to build on until an initialization.
+        if element.agent_version != __version__ or not element.last_init_ok:
+            raise NotifyRefused(
+                f"{element.name} needs an initialization sync first: nothing applied"
+            )
         ordered = sorted(changes, key=lambda c: c.seq)
-        # Up to the first full-initialization object: the cursor cannot pass it here.
-        stop = next(
-            (i for i, c in enumerate(ordered) if (c.cls, c.key) in self._full_init), len(ordered)
-        )
         # No await between this check and the transaction below: a job that starts later
         # reads a log that holds these changes already.
         if self.jobs.running(element.id):
@@ -89,7 +95,15 @@ class NotifySync:
                 f"a sync of {element.name} is running: nothing applied, it takes the changes"
             )
         before, after = await asyncio.to_thread(
-            self.store.objects.apply_in_order, element.id, ordered[:stop], element.generation
+            functools.partial(
+                self.store.objects.apply_in_order,
+                element.id,
+                ordered,
+                element.generation,
+                # The cursor cannot pass a full-initialization object here: only the
+                # incremental records that one.
+                stops=lambda c: (c.cls, c.key) in self._full_init,
+            )
         )
         verdicts = {c.seq: self._verdict(c, before, after) for c in ordered}
         if any(c.seq > after for c in ordered):
@@ -109,4 +123,7 @@ class NotifySync:
             return APPLIED
         if (change.cls, change.key) in self._full_init:
             return "ignored: synchronized by an initialization only; an incremental sync takes it"
-        return "ignored: an earlier change is not synchronized yet; an incremental sync takes it"
+        return (
+            "ignored: an earlier change (or the hub's own update) is not synchronized yet; "
+            "an incremental sync takes it"
+        )
