@@ -731,3 +731,38 @@ def test_cli_counts_agree_with_their_nouns(agent_factory: Any, tmp_path: Path) -
         assert "resolved 1 conflict: took hub" in resolved.stdout
     finally:
         group.stop()
+
+
+def test_a_sync_from_an_element_is_done_only_once_it_no_longer_refuses_pushes(
+    with_group: RunGroup,
+) -> None:
+    """An element that waited for its sync's "done" and pushes at once is not refused as
+    still syncing."""
+
+    async def scenario(group: Group) -> None:
+        fake = FakeElement()
+        await group.add("cm1", fake)
+        await group.sharing.start_sharing("cm1", "10.2.1")
+        dispatcher = group.sharing._dispatcher
+        recount, seen = dispatcher.recount, []
+        job = 0
+
+        async def watched() -> None:
+            # The last step of the sync before its slot is released.
+            found = group.hub.store.jobs.get(job)
+            seen.append(found.state if found else "")
+            await recount()
+
+        dispatcher.recount = watched  # type: ignore[method-assign]
+        job = await group.sharing.request_sync("cm1")
+        await until(lambda: group._job_state(job) in ("done", "failed"))
+        assert group._job_state(job) == "done"
+        assert seen, "the sync went through its last step"
+        assert "done" not in seen, seen
+        fake.change("tech", "create", "station", "79998", {"n": 1})
+        (result,) = await group.sharing.push(
+            "cm1", [{"class": "station", "key": "79998", "op": "create", "data": {"n": 1}}]
+        )
+        assert result["status"] == "accepted", result
+
+    with_group(scenario)
