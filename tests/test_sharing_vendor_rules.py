@@ -766,3 +766,37 @@ def test_a_sync_from_an_element_is_done_only_once_it_no_longer_refuses_pushes(
         assert result["status"] == "accepted", result
 
     with_group(scenario)
+
+
+def test_a_disable_whose_alarm_met_a_store_outage_raises_it_on_the_retry(
+    with_group: RunGroup,
+) -> None:
+    """Sharing off with no ftp-inactive saying why must not be left behind."""
+
+    async def scenario(group: Group) -> None:
+        await group.add("cm1", FakeElement())
+        await group.share("cm1")
+        identity = group.sharing._identity
+        sink = identity._alarms
+        real_raise, calls = sink.raise_alarm, 0
+
+        async def down_once(type_id: str, *args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            if type_id == "ftp-inactive":
+                calls += 1
+                if calls == 1:
+                    raise OperationalError("INSERT", {}, sqlite3.OperationalError("disk I/O"))
+            return await real_raise(type_id, *args, **kwargs)
+
+        sink.raise_alarm = down_once  # type: ignore[method-assign]
+        with pytest.raises(OperationalError):
+            await identity.disable(["found restored"])
+        assert not group.hub.store.elements.get("cm1").sharing, "the disable committed"
+        assert not group.alarms("ftp-inactive")
+        await identity.disable(["found restored"])  # the witness's retry
+        (alarm,) = group.alarms("ftp-inactive")
+        assert "found restored" in alarm["text"]
+        assert "cm1" in alarm["text"]
+        del sink.raise_alarm  # type: ignore[method-assign]
+
+    with_group(scenario)

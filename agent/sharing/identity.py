@@ -68,6 +68,8 @@ class StoreIdentity:
         self._lock = threading.Lock()
         self._disabling = asyncio.Lock()
         """One disable at a time: the witnesses of several elements may find it at once."""
+        self._alarm_owed: tuple[list[str], list[str]] | None = None
+        """(reasons, elements that shared) of a disable whose ftp-inactive is not raised yet."""
 
     async def check(self) -> None:
         """At start: disable sharing after a restore or an upgrade, then record the
@@ -119,8 +121,17 @@ class StoreIdentity:
         elements = await asyncio.to_thread(self._store.elements.all)
         sharing = [e.name for e in elements if e.sharing]
         if not sharing:
-            return  # disabled already (by the identity check, or another element's witness)
+            # Disabled already (by the identity check, or another element's witness),
+            # unless the alarm of a disable that committed could not be raised (a store
+            # outage in between): then it is raised now, on the retry.
+            if self._alarm_owed is not None:
+                await self._raise_inactive(*self._alarm_owed)
+            return
         await self._disable_sharing(elements)
+        self._alarm_owed = (reasons, sharing)
+        await self._raise_inactive(reasons, sharing)
+
+    async def _raise_inactive(self, reasons: list[str], sharing: list[str]) -> None:
         await self._alarms.raise_alarm(
             "ftp-inactive",
             HUB,
@@ -129,6 +140,7 @@ class StoreIdentity:
             resolution=f"provsync sharing start {sharing[0]} | POST /api/v1/sharing/start "
             f'{{"element": "{sharing[0]}"}}',
         )
+        self._alarm_owed = None
 
     async def _disable_sharing(self, elements: list[Element]) -> None:
         store = self._store
