@@ -38,6 +38,9 @@ install_debian_packages() {
         compgen -G "/usr/lib/*/rsyslog/lmnsd_gtls.so" >/dev/null || missing+=(rsyslog-gnutls)
     compgen -G "/usr/lib/*/rsyslog/imrelp.so" >/dev/null ||
         [[ -e /usr/lib/rsyslog/imrelp.so ]] || missing+=(rsyslog-relp)
+    # The web console's browser tests drive a real headless Chromium.
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
     ((${#missing[@]} == 0)) && return 0
     if ! command -v apt-get >/dev/null 2>&1; then
         echo "warning: missing ${missing[*]} and no apt-get; install them by hand" >&2

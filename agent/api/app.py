@@ -16,13 +16,17 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 from agent import __version__
 from agent.api.alarm_routes import alarm_router
+from agent.api.console.changes import ChangeSignal
+from agent.api.console.routes import NeedsLogin, console_router, login_required_answer
+from agent.api.console.sessions import ConsoleSessions
+from agent.api.console_routes import console_link_router
 from agent.api.event_routes import event_router
 from agent.api.guard import Policy, RequestGuard, Scope
 from agent.api.notify_routes import NOTIFY_ROUTE, notify_router
@@ -90,6 +94,15 @@ def create_app(services: Services, *, guard: bool = True) -> FastAPI:
     app.include_router(sync_router(authorize))
     app.include_router(sharing_router(authorize, authorize_element))
     app.include_router(notify_router(authorize_element))
+    # The web console (/ui/): its sessions live as long as the app does.
+    sessions = ConsoleSessions()
+    app.state.console_sessions = sessions
+    app.include_router(console_link_router(authorize, sessions))
+    app.include_router(console_router(sessions, ChangeSignal(services.manager)))
+
+    @app.exception_handler(NeedsLogin)
+    async def _login(request: Request, exc: NeedsLogin) -> HTMLResponse:
+        return login_required_answer()
 
     @app.exception_handler(ProvsyncError)
     async def _ours(request: Request, exc: ProvsyncError) -> JSONResponse:

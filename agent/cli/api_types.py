@@ -135,6 +135,11 @@ class ElementDetail(Element):
     objects: NotRequired[dict[str, int]]
 
 
+class ConsoleLink(TypedDict):
+    url: str
+    expires_in: float
+
+
 class CredentialsSet(TypedDict):
     element: str
     credentials: str

@@ -24,6 +24,7 @@ from agent.cli.api_types import (
     AlarmDetail,
     AlarmType,
     Conflicts,
+    ConsoleLink,
     CredentialsSet,
     Deleted,
     Device,
@@ -112,6 +113,9 @@ class Client:
         return self._request("POST", path, body=body)
 
     # ----------------------------------------------------------------------- agent
+    def console_link(self) -> ConsoleLink:
+        return cast(ConsoleLink, self._post("/console/link"))
+
     def status(self) -> AgentStatus:
         return cast(AgentStatus, self._get("/status"))
 

@@ -22,7 +22,7 @@ except ImportError:  # pragma: no cover - depends on the installed typer
     from click import exceptions as click_errors  # type: ignore[no-redef]
 
 from agent import __version__
-from agent.cli import agent_commands, failures, output, tools
+from agent.cli import agent_commands, console, failures, output, tools
 from agent.cli.alarms import alarms_app
 from agent.cli.common import Context
 from agent.cli.config_commands import config_app
@@ -48,6 +48,7 @@ for command in (
     agent_commands.stop,
     agent_commands.status,
     agent_commands.catalog,
+    console.console,
     tools.demo,
     tools.simulate,
 ):

@@ -1,0 +1,1 @@
+"""The web console, served by the agent under ``/ui/`` (docs/console.md)."""

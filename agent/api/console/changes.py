@@ -1,0 +1,59 @@
+"""Tells the console's open pages that alarms or events changed (server-sent events).
+
+The alarm writer calls the commit listener from its thread after each group commit; the
+pages' streams wait on the event loop. One counter and one event per loop: a stream
+wakes, reads the counter, and tells its page to fetch the table again. The number of
+streams is bounded (a stream holds a connection open).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from agent.alarms.feed import Commit
+from agent.alarms.manager import AlarmManager
+
+MAX_STREAMS = 32
+HEARTBEAT = 15.0
+"""Seconds between keep-alive comments (proxies close idle connections)."""
+
+
+class ChangeSignal:
+    def __init__(self, manager: AlarmManager) -> None:
+        self.version = 0
+        self.streams = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._changed = asyncio.Event()
+        manager.add_commit_listener(self._committed)
+
+    def _committed(self, commit: Commit) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                loop.call_soon_threadsafe(self._bump)
+
+    def _bump(self) -> None:
+        self.version += 1
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def stream(self) -> AsyncIterator[str]:
+        """The text of a text/event-stream: a ``changed`` event after each commit."""
+        self._loop = asyncio.get_running_loop()
+        self.streams += 1
+        try:
+            yield "retry: 2000\n\n"
+            while True:
+                changed = self._changed
+                woken = False
+                # The wait only under the timeout, never the yield (the timeout would
+                # cancel whatever the response task does then).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(HEARTBEAT):
+                        await changed.wait()
+                        woken = True
+                yield f"event: changed\ndata: {self.version}\n\n" if woken else ": keep-alive\n\n"
+        finally:
+            self.streams -= 1

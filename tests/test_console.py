@@ -1,0 +1,172 @@
+"""The web console (/ui/): its logins in-process, its pages from a running agent, and the
+Event Viewer in a real headless Chromium (Debian's chromium and chromedriver, installed
+by `make test`)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from agent.api.console.sessions import CODE_TTL, MAX_CODES, SESSION_IDLE, ConsoleSessions
+from agent.http_tls import client_context
+from tests.conftest import AgentProcess
+
+ELEMENT_TOKEN = "element-token-for-the-console-tests"
+
+
+# ------------------------------------------------------------------ logins, in-process
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_login_code_is_good_once_and_for_a_while() -> None:
+    clock = Clock()
+    sessions = ConsoleSessions(clock)
+    code = sessions.new_code()
+    session_id = sessions.redeem(code)
+    assert session_id is not None
+    assert sessions.redeem(code) is None, "used up"
+    late = sessions.new_code()
+    clock.now += CODE_TTL + 1
+    assert sessions.redeem(late) is None, "expired"
+    assert sessions.redeem("made-up") is None
+    assert sessions.get(session_id) is not None
+
+
+def test_sessions_end_idle_and_forms_need_their_csrf_token() -> None:
+    clock = Clock()
+    sessions = ConsoleSessions(clock)
+    session_id = sessions.redeem(sessions.new_code())
+    session = sessions.get(session_id)
+    assert session is not None
+    assert sessions.csrf_ok(session, session.csrf)
+    assert not sessions.csrf_ok(session, None)
+    assert not sessions.csrf_ok(session, session.csrf + "x")
+    clock.now += SESSION_IDLE + 1
+    assert sessions.get(session_id) is None, "idle too long"
+
+
+def test_the_code_table_is_bounded() -> None:
+    sessions = ConsoleSessions(Clock())
+    first = sessions.new_code()
+    for _ in range(MAX_CODES):
+        sessions.new_code()
+    assert sessions.redeem(first) is None, "the oldest code went first"
+
+
+# ------------------------------------------------------------------ pages, a running agent
+@pytest.fixture
+def console_agent(agent_factory: Any) -> AgentProcess:
+    agent: AgentProcess = agent_factory({"sharing": {"element_token": ELEMENT_TOKEN}}).start()
+    return agent
+
+
+def _link(agent: AgentProcess) -> str:
+    url = agent.cli("console").stdout.strip()
+    assert url.startswith(f"{agent.url}/ui/login?code="), url
+    return url
+
+
+def _browser_client(agent: AgentProcess) -> httpx.Client:
+    return httpx.Client(base_url=agent.url, verify=client_context(), timeout=10)
+
+
+def test_the_console_opens_only_through_a_login_link(console_agent: AgentProcess) -> None:
+    agent = console_agent
+    with _browser_client(agent) as browser:
+        refused = browser.get("/ui/")
+        assert refused.status_code == 401
+        assert "provsync console" in refused.text
+        link = _link(agent)
+        logged_in = browser.get(link, follow_redirects=True)
+        assert logged_in.status_code == 200
+        assert "Event Viewer" in logged_in.text
+        cookie = next(c for c in browser.cookies.jar if c.name == "provsync_session")
+        assert cookie.path == "/ui"
+        assert cookie.has_nonstandard_attr("HttpOnly")
+        with _browser_client(agent) as other:
+            assert other.get(link).status_code == 403, "a link is good once"
+        # A form without its CSRF token is refused, and nothing happens.
+        assert browser.post("/ui/logout", data={"csrf": "forged"}).status_code == 403
+        assert browser.get("/ui/").status_code == 200
+    with httpx.Client(base_url=agent.url, verify=client_context()) as element:
+        made = element.post(
+            "/api/v1/console/link", headers={"Authorization": f"Bearer {ELEMENT_TOKEN}"}
+        )
+        assert made.status_code == 401, "the elements' token opens nothing here"
+
+
+def test_the_viewer_escapes_what_alarms_say(console_agent: AgentProcess) -> None:
+    agent = console_agent
+    agent.cli("alarms", "raise", "sync-failed", "--resource", "cm1", "--text", "<b>x</b>&<i>")
+    with _browser_client(agent) as browser:
+        page = browser.get(_link(agent), follow_redirects=True).text
+    assert "&lt;b&gt;x&lt;/b&gt;&amp;&lt;i&gt;" in page
+    assert "<b>x</b>" not in page
+    assert "Synchronization Failed" in page
+
+
+# ------------------------------------------------------------------ a real browser
+@pytest.fixture
+def chromium() -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    assert binary, "make test installs Debian's chromium"
+    assert driver_path, "make test installs Debian's chromium-driver"
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    # Headless, and none of the background connections this machine's network refuses.
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1280,800",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(driver_path))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_an_alarm_raised_through_the_cli_appears_without_a_reload(
+    console_agent: AgentProcess, chromium: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    agent = console_agent
+    chromium.get(_link(agent))
+    WebDriverWait(chromium, 10).until(expected_conditions.title_contains("Event Viewer"))
+    live = chromium.find_element(By.ID, "live")
+    WebDriverWait(chromium, 10).until(lambda _: live.text == "live")
+    page_id = chromium.execute_script("return window.performance.timeOrigin")
+    agent.cli("alarms", "raise", "element-unreachable", "--resource", "cs7", "--text", "gone")
+    row = '#alarms tr[data-resource="cs7"]'
+    WebDriverWait(chromium, 2).until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, row))
+    )
+    assert chromium.execute_script("return window.performance.timeOrigin") == page_id, (
+        "the same page, not a reload"
+    )
+    shown = chromium.find_element(By.CSS_SELECTOR, row)
+    assert "major" in shown.text
+    assert "Element Unreachable" in shown.text or "element-unreachable" in shown.text
+    assert chromium.find_element(By.ID, "alarm-count").text == "1"
