@@ -44,6 +44,8 @@ layer imports another's module only for an exception class.
 Not here, on purpose: signals that never leave the module that raises them, so no caller
 can see them.
 
+- ``agent.api.console.routes.NeedsLogin``: a console page asked for without a live
+  session; the app answers it with the login help page (401).
 - ``agent.sync.incremental.Escalate``: an incremental sync that must become an initialization;
   the engine catches it around the incremental sync and runs the initialization instead.
   It is a decision, not a failure, hence not a ProvsyncError.

@@ -5,6 +5,7 @@ by `make test`)."""
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,7 +71,9 @@ def console_agent(agent_factory: Any) -> AgentProcess:
 
 
 def _link(agent: AgentProcess) -> str:
-    url = agent.cli("console").stdout.strip()
+    made = agent.cli("console", check=False)
+    assert made.returncode == 0, f"{made.stderr}\nthe agent's log:\n{agent.log_text()}"
+    url = made.stdout.strip()
     assert url.startswith(f"{agent.url}/ui/login?code="), url
     return url
 
@@ -170,3 +173,18 @@ def test_an_alarm_raised_through_the_cli_appears_without_a_reload(
     assert "major" in shown.text
     assert "Element Unreachable" in shown.text or "element-unreachable" in shown.text
     assert chromium.find_element(By.ID, "alarm-count").text == "1"
+
+
+def test_an_open_console_page_does_not_hold_the_agents_stop(console_agent: AgentProcess) -> None:
+    agent = console_agent
+    with _browser_client(agent) as browser:
+        browser.get(_link(agent), follow_redirects=True)
+        with browser.stream("GET", "/ui/stream") as stream:
+            lines = stream.iter_lines()
+            assert next(lines) == "retry: 2000"
+            started = time.monotonic()
+            assert agent.stop(timeout=30) == 0
+            stopped_in = time.monotonic() - started
+    # The shutdown timeout (10 s) would be reached if the stream held the stop.
+    assert stopped_in < 5, stopped_in
+    assert "Exception in ASGI application" not in agent.log_text()

@@ -98,7 +98,9 @@ def create_app(services: Services, *, guard: bool = True) -> FastAPI:
     sessions = ConsoleSessions()
     app.state.console_sessions = sessions
     app.include_router(console_link_router(authorize, sessions))
-    app.include_router(console_router(sessions, ChangeSignal(services.manager)))
+    signal = ChangeSignal(services.manager)
+    services.on_stop.append(signal.close)
+    app.include_router(console_router(sessions, signal))
 
     @app.exception_handler(NeedsLogin)
     async def _login(request: Request, exc: NeedsLogin) -> HTMLResponse:

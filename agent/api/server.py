@@ -63,6 +63,8 @@ async def serve_api(
     try:
         yield
     finally:
+        for stop in services.on_stop:
+            stop()
         server.should_exit = True
         try:
             await asyncio.wait_for(task, shutdown_timeout)

@@ -52,6 +52,9 @@ class Services:
     """``[api] max_batch``: the most operations in one request of the batch route."""
     store_state: Callable[[], str] = lambda: "owned"
     """owned, fenced (lock lost: writes refused until it is back) or lost (taken over)."""
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
+    """Called when the server starts to stop, before it waits for open connections: the
+    console's event streams end there (a browser's open page must not hold the stop)."""
 
 
 # The dependencies are coroutines although they never wait: FastAPI runs a plain def

@@ -24,9 +24,15 @@ class ChangeSignal:
     def __init__(self, manager: AlarmManager) -> None:
         self.version = 0
         self.streams = 0
+        self._manager = manager
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed = asyncio.Event()
-        manager.add_commit_listener(self._committed)
+        self._closed = False
+
+    def close(self) -> None:
+        """End every stream (the server is stopping); called on the event loop."""
+        self._closed = True
+        self._changed.set()
 
     def _committed(self, commit: Commit) -> None:
         loop = self._loop
@@ -41,11 +47,13 @@ class ChangeSignal:
 
     async def stream(self) -> AsyncIterator[str]:
         """The text of a text/event-stream: a ``changed`` event after each commit."""
-        self._loop = asyncio.get_running_loop()
+        if self._loop is None:  # the first page: from now on each commit wakes the streams
+            self._loop = asyncio.get_running_loop()
+            self._manager.add_commit_listener(self._committed)
         self.streams += 1
         try:
             yield "retry: 2000\n\n"
-            while True:
+            while not self._closed:
                 changed = self._changed
                 woken = False
                 # The wait only under the timeout, never the yield (the timeout would
@@ -54,6 +62,8 @@ class ChangeSignal:
                     async with asyncio.timeout(HEARTBEAT):
                         await changed.wait()
                         woken = True
+                if self._closed:
+                    return
                 yield f"event: changed\ndata: {self.version}\n\n" if woken else ": keep-alive\n\n"
         finally:
             self.streams -= 1
