@@ -173,6 +173,12 @@ def test_an_alarm_raised_through_the_cli_appears_without_a_reload(
     assert "major" in shown.text
     assert "Element Unreachable" in shown.text or "element-unreachable" in shown.text
     assert chromium.find_element(By.ID, "alarm-count").text == "1"
+    # Acknowledged from the page with a note, by keyboard and a click.
+    shown.find_element(By.NAME, "note").send_keys("looking")
+    shown.find_element(By.XPATH, ".//button[text()='Acknowledge']").click()
+    WebDriverWait(chromium, 5).until(
+        lambda driver: "by console" in driver.find_element(By.CSS_SELECTOR, row).text
+    )
 
 
 def test_an_open_console_page_does_not_hold_the_agents_stop(console_agent: AgentProcess) -> None:
@@ -188,3 +194,36 @@ def test_an_open_console_page_does_not_hold_the_agents_stop(console_agent: Agent
     # The shutdown timeout (10 s) would be reached if the stream held the stop.
     assert stopped_in < 5, stopped_in
     assert "Exception in ASGI application" not in agent.log_text()
+
+
+def test_alarms_are_acknowledged_and_cleared_from_the_page_with_a_note(
+    console_agent: AgentProcess,
+) -> None:
+    agent = console_agent
+    agent.cli("alarms", "raise", "sync-failed", "--resource", "cm2", "--text", "down")
+    with agent.http() as api:
+        (alarm,) = api.get("/api/v1/alarms", params={"resource": "cm2"}).json()
+    with _browser_client(agent) as browser:
+        page = browser.get(_link(agent), follow_redirects=True).text
+        csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        forged = browser.post(f"/ui/alarms/{alarm['id']}/ack", data={"csrf": "x", "note": "n"})
+        assert forged.status_code == 403
+        acked = browser.post(f"/ui/alarms/{alarm['id']}/ack", data={"csrf": csrf, "note": "on it"})
+        assert acked.status_code == 303
+        with agent.http() as api:
+            shown = api.get(f"/api/v1/alarms/{alarm['id']}").json()
+        assert (shown["operator_state"], shown["ack_by"], shown["ack_note"]) == (
+            "acknowledged",
+            "console",
+            "on it",
+        )
+        assert "Unacknowledge" in browser.get("/ui/").text
+        cleared = browser.post(
+            f"/ui/alarms/{alarm['id']}/clear", data={"csrf": csrf, "note": "fixed"}
+        )
+        assert cleared.status_code == 303
+        again = browser.post(f"/ui/alarms/{alarm['id'] + 99}/clear", data={"csrf": csrf})
+        assert again.status_code == 404
+        assert "Not done" in again.text
+    with agent.http() as api:
+        assert api.get(f"/api/v1/alarms/{alarm['id']}").json()["state"] == "cleared"

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Cookie, Depends, Form, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -18,9 +19,13 @@ from agent.alarms import queries
 from agent.api.console.changes import MAX_STREAMS, ChangeSignal
 from agent.api.console.sessions import ConsoleSessions, Session
 from agent.api.services import Services, services_of
+from agent.api.statuses import status_of
+from agent.errors import AlarmError
 
 HERE = Path(__file__).parent
 COOKIE = "provsync_session"
+CONSOLE_USER = "console"
+"""Who the console's actions are recorded as (its logins carry no user name)."""
 # Jinja2Templates turns autoescaping on for .html templates: every value is data.
 _templates = Jinja2Templates(directory=HERE / "templates")
 
@@ -85,9 +90,36 @@ def console_router(sessions: ConsoleSessions, signal: ChangeSignal) -> APIRouter
     async def fragment(request: Request, session: SessionDep, services: ServicesDep) -> Response:
         alarms, events = await _viewer_data(services)
         tables: Response = _templates.TemplateResponse(
-            request, "viewer_tables.html", {"alarms": alarms, "events": events, **_names(services)}
+            request,
+            "viewer_tables.html",
+            {"alarms": alarms, "events": events, "csrf": session.csrf, **_names(services)},
         )
         return tables
+
+    @router.post("/alarms/{alarm_id}/{action}")
+    async def act(
+        session: SessionDep,
+        services: ServicesDep,
+        alarm_id: Annotated[int, PathParam(ge=1, le=2**63 - 1)],
+        action: Literal["ack", "unack", "clear"],
+        csrf: Annotated[str, Form(max_length=100)] = "",
+        note: Annotated[str, Form(max_length=1000)] = "",
+    ) -> Response:
+        """Acknowledge, unacknowledge or clear an alarm with a note: the alarm manager's
+        operations, as `POST /api/v1/alarms/{id}/ack|unack|clear` do them."""
+        if not sessions.csrf_ok(session, csrf):
+            return _login_page(403, "The form was refused: its CSRF token is missing or wrong.")
+        manager, text = services.manager, note.strip() or None
+        try:
+            if action == "clear":
+                await manager.clear(alarm_id, note=text, by=CONSOLE_USER, bounded=True)
+            else:
+                await manager.acknowledge(
+                    alarm_id, acknowledge=action == "ack", note=text, by=CONSOLE_USER, bounded=True
+                )
+        except AlarmError as exc:
+            return _login_page(status_of(exc), f"Not done: {exc}")
+        return RedirectResponse("/ui/", status_code=303)
 
     @router.get("/stream")
     async def stream(session: SessionDep) -> Response:

@@ -6,8 +6,16 @@
   var live = document.getElementById("live");
   if (!viewer || !window.EventSource) { return; }
   var busy = false, again = false;
+  function typing() {
+    var focused = document.activeElement;
+    return focused && focused.closest && focused.closest("form.act") !== null;
+  }
+  // A note being typed is not swept away by a refresh: it waits until focus leaves.
+  viewer.addEventListener("focusout", function () {
+    setTimeout(function () { if (again && !typing()) { again = false; refresh(); } }, 0);
+  });
   function refresh() {
-    if (busy) { again = true; return; }
+    if (busy || typing()) { again = true; return; }
     busy = true;
     fetch(viewer.dataset.fragment, { credentials: "same-origin", cache: "no-store" })
       .then(function (answer) {
