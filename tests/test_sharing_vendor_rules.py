@@ -21,9 +21,10 @@ from agent.alarms.manager import AlarmManager
 from agent.config import SharingSettings, SyncSettings
 from agent.connectors.base import ElementInfo
 from agent.sharing.service import SharingService
+from agent.store.access import StoreAccess
 from agent.store.database import Store
 from agent.store.distributions import applied_key
-from agent.store.elements import Credentials
+from agent.store.elements import Credentials, Element
 from tests.conftest import AgentProcess
 from tests.sharing_group import FAST, SharingGroup
 from tests.test_sync_rules import LOGIN, FakeConnector, FakeElement, Hub
@@ -354,6 +355,15 @@ def _witnessing() -> bool:
     return any(t.get_name().startswith("witness:") for t in asyncio.all_tasks())
 
 
+async def _sharing_cm1(group: Group) -> tuple[FakeElement, StoreAccess, Element]:
+    """cm1, a fake element, added, sharing and synced to the hub."""
+    fake = FakeElement()
+    await group.add("cm1", fake)
+    await group.share("cm1")
+    store = group.hub.store
+    return fake, store, store.elements.get("cm1")
+
+
 async def _delivered(group: Group, fake: FakeElement, name: str = "New") -> None:
     """A hub update reaches cm1 and is recorded: the store's mark is past it."""
     await group.sharing.hub_changes(
@@ -368,11 +378,7 @@ def test_a_restored_store_sends_none_of_its_pending_updates(with_group: RunGroup
     sharing disabled, not send the restored store's stale update first."""
 
     async def scenario(group: Group) -> None:
-        fake = FakeElement()
-        await group.add("cm1", fake)
-        await group.share("cm1")
-        store = group.hub.store
-        element = store.elements.get("cm1")
+        fake, store, element = await _sharing_cm1(group)
         await _delivered(group, fake)
         await group.sharing.stop()
         # The backup's state: a mark before that update, an update still to send.
@@ -417,11 +423,7 @@ def test_a_store_outage_during_the_check_keeps_the_sender_held(with_group: RunGr
     """No verdict yet is no verdict: the check waits for the store, the sender with it."""
 
     async def scenario(group: Group) -> None:
-        fake = FakeElement()
-        await group.add("cm1", fake)
-        await group.share("cm1")
-        store = group.hub.store
-        element = store.elements.get("cm1")
+        fake, store, element = await _sharing_cm1(group)
         await _delivered(group, fake)
         await group.sharing.stop()
         store.meta.set(applied_key(element.id), "0")  # the backup's mark
@@ -484,12 +486,8 @@ def test_an_update_whose_answer_was_lost_is_not_taken_for_a_restore(
     pending. A record the store still has is no evidence of a restore."""
 
     async def scenario(group: Group) -> None:
-        fake = FakeElement()
-        await group.add("cm1", fake)
-        await group.share("cm1")
+        fake, store, element = await _sharing_cm1(group)
         await _delivered(group, fake)
-        store = group.hub.store
-        element = store.elements.get("cm1")
         fake.change("provsync", "update", "user", "u0002", {"name": "Sent"})
         _put_distribution(store, element.id, "u0002", '{"name": "Sent"}', "pending")
         await group.sharing.stop()
@@ -507,12 +505,8 @@ def test_an_open_record_explains_only_an_update_with_its_data(with_group: RunGro
     one came from a store ahead of this one."""
 
     async def scenario(group: Group) -> None:
-        fake = FakeElement()
-        await group.add("cm1", fake)
-        await group.share("cm1")
+        fake, store, element = await _sharing_cm1(group)
         await _delivered(group, fake)
-        store = group.hub.store
-        element = store.elements.get("cm1")
         fake.change("provsync", "update", "user", "u0002", {"name": "Later"})
         _put_distribution(store, element.id, "u0002", '{"name": "Sent"}', "inflight")
         await group.sharing.stop()

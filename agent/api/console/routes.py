@@ -14,6 +14,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.routing import Mount
 
 from agent.alarms import queries
 from agent.api.console.changes import MAX_STREAMS, ChangeSignal
@@ -78,23 +79,12 @@ def console_router(sessions: ConsoleSessions, signal: ChangeSignal) -> APIRouter
 
     @router.get("/")
     async def viewer(request: Request, session: SessionDep, services: ServicesDep) -> Response:
-        alarms, events = await _viewer_data(services)
-        page: Response = _templates.TemplateResponse(
-            request,
-            "viewer.html",
-            {"alarms": alarms, "events": events, "csrf": session.csrf, **_names(services)},
-        )
-        return page
+        return await _viewer(request, "viewer.html", session, services)
 
     @router.get("/fragments/viewer")
     async def fragment(request: Request, session: SessionDep, services: ServicesDep) -> Response:
-        alarms, events = await _viewer_data(services)
-        tables: Response = _templates.TemplateResponse(
-            request,
-            "viewer_tables.html",
-            {"alarms": alarms, "events": events, "csrf": session.csrf, **_names(services)},
-        )
-        return tables
+        # The tables alone: what the page's script puts in place after each change.
+        return await _viewer(request, "viewer_tables.html", session, services)
 
     @router.post("/alarms/{alarm_id}/{action}")
     async def act(
@@ -135,9 +125,7 @@ def console_router(sessions: ConsoleSessions, signal: ChangeSignal) -> APIRouter
     return router
 
 
-def _static() -> Any:
-    from starlette.routing import Mount
-
+def _static() -> Mount:
     return Mount("/ui/static", app=StaticFiles(directory=HERE / "static"), name="console-static")
 
 
@@ -161,6 +149,18 @@ def _names(services: Services) -> dict[str, Any]:
         return found.name if found is not None else ""
 
     return {"type_name": lambda t: catalog.describe(t).name, "vendor": vendor}
+
+
+async def _viewer(
+    request: Request, template: str, session: Session, services: Services
+) -> Response:
+    alarms, events = await _viewer_data(services)
+    page: Response = _templates.TemplateResponse(
+        request,
+        template,
+        {"alarms": alarms, "events": events, "csrf": session.csrf, **_names(services)},
+    )
+    return page
 
 
 async def _viewer_data(services: Services) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
