@@ -26,6 +26,9 @@ from tests import forked
 from tests.forked import Forked
 from tests.waiting import healthy
 
+# The console's browser fixture (chromium) for every test module.
+pytest_plugins = ["tests.console_pages"]
+
 PG_ADMIN_URL = os.environ.get("PROVSYNC_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 BIN = Path(sys.executable).parent
 TOKEN = "test-token-" + uuid.uuid4().hex

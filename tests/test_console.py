@@ -4,9 +4,7 @@ by `make test`)."""
 
 from __future__ import annotations
 
-import shutil
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,6 +13,7 @@ import pytest
 from agent.api.console.sessions import CODE_TTL, MAX_CODES, SESSION_IDLE, ConsoleSessions
 from agent.http_tls import client_context
 from tests.conftest import AgentProcess
+from tests.console_pages import browser_client, csrf_of, login_link, screenshot
 
 ELEMENT_TOKEN = "element-token-for-the-console-tests"
 
@@ -70,32 +69,20 @@ def console_agent(agent_factory: Any) -> AgentProcess:
     return agent
 
 
-def _link(agent: AgentProcess) -> str:
-    made = agent.cli("console", check=False)
-    assert made.returncode == 0, f"{made.stderr}\nthe agent's log:\n{agent.log_text()}"
-    url = made.stdout.strip()
-    assert url.startswith(f"{agent.url}/ui/login?code="), url
-    return url
-
-
-def _browser_client(agent: AgentProcess) -> httpx.Client:
-    return httpx.Client(base_url=agent.url, verify=client_context(), timeout=10)
-
-
 def test_the_console_opens_only_through_a_login_link(console_agent: AgentProcess) -> None:
     agent = console_agent
-    with _browser_client(agent) as browser:
+    with browser_client(agent) as browser:
         refused = browser.get("/ui/")
         assert refused.status_code == 401
         assert "provsync console" in refused.text
-        link = _link(agent)
+        link = login_link(agent)
         logged_in = browser.get(link, follow_redirects=True)
         assert logged_in.status_code == 200
         assert "Event Viewer" in logged_in.text
         cookie = next(c for c in browser.cookies.jar if c.name == "provsync_session")
         assert cookie.path == "/ui"
         assert cookie.has_nonstandard_attr("HttpOnly")
-        with _browser_client(agent) as other:
+        with browser_client(agent) as other:
             assert other.get(link).status_code == 403, "a link is good once"
         # A form without its CSRF token is refused, and nothing happens.
         assert browser.post("/ui/logout", data={"csrf": "forged"}).status_code == 403
@@ -110,44 +97,14 @@ def test_the_console_opens_only_through_a_login_link(console_agent: AgentProcess
 def test_the_viewer_escapes_what_alarms_say(console_agent: AgentProcess) -> None:
     agent = console_agent
     agent.cli("alarms", "raise", "sync-failed", "--resource", "cm1", "--text", "<b>x</b>&<i>")
-    with _browser_client(agent) as browser:
-        page = browser.get(_link(agent), follow_redirects=True).text
+    with browser_client(agent) as browser:
+        page = browser.get(login_link(agent), follow_redirects=True).text
     assert "&lt;b&gt;x&lt;/b&gt;&amp;&lt;i&gt;" in page
     assert "<b>x</b>" not in page
     assert "Synchronization Failed" in page
 
 
 # ------------------------------------------------------------------ a real browser
-@pytest.fixture
-def chromium() -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    binary, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
-    assert binary, "make test installs Debian's chromium"
-    assert driver_path, "make test installs Debian's chromium-driver"
-    options = webdriver.ChromeOptions()
-    options.binary_location = binary
-    # Headless, and none of the background connections this machine's network refuses.
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1280,800",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(driver_path))
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
 def test_an_alarm_raised_through_the_cli_appears_without_a_reload(
     console_agent: AgentProcess, chromium: Any
 ) -> None:
@@ -156,7 +113,7 @@ def test_an_alarm_raised_through_the_cli_appears_without_a_reload(
     from selenium.webdriver.support.ui import WebDriverWait
 
     agent = console_agent
-    chromium.get(_link(agent))
+    chromium.get(login_link(agent))
     WebDriverWait(chromium, 10).until(expected_conditions.title_contains("Event Viewer"))
     live = chromium.find_element(By.ID, "live")
     WebDriverWait(chromium, 10).until(lambda _: live.text == "live")
@@ -173,6 +130,7 @@ def test_an_alarm_raised_through_the_cli_appears_without_a_reload(
     assert "major" in shown.text
     assert "Element Unreachable" in shown.text or "element-unreachable" in shown.text
     assert chromium.find_element(By.ID, "alarm-count").text == "1"
+    screenshot(chromium, "event-viewer")
     # Acknowledged from the page with a note, by keyboard and a click.
     shown.find_element(By.NAME, "note").send_keys("looking")
     shown.find_element(By.XPATH, ".//button[text()='Acknowledge']").click()
@@ -183,8 +141,8 @@ def test_an_alarm_raised_through_the_cli_appears_without_a_reload(
 
 def test_an_open_console_page_does_not_hold_the_agents_stop(console_agent: AgentProcess) -> None:
     agent = console_agent
-    with _browser_client(agent) as browser:
-        browser.get(_link(agent), follow_redirects=True)
+    with browser_client(agent) as browser:
+        browser.get(login_link(agent), follow_redirects=True)
         with browser.stream("GET", "/ui/stream") as stream:
             lines = stream.iter_lines()
             assert next(lines) == "retry: 2000"
@@ -203,9 +161,9 @@ def test_alarms_are_acknowledged_and_cleared_from_the_page_with_a_note(
     agent.cli("alarms", "raise", "sync-failed", "--resource", "cm2", "--text", "down")
     with agent.http() as api:
         (alarm,) = api.get("/api/v1/alarms", params={"resource": "cm2"}).json()
-    with _browser_client(agent) as browser:
-        page = browser.get(_link(agent), follow_redirects=True).text
-        csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    with browser_client(agent) as browser:
+        page = browser.get(login_link(agent), follow_redirects=True).text
+        csrf = csrf_of(page)
         forged = browser.post(f"/ui/alarms/{alarm['id']}/ack", data={"csrf": "x", "note": "n"})
         assert forged.status_code == 403
         acked = browser.post(f"/ui/alarms/{alarm['id']}/ack", data={"csrf": csrf, "note": "on it"})

@@ -24,7 +24,13 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from agent import __version__
 from agent.api.alarm_routes import alarm_router
 from agent.api.console.changes import ChangeSignal
-from agent.api.console.routes import NeedsLogin, console_router, login_required_answer
+from agent.api.console.routes import (
+    FormRefused,
+    NeedsLogin,
+    console_router,
+    login_required_answer,
+    refused_answer,
+)
 from agent.api.console.sessions import ConsoleSessions
 from agent.api.console_routes import console_link_router
 from agent.api.event_routes import event_router
@@ -105,6 +111,10 @@ def create_app(services: Services, *, guard: bool = True) -> FastAPI:
     @app.exception_handler(NeedsLogin)
     async def _login(request: Request, exc: NeedsLogin) -> HTMLResponse:
         return login_required_answer()
+
+    @app.exception_handler(FormRefused)
+    async def _refused(request: Request, exc: FormRefused) -> HTMLResponse:
+        return refused_answer(exc)
 
     @app.exception_handler(ProvsyncError)
     async def _ours(request: Request, exc: ProvsyncError) -> JSONResponse:

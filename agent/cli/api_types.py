@@ -138,6 +138,7 @@ class ElementDetail(Element):
 class ConsoleLink(TypedDict):
     url: str
     expires_in: float
+    read_only: bool
 
 
 class CredentialsSet(TypedDict):

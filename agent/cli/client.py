@@ -113,8 +113,8 @@ class Client:
         return self._request("POST", path, body=body)
 
     # ----------------------------------------------------------------------- agent
-    def console_link(self) -> ConsoleLink:
-        return cast(ConsoleLink, self._post("/console/link"))
+    def console_link(self, read_only: bool = False) -> ConsoleLink:
+        return cast(ConsoleLink, self._post("/console/link", {"read_only": read_only}))
 
     def status(self) -> AgentStatus:
         return cast(AgentStatus, self._get("/status"))

@@ -27,29 +27,33 @@ MAX_SESSIONS = 256
 class Session:
     csrf: str
     seen: float
+    read_only: bool = False
+    """A viewer's session (a NOC screen): it shows every page and changes nothing."""
 
 
 class ConsoleSessions:
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._now = monotonic
-        self._codes: OrderedDict[str, float] = OrderedDict()
+        # code -> (expires at, read-only)
+        self._codes: OrderedDict[str, tuple[float, bool]] = OrderedDict()
         self._sessions: OrderedDict[str, Session] = OrderedDict()
 
-    def new_code(self) -> str:
-        """A login code, good once within CODE_TTL seconds."""
+    def new_code(self, read_only: bool = False) -> str:
+        """A login code, good once within CODE_TTL seconds; ``read_only``: the session
+        it opens can only look."""
         code = secrets.token_urlsafe(32)
-        self._codes[code] = self._now() + CODE_TTL
+        self._codes[code] = (self._now() + CODE_TTL, read_only)
         while len(self._codes) > MAX_CODES:
             self._codes.popitem(last=False)
         return code
 
     def redeem(self, code: str) -> str | None:
         """The id of a new session for a good code (which is used up), else None."""
-        expires = self._codes.pop(code, None)
-        if expires is None or expires < self._now():
+        found = self._codes.pop(code, None)
+        if found is None or found[0] < self._now():
             return None
         session_id = secrets.token_urlsafe(32)
-        self._sessions[session_id] = Session(secrets.token_urlsafe(24), self._now())
+        self._sessions[session_id] = Session(secrets.token_urlsafe(24), self._now(), found[1])
         while len(self._sessions) > MAX_SESSIONS:
             self._sessions.popitem(last=False)
         return session_id

@@ -1,0 +1,83 @@
+"""What the console's tests share: a login link from a running agent, an HTTP client
+acting as a browser, the CSRF token of a page, Debian's headless Chromium (selenium), and
+screenshots for docs/console.md (`make screenshots` sets PROVSYNC_SCREENSHOTS)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from agent.http_tls import client_context
+from tests.conftest import AgentProcess
+
+
+def login_link(agent: AgentProcess, *extra: str) -> str:
+    """A one-time link from `provsync console` (``extra``: its options)."""
+    made = agent.cli("console", *extra, check=False)
+    assert made.returncode == 0, f"{made.stderr}\nthe agent's log:\n{agent.log_text()}"
+    url = made.stdout.strip()
+    assert url.startswith(f"{agent.url}/ui/login?code="), url
+    return url
+
+
+def browser_client(agent: AgentProcess) -> httpx.Client:
+    return httpx.Client(base_url=agent.url, verify=client_context(), timeout=10)
+
+
+def logged_in(agent: AgentProcess, *extra: str) -> httpx.Client:
+    """A client holding a console session (close it when done)."""
+    client = browser_client(agent)
+    answer = client.get(login_link(agent, *extra), follow_redirects=True)
+    assert answer.status_code == 200, answer.text
+    return client
+
+
+def csrf_of(page: str) -> str:
+    """The CSRF token of a page's forms."""
+    return page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+
+
+def screenshot(driver: Any, name: str) -> None:
+    """Save the window as ``<PROVSYNC_SCREENSHOTS>/<name>.png`` when that is set (the docs'
+    pictures are taken by the browser tests themselves)."""
+    folder = os.environ.get("PROVSYNC_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(Path(folder) / f"{name}.png"))
+
+
+@pytest.fixture
+def chromium() -> Iterator[Any]:
+    """Debian's headless Chromium at 1280x800, driven by selenium."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    assert binary, "make test installs Debian's chromium"
+    assert driver_path, "make test installs Debian's chromium-driver"
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    # Headless, and none of the background connections this machine's network refuses.
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1280,800",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(driver_path))
+    try:
+        yield driver
+    finally:
+        driver.quit()
