@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # workers keep two cores busy (decision 107).
 TEST_WORKERS ?= 4
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench screenshots clean
 
 run:
 	@VENV=$(VENV) scripts/bootstrap.sh
@@ -38,6 +38,13 @@ bench:
 	@failed=""; for b in $(BENCHES); do \
 	  echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || failed="$$failed $$b"; \
 	done; if [ -n "$$failed" ]; then echo "targets NOT met in:$$failed"; exit 1; fi
+
+# The pictures of docs/console.md, taken by the console's own browser tests.
+screenshots:
+	@VENV=$(VENV) scripts/bootstrap.sh --dev
+	PROVSYNC_SCREENSHOTS=docs/img/console $(BIN)/pytest -q -n 2 -p no:cacheprovider \
+	  tests/test_console.py tests/test_console_viewer.py tests/test_console_elements.py \
+	  tests/test_console_sharing.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

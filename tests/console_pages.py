@@ -30,9 +30,16 @@ def browser_client(agent: AgentProcess) -> httpx.Client:
     return httpx.Client(base_url=agent.url, verify=client_context(), timeout=10)
 
 
+class _LoggedIn(httpx.Client):
+    # Already used for the login when a `with` enters it: entering again is a no-op
+    # (httpx refuses to open a client twice); leaving it closes it.
+    def __enter__(self) -> _LoggedIn:
+        return self
+
+
 def logged_in(agent: AgentProcess, *extra: str) -> httpx.Client:
-    """A client holding a console session (close it when done)."""
-    client = browser_client(agent)
+    """A client holding a console session: use it in a `with`, or close it when done."""
+    client = _LoggedIn(base_url=agent.url, verify=client_context(), timeout=10)
     answer = client.get(login_link(agent, *extra), follow_redirects=True)
     assert answer.status_code == 200, answer.text
     return client

@@ -13,7 +13,7 @@ import pytest
 from agent.api.console.sessions import CODE_TTL, MAX_CODES, SESSION_IDLE, ConsoleSessions
 from agent.http_tls import client_context
 from tests.conftest import AgentProcess
-from tests.console_pages import browser_client, csrf_of, login_link, screenshot
+from tests.console_pages import browser_client, csrf_of, logged_in, login_link, screenshot
 
 ELEMENT_TOKEN = "element-token-for-the-console-tests"
 
@@ -185,3 +185,40 @@ def test_alarms_are_acknowledged_and_cleared_from_the_page_with_a_note(
         assert "Not done" in again.text
     with agent.http() as api:
         assert api.get(f"/api/v1/alarms/{alarm['id']}").json()["state"] == "cleared"
+
+
+def test_a_read_only_session_sees_everything_and_changes_nothing(
+    console_agent: AgentProcess,
+) -> None:
+    agent = console_agent
+    agent.cli("alarms", "raise", "sync-failed", "--resource", "cm3", "--text", "down")
+    with agent.http() as api:
+        (alarm,) = api.get("/api/v1/alarms", params={"resource": "cm3"}).json()
+    with logged_in(agent, "--read-only") as viewer:
+        page = viewer.get("/ui/").text
+        assert 'data-resource="cm3"' in page, "it sees the alarms"
+        assert "read-only" in page
+        assert 'class="act"' not in page, "no action forms"
+        refused = viewer.post(f"/ui/alarms/{alarm['id']}/ack", data={"csrf": csrf_of(page)})
+        assert refused.status_code == 403
+        assert "read-only" in refused.text
+        # It may still log out.
+        assert viewer.post("/ui/logout", data={"csrf": csrf_of(page)}).status_code == 200
+    with agent.http() as api:
+        assert api.get(f"/api/v1/alarms/{alarm['id']}").json()["operator_state"] != (
+            "acknowledged"
+        )
+
+
+def test_the_banner_stays_while_ftp_inactive_is_active(console_agent: AgentProcess) -> None:
+    agent = console_agent
+    with logged_in(agent) as browser:
+        assert 'class="banner"' not in browser.get("/ui/fragments/banners").text
+        agent.cli("alarms", "raise", "ftp-inactive", "--resource", "hub", "--text", "off")
+        for path in ("/ui/", "/ui/fragments/banners"):
+            shown = browser.get(path).text
+            assert 'class="banner"' in shown, path
+            assert "Flow Through Provisioning Inactive" in shown
+            assert 'href="/ui/sharing"' in shown
+        agent.cli("alarms", "clear", "ftp-inactive", "--resource", "hub")
+        assert 'class="banner"' not in browser.get("/ui/fragments/banners").text

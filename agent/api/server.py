@@ -60,6 +60,11 @@ async def serve_api(
         task.result()
         raise ProvsyncError("control API stopped while starting")
     logger.info("control API on http://{}:{} ({})", api.host, api.port, http)
+    logger.info(
+        "web console on http://{}:{}/ui/ (`provsync console` prints a login link)",
+        api.host,
+        api.port,
+    )
     try:
         yield
     finally:
