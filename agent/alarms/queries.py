@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Select, func, select
 
 from agent.alarms.records import ALARM_FIELDS, Notification, alarm_to_json, iso
 from agent.alarms.severity import Severity
@@ -13,6 +13,26 @@ from agent.store.models import ALARMS as _ALARMS
 from agent.store.models import EVENTS as _EVENTS
 from agent.store.models import HISTORY as _HISTORY
 from agent.store.models import LOG as _LOG
+
+
+def _alarm_filters(
+    query: Select[Any],
+    state: str,
+    severities: list[Severity] | None,
+    type_id: str | None,
+    resource: str | None,
+) -> Select[Any]:
+    if state == "active":
+        query = query.where(_ALARMS.c.cleared.is_(False))
+    elif state == "cleared":
+        query = query.where(_ALARMS.c.cleared.is_(True))
+    if severities:
+        query = query.where(_ALARMS.c.severity.in_([s.value for s in severities]))
+    if type_id:
+        query = query.where(_ALARMS.c.type_id == type_id)
+    if resource:
+        query = query.where(_ALARMS.c.resource == resource)
+    return query
 
 
 def list_alarms(
@@ -24,21 +44,38 @@ def list_alarms(
     resource: str | None = None,
     limit: int = 1000,
     after_id: int = 0,
+    before_id: int = 0,
+    newest: bool = False,
 ) -> list[dict[str, Any]]:
+    """Alarms by id, oldest first. ``after_id`` and ``before_id`` bound the ids (0: no
+    bound); ``newest``: the newest ``limit`` of them rather than the oldest (with
+    ``before_id``, the page before it: the Event Viewer's "older")."""
     query = select(*[_ALARMS.c[f] for f in ALARM_FIELDS]).where(_ALARMS.c.id > after_id)
-    if state == "active":
-        query = query.where(_ALARMS.c.cleared.is_(False))
-    elif state == "cleared":
-        query = query.where(_ALARMS.c.cleared.is_(True))
-    if severities:
-        query = query.where(_ALARMS.c.severity.in_([s.value for s in severities]))
-    if type_id:
-        query = query.where(_ALARMS.c.type_id == type_id)
-    if resource:
-        query = query.where(_ALARMS.c.resource == resource)
-    query = query.order_by(_ALARMS.c.id).limit(limit)
+    if before_id:
+        query = query.where(_ALARMS.c.id < before_id)
+    query = _alarm_filters(query, state, severities, type_id, resource)
+    query = query.order_by(_ALARMS.c.id.desc() if newest else _ALARMS.c.id).limit(limit)
     with engine.connect() as conn:
-        return [alarm_to_json(dict(row)) for row in conn.execute(query).mappings()]
+        rows = [alarm_to_json(dict(row)) for row in conn.execute(query).mappings()]
+    if newest:
+        rows.reverse()
+    return rows
+
+
+def count_alarms(
+    engine: Engine,
+    *,
+    state: str = "active",
+    severities: list[Severity] | None = None,
+    type_id: str | None = None,
+    resource: str | None = None,
+) -> int:
+    """How many alarms :func:`list_alarms` would list with these filters, all pages."""
+    query = _alarm_filters(
+        select(func.count()).select_from(_ALARMS), state, severities, type_id, resource
+    )
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
 
 
 def get_alarm(engine: Engine, alarm_id: int) -> dict[str, Any] | None:
@@ -79,16 +116,20 @@ def list_events(
     severities: list[Severity] | None = None,
     after_seq: int = 0,
     limit: int = 1000,
+    before_seq: int = 0,
 ) -> list[dict[str, Any]]:
     query = select(_EVENTS).where(_EVENTS.c.seq > after_seq)
+    if before_seq:  # 0: no upper bound
+        query = query.where(_EVENTS.c.seq < before_seq)
     if type_id:
         query = query.where(_EVENTS.c.type_id == type_id)
     if resource:
         query = query.where(_EVENTS.c.resource == resource)
     if severities:
         query = query.where(_EVENTS.c.severity.in_([s.value for s in severities]))
-    # Without `after_seq`: the newest `limit`, oldest first, like the tail of a log.
-    # With it: the next `limit` after it, to page forward.
+    # Without `after_seq`: the newest `limit` (below `before_seq` if given, to page
+    # back), oldest first, like the tail of a log. With it: the next `limit` after it,
+    # to page forward.
     if after_seq:
         query = query.order_by(_EVENTS.c.seq).limit(limit)
     else:

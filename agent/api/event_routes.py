@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 
 from agent.alarms import queries
 from agent.api.alarm_routes import severities
-from agent.api.schemas import AfterQuery, TestRequest
+from agent.api.schemas import MAX_ID, AfterQuery, TestRequest
 from agent.api.services import ServicesDep, StoreDep, authorize
 
 
@@ -25,6 +25,15 @@ def event_router() -> APIRouter:
         severity: Annotated[list[str] | None, Query()] = None,
         after: AfterQuery = 0,
         limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+        before: Annotated[
+            int,
+            Query(
+                ge=0,
+                le=MAX_ID,
+                description="only those with a lower sequence number (0: no bound); "
+                "without `after`, the newest `limit` of those: a page back",
+            ),
+        ] = 0,
     ) -> list[dict[str, Any]]:
         return await asyncio.to_thread(
             queries.list_events,
@@ -34,6 +43,7 @@ def event_router() -> APIRouter:
             severities=severities(severity),
             after_seq=after,
             limit=limit,
+            before_seq=before,
         )
 
     @router.post("/test", summary="Send a test notification to every export target")
