@@ -205,9 +205,7 @@ def test_a_read_only_session_sees_everything_and_changes_nothing(
         # It may still log out.
         assert viewer.post("/ui/logout", data={"csrf": csrf_of(page)}).status_code == 200
     with agent.http() as api:
-        assert api.get(f"/api/v1/alarms/{alarm['id']}").json()["operator_state"] != (
-            "acknowledged"
-        )
+        assert api.get(f"/api/v1/alarms/{alarm['id']}").json()["operator_state"] != ("acknowledged")
 
 
 def test_the_banner_stays_while_ftp_inactive_is_active(console_agent: AgentProcess) -> None:

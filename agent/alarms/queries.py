@@ -152,6 +152,23 @@ def list_events(
     ]
 
 
+def newest_events_by_resource(
+    engine: Engine, type_ids: tuple[str, ...]
+) -> dict[tuple[str, str], tuple[int, str]]:
+    """For each (type, resource) of these event types: its newest event's (seq, text)."""
+    newest = (
+        select(func.max(_EVENTS.c.seq).label("seq"))
+        .where(_EVENTS.c.type_id.in_(type_ids))
+        .group_by(_EVENTS.c.type_id, _EVENTS.c.resource)
+        .scalar_subquery()
+    )
+    query = select(_EVENTS.c.seq, _EVENTS.c.type_id, _EVENTS.c.resource, _EVENTS.c.text).where(
+        _EVENTS.c.seq.in_(newest)
+    )
+    with engine.connect() as conn:
+        return {(r.type_id, r.resource): (int(r.seq), str(r.text)) for r in conn.execute(query)}
+
+
 def read_log(engine: Engine, after_seq: int, limit: int) -> list[Notification]:
     with engine.connect() as conn:
         rows = conn.execute(

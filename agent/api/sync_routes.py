@@ -197,6 +197,11 @@ def sync_router(authorize: Any) -> APIRouter:
         )
         return {"element": name, "credentials": "set", "tested": tested}
 
+    @router.post("/elements/{name}/test", summary="Test the element's login (credentials kept)")
+    async def test_login(sync: EngineDep, name: str) -> dict[str, str]:
+        # A login with the saved credentials; the contact alarms follow, as on a PUT.
+        return {"element": name, "tested": await sync.elements.test_login(name)}
+
     @router.post("/elements/{name}/sync", summary="Queue a sync (init, incremental, force)")
     async def sync_now(sync: EngineDep, name: str, body: SyncBody) -> dict[str, Any]:
         options = SyncOptions(dry_run=body.dry_run, yes=body.yes)

@@ -148,6 +148,12 @@ class CredentialsSet(TypedDict):
     """The login test's outcome in words ("" when nothing tested them)."""
 
 
+class LoginTested(TypedDict):
+    element: str
+    tested: str
+    """The login test's outcome in words ("" when nothing tested it)."""
+
+
 class ElementName(TypedDict):
     name: str
 

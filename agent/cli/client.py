@@ -36,6 +36,7 @@ from agent.cli.api_types import (
     Job,
     JsonObject,
     JsonValue,
+    LoginTested,
     NewElement,
     Queued,
     Resolved,
@@ -250,6 +251,10 @@ class Client:
         return cast(
             CredentialsSet, self._request("PUT", f"/elements/{name}/credentials", body=body)
         )
+
+    def test_login(self, name: str) -> LoginTested:
+        """Logs in to the element with its saved credentials (its contact alarms follow)."""
+        return cast(LoginTested, self._post(f"/elements/{name}/test", {}))
 
     def remove_element(self, name: str) -> None:
         self._request("DELETE", f"/elements/{name}")

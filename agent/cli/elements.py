@@ -198,3 +198,15 @@ def elements_set_credentials(
         answer = api.set_credentials(name, username, password)
     tested = answer.get("tested", "")
     say(f"credentials of {name} set" + (f"; {tested}" if tested else ""))
+
+
+@elements_app.command("test")
+def elements_test(ctx: typer.Context, name: str, as_json: JsonOpt = False) -> None:
+    """Test the element's login with the credentials it has (the authentication and
+    reachability alarms follow the test, as after set-credentials)."""
+    with connect(ctx) as api:
+        answer = api.test_login(name)
+    if as_json:
+        output.print_json(answer)
+        return
+    say(f"login test of {name}: {answer['tested'] or 'nothing tests it'}")

@@ -18,8 +18,8 @@ from sqlalchemy import Engine
 from agent.alarms import queries
 from agent.api.services import Services
 
-REFUSALS_READ = 20
-"""The newest sharing-refused events a page looks at (a page costs a bounded read)."""
+MAX_REFUSALS = 20
+"""The most refused-start banners shown at once (the newest)."""
 
 
 @dataclass(frozen=True)
@@ -30,19 +30,18 @@ class Banner:
 
 
 def _refusals(engine: Engine, sharing: dict[str, bool]) -> list[tuple[str, str]]:
-    """(element, text) of each refused start still unresolved, newest first."""
-    found: dict[str, str] = {}
-    for event in reversed(
-        queries.list_events(engine, type_id="sharing-refused", limit=REFUSALS_READ)
-    ):
-        name = str(event["resource"])
-        if name in found or sharing.get(name, True):
-            continue  # seen already, sharing now, or removed
-        started = queries.list_events(engine, type_id="sharing-started", resource=name, limit=1)
-        if started and int(started[0]["seq"]) > int(event["seq"]):
-            continue
-        found[name] = str(event["text"])
-    return list(found.items())
+    """(element, text) of each refused start still unresolved, newest first (at most
+    MAX_REFUSALS)."""
+    newest = queries.newest_events_by_resource(engine, ("sharing-refused", "sharing-started"))
+    found: list[tuple[int, str, str]] = []
+    for (type_id, name), (seq, text) in newest.items():
+        if type_id != "sharing-refused" or sharing.get(name, True):
+            continue  # sharing now, or removed
+        started = newest.get(("sharing-started", name))
+        if started is None or started[0] < seq:
+            found.append((seq, name, text))
+    found.sort(reverse=True)
+    return [(name, text) for _, name, text in found[:MAX_REFUSALS]]
 
 
 async def banners_of(services: Services) -> list[Banner]:
@@ -63,7 +62,9 @@ async def banners_of(services: Services) -> list[Banner]:
         for name, text in await asyncio.to_thread(_refusals, store.engine, sharing):
             banners.append(
                 Banner(
-                    f"SDS Sharing could not be started ({name}): {text}",
+                    # The event's text starts with the same words: said once.
+                    f"SDS Sharing could not be started ({name}): "
+                    + text.removeprefix("Sharing could not be started: "),
                     "/ui/sharing",
                     "Open the sharing page",
                 )
