@@ -44,8 +44,13 @@ layer imports another's module only for an exception class.
 Not here, on purpose: signals that never leave the module that raises them, so no caller
 can see them.
 
-- ``agent.api.console.routes.NeedsLogin``: a console page asked for without a live
+- ``agent.api.console.common.NeedsLogin``: a console page asked for without a live
   session; the app answers it with the login help page (401).
+- ``agent.api.console.common.FormRefused``: a console form without its session's CSRF
+  token, or posted by a read-only session; the app answers it with a page (403).
+- ``agent.api.console.element_pages.BadInput`` and
+  ``agent.api.console.viewer_pages.BadQuery``: a console form or URL the API's rules
+  refuse; the page module answers it with a page saying why (422).
 - ``agent.sync.incremental.Escalate``: an incremental sync that must become an initialization;
   the engine catches it around the incremental sync and runs the initialization instead.
   It is a decision, not a failure, hence not a ProvsyncError.
