@@ -40,7 +40,7 @@ class _LoggedIn(httpx.Client):
 def logged_in(agent: AgentProcess, *extra: str) -> httpx.Client:
     """A client holding a console session: use it in a `with`, or close it when done."""
     client = _LoggedIn(base_url=agent.url, verify=client_context(), timeout=10)
-    answer = client.get(login_link(agent, *extra), follow_redirects=True)
+    answer = client.get(login_link(agent, *extra))
     assert answer.status_code == 200, answer.text
     return client
 
@@ -88,3 +88,54 @@ def chromium() -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+
+
+# ------------------------------------------------------------------ in the browser
+# A live region replaces its content after each change: an element found before may be
+# gone by the time it is used, so these find it again until it works.
+def until(chromium: Any, check: Any, within: float = 10, ignoring: tuple[Any, ...] = ()) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(chromium, within, ignored_exceptions=ignoring).until(check)
+
+
+def click(chromium: Any, xpath: str) -> None:
+    """Click what ``xpath`` finds, found again if a live refresh replaced it meanwhile."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    def clicked(driver: Any) -> bool:
+        driver.find_element(By.XPATH, xpath).click()
+        return True
+
+    until(chromium, clicked, ignoring=(StaleElementReferenceException,))
+
+
+def text_of(chromium: Any, css: str, within: float = 10) -> str:
+    """The text of what ``css`` finds, once it is there (read again if replaced)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    ignoring = (NoSuchElementException, StaleElementReferenceException)
+    found: str = until(
+        chromium,
+        lambda d: d.find_element(By.CSS_SELECTOR, css).text or " ",
+        within=within,
+        ignoring=ignoring,
+    )
+    return found
+
+
+def type_into(chromium: Any, css: str, text: str) -> None:
+    """Type ``text`` into the field ``css`` finds (a region does not refresh under a
+    focused form; found again if it was replaced before the focus)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    def typed(driver: Any) -> bool:
+        field = driver.find_element(By.CSS_SELECTOR, css)
+        field.clear()
+        field.send_keys(text)
+        return bool(field.get_attribute("value") == text)
+
+    until(chromium, typed, ignoring=(NoSuchElementException, StaleElementReferenceException))

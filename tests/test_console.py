@@ -4,6 +4,7 @@ by `make test`)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -12,8 +13,19 @@ import pytest
 
 from agent.api.console.sessions import CODE_TTL, MAX_CODES, SESSION_IDLE, ConsoleSessions
 from agent.http_tls import client_context
+from agent.store.database import Store
 from tests.conftest import AgentProcess
-from tests.console_pages import browser_client, csrf_of, logged_in, login_link, screenshot
+from tests.console_pages import (
+    browser_client,
+    click,
+    csrf_of,
+    logged_in,
+    login_link,
+    screenshot,
+    text_of,
+    type_into,
+    until,
+)
 
 ELEMENT_TOKEN = "element-token-for-the-console-tests"
 
@@ -76,9 +88,10 @@ def test_the_console_opens_only_through_a_login_link(console_agent: AgentProcess
         assert refused.status_code == 401
         assert "provsync console" in refused.text
         link = login_link(agent)
-        logged_in = browser.get(link, follow_redirects=True)
+        logged_in = browser.get(link)
         assert logged_in.status_code == 200
-        assert "Event Viewer" in logged_in.text
+        assert '<meta http-equiv="refresh" content="0; url=/ui/">' in logged_in.text
+        assert "Event Viewer" in browser.get("/ui/").text
         cookie = next(c for c in browser.cookies.jar if c.name == "provsync_session")
         assert cookie.path == "/ui"
         assert cookie.has_nonstandard_attr("HttpOnly")
@@ -97,8 +110,8 @@ def test_the_console_opens_only_through_a_login_link(console_agent: AgentProcess
 def test_the_viewer_escapes_what_alarms_say(console_agent: AgentProcess) -> None:
     agent = console_agent
     agent.cli("alarms", "raise", "sync-failed", "--resource", "cm1", "--text", "<b>x</b>&<i>")
-    with browser_client(agent) as browser:
-        page = browser.get(login_link(agent), follow_redirects=True).text
+    with logged_in(agent) as browser:
+        page = browser.get("/ui/").text
     assert "&lt;b&gt;x&lt;/b&gt;&amp;&lt;i&gt;" in page
     assert "<b>x</b>" not in page
     assert "Synchronization Failed" in page
@@ -109,46 +122,51 @@ def test_an_alarm_raised_through_the_cli_appears_without_a_reload(
     console_agent: AgentProcess, chromium: Any
 ) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
 
     agent = console_agent
     chromium.get(login_link(agent))
-    WebDriverWait(chromium, 10).until(expected_conditions.title_contains("Event Viewer"))
-    live = chromium.find_element(By.ID, "live")
-    WebDriverWait(chromium, 10).until(lambda _: live.text == "live")
+    until(chromium, lambda d: "Event Viewer" in d.title)
+    # "live" only once the page's stream is open (the page says "connecting" before).
+    until(chromium, lambda d: d.find_element(By.ID, "live").text == "live")
     page_id = chromium.execute_script("return window.performance.timeOrigin")
     agent.cli("alarms", "raise", "element-unreachable", "--resource", "cs7", "--text", "gone")
     row = '#alarms tr[data-resource="cs7"]'
-    WebDriverWait(chromium, 2).until(
-        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, row))
-    )
+    shown = text_of(chromium, row, within=2)
     assert chromium.execute_script("return window.performance.timeOrigin") == page_id, (
         "the same page, not a reload"
     )
-    shown = chromium.find_element(By.CSS_SELECTOR, row)
-    assert "major" in shown.text
-    assert "Element Unreachable" in shown.text or "element-unreachable" in shown.text
-    assert chromium.find_element(By.ID, "alarm-count").text == "1"
+    assert "major" in shown
+    assert "Element Unreachable" in shown
+    assert text_of(chromium, "#alarm-count") == "1"
     screenshot(chromium, "event-viewer")
     # Acknowledged from the page with a note, by keyboard and a click.
-    shown.find_element(By.NAME, "note").send_keys("looking")
-    shown.find_element(By.XPATH, ".//button[text()='Acknowledge']").click()
-    WebDriverWait(chromium, 5).until(
-        lambda driver: "by console" in driver.find_element(By.CSS_SELECTOR, row).text
-    )
+    type_into(chromium, f"{row} input[name=note]", "looking")
+    click(chromium, "//tr[@data-resource='cs7']//button[text()='Acknowledge']")
+    until(chromium, lambda _: "by console" in text_of(chromium, row), within=5)
+
+
+def test_a_login_link_clicked_on_another_site_logs_the_browser_in(
+    console_agent: AgentProcess, chromium: Any
+) -> None:
+    """A link in a mail or a chat is a cross-site navigation: the SameSite=Strict cookie
+    must still reach the Event Viewer (it is not sent on a redirect of such a navigation)."""
+    from selenium.webdriver.common.by import By
+
+    link = login_link(console_agent)
+    chromium.get(f"data:text/html,<a id=go href='{link}'>the console</a>")
+    chromium.find_element(By.ID, "go").click()
+    until(chromium, lambda d: "Event Viewer" in d.title)
+    assert chromium.find_element(By.ID, "alarms") is not None
 
 
 def test_an_open_console_page_does_not_hold_the_agents_stop(console_agent: AgentProcess) -> None:
     agent = console_agent
-    with browser_client(agent) as browser:
-        browser.get(login_link(agent), follow_redirects=True)
-        with browser.stream("GET", "/ui/stream") as stream:
-            lines = stream.iter_lines()
-            assert next(lines) == "retry: 2000"
-            started = time.monotonic()
-            assert agent.stop(timeout=30) == 0
-            stopped_in = time.monotonic() - started
+    with logged_in(agent) as browser, browser.stream("GET", "/ui/stream") as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == "retry: 2000"
+        started = time.monotonic()
+        assert agent.stop(timeout=30) == 0
+        stopped_in = time.monotonic() - started
     # The shutdown timeout (10 s) would be reached if the stream held the stop.
     assert stopped_in < 5, stopped_in
     assert "Exception in ASGI application" not in agent.log_text()
@@ -161,8 +179,8 @@ def test_alarms_are_acknowledged_and_cleared_from_the_page_with_a_note(
     agent.cli("alarms", "raise", "sync-failed", "--resource", "cm2", "--text", "down")
     with agent.http() as api:
         (alarm,) = api.get("/api/v1/alarms", params={"resource": "cm2"}).json()
-    with browser_client(agent) as browser:
-        page = browser.get(login_link(agent), follow_redirects=True).text
+    with logged_in(agent) as browser:
+        page = browser.get("/ui/").text
         csrf = csrf_of(page)
         forged = browser.post(f"/ui/alarms/{alarm['id']}/ack", data={"csrf": "x", "note": "n"})
         assert forged.status_code == 403
@@ -220,3 +238,134 @@ def test_the_banner_stays_while_ftp_inactive_is_active(console_agent: AgentProce
             assert 'href="/ui/sharing"' in shown
         agent.cli("alarms", "clear", "ftp-inactive", "--resource", "hub")
         assert 'class="banner"' not in browser.get("/ui/fragments/banners").text
+
+
+def test_the_consoles_refusals_are_pages_not_the_apis_json(console_agent: AgentProcess) -> None:
+    agent = console_agent
+    with logged_in(agent) as browser:
+        csrf = csrf_of(browser.get("/ui/").text)
+        answers = {
+            "no such page": browser.get("/ui/no-such-page"),
+            "wrong method": browser.get("/ui/alarms/1/ack"),
+            "a parameter refused": browser.get("/ui/distribution-errors?element=" + "e" * 500),
+            "a form value refused": browser.post(
+                "/ui/reconcile/resolve", data={"csrf": csrf, "take": "bogus"}
+            ),
+        }
+        for why, answer in answers.items():
+            assert answer.status_code in (404, 405, 422), why
+            assert answer.headers["content-type"].startswith("text/html"), why
+            assert 'href="/ui/"' in answer.text, why
+            assert "run <code>provsync console</code>" not in answer.text, (
+                f"{why}: the login help is for logging in only"
+            )
+    with httpx.Client(base_url=agent.url, verify=client_context()) as api:
+        assert api.get("/api/v1/no-such-route").headers["content-type"] == "application/json"
+
+
+# ------------------------------------------------------------------ the banner's rules
+def test_a_refused_start_stays_until_that_element_starts_or_is_added_anew(
+    sqlite_store: Store,
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from agent.alarms.catalog import Catalog
+    from agent.alarms.manager import AlarmManager
+    from agent.api.console.banner import MAX_REFUSALS, _refusals
+
+    manager = AlarmManager(sqlite_store.engine, Catalog())
+    manager.start()
+    try:
+
+        async def emit(type_id: str, name: str) -> None:
+            await manager.emit_event(type_id, name, text=f"{type_id} {name}")
+
+        async def scenario() -> None:
+            for name in ("a", "b", "c"):
+                await emit("sharing-refused", name)
+            await emit("sharing-started", "b")
+            # One element refused again and again does not hide the others.
+            for _ in range(MAX_REFUSALS + 5):
+                await emit("sharing-refused", "d")
+
+        asyncio.run(scenario())
+    finally:
+        manager.stop()
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
+    created = dict.fromkeys(("a", "b", "c", "d"), long_ago)
+    shown = dict(_refusals(sqlite_store.engine, created))
+    assert set(shown) == {"a", "c", "d"}, "b started sharing after its refusal"
+    assert shown["a"] == "sharing-refused a"
+    # c is sharing now (not in `created`); a was added again after its refusal.
+    created.pop("c")
+    created["a"] = datetime.now(UTC) + timedelta(seconds=1)
+    assert [name for name, _ in _refusals(sqlite_store.engine, created)] == ["d"]
+
+
+def test_a_pages_stream_ends_with_its_session(console_agent: AgentProcess) -> None:
+    agent = console_agent
+    with logged_in(agent) as browser, browser.stream("GET", "/ui/stream") as stream:
+        lines = stream.iter_lines()
+        assert next(lines) == "retry: 2000"
+        csrf = csrf_of(browser.get("/ui/").text)
+        assert browser.post("/ui/logout", data={"csrf": csrf}).status_code == 200
+        # The next commit wakes the stream: it ends instead of telling a logged-out page.
+        agent.cli("alarms", "raise", "sync-failed", "--resource", "cm4", "--text", "x")
+        rest = list(lines)
+    assert "event: changed" not in rest, rest
+
+
+def test_console_answers_carry_a_content_security_policy(console_agent: AgentProcess) -> None:
+    agent = console_agent
+    with logged_in(agent) as browser:
+        for path in ("/ui/", "/ui/static/console.js", "/ui/fragments/banners", "/ui/nope"):
+            headers = browser.get(path).headers
+            assert "frame-ancestors 'none'" in headers["content-security-policy"], path
+            assert headers["x-content-type-options"] == "nosniff", path
+            assert headers["referrer-policy"] == "no-referrer", path
+    with httpx.Client(base_url=agent.url, verify=client_context()) as api:
+        assert "content-security-policy" not in api.get("/api/v1/health").headers
+
+
+def _console_posts() -> list[str]:
+    """Every POST of the console's pages, its path parameters filled in."""
+    import re
+
+    from fastapi.routing import APIRoute
+
+    from agent.api.console.element_pages import element_router
+    from agent.api.console.sharing_pages import sharing_router
+    from agent.api.console.viewer_pages import viewer_router
+
+    values = {"action": "ack"}
+    posts = []
+    for router in (viewer_router(), element_router(), sharing_router()):
+        for route in router.routes:
+            assert isinstance(route, APIRoute), route  # a nested router would hide its routes
+            if "POST" in route.methods:
+                path = re.sub(
+                    r"\{(\w+)(:\w+)?\}",
+                    lambda m: values.get(m.group(1), "1" if m.group(1).endswith("id") else "cm1"),
+                    route.path,
+                )
+                posts.append(f"/ui{path}")
+    return posts
+
+
+def test_every_console_action_needs_its_csrf_token_and_a_session_that_may_act(
+    console_agent: AgentProcess,
+) -> None:
+    agent = console_agent
+    posts = [p for p in _console_posts() if p != "/ui/logout"]
+    assert len(posts) >= 15, posts  # the pages' actions are all found
+    with logged_in(agent) as operator, logged_in(agent, "--read-only") as viewer:
+        viewer_csrf = csrf_of(viewer.get("/ui/").text)
+        for path in posts:
+            forged = operator.post(path, data={"csrf": "forged", "note": "x"})
+            assert forged.status_code == 403, (path, forged.status_code, forged.text[:300])
+            looking = viewer.post(path, data={"csrf": viewer_csrf, "note": "x"})
+            assert looking.status_code == 403, (path, looking.status_code, looking.text[:300])
+            assert "read-only" in looking.text, path
+    with browser_client(agent) as stranger:
+        for path in posts:
+            assert stranger.post(path, data={"csrf": "x"}).status_code == 401, path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, Select, func, select
@@ -154,19 +155,21 @@ def list_events(
 
 def newest_events_by_resource(
     engine: Engine, type_ids: tuple[str, ...]
-) -> dict[tuple[str, str], tuple[int, str]]:
-    """For each (type, resource) of these event types: its newest event's (seq, text)."""
+) -> dict[tuple[str, str], tuple[int, str, datetime]]:
+    """For each (type, resource) of these event types: its newest event's (seq, text,
+    time)."""
     newest = (
         select(func.max(_EVENTS.c.seq).label("seq"))
         .where(_EVENTS.c.type_id.in_(type_ids))
         .group_by(_EVENTS.c.type_id, _EVENTS.c.resource)
-        .scalar_subquery()
     )
-    query = select(_EVENTS.c.seq, _EVENTS.c.type_id, _EVENTS.c.resource, _EVENTS.c.text).where(
-        _EVENTS.c.seq.in_(newest)
-    )
+    query = select(
+        _EVENTS.c.seq, _EVENTS.c.type_id, _EVENTS.c.resource, _EVENTS.c.text, _EVENTS.c.at
+    ).where(_EVENTS.c.seq.in_(newest))
     with engine.connect() as conn:
-        return {(r.type_id, r.resource): (int(r.seq), str(r.text)) for r in conn.execute(query)}
+        return {
+            (r.type_id, r.resource): (int(r.seq), str(r.text), r.at) for r in conn.execute(query)
+        }
 
 
 def read_log(engine: Engine, after_seq: int, limit: int) -> list[Notification]:

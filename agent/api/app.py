@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
@@ -24,11 +24,15 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from agent import __version__
 from agent.api.alarm_routes import alarm_router
 from agent.api.console.changes import ChangeSignal
+from agent.api.console.headers import ConsoleHeaders
 from agent.api.console.routes import (
     FormRefused,
     NeedsLogin,
+    console_error_answer,
     console_router,
+    is_console,
     login_required_answer,
+    message_page,
     refused_answer,
 )
 from agent.api.console.sessions import ConsoleSessions
@@ -84,6 +88,7 @@ def create_app(services: Services, *, guard: bool = True) -> FastAPI:
     store_failures = ThrottledLog()
     # The last added is the outermost: the guard answers from the headers (token, then a
     # declared length) before the limiter, behind it, counts what a route reads.
+    app.add_middleware(ConsoleHeaders)
     app.add_middleware(RequestBodyLimitMiddleware, max_body_size=services.max_body)
     if guard:
         app.add_middleware(RequestGuard, policy=token_policy(services), max_body=services.max_body)
@@ -117,22 +122,29 @@ def create_app(services: Services, *, guard: bool = True) -> FastAPI:
         return refused_answer(exc)
 
     @app.exception_handler(ProvsyncError)
-    async def _ours(request: Request, exc: ProvsyncError) -> JSONResponse:
+    async def _ours(request: Request, exc: ProvsyncError) -> Response:
+        if is_console(request):  # a refusal outside a page's own handling: still a page
+            return message_page(_status_of(exc), f"Not done: {exc}")
         if isinstance(exc, OverloadedError):
             return JSONResponse({"error": str(exc)}, status_code=503, headers={"Retry-After": "1"})
         return JSONResponse({"error": str(exc)}, status_code=_status_of(exc))
 
     @app.exception_handler(DBAPIError)
-    async def _store(request: Request, exc: DBAPIError) -> JSONResponse:
+    async def _store(request: Request, exc: DBAPIError) -> Response:
         # A read the store could not answer: expected while it is down (one throttled
         # line, no traceback); anything else is a bug and keeps uvicorn's traceback.
         if not is_store_outage(exc):
             raise exc
         store_failures.warning("store read failed", exc)
+        if is_console(request):
+            return message_page(503, "The store is not available; retry later.")
         return JSONResponse({"error": "the store is not available; retry later"}, 503)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code != 413 and is_console(request):
+            # A console URL no page has (404), or the wrong method (405): a page.
+            return console_error_answer(exc.status_code, str(exc.detail))
         if exc.status_code == 413:
             # The rest of the body is still on the wire: close rather than read it.
             return JSONResponse(
@@ -145,11 +157,14 @@ def create_app(services: Services, *, guard: bool = True) -> FastAPI:
         )
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
         problems = []
         for error in exc.errors():
             where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
             problems.append(f"{where}: {error.get('msg', 'invalid')}")
-        return JSONResponse({"error": "; ".join(problems) or "invalid request"}, status_code=422)
+        said = "; ".join(problems) or "invalid request"
+        if is_console(request):
+            return console_error_answer(422, f"Not done, the request is not valid: {said}")
+        return JSONResponse({"error": said}, status_code=422)
 
     return app

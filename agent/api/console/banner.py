@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
@@ -22,6 +23,11 @@ MAX_REFUSALS = 20
 """The most refused-start banners shown at once (the newest)."""
 
 
+def aware(moment: datetime) -> datetime:
+    """SQLite gives back naive UTC times, PostgreSQL aware ones: compared as aware."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 @dataclass(frozen=True)
 class Banner:
     text: str
@@ -29,14 +35,17 @@ class Banner:
     label: str
 
 
-def _refusals(engine: Engine, sharing: dict[str, bool]) -> list[tuple[str, str]]:
+def _refusals(engine: Engine, created: dict[str, datetime]) -> list[tuple[str, str]]:
     """(element, text) of each refused start still unresolved, newest first (at most
-    MAX_REFUSALS)."""
+    MAX_REFUSALS); ``created``: when each element not sharing now was added."""
     newest = queries.newest_events_by_resource(engine, ("sharing-refused", "sharing-started"))
     found: list[tuple[int, str, str]] = []
-    for (type_id, name), (seq, text) in newest.items():
-        if type_id != "sharing-refused" or sharing.get(name, True):
-            continue  # sharing now, or removed
+    for (type_id, name), (seq, text, at) in newest.items():
+        added = created.get(name)
+        # Sharing now or removed; or refused before this element was added (an element
+        # added again under the same name starts without the old one's refusal).
+        if type_id != "sharing-refused" or added is None or aware(at) < aware(added):
+            continue
         started = newest.get(("sharing-started", name))
         if started is None or started[0] < seq:
             found.append((seq, name, text))
@@ -58,8 +67,8 @@ async def banners_of(services: Services) -> list[Banner]:
     store = services.store
     if store is not None:
         elements = await asyncio.to_thread(store.elements.all)
-        sharing = {e.name: e.sharing for e in elements}
-        for name, text in await asyncio.to_thread(_refusals, store.engine, sharing):
+        created = {e.name: e.created_at for e in elements if not e.sharing}
+        for name, text in await asyncio.to_thread(_refusals, store.engine, created):
             banners.append(
                 Banner(
                     # The event's text starts with the same words: said once.

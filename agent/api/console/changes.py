@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from agent.alarms.feed import Commit
 from agent.alarms.manager import AlarmManager
@@ -45,8 +45,9 @@ class ChangeSignal:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def stream(self) -> AsyncIterator[str]:
-        """The text of a text/event-stream: a ``changed`` event after each commit."""
+    async def stream(self, alive: Callable[[], bool] = lambda: True) -> AsyncIterator[str]:
+        """The text of a text/event-stream: a ``changed`` event after each commit, until
+        ``alive()`` says the page's session ended (logged out, or idle too long)."""
         if self._loop is None:  # the first page: from now on each commit wakes the streams
             self._loop = asyncio.get_running_loop()
             self._manager.add_commit_listener(self._committed)
@@ -62,7 +63,7 @@ class ChangeSignal:
                     async with asyncio.timeout(HEARTBEAT):
                         await changed.wait()
                         woken = True
-                if self._closed:
+                if self._closed or not alive():
                     return
                 yield f"event: changed\ndata: {self.version}\n\n" if woken else ": keep-alive\n\n"
         finally:

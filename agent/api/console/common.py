@@ -86,16 +86,36 @@ ActingDep = Annotated[Session, Depends(acting_session)]
 """For every POST of the console: the session, its CSRF token checked (403 otherwise)."""
 
 
-def message_page(status: int, message: str) -> HTMLResponse:
-    """A page with one message (login help, a refusal, an action not done)."""
-    body = templates.get_template("login.html").render(message=message)
+def message_page(status: int, message: str, *, login_help: bool = False) -> HTMLResponse:
+    """A page with one message (a refusal, an action not done); ``login_help``: it says
+    how to get a login link (no session), else it links back to the console."""
+    body = templates.get_template("login.html").render(message=message, login_help=login_help)
     return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
 
 
 def login_required_answer() -> HTMLResponse:
     return message_page(
-        401, "Log in with a link from the agent's host: run `provsync console` there."
+        401,
+        "Log in with a link from the agent's host: run `provsync console` there.",
+        login_help=True,
     )
+
+
+def is_console(request: Request) -> bool:
+    """A request for a console URL: its errors are pages, not the API's JSON."""
+    path: str = request.url.path
+    return path == "/ui" or path.startswith("/ui/")
+
+
+def console_error_answer(status: int, detail: str) -> HTMLResponse:
+    """FastAPI's own refusal of a console request (no such page, wrong method, a
+    parameter its declaration refuses) as a console page. ``detail`` is FastAPI's
+    wording or the parameters' messages; never the values sent."""
+    if status == 404:
+        return message_page(404, "Not found: the console has no such page.")
+    if status == 405:
+        return message_page(405, "Not done: that page does not take this method.")
+    return message_page(status, detail)
 
 
 def refused_answer(exc: FormRefused) -> HTMLResponse:

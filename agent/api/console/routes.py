@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Cookie, Form, Query, Request
-from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.routing import Mount
 
@@ -21,10 +21,13 @@ from agent.api.console.common import (
     NeedsLogin,
     ServicesDep,
     SessionDep,
+    console_error_answer,
     fragment,
+    is_console,
     login_required_answer,
     message_page,
     refused_answer,
+    templates,
 )
 from agent.api.console.element_pages import element_router
 from agent.api.console.sessions import ConsoleSessions
@@ -34,8 +37,11 @@ from agent.api.console.viewer_pages import viewer_router
 __all__ = [
     "FormRefused",
     "NeedsLogin",
+    "console_error_answer",
     "console_router",
+    "is_console",
     "login_required_answer",
+    "message_page",
     "refused_answer",
 ]
 
@@ -48,8 +54,15 @@ def console_router(sessions: ConsoleSessions, signal: ChangeSignal) -> APIRouter
     async def login(code: Annotated[str, Query(max_length=100)] = "") -> Response:
         session_id = sessions.redeem(code)
         if session_id is None:
-            return message_page(403, "This login link is not valid (used, expired or wrong).")
-        answer = RedirectResponse("/ui/", status_code=303)
+            return message_page(
+                403, "This login link is not valid (used, expired or wrong).", login_help=True
+            )
+        # A page of our own that moves on to /ui/, not a redirect: a link clicked in a
+        # mail or a chat starts a cross-site navigation, and a SameSite=Strict cookie is
+        # not sent on any redirect of it (the Event Viewer would ask to log in again).
+        # The refresh is a new navigation, started by this same-site page.
+        body = templates.get_template("logged_in.html").render()
+        answer = HTMLResponse(body, headers={"Cache-Control": "no-store"})
         answer.set_cookie(COOKIE, session_id, httponly=True, samesite="strict", path="/ui")
         return answer
 
@@ -63,7 +76,7 @@ def console_router(sessions: ConsoleSessions, signal: ChangeSignal) -> APIRouter
         if not sessions.csrf_ok(session, csrf):
             return message_page(403, "The form was refused: its CSRF token is missing or wrong.")
         sessions.end(provsync_session or "")
-        answer = message_page(200, "Logged out.")
+        answer = message_page(200, "Logged out.", login_help=True)
         answer.delete_cookie(COOKIE, path="/ui")
         return answer
 
@@ -74,11 +87,13 @@ def console_router(sessions: ConsoleSessions, signal: ChangeSignal) -> APIRouter
         )
 
     @router.get("/stream")
-    async def stream(session: SessionDep) -> Response:
+    async def stream(
+        session: SessionDep, provsync_session: Annotated[str | None, Cookie()] = None
+    ) -> Response:
         if signal.streams >= MAX_STREAMS:
             return Response("too many live pages", status_code=503, headers={"Retry-After": "5"})
         return StreamingResponse(
-            signal.stream(),
+            signal.stream(lambda: sessions.alive(provsync_session)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )

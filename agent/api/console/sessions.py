@@ -72,6 +72,12 @@ class ConsoleSessions:
         self._sessions.move_to_end(session_id)
         return session
 
+    def alive(self, session_id: str | None) -> bool:
+        """Whether that session still lives, without counting this as its use (an open
+        page's stream asks; only what the browser does keeps a session going)."""
+        session = self._sessions.get(session_id or "")
+        return session is not None and session.seen + SESSION_IDLE >= self._now()
+
     def end(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)
 
