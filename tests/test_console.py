@@ -369,3 +369,24 @@ def test_every_console_action_needs_its_csrf_token_and_a_session_that_may_act(
     with browser_client(agent) as stranger:
         for path in posts:
             assert stranger.post(path, data={"csrf": "x"}).status_code == 401, path
+
+
+def test_an_open_page_finds_its_session_gone_after_a_restart_and_asks_to_log_in(
+    console_agent: AgentProcess, chromium: Any
+) -> None:
+    """A restart forgets the sessions: the page's stream is refused (401), which ends an
+    EventSource for good; the page must notice and say so, not stay "reconnecting"."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    agent = console_agent
+    chromium.get(login_link(agent))
+    until(chromium, lambda d: d.find_element(By.ID, "live").text == "live")
+    assert agent.stop() == 0
+    agent.start()
+    until(
+        chromium,
+        lambda d: "Log in with a link" in d.find_element(By.TAG_NAME, "body").text,
+        within=20,
+        ignoring=(StaleElementReferenceException,),  # the page reloads meanwhile
+    )

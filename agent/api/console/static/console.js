@@ -76,24 +76,40 @@
   // an answer that is not a stream (401 once the agent restarted and forgot the session,
   // 503 when too many pages are open): then the page checks its session (a 401 reloads
   // it to the login page) and opens a new stream after a growing pause.
-  var pause = 2000;
+  var pause = 2000, stream = null, retry = null;
   function connect() {
-    var stream = new EventSource("/ui/stream");
-    stream.addEventListener("changed", all);
-    stream.onopen = function () {
+    retry = null;
+    if (document.hidden) { return; }
+    stream = new EventSource("/ui/stream");
+    var mine = stream;
+    mine.addEventListener("changed", all);
+    mine.onopen = function () {
       pause = 2000;
       say("live", true);
       all();  // what changed while it was away
     };
-    stream.onerror = function () {
+    mine.onerror = function () {
       say("reconnecting", false);
-      if (stream.readyState !== EventSource.CLOSED) { return; }
+      if (mine.readyState !== EventSource.CLOSED) { return; }
+      stream = null;
       get("/ui/fragments/banners")
         .then(function (answer) { if (answer.status === 401) { window.location.reload(); } })
         .catch(function () { /* away: try again later */ });
-      setTimeout(connect, pause);
+      retry = setTimeout(connect, pause);
       pause = Math.min(pause * 2, 30000);
     };
   }
+  // A browser keeps about six connections to one host: a stream held by every open tab
+  // would leave none for the pages themselves. A hidden tab closes its stream and opens
+  // it again when shown (catching up at once).
+  document.addEventListener("visibilitychange", function () {
+    if (document.hidden) {
+      if (stream) { stream.close(); stream = null; }
+      if (retry) { clearTimeout(retry); retry = null; }
+      say("paused (tab hidden)", false);
+    } else if (!stream && !retry) {
+      connect();
+    }
+  });
   connect();
 })();
