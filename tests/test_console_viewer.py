@@ -11,7 +11,16 @@ import httpx
 import pytest
 
 from tests.conftest import AgentProcess
-from tests.console_pages import csrf_of, logged_in, login_link, screenshot
+from tests.console_pages import (
+    click,
+    csrf_of,
+    logged_in,
+    login_link,
+    screenshot,
+    text_of,
+    type_into,
+    until,
+)
 
 BATCH = "/api/v1/alarms/batch"
 
@@ -245,40 +254,33 @@ def test_a_filtered_viewer_shows_only_matching_alarms_live_and_opens_one_to_act(
     viewer_agent: AgentProcess, chromium: Any
 ) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
 
     agent = viewer_agent
     chromium.get(login_link(agent))
-    WebDriverWait(chromium, 10).until(expected_conditions.title_contains("Event Viewer"))
+    until(chromium, lambda d: "Event Viewer" in d.title)
     chromium.get(f"{agent.url}/ui/?severity=critical&state=active")
-    live = chromium.find_element(By.ID, "live")
-    WebDriverWait(chromium, 10).until(lambda _: live.text == "live")
+    until(chromium, lambda d: d.find_element(By.ID, "live").text == "live")
     page_id = chromium.execute_script("return window.performance.timeOrigin")
     agent.cli("alarms", "raise", "sync-failed", "--resource", "other", "--text", "not this")
     agent.cli(
         "alarms", "raise", "element-unreachable", "--resource", "cs9", "--severity", "critical"
     )
     row = '#alarms tr[data-resource="cs9"]'
-    WebDriverWait(chromium, 2).until(
-        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, row))
-    )
+    text_of(chromium, row, within=2)
     # Fetched after both commits: the major one would be there if the filter were lost.
     assert not chromium.find_elements(By.CSS_SELECTOR, '#alarms tr[data-resource="other"]')
     assert chromium.execute_script("return window.performance.timeOrigin") == page_id
     assert chromium.find_element(By.CSS_SELECTOR, 'input[value="critical"]').is_selected()
     screenshot(chromium, "event-viewer-filtered")
 
-    chromium.find_element(By.CSS_SELECTOR, f"{row} a.open").click()
-    WebDriverWait(chromium, 5).until(expected_conditions.title_contains("alarm"))
-    chromium.find_element(By.CSS_SELECTOR, "form.act input[name=note]").send_keys("on my way")
-    chromium.find_element(By.XPATH, "//form[@class='act']//button[text()='Acknowledge']").click()
-    WebDriverWait(chromium, 5).until(
-        lambda driver: "on my way" in driver.find_element(By.ID, "history").text
-    )
+    click(chromium, "//tr[@data-resource='cs9']//a[contains(@class, 'open')]")
+    until(chromium, lambda d: "alarm" in d.title)
+    type_into(chromium, "form.act input[name=note]", "on my way")
+    click(chromium, "//form[@class='act']//button[text()='Acknowledge']")
+    until(chromium, lambda _: "on my way" in text_of(chromium, "#history"))
     assert "/ui/alarms/" in chromium.current_url
-    history = chromium.find_element(By.ID, "history").text
+    history = text_of(chromium, "#history")
     assert "acknowledged" in history
     assert "console" in history
-    assert "Unacknowledge" in chromium.find_element(By.CSS_SELECTOR, "form.act").text
+    assert "Unacknowledge" in text_of(chromium, "form.act")
     screenshot(chromium, "alarm")

@@ -144,35 +144,61 @@ def job_json(job: Job) -> dict[str, Any]:
     }
 
 
+async def add_element(sync: SyncEngine, body: ElementBody) -> tuple[Element, int]:
+    """Add the element ``body`` describes (its credentials only with a username); its
+    initialization is queued: the element and that job's id. The API's ``POST
+    /elements`` and the console's "Add element" form."""
+    return await sync.elements.add(
+        body.name,
+        body.type,
+        body.url,
+        body.connector,
+        interval=body.interval,
+        credentials=Credentials(body.username, body.password or "") if body.username else None,
+        cron=body.cron,
+        uses=body.uses,
+    )
+
+
+async def elements_view(store: StoreAccess, *, counts: bool = False) -> list[dict[str, Any]]:
+    """Every element as ``GET /elements`` answers it; ``counts``: with its object counts
+    (one query for them all), as the console's list shows them."""
+    found = await asyncio.to_thread(store.elements.all)
+    attempts = await asyncio.to_thread(store.jobs.last_attempts)
+    objects = await asyncio.to_thread(store.elements.object_counts_all) if counts else {}
+    return [
+        element_json(e, objects.get(e.id, {}) if counts else None, last_attempt=attempts.get(e.id))
+        for e in found
+    ]
+
+
+async def element_view(store: StoreAccess, name: str) -> dict[str, Any]:
+    """One element with its object counts, as ``GET /elements/{name}`` answers it.
+
+    Raises:
+        ElementNotFound: no such element.
+    """
+    element = await asyncio.to_thread(store.elements.get, name)
+    counts = await asyncio.to_thread(store.elements.object_counts, element.id)
+    attempts = await asyncio.to_thread(store.jobs.last_attempts)
+    return element_json(element, counts, last_attempt=attempts.get(element.id))
+
+
 def sync_router(authorize: Any) -> APIRouter:
     router = APIRouter(prefix="/api/v1", dependencies=[Depends(authorize)])
 
     @router.get("/elements", summary="Network elements and their sync state")
     async def elements(store: StoreDep) -> list[dict[str, Any]]:
-        found = await asyncio.to_thread(store.elements.all)
-        attempts = await asyncio.to_thread(store.jobs.last_attempts)
-        return [element_json(e, last_attempt=attempts.get(e.id)) for e in found]
+        return await elements_view(store)
 
     @router.post("/elements", summary="Add an element (an initialization sync follows)")
     async def add(sync: EngineDep, body: ElementBody) -> dict[str, Any]:
-        element, job = await sync.elements.add(
-            body.name,
-            body.type,
-            body.url,
-            body.connector,
-            interval=body.interval,
-            credentials=Credentials(body.username, body.password or "") if body.username else None,
-            cron=body.cron,
-            uses=body.uses,
-        )
+        element, job = await add_element(sync, body)
         return {"element": element_json(element), "job": job}
 
     @router.get("/elements/{name}", summary="One element with its object counts")
     async def show(store: StoreDep, name: str) -> dict[str, Any]:
-        element = await asyncio.to_thread(store.elements.get, name)
-        counts = await asyncio.to_thread(store.elements.object_counts, element.id)
-        attempts = await asyncio.to_thread(store.jobs.last_attempts)
-        return element_json(element, counts, last_attempt=attempts.get(element.id))
+        return await element_view(store, name)
 
     @router.patch("/elements/{name}", summary="Change the element's schedule, address or uses")
     async def schedule(

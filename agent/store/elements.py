@@ -160,6 +160,20 @@ class Elements:
             )
             return {str(cls): int(count) for cls, count in rows}
 
+    def object_counts_all(self) -> dict[int, dict[str, int]]:
+        """:meth:`object_counts` of every element at once (by element id; an element
+        without objects is left out)."""
+        found: dict[int, dict[str, int]] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(OBJECTS.c.element_id, OBJECTS.c.cls, func.count()).group_by(
+                    OBJECTS.c.element_id, OBJECTS.c.cls
+                )
+            )
+            for element_id, cls, count in rows:
+                found.setdefault(int(element_id), {})[str(cls)] = int(count)
+        return found
+
     def set_schedule(
         self,
         name: str,

@@ -16,9 +16,11 @@ validates its form with that route's body model, so no rule is written twice.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
@@ -40,19 +42,22 @@ from agent.api.console.common import (
 )
 from agent.api.console.sessions import MAX_SESSIONS, Session
 from agent.api.services import Services
+from agent.api.statuses import status_of
 from agent.api.sync_routes import (
     CredentialsBody,
     ElementBody,
     ScheduleBody,
     SyncBody,
-    element_json,
+    add_element,
+    element_view,
+    elements_view,
     job_json,
 )
 from agent.durations import format_duration, parse_duration
 from agent.errors import ProvsyncError
 from agent.store.access import StoreAccess
 from agent.store.element_types import DEFAULT_ELEMENT_TYPE, ELEMENT_TYPES
-from agent.store.elements import Credentials
+from agent.store.elements import Credentials, Element
 from agent.store.jobs import Job
 from agent.sync.engine import SyncEngine
 from agent.sync.init import SyncOptions
@@ -60,6 +65,11 @@ from agent.sync.init import SyncOptions
 RUNNING = ("queued", "running")
 """Job states a live region keeps polling for (its progress bar moves)."""
 JOBS_SHOWN = 200
+ALARMS_SHOWN = 500
+"""An element's page lists its newest active alarms, at most this many."""
+DRY_RUN_FRESH = timedelta(minutes=10)
+"""A forced initialization is confirmed only on a dry run this recent (its report is of
+the element and the hub as they were then)."""
 B = TypeVar("B", bound=BaseModel)
 
 
@@ -95,7 +105,37 @@ class Notes:
         return self._notes.pop(session.csrf, None)
 
 
+class DryRuns:
+    """The ids of the jobs the console queued as dry runs: while one is queued or running
+    nothing in the store says it is one (its counts say so once it is done). In memory
+    and bounded: after a restart such a job has been failed anyway."""
+
+    def __init__(self, bound: int = 1000) -> None:
+        self._ids: OrderedDict[int, None] = OrderedDict()
+        self._bound = bound
+
+    def add(self, job_id: int) -> None:
+        self._ids[job_id] = None
+        self._ids.move_to_end(job_id)
+        while len(self._ids) > self._bound:
+            self._ids.popitem(last=False)
+
+    def is_dry_run(self, job: Job) -> bool:
+        """``job`` really is a forced initialization's dry run: done with the counts of
+        one, or one the console queued as such and not done otherwise."""
+        if job.kind != "force":
+            return False
+        if job.state == "done":
+            return job.counts.get("dry_run") is True
+        return job.id in self._ids
+
+
 # ------------------------------------------------------------------ template helpers
+def classes_text(objects: Mapping[str, int] | None) -> str:
+    """An element's object counts per class in one line ("station 12, user 32")."""
+    return ", ".join(f"{cls} {count}" for cls, count in sorted((objects or {}).items()))
+
+
 def counts_text(counts: Mapping[str, Any]) -> str:
     """A job's counts in one line ("objects: station 10, user 20; replayed 0")."""
     parts: list[str] = []
@@ -137,6 +177,7 @@ def interval_value(interval: int) -> str:
 
 HELPERS: dict[str, Callable[..., str]] = {
     "counts_text": counts_text,
+    "classes_text": classes_text,
     "schedule_text": schedule_text,
     "interval_value": interval_value,
     "when": when,
@@ -162,14 +203,20 @@ def _validated(model: type[B], data: dict[str, Any]) -> B:
 
 
 def _seconds(field: str, value: str) -> int | None:
-    """An interval field: "" is not given; "24h", "30m", "0s" or a number of seconds."""
+    """An interval field: "" is not given; "24h", "30m", "0s" or a number of seconds,
+    whole seconds only (the schedule counts in seconds: "500ms" is not "0s", no
+    schedule)."""
     value = value.strip()
     if not value:
         return None
     try:
-        return int(parse_duration(value))
+        seconds = parse_duration(value)
     except ValueError as exc:
         raise BadInput(f"{field}: {exc}") from None
+    whole = round(seconds)
+    if not math.isclose(seconds, whole, rel_tol=0, abs_tol=1e-6):
+        raise BadInput(f"{field}: must be a whole number of seconds, such as 30s, 5m or 24h")
+    return whole
 
 
 def _uses(value: str) -> list[str]:
@@ -180,10 +227,19 @@ def bad_input_answer(exc: BadInput) -> HTMLResponse:
     return message_page(422, f"Not done, the form is not valid: {exc}")
 
 
+def not_shown(exc: ProvsyncError) -> HTMLResponse:
+    """A page (GET) the service cannot show: "Not found" for a missing element (404),
+    else the service's refusal."""
+    if status_of(exc) == 404:
+        return message_page(404, f"Not found: {exc}.")
+    return not_done(exc)
+
+
 # ------------------------------------------------------------------ the pages
 def element_router() -> APIRouter:
     router = APIRouter()
     notes = Notes()
+    dry_runs = DryRuns()
 
     async def page(
         request: Request,
@@ -228,7 +284,7 @@ def element_router() -> APIRouter:
             session,
             services,
             "elements",
-            elements=await _elements(parts[1]),
+            elements=await elements_view(parts[1], counts=True),
             types=ELEMENT_TYPES,
             default_type=DEFAULT_ELEMENT_TYPE,
         )
@@ -241,7 +297,11 @@ def element_router() -> APIRouter:
         if parts is None:
             return await off(request, session, services, "elements")
         return await part(
-            request, "elements_table.html", session, services, elements=await _elements(parts[1])
+            request,
+            "elements_table.html",
+            session,
+            services,
+            elements=await elements_view(parts[1], counts=True),
         )
 
     @router.post("/elements")
@@ -279,20 +339,7 @@ def element_router() -> APIRouter:
             )
         except BadInput as exc:
             return bad_input_answer(exc)
-        added = await attempt(
-            parts[0].elements.add(
-                body.name,
-                body.type,
-                body.url,
-                body.connector,
-                interval=body.interval,
-                credentials=(
-                    Credentials(body.username, body.password or "") if body.username else None
-                ),
-                cron=body.cron,
-                uses=body.uses,
-            )
-        )
+        added = await attempt(add_element(parts[0], body))
         if isinstance(added, Response):
             return added
         element, job_id = added
@@ -319,13 +366,12 @@ def element_router() -> APIRouter:
         if parts is None:
             return await off(request, session, services, "elements")
         try:
-            shown = await _element(parts[1], name)
-            sync = await _sync_state(parts[1], name, _row_id(dry_run))
+            shown = await element_view(parts[1], name)
+            sync = await _sync_state(
+                parts[1], name, _row_id(dry_run), dry_runs, parts[0].clock.now()
+            )
         except ProvsyncError as exc:
-            return not_done(exc)
-        alarms = await asyncio.to_thread(
-            queries.list_alarms, parts[1].engine, resource=name, limit=500
-        )
+            return not_shown(exc)
         return await page(
             request,
             "element.html",
@@ -333,7 +379,7 @@ def element_router() -> APIRouter:
             services,
             "elements",
             element=shown,
-            alarms=alarms,
+            **await _alarms(parts[1], name),
             **sync,
         )
 
@@ -349,9 +395,11 @@ def element_router() -> APIRouter:
         if parts is None:
             return await off(request, session, services, "elements")
         try:
-            sync = await _sync_state(parts[1], name, _row_id(dry_run))
+            sync = await _sync_state(
+                parts[1], name, _row_id(dry_run), dry_runs, parts[0].clock.now()
+            )
         except ProvsyncError as exc:
-            return not_done(exc)
+            return not_shown(exc)
         return await part(request, "element_sync.html", session, services, **sync)
 
     @router.get("/fragments/elements/{name}/alarms")
@@ -361,10 +409,9 @@ def element_router() -> APIRouter:
         parts = _parts(services)
         if parts is None:
             return await off(request, session, services, "elements")
-        alarms = await asyncio.to_thread(
-            queries.list_alarms, parts[1].engine, resource=name, limit=500
+        return await part(
+            request, "element_alarms.html", session, services, **await _alarms(parts[1], name)
         )
-        return await part(request, "element_alarms.html", session, services, alarms=alarms)
 
     @router.post("/elements/{name}/address")
     async def address(
@@ -486,6 +533,7 @@ def element_router() -> APIRouter:
         job_id = await attempt(parts[0].request(name, "force", "manual", SyncOptions(dry_run=True)))
         if isinstance(job_id, Response):
             return job_id
+        dry_runs.add(job_id)
         return back_to(f"{_page_of(name)}?dry_run={job_id}#sync")
 
     @router.post("/elements/{name}/force/confirm")
@@ -495,18 +543,29 @@ def element_router() -> APIRouter:
         name: str,
         dry_run: Annotated[str, Form()] = "",
     ) -> Response:
-        """Step two: the forced initialization itself, allowed to delete the hub's copy
-        (``yes``), once the operator has seen its dry run's report."""
+        """Step two: the forced initialization itself, once the operator has seen its dry
+        run's report. It may delete the hub's copy (``yes``) only if that report said it
+        would: otherwise the engine refuses any deletion (the element emptied since)."""
         parts = _parts(services)
         if parts is None:
             return _off_answer()
-        seen_id = _row_id(dry_run)
-        seen = await asyncio.to_thread(parts[1].jobs.get, seen_id) if seen_id else None
-        if seen is None or seen.element != name or not _dry_run_done(job_json(seen)):
+        try:
+            element = await asyncio.to_thread(parts[1].elements.get, name)
+        except ProvsyncError as exc:
+            return not_done(exc)
+        seen = await _confirmable(parts[1], element, _row_id(dry_run), parts[0].clock.now())
+        if seen is None:
             # The console's own two steps (the API leaves them to its caller): a
-            # confirmation is of a report the operator was shown.
-            return message_page(409, "Not done: run the dry run first, then confirm its report.")
-        job_id = await attempt(parts[0].request(name, "force", "manual", SyncOptions(yes=True)))
+            # confirmation is of the report the operator was shown, and that report
+            # still describes the element.
+            return message_page(
+                409,
+                "Not done: run the dry run again, then confirm its report (only a dry run"
+                " that is the element's last job, of the last "
+                f"{format_duration(DRY_RUN_FRESH.total_seconds())}, can be confirmed).",
+            )
+        yes = _would_delete(seen.counts) > 0
+        job_id = await attempt(parts[0].request(name, "force", "manual", SyncOptions(yes=yes)))
         if isinstance(job_id, Response):
             return job_id
         notes.put(
@@ -527,9 +586,9 @@ def element_router() -> APIRouter:
         if parts is None:
             return await off(request, session, services, "elements")
         try:
-            shown = await _element(parts[1], name)
+            shown = await element_view(parts[1], name)
         except ProvsyncError as exc:
-            return not_done(exc)
+            return not_shown(exc)
         return await page(
             request, "element_remove.html", session, services, "elements", element=shown
         )
@@ -642,18 +701,16 @@ def _off_answer() -> HTMLResponse:
     return message_page(503, "Not done: synchronization is not running in this agent.")
 
 
-async def _elements(store: StoreAccess) -> list[dict[str, Any]]:
-    found = await asyncio.to_thread(store.elements.all)
-    attempts = await asyncio.to_thread(store.jobs.last_attempts)
-    return [element_json(e, last_attempt=attempts.get(e.id)) for e in found]
-
-
-async def _element(store: StoreAccess, name: str) -> dict[str, Any]:
-    """The element as ``GET /api/v1/elements/{name}`` shows it (its counts included)."""
-    element = await asyncio.to_thread(store.elements.get, name)
-    counts = await asyncio.to_thread(store.elements.object_counts, element.id)
-    attempts = await asyncio.to_thread(store.jobs.last_attempts)
-    return element_json(element, counts, last_attempt=attempts.get(element.id))
+async def _alarms(store: StoreAccess, name: str) -> dict[str, Any]:
+    """The element's newest active alarms (oldest of them first) and how many it has
+    when that is more than the page lists."""
+    alarms = await asyncio.to_thread(
+        queries.list_alarms, store.engine, resource=name, limit=ALARMS_SHOWN, newest=True
+    )
+    total = len(alarms)
+    if total >= ALARMS_SHOWN:
+        total = await asyncio.to_thread(queries.count_alarms, store.engine, resource=name)
+    return {"alarms": alarms, "alarms_total": total}
 
 
 async def _jobs(store: StoreAccess, element: str) -> list[dict[str, Any]]:
@@ -661,30 +718,65 @@ async def _jobs(store: StoreAccess, element: str) -> list[dict[str, Any]]:
     return [job_json(j) for j in reversed(found)]  # the store's order is oldest first
 
 
-def _dry_run_done(job: Mapping[str, Any]) -> bool:
-    return job["state"] == "done" and bool(job["counts"].get("dry_run"))
+def _is_done_dry_run(job: Job) -> bool:
+    """A forced initialization's dry run that ended with its report (the engine's
+    counts: ``dry_run`` true, ``would_delete``, ``element_objects``, ``hub_objects``)."""
+    return job.kind == "force" and job.state == "done" and job.counts.get("dry_run") is True
 
 
-async def _sync_state(store: StoreAccess, name: str, dry_run: int | None) -> dict[str, Any]:
+def _would_delete(counts: Mapping[str, Any]) -> int:
+    """How many hub objects a dry run's report says the forced run would delete."""
+    value = counts.get("would_delete")
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+async def _confirmable(
+    store: StoreAccess, element: Element, job_id: int | None, now: datetime
+) -> Job | None:
+    """The dry run ``job_id`` if a forced initialization may be confirmed on its report:
+    a done dry run of ``element``, its newest job (nothing ran or was queued since), at
+    most :data:`DRY_RUN_FRESH` old. None otherwise."""
+    if job_id is None:
+        return None
+    seen = await asyncio.to_thread(store.jobs.get, job_id)
+    if seen is None or seen.element_id != element.id or not _is_done_dry_run(seen):
+        return None
+    newest = await asyncio.to_thread(store.jobs.recent, element.name, 1)
+    if not newest or newest[-1].id != seen.id:
+        return None
+    made = seen.ended_at or seen.created_at
+    if now - made > DRY_RUN_FRESH:
+        return None
+    return seen
+
+
+async def _sync_state(
+    store: StoreAccess, name: str, dry_run: int | None, dry_runs: DryRuns, now: datetime
+) -> dict[str, Any]:
     """What the sync actions show: the element's last job and, in a forced
-    initialization's first step, its dry run (``dry_run``: that job's id).
+    initialization's first step, its dry run (``dry_run``: that job's id) and whether
+    its report may still be confirmed.
 
     Raises:
         ElementNotFound: no such element.
     """
-    await asyncio.to_thread(store.elements.get, name)
+    element = await asyncio.to_thread(store.elements.get, name)
     recent = await asyncio.to_thread(store.jobs.recent, name, 1)
     last = job_json(recent[-1]) if recent else None
     report = None
     if dry_run is not None:
         found = await asyncio.to_thread(store.jobs.get, dry_run)
-        # Only this element's forced jobs: another id in the link shows nothing.
-        if found is not None and found.element == name and found.kind == "force":
-            report = job_json(found)
+        # Only this element's dry runs: another id in the link shows nothing.
+        if found is not None and found.element_id == element.id and dry_runs.is_dry_run(found):
+            report = found
     return {
         "name": name,
         "last_job": last,
-        "dry_run": report,
-        "dry_run_done": report is not None and _dry_run_done(report),
+        "dry_run": job_json(report) if report is not None else None,
+        "dry_run_done": report is not None and _is_done_dry_run(report),
+        "dry_run_current": (
+            report is not None and await _confirmable(store, element, report.id, now) is not None
+        ),
+        "fresh_for": format_duration(DRY_RUN_FRESH.total_seconds()),
         "running": RUNNING,
     }
