@@ -16,10 +16,10 @@ from agent.alarms.records import iso
 from agent.api.schemas import RowId
 from agent.api.sync_routes import StoreDep
 from agent.errors import InvalidRequest, ObjectNotFound, ProvsyncError
-from agent.sharing.service import SharingService
+from agent.sharing.service import Planned, SharingService
 from agent.store.conflicts import Conflict
 from agent.store.distributions import OPEN_STATES, Distribution
-from agent.store.shared_data import SharedObject
+from agent.store.shared_data import Change, SharedObject
 
 
 class _Body(BaseModel):
@@ -62,14 +62,25 @@ class DevicesBody(_Body):
     devices: list[Device] = Field(max_length=100_000)
 
 
+RowIds = list[Annotated[int, Field(ge=1, le=2**63 - 1)]]
+
+
 class ResolveBody(_Body):
     take: Literal["hub", "element", "skip"]
     element: str | None = Field(default=None, max_length=64, description="bulk: only this one")
+    ids: RowIds | None = Field(
+        default=None,
+        max_length=10_000,
+        description="bulk: only these (the ones a plan showed); those no longer open are left",
+    )
     by: str | None = Field(default=None, max_length=128)
 
 
 class SelectBody(_Body):
     element: str | None = Field(default=None, max_length=64)
+    ids: RowIds | None = Field(
+        default=None, max_length=10_000, description="only these (those still failed)"
+    )
     by: str | None = Field(default=None, max_length=128)
 
 
@@ -132,6 +143,25 @@ def conflict_json(row: Conflict) -> dict[str, Any]:
         "resolved_by": row.resolved_by,
         "created": iso(row.created_at),
         "resolved": iso(row.resolved_at),
+    }
+
+
+def change_json(change: Change) -> dict[str, Any]:
+    return {"class": change.cls, "key": change.key, "op": change.op, "data": change.data}
+
+
+def planned_json(item: Planned) -> dict[str, Any]:
+    """One decision of a plan: the conflict, the hub's value now, what is written where,
+    who receives it, the distributions it cancels, and a refusal (where it would stop)."""
+    return {
+        "conflict": conflict_json(item.conflict),
+        "take": item.take,
+        "hub_now": item.hub_value,
+        "written_to": item.written_to or None,
+        "changes": [change_json(c) for c in item.changes],
+        "sent_to": item.sent_to,
+        "cancelled": [distribution_json(d) for d in item.cancelled],
+        "refused": item.refused or None,
     }
 
 
@@ -200,9 +230,21 @@ def sharing_router(authorize: Any, authorize_element: Any) -> APIRouter:
     async def resolve(sharing: SharingDep, conflict_id: RowId, body: ResolveBody) -> dict[str, Any]:
         return await sharing.resolve(conflict_id, body.take, body.by)
 
-    @router.post("/sharing/conflicts/resolve", summary="Resolve every open conflict")
+    @router.post("/sharing/conflicts/resolve", summary="Resolve every open conflict (or ids)")
     async def resolve_all(sharing: SharingDep, body: ResolveBody) -> dict[str, Any]:
-        return await sharing.resolve(None, body.take, body.by, body.element)
+        return await sharing.resolve(None, body.take, body.by, body.element, body.ids)
+
+    # The plans: what the resolve with the same body would do now, nothing changed (its
+    # ``by`` is not used: a plan records nothing).
+    @router.post("/sharing/conflicts/{conflict_id}/plan", summary="What a resolve would do")
+    async def plan(sharing: SharingDep, conflict_id: RowId, body: ResolveBody) -> dict[str, Any]:
+        planned = await sharing.plan(conflict_id, body.take)
+        return {"take": body.take, "plan": [planned_json(p) for p in planned]}
+
+    @router.post("/sharing/conflicts/plan", summary="What a bulk resolve would do")
+    async def plan_all(sharing: SharingDep, body: ResolveBody) -> dict[str, Any]:
+        planned = await sharing.plan(None, body.take, body.element, body.ids)
+        return {"take": body.take, "plan": [planned_json(p) for p in planned]}
 
     @router.get("/sharing/devices", summary="Phone services: full details or number only")
     async def devices(sharing: SharingDep) -> list[dict[str, Any]]:
@@ -252,7 +294,8 @@ def sharing_router(authorize: Any, authorize_element: Any) -> APIRouter:
 
     @router.post("/distributions/retry", summary="Retry every failed distribution (filter)")
     async def retry_all(sharing: SharingDep, body: SelectBody) -> dict[str, Any]:
-        return {"retried": await sharing.retry_distributions(None, body.element, body.by)}
+        retried = await sharing.retry_distributions(body.ids, body.element, body.by)
+        return {"retried": retried}
 
     @router.delete("/distributions/{distribution_id}", summary="Delete a failed distribution")
     async def delete_one(
@@ -264,7 +307,8 @@ def sharing_router(authorize: Any, authorize_element: Any) -> APIRouter:
 
     @router.post("/distributions/delete", summary="Delete failed distributions (filter)")
     async def delete_all(sharing: SharingDep, body: SelectBody) -> dict[str, Any]:
-        return {"deleted": await sharing.delete_distributions(None, body.element, body.by)}
+        deleted = await sharing.delete_distributions(body.ids, body.element, body.by)
+        return {"deleted": deleted}
 
     # -------------------------------------------------------------- hub data (flow-through)
     @router.get(

@@ -10,10 +10,11 @@ while sharing is blocked and when an element's undistributed records would pass
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from loguru import logger
+from sqlalchemy import and_, func, select
 
 from agent.config import SharingSettings
 from agent.errors import InvalidRequest, ProvsyncError, SharingError
@@ -21,6 +22,8 @@ from agent.sharing.changes import checked_change
 from agent.sharing.parts import HubComponent, HubParts
 from agent.sharing.sink import HUB
 from agent.sharing.wording import counted
+from agent.store.distributions import Distribution, distribution_of
+from agent.store.models import DISTRIBUTIONS
 from agent.store.outage import ThrottledLog, is_store_outage
 from agent.store.shared_data import Change
 
@@ -103,18 +106,49 @@ class Outbound(HubComponent):
         return written
 
     async def retry(
-        self, ids: list[int] | None, element: str | None, by: str | None
+        self, ids: Sequence[int] | None, element: str | None, by: str | None
     ) -> dict[str, int]:
         element_id = await self._element_id(element)
         found = await asyncio.to_thread(self._store.distribution_admin.retry, ids, element_id)
         return await self._operated("distribution-retried", "retried", found, by)
 
     async def delete(
-        self, ids: list[int] | None, element: str | None, by: str | None
+        self, ids: Sequence[int] | None, element: str | None, by: str | None
     ) -> dict[str, int]:
         element_id = await self._element_id(element)
         found = await asyncio.to_thread(self._store.distribution_admin.remove, ids, element_id)
         return await self._operated("distribution-deleted", "deleted", found, by)
+
+    # retry and delete act in one store transaction on the rows that are failed, of
+    # ``ids`` and ``element``, when it runs (distribution_admin's one selection): an id
+    # retried or deleted meanwhile is left, one failing meanwhile is not taken.
+
+    async def failed(
+        self, ids: Sequence[int] | None, element: str | None, limit: int
+    ) -> tuple[list[Distribution], int]:
+        """The failed distributions of ``ids`` (all when None) and ``element``, the first
+        ``limit`` by id, and how many there are: what a retry or delete would take."""
+        element_id = await self._element_id(element)
+        return await asyncio.to_thread(self._failed, ids, element_id, limit)
+
+    def _failed(
+        self, ids: Sequence[int] | None, element_id: int | None, limit: int
+    ) -> tuple[list[Distribution], int]:
+        # Looked up by id, not among the first rows a page lists (distribution_admin
+        # lists without ids); the same selection as its retry and delete.
+        clauses = [DISTRIBUTIONS.c.state == "error"]
+        if ids is not None:
+            clauses.append(DISTRIBUTIONS.c.id.in_(list(ids)))
+        if element_id is not None:
+            clauses.append(DISTRIBUTIONS.c.element_id == element_id)
+        where = and_(*clauses)
+        with self._store.engine.connect() as conn:
+            rows = conn.execute(
+                select(DISTRIBUTIONS).where(where).order_by(DISTRIBUTIONS.c.id).limit(limit)
+            )
+            listed = [distribution_of(r) for r in rows]
+            total = conn.execute(select(func.count()).select_from(DISTRIBUTIONS).where(where))
+            return listed, int(total.scalar() or 0)
 
     async def _element_id(self, name: str | None) -> int | None:
         if name is None:

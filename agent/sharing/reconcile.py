@@ -9,18 +9,26 @@ element has any).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
-from agent.errors import InvalidRequest
+from sqlalchemy import Connection, and_, select
+
+from agent.errors import InvalidRequest, ProvsyncError
 from agent.sharing.group import RECONCILE_REQUIRED
 from agent.sharing.merge import element_op
 from agent.sharing.parts import HubComponent, HubParts
 from agent.sharing.sink import HUB, clear_if_active
 from agent.store.conflicts import Conflict
+from agent.store.distributions import Distribution, distribution_of
+from agent.store.models import DISTRIBUTIONS
 from agent.store.rows import Data
 from agent.store.shared_data import Change
+
+CANCELLED_STATES = ("pending", "error")
+"""The distributions a decision drops (the states DistributionsRepo.cancel_open
+deletes): the ones not sent yet, and the failed ones; one in flight finishes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +38,35 @@ class ConflictReport:
     running: bool
     summary: dict[str, int]
     conflicts: list[Conflict]
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """What resolving one conflict does (Reconcile.plan), computed as the resolve does it.
+
+    ``changes`` go to ``written_to``: "element" (sent to it), "hub" (written to the hub's
+    data, then sent to the other sharing elements), "" (a skip writes nothing), where
+    they replace ``replaced``; ``targets`` (id, name) receive them. ``hub_value`` is the
+    hub's value now, the one taking the hub's value sends (not the one the sync saw).
+    ``cancelled``: the element's
+    distributions the decision drops (of ``cancel_keys``). ``refused``: why the resolve
+    stops at this conflict ("" when it does not; the ones after it are not planned, as
+    the resolve would not reach them)."""
+
+    conflict: Conflict
+    take: str
+    hub_value: Data | None
+    changes: list[Change]
+    written_to: str
+    replaced: Data | None
+    targets: list[tuple[int, str]]
+    cancel_keys: list[str]
+    cancelled: list[Distribution]
+    refused: str = ""
+
+    @property
+    def sent_to(self) -> list[str]:
+        return [name for _, name in self.targets]
 
 
 class Reconcile(HubComponent):
@@ -54,25 +91,56 @@ class Reconcile(HubComponent):
         return ConflictReport(self._gate.reconcile_running(), counts, rows)
 
     async def resolve(
-        self, conflict_id: int | None, take: str, by: str | None, element: str | None = None
+        self,
+        conflict_id: int | None,
+        take: str,
+        by: str | None,
+        element: str | None = None,
+        ids: Sequence[int] | None = None,
     ) -> dict[str, Any]:
-        """Resolve one conflict, or every open one (of ``element``), taking hub, element
-        or skip; what was resolved before a refusal stays resolved."""
-        if take not in ("hub", "element", "skip"):
-            raise InvalidRequest("take must be hub, element or skip")
+        """Resolve one conflict, or every open one (of ``element``; of those only ``ids``
+        when given: what a confirmation showed), taking hub, element or skip. What was
+        resolved before a refusal stays resolved (each decision commits on its own), and
+        the refusal's message says how many were."""
+        _check_take(take)
         async with self._gate.hub_lock:
-            rows = await self._chosen(conflict_id, element)
+            rows = await self._chosen(conflict_id, element, ids)
             done: list[Conflict] = []
             try:
                 for row in rows:
                     await asyncio.to_thread(self._resolve_one, row, take, by)
                     done.append(row)
+            except ProvsyncError as exc:
+                if done:
+                    # The same error (the same status), but no caller may read "nothing
+                    # done": its message says how many were, and a note counts them.
+                    exc.args = (f"{len(done)} resolved, then refused (conflict {row.id}): {exc}",)
+                    exc.add_note(f"{_RESOLVED_NOTE}{len(done)}")
+                raise
             finally:
                 if done:  # what was resolved before a refusal counts
                     await self._after_resolving(done)
         return {"resolved": [r.id for r in rows], "take": take}
 
-    async def _chosen(self, conflict_id: int | None, element: str | None) -> list[Conflict]:
+    async def plan(
+        self,
+        conflict_id: int | None,
+        take: str,
+        element: str | None = None,
+        ids: Sequence[int] | None = None,
+    ) -> list[Planned]:
+        """What ``resolve`` with the same arguments would do now, with nothing changed:
+        the same code makes each decision (the hub's current value, the same overwrite,
+        targets and cancelled distributions; each decision seeing the ones before it),
+        in one transaction rolled back. It stops at a refusal, as the resolve does."""
+        _check_take(take)
+        async with self._gate.hub_lock:  # as the resolve sees it: no decision halfway
+            rows = await self._chosen(conflict_id, element, ids)
+            return await asyncio.to_thread(self._planned, rows, take)
+
+    async def _chosen(
+        self, conflict_id: int | None, element: str | None, ids: Sequence[int] | None
+    ) -> list[Conflict]:
         if conflict_id is not None:
             row = await asyncio.to_thread(self._store.conflicts.get, conflict_id)
             if row is None:
@@ -82,11 +150,14 @@ class Reconcile(HubComponent):
                     f"conflict {conflict_id} is already resolved ({row.resolution})"
                 )
             return [row]
-        rows = [
-            r
-            for r in await asyncio.to_thread(self._store.conflicts.listed)
-            if element is None or r.element == element
-        ]
+        if ids is not None:
+            # Exactly those (still open): one found meanwhile was not shown, so not taken.
+            wanted = sorted(set(ids))
+            found = await asyncio.to_thread(lambda: [self._store.conflicts.get(i) for i in wanted])
+            rows = [r for r in found if r is not None and r.state == "open"]
+        else:
+            rows = await asyncio.to_thread(self._store.conflicts.listed)
+        rows = [r for r in rows if element is None or r.element == element]
         if not rows:
             raise InvalidRequest("no open conflict to resolve")
         return rows
@@ -99,28 +170,69 @@ class Reconcile(HubComponent):
         self._dispatcher.wake()
 
     def _resolve_one(self, row: Conflict, take: str, by: str | None) -> None:
+        with self._store.begin() as conn:
+            self._apply(conn, self._decide(conn, row, take), by)
+
+    def _planned(self, rows: list[Conflict], take: str) -> list[Planned]:
+        planned: list[Planned] = []
+        with self._store.engine.connect() as conn:
+            transaction = conn.begin()
+            try:
+                for row in rows:
+                    decision = self._decide(conn, row, take)
+                    try:
+                        # Applied too: the next decision reads what this one wrote, as
+                        # in the resolve, and a refusal shows where it would come.
+                        self._apply(conn, decision, None)
+                    except ProvsyncError as exc:
+                        planned.append(replace(decision, refused=str(exc)))
+                        break
+                    planned.append(decision)
+            finally:
+                transaction.rollback()  # a plan changes nothing
+        return planned
+
+    def _decide(self, conn: Connection, row: Conflict, take: str) -> Planned:
+        """The decision on ``row`` read in ``conn`` (the resolve's transaction or the
+        plan's): the one place its rules are; _apply writes it."""
+        store = self._store
+        hub_value = store.shared.current(conn, row.cls, row.hub_key)
+        changes: list[Change] = []
+        targets: list[tuple[int, str]] = []
+        cancel_keys: list[str] = []
+        written_to = ""
+        replaced: Data | None = None
+        if take == "hub":
+            changes = _overwrite(row.cls, row.hub_key, row.key, row.element_data, hub_value)
+            targets = [(row.element_id, row.element)]
+            # What waits for the element under either key is replaced by this.
+            cancel_keys = sorted({row.key, row.hub_key})
+            written_to, replaced = "element", row.element_data
+        elif take == "element":
+            changes = _overwrite(row.cls, row.key, row.hub_key, hub_value, row.element_data)
+            targets = store.elements.sharing_targets(conn, exclude=row.element_id)
+            cancel_keys = [c.key for c in changes]
+            written_to, replaced = "hub", hub_value
+        cancelled = _open_distributions(conn, row.element_id, row.cls, cancel_keys)
+        return Planned(
+            row, take, hub_value, changes, written_to, replaced, targets, cancel_keys, cancelled
+        )
+
+    def _apply(self, conn: Connection, decision: Planned, by: str | None) -> None:
+        store, row, changes = self._store, decision.conflict, decision.changes
         at = self._clock()
-        store, element_value = self._store, row.element_data
-        with store.begin() as conn:
-            hub_value = store.shared.current(conn, row.cls, row.hub_key)
-            mine = [(row.element_id, row.element)]
-            if take == "hub":
-                for key in {row.key, row.hub_key}:
-                    store.distributions.cancel_open(conn, row.element_id, row.cls, key)
-                changes = _overwrite(row.cls, row.hub_key, row.key, element_value, hub_value)
-                store.distributions.add(conn, mine, changes, HUB, at)
-            elif take == "element":
-                changes = _overwrite(row.cls, row.key, row.hub_key, hub_value, element_value)
-                for change in changes:
-                    # Refuses: nothing of the decision is applied.
-                    store.shared.check_unique(conn, change)
-                    store.shared.write(conn, [change], row.element, at)
-                store.bases.set(conn, row.element_id, [(c.cls, c.key, c.data) for c in changes])
-                for change in changes:
-                    store.distributions.cancel_open(conn, row.element_id, change.cls, change.key)
-                others = store.elements.sharing_targets(conn, exclude=row.element_id)
-                store.distributions.add(conn, others, changes, row.element, at)
-            store.conflicts.close(conn, row.id, take, by)
+        if decision.written_to == "hub":
+            for change in changes:
+                # Refuses: nothing of the decision is applied.
+                store.shared.check_unique(conn, change)
+                store.shared.write(conn, [change], row.element, at)
+            store.bases.set(conn, row.element_id, [(c.cls, c.key, c.data) for c in changes])
+        for key in decision.cancel_keys:
+            store.distributions.cancel_open(conn, row.element_id, row.cls, key)
+        if changes:
+            origin = HUB if decision.written_to == "element" else row.element
+            store.distributions.add(conn, decision.targets, changes, origin, at)
+        store.conflicts.close(conn, row.id, decision.take, by)
 
     async def _after_reconcile(self, elements: set[str]) -> None:
         unresolved = await asyncio.to_thread(self._store.conflicts.unresolved_elements)
@@ -153,3 +265,42 @@ def _overwrite(
         Change(cls, other_key, "delete", None),
         Change(cls, key, element_op(None, after), after),
     ]
+
+
+_RESOLVED_NOTE = "resolved before the refusal: "
+
+
+def resolved_before(exc: BaseException) -> int:
+    """How many decisions a bulk resolve made before ``exc`` refused the next one (they
+    stay made); 0 when it refused before any."""
+    for note in getattr(exc, "__notes__", ()):
+        if isinstance(note, str) and note.startswith(_RESOLVED_NOTE):
+            return int(note.removeprefix(_RESOLVED_NOTE))
+    return 0
+
+
+def _check_take(take: str) -> None:
+    if take not in ("hub", "element", "skip"):
+        raise InvalidRequest("take must be hub, element or skip")
+
+
+def _open_distributions(
+    conn: Connection, element_id: int, cls: str, keys: Sequence[str]
+) -> list[Distribution]:
+    """The distributions to the element that cancel_open drops for ``keys``, read before
+    it does (the store has no query for them that runs in a given transaction)."""
+    if not keys:
+        return []
+    rows = conn.execute(
+        select(DISTRIBUTIONS)
+        .where(
+            and_(
+                DISTRIBUTIONS.c.element_id == element_id,
+                DISTRIBUTIONS.c.cls == cls,
+                DISTRIBUTIONS.c.key.in_(keys),
+                DISTRIBUTIONS.c.state.in_(CANCELLED_STATES),
+            )
+        )
+        .order_by(DISTRIBUTIONS.c.id)
+    )
+    return [distribution_of(r) for r in rows]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +44,13 @@ from agent.sharing.membership import Membership
 from agent.sharing.outbound import Outbound
 from agent.sharing.parts import HubParts
 from agent.sharing.pushes import Pushes
-from agent.sharing.reconcile import ConflictReport, Reconcile
+from agent.sharing.reconcile import ConflictReport, Planned, Reconcile
 from agent.sharing.sink import HUB
 from agent.sharing.tasks import Tasks
 from agent.sharing.user_sync import UserSync
 from agent.sharing.witness import ElementWitness
 from agent.store.access import StoreAccess
+from agent.store.distributions import Distribution
 from agent.store.elements import Element
 from agent.store.encryption import KeyRing
 from agent.sync.contact import ContactAlarms, login_test
@@ -202,9 +204,24 @@ class SharingService:
         return await self._reconcile.conflicts(open_only)
 
     async def resolve(
-        self, conflict_id: int | None, take: str, by: str | None, element: str | None = None
+        self,
+        conflict_id: int | None,
+        take: str,
+        by: str | None,
+        element: str | None = None,
+        ids: Sequence[int] | None = None,
     ) -> dict[str, Any]:
-        return await self._reconcile.resolve(conflict_id, take, by, element)
+        return await self._reconcile.resolve(conflict_id, take, by, element, ids)
+
+    async def plan(
+        self,
+        conflict_id: int | None,
+        take: str,
+        element: str | None = None,
+        ids: Sequence[int] | None = None,
+    ) -> list[Planned]:
+        """What ``resolve`` with these arguments would do now; nothing is changed."""
+        return await self._reconcile.plan(conflict_id, take, element, ids)
 
     # ------------------------------------------------------------------ hub to elements
     async def hub_changes(self, changes: list[dict[str, Any]], by: str | None) -> dict[str, Any]:
@@ -212,14 +229,21 @@ class SharingService:
         return await self._outbound.hub_changes(changes, by)
 
     async def retry_distributions(
-        self, ids: list[int] | None, element: str | None, by: str | None
+        self, ids: Sequence[int] | None, element: str | None, by: str | None
     ) -> dict[str, int]:
         return await self._outbound.retry(ids, element, by)
 
     async def delete_distributions(
-        self, ids: list[int] | None, element: str | None, by: str | None
+        self, ids: Sequence[int] | None, element: str | None, by: str | None
     ) -> dict[str, int]:
         return await self._outbound.delete(ids, element, by)
+
+    async def failed_distributions(
+        self, ids: Sequence[int] | None, element: str | None, limit: int
+    ) -> tuple[list[Distribution], int]:
+        """The failed distributions a retry or delete with ``ids`` and ``element`` would
+        take (the first ``limit``), and how many fail in all (of ``element``)."""
+        return await self._outbound.failed(ids, element, limit)
 
     # ------------------------------------------------------------------ device data
     async def device_sync(self) -> None:
@@ -272,4 +296,4 @@ class SharingService:
         }
 
 
-__all__ = ["IDENTITY_FILE", "ConflictReport", "SharingService"]
+__all__ = ["IDENTITY_FILE", "ConflictReport", "Planned", "SharingService"]
