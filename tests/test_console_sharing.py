@@ -320,6 +320,13 @@ def test_the_preview_is_the_services_plan_with_the_hub_value_now(group: SharingG
     assert element_plan["sent_to"] == [], "no other element shares"
     assert [d["id"] for d in element_plan["cancelled"]] == [failed["id"]]
     assert none.status_code == 400
+    # The same plan from the CLI.
+    said = group.agent.cli(
+        "sharing", "resolve", str(conflict["id"]), "--take", "hub", "--dry-run"
+    ).stdout
+    assert f"conflict {conflict['id']} (user {user} on cs1): writes update {user} to cs1" in said
+    assert "sent to cs1; drops 1 unsent or failed update" in said
+    assert "nothing was changed (--dry-run)" in said
     # A plan changes nothing.
     assert group.get("/sharing/conflicts")["conflicts"][0]["state"] == "open"
     assert [d["id"] for d in group.get("/distributions", state="error")] == [failed["id"]]

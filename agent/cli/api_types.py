@@ -260,6 +260,26 @@ class Resolved(TypedDict):
     resolved: list[JsonValue]
 
 
+class PlannedChange(TypedDict):
+    op: str
+    key: str
+    data: JsonValue
+
+
+class PlannedDecision(TypedDict):
+    conflict: JsonObject
+    written_to: str | None
+    changes: list[PlannedChange]
+    sent_to: list[str]
+    cancelled: list[JsonObject]
+    refused: str | None
+
+
+class Plan(TypedDict):
+    take: str
+    plan: list[PlannedDecision]
+
+
 class Device(TypedDict):
     number: str
     element: NotRequired[str]

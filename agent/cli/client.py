@@ -38,6 +38,7 @@ from agent.cli.api_types import (
     JsonValue,
     LoginTested,
     NewElement,
+    Plan,
     Queued,
     Resolved,
     Retried,
@@ -313,6 +314,12 @@ class Client:
     def resolve_conflicts(self, take: str, by: str, element: str | None = None) -> Resolved:
         body = {"take": take, "by": by, "element": element}
         return cast(Resolved, self._post("/sharing/conflicts/resolve", body))
+
+    def plan_resolve(self, conflict_id: int | None, take: str, element: str | None = None) -> Plan:
+        """What a resolve would do now (nothing changed)."""
+        if conflict_id is not None:
+            return cast(Plan, self._post(f"/sharing/conflicts/{conflict_id}/plan", {"take": take}))
+        return cast(Plan, self._post("/sharing/conflicts/plan", {"take": take, "element": element}))
 
     def devices(self) -> list[Device]:
         return cast(list[Device], self._get("/sharing/devices"))

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from agent.cli import output
-from agent.cli.api_types import HubChanges, JsonObject, JsonValue
+from agent.cli.api_types import HubChanges, JsonObject, JsonValue, Plan
 from agent.cli.common import ElementOpt, JsonOpt, UserOpt, connect, fail, say, who
 from agent.sharing.wording import counted
 
@@ -128,6 +128,9 @@ def resolve(
     resolve_all: Annotated[bool, typer.Option("--all", help="Every open conflict.")] = False,
     element: ElementOpt = None,
     user: UserOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what it would do; change nothing.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Resolve a conflict (or all): take the hub's value, the element's, or skip it."""
@@ -135,6 +138,14 @@ def resolve(
         fail("--take must be hub, element or skip", 2)
     if (conflict_id is None) == (not resolve_all):
         fail("give a conflict id or --all", 2)
+    if dry_run:
+        with connect(ctx) as api:
+            plan = api.plan_resolve(conflict_id, take, element)
+        if as_json:
+            output.print_json(plan)
+        else:
+            _say_plan(plan)
+        return
     with connect(ctx) as api:
         if conflict_id is not None:
             data = api.resolve_conflict(conflict_id, take, who(user))
@@ -144,6 +155,30 @@ def resolve(
         output.print_json(data)
         return
     say(f"resolved {counted(len(data['resolved']), 'conflict')}: took {take}")
+
+
+def _say_plan(plan: Plan) -> None:
+    """One line per decision: what is written where, who receives it, what it drops."""
+    if not plan["plan"]:
+        say("nothing to resolve")
+    for item in plan["plan"]:
+        conflict = item["conflict"]
+        what = f"{conflict['class']} {conflict['key']} on {conflict['element']}"
+        head = f"conflict {conflict['id']} ({what})"
+        if item["refused"]:
+            say(f"{head}: refused, the resolve stops here: {item['refused']}")
+            break
+        writes = ", ".join(f"{c['op']} {c['key']}" for c in item["changes"]) or "nothing"
+        where = {"hub": "the hub", "element": str(conflict["element"])}.get(
+            item["written_to"] or "", "nowhere (skipped)"
+        )
+        sent = ", ".join(item["sent_to"]) or "no element"
+        dropped = len(item["cancelled"])
+        say(
+            f"{head}: writes {writes} to {where}; sent to {sent}"
+            + (f"; drops {counted(dropped, 'unsent or failed update')}" if dropped else "")
+        )
+    say("nothing was changed (--dry-run)")
 
 
 @sharing_app.command("devices")
