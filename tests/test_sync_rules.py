@@ -436,7 +436,14 @@ def test_a_forced_initialization_empties_the_hub_only_when_confirmed(with_hub: R
         assert refused.state == "failed"
         assert "--yes" in (refused.error or "")
         assert len(hub.objects()) == held, "nothing deleted unconfirmed"
-        done = await hub.sync("force", options=SyncOptions(yes=True))
+        # Confirmed for fewer than it would now delete (the dry run was older): refused.
+        bounded = await hub.sync("force", options=SyncOptions(yes=True, max_delete=held - 1))
+        assert bounded.state == "failed"
+        assert f"would now delete {held} hub objects, more than the {held - 1}" in (
+            bounded.error or ""
+        )
+        assert len(hub.objects()) == held, "nothing deleted beyond the confirmation"
+        done = await hub.sync("force", options=SyncOptions(yes=True, max_delete=held))
         assert done.state == "done", done.error
         assert hub.objects() == {}
         assert hub.events("force-init-sync")[-1]["severity"] == "warning"

@@ -62,13 +62,20 @@ class SyncBody(_Body):
     kind: str = Field(pattern="^(init|incremental|force)$")
     dry_run: bool = Field(default=False, description="force only: report what it would do")
     yes: bool = Field(default=False, description="force only: allow deleting hub data")
+    max_delete: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**31,
+        description="force with yes: the most hub objects it may delete (a dry run's "
+        "would_delete); more, and it is refused with nothing deleted",
+    )
 
     @model_validator(mode="after")
     def _force_only(self) -> SyncBody:
         # Asked of another kind they would be ignored (incremental) or half-applied (an
         # init's dry run): refused, so a caller never thinks it confirmed something.
-        if self.kind != "force" and (self.dry_run or self.yes):
-            raise ValueError("dry_run and yes are for kind force only")
+        if self.kind != "force" and (self.dry_run or self.yes or self.max_delete is not None):
+            raise ValueError("dry_run, yes and max_delete are for kind force only")
         return self
 
 
@@ -230,7 +237,7 @@ def sync_router(authorize: Any) -> APIRouter:
 
     @router.post("/elements/{name}/sync", summary="Queue a sync (init, incremental, force)")
     async def sync_now(sync: EngineDep, name: str, body: SyncBody) -> dict[str, Any]:
-        options = SyncOptions(dry_run=body.dry_run, yes=body.yes)
+        options = SyncOptions(dry_run=body.dry_run, yes=body.yes, max_delete=body.max_delete)
         job = await sync.request(name, body.kind, "manual", options)
         return {"job": job}
 

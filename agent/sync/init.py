@@ -45,6 +45,9 @@ class SyncOptions:
 
     dry_run: bool = False
     yes: bool = False
+    max_delete: int | None = None
+    """With ``yes``: the most hub objects the run may delete (what a dry run reported);
+    None: no bound. A run that would delete more is refused, nothing deleted."""
 
 
 async def _fetch_pages(
@@ -130,13 +133,14 @@ class Initialization:
             ConnectorError: from the connector. StoreError: from the store.
         """
         dry_run, yes = (options.dry_run, options.yes) if options else (False, False)
+        max_delete = options.max_delete if options else None
         info = await connector.info()
         hub = await asyncio.to_thread(self.store.elements.object_counts, element.id)
         if dry_run:
             remote = info.counts or await self._count_remote(connector, info.classes)
             return {"dry_run": True, **_report(remote, hub)}
         if force:
-            await self._forced(element, connector, info, hub, yes)
+            await self._forced(element, connector, info, hub, yes, max_delete)
         else:
             await self.manager.emit_event(
                 "init-sync-started",
@@ -201,8 +205,10 @@ class Initialization:
         info: ElementInfo,
         hub: dict[str, int],
         yes: bool,
+        max_delete: int | None = None,
     ) -> None:
-        """Refuse to empty the hub unconfirmed; else say what the forced run will do."""
+        """Refuse to empty the hub unconfirmed, or beyond what was confirmed; else say
+        what the forced run will do."""
         remote = info.counts or await self._count_remote(connector, info.classes)
         report = _report(remote, hub)
         if report["would_delete"] and not yes:
@@ -210,6 +216,12 @@ class Initialization:
                 f"{element.name} has no data and the hub holds {report['hub_objects']} "
                 "objects for it: a forced initialization would delete them; confirm"
                 " with --yes (see --dry-run)"
+            )
+        if max_delete is not None and report["would_delete"] > max_delete:
+            raise InvalidRequest(
+                f"a forced initialization of {element.name} would now delete "
+                f"{report['would_delete']} hub objects, more than the {max_delete} confirmed;"
+                " nothing was deleted: run the dry run again"
             )
         await self.manager.emit_event(
             "force-init-sync",

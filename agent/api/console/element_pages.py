@@ -564,8 +564,11 @@ def element_router() -> APIRouter:
                 " that is the element's last job, of the last "
                 f"{format_duration(DRY_RUN_FRESH.total_seconds())}, can be confirmed).",
             )
-        yes = _would_delete(seen.counts) > 0
-        job_id = await attempt(parts[0].request(name, "force", "manual", SyncOptions(yes=yes)))
+        # Never more than the report said: the engine refuses a run that would delete
+        # more (the hub's copy grew since), and without `yes` any deletion at all.
+        confirmed = _would_delete(seen.counts)
+        options = SyncOptions(yes=confirmed > 0, max_delete=confirmed)
+        job_id = await attempt(parts[0].request(name, "force", "manual", options))
         if isinstance(job_id, Response):
             return job_id
         notes.put(
