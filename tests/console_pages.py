@@ -40,9 +40,28 @@ class _LoggedIn(httpx.Client):
 def logged_in(agent: AgentProcess, *extra: str) -> httpx.Client:
     """A client holding a console session: use it in a `with`, or close it when done."""
     client = _LoggedIn(base_url=agent.url, verify=client_context(), timeout=10)
-    answer = client.get(login_link(agent, *extra))
-    assert answer.status_code == 200, answer.text
+    log_in(client, login_link(agent, *extra))
     return client
+
+
+def log_in(client: httpx.Client, link: str) -> httpx.Response:
+    """What a person does with a link: open it, press Log in (the code is used then)."""
+    page = client.get(link)
+    assert page.status_code == 200, page.text
+    code = link.split("code=", 1)[1]
+    assert f'name="code" value="{code}"' in page.text
+    done = client.post("/ui/login", data={"code": code})
+    assert done.status_code == 303, done.text
+    return done
+
+
+def open_console(chromium: Any, agent: AgentProcess, *extra: str) -> None:
+    """Log Chromium in through a one-time link (its button), on the Event Viewer."""
+    from selenium.webdriver.common.by import By
+
+    chromium.get(login_link(agent, *extra))
+    until(chromium, lambda d: d.find_element(By.XPATH, "//button[text()='Log in']")).click()
+    until(chromium, lambda d: "Event Viewer" in d.title)
 
 
 def csrf_of(page: str) -> str:

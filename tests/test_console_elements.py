@@ -23,7 +23,15 @@ from agent.api.services import Services
 from agent.http_tls import client_context
 from agent.store.database import Store
 from tests.conftest import TOKEN, AgentProcess
-from tests.console_pages import click, csrf_of, logged_in, login_link, screenshot, text_of, until
+from tests.console_pages import (
+    click,
+    csrf_of,
+    logged_in,
+    open_console,
+    screenshot,
+    text_of,
+    until,
+)
 from tests.simulated import SimulatedElement
 
 PASSWORD = "s3cret-pass"  # what SimulatedElement accepts
@@ -88,7 +96,7 @@ def test_the_pages_say_so_when_synchronization_is_not_running(tmp_path: Path) ->
             transport=httpx.ASGITransport(app=app), base_url="http://agent", verify=client_context()
         ) as browser:
             code = app.state.console_sessions.new_code()
-            assert (await browser.get(f"/ui/login?code={code}")).status_code == 200
+            assert (await browser.post("/ui/login", data={"code": code})).status_code == 303
             shown = [
                 await browser.get(path)
                 for path in ("/ui/elements", "/ui/elements/cm1", "/ui/jobs", "/ui/jobs/1")
@@ -412,8 +420,7 @@ def test_alarm_links_lead_to_the_fix_and_the_sync_actions(
     with agent.http() as api:
         body = {"name": "cm1", "url": element.url, "username": "admin", "password": "wrong"}
         assert agent.wait_job(api.post("/api/v1/elements", json=body).json()["job"])
-    chromium.get(login_link(agent))
-    wait(chromium).until(ec.title_contains("Event Viewer"))
+    open_console(chromium, agent)
 
     # The wrong password's alarm links to the element, where the right one clears it.
     # (Live tables: what is clicked or read in one is found again after a refresh.)

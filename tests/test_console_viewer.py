@@ -15,7 +15,7 @@ from tests.console_pages import (
     click,
     csrf_of,
     logged_in,
-    login_link,
+    open_console,
     screenshot,
     text_of,
     type_into,
@@ -256,8 +256,7 @@ def test_a_filtered_viewer_shows_only_matching_alarms_live_and_opens_one_to_act(
     from selenium.webdriver.common.by import By
 
     agent = viewer_agent
-    chromium.get(login_link(agent))
-    until(chromium, lambda d: "Event Viewer" in d.title)
+    open_console(chromium, agent)
     chromium.get(f"{agent.url}/ui/?severity=critical&state=active")
     until(chromium, lambda d: d.find_element(By.ID, "live").text == "live")
     page_id = chromium.execute_script("return window.performance.timeOrigin")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Cookie, Form, Query, Request
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.routing import Mount
 
@@ -46,23 +46,34 @@ __all__ = [
 ]
 
 
+def _bad_link() -> Response:
+    return message_page(
+        403, "This login link is not valid (used, expired or wrong).", login_help=True
+    )
+
+
 def console_router(sessions: ConsoleSessions, signal: ChangeSignal) -> APIRouter:
     """The pages; ``sessions`` must also be the app's ``state.console_sessions``."""
     router = APIRouter(prefix="/ui", include_in_schema=False)
 
+    # The link only shows a button; the code is used when it is pressed. Mail and chat
+    # link checkers (Safe Links, unfurlers) fetch a link before the person clicks it: a
+    # GET that used the code up would leave the operator a dead link. The POST is made
+    # by this page, so its answer's SameSite=Strict cookie travels on the redirect to
+    # /ui/ (on a redirect of the cross-site click itself it would not).
     @router.get("/login")
-    async def login(code: Annotated[str, Query(max_length=100)] = "") -> Response:
+    async def login_page(code: Annotated[str, Query(max_length=100)] = "") -> Response:
+        if not sessions.valid(code):
+            return _bad_link()
+        body = templates.get_template("login_form.html").render(code=code)
+        return HTMLResponse(body, headers={"Cache-Control": "no-store"})
+
+    @router.post("/login")
+    async def login(code: Annotated[str, Form(max_length=100)] = "") -> Response:
         session_id = sessions.redeem(code)
         if session_id is None:
-            return message_page(
-                403, "This login link is not valid (used, expired or wrong).", login_help=True
-            )
-        # A page of our own that moves on to /ui/, not a redirect: a link clicked in a
-        # mail or a chat starts a cross-site navigation, and a SameSite=Strict cookie is
-        # not sent on any redirect of it (the Event Viewer would ask to log in again).
-        # The refresh is a new navigation, started by this same-site page.
-        body = templates.get_template("logged_in.html").render()
-        answer = HTMLResponse(body, headers={"Cache-Control": "no-store"})
+            return _bad_link()
+        answer = RedirectResponse("/ui/", status_code=303)
         answer.set_cookie(COOKIE, session_id, httponly=True, samesite="strict", path="/ui")
         return answer
 

@@ -47,6 +47,11 @@ class ConsoleSessions:
             self._codes.popitem(last=False)
         return code
 
+    def valid(self, code: str) -> bool:
+        """Whether ``code`` is good now, without using it up (the login page asks)."""
+        found = self._codes.get(code)
+        return found is not None and found[0] >= self._now()
+
     def redeem(self, code: str) -> str | None:
         """The id of a new session for a good code (which is used up), else None."""
         found = self._codes.pop(code, None)
