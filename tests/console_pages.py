@@ -102,9 +102,17 @@ def chromium() -> Iterator[Any]:
         "--window-size=1280,800",
     ):
         options.add_argument(flag)
+    # The page's console messages, to find what the content security policy blocked.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(driver_path))
     try:
         yield driver
+        blocked = [
+            entry["message"]
+            for entry in driver.get_log("browser")
+            if "Content Security Policy" in entry["message"]
+        ]
+        assert not blocked, f"the console broke its own content security policy: {blocked}"
     finally:
         driver.quit()
 

@@ -310,7 +310,11 @@ def test_a_refused_start_stays_until_that_element_starts_or_is_added_anew(
 
 def test_a_pages_stream_ends_with_its_session(console_agent: AgentProcess) -> None:
     agent = console_agent
-    with logged_in(agent) as browser, browser.stream("GET", "/ui/stream") as stream:
+    # A stream that went on would wait for its next event: a read timeout ends the test.
+    with (
+        logged_in(agent) as browser,
+        browser.stream("GET", "/ui/stream", timeout=httpx.Timeout(10, read=5)) as stream,
+    ):
         lines = stream.iter_lines()
         assert next(lines) == "retry: 2000"
         csrf = csrf_of(browser.get("/ui/").text)
@@ -396,3 +400,21 @@ def test_an_open_page_finds_its_session_gone_after_a_restart_and_asks_to_log_in(
         within=20,
         ignoring=(StaleElementReferenceException,),  # the page reloads meanwhile
     )
+
+
+def test_the_consoles_files_have_nothing_its_content_security_policy_blocks() -> None:
+    """No inline script or style, event handler attribute or javascript: URL (the policy
+    allows the console's own files only; Chromium's tests also check what it blocked)."""
+    import re
+    from pathlib import Path
+
+    from agent.api.console import common
+
+    for path in sorted(Path(common.HERE).rglob("*")):
+        if path.suffix not in (".html", ".js", ".css"):
+            continue
+        text = path.read_text()
+        for pattern in (r"\sstyle=", r"<style", r"\son[a-z]+=", r"javascript:", r"<script>"):
+            assert not re.search(pattern, text), (path.name, pattern)
+        for script in re.findall(r"<script[^>]*>", text):
+            assert 'src="/ui/static/' in script, (path.name, script)

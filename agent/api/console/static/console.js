@@ -29,6 +29,9 @@
   }
   function watch(region) {
     var busy = false, again = false, last = null;
+    // After a failed fetch the polls back off (1, 2, 4 ... 32 periods); a region whose
+    // page is gone (404) stops polling.
+    var failures = 0, skip = 0, gone = false;
     // A note being typed is not swept away by a refresh: it waits until focus leaves.
     region.addEventListener("focusout", function () {
       setTimeout(function () { if (again && !typing(region)) { again = false; refresh(); } }, 0);
@@ -51,10 +54,19 @@
       get(region.dataset.fragment)
         .then(function (answer) {
           if (answer.status === 401) { window.location.reload(); return null; }
-          return answer.ok ? answer.text() : null;
+          if (answer.status === 404) { gone = true; }
+          if (!answer.ok) { throw new Error(String(answer.status)); }
+          return answer.text();
         })
-        .then(function (html) { if (html !== null) { put(html); } })
-        .catch(function () { /* the agent is away: the stream says so */ })
+        .then(function (html) {
+          failures = 0;
+          if (html !== null) { put(html); }
+        })
+        .catch(function () {
+          // The agent is away or refused: the stream says so; polls wait longer.
+          failures = Math.min(failures + 1, 5);
+          skip = Math.pow(2, failures) - 1;
+        })
         .finally(function () {
           busy = false;
           if (again) { again = false; refresh(); }
@@ -64,6 +76,8 @@
       var period = parseInt(region.dataset.poll, 10);
       var always = region.dataset.always === "1";
       setInterval(function () {
+        if (gone || document.hidden) { return; }  // a hidden tab waits until it is shown
+        if (skip > 0) { skip -= 1; return; }
         if (always || region.querySelector("[data-running='1']")) { refresh(); }
       }, period);
     }
