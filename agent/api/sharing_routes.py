@@ -10,7 +10,8 @@ import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from agent.alarms.records import iso
 from agent.api.schemas import RowId
@@ -74,6 +75,27 @@ class ResolveBody(_Body):
         description="bulk: only these (the ones a plan showed); those no longer open are left",
     )
     by: str | None = Field(default=None, max_length=128)
+
+
+class ResolveOneBody(_Body):
+    """The body of one conflict's resolve and plan: ``element`` and ``ids`` choose
+    conflicts for the bulk routes, so here they are refused, not ignored."""
+
+    take: Literal["hub", "element", "skip"]
+    element: Any = Field(default=None, description="refused: the bulk routes' only")
+    ids: Any = Field(default=None, description="refused: the bulk routes' only")
+    by: str | None = Field(default=None, max_length=128)
+
+    @field_validator("element", "ids")
+    @classmethod
+    def _bulk_only(cls, value: object) -> None:
+        if value is not None:
+            raise PydanticCustomError(
+                "bulk_only",
+                "only the bulk routes (POST /api/v1/sharing/conflicts/resolve and "
+                "/sharing/conflicts/plan) take element or ids; this one decides the "
+                "conflict of its path alone",
+            )
 
 
 class SelectBody(_Body):
@@ -227,7 +249,9 @@ def sharing_router(authorize: Any, authorize_element: Any) -> APIRouter:
         }
 
     @router.post("/sharing/conflicts/{conflict_id}/resolve", summary="Resolve one conflict")
-    async def resolve(sharing: SharingDep, conflict_id: RowId, body: ResolveBody) -> dict[str, Any]:
+    async def resolve(
+        sharing: SharingDep, conflict_id: RowId, body: ResolveOneBody
+    ) -> dict[str, Any]:
         return await sharing.resolve(conflict_id, body.take, body.by)
 
     @router.post("/sharing/conflicts/resolve", summary="Resolve every open conflict (or ids)")
@@ -237,7 +261,7 @@ def sharing_router(authorize: Any, authorize_element: Any) -> APIRouter:
     # The plans: what the resolve with the same body would do now, nothing changed (its
     # ``by`` is not used: a plan records nothing).
     @router.post("/sharing/conflicts/{conflict_id}/plan", summary="What a resolve would do")
-    async def plan(sharing: SharingDep, conflict_id: RowId, body: ResolveBody) -> dict[str, Any]:
+    async def plan(sharing: SharingDep, conflict_id: RowId, body: ResolveOneBody) -> dict[str, Any]:
         planned = await sharing.plan(conflict_id, body.take)
         return {"take": body.take, "plan": [planned_json(p) for p in planned]}
 

@@ -260,14 +260,13 @@ class Resolved(TypedDict):
     resolved: list[JsonValue]
 
 
-class PlannedChange(TypedDict):
-    op: str
-    key: str
-    data: JsonValue
+PlannedChange = TypedDict("PlannedChange", {"class": str, "op": str, "key": str, "data": JsonValue})
 
 
 class PlannedDecision(TypedDict):
     conflict: JsonObject
+    take: str
+    hub_now: JsonValue
     written_to: str | None
     changes: list[PlannedChange]
     sent_to: list[str]

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from loguru import logger
-from sqlalchemy import and_, func, select
 
 from agent.config import SharingSettings
 from agent.errors import InvalidRequest, ProvsyncError, SharingError
@@ -22,8 +21,7 @@ from agent.sharing.changes import checked_change
 from agent.sharing.parts import HubComponent, HubParts
 from agent.sharing.sink import HUB
 from agent.sharing.wording import counted
-from agent.store.distributions import Distribution, distribution_of
-from agent.store.models import DISTRIBUTIONS
+from agent.store.distributions import Distribution
 from agent.store.outage import ThrottledLog, is_store_outage
 from agent.store.shared_data import Change
 
@@ -129,26 +127,11 @@ class Outbound(HubComponent):
         """The failed distributions of ``ids`` (all when None) and ``element``, the first
         ``limit`` by id, and how many there are: what a retry or delete would take."""
         element_id = await self._element_id(element)
-        return await asyncio.to_thread(self._failed, ids, element_id, limit)
-
-    def _failed(
-        self, ids: Sequence[int] | None, element_id: int | None, limit: int
-    ) -> tuple[list[Distribution], int]:
         # Looked up by id, not among the first rows a page lists (distribution_admin
-        # lists without ids); the same selection as its retry and delete.
-        clauses = [DISTRIBUTIONS.c.state == "error"]
-        if ids is not None:
-            clauses.append(DISTRIBUTIONS.c.id.in_(list(ids)))
-        if element_id is not None:
-            clauses.append(DISTRIBUTIONS.c.element_id == element_id)
-        where = and_(*clauses)
-        with self._store.engine.connect() as conn:
-            rows = conn.execute(
-                select(DISTRIBUTIONS).where(where).order_by(DISTRIBUTIONS.c.id).limit(limit)
-            )
-            listed = [distribution_of(r) for r in rows]
-            total = conn.execute(select(func.count()).select_from(DISTRIBUTIONS).where(where))
-            return listed, int(total.scalar() or 0)
+        # lists without ids): its retry and delete's own selection.
+        return await asyncio.to_thread(
+            self._store.distribution_admin.failed, ids, element_id, limit
+        )
 
     async def _element_id(self, name: str | None) -> int | None:
         if name is None:

@@ -9,13 +9,16 @@ element has any).
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Connection, and_, select
+from psycopg.errors import DeadlockDetected, LockNotAvailable
+from sqlalchemy import Connection, and_, select, text
+from sqlalchemy.exc import DBAPIError
 
-from agent.errors import InvalidRequest, ProvsyncError
+from agent.errors import InvalidRequest, ProvsyncError, SharingError
 from agent.sharing.group import RECONCILE_REQUIRED
 from agent.sharing.merge import element_op
 from agent.sharing.parts import HubComponent, HubParts
@@ -29,6 +32,15 @@ from agent.store.shared_data import Change
 CANCELLED_STATES = ("pending", "error")
 """The distributions a decision drops (the states DistributionsRepo.cancel_open
 deletes): the ones not sent yet, and the failed ones; one in flight finishes."""
+
+PLAN_MAX = 500
+"""The most decisions one plan makes: they run in one transaction, rolled back, that holds
+the store's write lock (SQLite) or the rows' locks (PostgreSQL) and the hub lock until it
+ends (the console's wizard plans at most 100)."""
+PLAN_LOCK_TIMEOUT = "2s"
+"""How long a plan's statement waits for a row lock on PostgreSQL before it gives up
+(the plan is a preview: it must not hold the hub while it waits)."""
+HUB_BUSY = "the hub is busy; try the preview again"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +120,9 @@ class Reconcile(HubComponent):
             done: list[Conflict] = []
             try:
                 for row in rows:
-                    await asyncio.to_thread(self._resolve_one, row, take, by)
-                    done.append(row)
+                    # False: no longer open (its element removed meanwhile): left alone.
+                    if await asyncio.to_thread(self._resolve_one, row, take, by):
+                        done.append(row)
             except ProvsyncError as exc:
                 if done:
                     # The same error (the same status), but no caller may read "nothing
@@ -120,7 +133,7 @@ class Reconcile(HubComponent):
             finally:
                 if done:  # what was resolved before a refusal counts
                     await self._after_resolving(done)
-        return {"resolved": [r.id for r in rows], "take": take}
+        return {"resolved": [r.id for r in done], "take": take}
 
     async def plan(
         self,
@@ -132,11 +145,22 @@ class Reconcile(HubComponent):
         """What ``resolve`` with the same arguments would do now, with nothing changed:
         the same code makes each decision (the hub's current value, the same overwrite,
         targets and cancelled distributions; each decision seeing the ones before it),
-        in one transaction rolled back. It stops at a refusal, as the resolve does."""
+        in one transaction rolled back. It stops at a refusal, as the resolve does.
+
+        At most PLAN_MAX decisions (refused above: give ids or an element); a lock it
+        cannot get soon (PostgreSQL) refuses it as busy (SharingError)."""
         _check_take(take)
+        if ids is not None:
+            _check_plan_size(len(set(ids)))
         async with self._gate.hub_lock:  # as the resolve sees it: no decision halfway
             rows = await self._chosen(conflict_id, element, ids)
-            return await asyncio.to_thread(self._planned, rows, take)
+            _check_plan_size(len(rows))
+            try:
+                return await asyncio.to_thread(self._planned, rows, take)
+            except DBAPIError as exc:
+                if not _is_busy(exc):
+                    raise
+                raise SharingError(HUB_BUSY) from exc
 
     async def _chosen(
         self, conflict_id: int | None, element: str | None, ids: Sequence[int] | None
@@ -152,9 +176,7 @@ class Reconcile(HubComponent):
             return [row]
         if ids is not None:
             # Exactly those (still open): one found meanwhile was not shown, so not taken.
-            wanted = sorted(set(ids))
-            found = await asyncio.to_thread(lambda: [self._store.conflicts.get(i) for i in wanted])
-            rows = [r for r in found if r is not None and r.state == "open"]
+            rows = await asyncio.to_thread(self._store.conflicts.open_of, ids)
         else:
             rows = await asyncio.to_thread(self._store.conflicts.listed)
         rows = [r for r in rows if element is None or r.element == element]
@@ -169,22 +191,41 @@ class Reconcile(HubComponent):
         await self._dispatcher.recount()
         self._dispatcher.wake()
 
-    def _resolve_one(self, row: Conflict, take: str, by: str | None) -> None:
-        with self._store.begin() as conn:
-            self._apply(conn, self._decide(conn, row, take), by)
+    def _resolve_one(self, row: Conflict, take: str, by: str | None) -> bool:
+        """One decision in its own transaction; False: the conflict is no longer open
+        (nothing done)."""
+        try:
+            with self._store.begin() as conn:
+                decision = self._decide(conn, row, take)
+                if decision is None:
+                    return False
+                self._apply(conn, decision, by)
+        except _Withdrawn:
+            return False  # closed between its read and its close: rolled back
+        return True
 
     def _planned(self, rows: list[Conflict], take: str) -> list[Planned]:
         planned: list[Planned] = []
         with self._store.engine.connect() as conn:
             transaction = conn.begin()
             try:
+                if conn.dialect.name == "postgresql":
+                    conn.execute(text(f"SET LOCAL lock_timeout = '{PLAN_LOCK_TIMEOUT}'"))
                 for row in rows:
-                    decision = self._decide(conn, row, take)
+                    decision: Planned | None = None
                     try:
+                        decision = self._decide(conn, row, take)
+                        if decision is None:
+                            continue  # no longer open: the resolve leaves it too
                         # Applied too: the next decision reads what this one wrote, as
                         # in the resolve, and a refusal shows where it would come.
                         self._apply(conn, decision, None)
+                    except _Withdrawn:
+                        continue
                     except ProvsyncError as exc:
+                        # Refused in the decision or in its writes: the resolve stops here.
+                        if decision is None:
+                            decision = _undecided(row, take)
                         planned.append(replace(decision, refused=str(exc)))
                         break
                     planned.append(decision)
@@ -192,10 +233,15 @@ class Reconcile(HubComponent):
                 transaction.rollback()  # a plan changes nothing
         return planned
 
-    def _decide(self, conn: Connection, row: Conflict, take: str) -> Planned:
+    def _decide(self, conn: Connection, row: Conflict, take: str) -> Planned | None:
         """The decision on ``row`` read in ``conn`` (the resolve's transaction or the
-        plan's): the one place its rules are; _apply writes it."""
+        plan's): the one place its rules are; _apply writes it. None: the conflict is no
+        longer open (a new sync or the element's removal closed it since it was read)."""
         store = self._store
+        current = store.conflicts.current(conn, row.id)
+        if current is None or current.state != "open":
+            return None
+        row = current
         hub_value = store.shared.current(conn, row.cls, row.hub_key)
         changes: list[Change] = []
         targets: list[tuple[int, str]] = []
@@ -232,7 +278,8 @@ class Reconcile(HubComponent):
         if changes:
             origin = HUB if decision.written_to == "element" else row.element
             store.distributions.add(conn, decision.targets, changes, origin, at)
-        store.conflicts.close(conn, row.id, decision.take, by)
+        if not store.conflicts.close(conn, row.id, decision.take, by):
+            raise _Withdrawn  # closed since _decide read it (SQLite reads lock nothing)
 
     async def _after_reconcile(self, elements: set[str]) -> None:
         unresolved = await asyncio.to_thread(self._store.conflicts.unresolved_elements)
@@ -265,6 +312,33 @@ def _overwrite(
         Change(cls, other_key, "delete", None),
         Change(cls, key, element_op(None, after), after),
     ]
+
+
+class _Withdrawn(Exception):
+    """A decision's conflict was closed by another transaction after its read: the
+    decision's transaction rolls back, and the conflict is left as no longer open (a
+    signal that never leaves this module, not a ProvsyncError)."""
+
+
+def _undecided(row: Conflict, take: str) -> Planned:
+    """The plan of a decision refused before it was made: nothing computed (the values
+    shown are the ones the sync saw)."""
+    return Planned(row, take, row.hub_data, [], "", None, [], [], [])
+
+
+def _check_plan_size(count: int) -> None:
+    if count > PLAN_MAX:
+        raise InvalidRequest(
+            f"plan at most {PLAN_MAX} at a time: give ids or an element ({count} asked for)"
+        )
+
+
+def _is_busy(exc: DBAPIError) -> bool:
+    """A lock the plan could not get in time, or a deadlock it lost (PostgreSQL), or
+    SQLite's write lock held past its busy timeout."""
+    if isinstance(exc.orig, LockNotAvailable | DeadlockDetected):
+        return True
+    return isinstance(exc.orig, sqlite3.OperationalError) and "locked" in str(exc.orig)
 
 
 _RESOLVED_NOTE = "resolved before the refusal: "

@@ -18,6 +18,9 @@ from agent.clock import now
 from agent.store.models import CONFLICTS
 from agent.store.rows import Data, dumps, loads
 
+IN_CHUNK = 1000
+"""The most ids one ``IN (...)`` binds (SQLite bounds a statement's variables)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Conflict:
@@ -85,6 +88,31 @@ class Conflicts:
             row = conn.execute(select(CONFLICTS).where(CONFLICTS.c.id == conflict_id)).first()
         return None if row is None else _conflict(row)
 
+    def open_of(self, ids: Sequence[int]) -> list[Conflict]:
+        """The conflicts of ``ids`` still open, by id: one query per ``IN_CHUNK`` ids (the
+        variables a statement may bind on SQLite are bounded)."""
+        wanted = sorted(set(ids))
+        found: list[Conflict] = []
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), IN_CHUNK):
+                chunk = wanted[start : start + IN_CHUNK]
+                rows = conn.execute(
+                    select(CONFLICTS)
+                    .where(and_(CONFLICTS.c.id.in_(chunk), CONFLICTS.c.state == "open"))
+                    .order_by(CONFLICTS.c.id)
+                )
+                found.extend(_conflict(r) for r in rows)
+        return found
+
+    def current(self, conn: Connection, conflict_id: int) -> Conflict | None:
+        """The conflict as ``conn``'s transaction sees it; on PostgreSQL its row is locked
+        for the rest of the transaction (a close by another one waits for it)."""
+        query = select(CONFLICTS).where(CONFLICTS.c.id == conflict_id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        return None if row is None else _conflict(row)
+
     def counts(self) -> dict[str, int]:
         """Open conflicts per category, plus automatic ones of the last syncs."""
         with self.engine.connect() as conn:
@@ -143,12 +171,15 @@ class Conflicts:
         if rows:
             conn.execute(insert(CONFLICTS), rows)
 
-    def close(self, conn: Connection, conflict_id: int, resolution: str, by: str | None) -> None:
-        conn.execute(
+    def close(self, conn: Connection, conflict_id: int, resolution: str, by: str | None) -> bool:
+        """Resolve the conflict if it is still open; False: it was not (withdrawn or
+        resolved meanwhile), nothing changed."""
+        result = conn.execute(
             update(CONFLICTS)
-            .where(CONFLICTS.c.id == conflict_id)
+            .where(and_(CONFLICTS.c.id == conflict_id, CONFLICTS.c.state == "open"))
             .values(state="resolved", resolution=resolution, resolved_by=by, resolved_at=now())
         )
+        return result.rowcount == 1
 
     def close_open_for(self, conn: Connection, element_id: int, resolution: str) -> None:
         """The element's open conflicts are resolved as ``resolution``: "superseded" when a

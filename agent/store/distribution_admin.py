@@ -55,6 +55,21 @@ class DistributionAdmin:
         with self.engine.connect() as conn:
             return [distribution_of(r) for r in conn.execute(query)]
 
+    def failed(
+        self, ids: Sequence[int] | None, element_id: int | None, limit: int
+    ) -> tuple[list[Distribution], int]:
+        """The failed distributions of ``ids`` (all when None) and ``element_id``, the
+        first ``limit`` by id, and how many there are: the one selection of retry and
+        remove, so what a confirmation lists is what they take."""
+        where = _selection(ids, element_id, ("error",))
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(DISTRIBUTIONS).where(where).order_by(DISTRIBUTIONS.c.id).limit(limit)
+            )
+            listed = [distribution_of(r) for r in rows]
+            total = conn.execute(select(func.count()).select_from(DISTRIBUTIONS).where(where))
+            return listed, int(total.scalar() or 0)
+
     def retry(self, ids: Sequence[int] | None, element_id: int | None) -> dict[str, int]:
         """Failed distributions go out again now; returns how many per element name."""
         at = now()

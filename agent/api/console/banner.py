@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Engine
 
@@ -21,11 +21,6 @@ from agent.api.services import Services
 
 MAX_REFUSALS = 20
 """The most refused-start banners shown at once (the newest)."""
-
-
-def aware(moment: datetime) -> datetime:
-    """SQLite gives back naive UTC times, PostgreSQL aware ones: compared as aware."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -44,7 +39,7 @@ def _refusals(engine: Engine, created: dict[str, datetime]) -> list[tuple[str, s
         added = created.get(name)
         # Sharing now or removed; or refused before this element was added (an element
         # added again under the same name starts without the old one's refusal).
-        if type_id != "sharing-refused" or added is None or aware(at) < aware(added):
+        if type_id != "sharing-refused" or added is None or at < added:
             continue
         started = newest.get(("sharing-started", name))
         if started is None or started[0] < seq:

@@ -458,8 +458,9 @@ def sharing_router() -> APIRouter:
             ids=ids or [],
             more=more,
             refused=refused,
-            # A bulk plan stops at a refusal: the shown conflicts after it not reached.
-            unreached=len(ids or []) - len(planned) if refused else 0,
+            # A bulk plan stops at a refusal: the shown conflicts after it (the resolve
+            # goes by id) not reached.
+            unreached=sum(1 for i in ids or [] if i > refused.conflict.id) if refused else 0,
         )
 
     @router.post("/reconcile/resolve")
