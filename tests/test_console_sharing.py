@@ -23,11 +23,22 @@ from agent.api.console.common import templates
 from agent.api.console.element_pages import when
 from agent.api.console.sharing_pages import CONFLICTS_SHOWN, _wizard_order, conflict_view, stamp
 from agent.api.services import Services
+from agent.cli.api_types import PlannedChange, PlannedDecision
 from agent.http_tls import client_context
+from agent.sharing.reconcile import Planned
 from agent.store.conflicts import Conflict
 from agent.store.database import Store
+from agent.store.distributions import Distribution
 from tests.conftest import TOKEN, AgentProcess
-from tests.console_pages import click, csrf_of, logged_in, login_link, screenshot, text_of, until
+from tests.console_pages import (
+    click,
+    csrf_of,
+    logged_in,
+    open_console,
+    screenshot,
+    text_of,
+    until,
+)
 from tests.sharing_group import FAST, SHARED, SharingGroup
 from tests.waiting import wait_for
 
@@ -106,6 +117,8 @@ def test_the_pages_say_so_when_sharing_is_not_running(tmp_path: Path) -> None:
         ) as browser:
             code = app.state.console_sessions.new_code()
             assert (await browser.get(f"/ui/login?code={code}")).status_code == 200
+            # The code is used when Log in is pressed (tests.console_pages.log_in).
+            assert (await browser.post("/ui/login", data={"code": code})).status_code == 303
             shown = [await browser.get(page) for page in PAGES]
             shown.append(await browser.get("/ui/fragments/reconcile"))
             csrf = csrf_of(shown[0].text)
@@ -169,6 +182,67 @@ def test_the_wizard_shows_the_first_conflicts_with_times_to_the_second() -> None
     assert "50 more: resolve these first or in bulk" in html
     # As the other pages: to the second, UTC, the exact time in datetime.
     assert '<time datetime="2026-01-02T03:04:05.678000Z">2026-01-02 03:04:05 UTC</time>' in html
+
+
+def _failed(n: int) -> Distribution:
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    return Distribution(
+        n, 1, "cs1", "user", f"u{n}", "update", {"name": "Hub"}, "hub", "error", 3, True,
+        "locked", at, at, at,
+    )  # fmt: skip
+
+
+def _delete_confirmation(**context: Any) -> str:
+    html: str = templates.get_template("distribution_confirm.html").render(
+        csrf="t", read_only=False, element="", back="", shown=str, stamp=stamp, when=when,
+        **context,
+    )  # fmt: skip
+    return html
+
+
+def test_the_delete_confirmation_says_the_first_of_many_only_for_a_bulk_delete() -> None:
+    # One failed update of five deleted from its row: that row, not "the first 1 of 5".
+    one = _delete_confirmation(rows=[_failed(3)], total=5, distribution=3)
+    count = re.search(r'<p id="to-delete-count">(.*?)</p>', one)
+    assert count, one
+    assert count.group(1) == "1 failed update will be deleted:"
+    assert 'name="distribution" value="3"' in one
+    # The bulk form listing the first of more than it shows: it says so.
+    bulk = _delete_confirmation(rows=[_failed(1), _failed(2)], total=5, distribution=None)
+    assert "The first 2 of 5 failed updates are listed: these 2 will be deleted" in bulk
+    assert IDS.findall(bulk) == ["1", "2"]
+
+
+def _resolve_confirmation(planned: list[Planned]) -> str:
+    refused = next((p for p in planned if p.refused), None)
+    html: str = templates.get_template("reconcile_confirm.html").render(
+        csrf="t", read_only=False, take="element", take_label="take the element's value",
+        conflict=None, element="", more=0, unreached=0, refused=refused,
+        ids=[p.conflict.id for p in planned],
+        items=[(conflict_view(p.conflict, p.hub_value), "what it does") for p in planned],
+    )  # fmt: skip
+    return html
+
+
+def test_no_confirm_when_the_first_decision_is_refused() -> None:
+    first, second = _conflict(1, "unresolved"), _conflict(2, "unresolved")
+
+    def planned(row: Conflict, refused: str = "") -> Planned:
+        return Planned(row, "element", row.hub_data, [], "hub", None, [], [], [], refused)
+
+    # Refused at the first decision: nothing would be resolved, nothing to confirm.
+    nothing = _resolve_confirmation([planned(first, "number 29001 already belongs to u7")])
+    assert 'id="confirm"' not in nothing
+    assert 'action="/ui/reconcile/resolve"' not in nothing
+    assert "Nothing would be resolved" in nothing
+    said = re.search(r'<p id="nothing-to-confirm"[^>]*>(.*?)</p>', nothing)
+    assert said, nothing
+    assert "the first decision is refused" in said.group(1)
+    # Refused at the second: the first would be resolved, so it may be confirmed.
+    partly = _resolve_confirmation([planned(first), planned(second, "already belongs")])
+    assert 'id="confirm"' in partly
+    assert "The 1 before it would be resolved" in partly
+    assert 'id="nothing-to-confirm"' not in partly
 
 
 # ------------------------------------------------------------------ over HTTP
@@ -305,6 +379,15 @@ def test_the_preview_is_the_services_plan_with_the_hub_value_now(group: SharingG
             json={"take": "element", "element": "cs1", "ids": [conflict["id"]], "by": "x"},
         )
         none = api.post("/api/v1/sharing/conflicts/plan", json={"take": "skip", "ids": [999]})
+        # One conflict's routes refuse what chooses conflicts (they ignored it).
+        single = [
+            api.post(f"/api/v1/sharing/conflicts/{conflict['id']}/{action}", json=body)
+            for action in ("plan", "resolve")
+            for body in (
+                {"take": "skip", "ids": [conflict["id"]]},
+                {"take": "skip", "element": "cs1", "by": "x"},
+            )
+        ]
     assert one.status_code == 200, one.text
     (planned,) = one.json()["plan"]
     assert planned["hub_now"]["name"] == "Newer Name", "not the value the sync saw"
@@ -314,12 +397,19 @@ def test_the_preview_is_the_services_plan_with_the_hub_value_now(group: SharingG
     assert planned["sent_to"] == ["cs1"]
     assert [d["id"] for d in planned["cancelled"]] == [failed["id"]]
     assert planned["refused"] is None
+    # What the CLI's types say of a plan is what the API answers.
+    assert set(planned) == set(PlannedDecision.__annotations__)
+    assert set(planned["changes"][0]) == set(PlannedChange.__annotations__)
     assert bulk.status_code == 200, bulk.text
     (element_plan,) = bulk.json()["plan"]
     assert element_plan["written_to"] == "hub"
     assert element_plan["sent_to"] == [], "no other element shares"
     assert [d["id"] for d in element_plan["cancelled"]] == [failed["id"]]
     assert none.status_code == 400
+    for answer in single:
+        assert answer.status_code == 422, answer.text
+        assert "only the bulk routes" in answer.json()["error"]
+        assert answer.json()["error"].startswith(("ids: ", "element: "))
     # The same plan from the CLI.
     said = group.agent.cli(
         "sharing", "resolve", str(conflict["id"]), "--take", "hub", "--dry-run"
@@ -455,8 +545,7 @@ def test_a_bulk_resolve_refused_midway_says_how_many_were_resolved(group: Sharin
 # ------------------------------------------------------------------ a real browser
 def _from_the_viewer(chromium: Any, agent: AgentProcess, alarm_type: str) -> None:
     """Log in, and follow the resolution link of the ``alarm_type`` alarm's row."""
-    chromium.get(login_link(agent))
-    until(chromium, lambda d: "Event Viewer" in d.title)
+    open_console(chromium, agent)
     row = f"//table[@id='alarms']//tr[td[contains(., '{alarm_type}')]]"
     click(chromium, f"{row}//a[contains(@class, 'fix')]")
 
@@ -537,7 +626,7 @@ def test_the_red_banner_for_a_refused_start_and_for_ftp_inactive(
     hub = group.agent
     sharing(group, "cs1")
     group.add("old", version="9.3.0")
-    chromium.get(login_link(hub))
+    open_console(chromium, hub)
     chromium.get(f"{hub.url}/ui/sharing")
     start_old = "//tr[@data-element='old']//button[text()='Start sharing']"
     click(chromium, start_old)
@@ -562,7 +651,7 @@ def test_the_red_banner_for_a_refused_start_and_for_ftp_inactive(
     conn.close()
     hub.start()
     assert group.alarms("ftp-inactive")
-    chromium.get(login_link(hub))
+    open_console(chromium, hub)
     assert "Flow Through Provisioning Inactive" in text_of(chromium, "#banners .banner")
     click(chromium, "//div[@id='banners']//a[text()='Open the sharing page']")
     until(chromium, lambda d: d.title.endswith("Sharing"))
