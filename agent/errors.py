@@ -51,6 +51,9 @@ can see them.
 - ``agent.api.console.element_pages.BadInput`` and
   ``agent.api.console.viewer_pages.BadQuery``: a console form or URL the API's rules
   refuse; the page module answers it with a page saying why (422).
+- ``agent.sharing.reconcile._Withdrawn``: a reconcile decision whose conflict another
+  transaction closed after it was read; the decision rolls back and the conflict is
+  skipped (it never leaves the module).
 - ``agent.sync.incremental.Escalate``: an incremental sync that must become an initialization;
   the engine catches it around the incremental sync and runs the initialization instead.
   It is a decision, not a failure, hence not a ProvsyncError.
