@@ -22,8 +22,9 @@ import contextlib
 import gc
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from loguru import logger
 
@@ -64,6 +65,10 @@ from agent.wiring import (
 # objects made while starting are frozen (never scanned again) once the agent runs.
 GC_THRESHOLD = (50_000, 20, 100)
 
+LeadHook = Callable[[AlarmManager, Store], Awaitable[None]]
+"""Called once the agent-started event is committed, before sync and sharing start (the
+cluster's leader records that it leads, agent.cluster)."""
+
 
 def run_agent(settings: Settings) -> None:
     """Run the agent to its end in the event loop ``[agent] event_loop`` chooses."""
@@ -82,6 +87,8 @@ class Agent:
         *,
         clock: Clock = SYSTEM_CLOCK,
         connector_factory: ConnectorFactory = connect,
+        on_lead: LeadHook | None = None,
+        cluster_status: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -98,13 +105,20 @@ class Agent:
         self.ring: KeyRing | None = None
         self.failure: ProvsyncError | None = None
         """Why the agent stopped on its own (``run`` raises it after a graceful stop)."""
+        self.stop_requested = False
+        """A signal or ``POST /api/v1/shutdown`` asked the agent to stop (not a take-over)."""
+        self.on_lead = on_lead
+        self.cluster_status = cluster_status
+        """The members and the leader, for the status route (None: no [cluster])."""
 
     def request_stop(self) -> None:
+        self.stop_requested = True
         self.stop_event.set()
 
     def _store_taken_over(self, message: str) -> None:
         # Another agent owns the store: this one's state is stale and it must never write
-        # again, so it stops (systemd restarts it, and it is refused while the other runs).
+        # again, so it stops (systemd restarts it, and it is refused while the other runs;
+        # a [cluster] member stands by instead, agent.cluster).
         self.failure = StoreLockedError(message)
         self.stop_event.set()
 
@@ -274,7 +288,7 @@ class Agent:
         """Run until a signal or a shutdown request; raises ProvsyncError on start-up errors."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop_event.set)
+            loop.add_signal_handler(sig, self.request_stop)
         # Whatever the operator's umask: every file the agent (or a library) creates is
         # 0600, every directory 0700; the agent's own files already there are tightened.
         os.umask(PRIVATE_UMASK)
@@ -295,7 +309,16 @@ class Agent:
                 FACILITIES[self.settings.syslog.facility],
                 max_size=self.settings.syslog.udp_max_message_size,
             )
-            logger.add(sink, level=agent_log.level, format="{message}")
+            sink_id = logger.add(sink, level=agent_log.level, format="{message}")
+            try:
+                await self._run(host, token, element_token)
+            finally:
+                # A cluster member runs the lifecycle again when it leads again.
+                logger.remove(sink_id)
+        else:
+            await self._run(host, token, element_token)
+
+    async def _run(self, host: str, token: str, element_token: str) -> None:
         async with contextlib.AsyncExitStack() as stack:
             store = await stack.enter_async_context(self._store())
             manager = await stack.enter_async_context(self._manager(store))
@@ -303,6 +326,8 @@ class Agent:
             snmp = await stack.enter_async_context(self._snmp(manager, store, host, started_at))
             await stack.enter_async_context(self._exporters(manager, host, snmp))
             await self._started(manager, store, host, snmp)
+            if self.on_lead is not None:
+                await self.on_lead(manager, store)
             access = StoreAccess(store.engine)
             sync = await stack.enter_async_context(self._sync(manager, access))
             sharing = await stack.enter_async_context(self._sharing(manager, sync, store, access))
@@ -322,6 +347,8 @@ class Agent:
                 store=access,
                 max_body=self.settings.api.max_body,
                 max_batch=self.settings.api.max_batch,
+                node=self.settings.agent.node_name,
+                cluster=self.cluster_status,
             )
             purge = asyncio.create_task(self._purge_loop(manager), name="retention")
             try:

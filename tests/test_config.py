@@ -41,7 +41,7 @@ def test_example_config_is_valid_and_documents_the_defaults() -> None:
     example = load_settings(EXAMPLE)
     defaults = Settings()
     # The example shows every default; only the site alarm type example is extra.
-    for section in ("agent", "store", "api", "retention"):
+    for section in ("agent", "store", "api", "retention", "cluster"):
         assert getattr(example, section) == getattr(defaults, section), section
     assert example.exporters.backlog_threshold == defaults.exporters.backlog_threshold
     assert [t.id for t in example.alarm_types] == ["site-ups-on-battery"]
@@ -164,6 +164,9 @@ DURATION_KEYS = {
     "exporters.down_reminder_interval": "[exporters]\ndown_reminder_interval = {}\n",
     "retention.max_backlog_age": "[retention]\nmax_backlog_age = {}\n",
     "api.header_timeout": "[api]\nheader_timeout = {}\n",
+    "cluster.poll_interval": "[cluster]\npoll_interval = {}\n",
+    "cluster.heartbeat_interval": "[cluster]\nheartbeat_interval = {}\n",
+    "cluster.member_timeout": "[cluster]\nmember_timeout = {}\n",
 }
 # "0s" means "off" (no heartbeat, no recurring sync) or "not kept" for these alone.
 ZERO_ALLOWED = {"snmp.heartbeat_interval", "sync.incremental_interval", "sharing.keep_done"}

@@ -87,6 +87,7 @@ DESIGN_EVENTS = {
     "agent-stopping": None,
     "heartbeat": None,
     "test": None,
+    "leadership-taken": None,
 }
 
 

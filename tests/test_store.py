@@ -30,7 +30,7 @@ def test_migrations_create_every_table(store: Store) -> None:
         "alembic_version",
     } <= tables
     with store.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
 
 
 def test_second_owner_is_refused(store: Store, store_url: str) -> None:

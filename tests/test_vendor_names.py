@@ -78,6 +78,7 @@ EXPECTED: dict[str, tuple[str, str] | None] = {
     "export-loss": None,
     "export-gap": None,
     "element-emptied": None,
+    "leadership-taken": None,
 }
 
 

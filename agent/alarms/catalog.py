@@ -72,6 +72,19 @@ BUILTIN_TYPES: tuple[AlarmType, ...] = (
         "provsync sync force {resource} --dry-run, then --yes | "
         "POST /api/v1/elements/{resource}/sync",
     ),
+    AlarmType(
+        "leadership-taken",
+        "Cluster Leadership Taken",
+        _E,
+        _S.INDETERMINATE,
+        _ET.OTHER,
+        "other",
+        "An agent of a [cluster] took the store's lock and leads: it runs the exporters, "
+        "sync and sharing from now on. The resource is its node name; the text names the "
+        "previous leader (none for a new store). Notifications the previous leader sent "
+        "after its last cursor save may come again, with their sequence numbers.",
+        "",
+    ),
 )
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import uvicorn
 from loguru import logger
 
 from agent.api.connections import guarded_protocol, resolve_http
 from agent.api.fast_routes import create_asgi
+from agent.api.guard import App
 from agent.api.services import Services
 from agent.config import ApiSettings
 from agent.errors import ProvsyncError
@@ -37,6 +38,29 @@ async def serve_api(
     Raises:
         ProvsyncError: the port cannot be bound, or the server stopped while starting.
     """
+    async with serve_asgi(api, create_asgi(services), shutdown_timeout, services.on_stop):
+        logger.info(
+            "web console on http://{}:{}/ui/ (`provsync console` prints a login link)",
+            api.host,
+            api.port,
+        )
+        yield
+
+
+@contextlib.asynccontextmanager
+async def serve_asgi(
+    api: ApiSettings,
+    app: App,
+    shutdown_timeout: float,
+    on_stop: Iterable[Callable[[], None]] = (),
+    what: str = "control API",
+) -> AsyncIterator[None]:
+    """Serve ``app`` on ``[api] host:port`` with the API's connection guards (header
+    deadline, connection cap) until the block ends (the control API, or a standby's).
+
+    Raises:
+        ProvsyncError: the port cannot be bound, or the server stopped while starting.
+    """
     sock = bind_socket(api.host, api.port)
     # The agent routes stdlib logging into loguru at level 0, so uvicorn thinks TRACE
     # is wanted: it would wrap the app in its message logger and build a log record
@@ -45,7 +69,7 @@ async def serve_api(
     uvicorn_log.setLevel(max(uvicorn_log.getEffectiveLevel(), logging.DEBUG))
     http = resolve_http(api.http)
     config = uvicorn.Config(
-        create_asgi(services),
+        app,
         log_config=None,
         access_log=False,
         lifespan="off",
@@ -58,17 +82,12 @@ async def serve_api(
     if task.done():
         sock.close()
         task.result()
-        raise ProvsyncError("control API stopped while starting")
-    logger.info("control API on http://{}:{} ({})", api.host, api.port, http)
-    logger.info(
-        "web console on http://{}:{}/ui/ (`provsync console` prints a login link)",
-        api.host,
-        api.port,
-    )
+        raise ProvsyncError(f"{what} stopped while starting")
+    logger.info("{} on http://{}:{} ({})", what, api.host, api.port, http)
     try:
         yield
     finally:
-        for stop in services.on_stop:
+        for stop in on_stop:
             stop()
         server.should_exit = True
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -52,6 +52,11 @@ class Services:
     """``[api] max_batch``: the most operations in one request of the batch route."""
     store_state: Callable[[], str] = lambda: "owned"
     """owned, fenced (lock lost: writes refused until it is back) or lost (taken over)."""
+    node: str = ""
+    """``[agent] node``: this agent's name among the store's agents."""
+    cluster: Callable[[], dict[str, Any]] | None = None
+    """The cluster's leader and members (blocking: called in a thread); None: the agent
+    runs without [cluster], alone on its store."""
     on_stop: list[Callable[[], None]] = field(default_factory=list)
     """Called when the server starts to stop, before it waits for open connections: the
     console's event streams end there (a browser's open page must not hold the stop)."""

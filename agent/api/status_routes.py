@@ -17,6 +17,7 @@ from agent import __version__
 from agent.alarms import queries
 from agent.alarms.records import iso
 from agent.api.services import ManagerDep, ServicesDep, StoreDep, authorize
+from agent.errors import ProvsyncError
 from agent.export.base import Exporter
 from agent.export.snmp.service import SnmpService
 
@@ -52,6 +53,25 @@ def _snmp_status(snmp: SnmpService | None) -> dict[str, Any] | None:
         "view_seq": snmp.data.seq,
         "requests": dict(snmp.fast.counters) | snmp.counters,
     }
+
+
+async def _cluster_status(services: ServicesDep) -> dict[str, Any]:
+    """Node, role, leader and members: this agent leads (or runs alone on its store)."""
+    alone: dict[str, Any] = {"node": services.node, "api_url": None, "pid": os.getpid()}
+    if services.cluster is None:
+        return {"node": services.node, "role": "leader", "leader": alone, "members": []}
+    try:
+        view = await asyncio.to_thread(services.cluster)
+    except ProvsyncError as exc:
+        # The status must answer while the store does not: the members are unknown then.
+        return {
+            "node": services.node,
+            "role": "leader",
+            "leader": alone,
+            "members": [],
+            "cluster_error": str(exc),
+        }
+    return {"node": services.node, "role": "leader", **view}
 
 
 def health_router() -> APIRouter:
@@ -93,6 +113,7 @@ def status_router() -> APIRouter:
             "active_alarms": counts,
             "exporters": [_exporter_status(e) for e in services.exporters],
             "snmp": _snmp_status(services.snmp),
+            **(await _cluster_status(services)),
         }
 
     @router.get("/catalog", summary="Alarm and event types (alarm inventory)")

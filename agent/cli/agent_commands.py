@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from agent.cli import failures, output
-from agent.cli.api_types import VendorName
+from agent.cli.api_types import AgentStatus, VendorName
 from agent.cli.common import JsonOpt, connect, context_of, fail, say
 from agent.errors import ConfigError, ProvsyncError
 
@@ -25,6 +25,7 @@ def run(
 ) -> None:
     """Run the agent in the foreground until SIGTERM / SIGINT or `provsync stop`."""
     from agent.app import run_agent
+    from agent.cluster.standby import run_cluster_agent
     from agent.logs import setup_logging
 
     if config is not None:
@@ -40,7 +41,8 @@ def run(
         fail(f"data directory {settings.data_dir}: {problem}", 2)
     setup_logging(settings.agent.log_level, settings.agent.log_format)
     try:
-        run_agent(settings)
+        # A [cluster] member stands by while another agent leads the store.
+        (run_cluster_agent if settings.cluster.enabled else run_agent)(settings)
     except ConfigError as exc:
         fail(str(exc), 2)
     except ProvsyncError as exc:
@@ -64,6 +66,13 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     if as_json:
         output.print_json(data)
         return
+    if data.get("role") == "standby":
+        say(
+            f"provsync {data['version']} standby (pid {data['pid']}) since "
+            f"{data['started_at']}\nnode {data.get('node')}  store {data['store']}\n"
+            f"{_leader_line(data)}"
+        )
+        return
     counts = data.get("active_alarms")
     # A fenced (or lost) store is not read: the agent answers without counts.
     state = data.get("store_state") or "unknown"
@@ -77,9 +86,10 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     say(
         f"provsync {data['version']} running (pid {data['pid']}) since {data['started_at']}\n"
         f"store {data['store']} ({state})  last sequence {data['last_seq']}\n"
-        f"active alarms: {alarms}"
+        f"active alarms: {alarms}\n"
+        f"node {data.get('node')}  role {data.get('role', 'leader')}  {_leader_line(data)}"
     )
-    if data["exporters"]:
+    if data.get("exporters"):
         output.table(
             "Exporters",
             ["name", "cursor", "backlog", "delivered", "failures", "down for", "last error"],
@@ -93,9 +103,48 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
                     _down_for(e.get("down_for")),
                     e["last_error"],
                 ]
-                for e in data["exporters"]
+                for e in data.get("exporters", [])
             ],
         )
+
+
+def _leader_line(data: AgentStatus) -> str:
+    leader = data.get("leader")
+    if not leader:
+        return "leader: none right now"
+    where = f" at {leader['api_url']}" if leader.get("api_url") else ""
+    return f"leader: {leader['node']}{where}"
+
+
+def cluster(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List the agents of the store ([cluster]): role, API URL, last heartbeat; * leads."""
+    with connect(ctx) as api:
+        data = api.status()
+    members = data.get("members", [])
+    if as_json:
+        output.print_json(
+            {"node": data.get("node"), "leader": data.get("leader"), "members": members}
+        )
+        return
+    if not members:
+        say(f"{data.get('node')} runs alone on its store (no [cluster] members)")
+        return
+    output.table(
+        "Cluster members",
+        ["", "node", "role", "api url", "pid", "heartbeat"],
+        [
+            [
+                "*" if m["leader"] else "",
+                m["node"],
+                m["role"],
+                m["api_url"],
+                m["pid"],
+                f"{m['heartbeat_age']:.1f}s ago" + (" (gone)" if m["gone"] else ""),
+            ]
+            for m in members
+        ],
+    )
+    say(_leader_line(data))
 
 
 def _down_for(seconds: float | None) -> str:

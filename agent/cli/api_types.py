@@ -24,16 +24,39 @@ class ExporterStatus(TypedDict):
     down_for: NotRequired[float | None]
 
 
+class ClusterLeader(TypedDict):
+    node: str
+    api_url: str | None
+    pid: int | None
+    heartbeat_age: NotRequired[float | None]
+
+
+class ClusterMemberStatus(TypedDict):
+    node: str
+    role: str
+    api_url: str
+    pid: int
+    heartbeat_age: float
+    leader: bool
+    gone: bool
+
+
 class AgentStatus(TypedDict):
     version: str
     pid: int
     started_at: str
     store: str
-    last_seq: int
-    exporters: list[ExporterStatus]
+    # A standby answers neither: it owns no writer and runs no exporters.
+    last_seq: NotRequired[int]
+    exporters: NotRequired[list[ExporterStatus]]
     # None while the store is fenced: the agent answers without reading it.
     store_state: NotRequired[str | None]
     active_alarms: NotRequired[dict[str, int] | None]
+    node: NotRequired[str]
+    role: NotRequired[str]
+    """leader (a plain agent too) or standby ([cluster])."""
+    leader: NotRequired[ClusterLeader | None]
+    members: NotRequired[list[ClusterMemberStatus]]
 
 
 class VendorName(TypedDict):

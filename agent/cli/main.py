@@ -48,6 +48,7 @@ for command in (
     agent_commands.stop,
     agent_commands.status,
     agent_commands.catalog,
+    agent_commands.cluster,
     console.console,
     tools.demo,
     tools.simulate,

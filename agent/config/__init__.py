@@ -5,8 +5,8 @@ keys, wrong types and bad values raise :class:`ConfigError` naming the file, the
 and what was expected; the CLI turns that into exit status 2.
 
 The modules hold one concern each: ``values`` (addresses, durations, limits, the section
-base), ``sections`` (agent, store, API, retention, sync, sharing), ``exporters``, ``snmp``,
-``syslog``, ``alarm_types``, ``settings`` (the root and its cross-section checks),
+base), ``sections`` (agent, store, API, retention, sync, sharing, cluster), ``exporters``,
+``snmp``, ``syslog``, ``alarm_types``, ``settings`` (the root and its cross-section checks),
 ``loading`` (finding, reading, validating, error messages) and ``document`` (what
 ``config init`` writes). Every public name is re-exported here: importers use
 ``agent.config`` only.
@@ -26,12 +26,15 @@ from agent.config.loading import (
     settings_from_dict,
 )
 from agent.config.sections import (
+    NODE_PATTERN,
     AgentSettings,
     ApiSettings,
+    ClusterSettings,
     RetentionSettings,
     SharingSettings,
     StoreSettings,
     SyncSettings,
+    default_node,
 )
 from agent.config.settings import Settings
 from agent.config.snmp import (
@@ -69,6 +72,7 @@ __all__ = [
     "COUNT_MAX",
     "ENV_CONFIG",
     "ENV_DATA_DIR",
+    "NODE_PATTERN",
     "NOTIFICATION_KINDS",
     "PRIV_PROTOCOLS",
     "SEARCH_PATHS",
@@ -79,6 +83,7 @@ __all__ = [
     "AgentSettings",
     "AlarmTypeSettings",
     "ApiSettings",
+    "ClusterSettings",
     "ConfigError",
     "Duration",
     "ExporterSettings",
@@ -97,6 +102,7 @@ __all__ = [
     "check_backoff",
     "check_unique",
     "default_document",
+    "default_node",
     "find_config",
     "format_duration",
     "load_settings",

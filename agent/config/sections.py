@@ -1,7 +1,10 @@
-"""The agent's own sections: [agent], [store], [api], [retention], [sync], [sharing]."""
+"""The agent's own sections: [agent], [store], [api], [retention], [sync], [sharing],
+[cluster]."""
 
 from __future__ import annotations
 
+import re
+import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -10,12 +13,24 @@ from pydantic import ByteSize, Field, field_validator, model_validator
 from agent.config.full_init import FULL_INIT_OBJECTS, check_full_init_entry
 from agent.config.values import COUNT_MAX, Duration, Section, check_backoff, parse_address, within
 
+NODE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""An agent's node name: what the cluster's members table and status call it."""
+
+
+def default_node() -> str:
+    """This machine's host name, made to fit ``NODE_PATTERN`` (a host name nearly always
+    does already)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()).lstrip("_.-")[:64]
+    return name or "provsync"
+
 
 class AgentSettings(Section):
     data_dir: Path = Path("var")
     log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     hostname: str = ""
+    node: str = Field(default="", pattern=f"(^$)|({NODE_PATTERN})")
+    """This agent's name among the agents of one store; empty: the host name."""
     shutdown_timeout: Annotated[Duration, within("100ms", "1h")] = 10.0
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
     """The agent's event loop (API, SNMP, exporters): auto is uvloop when it is installed
@@ -25,6 +40,10 @@ class AgentSettings(Section):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @property
+    def node_name(self) -> str:
+        return self.node or default_node()
 
 
 class StoreSettings(Section):
@@ -153,3 +172,16 @@ class SharingSettings(Section):
     def _backoff(self) -> SharingSettings:
         check_backoff(self.retry_initial, self.retry_max)
         return self
+
+
+class ClusterSettings(Section):
+    """Several agents on one PostgreSQL store: the advisory lock's holder leads, the
+    others stand by and take the lead when it is free."""
+
+    enabled: bool = False
+    poll_interval: Annotated[Duration, within("100ms", "1m")] = 1.0
+    """How often a standby tries to take the store's lock (to lead)."""
+    heartbeat_interval: Annotated[Duration, within("100ms", "1m")] = 1.0
+    """How often every member writes its row of ``cluster_members``."""
+    member_timeout: Annotated[Duration, within("1s", "1h")] = 10.0
+    """A member whose heartbeat is older than this is listed as gone."""

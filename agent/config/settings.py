@@ -12,6 +12,7 @@ from agent.config.exporters import ExporterSettings
 from agent.config.sections import (
     AgentSettings,
     ApiSettings,
+    ClusterSettings,
     RetentionSettings,
     SharingSettings,
     StoreSettings,
@@ -32,6 +33,7 @@ class Settings(Section):
     syslog: SyslogSettings = SyslogSettings()
     sync: SyncSettings = SyncSettings()
     sharing: SharingSettings = SharingSettings()
+    cluster: ClusterSettings = ClusterSettings()
     alarm_types: tuple[AlarmTypeSettings, ...] = ()
     source: Path | None = Field(default=None, exclude=True)
     """The file these settings came from (None: built-in defaults)."""
@@ -52,6 +54,15 @@ class Settings(Section):
     @model_validator(mode="after")
     def _unique_types(self) -> Settings:
         check_unique("alarm type ids", (t.id for t in self.alarm_types))
+        return self
+
+    @model_validator(mode="after")
+    def _cluster_store(self) -> Settings:
+        if self.cluster.enabled and self.store_url.startswith("sqlite"):
+            raise ValueError(
+                "[cluster] enabled = true: SQLite stays single-agent; a cluster needs a "
+                "PostgreSQL store ([store] url)"
+            )
         return self
 
     @property

@@ -311,6 +311,21 @@ class DeviceData(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class ClusterMember(Base):
+    """An agent of the store ([cluster]), leader or standby, and its last heartbeat.
+
+    Written by each agent on a connection of its own that is not fenced: a member row says
+    the agent lives, it is not the store's data."""
+
+    __tablename__ = "cluster_members"
+    node: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    api_url: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 def _table(model: type[Base]) -> Table:
     table = model.__table__
     assert isinstance(table, Table)
@@ -333,3 +348,4 @@ BASE = _table(SharingBase)
 CONFLICTS = _table(Conflict)
 DISTRIBUTIONS = _table(Distribution)
 DEVICES = _table(DeviceData)
+MEMBERS = _table(ClusterMember)
