@@ -143,6 +143,14 @@ def back_to(path: str) -> RedirectResponse:
     return RedirectResponse(path, status_code=303)
 
 
+def when(value: str | None, otherwise: str = "") -> str:
+    """An API time ("2026-01-02T03:04:05.678Z") as people read it, to the second; the
+    ``<time>`` element keeps the exact one in its datetime attribute."""
+    if not value:
+        return otherwise
+    return value[:19].replace("T", " ") + " UTC"
+
+
 def names(services: Services) -> dict[str, Callable[[str], str]]:
     """For the templates: a type's name and its vendor's name ("" when none)."""
     catalog = services.manager.catalog

@@ -39,6 +39,7 @@ from agent.api.console.common import (
     message_page,
     not_done,
     render,
+    when,
 )
 from agent.api.console.sessions import MAX_SESSIONS, Session
 from agent.api.services import Services
@@ -150,14 +151,6 @@ def counts_text(counts: Mapping[str, Any]) -> str:
         else:
             parts.append(f"{key.replace('_', ' ')} {value}")
     return "; ".join(parts)
-
-
-def when(value: str | None, otherwise: str = "") -> str:
-    """An API time ("2026-01-02T03:04:05.678Z") as people read it, to the second; the
-    ``<time>`` element keeps the exact one in its datetime attribute."""
-    if not value:
-        return otherwise
-    return value[:19].replace("T", " ") + " UTC"
 
 
 def schedule_text(interval: int, cron: str) -> str:

@@ -35,8 +35,8 @@ from agent.api.console.common import (
     message_page,
     not_done,
     render,
+    when,
 )
-from agent.api.console.element_pages import when
 from agent.api.console.sessions import Session
 from agent.api.services import Services
 from agent.api.statuses import status_of
