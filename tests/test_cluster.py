@@ -71,12 +71,33 @@ def test_second_agent_stands_by_and_names_the_leader(
     assert standby["leader"]["api_url"] == a.url
     assert "standby: node-a leads the store" in b.log_text()
     with b.http() as http:
-        refused = http.get("/api/v1/alarms")
-        assert refused.status_code == 503
-        assert refused.json()["error"] == f"standby: node-a at {a.url} leads; send requests there"
+        # Writes and reads through the standby are the leader's (relayed, with a Via).
+        raised = http.post("/api/v1/alarms", json={"type": "sync-failed", "resource": "via-b"})
+        assert raised.status_code == 200, raised.text
+        assert raised.headers["via"] == "1.1 node-b (provsync standby)"
+        listed = http.get("/api/v1/alarms", params={"resource": "via-b"})
+        assert [x["id"] for x in listed.json()] == [raised.json()["alarm"]["id"]]
         assert http.get(
             "/api/v1/status", headers={"Authorization": "Bearer wrong"}
         ).status_code == (401)
+        # Refused by the standby's own gate: nothing unauthenticated reaches the leader.
+        assert http.get("/api/v1/alarms", headers={"Authorization": "Bearer x"}).status_code == (
+            401
+        )
+        assert http.post(
+            "/api/v1/alarms", content=b"x" * (2 << 20), headers={"content-type": "application/json"}
+        ).status_code == (413)
+        # A request another standby relayed is not relayed again (no bounce between two).
+        bounced = http.get("/api/v1/alarms", headers={"Via": "1.1 node-c (provsync standby)"})
+        assert bounced.status_code == 503
+        assert "came through another standby" in bounced.json()["error"]
+        # The console too: a login link made through the standby names the standby.
+        link = http.post("/api/v1/console/link", json={}).json()
+        assert link["url"].startswith(b.url), link
+    with a.http() as http:
+        assert http.get("/api/v1/alarms", params={"resource": "via-b"}).json()[0]["resource"] == (
+            "via-b"
+        )
     leading = status(a)
     assert leading is not None
     assert (leading["node"], leading["leader"]["node"]) == ("node-a", "node-a")

@@ -48,19 +48,25 @@ from agent.api.sync_routes import sync_router
 from agent.errors import OverloadedError, ProvsyncError
 from agent.store.outage import ThrottledLog, is_store_outage
 
-__all__ = ["HEALTH", "Services", "create_app", "token_policy"]
+__all__ = ["HEALTH", "Services", "create_app", "token_policy", "tokens_policy"]
 
 
 def token_policy(services: Services) -> Policy:
     """The tokens a request needs, from its method and path alone (no body read yet).
 
-    Public: the health route, and what is not under ``/api/`` (OpenAPI, docs). The
-    elements' token opens the element-to-hub routes (``ELEMENT_ROUTES``) only; everything
-    else under ``/api/`` needs the operators' token, unknown paths included (nobody learns
-    which routes exist without it). The routes' own dependencies say the same again.
+    Public: the health route, and what is not under ``/api/`` (OpenAPI, docs, the
+    console, whose pages check their own session). The elements' token opens the
+    element-to-hub routes (``ELEMENT_ROUTES``) only; everything else under ``/api/``
+    needs the operators' token, unknown paths included (nobody learns which routes exist
+    without it). The routes' own dependencies say the same again.
     """
-    operators = (services.token,)
-    elements = (services.token, services.element_token)
+    return tokens_policy(services.token, services.element_token)
+
+
+def tokens_policy(token: str, element_token: str) -> Policy:
+    """:func:`token_policy` for these tokens (a standby's gate is the leader's)."""
+    operators = (token,)
+    elements = (token, element_token)
 
     def policy(scope: Scope) -> tuple[str, ...] | None:
         path = str(scope.get("path", ""))

@@ -1,11 +1,13 @@
-"""The control API of a standby ([cluster]): health and status, and a refusal that names
-the leader for everything else.
+"""The control API of a standby ([cluster]): its own health, status and stop; the rest
+relayed to the leader.
 
-A standby owns nothing: no writer, no exporters, no views. It answers
-``GET /api/v1/health`` (public, as the leader's) and ``GET /api/v1/status`` (its role,
-node and the leader); any other request gets 503 naming the leader and its API URL. The
-bearer token is checked first, by the same gate and policy as the leader's
-(agent.api.guard): a standby tells nobody without the token who leads.
+A standby owns nothing: no writer, no exporters. It answers ``GET /api/v1/health``
+(public, as the leader's), ``GET /api/v1/status`` (its role, node and the leader) and
+``POST /api/v1/shutdown`` (this standby stops: a stop sent to one agent never stops
+another); every other request, console pages included, goes to ``relay`` (the leader,
+agent.cluster.forward). The gate in front is the leader's, with the same tokens and
+policy (agent.api.guard, agent.api.app.tokens_policy): what the leader would refuse
+without a token is refused here before it costs the leader anything.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from agent.api.guard import Receive, RequestGuard, Scope, Send
+from agent.api.app import tokens_policy
+from agent.api.guard import App, Receive, RequestGuard, Scope, Send
 from agent.api.server import serve_asgi
-from agent.api.sharing_routes import ELEMENT_ROUTES
 from agent.api.status_routes import HEALTH
 from agent.config import ApiSettings
 
 STATUS = "/api/v1/status"
+SHUTDOWN = "/api/v1/shutdown"
 
 StandbyStatus = Callable[[], Awaitable[dict[str, Any]]]
 """The standby's status document (role, node, leader, members)."""
@@ -30,8 +33,6 @@ StandbyStatus = Callable[[], Awaitable[dict[str, Any]]]
 async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
     raw = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
-    if status == 503:
-        headers.append((b"retry-after", b"1"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": raw})
 
@@ -40,7 +41,8 @@ def standby_app(
     token: str,
     element_token: str,
     status: StandbyStatus,
-    refusal: Callable[[], str],
+    relay: App,
+    stop: Callable[[], None],
     max_body: int,
 ) -> RequestGuard:
     """The standby's ASGI application behind the API's token gate.
@@ -49,18 +51,10 @@ def standby_app(
         token: the operators' token.
         element_token: the elements' token (their routes only).
         status: the status document.
-        refusal: the 503 message for every other route (it names the leader).
+        relay: where every other request goes (the leader).
+        stop: asks this standby to stop.
         max_body: the largest request body, as the leader's.
     """
-
-    def policy(scope: Scope) -> tuple[str, ...] | None:
-        path = str(scope.get("path", ""))
-        if path == HEALTH:
-            return None
-        if scope.get("method") == "POST" and path in ELEMENT_ROUTES:
-            return (token, element_token)
-        # Unlike the leader, nothing outside /api/ is public: a standby serves no console.
-        return (token,)
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,10 +64,13 @@ def standby_app(
             await _json(send, 200, {"status": "ok"})
         elif method == "GET" and path == STATUS:
             await _json(send, 200, await status())
+        elif method == "POST" and path == SHUTDOWN:
+            stop()
+            await _json(send, 200, {"status": "stopping"})
         else:
-            await _json(send, 503, {"error": refusal()})
+            await relay(scope, receive, send)
 
-    return RequestGuard(app, policy, max_body)
+    return RequestGuard(app, tokens_policy(token, element_token), max_body)
 
 
 @asynccontextmanager
@@ -91,4 +88,4 @@ async def serve_standby_api(
         yield
 
 
-__all__ = ["STATUS", "StandbyStatus", "serve_standby_api", "standby_app"]
+__all__ = ["SHUTDOWN", "STATUS", "StandbyStatus", "serve_standby_api", "standby_app"]

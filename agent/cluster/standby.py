@@ -30,6 +30,7 @@ from agent import __version__
 from agent.alarms.manager import AlarmManager
 from agent.api.standby import serve_standby_api, standby_app
 from agent.app import GC_THRESHOLD, Agent
+from agent.cluster.forward import LeaderRelay
 from agent.cluster.members import LEADER, STANDBY, Heartbeat
 from agent.config import Settings
 from agent.errors import StoreError, StoreLockedError
@@ -127,28 +128,37 @@ class ClusterMember:
             return not self.stop_event.is_set()
         self._beat(STANDBY)
         settings = self.settings
+        relay = LeaderRelay(
+            self.node, self._leader_url, settings.api.max_body, settings.api.max_connections
+        )
         app = standby_app(
             resolve_token(settings),
             resolve_element_token(settings),
             self._standby_status,
-            self._refusal,
+            relay,
+            self.request_stop,
             settings.api.max_body,
         )
         leader: str | None = None
-        async with serve_standby_api(settings.api, app, settings.agent.shutdown_timeout):
-            while not self.stop_event.is_set():
-                await self._refresh_view()
-                seen = self._view.leader if self._view is not None else None
-                if seen != leader and seen is not None:
-                    logger.info("standby: {} leads the store", seen)
-                leader = seen or leader
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop_event.wait(), settings.cluster.poll_interval)
-                if self.stop_event.is_set():
-                    break
-                if await asyncio.to_thread(self._try_lock, lock):
-                    logger.info("standby: the store's lock is free; taking the lead")
-                    return True
+        try:
+            async with serve_standby_api(settings.api, app, settings.agent.shutdown_timeout):
+                while not self.stop_event.is_set():
+                    await self._refresh_view()
+                    seen = self._view.leader if self._view is not None else None
+                    if seen != leader and seen is not None:
+                        logger.info("standby: {} leads the store", seen)
+                    leader = seen or leader
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            self.stop_event.wait(), settings.cluster.poll_interval
+                        )
+                    if self.stop_event.is_set():
+                        break
+                    if await asyncio.to_thread(self._try_lock, lock):
+                        logger.info("standby: the store's lock is free; taking the lead")
+                        return True
+        finally:
+            await relay.aclose()
         return False
 
     async def _refresh_view(self) -> None:
@@ -179,15 +189,15 @@ class ClusterMember:
             document.update(view.to_dict(self.settings.cluster.member_timeout))
         return document
 
-    def _refusal(self) -> str:
+    def _leader_url(self) -> str | None:
+        """The leader's API URL, when a live member other than this one leads."""
         view = self._view
-        leader = None if view is None else view.leader_dict()
-        if leader is None:
-            return "standby: no agent leads the store right now; retry shortly"
-        return (
-            f"standby: {leader['node']} at {leader['api_url'] or 'an unknown API URL'} leads; "
-            "send requests there"
-        )
+        leading = None if view is None else view.leader_member
+        if leading is None or leading.node == self.node or not leading.api_url:
+            return None
+        if leading.age(datetime.now(UTC)) > self.settings.cluster.member_timeout:
+            return None
+        return leading.api_url
 
     # ------------------------------------------------------------------ leader
     async def _took_lead(self, manager: AlarmManager, store: Store) -> None:
