@@ -54,6 +54,9 @@ can see them.
 - ``agent.sharing.reconcile._Withdrawn``: a reconcile decision whose conflict another
   transaction closed after it was read; the decision rolls back and the conflict is
   skipped (it never leaves the module).
+- ``agent.cluster.forward._Refused``: a request a standby cannot relay to the leader
+  (nobody leads, the leader does not answer, a body too large); the relay answers it
+  (503 with Retry-After, or 413) and it never leaves the module.
 - ``agent.sync.incremental.Escalate``: an incremental sync that must become an initialization;
   the engine catches it around the incremental sync and runs the initialization instead.
   It is a decision, not a failure, hence not a ProvsyncError.

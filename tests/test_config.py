@@ -167,6 +167,7 @@ DURATION_KEYS = {
     "cluster.poll_interval": "[cluster]\npoll_interval = {}\n",
     "cluster.heartbeat_interval": "[cluster]\nheartbeat_interval = {}\n",
     "cluster.member_timeout": "[cluster]\nmember_timeout = {}\n",
+    "cluster.forget_after": "[cluster]\nforget_after = {}\n",
 }
 # "0s" means "off" (no heartbeat, no recurring sync) or "not kept" for these alone.
 ZERO_ALLOWED = {"snmp.heartbeat_interval", "sync.incremental_interval", "sharing.keep_done"}

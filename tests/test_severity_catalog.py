@@ -60,6 +60,7 @@ DESIGN_ALARMS = {
     "exporter-backlog": "warning",
     "export-loss": "major",
     "element-emptied": "major",
+    "cluster-member-lost": "major",
 }
 
 DESIGN_EVENTS = {

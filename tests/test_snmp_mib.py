@@ -33,7 +33,8 @@ def test_the_module_is_ascii_and_in_a_new_revision() -> None:
     raw = MIB.read_bytes()
     assert raw.isascii()  # SMIv2 modules are ASCII (smilint refuses other octets)
     text = raw.decode()
-    assert 'LAST-UPDATED "202612040000Z"' in text
+    assert 'LAST-UPDATED "202612070000Z"' in text
+    assert text.index('REVISION "202612070000Z"') < text.index('REVISION "202612040000Z"')
     assert text.index('REVISION "202612040000Z"') < text.index('REVISION "202612020000Z"')
     assert text.index('REVISION "202612020000Z"') < text.index('REVISION "202611220000Z"')
     # No implicit node: the MODULE-IDENTITY hangs below a node the module defines.

@@ -79,6 +79,7 @@ EXPECTED: dict[str, tuple[str, str] | None] = {
     "export-gap": None,
     "element-emptied": None,
     "leadership-taken": None,
+    "cluster-member-lost": None,
 }
 
 

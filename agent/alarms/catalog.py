@@ -85,6 +85,22 @@ BUILTIN_TYPES: tuple[AlarmType, ...] = (
         "after its last cursor save may come again, with their sequence numbers.",
         "",
     ),
+    AlarmType(
+        "cluster-member-lost",
+        "Cluster Member Lost",
+        _A,
+        _S.MAJOR,
+        _ET.COMMUNICATIONS_ALARM,
+        "communicationsSubsystemFailure",
+        "An agent of the [cluster] sent no heartbeat for longer than [cluster] "
+        "member_timeout without stopping: its host, its process or its path to the store "
+        "failed. The resource is its node name; the text its last heartbeat. One standby "
+        "fewer: the cluster survives one failure less.",
+        "Start the agent on that host again (systemctl start provsync), or repair its path "
+        "to the store; its next heartbeat clears this alarm, and so does an orderly stop. "
+        "A member decommissioned for good is forgotten after [cluster] forget_after.",
+        "provsync cluster (on any agent)",
+    ),
 )
 
 

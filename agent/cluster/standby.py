@@ -32,6 +32,7 @@ from agent.api.standby import serve_standby_api, standby_app
 from agent.app import GC_THRESHOLD, Agent
 from agent.cluster.forward import LeaderRelay
 from agent.cluster.members import LEADER, STANDBY, Heartbeat
+from agent.cluster.watch import MemberWatch
 from agent.config import Settings
 from agent.errors import StoreError, StoreLockedError
 from agent.store.database import Store, create_store_engine, normalize_url, redact_url
@@ -65,6 +66,8 @@ class ClusterMember:
         self.heartbeat = Heartbeat(self.engine, settings)
         self._beating = False
         self._view: ClusterView | None = None
+        self._watch: asyncio.Task[None] | None = None
+        """The leader's watch over the other members (while this agent leads)."""
 
     def request_stop(self) -> None:
         self.stop_event.set()
@@ -95,6 +98,7 @@ class ClusterMember:
                 try:
                     await agent.run()
                 except StoreLockedError as exc:
+                    await self._stop_watch()
                     # Another agent owns the store: it won the lock first, or took it while
                     # this one had lost its connection. Both mean: stand by.
                     self._signals()
@@ -105,6 +109,7 @@ class ClusterMember:
                 # A stop asked for (signal or API), or a normal end.
                 break
         finally:
+            await self._stop_watch()
             if self._beating:
                 await self.heartbeat.stop()
             await asyncio.to_thread(self.engine.dispose)
@@ -200,12 +205,30 @@ class ClusterMember:
         return leading.api_url
 
     # ------------------------------------------------------------------ leader
+    async def _stop_watch(self) -> None:
+        task, self._watch = self._watch, None
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:  # the agent's manager stopped under it: a bug, kept in the log
+                logger.exception("cluster member watch failed")
+
     async def _took_lead(self, manager: AlarmManager, store: Store) -> None:
         """The store is ours: say so in ``meta`` (a fenced write) and to the NMSs."""
         meta = Meta(store.engine)
         previous = await asyncio.to_thread(meta.get, LEADER_KEY)
         await asyncio.to_thread(meta.set, LEADER_KEY, self.node)
         self._beat(LEADER)
+        cluster = self.settings.cluster
+        watch = MemberWatch(
+            self.engine, manager, self.node, cluster.member_timeout, cluster.forget_after
+        )
+        self._watch = asyncio.create_task(
+            watch.run(cluster.heartbeat_interval), name="cluster-member-watch"
+        )
         text = f"{self.node} leads the store (previous: {previous or 'none'})"
         await manager.emit_event(
             LEADERSHIP_TAKEN,

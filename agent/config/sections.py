@@ -184,4 +184,7 @@ class ClusterSettings(Section):
     heartbeat_interval: Annotated[Duration, within("100ms", "1m")] = 1.0
     """How often every member writes its row of ``cluster_members``."""
     member_timeout: Annotated[Duration, within("1s", "1h")] = 10.0
-    """A member whose heartbeat is older than this is listed as gone."""
+    """A member whose heartbeat is older than this is listed as gone (and alarmed:
+    cluster-member-lost)."""
+    forget_after: Annotated[Duration, within("1m", "365d")] = 86_400.0
+    """A member gone or stopped for longer than this is deleted from the members table."""

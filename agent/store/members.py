@@ -118,6 +118,25 @@ def write_member(engine: Engine, member: Member) -> None:
         raise StoreError(f"cannot write the cluster member row of {member.node}: {exc}") from exc
 
 
+def forget_member(engine: Engine, node: str, heartbeat_at: datetime) -> bool:
+    """Delete ``node``'s row if its heartbeat is still ``heartbeat_at`` (a member that
+    came back meanwhile stays); whether it was deleted.
+
+    Raises:
+        StoreError: the store cannot be written now.
+    """
+    try:
+        with engine.begin() as conn:
+            deleted = conn.execute(
+                MEMBERS.delete().where(
+                    MEMBERS.c.node == node, MEMBERS.c.heartbeat_at == heartbeat_at
+                )
+            )
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot delete the cluster member row of {node}: {exc}") from exc
+    return bool(deleted.rowcount)
+
+
 def read_view(engine: Engine) -> ClusterView:
     """The members and the lock holder (PostgreSQL).
 
@@ -152,4 +171,12 @@ def read_view(engine: Engine) -> ClusterView:
     return ClusterView(members, leader, leader_member, datetime.now(UTC))
 
 
-__all__ = ["LEADER_KEY", "ClusterView", "Member", "owner_pid", "read_view", "write_member"]
+__all__ = [
+    "LEADER_KEY",
+    "ClusterView",
+    "Member",
+    "forget_member",
+    "owner_pid",
+    "read_view",
+    "write_member",
+]
