@@ -15,6 +15,7 @@ import pytest
 
 from tests import forked
 from tests.conftest import AgentProcess
+from tests.test_snmp_agent import v2c
 from tests.waiting import wait_for
 
 SEQUENCE = re.compile(r'sequenceId="(\d+)"')
@@ -138,3 +139,60 @@ def test_config_check_refuses_a_cluster_on_sqlite_and_a_bad_node(tmp_path: Path)
         '[cluster]\nenabled = true\npoll_interval = "500ms"\n'
     )
     assert forked.run(["config", "check", str(fine)], env=env, cwd=tmp_path).returncode == 0
+
+
+TABLES = (
+    "PROVSYNC-MIB::provsyncActiveAlarmTable",
+    "PROVSYNC-MIB::provsyncNotificationLogTable",
+    "PROVSYNC-MIB::provsyncElementTable",
+)
+
+
+def walk(agent: AgentProcess) -> dict[str, str]:
+    """The three tables a standby follows, numerically."""
+    out = {}
+    for table in TABLES:
+        result = v2c(agent, "snmpbulkwalk", "-On", table)
+        assert result.returncode == 0, result.stderr
+        out[table.split("::")[1]] = result.stdout
+    return out
+
+
+@pytest.mark.postgres
+def test_a_standby_serves_the_leaders_snmp_view(
+    agent_factory: Any, pg_url: str, tmp_path: Path
+) -> None:
+    key = tmp_path / "secret.key"
+    a = member(agent_factory, pg_url, "node-a", key).start()
+    b = member(agent_factory, pg_url, "node-b", key).start()
+    wait_for("B stands by", lambda: role_of(b) == "standby")
+    with b.http() as http:
+        ids = []
+        for resource in ("cm1", "cm2", "cm3"):
+            raised = http.post("/api/v1/alarms", json={"type": "sync-failed", "resource": resource})
+            ids.append(raised.json()["alarm"]["id"])
+        # A repeat (count and time, no log row), an ack, a clear, an element.
+        http.post("/api/v1/alarms", json={"type": "sync-failed", "resource": "cm1"})
+        assert http.post(f"/api/v1/alarms/{ids[1]}/ack", json={}).status_code == 200
+        assert http.post(f"/api/v1/alarms/{ids[2]}/clear", json={}).status_code == 200
+        added = http.post(
+            "/api/v1/elements",
+            json={"name": "cs1", "url": "http://127.0.0.1:9"},
+        )
+        assert added.status_code in (200, 201), added.text
+
+    def same() -> dict[str, str] | None:
+        seen = walk(a)
+        return seen if seen == walk(b) else None
+
+    shown = wait_for("B's tables as A's", same, within=15)
+    active = shown["provsyncActiveAlarmTable"]
+    assert "cm1" in active
+    assert "cm2" in active
+    assert "cm3" not in active, "cleared"
+    assert "cm3" in shown["provsyncNotificationLogTable"]
+    assert "cs1" in shown["provsyncElementTable"]
+    count = v2c(b, "snmpget", "-Oqv", f"PROVSYNC-MIB::provsyncAlarmOccurrences.{ids[0]}")
+    assert count.stdout.strip() == "2 occurrences", count.stdout
+    assert b.stop() == 0
+    assert a.stop() == 0

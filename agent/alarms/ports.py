@@ -139,9 +139,31 @@ class AlarmSink(Protocol):
         ...
 
 
+class ViewFeed(Protocol):
+    """What the SNMP view follows: the catalog, each commit, and where its heartbeat
+    event goes (the alarm manager on the leader; a standby's store follower,
+    agent.cluster.follow, which records nothing)."""
+
+    @property
+    def catalog(self) -> Catalog: ...
+
+    def add_commit_listener(self, listener: CommitFeedListener) -> None: ...
+
+    async def emit_event(
+        self,
+        type_id: str,
+        resource: str,
+        *,
+        severity: Severity | str | None = None,
+        text: str = "",
+        details: dict[str, Any] | None = None,
+        bounded: bool = False,
+    ) -> int: ...
+
+
 class ExporterPorts(NotificationLog, AlarmSink, Protocol):
     """What an exporter is handed: the log it reads and the sink for its own alarms (the
     backlog alarm), in one object (the alarm manager)."""
 
 
-__all__ = ["AlarmSink", "CommitListener", "ExporterPorts", "NotificationLog"]
+__all__ = ["AlarmSink", "CommitListener", "ExporterPorts", "NotificationLog", "ViewFeed"]

@@ -180,6 +180,38 @@ def read_log(engine: Engine, after_seq: int, limit: int) -> list[Notification]:
         return [Notification.from_row(r) for r in rows]
 
 
+def alarm_rows(
+    engine: Engine, ids: set[int], raised_since: datetime | None
+) -> list[dict[str, Any]]:
+    """The ``alarms`` rows (``ALARM_FIELDS``) with these ids, and the active ones raised
+    again at or after ``raised_since`` (a repeat changes the count and time, no log row)."""
+    columns = [_ALARMS.c[f] for f in ALARM_FIELDS]
+    found: dict[int, dict[str, Any]] = {}
+    with engine.connect() as conn:
+        wanted = sorted(ids)
+        for start in range(0, len(wanted), 1000):
+            chunk = wanted[start : start + 1000]
+            for row in conn.execute(select(*columns).where(_ALARMS.c.id.in_(chunk))).mappings():
+                found[row["id"]] = dict(row)
+        if raised_since is not None:
+            repeated = select(*columns).where(
+                _ALARMS.c.cleared.is_(False), _ALARMS.c.last_raised_at >= raised_since
+            )
+            for row in conn.execute(repeated).mappings():
+                found[row["id"]] = dict(row)
+    return [found[i] for i in sorted(found)]
+
+
+def log_position(engine: Engine) -> tuple[int, datetime | None]:
+    """The newest log row's seq (0: none) and the newest active alarm's last raise."""
+    with engine.connect() as conn:
+        seq = conn.execute(select(func.max(_LOG.c.seq))).scalar() or 0
+        raised = conn.execute(
+            select(func.max(_ALARMS.c.last_raised_at)).where(_ALARMS.c.cleared.is_(False))
+        ).scalar()
+    return int(seq), raised
+
+
 def alarm_counts(engine: Engine) -> dict[str, int]:
     """Active alarms per severity, plus ``total``."""
     with engine.connect() as conn:

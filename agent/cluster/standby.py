@@ -19,6 +19,7 @@ import contextlib
 import gc
 import os
 import signal
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,16 +31,24 @@ from agent import __version__
 from agent.alarms.manager import AlarmManager
 from agent.api.standby import serve_standby_api, standby_app
 from agent.app import GC_THRESHOLD, Agent
+from agent.cluster.follow import StoreFollower
 from agent.cluster.forward import LeaderRelay
 from agent.cluster.members import LEADER, STANDBY, Heartbeat
 from agent.cluster.watch import MemberWatch
 from agent.config import Settings
 from agent.errors import StoreError, StoreLockedError
+from agent.export.snmp.service import SnmpService
 from agent.store.database import Store, create_store_engine, normalize_url, redact_url
 from agent.store.members import LEADER_KEY, ClusterView, read_view
 from agent.store.meta import Meta
 from agent.store.server_lock import ServerLock, failure_reason
-from agent.wiring import loop_factory, resolve_element_token, resolve_token
+from agent.wiring import (
+    agent_hostname,
+    loop_factory,
+    resolve_element_token,
+    resolve_token,
+    site_catalog,
+)
 
 LEADERSHIP_TAKEN = "leadership-taken"
 
@@ -146,7 +155,10 @@ class ClusterMember:
         )
         leader: str | None = None
         try:
-            async with serve_standby_api(settings.api, app, settings.agent.shutdown_timeout):
+            async with (
+                self._standby_snmp(),
+                serve_standby_api(settings.api, app, settings.agent.shutdown_timeout),
+            ):
                 while not self.stop_event.is_set():
                     await self._refresh_view()
                     seen = self._view.leader if self._view is not None else None
@@ -165,6 +177,36 @@ class ClusterMember:
         finally:
             await relay.aclose()
         return False
+
+    @contextlib.asynccontextmanager
+    async def _standby_snmp(self) -> AsyncIterator[None]:
+        """The SNMP agent on a standby: the same view as the leader's, read from the
+        store (agent.cluster.follow); no notifications, no heartbeat event."""
+        settings = self.settings
+        if not settings.snmp.enabled:
+            yield
+            return
+        follower = StoreFollower(
+            self.engine, site_catalog(settings), settings.cluster.poll_interval
+        )
+        await follower.start()
+        service = SnmpService(
+            settings,
+            follower,
+            self.engine,
+            agent_hostname(settings),
+            datetime.now(UTC),
+            heartbeat=False,
+        )
+        try:
+            await service.start()
+            watch = service.watch
+            if watch is not None:
+                follower.add_tick(watch.touch)
+            yield
+        finally:
+            await follower.stop()
+            await service.stop()
 
     async def _refresh_view(self) -> None:
         try:

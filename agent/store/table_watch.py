@@ -86,6 +86,15 @@ class TableWatch:
         ``call_soon_threadsafe``)."""
         self._listeners.append(listener)
 
+    def touch(self) -> None:
+        """Move the generation as a commit would: a reader of another process's writes
+        (a standby's view of the leader's, agent.cluster.follow) reads the tables again."""
+        with self._lock:
+            self._generation += 1
+            generation = self._generation
+        for listener in list(self._listeners):
+            listener(generation)
+
     def close(self) -> None:
         """Stop following the engine's events."""
         for target, name, hook in self._hooks:

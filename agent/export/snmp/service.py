@@ -22,7 +22,7 @@ from loguru import logger
 from sqlalchemy import Engine
 
 from agent.alarms.feed import Commit
-from agent.alarms.ports import ExporterPorts
+from agent.alarms.ports import ViewFeed
 from agent.config import Settings
 from agent.errors import ProvsyncError
 from agent.export.snmp import responder, standard, vacm
@@ -44,7 +44,8 @@ class SnmpService:
 
     Args:
         settings: the whole settings (its [snmp] section, the exporters' pace).
-        manager: the log and its commit feed, and the sink of the heartbeat event.
+        manager: the commit feed and the sink of the heartbeat event (the alarm
+            manager; a standby's store follower).
         store: the store's engine, read only: the view is built from it and
             snmpEngineBoots counted in it.
         host: sysName; started_at: the agent's start (sysUpTime).
@@ -53,10 +54,12 @@ class SnmpService:
     def __init__(
         self,
         settings: Settings,
-        manager: ExporterPorts,
+        manager: ViewFeed,
         store: Engine,
         host: str,
         started_at: datetime,
+        *,
+        heartbeat: bool = True,
     ) -> None:
         self.settings = settings
         self.snmp = settings.snmp
@@ -65,6 +68,8 @@ class SnmpService:
         self.host = host
         self.oids = MibOids(self.snmp.root)
         self.started_at = started_at
+        self.heartbeat = heartbeat and self.snmp.heartbeat_interval > 0
+        """Emit the heartbeat event (the leader; a standby's view only shows the leader's)."""
         self.engine: Any = None
         self.engine_id = ""
         self.boots = 0
@@ -194,7 +199,7 @@ class SnmpService:
             self.engine.close_dispatcher()
             raise
         self._tasks.append(asyncio.create_task(self._refresher(), name="snmp-view"))
-        if self.snmp.heartbeat_interval > 0:
+        if self.heartbeat:
             self._tasks.append(asyncio.create_task(self._heartbeat(), name="snmp-heartbeat"))
         logger.info(
             "SNMP agent on {} (engine id {}, boots {})",
