@@ -190,6 +190,8 @@ class Agent:
             self.ring,
             clock=self.clock,
             connector_factory=self.connector_factory,
+            # A [cluster]'s leader takes over the jobs the dead leader was running.
+            retry_interrupted=self.on_lead is not None,
         )
         await engine.start()
         try:

@@ -18,10 +18,12 @@ import pytest
 
 from tests.conftest import AgentProcess
 from tests.rsyslog import Rsyslog
+from tests.simulated import SimulatedElement
 from tests.tcp_proxy import tcp_proxy
 from tests.test_cluster import SEQUENCE, member, role_of, status
 from tests.test_snmp_traps import Trapd, targets
 from tests.test_store_fencing import through
+from tests.test_sync import add
 from tests.waiting import wait_for
 
 CLIENTS = 4
@@ -288,3 +290,61 @@ def test_a_leader_cut_from_the_store_steps_down_and_never_delivers_beside_the_ne
                 assert agent.stop() == 0
     finally:
         rsyslog.stop()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_the_new_leader_takes_over_the_sync_jobs_of_a_killed_one(
+    agent_factory: Any, pg_url: str, tmp_path: Path
+) -> None:
+    key = tmp_path / "secret.key"
+    # Small pages and a slow element: the initializations are still running at the kill.
+    extra = {"sync": {"page_size": 20, "max_concurrent_init": 2}}
+    a = member(agent_factory, pg_url, "node-a", key, extra).start()
+    b = member(agent_factory, pg_url, "node-b", key, extra).start()
+    wait_for("B stands by", lambda: role_of(b) == "standby")
+    elements = [SimulatedElement(tmp_path / f"sim{n}", objects=200) for n in range(4)]
+    try:
+        for element in elements:
+            element.admin("POST", "/admin/faults", {"latency_ms": 100})
+        jobs = [add(a, element, name=f"cm{n}") for n, element in enumerate(elements)]
+
+        def running() -> list[dict[str, Any]]:
+            with a.http() as http:
+                found: list[dict[str, Any]] = http.get("/api/v1/jobs").json()
+            return [j for j in found if j["state"] == "running"]
+
+        assert len(wait_for("two inits running", lambda: len(running()) == 2 and running())) == 2
+        a.kill()
+        wait_for("B leads", lambda: role_of(b) == "leader", within=15)
+        with b.http() as http:
+
+            def settled() -> list[dict[str, Any]] | None:
+                found: list[dict[str, Any]] = http.get("/api/v1/jobs").json()
+                retried = [j for j in found if j["trigger"] == "takeover"]
+                done = len(retried) == 4 and all(j["state"] == "done" for j in retried)
+                return found if done else None
+
+            found = wait_for("every element's init taken over and done", settled, within=90)
+        by_id = {j["id"]: j for j in found}
+        for job_id in jobs:
+            assert by_id[job_id]["state"] == "failed", by_id[job_id]
+            assert by_id[job_id]["error"] == "interrupted by an agent restart"
+        # Never two jobs of one element at once, never more than the init limit at once.
+        spans = [
+            (j["element"], j["started"], j["ended"])
+            for j in found
+            if j["trigger"] == "takeover" and j["started"]
+        ]
+        # At each start, the jobs running then: at most the limit, one per element.
+        for element, start, _ in spans:
+            at_once = [s for s in spans if s[1] <= start < s[2]]
+            assert len(at_once) <= 2, at_once
+            assert [s[0] for s in at_once].count(element) == 1, at_once
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            left = conn.execute("SELECT count(*) FROM jobs WHERE state = 'running'").fetchone()
+        assert left == (0,), "no job left running"
+        assert b.stop() == 0
+    finally:
+        for element in elements:
+            element.stop()

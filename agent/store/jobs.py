@@ -94,12 +94,19 @@ class Jobs:
             )
             return {int(element_id): ended for element_id, ended in rows if ended is not None}
 
-    def fail_interrupted(self) -> int:
-        """Jobs left running or queued by a crash: failed, so the next sync escalates."""
+    def fail_interrupted(self) -> list[Job]:
+        """Jobs left running or queued by a crash: failed, so the next sync escalates;
+        the jobs as they were (a [cluster]'s new leader queues them again)."""
         with self.engine.begin() as conn:
-            result = conn.execute(
+            left = [
+                _job(r)
+                for r in conn.execute(
+                    select(JOBS).where(JOBS.c.state.in_(["queued", "running"])).order_by(JOBS.c.id)
+                )
+            ]
+            conn.execute(
                 update(JOBS)
-                .where(JOBS.c.state.in_(["queued", "running"]))
+                .where(JOBS.c.id.in_([j.id for j in left]))
                 .values(state="failed", ended_at=now(), error="interrupted by an agent restart")
             )
             conn.execute(
@@ -107,4 +114,4 @@ class Jobs:
                 .where(ELEMENTS.c.sync_state == "running")
                 .values(sync_state="failed", last_init_ok=False)
             )
-        return int(result.rowcount or 0)
+        return left

@@ -249,7 +249,8 @@ class OwnershipWatch:
         self.state = OwnershipState.LOST
         message = (
             f"store {self._name} was taken over by another agent ({who(owner)}) while "
-            "this one had lost its lock; exiting so that a restart loads its state"
+            "this one had lost its lock; stopping (its state is stale: a restart, or a "
+            "[cluster] member's standby, starts from the store again)"
         )
         logger.error(message)
         if self.on_lost is not None:

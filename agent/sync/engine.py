@@ -58,6 +58,7 @@ class SyncEngine:
         *,
         clock: Clock = SYSTEM_CLOCK,
         connector_factory: ConnectorFactory = connect,
+        retry_interrupted: bool = False,
     ) -> None:
         self.settings = settings
         self.manager = manager
@@ -67,7 +68,13 @@ class SyncEngine:
         self.clock = clock
         self._connections = ElementConnections(store, ring, settings, connector_factory)
         """Opens an element's connector (its registered driver; tests pass their own)."""
-        self.jobs = JobQueue(store, clock, settings.max_concurrent_init, self._run_job)
+        self.jobs = JobQueue(
+            store,
+            clock,
+            settings.max_concurrent_init,
+            self._run_job,
+            retry_interrupted=retry_interrupted,
+        )
         self.elements = ElementLifecycle(
             store,
             ring,

@@ -46,9 +46,18 @@ class _Slot:
 
 class JobQueue:
     def __init__(
-        self, store: StoreAccess, clock: Clock, max_concurrent_init: int, run_job: RunJob
+        self,
+        store: StoreAccess,
+        clock: Clock,
+        max_concurrent_init: int,
+        run_job: RunJob,
+        *,
+        retry_interrupted: bool = False,
     ) -> None:
         self.store = store
+        self.retry_interrupted = retry_interrupted
+        """Queue the jobs a crash interrupted again (a [cluster]'s new leader takes over
+        the dead one's jobs); else they stay failed and the next sync escalates."""
         self.clock = clock
         self._run_job = run_job
         self.init_slots = asyncio.Semaphore(max_concurrent_init)
@@ -60,7 +69,22 @@ class JobQueue:
     async def start(self) -> None:
         interrupted = await asyncio.to_thread(self.store.jobs.fail_interrupted)
         if interrupted:
-            logger.warning("{} sync jobs were interrupted by a restart", interrupted)
+            logger.warning("{} sync jobs were interrupted by a restart", len(interrupted))
+        if self.retry_interrupted:
+            # Once per element, the strongest kind; options (a forced run's) are not
+            # kept in the store, so a forced init comes back as a plain one.
+            strongest: dict[str, str] = {}
+            for job in interrupted:
+                kind = "init" if job.kind == "force" else job.kind
+                if _STRENGTH[kind] >= _STRENGTH[strongest.get(job.element, "incremental")]:
+                    strongest[job.element] = kind
+            for name, kind in strongest.items():
+                try:
+                    job_id = await self.request(name, kind, "takeover", None)
+                except ProvsyncError as exc:
+                    logger.warning("interrupted sync of {} not queued again: {}", name, exc)
+                    continue
+                logger.info("interrupted {} sync of {} queued again (job {})", kind, name, job_id)
         self._scheduler = asyncio.create_task(self._schedule(), name="sync-scheduler")
 
     async def stop(self) -> None:
