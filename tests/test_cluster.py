@@ -109,7 +109,10 @@ def test_second_agent_stands_by_and_names_the_leader(
     table = b.cli("cluster").stdout
     assert re.search(r"\*\s.*node-a\s.*leader", table), table
     assert "node-b" in table
-    assert "standby" in b.cli("status").stdout
+    shown = b.cli("status").stdout
+    assert "standby" in shown
+    assert re.search(r"members: node-a leader [\d.]+s ago, node-b standby [\d.]+s ago", shown)
+    assert re.search(r"members: node-a leader [\d.]+s ago", a.cli("status").stdout)
     # The first leader of a store says so: leadership-taken, no previous leader.
     with a.http() as http:
         events = http.get("/api/v1/events", params={"type": "leadership-taken"}).json()

@@ -70,7 +70,7 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         say(
             f"provsync {data['version']} standby (pid {data['pid']}) since "
             f"{data['started_at']}\nnode {data.get('node')}  store {data['store']}\n"
-            f"{_leader_line(data)}"
+            f"{_leader_line(data)}{_members_line(data)}"
         )
         return
     counts = data.get("active_alarms")
@@ -88,6 +88,7 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         f"store {data['store']} ({state})  last sequence {data['last_seq']}\n"
         f"active alarms: {alarms}\n"
         f"node {data.get('node')}  role {data.get('role', 'leader')}  {_leader_line(data)}"
+        f"{_members_line(data)}"
     )
     if data.get("exporters"):
         output.table(
@@ -106,6 +107,18 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
                 for e in data.get("exporters", [])
             ],
         )
+
+
+def _members_line(data: AgentStatus) -> str:
+    """Each [cluster] member's role and last heartbeat, on one line ("" without members)."""
+    members = data.get("members") or []
+    if not members:
+        return ""
+    parts = [
+        f"{m['node']} {m['role']} {m['heartbeat_age']:.1f}s ago" + (" (gone)" if m["gone"] else "")
+        for m in members
+    ]
+    return "\nmembers: " + ", ".join(parts)
 
 
 def _leader_line(data: AgentStatus) -> str:

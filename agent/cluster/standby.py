@@ -7,6 +7,11 @@ it, it runs the agent's whole lifecycle (agent.app.Agent: store, manager, SNMP, 
 stands by again). The exporters continue from their saved cursors, so nothing committed is
 lost; what a dead leader delivered after its last cursor save is delivered again.
 
+While it stands by, a member serves its control API by relaying to the leader
+(agent.cluster.forward) and SNMP polls with a view that follows the store
+(agent.cluster.follow); while it leads, it watches the other members
+(agent.cluster.watch).
+
 A leader whose store another agent took (fenced, then lost: ``StoreLockedError``) stops its
 components as on any stop, and stands by instead of exiting. SIGTERM, SIGINT or
 ``POST /api/v1/shutdown`` stop either role.
