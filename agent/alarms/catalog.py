@@ -99,7 +99,7 @@ BUILTIN_TYPES: tuple[AlarmType, ...] = (
         "Start the agent on that host again (systemctl start provsync), or repair its path "
         "to the store; its next heartbeat clears this alarm, and so does an orderly stop. "
         "A member decommissioned for good is forgotten after [cluster] forget_after.",
-        "provsync cluster (on any agent)",
+        "provsync cluster | GET /api/v1/status",
     ),
 )
 
