@@ -115,6 +115,9 @@ class LeaderRelay:
             raise _Refused(503, "standby: no agent leads the store right now; retry shortly")
         raw = scope.get("raw_path")
         path = raw if isinstance(raw, bytes) else str(scope.get("path", "")).encode()
+        if not path.startswith(b"/") or path.startswith(b"//") or b"@" in path.split(b"?")[0]:
+            # "@host/..." or "//host" glued to the base would name another host.
+            raise _Refused(400, "standby: the request target must be a path")
         query = scope.get("query_string") or b""
         target = base.rstrip("/") + path.decode("latin-1")
         return target + ("?" + query.decode("latin-1") if query else "")
@@ -158,8 +161,8 @@ class LeaderRelay:
         )
         try:
             response = await self.client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            logger.debug("standby: relay to {} failed: {!r}", target, exc)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            logger.debug("standby: relay failed: {!r}", type(exc).__name__)
             raise _Refused(
                 503, f"standby: the leader at {self.leader_url()} did not answer; retry shortly"
             ) from None
